@@ -1,0 +1,7 @@
+"""`zvg` commands for the envelope area."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,94 @@
+# Shared setup for the README's two commands (scripts/test, scripts/demo). Source it; do not run it.
+# Every step is idempotent and cheap the second time.
+
+ZVG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ZVG_VENV="$ZVG_ROOT/.venv"
+ZVG_AMQP_HOST=127.0.0.1
+ZVG_AMQP_PORT=5672
+
+say() { printf 'zvg: %s\n' "$*" >&2; }
+die() { printf 'zvg: error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+apt_install() {
+    # apt_install PKG...: install Debian packages when we are root, else say what to run.
+    is_root || die "missing $*; run: sudo apt-get update && sudo apt-get install -y $*"
+    say "installing Debian packages: $*"
+    if [ -z "${ZVG_APT_UPDATED:-}" ]; then
+        apt-get update -qq >/dev/null || die "apt-get update failed"
+        ZVG_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+ensure_venv() {
+    # Creates .venv and installs the project with its test extras when pyproject.toml changed.
+    local py
+    py=$(command -v python3 || true)
+    [ -n "$py" ] || apt_install python3 python3-venv
+    "${py:-python3}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "Python 3.11 or newer is needed (found $(python3 --version 2>&1))"
+    if [ ! -x "$ZVG_VENV/bin/python" ]; then
+        say "creating virtualenv in .venv"
+        python3 -m venv "$ZVG_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$ZVG_VENV"; } \
+            || die "could not create .venv"
+    fi
+    local stamp want
+    stamp="$ZVG_VENV/.zvg-installed"
+    want=$(sha256sum "$ZVG_ROOT/pyproject.toml" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        say "installing zv-gateway and its test extras into .venv (first run takes a minute)"
+        "$ZVG_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+        "$ZVG_VENV/bin/python" -m pip install -q -e "$ZVG_ROOT[test]" || die "pip install failed"
+        echo "$want" >"$stamp"
+    fi
+}
+
+amqp_answers() {
+    # True when something speaking AMQP 0-9-1 answers on 127.0.0.1:5672.
+    python3 - "$ZVG_AMQP_HOST" "$ZVG_AMQP_PORT" <<'PY' 2>/dev/null
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2) as s:
+        s.sendall(b"AMQP\x00\x00\x09\x01")
+        s.settimeout(3)
+        frame = s.recv(7)
+except OSError:
+    sys.exit(1)
+sys.exit(0 if frame[:1] == b"\x01" else 1)
+PY
+}
+
+configure_rabbitmq_loopback() {
+    # A fresh Debian install listens on all interfaces; keep it on loopback only.
+    mkdir -p /etc/rabbitmq
+    if ! grep -qs NODE_IP_ADDRESS /etc/rabbitmq/rabbitmq-env.conf && ! grep -qs ERL_EPMD_ADDRESS /etc/rabbitmq/rabbitmq-env.conf; then
+        printf 'NODE_IP_ADDRESS=127.0.0.1\nERL_EPMD_ADDRESS=127.0.0.1\n' >>/etc/rabbitmq/rabbitmq-env.conf
+    fi
+    if ! grep -qs '^listeners.tcp' /etc/rabbitmq/rabbitmq.conf; then
+        printf 'listeners.tcp.default = 127.0.0.1:5672\n' >>/etc/rabbitmq/rabbitmq.conf
+    fi
+}
+
+ensure_rabbitmq() {
+    # Makes sure RabbitMQ answers on 127.0.0.1:5672: starts it, installing Debian's package if needed.
+    amqp_answers && return 0
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        is_root || die "RabbitMQ is not installed; run: sudo apt-get install -y rabbitmq-server && sudo rabbitmq-server -detached"
+        apt_install rabbitmq-server
+    fi
+    is_root || die "RabbitMQ is not running on 127.0.0.1:5672; run: sudo rabbitmq-server -detached"
+    configure_rabbitmq_loopback
+    say "starting RabbitMQ (rabbitmq-server -detached)"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 90); do
+        if rabbitmq-diagnostics -q ping >/dev/null 2>&1 && amqp_answers; then
+            say "RabbitMQ answers after ${i}s"
+            return 0
+        fi
+        sleep 1
+    done
+    die "RabbitMQ did not answer on 127.0.0.1:5672 within 90 s; see /var/log/rabbitmq/"
+}
