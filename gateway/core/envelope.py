@@ -1,0 +1,632 @@
+"""The envelope: sign-then-encrypt with one fixed JOSE profile (DESIGN §5.1, docs/envelope.md).
+
+An envelope is a JWE in General JSON Serialization (RFC 7516 §7.2.1, always the general form)
+whose plaintext is a compact JWS (RFC 7515 §7.1) over the message claims (DESIGN §5.2) — signed
+first, then encrypted (RFC 7519 §11.2).
+
+Profile (anything else is refused):
+
+- JWE members: exactly ``protected``, ``recipients``, ``iv``, ``ciphertext``, ``tag``. No shared
+  ``unprotected`` header, no ``aad`` member: the protected header alone is the AAD
+  (RFC 7516 §5.1 step 14).
+- Protected header, exactly: ``typ`` = ``zvg-envelope+jwe``, ``enc`` = ``A256GCM``, ``zvg_mid``
+  (message id, lower-case UUIDv7), ``zvg_snd`` (sender OIN), ``zvg_rcp`` (recipient OINs, distinct),
+  ``iat`` and ``exp`` (NumericDate integers, RFC 7519 §2), ``zvg_dig`` (base64url SHA-256 of the
+  inner compact JWS: the content commitment every recipient checks). Readable by the broker:
+  nothing sensitive.
+- Per-recipient header, exactly: ``alg`` = ``ECDH-ES+A256KW``, ``kid`` (RFC 7638 thumbprint of the
+  recipient's key), ``epk`` (P-256 or X25519 public JWK, RFC 7518 §4.6.1.1). No ``apu``/``apv``.
+- Inner JWS header, exactly: ``alg`` (``ES256`` | ``Ed25519``), ``kid`` (RFC 7638 thumbprint of
+  the sender's signing key), ``typ`` = ``zvg-message+jws``. Payload: the claims JSON bytes.
+- Refused everywhere: ``none``, ``dir``, PBES2, RSA, any other ``alg``/``enc``/``crv``/``kty``,
+  ``zip``, ``crit``, ``jku``, ``jwk``, ``x5u``, ``x5c``, ``cty`` and every unknown parameter
+  (closes algorithm confusion and key injection, RFC 8725 §2.1, §3.1); duplicate JSON member
+  names; non-canonical base64url.
+
+:func:`open_envelope` checks, in this order, cheap before costly so no public-key operation is
+spent on junk: size → strict JSON → header profile → time window → replay → a recipient entry
+for one of our keys → ECDH, key unwrap, AES-GCM → the digest commitment → inner JWS header →
+sender key lookup (valid at ``iat``) → signature → claims contract → inner claims repeat the
+routing header (message id, sender, recipient set, ``iat``, ``exp``). Every refusal is a
+:class:`~gateway.errors.RemoteError` with a coarse public reason and a precise internal detail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import InitVar, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+from pydantic import ValidationError
+
+from gateway.core import jose
+from gateway.core.keys import (
+    KEY_AGREEMENT_ALG,
+    DecryptionKey,
+    EncryptionPublicKey,
+    KeyRing,
+    SenderKeyLookup,
+    SigningKey,
+    suite_for_agreement_crv,
+    suite_for_signature_alg,
+)
+from gateway.errors import LocalError, RemoteError
+from schemas.claims import ClaimsBase, claims_to_json, parse_claims
+
+__all__ = [
+    "CONTENT_ENC",
+    "DEFAULT_LIMITS",
+    "ENVELOPE_TYP",
+    "MAX_CLAIMS_BYTES",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_FUTURE_SKEW",
+    "MAX_IAT_AGE",
+    "MAX_RECIPIENTS",
+    "MESSAGE_TYP",
+    "EnvelopeHeader",
+    "EnvelopeLimits",
+    "ReplayCheck",
+    "VerifiedMessage",
+    "check_time_window",
+    "open_envelope",
+    "peek_header",
+    "routing_header",
+    "seal",
+]
+
+# ------------------------------------------------------------------------------------ limits
+
+#: Bytes of one envelope as received. A message is a structured case note, not a file transfer:
+#: 2 KiB is typical, the largest handover with 50-item lists and free texts stays under 64 KiB;
+#: 256 KiB leaves room while bounding parse cost and broker memory per message.
+MAX_ENVELOPE_BYTES: Final = 256 * 1024
+#: Recipient entries in one envelope, and organisations in ``zvg_rcp``. Equal to the contract's
+#: recipient limit (``schemas.limits.MAX_RECIPIENTS``): each entry costs the receiver nothing,
+#: but the sender one ECDH, and a larger fan-out is a broadcast the federation does not do.
+MAX_RECIPIENTS: Final = 16
+#: Bytes of the signed claims JSON (the inner JWS payload). Below the envelope limit once
+#: base64url (4/3) and the JWS header and signature are added.
+MAX_CLAIMS_BYTES: Final = 160 * 1024
+#: Oldest ``iat`` accepted (DESIGN §5.1): one week covers a long weekend of broker or node outage
+#: plus retries, and bounds how long the receiver must remember ``(sender, message id)`` pairs.
+MAX_IAT_AGE: Final = timedelta(days=7)
+#: How far ``iat`` may lie ahead of our clock (DESIGN §5.1): NTP-synchronised nodes differ by
+#: milliseconds; five minutes tolerates a badly set clock without accepting post-dated messages.
+MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+
+#: Bytes the inner JWS may have beyond the base64url claims: its header (≈ 130 bytes), two dots
+#: and the 86-character signature, with room to spare. Checked on the ciphertext before decrypting.
+_JWS_OVERHEAD_BYTES: Final = 1024
+#: Largest NumericDate accepted: 9999-12-31T23:59:59Z, the end of ``datetime``'s range.
+_MAX_NUMERIC_DATE: Final = 253_402_300_799
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeLimits:
+    """The named bounds :func:`open_envelope` and :func:`peek_header` enforce (defaults above)."""
+
+    max_envelope_bytes: int = MAX_ENVELOPE_BYTES
+    max_recipients: int = MAX_RECIPIENTS
+    max_claims_bytes: int = MAX_CLAIMS_BYTES
+    max_iat_age: timedelta = MAX_IAT_AGE
+    max_future_skew: timedelta = MAX_FUTURE_SKEW
+
+    @property
+    def max_inner_jws_bytes(self) -> int:
+        """Largest inner JWS that can carry ``max_claims_bytes`` of claims."""
+        return -(-self.max_claims_bytes * 4 // 3) + _JWS_OVERHEAD_BYTES
+
+
+DEFAULT_LIMITS: Final = EnvelopeLimits()
+
+# ------------------------------------------------------------------------------------ profile
+
+#: ``typ`` of the outer JWE and of the inner JWS (RFC 7515 §4.1.9, without ``application/``).
+ENVELOPE_TYP: Final = "zvg-envelope+jwe"
+MESSAGE_TYP: Final = "zvg-message+jws"
+#: The only content encryption of the profile.
+CONTENT_ENC: Final = "A256GCM"
+
+_PROTECTED = ("typ", "enc", "zvg_mid", "zvg_snd", "zvg_rcp", "iat", "exp", "zvg_dig")
+_PROTECTED_SET = frozenset(_PROTECTED)
+_JWE_MEMBERS = frozenset({"protected", "recipients", "iv", "ciphertext", "tag"})
+_RECIPIENT_MEMBERS = frozenset({"header", "encrypted_key"})
+_RECIPIENT_HEADER = frozenset({"alg", "kid", "epk"})
+_JWS_HEADER = frozenset({"alg", "kid", "typ"})
+
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_OIN = re.compile(r"[0-9]{20}")
+#: A SHA-256 thumbprint or digest in base64url: 43 characters, the last one canonical.
+_B64U_SHA256 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+ReplayCheck = Callable[[str, str], bool]
+"""``is_replay(sender_org, message_id)``: True when this pair was already accepted."""
+
+
+def _name(value: object) -> str:
+    """A header name or value fit for a log line (attacker-chosen: shown only when harmless)."""
+    return repr(value) if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else "<other>"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeHeader:
+    """The protected header of an envelope that passed the profile checks (readable, unverified).
+
+    What the broker consumer and the node may use before decrypting: who sent it, the message id,
+    the time window, the content commitment and which keys it was encrypted to. None of it is
+    authenticated until :func:`open_envelope` succeeds.
+    """
+
+    message_id: str
+    sender_org: str
+    recipient_orgs: tuple[str, ...]
+    iat: int
+    exp: int
+    digest: bytes
+    recipient_kids: tuple[str, ...]
+
+    @property
+    def issued_at(self) -> datetime:
+        """``iat`` as an aware UTC datetime."""
+        return _EPOCH + timedelta(seconds=self.iat)
+
+    @property
+    def expires_at(self) -> datetime:
+        """``exp`` as an aware UTC datetime."""
+        return _EPOCH + timedelta(seconds=self.exp)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    kid: str
+    epk: dict[str, Any]
+    encrypted_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    header: EnvelopeHeader
+    protected_b64: str
+    recipients: tuple[_Recipient, ...]
+    iv: bytes
+    ciphertext: bytes
+    tag: bytes
+
+
+_WITNESS = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedMessage:
+    """A message whose envelope decrypted, whose signature verified and whose claims passed.
+
+    Only :func:`open_envelope` can build one (the constructor demands a module-private witness and
+    raises ``LocalError`` otherwise), so holding a ``VerifiedMessage`` means these checks ran.
+
+    - ``claims``: the validated message claims (DESIGN §5.2).
+    - ``inner_jws``: the exact compact JWS bytes the sender signed — keep them: they prove what
+      the sender signed, to whom, for which purpose (non-repudiation).
+    - ``sender_kid`` / ``recipient_kid``: the signing key and our decryption key that were used.
+    - ``header``: the protected header, now authenticated (it was the AEAD's AAD).
+    - ``digest``: SHA-256 of ``inner_jws`` (the content commitment; receipts name it).
+    """
+
+    claims: ClaimsBase
+    inner_jws: bytes
+    sender_kid: str
+    recipient_kid: str
+    header: EnvelopeHeader
+    digest: bytes
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        if witness is not _WITNESS:
+            raise LocalError("only open_envelope() creates a VerifiedMessage")
+
+
+# ------------------------------------------------------------------------------------ parsing
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise RemoteError("malformed", f"{what} is not a string")
+    return jose.b64u_decode(value, what)
+
+
+def _numeric_date(value: Any, what: str) -> int:
+    if type(value) is not int:
+        raise RemoteError("malformed", f"{what} is not an integer NumericDate")
+    if not 0 < value <= _MAX_NUMERIC_DATE:
+        raise RemoteError("malformed", f"{what} is out of range")
+    return value
+
+
+def _check_protected(header: dict[str, Any], limits: EnvelopeLimits) -> EnvelopeHeader:
+    unknown = header.keys() - _PROTECTED_SET
+    if unknown:
+        names = ", ".join(sorted(_name(n) for n in unknown))
+        raise RemoteError("unsupported", f"protected header parameter outside the profile: {names}")
+    missing = _PROTECTED_SET - header.keys()
+    if missing:
+        raise RemoteError("malformed", f"protected header lacks {', '.join(sorted(missing))}")
+    if header["typ"] != ENVELOPE_TYP:
+        raise RemoteError(
+            "unsupported", f"envelope typ {_name(header['typ'])} is not {ENVELOPE_TYP}"
+        )
+    if header["enc"] != CONTENT_ENC:
+        raise RemoteError("unsupported", f"enc {_name(header['enc'])} is not {CONTENT_ENC}")
+    mid, snd, rcp = header["zvg_mid"], header["zvg_snd"], header["zvg_rcp"]
+    if not isinstance(mid, str) or not _UUID7.fullmatch(mid):
+        raise RemoteError("malformed", "zvg_mid is not a lower-case UUIDv7")
+    if not isinstance(snd, str) or not _OIN.fullmatch(snd):
+        raise RemoteError("malformed", "zvg_snd is not an OIN")
+    if not isinstance(rcp, list) or not rcp:
+        raise RemoteError("malformed", "zvg_rcp is not a non-empty list")
+    if len(rcp) > limits.max_recipients:
+        raise RemoteError("too_large", f"zvg_rcp names more than {limits.max_recipients} orgs")
+    if not all(isinstance(r, str) and _OIN.fullmatch(r) for r in rcp):
+        raise RemoteError("malformed", "zvg_rcp holds something that is not an OIN")
+    if len(set(rcp)) != len(rcp):
+        raise RemoteError("malformed", "zvg_rcp names an org twice")
+    iat = _numeric_date(header["iat"], "iat")
+    exp = _numeric_date(header["exp"], "exp")
+    if exp <= iat:
+        raise RemoteError("malformed", "exp is not after iat")
+    dig = header["zvg_dig"]
+    if not isinstance(dig, str) or not _B64U_SHA256.fullmatch(dig):
+        raise RemoteError("malformed", "zvg_dig is not a base64url SHA-256 digest")
+    return EnvelopeHeader(
+        message_id=mid,
+        sender_org=snd,
+        recipient_orgs=tuple(rcp),
+        iat=iat,
+        exp=exp,
+        digest=jose.b64u_decode(dig, "zvg_dig"),
+        recipient_kids=(),
+    )
+
+
+def _check_epk(epk: Any) -> dict[str, Any]:
+    if not isinstance(epk, dict):
+        raise RemoteError("malformed", "epk is not a JSON object")
+    kty, crv = epk.get("kty"), epk.get("crv")
+    if (kty, crv) not in (("EC", "P-256"), ("OKP", "X25519")):
+        raise RemoteError("unsupported", f"epk {_name(kty)}/{_name(crv)} is outside the profile")
+    members = {"kty", "crv", "x", "y"} if kty == "EC" else {"kty", "crv", "x"}
+    if epk.keys() != members:
+        raise RemoteError("unsupported", "epk members are not exactly those of its key type")
+    for coord in sorted(members - {"kty", "crv"}):
+        if len(_b64(epk[coord], f"epk.{coord}")) != jose.COORD_BYTES:
+            raise RemoteError("malformed", f"epk.{coord} is not {jose.COORD_BYTES} bytes")
+    return epk
+
+
+def _check_recipient(entry: Any) -> _Recipient:
+    if not isinstance(entry, dict):
+        raise RemoteError("malformed", "recipient entry is not a JSON object")
+    if entry.keys() != _RECIPIENT_MEMBERS:
+        if entry.keys() - _RECIPIENT_MEMBERS:
+            raise RemoteError("unsupported", "recipient entry has members outside the profile")
+        raise RemoteError("malformed", "recipient entry lacks header or encrypted_key")
+    header = entry["header"]
+    if not isinstance(header, dict):
+        raise RemoteError("malformed", "recipient header is not a JSON object")
+    unknown = header.keys() - _RECIPIENT_HEADER
+    if unknown:
+        names = ", ".join(sorted(_name(n) for n in unknown))
+        raise RemoteError("unsupported", f"recipient header parameter outside the profile: {names}")
+    if header.keys() != _RECIPIENT_HEADER:
+        raise RemoteError("malformed", "recipient header lacks alg, kid or epk")
+    if header["alg"] != KEY_AGREEMENT_ALG:
+        raise RemoteError(
+            "unsupported", f"recipient alg {_name(header['alg'])} is not {KEY_AGREEMENT_ALG}"
+        )
+    kid = header["kid"]
+    if not isinstance(kid, str) or not _B64U_SHA256.fullmatch(kid):
+        raise RemoteError("malformed", "recipient kid is not an RFC 7638 thumbprint")
+    epk = _check_epk(header["epk"])
+    encrypted_key = _b64(entry["encrypted_key"], "encrypted_key")
+    if len(encrypted_key) != jose.A256KW_WRAPPED_BYTES:
+        raise RemoteError("malformed", "encrypted_key is not a wrapped 256-bit key")
+    return _Recipient(kid=kid, epk=epk, encrypted_key=encrypted_key)
+
+
+def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise LocalError("an envelope is bytes")
+    if len(raw) > limits.max_envelope_bytes:
+        raise RemoteError("too_large", f"envelope exceeds {limits.max_envelope_bytes} bytes")
+    jwe = jose.parse_json_object(bytes(raw), "envelope")
+    if jwe.keys() != _JWE_MEMBERS:
+        if jwe.keys() - _JWE_MEMBERS:
+            names = ", ".join(sorted(_name(n) for n in jwe.keys() - _JWE_MEMBERS))
+            raise RemoteError("unsupported", f"JWE member outside the profile: {names}")
+        raise RemoteError(
+            "malformed", "not a General JSON JWE (protected/recipients/iv/ciphertext/tag)"
+        )
+    protected_b64 = jwe["protected"]
+    header = _check_protected(
+        jose.parse_json_object(_b64(protected_b64, "protected"), "protected header"), limits
+    )
+    entries = jwe["recipients"]
+    if not isinstance(entries, list) or not entries:
+        raise RemoteError("malformed", "recipients is not a non-empty list")
+    if len(entries) > limits.max_recipients:
+        raise RemoteError("too_large", f"more than {limits.max_recipients} recipient entries")
+    recipients = tuple(_check_recipient(e) for e in entries)
+    kids = tuple(r.kid for r in recipients)
+    if len(set(kids)) != len(kids):
+        raise RemoteError("malformed", "two recipient entries name the same kid")
+    iv = _b64(jwe["iv"], "iv")
+    tag = _b64(jwe["tag"], "tag")
+    if len(iv) != jose.GCM_IV_BYTES or len(tag) != jose.GCM_TAG_BYTES:
+        raise RemoteError("malformed", "iv or tag has the wrong length for A256GCM")
+    ciphertext = _b64(jwe["ciphertext"], "ciphertext")
+    if len(ciphertext) > limits.max_inner_jws_bytes:
+        raise RemoteError("too_large", "ciphertext exceeds the largest inner JWS allowed")
+    return _Parsed(
+        header=replace(header, recipient_kids=kids),
+        protected_b64=protected_b64,
+        recipients=recipients,
+        iv=iv,
+        ciphertext=ciphertext,
+        tag=tag,
+    )
+
+
+def _check_now(now: datetime) -> None:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise LocalError("now must be a timezone-aware datetime")
+
+
+def check_time_window(
+    header: EnvelopeHeader, now: datetime, limits: EnvelopeLimits = DEFAULT_LIMITS
+) -> None:
+    """Refuse an envelope outside its time window: ``RemoteError("expired")`` when ``exp`` has
+    passed (``now >= exp``, RFC 7519 §4.1.4), ``iat`` is more than ``limits.max_iat_age`` old, or
+    ``iat`` is more than ``limits.max_future_skew`` ahead of ``now``."""
+    _check_now(now)
+    if now >= header.expires_at:
+        raise RemoteError("expired", "exp has passed")
+    if header.issued_at > now + limits.max_future_skew:
+        raise RemoteError("expired", "iat lies further in the future than the allowed skew")
+    if header.issued_at < now - limits.max_iat_age:
+        raise RemoteError("expired", "iat is older than the accepted age")
+
+
+def peek_header(
+    raw: bytes, *, limits: EnvelopeLimits = DEFAULT_LIMITS, now: datetime | None = None
+) -> EnvelopeHeader:
+    """The cheap checks only, without any key: size, strict JSON, the header profile and, when
+    ``now`` is given, the time window. Returns the (unauthenticated) protected header.
+
+    The broker consumer and the node use it to learn the sender, message id, ``exp`` and digest
+    before spending a public-key operation. Raises ``RemoteError`` exactly as
+    :func:`open_envelope` would for the same checks.
+    """
+    parsed = _parse(raw, limits)
+    if now is not None:
+        check_time_window(parsed.header, now, limits)
+    return parsed.header
+
+
+# ------------------------------------------------------------------------------------ open
+
+
+def _decrypt(parsed: _Parsed, keyring: KeyRing) -> tuple[bytes, DecryptionKey]:
+    for entry in parsed.recipients:
+        own = keyring.get(entry.kid)
+        if own is not None:
+            break
+    else:
+        raise RemoteError("not_for_us", "no recipient entry for a key in our key ring")
+    if suite_for_agreement_crv(entry.epk["crv"]) is not own.suite:
+        raise RemoteError("undecryptable", "epk curve differs from our key's curve")
+    epk = jose.public_key_from_jwk(entry.epk, "epk")
+    if isinstance(epk, ed25519.Ed25519PublicKey):  # excluded by _check_epk; for the type checker
+        raise RemoteError("unsupported", "epk is a signature key")
+    kek = jose.concat_kdf_a256kw(jose.ecdh(own.private, epk))
+    cek = jose.a256kw_unwrap(kek, entry.encrypted_key)
+    aad = parsed.protected_b64.encode("ascii")
+    plaintext = jose.a256gcm_decrypt(cek, parsed.iv, parsed.ciphertext, parsed.tag, aad)
+    return plaintext, own
+
+
+def _routing_mismatch(claims: ClaimsBase, header: EnvelopeHeader) -> str | None:
+    if claims.message_id != header.message_id:
+        return "message_id"
+    if claims.sender.org != header.sender_org:
+        return "sender.org"
+    if {r.org for r in claims.recipients} != set(header.recipient_orgs):
+        return "recipients"
+    if claims.created_at.timestamp() != header.iat:
+        return "created_at (iat)"
+    if claims.expires_at.timestamp() != header.exp:
+        return "expires_at (exp)"
+    return None
+
+
+def open_envelope(
+    raw: bytes,
+    *,
+    keyring: KeyRing,
+    sender_keys: SenderKeyLookup,
+    now: datetime,
+    is_replay: ReplayCheck,
+    limits: EnvelopeLimits = DEFAULT_LIMITS,
+) -> VerifiedMessage:
+    """Decrypt and verify an envelope; the only way to obtain a :class:`VerifiedMessage`.
+
+    ``keyring`` holds our own decryption keys (any may match a recipient entry); ``sender_keys``
+    finds the sender's signing key valid at ``iat``; ``is_replay(sender_org, message_id)`` says
+    whether the pair was already accepted (it is consulted, never updated: the caller records the
+    pair when it durably stores the message). Raises ``RemoteError`` with the reason of the first
+    rule that fails, in the order of the module docstring; nothing else for any input bytes.
+    Raises ``LocalError`` for a naive ``now``.
+    """
+    _check_now(now)
+    parsed = _parse(raw, limits)
+    header = parsed.header
+    check_time_window(header, now, limits)
+    if is_replay(header.sender_org, header.message_id):
+        raise RemoteError("replayed", "(sender, message id) was already accepted")
+
+    inner, own = _decrypt(parsed, keyring)
+    digest = hashlib.sha256(inner).digest()
+    if not hmac.compare_digest(digest, header.digest):
+        raise RemoteError("bad_signature", "inner JWS does not match the zvg_dig commitment")
+
+    parts = inner.split(b".")
+    if len(parts) != 3:
+        raise RemoteError("malformed", "inner JWS is not in compact serialization")
+    jws_header = jose.parse_json_object(jose.b64u_decode(parts[0], "JWS header"), "JWS header")
+    unknown = jws_header.keys() - _JWS_HEADER
+    if unknown:
+        names = ", ".join(sorted(_name(n) for n in unknown))
+        raise RemoteError("unsupported", f"JWS header parameter outside the profile: {names}")
+    if jws_header.keys() != _JWS_HEADER:
+        raise RemoteError("malformed", "JWS header lacks alg, kid or typ")
+    alg, kid = jws_header["alg"], jws_header["kid"]
+    suite = suite_for_signature_alg(alg) if isinstance(alg, str) else None
+    if suite is None:
+        raise RemoteError("unsupported", f"JWS alg {_name(alg)} is outside the profile")
+    if jws_header["typ"] != MESSAGE_TYP:
+        raise RemoteError("unsupported", f"JWS typ {_name(jws_header['typ'])} is not {MESSAGE_TYP}")
+    if not isinstance(kid, str) or not _B64U_SHA256.fullmatch(kid):
+        raise RemoteError("malformed", "JWS kid is not an RFC 7638 thumbprint")
+    payload = jose.b64u_decode(parts[1], "JWS payload")
+    if len(payload) > limits.max_claims_bytes:
+        raise RemoteError("too_large", f"claims exceed {limits.max_claims_bytes} bytes")
+    signature = jose.b64u_decode(parts[2], "JWS signature")
+
+    sender_key = sender_keys(header.sender_org, kid, header.issued_at)
+    if sender_key is None or sender_key.kid != kid:
+        raise RemoteError("unknown_sender", "no signing key with this kid for the sender at iat")
+    if sender_key.suite is not suite:
+        raise RemoteError("bad_signature", "JWS alg is not the sender key's algorithm")
+    if not sender_key.verify(signature, parts[0] + b"." + parts[1]):
+        raise RemoteError("bad_signature", "inner JWS signature does not verify")
+
+    jose.parse_json_object(payload, "claims")  # refuses duplicate member names first
+    try:
+        claims = parse_claims(payload)
+    except ValidationError as exc:
+        where = sorted({".".join(str(p) for p in e["loc"]) or "(top)" for e in exc.errors()})
+        raise RemoteError(
+            "invalid_claims", f"claims violate the contract at: {', '.join(where[:8])}"
+        ) from None
+    mismatch = _routing_mismatch(claims, header)
+    if mismatch is not None:
+        raise RemoteError("invalid_claims", f"signed {mismatch} differs from the routing header")
+    return VerifiedMessage(
+        claims=claims,
+        inner_jws=inner,
+        sender_kid=kid,
+        recipient_kid=own.kid,
+        header=header,
+        digest=digest,
+        witness=_WITNESS,
+    )
+
+
+# ------------------------------------------------------------------------------------ seal
+
+
+def _sign_jws(payload: bytes, key: SigningKey, header: Mapping[str, Any] | None = None) -> bytes:
+    """Compact JWS of ``payload`` (RFC 7515 §7.1) with the profile header unless one is given."""
+    if header is None:
+        header = {"alg": key.suite.signature_alg, "kid": key.kid, "typ": MESSAGE_TYP}
+    signing_input = (
+        jose.b64u_encode(jose.json_dumps(header)) + "." + jose.b64u_encode(payload)
+    ).encode("ascii")
+    return signing_input + b"." + jose.b64u_encode(key.sign(signing_input)).encode("ascii")
+
+
+def _recipient_entry(recipient: EncryptionPublicKey, cek: bytes, rand: jose.Rand) -> dict[str, Any]:
+    eph: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
+    if isinstance(recipient.key, x25519.X25519PublicKey):
+        eph = jose.derive_x25519(rand)
+    else:
+        eph = jose.derive_p256(rand)
+    z = jose.ecdh(eph, recipient.key)
+    epk = jose.public_jwk(eph.public_key())
+    return {
+        "header": {"alg": KEY_AGREEMENT_ALG, "kid": recipient.kid, "epk": epk},
+        "encrypted_key": jose.b64u_encode(jose.a256kw_wrap(jose.concat_kdf_a256kw(z), cek)),
+    }
+
+
+def _encrypt(
+    protected: Mapping[str, Any],
+    plaintext: bytes,
+    recipients: Sequence[EncryptionPublicKey],
+    rand: jose.Rand,
+) -> dict[str, Any]:
+    """The General JSON JWE object (RFC 7516 §7.2.1) of ``plaintext`` for ``recipients``."""
+    protected_b64 = jose.b64u_encode(jose.json_dumps(protected))
+    cek = rand(jose.CEK_BYTES)
+    iv = rand(jose.GCM_IV_BYTES)
+    entries = [_recipient_entry(r, cek, rand) for r in recipients]
+    ciphertext, tag = jose.a256gcm_encrypt(cek, iv, plaintext, protected_b64.encode("ascii"))
+    return {
+        "protected": protected_b64,
+        "recipients": entries,
+        "iv": jose.b64u_encode(iv),
+        "ciphertext": jose.b64u_encode(ciphertext),
+        "tag": jose.b64u_encode(tag),
+    }
+
+
+def routing_header(claims: ClaimsBase, inner_jws: bytes) -> dict[str, Any]:
+    """The protected header for ``claims`` whose signed form is ``inner_jws`` (profile order)."""
+    orgs = list(claims.recipient_orgs())
+    return {
+        "typ": ENVELOPE_TYP,
+        "enc": CONTENT_ENC,
+        "zvg_mid": claims.message_id,
+        "zvg_snd": claims.sender.org,
+        "zvg_rcp": orgs,
+        "iat": int(claims.created_at.timestamp()),
+        "exp": int(claims.expires_at.timestamp()),
+        "zvg_dig": jose.b64u_encode(hashlib.sha256(inner_jws).digest()),
+    }
+
+
+def seal(
+    claims: ClaimsBase,
+    *,
+    signing_key: SigningKey,
+    recipients: Sequence[EncryptionPublicKey],
+    rand: jose.Rand,
+    limits: EnvelopeLimits = DEFAULT_LIMITS,
+) -> bytes:
+    """Sign ``claims`` with ``signing_key``, then encrypt to every key in ``recipients``.
+
+    Returns the envelope: the UTF-8 bytes of a General JSON JWE of the profile. ``recipients`` may
+    mix both suites (one ephemeral key per recipient). ``rand`` supplies the CEK, the IV and the
+    ephemeral keys; ES256 signatures are deterministic (RFC 6979), so a seeded ``rand`` gives
+    identical envelopes. Raises ``LocalError`` for no recipients, more than
+    ``limits.max_recipients``, the same key twice, claims over ``limits.max_claims_bytes`` or an
+    envelope over ``limits.max_envelope_bytes`` (the receiver would refuse it).
+    """
+    if not recipients:
+        raise LocalError("an envelope needs at least one recipient key")
+    if len(recipients) > limits.max_recipients:
+        raise LocalError(f"more than {limits.max_recipients} recipient keys")
+    if len({r.kid for r in recipients}) != len(recipients):
+        raise LocalError("the same recipient key is given twice")
+    payload = claims_to_json(claims)
+    if len(payload) > limits.max_claims_bytes:
+        raise LocalError(f"claims exceed {limits.max_claims_bytes} bytes")
+    inner = _sign_jws(payload, signing_key)
+    envelope = jose.json_dumps(_encrypt(routing_header(claims, inner), inner, recipients, rand))
+    if len(envelope) > limits.max_envelope_bytes:
+        raise LocalError(f"envelope exceeds {limits.max_envelope_bytes} bytes")
+    return envelope

@@ -1,0 +1,357 @@
+"""Keys of the envelope profile: the two suites, key wrappers with ``kid`` and suite, key rings.
+
+Rules enforced here (DESIGN §5.1):
+
+- Exactly two suites. **P-256**: signatures ``ES256``, key agreement ``ECDH-ES+A256KW`` on P-256
+  (mandatory to implement). **Curve25519**: signatures ``Ed25519`` (RFC 9864), key agreement
+  ``ECDH-ES+A256KW`` on X25519 (RFC 8037). A key belongs to exactly one suite, decided by its
+  type; nothing else can be wrapped.
+- Every key's id is its RFC 7638 JWK thumbprint, computed here, never taken from input.
+- Signing keys and encryption keys are different types: one can never be passed for the other
+  (a P-256 key used for both would be allowed by the curve, not by these types).
+- A :class:`KeyRing` of own decryption keys is never empty (``cryptography``'s ``MultiFernet``
+  rule): during rotation it holds the new key and the old ones still being used by senders.
+
+Wrappers are immutable and compare by ``kid``. Nothing here reads files or draws randomness: key
+material comes in as ``cryptography`` objects or is derived from caller-supplied random bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+
+from gateway.core import jose
+from gateway.errors import LocalError, RemoteError
+
+__all__ = [
+    "KEY_AGREEMENT_ALG",
+    "DecryptionKey",
+    "EncryptionPublicKey",
+    "KeyRing",
+    "SenderKeyLookup",
+    "SigningKey",
+    "SigningPublicKey",
+    "StaticSenderKeys",
+    "Suite",
+]
+
+#: The only key-management algorithm of the profile, in both suites (RFC 7518 §4.6).
+KEY_AGREEMENT_ALG = "ECDH-ES+A256KW"
+
+
+class Suite(enum.Enum):
+    """A key suite of DESIGN §5.1; its value is the name used in config files and the CLI."""
+
+    P256 = "p256"
+    CURVE25519 = "curve25519"
+
+    @property
+    def signature_alg(self) -> str:
+        """JWS ``alg`` of this suite's signing keys: ``ES256`` or ``Ed25519`` (RFC 9864)."""
+        return "ES256" if self is Suite.P256 else "Ed25519"
+
+    @property
+    def signature_crv(self) -> str:
+        """JWK ``crv`` of this suite's signing keys."""
+        return "P-256" if self is Suite.P256 else "Ed25519"
+
+    @property
+    def agreement_crv(self) -> str:
+        """JWK ``crv`` of this suite's encryption (key agreement) keys."""
+        return "P-256" if self is Suite.P256 else "X25519"
+
+
+_SUITE_BY_SIG_ALG = {s.signature_alg: s for s in Suite}
+_SUITE_BY_AGREEMENT_CRV = {s.agreement_crv: s for s in Suite}
+
+
+def suite_for_signature_alg(alg: str) -> Suite | None:
+    """The suite whose JWS ``alg`` is ``alg``, or ``None`` outside the profile."""
+    return _SUITE_BY_SIG_ALG.get(alg)
+
+
+def suite_for_agreement_crv(crv: str) -> Suite | None:
+    """The suite whose key-agreement ``crv`` is ``crv``, or ``None`` outside the profile."""
+    return _SUITE_BY_AGREEMENT_CRV.get(crv)
+
+
+def _is_p256(key: object) -> bool:
+    return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and isinstance(
+        key.curve, ec.SECP256R1
+    )
+
+
+# ------------------------------------------------------------------------------------ signing
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SigningPublicKey:
+    """A sender's public signing key (``ES256`` on P-256 or ``Ed25519``) with its ``kid``."""
+
+    key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    suite: Suite
+    kid: str = field(repr=True)
+
+    @classmethod
+    def from_key(
+        cls, key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    ) -> SigningPublicKey:
+        """Wrap a ``cryptography`` public key; raises ``LocalError`` outside both suites."""
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return cls(key, Suite.CURVE25519, jose.thumbprint(key))
+        if _is_p256(key):
+            return cls(key, Suite.P256, jose.thumbprint(key))
+        raise LocalError("a signing key must be P-256 or Ed25519")
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> SigningPublicKey:
+        """A signing key from its public JWK; ``kid``, ``use``, ``alg`` and ``key_ops`` may be
+        present but ``kid`` is recomputed and must match, ``use`` must be ``sig`` and ``alg`` the
+        suite's. Raises ``RemoteError`` (``unsupported`` or ``malformed``) otherwise."""
+        key = jose.public_key_from_jwk(
+            jwk, "signing JWK", extra_members=frozenset({"kid", "use", "alg", "key_ops"})
+        )
+        if isinstance(key, x25519.X25519PublicKey):
+            raise RemoteError("unsupported", "signing JWK: X25519 is a key-agreement curve")
+        wrapped = cls.from_key(key)
+        _check_jwk_metadata(jwk, wrapped.kid, "sig", wrapped.suite.signature_alg)
+        return wrapped
+
+    @property
+    def alg(self) -> str:
+        """The JWS ``alg`` this key verifies."""
+        return self.suite.signature_alg
+
+    def jwk(self) -> dict[str, str]:
+        """Public JWK with ``kid``, ``use: sig`` and ``alg`` (for a JWK Set or the directory)."""
+        return {**jose.public_jwk(self.key), "kid": self.kid, "use": "sig", "alg": self.alg}
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True when ``signature`` over ``data`` verifies under this key with its suite's alg."""
+        if isinstance(self.key, ed25519.Ed25519PublicKey):
+            return jose.ed25519_verify(self.key, signature, data)
+        return jose.es256_verify(self.key, signature, data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SigningPublicKey) and other.kid == self.kid
+
+    def __hash__(self) -> int:
+        return hash(("sig", self.kid))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SigningKey:
+    """Our own private signing key. ``repr`` shows the ``kid`` only, never key material."""
+
+    private: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey = field(repr=False)
+    public: SigningPublicKey
+
+    @classmethod
+    def from_key(cls, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> SigningKey:
+        """Wrap a ``cryptography`` private key; raises ``LocalError`` outside both suites."""
+        return cls(key, SigningPublicKey.from_key(key.public_key()))
+
+    @classmethod
+    def derive(cls, suite: Suite, rand: jose.Rand) -> SigningKey:
+        """A new signing key of ``suite`` made from ``rand`` (the shell passes ``os.urandom``)."""
+        if suite is Suite.P256:
+            return cls.from_key(jose.derive_p256(rand))
+        return cls.from_key(jose.derive_ed25519(rand))
+
+    @property
+    def kid(self) -> str:
+        """RFC 7638 thumbprint of the public key."""
+        return self.public.kid
+
+    @property
+    def suite(self) -> Suite:
+        """The suite this key belongs to."""
+        return self.public.suite
+
+    def sign(self, data: bytes) -> bytes:
+        """A 64-byte JWS signature of ``data`` with the suite's ``alg``."""
+        if isinstance(self.private, ed25519.Ed25519PrivateKey):
+            return jose.ed25519_sign(self.private, data)
+        return jose.es256_sign(self.private, data)
+
+
+# ------------------------------------------------------------------------------------ encryption
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EncryptionPublicKey:
+    """A recipient's public key-agreement key (P-256 or X25519) with its ``kid``."""
+
+    key: ec.EllipticCurvePublicKey | x25519.X25519PublicKey
+    suite: Suite
+    kid: str
+
+    @classmethod
+    def from_key(
+        cls, key: ec.EllipticCurvePublicKey | x25519.X25519PublicKey
+    ) -> EncryptionPublicKey:
+        """Wrap a ``cryptography`` public key; raises ``LocalError`` outside both suites."""
+        if isinstance(key, x25519.X25519PublicKey):
+            return cls(key, Suite.CURVE25519, jose.thumbprint(key))
+        if _is_p256(key):
+            return cls(key, Suite.P256, jose.thumbprint(key))
+        raise LocalError("an encryption key must be P-256 or X25519")
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> EncryptionPublicKey:
+        """An encryption key from its public JWK (``kid`` must match, ``use`` must be ``enc``,
+        ``alg`` ``ECDH-ES+A256KW`` when present). Raises ``RemoteError`` otherwise."""
+        key = jose.public_key_from_jwk(
+            jwk, "encryption JWK", extra_members=frozenset({"kid", "use", "alg", "key_ops"})
+        )
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            raise RemoteError("unsupported", "encryption JWK: Ed25519 is a signature curve")
+        wrapped = cls.from_key(key)
+        _check_jwk_metadata(jwk, wrapped.kid, "enc", KEY_AGREEMENT_ALG)
+        return wrapped
+
+    def jwk(self) -> dict[str, str]:
+        """Public JWK with ``kid``, ``use: enc`` and ``alg: ECDH-ES+A256KW``."""
+        return {
+            **jose.public_jwk(self.key),
+            "kid": self.kid,
+            "use": "enc",
+            "alg": KEY_AGREEMENT_ALG,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EncryptionPublicKey) and other.kid == self.kid
+
+    def __hash__(self) -> int:
+        return hash(("enc", self.kid))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DecryptionKey:
+    """Our own private key-agreement key (P-256 or X25519). ``repr`` never shows key material."""
+
+    private: ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey = field(repr=False)
+    public: EncryptionPublicKey
+
+    @classmethod
+    def from_key(cls, key: ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey) -> DecryptionKey:
+        """Wrap a ``cryptography`` private key; raises ``LocalError`` outside both suites."""
+        return cls(key, EncryptionPublicKey.from_key(key.public_key()))
+
+    @classmethod
+    def derive(cls, suite: Suite, rand: jose.Rand) -> DecryptionKey:
+        """A new key-agreement key of ``suite`` made from ``rand``."""
+        if suite is Suite.P256:
+            return cls.from_key(jose.derive_p256(rand))
+        return cls.from_key(jose.derive_x25519(rand))
+
+    @property
+    def kid(self) -> str:
+        """RFC 7638 thumbprint of the public key."""
+        return self.public.kid
+
+    @property
+    def suite(self) -> Suite:
+        """The suite this key belongs to."""
+        return self.public.suite
+
+
+def _check_jwk_metadata(jwk: Mapping[str, Any], kid: str, use: str, alg: str) -> None:
+    if "kid" in jwk and jwk["kid"] != kid:
+        raise RemoteError("malformed", "JWK kid is not its RFC 7638 thumbprint")
+    if "use" in jwk and jwk["use"] != use:
+        raise RemoteError("unsupported", f"JWK use is not {use!r}")
+    if "alg" in jwk and jwk["alg"] != alg:
+        raise RemoteError("unsupported", f"JWK alg is not {alg!r}")
+
+
+# ------------------------------------------------------------------------------------ rings
+
+
+class KeyRing:
+    """Our own decryption keys, by ``kid``: the current key first, older ones still accepted.
+
+    Seal with the newest key (publish only that one), open with any key in the ring. Refuses to be
+    empty (``LocalError``): an empty ring would make every envelope ``not_for_us`` and hide a
+    configuration mistake.
+    """
+
+    __slots__ = ("_by_kid", "_keys")
+
+    def __init__(self, keys: Iterable[DecryptionKey]) -> None:
+        by_kid: dict[str, DecryptionKey] = {}
+        for key in keys:
+            if not isinstance(key, DecryptionKey):
+                raise LocalError("a key ring holds DecryptionKey objects only")
+            by_kid.setdefault(key.kid, key)
+        if not by_kid:
+            raise LocalError("a key ring needs at least one decryption key")
+        self._by_kid = by_kid
+        self._keys = tuple(by_kid.values())
+
+    def get(self, kid: str) -> DecryptionKey | None:
+        """The key with this ``kid``, or ``None``."""
+        return self._by_kid.get(kid)
+
+    @property
+    def current(self) -> DecryptionKey:
+        """The first (newest) key: the one to publish in the directory."""
+        return self._keys[0]
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """All key ids, newest first."""
+        return tuple(self._by_kid)
+
+    def __iter__(self) -> Iterator[DecryptionKey]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(kids={list(self._by_kid)})"
+
+
+class SenderKeyLookup(Protocol):
+    """Where ``open_envelope`` finds a sender's public signing key.
+
+    ``lookup(org, kid, at)`` returns the signing key with id ``kid`` of organisation ``org`` if it
+    was valid at ``at`` (the envelope's ``iat``) and not revoked before it, else ``None``. The
+    federation directory implements it; :class:`StaticSenderKeys` is the simple version for tests
+    and the debugging CLI.
+    """
+
+    def __call__(self, org: str, kid: str, at: datetime, /) -> SigningPublicKey | None: ...
+
+
+class StaticSenderKeys:
+    """A fixed ``org -> signing keys`` table with no validity windows (tests, debugging CLI).
+
+    ``any_org`` trusts the given keys for whichever sender an envelope names: only for a person
+    checking an envelope by hand with keys they chose themselves (``zvg envelope open``).
+    """
+
+    __slots__ = ("_any", "_table")
+
+    def __init__(self, table: Mapping[str, Sequence[SigningPublicKey]] | None = None) -> None:
+        self._table = {org: {k.kid: k for k in keys} for org, keys in (table or {}).items()}
+        self._any: dict[str, SigningPublicKey] = {}
+
+    @classmethod
+    def any_org(cls, keys: Iterable[SigningPublicKey]) -> StaticSenderKeys:
+        """A lookup that returns these keys for every sender org (debugging only)."""
+        lookup = cls()
+        lookup._any = {k.kid: k for k in keys}
+        return lookup
+
+    def __call__(self, org: str, kid: str, at: datetime, /) -> SigningPublicKey | None:
+        del at  # no validity windows here: that is the directory's job
+        found = self._table.get(org, {}).get(kid)
+        return found if found is not None else self._any.get(kid)
