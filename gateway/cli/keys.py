@@ -1,7 +1,75 @@
-"""`zvg` commands for the keys area."""
+"""`zvg keys`: make and inspect a node's key files (docs/envelope.md, "Keys and the CLI")."""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from gateway.core.keys import Suite
+from gateway.keyfiles import generate_keys, read_passphrase
+
+__all__ = ["COMMANDS"]
+
+_OIN = re.compile(r"[0-9]{20}")
+
+
+def _oin(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not _OIN.fullmatch(value):
+        raise click.BadParameter("an OIN is 20 digits")
+    return value
+
+
+@click.group("keys")
+def keys() -> None:
+    """Make a node's signing and encryption keys."""
+
+
+@keys.command("generate")
+@click.option("--org", required=True, callback=_oin, help="The organisation's OIN (20 digits).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the key files (created if missing).",
+)
+@click.option(
+    "--suite",
+    type=click.Choice([s.value for s in Suite]),
+    default=Suite.P256.value,
+    show_default=True,
+    help="p256: ES256 + ECDH-ES on P-256 (every partner can use it); curve25519: Ed25519 + X25519.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Encrypt the private keys with the passphrase on the first line of this file.",
+)
+@click.option("--ask-passphrase", is_flag=True, help="Prompt for a passphrase instead.")
+def generate(
+    org: str, out_dir: Path, suite: str, passphrase_file: Path | None, ask_passphrase: bool
+) -> None:
+    """Write a signing and an encryption key for ORG.
+
+    Private keys: OUT/<org>.signing.key.pem and OUT/<org>.encryption.key.pem (PKCS#8 PEM, mode
+    0600). Public keys: OUT/<org>.public.jwks.json (a JWK Set with kid = RFC 7638 thumbprint).
+    Existing files are never overwritten.
+    """
+    if passphrase_file and ask_passphrase:
+        raise click.UsageError("use --passphrase-file or --ask-passphrase, not both")
+    passphrase: bytes | None = None
+    if passphrase_file:
+        passphrase = read_passphrase(passphrase_file)
+    elif ask_passphrase:
+        text = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+        passphrase = str(text).encode("utf-8")
+    result = generate_keys(org, out_dir, Suite(suite), rand=os.urandom, passphrase=passphrase)
+    click.echo(f"signing key     {result.signing_key_file}  kid {result.signing_kid}")
+    click.echo(f"encryption key  {result.encryption_key_file}  kid {result.encryption_kid}")
+    click.echo(f"public keys     {result.jwks_file}")
+
+
+COMMANDS: list[click.Command] = [keys]

@@ -73,6 +73,7 @@ __all__ = [
     "ReplayCheck",
     "VerifiedMessage",
     "check_time_window",
+    "claims_refusal",
     "open_envelope",
     "peek_header",
     "routing_header",
@@ -419,6 +420,29 @@ def peek_header(
 
 # ------------------------------------------------------------------------------------ open
 
+#: Field paths named in an ``invalid_claims`` detail; the rest are counted, not listed.
+_MAX_PATHS_IN_DETAIL: Final = 8
+
+
+def _path(error: Any) -> str:
+    loc = list(error["loc"])
+    if error["type"] == "extra_forbidden" and loc:
+        loc[-1] = "<unexpected member>"  # its name came from the input: do not echo it
+    return ".".join(str(p) for p in loc) or "(top)"
+
+
+def claims_refusal(exc: ValidationError) -> RemoteError:
+    """``RemoteError("invalid_claims")`` for a contract violation, naming the failing field paths
+    but never their values (they may be personal data), nor the names of unexpected members."""
+    where = sorted({_path(e) for e in exc.errors(include_input=False, include_url=False)})
+    shown = ", ".join(where[:_MAX_PATHS_IN_DETAIL])
+    more = (
+        f" and {len(where) - _MAX_PATHS_IN_DETAIL} more"
+        if len(where) > _MAX_PATHS_IN_DETAIL
+        else ""
+    )
+    return RemoteError("invalid_claims", f"claims violate the contract at: {shown}{more}")
+
 
 def _decrypt(parsed: _Parsed, keyring: KeyRing) -> tuple[bytes, DecryptionKey]:
     for entry in parsed.recipients:
@@ -518,10 +542,7 @@ def open_envelope(
     try:
         claims = parse_claims(payload)
     except ValidationError as exc:
-        where = sorted({".".join(str(p) for p in e["loc"]) or "(top)" for e in exc.errors()})
-        raise RemoteError(
-            "invalid_claims", f"claims violate the contract at: {', '.join(where[:8])}"
-        ) from None
+        raise claims_refusal(exc) from None
     mismatch = _routing_mismatch(claims, header)
     if mismatch is not None:
         raise RemoteError("invalid_claims", f"signed {mismatch} differs from the routing header")

@@ -334,22 +334,20 @@ class SenderKeyLookup(Protocol):
 class StaticSenderKeys:
     """A fixed ``org -> signing keys`` table with no validity windows (tests, debugging CLI).
 
-    ``any_org`` trusts the given keys for whichever sender an envelope names: only for a person
+    Keys in ``any_org`` are trusted for whichever sender an envelope names: only for a person
     checking an envelope by hand with keys they chose themselves (``zvg envelope open``).
     """
 
     __slots__ = ("_any", "_table")
 
-    def __init__(self, table: Mapping[str, Sequence[SigningPublicKey]] | None = None) -> None:
+    def __init__(
+        self,
+        table: Mapping[str, Sequence[SigningPublicKey]] | None = None,
+        *,
+        any_org: Iterable[SigningPublicKey] = (),
+    ) -> None:
         self._table = {org: {k.kid: k for k in keys} for org, keys in (table or {}).items()}
-        self._any: dict[str, SigningPublicKey] = {}
-
-    @classmethod
-    def any_org(cls, keys: Iterable[SigningPublicKey]) -> StaticSenderKeys:
-        """A lookup that returns these keys for every sender org (debugging only)."""
-        lookup = cls()
-        lookup._any = {k.kid: k for k in keys}
-        return lookup
+        self._any = {k.kid: k for k in any_org}
 
     def __call__(self, org: str, kid: str, at: datetime, /) -> SigningPublicKey | None:
         del at  # no validity windows here: that is the directory's job
