@@ -219,10 +219,14 @@ _PUBLIC_MEMBERS = {
 
 def _check_kty_crv(jwk: Mapping[str, Any], what: str) -> tuple[str, str]:
     kty, crv = jwk.get("kty"), jwk.get("crv")
+    if isinstance(kty, str) and kty not in ("EC", "OKP"):
+        raise RemoteError("unsupported", f"{what}: key type {kty[:16]!r} is outside the profile")
     if not isinstance(kty, str) or not isinstance(crv, str):
         raise RemoteError("malformed", f"{what}: kty and crv must be strings")
     if (kty, crv) not in _PUBLIC_MEMBERS:
-        raise RemoteError("unsupported", f"{what}: key type {kty}/{crv} is outside the profile")
+        raise RemoteError(
+            "unsupported", f"{what}: key type {kty}/{crv[:16]!r} is outside the profile"
+        )
     return kty, crv
 
 
