@@ -41,7 +41,8 @@ def _registry() -> JWERegistry:
     )
 
 
-def _key(jwk: dict[str, str]) -> Any:
+def _key(members: dict[str, str]) -> Any:
+    jwk: dict[str, str | list[str]] = dict(members)
     return ECKey.import_key(jwk) if jwk["kty"] == "EC" else OKPKey.import_key(jwk)
 
 
@@ -63,9 +64,8 @@ def test_zvg_envelopes_open_with_joserfc(parties: Parties) -> None:
     data = json.loads(raw)
     for own in parties.recipients:
         mine = [e for e in data["recipients"] if e["header"]["kid"] == own.kid]
-        decrypted = jwe.decrypt_json(
-            {**data, "recipients": mine}, _private(own), registry=_registry()
-        )
+        only_mine: Any = {**data, "recipients": mine}
+        decrypted = jwe.decrypt_json(only_mine, _private(own), registry=_registry())
         inner = decrypted.plaintext
         assert inner is not None
         assert decrypted.protected["zvg_dig"] == jose.b64u_encode(hashlib.sha256(inner).digest())
