@@ -1,0 +1,5 @@
+"""The demo federation "ZVH Veenstad" and its case (``../shared/reference/demo-case.md``).
+
+Shared by ``keys_example/`` (generated once, committed), the tests, and ``zvg demo``, so they all
+tell the same story.
+"""
