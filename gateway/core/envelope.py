@@ -432,9 +432,16 @@ def _path(error: Any) -> str:
 
 
 def claims_refusal(exc: ValidationError) -> RemoteError:
-    """``RemoteError("invalid_claims")`` for a contract violation, naming the failing field paths
-    but never their values (they may be personal data), nor the names of unexpected members."""
-    where = sorted({_path(e) for e in exc.errors(include_input=False, include_url=False)})
+    """The refusal for claims that ``parse_claims`` rejected: ``RemoteError("malformed")`` when
+    they are not strict JSON (duplicate member names, ``NaN``, not UTF-8, too deep: the same rule
+    as for every other JSON in the envelope), else ``RemoteError("invalid_claims")`` naming the
+    failing field paths but never their values (they may be personal data), nor the names of
+    unexpected members."""
+    errors = exc.errors(include_input=False, include_url=False)
+    for error in errors:
+        if error["type"] == "zvg_json":
+            return RemoteError("malformed", f"claims: {error['msg']}")
+    where = sorted({_path(e) for e in errors})
     shown = ", ".join(where[:_MAX_PATHS_IN_DETAIL])
     more = (
         f" and {len(where) - _MAX_PATHS_IN_DETAIL} more"
@@ -538,7 +545,6 @@ def open_envelope(
     if not sender_key.verify(signature, parts[0] + b"." + parts[1]):
         raise RemoteError("bad_signature", "inner JWS signature does not verify")
 
-    jose.parse_json_object(payload, "claims")  # refuses duplicate member names first
     try:
         claims = parse_claims(payload)
     except ValidationError as exc:

@@ -206,7 +206,7 @@ def test_duplicate_member_in_the_signed_claims_is_malformed() -> None:
         SeededRand("d"),
         inner=env._sign_jws(doubled, _sender(Suite.P256)),
     )
-    _refused(dumps(obj), "malformed", "claims: duplicate member")
+    _refused(dumps(obj), "malformed", "claims: duplicate key")
 
 
 @pytest.mark.parametrize("member", ["iv", "tag", "ciphertext", "protected"])
@@ -772,7 +772,7 @@ def test_invalid_claims_detail_names_fields_but_not_values() -> None:
         assert leaked not in caught.value.detail
 
 
-def test_signed_claims_that_are_not_an_object_are_malformed() -> None:
+def test_signed_claims_that_are_not_an_object_are_invalid() -> None:
     sender = _sender(Suite.P256)
     obj = forge(
         CLAIMS,
@@ -781,7 +781,7 @@ def test_signed_claims_that_are_not_an_object_are_malformed() -> None:
         SeededRand("c"),
         inner=env._sign_jws(b"[]", sender),
     )
-    _refused(dumps(obj), "malformed", "claims")
+    _refused(dumps(obj), "invalid_claims", "(top)")
 
 
 @pytest.mark.parametrize(
