@@ -52,11 +52,15 @@ EPOCH_2099 = 4_070_908_800
 # ------------------------------------------------------------------ strategies
 
 
+def stamp(unix: int) -> str:
+    """RFC 3339 UTC text of a Unix time in whole seconds, as the claims carry it."""
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @st.composite
 def valid_claims(draw: st.DrawFn) -> ClaimsBase:
     created = draw(st.integers(EPOCH_2001, EPOCH_2099))
     lifetime = draw(st.integers(1, 7 * 24 * 3600))
-    stamp = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     data = dict(BASE)
     data["message_id"] = ids.uuid7(
         created * 1000 + draw(st.integers(0, 999)), draw(st.binary(min_size=10, max_size=10))
@@ -73,7 +77,7 @@ def valid_claims(draw: st.DrawFn) -> ClaimsBase:
     note = draw(
         st.none()
         | st.text(
-            st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\x7f"),
+            st.characters(exclude_categories=["Cs"], exclude_characters="\x00\x7f"),
             min_size=1,
             max_size=300,
         )
