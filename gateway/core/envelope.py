@@ -33,15 +33,16 @@ routing header (message id, sender, recipient set, ``iat``, ``exp``). Every refu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import InitVar, dataclass, replace
+from dataclasses import InitVar, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from pydantic import ValidationError
 
 from gateway.core import jose
@@ -146,6 +147,7 @@ _OIN = re.compile(r"[0-9]{20}")
 _B64U_SHA256 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_P256 = ec.SECP256R1()
 
 ReplayCheck = Callable[[str, str], bool]
 """``is_replay(sender_org, message_id)``: True when this pair was already accepted."""
@@ -184,21 +186,38 @@ class EnvelopeHeader:
         return _EPOCH + timedelta(seconds=self.exp)
 
 
-@dataclass(frozen=True, slots=True)
 class _Recipient:
-    kid: str
-    epk: dict[str, Any]
-    encrypted_key: bytes
+    """One recipient entry that passed the profile: its kid, decoded epk and wrapped key."""
+
+    __slots__ = ("encrypted_key", "epk_crv", "epk_point", "kid")
+
+    def __init__(self, kid: str, epk_crv: str, epk_point: bytes, encrypted_key: bytes) -> None:
+        self.kid = kid
+        self.epk_crv = epk_crv  # "P-256" or "X25519"
+        self.epk_point = epk_point  # x || y for P-256, x for X25519 (raw bytes)
+        self.encrypted_key = encrypted_key
 
 
-@dataclass(frozen=True, slots=True)
 class _Parsed:
-    header: EnvelopeHeader
-    protected_b64: str
-    recipients: tuple[_Recipient, ...]
-    iv: bytes
-    ciphertext: bytes
-    tag: bytes
+    """An envelope that passed the profile checks, decoded (module-private)."""
+
+    __slots__ = ("ciphertext", "header", "iv", "protected_b64", "recipients", "tag")
+
+    def __init__(
+        self,
+        header: EnvelopeHeader,
+        protected_b64: str,
+        recipients: tuple[_Recipient, ...],
+        iv: bytes,
+        ciphertext: bytes,
+        tag: bytes,
+    ) -> None:
+        self.header = header
+        self.protected_b64 = protected_b64
+        self.recipients = recipients
+        self.iv = iv
+        self.ciphertext = ciphertext
+        self.tag = tag
 
 
 _WITNESS = object()
@@ -249,7 +268,9 @@ def _numeric_date(value: Any, what: str) -> int:
     return value
 
 
-def _check_protected(header: dict[str, Any], limits: EnvelopeLimits) -> EnvelopeHeader:
+def _check_protected(
+    header: dict[str, Any], limits: EnvelopeLimits
+) -> tuple[str, str, tuple[str, ...], int, int, bytes]:
     unknown = header.keys() - _PROTECTED_SET
     if unknown:
         names = ", ".join(sorted(_name(n) for n in unknown))
@@ -283,30 +304,32 @@ def _check_protected(header: dict[str, Any], limits: EnvelopeLimits) -> Envelope
     dig = header["zvg_dig"]
     if not isinstance(dig, str) or not _B64U_SHA256.fullmatch(dig):
         raise RemoteError("malformed", "zvg_dig is not a base64url SHA-256 digest")
-    return EnvelopeHeader(
-        message_id=mid,
-        sender_org=snd,
-        recipient_orgs=tuple(rcp),
-        iat=iat,
-        exp=exp,
-        digest=jose.b64u_decode(dig, "zvg_dig"),
-        recipient_kids=(),
-    )
+    return mid, snd, tuple(rcp), iat, exp, jose.b64u_decode(dig, "zvg_dig")
 
 
-def _check_epk(epk: Any) -> dict[str, Any]:
+_EPK_MEMBERS = {
+    "P-256": frozenset({"kty", "crv", "x", "y"}),
+    "X25519": frozenset({"kty", "crv", "x"}),
+}
+
+
+def _check_epk(epk: Any) -> tuple[str, bytes]:
     if not isinstance(epk, dict):
         raise RemoteError("malformed", "epk is not a JSON object")
     kty, crv = epk.get("kty"), epk.get("crv")
-    if (kty, crv) not in (("EC", "P-256"), ("OKP", "X25519")):
+    if not (isinstance(crv, str) and (kty, crv) in (("EC", "P-256"), ("OKP", "X25519"))):
         raise RemoteError("unsupported", f"epk {_name(kty)}/{_name(crv)} is outside the profile")
-    members = {"kty", "crv", "x", "y"} if kty == "EC" else {"kty", "crv", "x"}
-    if epk.keys() != members:
+    if epk.keys() != _EPK_MEMBERS[crv]:
         raise RemoteError("unsupported", "epk members are not exactly those of its key type")
-    for coord in sorted(members - {"kty", "crv"}):
-        if len(_b64(epk[coord], f"epk.{coord}")) != jose.COORD_BYTES:
-            raise RemoteError("malformed", f"epk.{coord} is not {jose.COORD_BYTES} bytes")
-    return epk
+    point = _b64(epk["x"], "epk.x")
+    if len(point) != jose.COORD_BYTES:
+        raise RemoteError("malformed", f"epk.x is not {jose.COORD_BYTES} bytes")
+    if crv == "P-256":
+        y = _b64(epk["y"], "epk.y")
+        if len(y) != jose.COORD_BYTES:
+            raise RemoteError("malformed", f"epk.y is not {jose.COORD_BYTES} bytes")
+        point += y
+    return crv, point
 
 
 def _check_recipient(entry: Any) -> _Recipient:
@@ -332,11 +355,11 @@ def _check_recipient(entry: Any) -> _Recipient:
     kid = header["kid"]
     if not isinstance(kid, str) or not _B64U_SHA256.fullmatch(kid):
         raise RemoteError("malformed", "recipient kid is not an RFC 7638 thumbprint")
-    epk = _check_epk(header["epk"])
+    crv, point = _check_epk(header["epk"])
     encrypted_key = _b64(entry["encrypted_key"], "encrypted_key")
     if len(encrypted_key) != jose.A256KW_WRAPPED_BYTES:
         raise RemoteError("malformed", "encrypted_key is not a wrapped 256-bit key")
-    return _Recipient(kid=kid, epk=epk, encrypted_key=encrypted_key)
+    return _Recipient(kid, crv, point, encrypted_key)
 
 
 def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
@@ -344,7 +367,7 @@ def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
         raise LocalError("an envelope is bytes")
     if len(raw) > limits.max_envelope_bytes:
         raise RemoteError("too_large", f"envelope exceeds {limits.max_envelope_bytes} bytes")
-    jwe = jose.parse_json_object(bytes(raw), "envelope")
+    jwe = jose.parse_json_object(raw if isinstance(raw, bytes) else bytes(raw), "envelope")
     if jwe.keys() != _JWE_MEMBERS:
         if jwe.keys() - _JWE_MEMBERS:
             names = ", ".join(sorted(_name(n) for n in jwe.keys() - _JWE_MEMBERS))
@@ -353,7 +376,7 @@ def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
             "malformed", "not a General JSON JWE (protected/recipients/iv/ciphertext/tag)"
         )
     protected_b64 = jwe["protected"]
-    header = _check_protected(
+    mid, snd, rcp, iat, exp, digest = _check_protected(
         jose.parse_json_object(_b64(protected_b64, "protected"), "protected header"), limits
     )
     entries = jwe["recipients"]
@@ -372,14 +395,8 @@ def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
     ciphertext = _b64(jwe["ciphertext"], "ciphertext")
     if len(ciphertext) > limits.max_inner_jws_bytes:
         raise RemoteError("too_large", "ciphertext exceeds the largest inner JWS allowed")
-    return _Parsed(
-        header=replace(header, recipient_kids=kids),
-        protected_b64=protected_b64,
-        recipients=recipients,
-        iv=iv,
-        ciphertext=ciphertext,
-        tag=tag,
-    )
+    header = EnvelopeHeader(mid, snd, rcp, iat, exp, digest, kids)
+    return _Parsed(header, protected_b64, recipients, iv, ciphertext, tag)
 
 
 def _check_now(now: datetime) -> None:
@@ -394,11 +411,12 @@ def check_time_window(
     passed (``now >= exp``, RFC 7519 §4.1.4), ``iat`` is more than ``limits.max_iat_age`` old, or
     ``iat`` is more than ``limits.max_future_skew`` ahead of ``now``."""
     _check_now(now)
-    if now >= header.expires_at:
+    t = now.timestamp()  # NumericDates are seconds since the epoch, UTC (RFC 7519 §2)
+    if t >= header.exp:
         raise RemoteError("expired", "exp has passed")
-    if header.issued_at > now + limits.max_future_skew:
+    if header.iat > t + limits.max_future_skew.total_seconds():
         raise RemoteError("expired", "iat lies further in the future than the allowed skew")
-    if header.issued_at < now - limits.max_iat_age:
+    if header.iat < t - limits.max_iat_age.total_seconds():
         raise RemoteError("expired", "iat is older than the accepted age")
 
 
@@ -458,11 +476,16 @@ def _decrypt(parsed: _Parsed, keyring: KeyRing) -> tuple[bytes, DecryptionKey]:
             break
     else:
         raise RemoteError("not_for_us", "no recipient entry for a key in our key ring")
-    if suite_for_agreement_crv(entry.epk["crv"]) is not own.suite:
+    if suite_for_agreement_crv(entry.epk_crv) is not own.suite:
         raise RemoteError("undecryptable", "epk curve differs from our key's curve")
-    epk = jose.public_key_from_jwk(entry.epk, "epk")
-    if isinstance(epk, ed25519.Ed25519PublicKey):  # excluded by _check_epk; for the type checker
-        raise RemoteError("unsupported", "epk is a signature key")
+    epk: ec.EllipticCurvePublicKey | x25519.X25519PublicKey
+    if entry.epk_crv == "X25519":
+        epk = x25519.X25519PublicKey.from_public_bytes(entry.epk_point)
+    else:
+        try:
+            epk = ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + entry.epk_point)
+        except ValueError:
+            raise RemoteError("undecryptable", "epk: point is not on P-256") from None
     kek = jose.concat_kdf_a256kw(jose.ecdh(own.private, epk))
     cek = jose.a256kw_unwrap(kek, entry.encrypted_key)
     aad = parsed.protected_b64.encode("ascii")
@@ -484,24 +507,27 @@ def _routing_mismatch(claims: ClaimsBase, header: EnvelopeHeader) -> str | None:
     return None
 
 
-def open_envelope(
+@dataclass(frozen=True, slots=True)
+class _Authenticated:
+    """What the cryptographic stage of :func:`open_envelope` established (claims not yet parsed)."""
+
+    header: EnvelopeHeader
+    inner_jws: bytes
+    payload: bytes
+    digest: bytes
+    sender_kid: str
+    recipient_kid: str
+
+
+def _authenticate(
     raw: bytes,
-    *,
     keyring: KeyRing,
     sender_keys: SenderKeyLookup,
     now: datetime,
     is_replay: ReplayCheck,
-    limits: EnvelopeLimits = DEFAULT_LIMITS,
-) -> VerifiedMessage:
-    """Decrypt and verify an envelope; the only way to obtain a :class:`VerifiedMessage`.
-
-    ``keyring`` holds our own decryption keys (any may match a recipient entry); ``sender_keys``
-    finds the sender's signing key valid at ``iat``; ``is_replay(sender_org, message_id)`` says
-    whether the pair was already accepted (it is consulted, never updated: the caller records the
-    pair when it durably stores the message). Raises ``RemoteError`` with the reason of the first
-    rule that fails, in the order of the module docstring; nothing else for any input bytes.
-    Raises ``LocalError`` for a naive ``now``.
-    """
+    limits: EnvelopeLimits,
+) -> _Authenticated:
+    """Every check of :func:`open_envelope` up to and including the signature (module-private)."""
     _check_now(now)
     parsed = _parse(raw, limits)
     header = parsed.header
@@ -544,21 +570,42 @@ def open_envelope(
         raise RemoteError("bad_signature", "JWS alg is not the sender key's algorithm")
     if not sender_key.verify(signature, parts[0] + b"." + parts[1]):
         raise RemoteError("bad_signature", "inner JWS signature does not verify")
+    return _Authenticated(header, inner, payload, digest, kid, own.kid)
 
+
+def open_envelope(
+    raw: bytes,
+    *,
+    keyring: KeyRing,
+    sender_keys: SenderKeyLookup,
+    now: datetime,
+    is_replay: ReplayCheck,
+    limits: EnvelopeLimits = DEFAULT_LIMITS,
+) -> VerifiedMessage:
+    """Decrypt and verify an envelope; the only way to obtain a :class:`VerifiedMessage`.
+
+    ``keyring`` holds our own decryption keys (any may match a recipient entry); ``sender_keys``
+    finds the sender's signing key valid at ``iat``; ``is_replay(sender_org, message_id)`` says
+    whether the pair was already accepted (it is consulted, never updated: the caller records the
+    pair when it durably stores the message). Raises ``RemoteError`` with the reason of the first
+    rule that fails, in the order of the module docstring; nothing else for any input bytes.
+    Raises ``LocalError`` for a naive ``now``.
+    """
+    done = _authenticate(raw, keyring, sender_keys, now, is_replay, limits)
     try:
-        claims = parse_claims(payload)
+        claims = parse_claims(done.payload)
     except ValidationError as exc:
         raise claims_refusal(exc) from None
-    mismatch = _routing_mismatch(claims, header)
+    mismatch = _routing_mismatch(claims, done.header)
     if mismatch is not None:
         raise RemoteError("invalid_claims", f"signed {mismatch} differs from the routing header")
     return VerifiedMessage(
         claims=claims,
-        inner_jws=inner,
-        sender_kid=kid,
-        recipient_kid=own.kid,
-        header=header,
-        digest=digest,
+        inner_jws=done.inner_jws,
+        sender_kid=done.sender_kid,
+        recipient_kid=done.recipient_kid,
+        header=done.header,
+        digest=done.digest,
         witness=_WITNESS,
     )
 
@@ -566,13 +613,20 @@ def open_envelope(
 # ------------------------------------------------------------------------------------ seal
 
 
+@functools.lru_cache(maxsize=64)
+def _profile_jws_header_b64(alg: str, kid: str) -> str:
+    """base64url of the profile's JWS header for a signing key (the same for every message)."""
+    return jose.b64u_encode(jose.json_dumps({"alg": alg, "kid": kid, "typ": MESSAGE_TYP}))
+
+
 def _sign_jws(payload: bytes, key: SigningKey, header: Mapping[str, Any] | None = None) -> bytes:
     """Compact JWS of ``payload`` (RFC 7515 §7.1) with the profile header unless one is given."""
-    if header is None:
-        header = {"alg": key.suite.signature_alg, "kid": key.kid, "typ": MESSAGE_TYP}
-    signing_input = (
-        jose.b64u_encode(jose.json_dumps(header)) + "." + jose.b64u_encode(payload)
-    ).encode("ascii")
+    header_b64 = (
+        _profile_jws_header_b64(key.suite.signature_alg, key.kid)
+        if header is None
+        else jose.b64u_encode(jose.json_dumps(header))
+    )
+    signing_input = (header_b64 + "." + jose.b64u_encode(payload)).encode("ascii")
     return signing_input + b"." + jose.b64u_encode(key.sign(signing_input)).encode("ascii")
 
 
@@ -598,8 +652,8 @@ def _encrypt(
 ) -> dict[str, Any]:
     """The General JSON JWE object (RFC 7516 §7.2.1) of ``plaintext`` for ``recipients``."""
     protected_b64 = jose.b64u_encode(jose.json_dumps(protected))
-    cek = rand(jose.CEK_BYTES)
-    iv = rand(jose.GCM_IV_BYTES)
+    fresh = rand(jose.CEK_BYTES + jose.GCM_IV_BYTES)
+    cek, iv = fresh[: jose.CEK_BYTES], fresh[jose.CEK_BYTES :]
     entries = [_recipient_entry(r, cek, rand) for r in recipients]
     ciphertext, tag = jose.a256gcm_encrypt(cek, iv, plaintext, protected_b64.encode("ascii"))
     return {
@@ -609,6 +663,26 @@ def _encrypt(
         "ciphertext": jose.b64u_encode(ciphertext),
         "tag": jose.b64u_encode(tag),
     }
+
+
+def _serialize(jwe: Mapping[str, Any]) -> bytes:
+    """Compact JSON of a JWE built by :func:`_encrypt`, members in profile order.
+
+    Equal to ``jose.json_dumps(jwe)``; assembled directly because every value except the
+    recipient headers is base64url text, which needs no JSON escaping.
+    """
+    entries = ",".join(
+        '{"header":'
+        + jose.json_dumps(e["header"]).decode("ascii")
+        + ',"encrypted_key":"'
+        + e["encrypted_key"]
+        + '"}'
+        for e in jwe["recipients"]
+    )
+    return (
+        f'{{"protected":"{jwe["protected"]}","recipients":[{entries}],"iv":"{jwe["iv"]}",'
+        f'"ciphertext":"{jwe["ciphertext"]}","tag":"{jwe["tag"]}"}}'
+    ).encode("ascii")
 
 
 def routing_header(claims: ClaimsBase, inner_jws: bytes) -> dict[str, Any]:
@@ -653,7 +727,7 @@ def seal(
     if len(payload) > limits.max_claims_bytes:
         raise LocalError(f"claims exceed {limits.max_claims_bytes} bytes")
     inner = _sign_jws(payload, signing_key)
-    envelope = jose.json_dumps(_encrypt(routing_header(claims, inner), inner, recipients, rand))
+    envelope = _serialize(_encrypt(routing_header(claims, inner), inner, recipients, rand))
     if len(envelope) > limits.max_envelope_bytes:
         raise LocalError(f"envelope exceeds {limits.max_envelope_bytes} bytes")
     return envelope

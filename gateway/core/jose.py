@@ -29,11 +29,9 @@ and a precise detail that never contains key material or payload bytes.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -112,44 +110,51 @@ _UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
 
 # ---------------------------------------------------------------------------------- base64url
 
-_B64U_TEXT = re.compile(r"[A-Za-z0-9_-]*")
-_B64U_BYTES = re.compile(rb"[A-Za-z0-9_-]*")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_VALUE = {c: i for i, c in enumerate(_ALPHABET)}
-_VALUE_B = {ord(c): i for c, i in _VALUE.items()}
+_VALUE = {ord(c): i for i, c in enumerate(_ALPHABET)}
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")
+
+
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64u_encode(data: bytes) -> str:
     """Encode ``data`` as unpadded base64url text (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE, b"=").decode("ascii")
 
 
 def b64u_decode(text: str | bytes, what: str = "base64url value") -> bytes:
     """Decode unpadded base64url strictly; the one canonical encoding of each byte string only.
 
-    Raises ``RemoteError("malformed")`` for a character outside the alphabet (including ``=`` and
-    whitespace), a length of ``1 mod 4`` (no byte string encodes to it) or non-zero unused bits in
-    the last character (RFC 4648 §3.5: such text is not canonical).
+    Raises ``RemoteError("malformed")`` for a character outside the alphabet (including ``=``,
+    ``+``, ``/`` and whitespace), a length of ``1 mod 4`` (no byte string encodes to it) or
+    non-zero unused bits in the last character (RFC 4648 §3.5: such text is not canonical).
     """
     if isinstance(text, str):
-        ok = _B64U_TEXT.fullmatch(text) is not None
-        last = _VALUE.get(text[-1], 0) if text else 0
+        if not text.isascii():
+            raise RemoteError("malformed", f"{what}: character outside the base64url alphabet")
+        raw = text.encode("ascii")
     else:
-        ok = _B64U_BYTES.fullmatch(text) is not None
-        last = _VALUE_B.get(text[-1], 0) if text else 0
-    if not ok:
+        raw = text
+    # Translate to the standard alphabet, deleting '+', '/' and '=': a length change means one
+    # of them was there (this pass replaces three scans).
+    standard = raw.translate(_TO_STANDARD, b"+/=")
+    if len(standard) != len(raw):
         raise RemoteError("malformed", f"{what}: character outside the base64url alphabet")
-    rem = len(text) % 4
+    rem = len(raw) % 4
     if rem == 1:
         raise RemoteError("malformed", f"{what}: impossible base64url length")
-    # 2 characters carry 1 byte (4 spare bits), 3 characters carry 2 bytes (2 spare bits).
-    if (rem == 2 and last & 0x0F) or (rem == 3 and last & 0x03):
-        raise RemoteError("malformed", f"{what}: non-canonical base64url (unused bits set)")
-    raw = text.encode("ascii") if isinstance(text, str) else text
+    if rem:
+        # 2 characters carry 1 byte (4 spare bits), 3 characters carry 2 bytes (2 spare bits).
+        last = _VALUE.get(raw[-1], 0)
+        if last & (0x0F if rem == 2 else 0x03):
+            raise RemoteError("malformed", f"{what}: non-canonical base64url (unused bits set)")
     try:
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError) as exc:  # unreachable after the checks above
-        raise RemoteError("malformed", f"{what}: invalid base64url") from exc
+        # strict_mode refuses every character outside the (translated) alphabet, whitespace too.
+        return binascii.a2b_base64(standard + _PADDING[rem], strict_mode=True)
+    except binascii.Error as exc:
+        raise RemoteError("malformed", f"{what}: character outside the base64url alphabet") from exc
 
 
 # ---------------------------------------------------------------------------------- JSON
@@ -170,6 +175,9 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
 def parse_json_object(data: bytes | str, what: str = "JSON") -> dict[str, Any]:
     """Parse JSON text whose top level must be an object, refusing anything ambiguous.
 
@@ -183,7 +191,7 @@ def parse_json_object(data: bytes | str, what: str = "JSON") -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise RemoteError("malformed", f"{what}: not UTF-8") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = _DECODER.decode(text)
     except _DuplicateKeyError as exc:
         raise RemoteError("malformed", f"{what}: duplicate member name") from exc
     except (ValueError, RecursionError) as exc:
