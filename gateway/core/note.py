@@ -170,11 +170,20 @@ def _has_control(text: str) -> bool:
     return any(ord(ch) < 0x20 and ch != "\n" for ch in text)
 
 
+def _utf8_size(text: str) -> int | None:
+    """Bytes of ``text`` in UTF-8, None if it cannot be encoded (lone surrogates)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
 def _valid_key_name(name: str) -> bool:
     """signed-note: non-empty, no Unicode spaces, no ``+``; plus our length and control rules."""
+    size = _utf8_size(name)
     return (
-        bool(name)
-        and len(name.encode("utf-8", "surrogatepass")) <= MAX_KEY_NAME_BYTES
+        size is not None
+        and 0 < size <= MAX_KEY_NAME_BYTES
         and "+" not in name
         and not any(ch.isspace() for ch in name)
         and not _has_control(name)
@@ -531,20 +540,17 @@ class Checkpoint:
 
     def __post_init__(self) -> None:
         origin = self.origin
-        if (
-            not isinstance(origin, str)
-            or not origin
-            or _has_control(origin)
-            or "\n" in origin
-            or len(origin.encode("utf-8", "surrogatepass")) > MAX_KEY_NAME_BYTES
-        ):
+        size = _utf8_size(origin) if isinstance(origin, str) else None
+        if size is None or not 0 < size <= MAX_KEY_NAME_BYTES or _has_control(origin):
             raise LocalError("checkpoint origin must be one non-empty line of at most 255 bytes")
+        if "\n" in origin:
+            raise LocalError("checkpoint origin must be a single line")
         if not isinstance(self.size, int) or not 0 <= self.size <= MAX_TREE_SIZE:
             raise LocalError("checkpoint size out of range")
         if not isinstance(self.root, bytes) or len(self.root) != HASH_SIZE:
             raise LocalError("checkpoint root must be 32 bytes")
         for line in self.extensions:
-            if not line or "\n" in line or _has_control(line):
+            if not line or "\n" in line or _has_control(line) or _utf8_size(line) is None:
                 raise LocalError("checkpoint extension lines must be non-empty single lines")
 
     @property
