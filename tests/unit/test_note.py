@@ -24,6 +24,7 @@ from gateway.core.merkle import MAX_TREE_SIZE, MerkleTree, leaf_hash
 from gateway.core.note import (
     MAX_NOTE_BYTES,
     MAX_NOTE_SIGNATURES,
+    MAX_TLOG_PROOF_BYTES,
     MAX_TLOG_PROOF_EXTRA_BYTES,
     SIG_TYPE_COSIGNATURE_V1,
     SIG_TYPE_ED25519,
@@ -277,6 +278,20 @@ def test_signature_count_limit() -> None:
     assert reason(exc) == "too_large"
 
 
+def test_wrong_length_signature_from_a_known_key_is_refused() -> None:
+    peter = parse_vkey(GO_PETER_VKEY)
+    short = NoteSignature("PeterNeumann", peter.key_id, bytes(10)).line.encode()
+    with pytest.raises(RemoteError) as exc:
+        open_note(GO_TEXT + b"\n" + short, [peter])
+    assert reason(exc) == "bad_signature"
+
+
+def test_tlog_proof_size_limit() -> None:
+    with pytest.raises(RemoteError) as exc:
+        parse_tlog_proof(b"c2sp.org/tlog-proof@v1\n" + b"x" * MAX_TLOG_PROOF_BYTES)
+    assert reason(exc) == "too_large"
+
+
 def test_note_size_limit() -> None:
     big = b"x" * MAX_NOTE_BYTES + b"\n\n" + GO_PETER_SIG
     with pytest.raises(RemoteError) as exc:
@@ -420,18 +435,23 @@ def test_extension_lines_only_when_asked_and_bounded() -> None:
         parse_checkpoint(many.encode(), allow_extensions=True)
 
 
-def test_checkpoint_construction_refuses_bad_values() -> None:
-    for bad in (
-        lambda: Checkpoint("", 1, bytes(32)),
-        lambda: Checkpoint("two\nlines", 1, bytes(32)),
-        lambda: Checkpoint(ORIGIN, -1, bytes(32)),
-        lambda: Checkpoint(ORIGIN, MAX_TREE_SIZE + 1, bytes(32)),
-        lambda: Checkpoint(ORIGIN, 1, bytes(31)),
-        lambda: Checkpoint(ORIGIN, 1, bytes(32), ("",)),
-        lambda: Checkpoint("\ud800", 1, bytes(32)),  # lone surrogate: not encodable
-    ):
-        with pytest.raises(LocalError):
-            bad()
+@pytest.mark.parametrize(
+    ("origin", "size", "root", "extensions"),
+    [
+        ("", 1, bytes(32), ()),
+        ("two\nlines", 1, bytes(32), ()),
+        (ORIGIN, -1, bytes(32), ()),
+        (ORIGIN, MAX_TREE_SIZE + 1, bytes(32), ()),
+        (ORIGIN, 1, bytes(31), ()),
+        (ORIGIN, 1, bytes(32), ("",)),
+        ("\ud800", 1, bytes(32), ()),  # lone surrogate: not encodable
+    ],
+)
+def test_checkpoint_construction_refuses_bad_values(
+    origin: str, size: int, root: bytes, extensions: tuple[str, ...]
+) -> None:
+    with pytest.raises(LocalError):
+        Checkpoint(origin, size, root, extensions)
 
 
 def test_signed_checkpoint_opens_with_the_log_key() -> None:
