@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import TypeAlias
 
 from gateway.core.merkle import leaf_hash
@@ -124,16 +125,11 @@ def record_leaf_hash(record: Mapping[str, JsonValue]) -> bytes:
     return leaf_hash(canonical_json(record))
 
 
-# JSON.stringify's escapes: the two-character forms, then \u00XX (lowercase hex) for the rest
-# of the C0 controls. Everything else, including U+2028/U+2029 and non-ASCII, is literal.
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r"}
-_ESCAPES["\t"] = "\\t"
-for _code in range(0x20):
-    _ESCAPES.setdefault(chr(_code), f"\\u{_code:04x}")
-
-
-def _string(text: str) -> str:
-    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in text) + '"'
+# The standard library's string encoder (ensure_ascii=False flavour, C-accelerated) escapes
+# exactly what ECMAScript JSON.stringify does: '"', '\\', the two-character forms \b \f \n \r
+# \t, and other C0 controls as \u00XX with lowercase hex; everything else is literal
+# (tests/unit/test_commit.py pins it).
+_string = encode_basestring
 
 
 def _utf16_key(key: str) -> bytes:

@@ -109,6 +109,7 @@ def cosign_honest(state: WitnessState, old: int, new: int) -> WitnessState:
 
 
 AT_10 = cosign_honest(WitnessState(), 0, 10)
+AT_8 = cosign_honest(WitnessState(), 0, 8)
 
 # A fork of the same log: the first 6 records kept, then a different history, signed by the
 # real log key. Shown to this witness after it cosigned the honest history at size 10.
@@ -211,6 +212,25 @@ CASES = [
         "inconsistent",
         409,
         proven_fork=True,
+    ),
+    Case(
+        "fork from a power-of-two size: the proof cannot show it, refused as a bad proof",
+        AT_8,
+        8,
+        FORK.consistency_proof(8, 25),
+        signed(FORK, 25),
+        "bad_proof",
+        422,
+        proven_fork=False,
+    ),
+    Case(
+        "checkpoint with extension lines",
+        AT_10,
+        10,
+        HONEST.consistency_proof(10, 25),
+        sign_checkpoint(Checkpoint(ORIGIN, 25, HONEST.root(25), ("extra",)), key=LOG_KEY),
+        "bad_request",
+        400,
     ),
     Case(
         "proof from size 0",
