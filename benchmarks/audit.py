@@ -1,0 +1,308 @@
+"""Audit-log benchmark (pure tree part): appends, rebuilding 1,000,000 leaves, proofs and sizes.
+
+Run: ``.venv/bin/python -m benchmarks.audit`` (``--leaves 100000`` for a quick run). Prints a
+table and writes ``benchmarks/results/audit.json``.
+
+Every timing has a baseline taken in the same run over the same bytes — plain
+``hashlib.sha256`` — so the ratios mean something on a noisy, shared machine: the Merkle tree
+costs one leaf hash plus on average one node hash per record, so its floor is about 2x the
+baseline. One function per measurement, so the store part (reading records from SQLite,
+``zvg audit verify`` end to end) can be added beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from benchmarks._report import print_table, write_results
+from gateway.core.commit import JsonValue, canonical_json, commitment
+from gateway.core.merkle import (
+    MerkleTree,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from gateway.core.note import (
+    SIG_TYPE_COSIGNATURE_V1,
+    Checkpoint,
+    TlogProof,
+    add_signatures,
+    audit_log_origin,
+    cosign_checkpoint,
+    ed25519_verifier,
+    format_tlog_proof,
+    sign_checkpoint,
+    verify_tlog_proof,
+    witness_key_name,
+)
+
+FEDERATION = "zvh-veenstad.example"
+POLITIE = "00000001003214345000"
+GGZ = "00000003273645710000"
+GEMEENTE = "00000001001234567000"
+SALT = bytes(32)  # benchmark only: real salts are random per record
+PROOF_SAMPLES = 2_000
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def audit_record(i: int) -> dict[str, JsonValue]:
+    """A realistic leaf view of one exchange record (≈ 600 bytes canonical), for the demo case."""
+    return {
+        "trace_id": f"{i:032x}",
+        "name": "receive info.response",
+        "status_code": 1,
+        "start_time": 1772443800000 + i,
+        "dpl.core.processing_activity_id": "https://ggz.example/rva/bekendheid/3",
+        "dpl.core.data_subject_id": b64(commitment(SALT, b"subj-%d" % i, field="subject")),
+        "zvh.message_id": f"0190a1b2-{i % 65536:04x}-7000-8000-{i:012x}",
+        "zvh.message_type": "info.response",
+        "zvh.case_ref": "case-7f3a9c2e",
+        "zvh.purpose": "ZVH.BEKENDHEID",
+        "zvh.legal_basis": ["WGS"],
+        "zvh.sender_org": GGZ,
+        "zvh.recipient_orgs": [GEMEENTE],
+        "zvh.data_categories": ["ID_PSEUDO", "BETROKKENHEID"],
+        "zvh.policy": {"version": 12, "rule": "r17"},
+        "zvh.payload_sha256": b64(hashlib.sha256(b"%d" % i).digest()),
+    }
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_appends(
+    records: Sequence[bytes], dicts: Sequence[dict[str, JsonValue]]
+) -> dict[str, float]:
+    """Records per second: baseline SHA-256, leaf hash + append, and encode + hash + append."""
+
+    def baseline() -> None:
+        sha = hashlib.sha256
+        for record in records:
+            sha(record).digest()
+
+    def append() -> None:
+        tree = MerkleTree()
+        for record in records:
+            tree.append(leaf_hash(record))
+
+    def encode_and_append() -> None:
+        tree = MerkleTree()
+        for record in dicts:
+            tree.append(leaf_hash(canonical_json(record)))
+
+    base = _timed(baseline)
+    tree = _timed(append)
+    full = _timed(encode_and_append)
+    return {
+        "records": len(records),
+        "baseline_sha256_per_s": _rate(len(records), base),
+        "append_per_s": _rate(len(records), tree),
+        "append_ratio_to_baseline": tree / base,
+        "encode_append_records": len(dicts),
+        "encode_append_per_s": _rate(len(dicts), full),
+    }
+
+
+def measure_rebuild(records: Sequence[bytes]) -> tuple[dict[str, float], MerkleTree]:
+    """Seconds to rebuild the tree from all leaf data and check its root against a checkpoint."""
+    expected = MerkleTree(leaf_hash(r) for r in records).root()  # the "signed checkpoint" root
+
+    start = time.perf_counter()
+    sha = hashlib.sha256
+    for record in records:
+        sha(record).digest()
+    base = time.perf_counter() - start
+
+    start = time.perf_counter()
+    tree = MerkleTree()
+    for record in records:
+        tree.append(leaf_hash(record))
+    ok = tree.root() == expected
+    rebuild = time.perf_counter() - start
+    assert ok
+    return (
+        {
+            "leaves": len(records),
+            "baseline_sha256_s": base,
+            "rebuild_and_verify_root_s": rebuild,
+            "rebuild_ratio_to_baseline": rebuild / base,
+        },
+        tree,
+    )
+
+
+def measure_proofs(tree: MerkleTree, rng: random.Random) -> dict[str, float]:
+    """Microseconds to make and to verify inclusion and consistency proofs at the tree's size."""
+    size = tree.size
+    root = tree.root()
+    indexes = [rng.randrange(size) for _ in range(PROOF_SAMPLES)]
+    olds = [rng.randrange(1, size) for _ in range(PROOF_SAMPLES)]
+
+    node = hashlib.sha256
+    pair = bytes(65)
+    start = time.perf_counter()
+    for _ in range(PROOF_SAMPLES):
+        node(pair).digest()
+    one_hash = (time.perf_counter() - start) / PROOF_SAMPLES
+
+    start = time.perf_counter()
+    proofs = [tree.inclusion_proof(i, size) for i in indexes]
+    make_inclusion = (time.perf_counter() - start) / PROOF_SAMPLES
+    start = time.perf_counter()
+    assert all(
+        verify_inclusion(i, size, tree.leaf(i), p, root)
+        for i, p in zip(indexes, proofs, strict=True)
+    )
+    check_inclusion = (time.perf_counter() - start) / PROOF_SAMPLES
+
+    old_roots = [tree.root(m) for m in olds]
+    start = time.perf_counter()
+    cproofs = [tree.consistency_proof(m, size) for m in olds]
+    make_consistency = (time.perf_counter() - start) / PROOF_SAMPLES
+    start = time.perf_counter()
+    assert all(
+        verify_consistency(m, size, r, root, p)
+        for m, r, p in zip(olds, old_roots, cproofs, strict=True)
+    )
+    check_consistency_s = (time.perf_counter() - start) / PROOF_SAMPLES
+    return {
+        "sha256_node_hash_us": one_hash * 1e6,
+        "inclusion_proof_make_us": make_inclusion * 1e6,
+        "inclusion_proof_verify_us": check_inclusion * 1e6,
+        "consistency_proof_make_us": make_consistency * 1e6,
+        "consistency_proof_verify_us": check_consistency_s * 1e6,
+        "inclusion_proof_hashes_max": max(len(p) for p in proofs),
+        "consistency_proof_hashes_max": max(len(p) for p in cproofs),
+    }
+
+
+def measure_receipt_proof(tree: MerkleTree) -> dict[str, float]:
+    """Bytes of an inclusion proof at the tree's size, raw and as a cosigned tlog-proof; and the
+    time to sign a checkpoint and to verify that tlog-proof offline (2-of-2 cosigners)."""
+    log_key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"bench log").digest())
+    origin = audit_log_origin(FEDERATION, POLITIE)
+    witnesses = [
+        (
+            Ed25519PrivateKey.from_private_bytes(hashlib.sha256(org.encode()).digest()),
+            witness_key_name(FEDERATION, org),
+        )
+        for org in (GGZ, GEMEENTE)
+    ]
+    checkpoint = Checkpoint(origin, tree.size, tree.root())
+    start = time.perf_counter()
+    note = sign_checkpoint(checkpoint, key=log_key)
+    sign_s = time.perf_counter() - start
+    now = int(datetime(2026, 3, 2, 9, 30, tzinfo=UTC).timestamp())
+    lines = [cosign_checkpoint(checkpoint.text, name=n, key=k, timestamp=now) for k, n in witnesses]
+    note = add_signatures(note, lines)
+    # Proof length varies by a hash or two with the index: report the longest of 1,000 leaves.
+    step = max(1, tree.size // 1000)
+    index = max(range(0, tree.size, step), key=lambda i: len(tree.inclusion_proof(i)))
+    proof = tree.inclusion_proof(index)
+    raw = format_tlog_proof(TlogProof(index, tuple(proof), note))
+    cosigners = [ed25519_verifier(n, k, sig_type=SIG_TYPE_COSIGNATURE_V1) for k, n in witnesses]
+    log = [ed25519_verifier(origin, log_key)]
+    start = time.perf_counter()
+    for _ in range(100):
+        verify_tlog_proof(
+            raw, leaf_hash=tree.leaf(index), log_keys=log, cosigners=cosigners, quorum=2
+        )
+    verify_s = (time.perf_counter() - start) / 100
+    return {
+        "inclusion_proof_hashes": len(proof),
+        "inclusion_proof_raw_bytes": 32 * len(proof),
+        "tlog_proof_bytes": len(raw),
+        "checkpoint_note_bytes": len(note),
+        "checkpoint_sign_us": sign_s * 1e6,
+        "tlog_proof_verify_us": verify_s * 1e6,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leaves", type=int, default=1_000_000, help="log size to rebuild")
+    parser.add_argument("--appends", type=int, default=200_000, help="records for append rate")
+    args = parser.parse_args(argv)
+
+    rng = random.Random(7)
+    dicts = [audit_record(i) for i in range(min(args.appends, 50_000))]
+    sample = [canonical_json(d) for d in dicts]
+    record_bytes = sum(map(len, sample)) / len(sample)
+    records = [canonical_json(audit_record(i)) for i in range(args.leaves)]
+
+    appends = measure_appends(records[: args.appends], dicts)
+    rebuild, tree = measure_rebuild(records)
+    proofs = measure_proofs(tree, rng)
+    receipt = measure_receipt_proof(tree)
+
+    rows: list[list[Any]] = [
+        ["record size (canonical JSON)", f"{record_bytes:,.0f} B", ""],
+        ["baseline: SHA-256 of a record", f"{appends['baseline_sha256_per_s']:,.0f} /s", "1.00x"],
+        [
+            "leaf hash + append",
+            f"{appends['append_per_s']:,.0f} /s",
+            f"{appends['append_ratio_to_baseline']:.2f}x",
+        ],
+        ["canonical JSON + leaf hash + append", f"{appends['encode_append_per_s']:,.0f} /s", ""],
+        [
+            f"rebuild + verify root, {rebuild['leaves']:,} leaves",
+            f"{rebuild['rebuild_and_verify_root_s']:.2f} s",
+            f"{rebuild['rebuild_ratio_to_baseline']:.2f}x",
+        ],
+        [
+            f"baseline: SHA-256 of {rebuild['leaves']:,} records",
+            f"{rebuild['baseline_sha256_s']:.2f} s",
+            "1.00x",
+        ],
+        ["baseline: one node hash (65 B)", f"{proofs['sha256_node_hash_us']:.2f} us", ""],
+        ["inclusion proof: make", f"{proofs['inclusion_proof_make_us']:.1f} us", ""],
+        ["inclusion proof: verify", f"{proofs['inclusion_proof_verify_us']:.1f} us", ""],
+        ["consistency proof: make", f"{proofs['consistency_proof_make_us']:.1f} us", ""],
+        ["consistency proof: verify", f"{proofs['consistency_proof_verify_us']:.1f} us", ""],
+        [
+            "inclusion proof size (max over samples)",
+            f"{receipt['inclusion_proof_hashes']} hashes, {receipt['inclusion_proof_raw_bytes']} B",
+            "",
+        ],
+        ["tlog-proof with 2 cosignatures", f"{receipt['tlog_proof_bytes']:,} B", ""],
+        ["checkpoint: sign", f"{receipt['checkpoint_sign_us']:.0f} us", ""],
+        [
+            "tlog-proof: verify offline (log + 2 cosigners)",
+            f"{receipt['tlog_proof_verify_us']:.0f} us",
+            "",
+        ],
+    ]
+    print_table(["measurement", "value", "vs baseline"], rows)
+    write_results(
+        "audit",
+        {
+            "record_bytes_avg": record_bytes,
+            "appends": appends,
+            "rebuild": rebuild,
+            "proofs": proofs,
+            "receipt": receipt,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

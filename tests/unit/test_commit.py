@@ -1,0 +1,174 @@
+"""Salted commitments and canonical leaf encoding.
+
+Threats: personal data recoverable from a Merkle leaf after its body was deleted (brute force of
+low-entropy values), commitments that link equal values across fields or records, and leaves
+that two implementations encode differently (so a partner cannot recompute them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.core.commit import (
+    COMMITMENT_SIZE,
+    MAX_CANONICAL_DEPTH,
+    MAX_SAFE_INTEGER,
+    SALT_SIZE,
+    JsonValue,
+    canonical_json,
+    commitment,
+    record_leaf_hash,
+    verify_commitment,
+)
+from gateway.core.merkle import leaf_hash
+from gateway.errors import LocalError
+
+SALT = bytes(range(SALT_SIZE))
+OTHER_SALT = bytes(range(1, SALT_SIZE + 1))
+PSEUDONYM = b"subj-7f3a9c"
+
+
+# ---------------------------------------------------------------- commitments
+
+
+def test_commitment_is_the_documented_hmac() -> None:
+    expected = hmac.new(
+        SALT, b"zvg-commitment/v1\x00data_subject_id\x00" + PSEUDONYM, hashlib.sha256
+    ).digest()
+    assert commitment(SALT, PSEUDONYM, field="data_subject_id") == expected
+    assert len(expected) == COMMITMENT_SIZE
+
+
+def test_commitment_depends_on_salt_field_and_value() -> None:
+    base = commitment(SALT, PSEUDONYM, field="data_subject_id")
+    assert commitment(OTHER_SALT, PSEUDONYM, field="data_subject_id") != base
+    assert commitment(SALT, PSEUDONYM, field="case_ref") != base, "one salt, two fields: unlinkable"
+    assert commitment(SALT, PSEUDONYM + b"0", field="data_subject_id") != base
+    assert commitment(SALT, PSEUDONYM, field="data_subject_id") == base, "deterministic"
+
+
+def test_field_and_value_cannot_be_shifted_into_each_other() -> None:
+    # Fields have no NUL, so the NUL after the field always marks where the value starts.
+    assert commitment(SALT, b"b", field="a") != commitment(SALT, b"", field="ab")
+    assert commitment(SALT, b"\x00b", field="a") != commitment(SALT, b"b", field="a")
+
+
+def test_commitment_verifies_only_the_committed_value() -> None:
+    c = commitment(SALT, PSEUDONYM, field="data_subject_id")
+    assert verify_commitment(SALT, PSEUDONYM, c, field="data_subject_id")
+    assert not verify_commitment(SALT, b"subj-000000", c, field="data_subject_id")
+    assert not verify_commitment(OTHER_SALT, PSEUDONYM, c, field="data_subject_id")
+    assert not verify_commitment(SALT, PSEUDONYM, c[:-1], field="data_subject_id")
+
+
+@pytest.mark.parametrize("salt", [b"", bytes(31), bytes(33), bytes(32) + b"\x00"])
+def test_commitment_salt_must_be_exactly_32_bytes(salt: bytes) -> None:
+    # Also closes HMAC's key-padding quirk: a key and the key plus zero bytes would collide.
+    with pytest.raises(LocalError):
+        commitment(salt, PSEUDONYM)
+
+
+def test_commitment_refuses_nul_in_field_and_non_bytes() -> None:
+    with pytest.raises(LocalError):
+        commitment(SALT, PSEUDONYM, field="a\x00b")
+    with pytest.raises(LocalError):
+        commitment(SALT, "text")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- canonical JSON (RFC 8785 subset)
+
+
+def test_rfc8785_key_order_example() -> None:
+    # RFC 8785 §3.2.3: keys sort by UTF-16 code units; the emoji (a surrogate pair) sorts before
+    # U+FB33 although its code point is larger.
+    value: dict[str, JsonValue] = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
+    expected = (
+        '{"\\r":"Carriage Return","1":"One","\u0080":"Control",'
+        '"\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign",'
+        '"\U0001f600":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}'
+    )
+    assert canonical_json(value) == expected.encode("utf-8")
+
+
+def test_string_escaping_matches_json_stringify() -> None:
+    value = '"\\/\b\f\n\r\t\x00\x1f\x7f\u2028é'
+    assert canonical_json(value) == '"\\"\\\\/\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\u2028é"'.encode()
+
+
+def test_layout_has_no_whitespace_and_literals_are_json() -> None:
+    value: JsonValue = {"b": [1, -2, True, False, None, "x"], "a": {"z": 0, "y": []}}
+    assert canonical_json(value) == b'{"a":{"y":[],"z":0},"b":[1,-2,true,false,null,"x"]}'
+    assert canonical_json((1, 2)) == b"[1,2]"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.5,
+        {"a": 1.0},
+        MAX_SAFE_INTEGER + 1,
+        -(MAX_SAFE_INTEGER + 1),
+        {1: "non-string key"},
+        b"bytes",
+        {"a": {1, 2}},
+        "\ud800",  # lone surrogate
+    ],
+)
+def test_canonical_json_refuses_what_it_cannot_encode_exactly(value: object) -> None:
+    with pytest.raises(LocalError):
+        canonical_json(value)  # type: ignore[arg-type]
+
+
+def test_canonical_json_depth_limit() -> None:
+    deep: JsonValue = []
+    for _ in range(MAX_CANONICAL_DEPTH):
+        deep = [deep]
+    assert canonical_json(deep).startswith(b"[[")
+    with pytest.raises(LocalError):
+        canonical_json([deep])
+
+
+def test_record_leaf_hash_is_the_leaf_hash_of_the_canonical_bytes() -> None:
+    record: dict[str, JsonValue] = {
+        "name": "send case.referral",
+        "zvh.message_id": "0190a1b2-0000-7000-8000-000000000001",
+        "dpl.core.data_subject_id": commitment(SALT, PSEUDONYM, field="data_subject_id").hex(),
+    }
+    assert record_leaf_hash(record) == leaf_hash(canonical_json(record))
+    assert record_leaf_hash(dict(reversed(record.items()))) == record_leaf_hash(record)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"])), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(value=json_values)
+def test_canonical_json_is_json_and_a_fixed_point(value: JsonValue) -> None:
+    encoded = canonical_json(value)
+    decoded = json.loads(encoded)
+    assert decoded == value
+    assert canonical_json(decoded) == encoded
