@@ -53,6 +53,7 @@ from gateway.core.keys import (
     KeyRing,
     SenderKeyLookup,
     SigningKey,
+    Suite,
     suite_for_agreement_crv,
     suite_for_signature_alg,
 )
@@ -271,12 +272,14 @@ def _numeric_date(value: Any, what: str) -> int:
 def _check_protected(
     header: dict[str, Any], limits: EnvelopeLimits
 ) -> tuple[str, str, tuple[str, ...], int, int, bytes]:
-    unknown = header.keys() - _PROTECTED_SET
-    if unknown:
-        names = ", ".join(sorted(_name(n) for n in unknown))
-        raise RemoteError("unsupported", f"protected header parameter outside the profile: {names}")
-    missing = _PROTECTED_SET - header.keys()
-    if missing:
+    if header.keys() != _PROTECTED_SET:
+        unknown = header.keys() - _PROTECTED_SET
+        if unknown:
+            names = ", ".join(sorted(_name(n) for n in unknown))
+            raise RemoteError(
+                "unsupported", f"protected header parameter outside the profile: {names}"
+            )
+        missing = _PROTECTED_SET - header.keys()
         raise RemoteError("malformed", f"protected header lacks {', '.join(sorted(missing))}")
     if header["typ"] != ENVELOPE_TYP:
         raise RemoteError(
@@ -342,11 +345,13 @@ def _check_recipient(entry: Any) -> _Recipient:
     header = entry["header"]
     if not isinstance(header, dict):
         raise RemoteError("malformed", "recipient header is not a JSON object")
-    unknown = header.keys() - _RECIPIENT_HEADER
-    if unknown:
-        names = ", ".join(sorted(_name(n) for n in unknown))
-        raise RemoteError("unsupported", f"recipient header parameter outside the profile: {names}")
     if header.keys() != _RECIPIENT_HEADER:
+        unknown = header.keys() - _RECIPIENT_HEADER
+        if unknown:
+            names = ", ".join(sorted(_name(n) for n in unknown))
+            raise RemoteError(
+                "unsupported", f"recipient header parameter outside the profile: {names}"
+            )
         raise RemoteError("malformed", "recipient header lacks alg, kid or epk")
     if header["alg"] != KEY_AGREEMENT_ALG:
         raise RemoteError(
@@ -507,6 +512,31 @@ def _routing_mismatch(claims: ClaimsBase, header: EnvelopeHeader) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _check_jws_header(segment: bytes) -> tuple[Suite, str]:
+    """The suite and ``kid`` of a profile JWS header (its base64url segment), or ``RemoteError``.
+
+    Memoised: a sender's header is the same on every message, and only successful results are
+    cached (an exception is never stored), so the cache holds at most 256 well-formed headers.
+    """
+    jws_header = jose.parse_json_object(jose.b64u_decode(segment, "JWS header"), "JWS header")
+    if jws_header.keys() != _JWS_HEADER:
+        unknown = jws_header.keys() - _JWS_HEADER
+        if unknown:
+            names = ", ".join(sorted(_name(n) for n in unknown))
+            raise RemoteError("unsupported", f"JWS header parameter outside the profile: {names}")
+        raise RemoteError("malformed", "JWS header lacks alg, kid or typ")
+    alg, kid = jws_header["alg"], jws_header["kid"]
+    suite = suite_for_signature_alg(alg) if isinstance(alg, str) else None
+    if suite is None:
+        raise RemoteError("unsupported", f"JWS alg {_name(alg)} is outside the profile")
+    if jws_header["typ"] != MESSAGE_TYP:
+        raise RemoteError("unsupported", f"JWS typ {_name(jws_header['typ'])} is not {MESSAGE_TYP}")
+    if not isinstance(kid, str) or not _B64U_SHA256.fullmatch(kid):
+        raise RemoteError("malformed", "JWS kid is not an RFC 7638 thumbprint")
+    return suite, kid
+
+
 @dataclass(frozen=True, slots=True)
 class _Authenticated:
     """What the cryptographic stage of :func:`open_envelope` established (claims not yet parsed)."""
@@ -543,21 +573,7 @@ def _authenticate(
     parts = inner.split(b".")
     if len(parts) != 3:
         raise RemoteError("malformed", "inner JWS is not in compact serialization")
-    jws_header = jose.parse_json_object(jose.b64u_decode(parts[0], "JWS header"), "JWS header")
-    unknown = jws_header.keys() - _JWS_HEADER
-    if unknown:
-        names = ", ".join(sorted(_name(n) for n in unknown))
-        raise RemoteError("unsupported", f"JWS header parameter outside the profile: {names}")
-    if jws_header.keys() != _JWS_HEADER:
-        raise RemoteError("malformed", "JWS header lacks alg, kid or typ")
-    alg, kid = jws_header["alg"], jws_header["kid"]
-    suite = suite_for_signature_alg(alg) if isinstance(alg, str) else None
-    if suite is None:
-        raise RemoteError("unsupported", f"JWS alg {_name(alg)} is outside the profile")
-    if jws_header["typ"] != MESSAGE_TYP:
-        raise RemoteError("unsupported", f"JWS typ {_name(jws_header['typ'])} is not {MESSAGE_TYP}")
-    if not isinstance(kid, str) or not _B64U_SHA256.fullmatch(kid):
-        raise RemoteError("malformed", "JWS kid is not an RFC 7638 thumbprint")
+    suite, kid = _check_jws_header(parts[0])
     payload = jose.b64u_decode(parts[1], "JWS payload")
     if len(payload) > limits.max_claims_bytes:
         raise RemoteError("too_large", f"claims exceed {limits.max_claims_bytes} bytes")
