@@ -58,6 +58,7 @@ from gateway.core.keys import (
     suite_for_signature_alg,
 )
 from gateway.errors import LocalError, RemoteError
+from schemas import limits as contract_limits
 from schemas.claims import ClaimsBase, claims_to_json, parse_claims
 
 __all__ = [
@@ -91,7 +92,7 @@ MAX_ENVELOPE_BYTES: Final = 256 * 1024
 #: Recipient entries in one envelope, and organisations in ``zvg_rcp``. Equal to the contract's
 #: recipient limit (``schemas.limits.MAX_RECIPIENTS``): each entry costs the receiver nothing,
 #: but the sender one ECDH, and a larger fan-out is a broadcast the federation does not do.
-MAX_RECIPIENTS: Final = 16
+MAX_RECIPIENTS: Final = contract_limits.MAX_RECIPIENTS
 #: Bytes of the signed claims JSON (the inner JWS payload). Below the envelope limit once
 #: base64url (4/3) and the JWS header and signature are added.
 MAX_CLAIMS_BYTES: Final = 160 * 1024
@@ -135,6 +136,7 @@ MESSAGE_TYP: Final = "zvg-message+jws"
 #: The only content encryption of the profile.
 CONTENT_ENC: Final = "A256GCM"
 
+#: The protected header parameters, in the order :func:`routing_header` writes them.
 _PROTECTED = ("typ", "enc", "zvg_mid", "zvg_snd", "zvg_rcp", "iat", "exp", "zvg_dig")
 _PROTECTED_SET = frozenset(_PROTECTED)
 _JWE_MEMBERS = frozenset({"protected", "recipients", "iv", "ciphertext", "tag"})
