@@ -12,7 +12,9 @@ The shell around :mod:`gateway.core.keys` (DESIGN §12: "keys in files with 0600
   and never contain key material.
 
 File layout of ``zvg keys generate --org OIN --out DIR`` (docs/decisions/0013-key-file-layout.md):
-``DIR/<OIN>.signing.key.pem``, ``DIR/<OIN>.encryption.key.pem`` and ``DIR/<OIN>.public.jwks.json``.
+``DIR/<OIN>.signing.key.pem``, ``DIR/<OIN>.encryption.key.pem``, ``DIR/<OIN>.audit.key.pem``
+(the Ed25519 key that signs audit-log checkpoints, DESIGN §5.1: never reused for messages) and
+``DIR/<OIN>.public.jwks.json``. ``zvg keys rotate`` adds a tag: ``<OIN>.<tag>.signing.key.pem``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
+from gateway.core import jose
 from gateway.core.keys import (
     DecryptionKey,
     EncryptionPublicKey,
@@ -45,6 +48,7 @@ __all__ = [
     "PublicKeys",
     "generate_keys",
     "jwks_document",
+    "load_audit_key",
     "load_decryption_key",
     "load_public_keys",
     "load_signing_key",
@@ -143,17 +147,36 @@ def load_decryption_key(path: Path, passphrase: bytes | None = None) -> Decrypti
     raise LocalError(f"{path} does not hold an encryption key (P-256 or X25519)")
 
 
+def load_audit_key(path: Path, passphrase: bytes | None = None) -> ed25519.Ed25519PrivateKey:
+    """Load the Ed25519 audit-log (checkpoint) key from a PKCS#8 PEM file."""
+    key = _load_private(path, passphrase)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    raise LocalError(f"{path} does not hold an Ed25519 audit-log key")
+
+
+def audit_jwk(key: ed25519.Ed25519PublicKey) -> dict[str, str]:
+    """The public JWK of an audit-log key: ``use`` ``audit`` (a private use value, RFC 7517
+    §4.2), ``alg`` ``Ed25519``, ``kid`` its RFC 7638 thumbprint."""
+    return {**jose.public_jwk(key), "kid": jose.thumbprint(key), "use": "audit", "alg": "Ed25519"}
+
+
 def jwks_document(
     signing: Sequence[SigningPublicKey],
     encryption: Sequence[EncryptionPublicKey],
     org: str | None = None,
+    audit: Sequence[ed25519.Ed25519PublicKey] = (),
 ) -> dict[str, Any]:
     """A JWK Set (RFC 7517 §5) of public keys, each with ``kid``, ``use`` and ``alg``.
 
     With ``org``, the set carries a ``zvg_org`` member naming the owner (RFC 7517 §5 lets a JWK
     Set have members a reader does not understand; readers ignore them).
     """
-    doc: dict[str, Any] = {"keys": [k.jwk() for k in signing] + [k.jwk() for k in encryption]}
+    doc: dict[str, Any] = {
+        "keys": [k.jwk() for k in signing]
+        + [k.jwk() for k in encryption]
+        + [audit_jwk(k) for k in audit]
+    }
     if org is not None:
         doc["zvg_org"] = org
     return doc
@@ -166,6 +189,7 @@ class PublicKeys:
     signing: list[SigningPublicKey]
     encryption: list[EncryptionPublicKey]
     org: str | None
+    audit: list[ed25519.Ed25519PublicKey]
 
 
 def load_public_keys(path: Path) -> PublicKeys:
@@ -184,6 +208,7 @@ def load_public_keys(path: Path) -> PublicKeys:
     entries = doc["keys"] if isinstance(doc.get("keys"), list) else [doc]
     signing: list[SigningPublicKey] = []
     encryption: list[EncryptionPublicKey] = []
+    audit: list[ed25519.Ed25519PublicKey] = []
     for i, jwk in enumerate(entries):
         if not isinstance(jwk, dict):
             raise LocalError(f"{path}: key {i} is not a JSON object")
@@ -193,12 +218,19 @@ def load_public_keys(path: Path) -> PublicKeys:
                 signing.append(SigningPublicKey.from_jwk(jwk))
             elif use == "enc":
                 encryption.append(EncryptionPublicKey.from_jwk(jwk))
+            elif use == "audit":
+                key = jose.public_key_from_jwk(
+                    jwk, "audit JWK", extra_members=frozenset({"kid", "use", "alg"})
+                )
+                if not isinstance(key, ed25519.Ed25519PublicKey):
+                    raise LocalError(f"{path}: key {i}: an audit-log key must be Ed25519")
+                audit.append(key)
             else:
                 raise LocalError(f"{path}: key {i} has no use (sig/enc) and P-256 is ambiguous")
         except RemoteError as exc:
             raise LocalError(f"{path}: key {i}: {exc.detail}") from None
     org = doc.get("zvg_org")
-    return PublicKeys(signing, encryption, org if isinstance(org, str) else None)
+    return PublicKeys(signing, encryption, org if isinstance(org, str) else None, audit)
 
 
 @dataclass(frozen=True)
@@ -207,6 +239,7 @@ class GeneratedKeys:
 
     signing_key_file: Path
     encryption_key_file: Path
+    audit_key_file: Path
     jwks_file: Path
     signing_kid: str
     encryption_kid: str
@@ -219,29 +252,41 @@ def generate_keys(
     *,
     rand: Callable[[int], bytes],
     passphrase: bytes | None = None,
+    tag: str | None = None,
 ) -> GeneratedKeys:
-    """Make a signing key and an encryption key of ``suite`` for ``org`` and write them.
+    """Make a signing key and an encryption key of ``suite`` and an Ed25519 audit-log key for
+    ``org`` and write them.
 
-    Private keys go to ``<org>.signing.key.pem`` and ``<org>.encryption.key.pem`` (PKCS#8 PEM,
-    0600, encrypted when ``passphrase`` is given), public keys to ``<org>.public.jwks.json``.
-    Refuses (``LocalError``) before writing anything if any of the three files exists.
+    Private keys go to ``<org>.signing.key.pem``, ``<org>.encryption.key.pem`` and
+    ``<org>.audit.key.pem`` (PKCS#8 PEM, 0600, encrypted when ``passphrase`` is given), public
+    keys to ``<org>.public.jwks.json``; with ``tag`` (rotation) the names are
+    ``<org>.<tag>.…``. Refuses (``LocalError``) before writing anything if any file exists.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = org if tag is None else f"{org}.{tag}"
     files = GeneratedKeys(
-        signing_key_file=out_dir / f"{org}.signing.key.pem",
-        encryption_key_file=out_dir / f"{org}.encryption.key.pem",
-        jwks_file=out_dir / f"{org}.public.jwks.json",
+        signing_key_file=out_dir / f"{stem}.signing.key.pem",
+        encryption_key_file=out_dir / f"{stem}.encryption.key.pem",
+        audit_key_file=out_dir / f"{stem}.audit.key.pem",
+        jwks_file=out_dir / f"{stem}.public.jwks.json",
         signing_kid="",
         encryption_kid="",
     )
-    for path in (files.signing_key_file, files.encryption_key_file, files.jwks_file):
+    for path in (
+        files.signing_key_file,
+        files.encryption_key_file,
+        files.audit_key_file,
+        files.jwks_file,
+    ):
         if path.exists():
             raise LocalError(f"{path} already exists; refusing to overwrite keys")
     signing = SigningKey.derive(suite, rand)
     decryption = DecryptionKey.derive(suite, rand)
-    doc = jwks_document([signing.public], [decryption.public], org)
+    audit = ed25519.Ed25519PrivateKey.from_private_bytes(rand(32))
+    doc = jwks_document([signing.public], [decryption.public], org, [audit.public_key()])
     write_private_key(files.signing_key_file, signing.private, passphrase)
     write_private_key(files.encryption_key_file, decryption.private, passphrase)
+    write_private_key(files.audit_key_file, audit, passphrase)
     try:
         with files.jwks_file.open("x", encoding="utf-8") as f:
             f.write(json.dumps(doc, indent=2) + "\n")
@@ -250,6 +295,7 @@ def generate_keys(
     return GeneratedKeys(
         signing_key_file=files.signing_key_file,
         encryption_key_file=files.encryption_key_file,
+        audit_key_file=files.audit_key_file,
         jwks_file=files.jwks_file,
         signing_kid=signing.kid,
         encryption_kid=decryption.kid,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -87,37 +88,47 @@ def _present(value: Any) -> bool:
     return value is not None and value not in ((), "")
 
 
+@cache
+def _fields(cls: type[BaseModel]) -> tuple[tuple[str, str | None, bool], ...]:
+    """Per model class: (field name, category it carries, whether it is a subject reference)."""
+    plan = []
+    for name, info in cls.model_fields.items():
+        carries = next((m.category for m in info.metadata if isinstance(m, Carries)), None)
+        plan.append((name, carries, IS_SUBJECT_REF in info.metadata))
+    return tuple(plan)
+
+
 def _walk(
     model: BaseModel, path: tuple[str | int, ...]
-) -> Iterator[tuple[tuple[str | int, ...], list[Any], Any]]:
-    for name, info in type(model).model_fields.items():
+) -> Iterator[tuple[tuple[str | int, ...], str | None, bool, Any]]:
+    for name, carries, is_ref in _fields(type(model)):
         value = getattr(model, name)
         here = (*path, name)
-        yield here, info.metadata, value
-        items = value if isinstance(value, tuple) else (value,)
-        for i, item in enumerate(items):
-            if isinstance(item, BaseModel):
-                sub = (*here, i) if isinstance(value, tuple) else here
-                yield from _walk(item, sub)
+        yield here, carries, is_ref, value
+        if isinstance(value, BaseModel):
+            yield from _walk(value, here)
+        elif isinstance(value, tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _walk(item, (*here, i))
 
 
 def categories_used(body: BaseModel) -> dict[str, tuple[str | int, ...]]:
-    """Each data category the body holds, with the path of the first field that holds it."""
+    """Each data category the body holds, with the path of the first field that holds it.
+
+    Only a body's own fields carry categories (nested parts inherit their field's category)."""
     used: dict[str, tuple[str | int, ...]] = {}
-    for path, metadata, value in _walk(body, ("body",)):
-        if not _present(value):
-            continue
-        for m in metadata:
-            if isinstance(m, Carries):
-                used.setdefault(m.category, path)
+    for name, carries, _is_ref in _fields(type(body)):
+        if carries is not None and _present(getattr(body, name)):
+            used.setdefault(carries, ("body", name))
     return used
 
 
 def subject_refs_used(body: BaseModel) -> dict[str, tuple[str | int, ...]]:
     """Each subject reference the body mentions, with the path where it is mentioned."""
     refs: dict[str, tuple[str | int, ...]] = {}
-    for path, metadata, value in _walk(body, ("body",)):
-        if isinstance(value, str) and IS_SUBJECT_REF in metadata:
+    for path, _carries, is_ref, value in _walk(body, ("body",)):
+        if is_ref and isinstance(value, str):
             refs.setdefault(value, path)
     return refs
 
@@ -126,7 +137,7 @@ def iter_strings(
     model: BaseModel, path: tuple[str | int, ...] = ()
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every string value in a model tree with its path (for the BSN scan)."""
-    for here, _metadata, value in _walk(model, path):
+    for here, _carries, _is_ref, value in _walk(model, path):
         items = value if isinstance(value, tuple) else (value,)
         for i, item in enumerate(items):
             if isinstance(item, str):

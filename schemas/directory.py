@@ -125,9 +125,6 @@ class Member(Wire):
     roles: Annotated[tuple[RoleCode, ...], Field(min_length=1, max_length=8)]
     node_ids: Annotated[tuple[NodeId, ...], Field(min_length=1, max_length=16)]
     broker_user: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$")]
-    audit_log_origin: Annotated[
-        str, StringConstraints(pattern=r"^[a-z0-9.-]{1,200}(/[A-Za-z0-9._-]{1,100}){0,4}$")
-    ]
     keys: Annotated[tuple[KeyEntry, ...], Field(max_length=64)]
 
     @model_validator(mode="after")

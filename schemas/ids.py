@@ -16,6 +16,7 @@ __all__ = [
     "BSN_FIELD",
     "NOT_PERSONAL_BODY_FIELDS",
     "find_bsn",
+    "find_bsn_candidates",
     "is_bsn",
     "is_traceparent",
     "is_uuid7",
@@ -60,6 +61,16 @@ def find_bsn(text: str) -> bool:
     """
     if _OPAQUE.match(text):
         return False
+    return any(is_bsn(m.group(0)) for m in _NINE_DIGITS.finditer(text))
+
+
+def find_bsn_candidates(text: str | bytes) -> bool:
+    """Fast pre-check over raw text: True when any nine-digit run in it passes the 11-proef.
+
+    False means no field anywhere can hold a BSN, so the precise per-field scan can be skipped;
+    True only means it must run (the run may sit inside an opaque identifier)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
     return any(is_bsn(m.group(0)) for m in _NINE_DIGITS.finditer(text))
 
 

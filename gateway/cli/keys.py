@@ -69,7 +69,87 @@ def generate(
     result = generate_keys(org, out_dir, Suite(suite), rand=os.urandom, passphrase=passphrase)
     click.echo(f"signing key     {result.signing_key_file}  kid {result.signing_kid}")
     click.echo(f"encryption key  {result.encryption_key_file}  kid {result.encryption_kid}")
+    click.echo(f"audit-log key   {result.audit_key_file}")
     click.echo(f"public keys     {result.jwks_file}")
+
+
+@keys.command("rotate")
+@click.option("--org", required=True, callback=_oin, help="The organisation's OIN.")
+@click.option(
+    "--keys-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The node's key folder; the new keys are written beside the old ones.",
+)
+@click.option(
+    "--directory",
+    "directory_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The current directory version.",
+)
+@click.option("--suite", type=click.Choice([s.value for s in Suite]), default=Suite.P256.value)
+@click.option("--overlap-days", type=click.IntRange(1, 90), default=30, show_default=True)
+@click.option("--valid-days", type=click.IntRange(1, 3650), default=365, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def rotate(
+    org: str,
+    keys_dir: Path,
+    directory_file: Path,
+    suite: str,
+    overlap_days: int,
+    valid_days: int,
+    out: Path | None,
+    passphrase_file: Path | None,
+) -> None:
+    """Make new keys for ORG and a new directory version listing them.
+
+    The new keys are valid from now; the current ones end after the overlap, so senders seal to
+    the new encryption key as soon as the new version is signed and loaded, and receivers keep
+    accepting signatures by the old key until the overlap ends. Add the new encryption key file
+    first in the node's keys.encryption list, point keys.signing/keys.audit at the new files, and
+    restart the node once the version is signed.
+    """
+    from datetime import timedelta
+
+    from gateway.federation import (
+        next_path,
+        now_utc,
+        read_directory,
+        rotate_member_keys,
+        write_directory,
+    )
+    from gateway.keyfiles import load_public_keys
+    from schemas.catalogue import default_catalogue
+
+    cat = default_catalogue()
+    signed = read_directory(directory_file, cat)
+    now = now_utc()
+    passphrase = read_passphrase(passphrase_file) if passphrase_file else None
+    result = generate_keys(
+        org,
+        keys_dir,
+        Suite(suite),
+        rand=os.urandom,
+        passphrase=passphrase,
+        tag=f"{now:%Y%m%dT%H%M%S}",
+    )
+    new = rotate_member_keys(
+        signed,
+        org,
+        load_public_keys(result.jwks_file),
+        now=now,
+        overlap=timedelta(days=overlap_days),
+        valid_for=timedelta(days=valid_days),
+        catalogue=cat,
+    )
+    path = write_directory(new, out or next_path(directory_file, new.version))
+    click.echo(
+        f"new keys: {result.signing_key_file.name}, {result.encryption_key_file.name}, "
+        f"{result.audit_key_file.name}"
+    )
+    click.echo(f"wrote {path} (version {new.version}, unsigned: have the authorities sign it)")
 
 
 COMMANDS: list[click.Command] = [keys]

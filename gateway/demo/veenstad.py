@@ -42,7 +42,6 @@ __all__ = [
 FEDERATION = "veenstad"
 FEDERATION_NAME = "ZVH Veenstad"
 CATALOGUE_VERSION = "1.0.0"
-ORIGIN_PREFIX = "veenstad.zvg.example"
 
 
 @dataclass(frozen=True)
@@ -459,7 +458,6 @@ def demo_members(keys: dict[str, tuple[KeyEntry, ...]]) -> tuple[Member, ...]:
             roles=o.roles,
             node_ids=(o.node_id,),
             broker_user=f"zvg-{o.key}",
-            audit_log_origin=f"{ORIGIN_PREFIX}/{o.oin}/audit-log",
             keys=keys.get(o.key, ()),
         )
         for o in ORGS

@@ -14,6 +14,7 @@ from gateway.core.keys import Suite
 from gateway.errors import LocalError
 from gateway.keyfiles import (
     generate_keys,
+    load_audit_key,
     load_decryption_key,
     load_public_keys,
     load_signing_key,
@@ -44,7 +45,10 @@ def test_generate_writes_0600_pkcs8_and_a_public_jwks(tmp_path: Path, suite: Sui
     assert public.org == ORG
     assert [k.kid for k in public.signing] == [out.signing_kid]
     assert [k.kid for k in public.encryption] == [out.encryption_kid]
-    assert {k["use"] for k in doc["keys"]} == {"sig", "enc"}
+    assert {k["use"] for k in doc["keys"]} == {"sig", "enc", "audit"}
+    assert _mode(out.audit_key_file) == 0o600
+    audit = load_audit_key(out.audit_key_file)
+    assert [k.public_bytes_raw() for k in public.audit] == [audit.public_key().public_bytes_raw()]
 
 
 def test_generate_refuses_to_overwrite_existing_keys(tmp_path: Path) -> None:

@@ -1,0 +1,274 @@
+"""The audit log of one node: append records, keep the Merkle tree, sign checkpoints, prove.
+
+Records live in the node's SQLite store, in the same transactions as the state they describe
+(:meth:`AuditLog.append` returns a store job to run as ``extra``), so a record is on disk before
+the broker ack or the API answer that depends on it. Each row keeps:
+
+- ``leaf`` and ``view``: the RFC 9162 leaf hash and the leaf view it hashes (no personal data,
+  kept for ever);
+- ``personal`` and ``salt``: the personal fields and the salt of their commitments, deleted at
+  the end of audit retention ("crypto-shredding": proofs stay valid).
+
+The in-memory :class:`~gateway.core.merkle.MerkleTree` catches up after every commit (a store
+commit hook). On start the tree is rebuilt from the stored leaves and checked against the last
+signed checkpoint; a mismatch stops the node (run ``zvg audit verify``). Checkpoints are C2SP
+signed notes under the origin ``<federation>/<org>/audit-log``; a node never signs two
+inconsistent checkpoints because it only signs roots of its one append-only tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.core import note
+from gateway.core.audit import Record, leaf_of, split
+from gateway.core.commit import SALT_SIZE, canonical_json
+from gateway.core.merkle import MerkleTree
+from gateway.errors import LocalError
+from gateway.node.store import SqliteStore
+
+__all__ = ["AUDIT_SCHEMA", "AuditLog", "StoredCheckpoint"]
+
+AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    idx          INTEGER PRIMARY KEY,
+    leaf         BLOB NOT NULL,
+    view         TEXT NOT NULL,
+    personal     TEXT,
+    salt         BLOB,
+    name         TEXT NOT NULL,
+    time         REAL NOT NULL,
+    trace_id     TEXT,
+    message_id   TEXT,
+    case_ref     TEXT,
+    purge_after  REAL
+);
+CREATE INDEX IF NOT EXISTS audit_by_message ON audit_records (message_id);
+CREATE INDEX IF NOT EXISTS audit_by_case ON audit_records (case_ref);
+CREATE INDEX IF NOT EXISTS audit_by_trace ON audit_records (trace_id);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    size        INTEGER PRIMARY KEY,
+    root        BLOB NOT NULL,
+    note        BLOB NOT NULL,       -- the signed note, with cosignatures as they arrive
+    created_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness_heads (
+    origin      TEXT PRIMARY KEY,    -- a peer's log we witness: the last size we cosigned
+    size        INTEGER NOT NULL,
+    root        BLOB NOT NULL,
+    checkpoint  BLOB NOT NULL,
+    cosigned_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS peer_cosigned (
+    peer        TEXT PRIMARY KEY,    -- a peer witnessing our log: the last size it cosigned
+    size        INTEGER NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness_evidence (
+    id          INTEGER PRIMARY KEY,
+    origin      TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    evidence    TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+"""
+
+Rand = Callable[[int], bytes]
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: bytes
+
+
+class AuditLog:
+    """One node's audit log. Create with :meth:`open` (async: it reads the store)."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        origin: str,
+        key: Ed25519PrivateKey,
+        rand: Rand,
+        retention_s: float,
+    ) -> None:
+        self.store = store
+        self.origin = origin
+        self._key = key
+        self._rand = rand
+        self._retention_s = retention_s
+        self._tree = MerkleTree()
+        self._tree_lock = threading.Lock()
+        self._checkpoint_lock = asyncio.Lock()
+        self.latest: StoredCheckpoint | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        store: SqliteStore,
+        *,
+        origin: str,
+        key: Ed25519PrivateKey,
+        rand: Rand,
+        retention_s: float,
+    ) -> AuditLog:
+        """Load the log: rebuild the tree and check it against the last signed checkpoint.
+
+        Raises :class:`LocalError` when the stored records do not reproduce that checkpoint's
+        root (the log was altered; ``zvg audit verify`` finds where)."""
+        log = cls(store, origin=origin, key=key, rand=rand, retention_s=retention_s)
+
+        def load(db: sqlite3.Connection) -> tuple[list[bytes], StoredCheckpoint | None]:
+            db.executescript(AUDIT_SCHEMA)
+            leaves = [
+                bytes(r[0]) for r in db.execute("SELECT leaf FROM audit_records ORDER BY idx")
+            ]
+            row = db.execute(
+                "SELECT size, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+            latest = (
+                None if row is None else StoredCheckpoint(int(row[0]), bytes(row[1]), bytes(row[2]))
+            )
+            return leaves, latest
+
+        leaves, latest = await store.run(load)
+        log._tree = MerkleTree(leaves)
+        if latest is not None and (
+            latest.size > log._tree.size or log._tree.root(latest.size) != latest.root
+        ):
+            raise LocalError(
+                f"the audit log does not reproduce its checkpoint of size {latest.size}: "
+                "records were altered or lost; run: zvg audit verify"
+            )
+        log.latest = latest
+        store.on_commit(log._catch_up)
+        return log
+
+    # ------------------------------------------------------------------ appending
+
+    @property
+    def size(self) -> int:
+        with self._tree_lock:
+            return self._tree.size
+
+    def append(
+        self, records: Sequence[Record], now: datetime
+    ) -> Callable[[sqlite3.Connection], list[int]]:
+        """A store job that appends ``records`` (run it inside the transaction it describes).
+
+        Returns the indexes the records got. Salts come from the log's random source."""
+        purge_after = now.timestamp() + self._retention_s
+        materials = [(r, self._rand(SALT_SIZE)) for r in records]
+
+        def job(db: sqlite3.Connection) -> list[int]:
+            start = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_records").fetchone()[0]
+            indexes = []
+            for offset, (record, salt) in enumerate(materials):
+                view, personal = split(record, salt)
+                db.execute(
+                    "INSERT INTO audit_records (idx, leaf, view, personal, salt, name, time,"
+                    " trace_id, message_id, case_ref, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        start + offset,
+                        leaf_of(view),
+                        canonical_json(view).decode("utf-8"),
+                        json.dumps(personal, separators=(",", ":")),
+                        salt,
+                        record.name,
+                        record.end_time.timestamp(),
+                        record.trace_id,
+                        record.message_id,
+                        record.case_ref,
+                        purge_after,
+                    ),
+                )
+                indexes.append(start + offset)
+            return indexes
+
+        return job
+
+    def _catch_up(self, db: sqlite3.Connection) -> None:
+        with self._tree_lock:
+            rows = db.execute(
+                "SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx",
+                (self._tree.size,),
+            ).fetchall()
+            for idx, leaf in rows:
+                if idx != self._tree.size:
+                    raise LocalError(f"audit log gap at index {self._tree.size}")
+                self._tree.append(bytes(leaf))
+
+    # ------------------------------------------------------------------ checkpoints and proofs
+
+    async def checkpoint(self, *, min_size: int = 1) -> StoredCheckpoint | None:
+        """The latest checkpoint, signing a new one first if the tree grew past it and is at
+        least ``min_size`` large. ``None`` for an empty log."""
+        async with self._checkpoint_lock:
+            with self._tree_lock:
+                size = self._tree.size
+                root = self._tree.root(size) if size else b""
+            if size == 0 or size < min_size:
+                return self.latest
+            if self.latest is not None and self.latest.size >= size:
+                return self.latest
+            signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), key=self._key)
+            now = datetime.now(UTC).timestamp()
+
+            def save(db: sqlite3.Connection) -> None:
+                db.execute(
+                    "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?,?,?,?)",
+                    (size, root, signed, now),
+                )
+
+            await self.store.run(save)
+            self.latest = StoredCheckpoint(size, root, signed)
+            return self.latest
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        with self._tree_lock:
+            return self._tree.consistency_proof(old_size, new_size)
+
+    async def tlog_proof(self, index: int, checkpoint: StoredCheckpoint) -> bytes:
+        """A C2SP tlog-proof of record ``index`` in ``checkpoint``; ``extra`` carries the
+        record's leaf view (canonical JSON, no personal data) so the reader can check what the
+        leaf says and recompute its hash."""
+
+        def view(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT view FROM audit_records WHERE idx=?", (index,)).fetchone()
+            if row is None:
+                raise LocalError(f"no audit record {index}")
+            return str(row[0])
+
+        leaf_view = await self.store.run(view)
+        with self._tree_lock:
+            proof = self._tree.inclusion_proof(index, checkpoint.size)
+        return note.format_tlog_proof(
+            note.TlogProof(index, tuple(proof), checkpoint.note, extra=leaf_view.encode("utf-8"))
+        )
+
+    def query_job(
+        self, sql_where: str, params: Sequence[Any]
+    ) -> Callable[[sqlite3.Connection], list[tuple[Any, ...]]]:
+        """A read job over the records (used by ``zvg audit``)."""
+
+        def job(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return list(
+                db.execute(
+                    f"SELECT idx, view, personal FROM audit_records WHERE {sql_where} ORDER BY idx",  # noqa: S608 - fixed clauses, values bound
+                    tuple(params),
+                )
+            )
+
+        return job

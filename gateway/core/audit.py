@@ -1,0 +1,209 @@
+"""Audit records (DESIGN §7): what a node logs of every exchange, and the leaf each becomes.
+
+A :class:`Record` has the *Logboek Dataverwerkingen* core fields (trace_id, span_id,
+parent_span_id, foreign_operation, name, status, start/end time, processing_activity_id,
+pseudonymised data-subject ids) plus the exchange fields (message id and type, purpose, legal
+basis, sender, recipients, data categories, flags, policy version/rule/decision, payload digest,
+key id). Actors (the employee at the partner who asked) go into separate ``access`` records
+linked by trace id, as NEN 7513 asks.
+
+Rules enforced here:
+
+- A record never holds payload content, a plaintext identifier (BSN, name, address) or key
+  material: it has no field for them, and :func:`new_record` refuses strings that look like a
+  BSN. Message bodies never reach this module.
+- The **personal** fields — ``case_ref``, ``data_subjects`` and the ``actor`` — enter the Merkle
+  leaf only as salted commitments (``gateway.core.commit``). :func:`split` returns the leaf view
+  (kept for ever, no personal data) and the personal part (deleted with its salt at the end of
+  retention); :func:`leaf_of` hashes the leaf view (RFC 8785 canonical JSON, RFC 9162 leaf).
+- :func:`check_personal` re-derives the commitments from a stored personal part and salt, so
+  ``zvg audit verify`` notices a changed case reference or pseudonym as surely as a changed leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from gateway.core.commit import SALT_SIZE, JsonValue, canonical_json, commitment
+from gateway.core.merkle import leaf_hash
+from gateway.errors import LocalError
+from schemas import ids
+
+__all__ = [
+    "OPERATIONS",
+    "Actor",
+    "Record",
+    "RecordStatus",
+    "check_personal",
+    "leaf_of",
+    "new_record",
+    "split",
+]
+
+#: Operation names (``name``), one per kind of event the node logs.
+OPERATIONS = frozenset(
+    {
+        "message.send",  # an adapter's message was validated, allowed, sealed and queued
+        "message.publish",  # the broker confirmed the envelope for one recipient
+        "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
+        "message.refuse",  # an inbound envelope was refused (reason), or an outbound one denied
+        "message.deliver",  # the adapter fetched a message from the inbox
+        "message.expire",  # a sent message expired before a recipient answered
+        "policy.decision",  # a policy decision (allow or deny), at send or at receive
+        "adapter.ack",  # the adapter accepted a delivered message
+        "adapter.reject",  # the adapter refused a delivered message
+        "receipt.send",  # we sealed a receipt (delivered / accepted / rejected)
+        "receipt.receive",  # a recipient's receipt arrived and verified
+        "retention.purge",  # payloads deleted at the end of their retention
+        "directory.change",  # a new directory version was trusted
+        "key.change",  # this node started using another key
+        "witness.cosign",  # we cosigned a peer's checkpoint
+        "witness.refuse",  # we refused a peer's checkpoint (conflict, bad proof, fork)
+        "checkpoint.cosigned",  # a peer cosigned our checkpoint
+        "access",  # an actor at the partner read or changed something through the API
+    }
+)
+
+RecordStatus = Literal["ok", "denied", "rejected", "error"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The employee behind an adapter request (pseudonymous ids only)."""
+
+    id: str
+    role: str | None = None
+    responsible: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One audit record. Build it with :func:`new_record`."""
+
+    name: str
+    status: RecordStatus
+    start_time: datetime
+    end_time: datetime
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    foreign_operation: Mapping[str, str] | None = None
+    processing_activity_id: str | None = None
+    message_id: str | None = None
+    message_type: str | None = None
+    purpose: str | None = None
+    legal_basis: tuple[str, ...] = ()
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+    data_categories: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    policy_version: int | None = None
+    policy_rule: str | None = None
+    policy_decision: Literal["allow", "deny"] | None = None
+    reason: str | None = None
+    digest: str | None = None
+    key_id: str | None = None
+    peer: str | None = None
+    detail: Mapping[str, int | str] = field(default_factory=dict)
+    # personal: only committed in the leaf
+    case_ref: str | None = None
+    data_subjects: tuple[str, ...] = ()
+    actor: Actor | None = None
+
+
+_PERSONAL = ("case_ref", "data_subjects", "actor")
+
+
+def _iso(t: datetime) -> str:
+    offset = t.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        raise LocalError("audit record times must be aware UTC datetimes")
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_record(**fields: Any) -> Record:
+    """A :class:`Record`; refuses an unknown operation and anything that looks like a BSN."""
+    record = Record(**fields)
+    if record.name not in OPERATIONS:
+        raise LocalError(f"unknown audit operation {record.name!r}")
+    for key, value in asdict(record).items():
+        for text in _strings(value):
+            if ids.find_bsn(text):
+                raise LocalError(f"audit record field {key} holds a BSN-shaped value")
+    return record
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _personal_values(record: Record) -> dict[str, JsonValue]:
+    actor = record.actor
+    return {
+        "case_ref": record.case_ref,
+        "data_subjects": list(record.data_subjects),
+        "actor": None
+        if actor is None
+        else {"id": actor.id, "role": actor.role, "responsible": actor.responsible},
+    }
+
+
+def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, JsonValue]:
+    def c(value: str, name: str) -> str:
+        return commitment(salt, value.encode("utf-8"), field=name).hex()
+
+    out: dict[str, JsonValue] = {}
+    case_ref = personal.get("case_ref")
+    out["case_ref"] = None if case_ref is None else c(str(case_ref), "case_ref")
+    subjects = personal.get("data_subjects")
+    out["data_subjects"] = [
+        c(str(s), "data_subject") for s in (subjects if isinstance(subjects, list) else [])
+    ]
+    actor = personal.get("actor")
+    out["actor"] = None if actor is None else c(canonical_json(actor).decode("utf-8"), "actor")
+    return out
+
+
+def split(record: Record, salt: bytes) -> tuple[dict[str, JsonValue], dict[str, JsonValue]]:
+    """(leaf view, personal part). The leaf view holds commitments where the record holds
+    personal values; it is what the Merkle leaf hashes, and it is kept for ever."""
+    if len(salt) != SALT_SIZE:
+        raise LocalError(f"audit salt must be {SALT_SIZE} bytes")
+    view: dict[str, JsonValue] = {}
+    for key, value in asdict(record).items():
+        if key in _PERSONAL:
+            continue
+        if isinstance(value, datetime):
+            view[key] = _iso(value)
+        elif isinstance(value, tuple):
+            view[key] = list(value)
+        elif isinstance(value, dict):
+            view[key] = dict(value)
+        else:
+            view[key] = value
+    personal = _personal_values(record)
+    view["commitments"] = _commitments(personal, salt)
+    return view, personal
+
+
+def leaf_of(view: Mapping[str, JsonValue]) -> bytes:
+    """The RFC 9162 leaf hash of a leaf view (canonical JSON, RFC 8785)."""
+    return leaf_hash(canonical_json(view))
+
+
+def check_personal(
+    view: Mapping[str, JsonValue], personal: Mapping[str, JsonValue], salt: bytes
+) -> bool:
+    """True when the stored personal part and salt produce the leaf view's commitments."""
+    if len(salt) != SALT_SIZE:
+        return False
+    return view.get("commitments") == _commitments(personal, salt)

@@ -1,0 +1,308 @@
+"""``node.toml``: one file configures a node. Every setting has a documented default.
+
+``load_config(path)`` parses and validates the file and resolves relative paths against the
+file's folder. Errors are :class:`~gateway.errors.LocalError` with one line per problem, naming
+the setting (``api.listen: …``). ``check_files(config)`` additionally checks that the files the
+config names exist and are private enough; ``zvg node check-config`` runs both.
+
+Production mode (``node.mode = "production"``) refuses example keys and directories: any path
+inside a ``keys_example`` folder, and any key whose public part is one of ``keys_example``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from gateway.errors import LocalError
+from schemas._base import NodeId, Oin
+
+__all__ = [
+    "ApiSettings",
+    "AuditSettings",
+    "BrokerSettings",
+    "DirectorySettings",
+    "KeySettings",
+    "Limits",
+    "NodeConfig",
+    "PurposeDefaults",
+    "Retention",
+    "Token",
+    "check_files",
+    "hash_token",
+    "load_config",
+]
+
+_EXAMPLE_DIR = "keys_example"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest the config stores for a token (tokens are random, 32+ bytes)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Token(_Settings):
+    """An API client: a name for the logs, a role, and the SHA-256 of its bearer token."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    role: Literal["adapter", "auditor"]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+    def matches(self, token: str) -> bool:
+        """Constant-time comparison of a presented token with the stored hash."""
+        return hmac.compare_digest(hash_token(token), self.sha256)
+
+
+class NodeSection(_Settings):
+    org: Oin
+    """The OIN of the organisation this node belongs to."""
+    node_id: NodeId
+    """This node's id, as listed in the directory."""
+    mode: Literal["production", "demo"] = "production"
+    """``production`` refuses example keys and directories; ``demo`` allows them."""
+    data_dir: Path = Path("var")
+    """Where the store (``node.db``) lives; relative to the config file."""
+
+
+class KeySettings(_Settings):
+    signing: Path
+    """PKCS#8 PEM of the envelope signing key (P-256 or Ed25519)."""
+    encryption: Annotated[tuple[Path, ...], Field(min_length=1)]
+    """PKCS#8 PEM files of the decryption keys, newest first (old ones stay during rotation)."""
+    audit: Path
+    """PKCS#8 PEM of the Ed25519 audit-log (checkpoint) key."""
+    passphrase_file: Path | None = None
+    """A file holding the passphrase of encrypted key files (mode 0600)."""
+
+
+class DirectorySettings(_Settings):
+    file: Path
+    """The signed directory (JWS JSON) this node trusts; updates replace it (higher versions)."""
+    trust_anchor: Path | None = None
+    """An earlier directory pinned by ops whose authority must have signed ``file``'s chain; by
+    default the first directory the node loads becomes the anchor (stored in the data dir)."""
+    catalogue: Path | None = None
+    """The purpose catalogue file; default: the packaged one. Its version must match the
+    directory's ``catalogue_version``."""
+    expiry_warning_days: Annotated[int, Field(ge=1, le=365)] = 14
+    """Warn (log, /readyz detail, metric) this many days before the directory expires."""
+
+
+class BrokerSettings(_Settings):
+    url: str = "amqp://127.0.0.1:5672/"
+    """AMQP URL without credentials: host, port, and the federation's vhost path."""
+    vhost: str | None = None
+    """The vhost (default ``zvg-<federation>`` from the directory)."""
+    user: str | None = None
+    """The broker user (default: this org's ``broker_user`` in the directory)."""
+    password_file: Path | None = None
+    """A 0600 file with the broker password written by ``zvg broker provision``."""
+    prefetch: Annotated[int, Field(ge=1, le=10_000)] = 128
+    """Unacknowledged deliveries the broker may push to this node at once."""
+    publish_window: Annotated[int, Field(ge=1, le=10_000)] = 256
+    """Publishes awaiting a confirm at once (pipelining bound)."""
+    ca_file: Path | None = None
+    """TLS: the CA that signed the broker's certificate (enables TLS with ``amqps://``)."""
+    cert_file: Path | None = None
+    """TLS: this node's client certificate (for ``auth=external``)."""
+    key_file: Path | None = None
+    """TLS: the client certificate's private key."""
+
+
+class ApiSettings(_Settings):
+    listen: Annotated[str, StringConstraints(pattern=r"^[0-9a-zA-Z.:\[\]-]+:[0-9]{1,5}$")] = (
+        "127.0.0.1:8400"
+    )
+    """host:port of the local API. Keep it on loopback or a private network."""
+    tokens: tuple[Token, ...] = ()
+    """Adapter and auditor tokens (stored hashed; make one with ``zvg node new-token``)."""
+
+
+class Limits(_Settings):
+    max_request_bytes: Annotated[int, Field(ge=1024, le=16 * 2**20)] = 512 * 1024
+    """Largest API request body (bytes). A message is a summary, not a file."""
+    max_envelope_bytes: Annotated[int, Field(ge=1024, le=16 * 2**20)] = 256 * 1024
+    """Largest envelope accepted from the broker (bytes)."""
+    max_clock_skew_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    """How far in the future a sender's ``iat`` may be (DESIGN §5.1: 5 minutes)."""
+    max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 7 * 86400
+    """How old a message's ``iat`` may be on arrival (DESIGN §5.1: 7 days) — the replay window."""
+    default_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 3 * 86400
+    """``expires_at - created_at`` when the adapter does not ask for another lifetime."""
+    inbox_wait_max_seconds: Annotated[int, Field(ge=0, le=300)] = 60
+    """Longest long-poll an adapter may ask for (``GET /v1/inbox?wait=``)."""
+    inbox_page_max: Annotated[int, Field(ge=1, le=1000)] = 100
+    """Most items one inbox page returns."""
+    outbox_retry_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
+    """Delay before a publish that failed (broker down, nack) is tried again."""
+
+
+class Retention(_Settings):
+    inbox_after_ack_days: Annotated[float, Field(ge=0, le=3650)] = 30
+    """Days a delivered payload stays in the inbox after the adapter acked or rejected it."""
+    outbox_after_final_days: Annotated[float, Field(ge=0, le=3650)] = 7
+    """Days the sealed envelope stays in the outbox after every recipient answered or it expired."""
+    purge_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60
+    """How often the purge job runs."""
+
+
+class AuditSettings(_Settings):
+    checkpoint_interval_seconds: Annotated[float, Field(ge=0.5, le=86400)] = 60
+    """How often a new checkpoint is signed (when the log grew) and sent to the peers."""
+    pseudonym_key_file: Path | None = None
+    """A 0600 file with the secret that salts subject commitments; default: in the data dir."""
+
+
+class PurposeDefaults(_Settings):
+    legal_basis: Annotated[tuple[str, ...], Field(min_length=1)]
+    """Legal-basis codes used when an adapter does not name them for this purpose."""
+    processing_activity: str
+    """The processing activity in this organisation's register for this purpose."""
+
+
+class NodeConfig(_Settings):
+    """The whole ``node.toml``; see ``docs/ops.md`` for a commented example."""
+
+    node: NodeSection
+    keys: KeySettings
+    directory: DirectorySettings
+    broker: BrokerSettings = BrokerSettings()
+    api: ApiSettings = ApiSettings()
+    limits: Limits = Limits()
+    retention: Retention = Retention()
+    audit: AuditSettings = AuditSettings()
+    purposes: dict[str, PurposeDefaults] = {}
+    """Per purpose code: default legal basis and processing activity."""
+    source: Path = Path("node.toml")
+    """The file this config was read from (set by the loader)."""
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> NodeConfig:
+        names = [t.name for t in self.api.tokens]
+        if len(names) != len(set(names)):
+            raise ValueError("api.tokens: two tokens share a name")
+        hashes = [t.sha256 for t in self.api.tokens]
+        if len(hashes) != len(set(hashes)):
+            raise ValueError("api.tokens: two tokens share a hash")
+        return self
+
+    @property
+    def store_path(self) -> Path:
+        return self.node.data_dir / "node.db"
+
+    def key_files(self) -> list[tuple[str, Path]]:
+        """Every key file the node will read, with the setting that names it."""
+        files = [("keys.signing", self.keys.signing), ("keys.audit", self.keys.audit)]
+        files += [(f"keys.encryption[{i}]", p) for i, p in enumerate(self.keys.encryption)]
+        return files
+
+
+_PATH_FIELDS = {
+    ("node", "data_dir"),
+    ("keys", "signing"),
+    ("keys", "audit"),
+    ("keys", "passphrase_file"),
+    ("directory", "file"),
+    ("directory", "trust_anchor"),
+    ("directory", "catalogue"),
+    ("broker", "password_file"),
+    ("broker", "ca_file"),
+    ("broker", "cert_file"),
+    ("broker", "key_file"),
+    ("audit", "pseudonym_key_file"),
+}
+
+
+def _paths(raw: dict[str, Any], base: Path) -> None:
+    for section, name in _PATH_FIELDS:
+        sec = raw.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get(name), str):
+            sec[name] = (base / sec[name]).resolve()
+    keys = raw.get("keys")
+    if isinstance(keys, dict):
+        enc = keys.get("encryption")
+        if isinstance(enc, str):
+            enc = [enc]
+        if isinstance(enc, list):
+            keys["encryption"] = tuple(
+                (base / p).resolve() if isinstance(p, str) else p for p in enc
+            )
+    api = raw.get("api")
+    if isinstance(api, dict) and isinstance(api.get("tokens"), list):
+        api["tokens"] = tuple(api["tokens"])
+    for sec in (raw.get("purposes") or {}).values():
+        if isinstance(sec, dict) and isinstance(sec.get("legal_basis"), list):
+            sec["legal_basis"] = tuple(sec["legal_basis"])
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in e["loc"]) or "(file)"
+        lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read ``node.toml``. Raises :class:`LocalError` naming every invalid setting."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LocalError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LocalError(f"{path}: not valid TOML ({exc})") from None
+    base = path.resolve().parent
+    _paths(raw, base)
+    raw["source"] = path.resolve()
+    try:
+        return NodeConfig.model_validate(raw, strict=False)
+    except ValidationError as exc:
+        raise LocalError(f"{path}: {_format_errors(exc)}") from None
+
+
+def _is_example(path: Path) -> bool:
+    return _EXAMPLE_DIR in path.resolve().parts
+
+
+def check_files(config: NodeConfig) -> list[str]:
+    """Problems with the files the config names (missing, too readable, example keys in
+    production). Empty when all is well. Never reads key material into the result."""
+    problems: list[str] = []
+    named = [*config.key_files(), ("directory.file", config.directory.file)]
+    for opt in ("passphrase_file",):
+        value = getattr(config.keys, opt)
+        if value is not None:
+            named.append((f"keys.{opt}", value))
+    if config.broker.password_file is not None:
+        named.append(("broker.password_file", config.broker.password_file))
+    secret = {n for n, _ in config.key_files()} | {"keys.passphrase_file", "broker.password_file"}
+    for setting, path in named:
+        if not path.is_file():
+            problems.append(f"{setting}: {path} does not exist")
+            continue
+        if setting in secret and path.stat().st_mode & 0o077:
+            problems.append(
+                f"{setting}: {path} is readable by group or others; run: chmod 600 {path}"
+            )
+        if config.node.mode == "production" and _is_example(path):
+            problems.append(
+                f"{setting}: {path} is an example file from keys_example/; production mode "
+                "refuses example keys and directories"
+            )
+    return problems

@@ -1,0 +1,716 @@
+"""The node's durable state: outbox, inbox, seen message ids, per-recipient delivery status.
+
+:class:`SqliteStore` keeps everything in one SQLite file in WAL mode with ``synchronous=FULL``:
+a transaction that returned has reached the disk, so the crash-safe orders of DESIGN §9 hold —
+a message is in the outbox before the API answers 202, an inbound message is in the inbox before
+the broker ack.
+
+All database work runs on one writer thread. Calls made at the same time are **group-committed**:
+the thread runs every waiting job in one transaction (each job inside its own savepoint, so one
+failing job does not undo the others) and commits once, so a burst of deliveries costs one fsync,
+not one per message. Async callers await :meth:`SqliteStore.run`; jobs are plain functions of a
+``sqlite3.Connection`` (``gateway.node.store`` holds them), which keeps the interface small
+enough that a PostgreSQL store can implement the same :class:`Store` protocol.
+
+Nothing here decides anything: the service (``gateway.node.service``) calls the core for every
+decision and uses the store to remember the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from gateway.errors import LocalError, TransientError
+
+__all__ = [
+    "FINAL_STATUSES",
+    "STATUS_RANK",
+    "InboxRow",
+    "OutboxEntry",
+    "PendingPublish",
+    "RecipientRow",
+    "SeenRow",
+    "SqliteStore",
+    "Store",
+    "idempotency_job",
+]
+
+T = TypeVar("T")
+
+#: Delivery statuses per recipient, in the only order they may move (receipts can arrive out of
+#: order; a lower rank never overwrites a higher one).
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "accepted": 3, "rejected": 3, "expired": 3}
+FINAL_STATUSES = frozenset(s for s, r in STATUS_RANK.items() if r == 3)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id    TEXT PRIMARY KEY,
+    message_type  TEXT NOT NULL,
+    purpose       TEXT NOT NULL,
+    case_ref      TEXT NOT NULL,
+    in_reply_to   TEXT,
+    created_at    REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    digest        BLOB NOT NULL,
+    envelope      BLOB,             -- the sealed JWE (ciphertext); purged after retention
+    final_at      REAL,             -- when every recipient reached a final status
+    purge_after   REAL
+);
+CREATE TABLE IF NOT EXISTS outbox_recipients (
+    message_id  TEXT NOT NULL REFERENCES outbox(message_id),
+    org         TEXT NOT NULL,
+    roles       TEXT NOT NULL,      -- JSON list of the roles addressed at this org
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    updated_at  REAL NOT NULL,
+    published   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (message_id, org)
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox_recipients (published, message_id)
+    WHERE published = 0;
+CREATE TABLE IF NOT EXISTS idempotency (
+    client      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    request     BLOB NOT NULL,      -- SHA-256 of the request body
+    message_id  TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (client, key)
+);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender        TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    digest        BLOB NOT NULL,
+    message_type  TEXT NOT NULL,
+    roles         TEXT NOT NULL,    -- JSON list of our roles the message is addressed to
+    received_at   REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    status        TEXT NOT NULL,    -- delivered | accepted | rejected | refused
+    reason        TEXT,
+    claims        BLOB,             -- verified claims JSON (with body); purged after retention
+    inner_jws     BLOB,             -- the sender's signed bytes (non-repudiation); purged too
+    handed_out    INTEGER NOT NULL DEFAULT 0,
+    settled_at    REAL,
+    purge_after   REAL,
+    forget_after  REAL NOT NULL,    -- after this the (sender, message_id) row may go entirely
+    UNIQUE (sender, message_id)
+);
+CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox (status, seq) WHERE status = 'delivered';
+CREATE TABLE IF NOT EXISTS receipts_in (
+    message_id  TEXT NOT NULL,
+    org         TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    inner_jws   BLOB NOT NULL,      -- the recipient's signed receipt (evidence)
+    PRIMARY KEY (message_id, org, status)
+);
+CREATE TABLE IF NOT EXISTS receipts_out (
+    sender      TEXT NOT NULL,      -- who sent the message the receipt answers
+    message_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    receipt_id  TEXT NOT NULL,      -- the receipt's own message id (an outbox entry)
+    PRIMARY KEY (sender, message_id, status)
+);
+"""
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A sealed outbound message (an application message or a receipt)."""
+
+    message_id: str
+    message_type: str
+    purpose: str
+    case_ref: str
+    in_reply_to: str | None
+    created_at: datetime
+    expires_at: datetime
+    digest: bytes
+    envelope: bytes
+    recipients: tuple[tuple[str, tuple[str, ...]], ...]  # (org, roles addressed there)
+
+
+@dataclass(frozen=True)
+class PendingPublish:
+    message_id: str
+    org: str
+    envelope: bytes
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    org: str
+    roles: tuple[str, ...]
+    status: str
+    reason: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    message_id: str
+    message_type: str
+    purpose: str
+    case_ref: str
+    created_at: datetime
+    expires_at: datetime
+    recipients: tuple[RecipientRow, ...]
+
+
+@dataclass(frozen=True)
+class SeenRow:
+    """What the inbox remembers of a ``(sender, message_id)``, for dedupe and replay checks."""
+
+    digest: bytes
+    status: str
+    message_type: str
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    seq: int
+    sender: str
+    message_id: str
+    roles: tuple[str, ...]
+    received_at: datetime
+    handed_out: int
+    claims: bytes
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """A verified inbound message to store (or, with ``claims=None``, one refused by policy)."""
+
+    sender: str
+    message_id: str
+    digest: bytes
+    message_type: str
+    roles: tuple[str, ...]
+    received_at: datetime
+    expires_at: datetime
+    forget_after: datetime
+    status: str  # delivered | refused
+    reason: str | None
+    claims: bytes | None
+    inner_jws: bytes | None
+
+
+Job = Callable[[sqlite3.Connection], T]
+CommitHook = Callable[[sqlite3.Connection], None]
+
+
+class Store(Protocol):
+    """What the node needs from its durable state. :class:`SqliteStore` is the implementation;
+    a PostgreSQL store implements the same methods (each one transaction)."""
+
+    async def add_outbox(
+        self, entry: OutboxEntry, now: datetime, extra: Job[None] | None = None
+    ) -> None: ...
+    async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None: ...
+    async def remember_idempotent(
+        self, client: str, key: str, request: bytes, message_id: str, now: datetime
+    ) -> None: ...
+    async def pending_publishes(self, limit: int) -> list[PendingPublish]: ...
+    async def set_status(
+        self,
+        message_id: str,
+        org: str,
+        status: str,
+        reason: str | None,
+        now: datetime,
+        extra: Job[None] | None = None,
+    ) -> bool: ...
+    async def message(self, message_id: str) -> MessageRow | None: ...
+    async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
+    async def seen(self, sender: str, message_id: str) -> SeenRow | None: ...
+    async def add_inbox(
+        self,
+        entry: InboxEntry,
+        receipt: OutboxEntry | None,
+        now: datetime,
+        extra: Job[None] | None = None,
+    ) -> bool: ...
+    async def inbox_waiting(self, limit: int) -> list[InboxRow]: ...
+    async def settle_inbox(
+        self,
+        message_id: str,
+        status: str,
+        reason: str | None,
+        now: datetime,
+        purge_after: datetime,
+        receipt: OutboxEntry | None,
+        extra: Job[None] | None = None,
+    ) -> str | None: ...
+    async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]: ...
+    async def add_receipt_in(
+        self, message_id: str, org: str, status: str, inner_jws: bytes, now: datetime
+    ) -> None: ...
+    async def purge(self, now: datetime, outbox_after_s: float) -> tuple[int, int, int]: ...
+    async def run(self, job: Job[T]) -> T: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Pending:
+    job: Job[Any]
+    future: Future[Any]
+
+
+#: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
+MAX_GROUP = 256
+
+
+class SqliteStore:
+    """SQLite (WAL, ``synchronous=FULL``) with one writer thread and group commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._hooks: list[CommitHook] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise LocalError(f"{path}: cannot open the store ({exc})") from None
+        path.chmod(0o600)
+        self._thread = threading.Thread(target=self._loop, name="zvg-store", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ machinery
+
+    def on_commit(self, hook: CommitHook) -> None:
+        """Call ``hook(db)`` on the writer thread after every successful commit."""
+        self._hooks.append(hook)
+
+    async def run(self, job: Job[T]) -> T:
+        """Run ``job(db)`` in a transaction (group-committed with concurrent jobs)."""
+        future: Future[T] = Future()
+        with self._cond:
+            if self._closing:
+                raise TransientError("the store is closing")
+            self._queue.append(_Pending(job, future))
+            self._cond.notify()
+        return await asyncio.wrap_future(future)
+
+    def run_sync(self, job: Job[T]) -> T:
+        """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
+        future: Future[T] = Future()
+        with self._cond:
+            self._queue.append(_Pending(job, future))
+            self._cond.notify()
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue and self._closing:
+                    return
+                batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            self._commit_group(batch)
+
+    def _commit_group(self, batch: list[_Pending]) -> None:
+        db = self._db
+        results: list[tuple[_Pending, bool, Any]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for i, p in enumerate(batch):
+                db.execute(f"SAVEPOINT j{i}")
+                try:
+                    value = p.job(db)
+                except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
+                    db.execute(f"ROLLBACK TO j{i}")
+                    db.execute(f"RELEASE j{i}")
+                    results.append((p, False, exc))
+                else:
+                    db.execute(f"RELEASE j{i}")
+                    results.append((p, True, value))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            error = TransientError(f"store commit failed ({exc.__class__.__name__})")
+            for p in batch:
+                p.future.set_exception(error)
+            return
+        for hook in self._hooks:
+            hook(db)
+        for p, ok, value in results:
+            if ok:
+                p.future.set_result(value)
+            else:
+                p.future.set_exception(value)
+
+    async def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        await asyncio.to_thread(self._thread.join)
+        self._db.close()
+
+    # ------------------------------------------------------------------ outbox
+
+    async def add_outbox(
+        self, entry: OutboxEntry, now: datetime, extra: Job[None] | None = None
+    ) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            _insert_outbox(db, entry, now)
+            if extra is not None:
+                extra(db)
+
+        await self.run(job)
+
+    async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None:
+        def job(db: sqlite3.Connection) -> tuple[bytes, str] | None:
+            row = db.execute(
+                "SELECT request, message_id FROM idempotency WHERE client=? AND key=?",
+                (client, key),
+            ).fetchone()
+            return None if row is None else (bytes(row[0]), str(row[1]))
+
+        return await self.run(job)
+
+    async def remember_idempotent(
+        self, client: str, key: str, request: bytes, message_id: str, now: datetime
+    ) -> None:
+        await self.run(idempotency_job(client, key, request, message_id, now))
+
+    async def pending_publishes(self, limit: int) -> list[PendingPublish]:
+        def job(db: sqlite3.Connection) -> list[PendingPublish]:
+            rows = db.execute(
+                "SELECT r.message_id, r.org, o.envelope, o.expires_at FROM outbox_recipients r"
+                " JOIN outbox o USING (message_id) WHERE r.published = 0 AND r.status = 'queued'"
+                " AND o.envelope IS NOT NULL ORDER BY o.created_at LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [PendingPublish(m, org, bytes(env), _dt(exp)) for m, org, env, exp in rows]
+
+        return await self.run(job)
+
+    async def set_status(
+        self,
+        message_id: str,
+        org: str,
+        status: str,
+        reason: str | None,
+        now: datetime,
+        extra: Job[None] | None = None,
+    ) -> bool:
+        """Move a recipient's status forward (never back). True when it changed."""
+
+        def job(db: sqlite3.Connection) -> bool:
+            changed = _set_status(db, message_id, org, status, reason, now)
+            if changed and extra is not None:
+                extra(db)
+            return changed
+
+        return await self.run(job)
+
+    async def message(self, message_id: str) -> MessageRow | None:
+        def job(db: sqlite3.Connection) -> MessageRow | None:
+            row = db.execute(
+                "SELECT message_type, purpose, case_ref, created_at, expires_at FROM outbox"
+                " WHERE message_id=?",
+                (message_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            recipients = tuple(
+                RecipientRow(o, tuple(json.loads(r)), s, reason, _dt(u))
+                for o, r, s, reason, u in db.execute(
+                    "SELECT org, roles, status, reason, updated_at FROM outbox_recipients"
+                    " WHERE message_id=? ORDER BY rowid",
+                    (message_id,),
+                )
+            )
+            return MessageRow(
+                message_id, row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), recipients
+            )
+
+        return await self.run(job)
+
+    async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]:
+        """Mark every recipient still queued or sent after the message expired; return them."""
+
+        def job(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = db.execute(
+                "SELECT r.message_id, r.org FROM outbox_recipients r JOIN outbox o"
+                " USING (message_id) WHERE o.expires_at <= ? AND r.status IN ('queued','sent')",
+                (_ts(now),),
+            ).fetchall()
+            for message_id, org in rows:
+                _set_status(db, message_id, org, "expired", None, now)
+            return [(str(m), str(o)) for m, o in rows]
+
+        return await self.run(job)
+
+    # ------------------------------------------------------------------ inbox
+
+    async def seen(self, sender: str, message_id: str) -> SeenRow | None:
+        def job(db: sqlite3.Connection) -> SeenRow | None:
+            row = db.execute(
+                "SELECT digest, status, message_type FROM inbox WHERE sender=? AND message_id=?",
+                (sender, message_id),
+            ).fetchone()
+            return None if row is None else SeenRow(bytes(row[0]), str(row[1]), str(row[2]))
+
+        return await self.run(job)
+
+    async def add_inbox(
+        self,
+        entry: InboxEntry,
+        receipt: OutboxEntry | None,
+        now: datetime,
+        extra: Job[None] | None = None,
+    ) -> bool:
+        """Store an inbound message (and the receipt answering it) once. False if it was there."""
+
+        def job(db: sqlite3.Connection) -> bool:
+            try:
+                db.execute(
+                    "INSERT INTO inbox (sender, message_id, digest, message_type, roles,"
+                    " received_at, expires_at, status, reason, claims, inner_jws, forget_after)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        entry.sender,
+                        entry.message_id,
+                        entry.digest,
+                        entry.message_type,
+                        json.dumps(list(entry.roles)),
+                        _ts(entry.received_at),
+                        _ts(entry.expires_at),
+                        entry.status,
+                        entry.reason,
+                        entry.claims,
+                        entry.inner_jws,
+                        _ts(entry.forget_after),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                return False
+            if receipt is not None:
+                _insert_outbox(db, receipt, now)
+                _remember_receipt(db, entry.sender, entry.message_id, entry.status, receipt)
+            if extra is not None:
+                extra(db)
+            return True
+
+        return await self.run(job)
+
+    async def inbox_waiting(self, limit: int) -> list[InboxRow]:
+        """The oldest delivered, unsettled messages; counts each hand-out (redelivery flag)."""
+
+        def job(db: sqlite3.Connection) -> list[InboxRow]:
+            rows = db.execute(
+                "SELECT seq, sender, message_id, roles, received_at, handed_out, claims FROM inbox"
+                " WHERE status='delivered' ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE inbox SET handed_out = handed_out + 1 WHERE seq=?", [(r[0],) for r in rows]
+            )
+            return [
+                InboxRow(seq, snd, mid, tuple(json.loads(roles)), _dt(rec), int(h), bytes(c))
+                for seq, snd, mid, roles, rec, h, c in rows
+            ]
+
+        return await self.run(job)
+
+    async def settle_inbox(
+        self,
+        message_id: str,
+        status: str,
+        reason: str | None,
+        now: datetime,
+        purge_after: datetime,
+        receipt: OutboxEntry | None,
+        extra: Job[None] | None = None,
+    ) -> str | None:
+        """Ack (``accepted``) or reject a delivered message. Returns its sender, or ``None`` when
+        no such message is waiting. Settling twice is harmless: the second call changes nothing
+        and returns the sender."""
+
+        def job(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT sender, status FROM inbox WHERE message_id=? ORDER BY seq LIMIT 1",
+                (message_id,),
+            ).fetchone()
+            if row is None or row[1] == "refused":
+                return None
+            sender = str(row[0])
+            if row[1] != "delivered":
+                return sender
+            db.execute(
+                "UPDATE inbox SET status=?, reason=?, settled_at=?, purge_after=?"
+                " WHERE sender=? AND message_id=?",
+                (status, reason, _ts(now), _ts(purge_after), sender, message_id),
+            )
+            if receipt is not None:
+                _insert_outbox(db, receipt, now)
+                _remember_receipt(db, sender, message_id, status, receipt)
+            if extra is not None:
+                extra(db)
+            return sender
+
+        return await self.run(job)
+
+    async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]:
+        """The receipts already sealed for a message (to answer a duplicate with them)."""
+
+        def job(db: sqlite3.Connection) -> list[PendingPublish]:
+            rows = db.execute(
+                "SELECT o.message_id, o.envelope, o.expires_at FROM receipts_out r JOIN outbox o"
+                " ON o.message_id = r.receipt_id WHERE r.sender=? AND r.message_id=?"
+                " AND o.envelope IS NOT NULL ORDER BY o.created_at",
+                (sender, message_id),
+            ).fetchall()
+            return [PendingPublish(m, sender, bytes(env), _dt(exp)) for m, env, exp in rows]
+
+        return await self.run(job)
+
+    async def add_receipt_in(
+        self, message_id: str, org: str, status: str, inner_jws: bytes, now: datetime
+    ) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR IGNORE INTO receipts_in (message_id, org, status, received_at,"
+                " inner_jws) VALUES (?,?,?,?,?)",
+                (message_id, org, status, _ts(now), inner_jws),
+            )
+
+        await self.run(job)
+
+    # ------------------------------------------------------------------ retention
+
+    async def purge(self, now: datetime, outbox_after_s: float) -> tuple[int, int, int]:
+        """Delete payloads past retention; keep the metadata status and audit need.
+
+        Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
+
+        def job(db: sqlite3.Connection) -> tuple[int, int, int]:
+            t = _ts(now)
+            inbox = db.execute(
+                "UPDATE inbox SET claims=NULL, inner_jws=NULL WHERE purge_after <= ?"
+                " AND claims IS NOT NULL",
+                (t,),
+            ).rowcount
+            outbox = db.execute(
+                "UPDATE outbox SET envelope=NULL WHERE envelope IS NOT NULL AND"
+                " ((final_at IS NOT NULL AND final_at + ? <= ?) OR expires_at + ? <= ?)",
+                (outbox_after_s, t, outbox_after_s, t),
+            ).rowcount
+            forgotten = db.execute(
+                "DELETE FROM inbox WHERE forget_after <= ? AND claims IS NULL"
+                " AND status != 'delivered'",
+                (t,),
+            ).rowcount
+            return inbox, outbox, forgotten
+
+        return await self.run(job)
+
+
+def _insert_outbox(db: sqlite3.Connection, entry: OutboxEntry, now: datetime) -> None:
+    db.execute(
+        "INSERT INTO outbox (message_id, message_type, purpose, case_ref, in_reply_to,"
+        " created_at, expires_at, digest, envelope) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            entry.message_id,
+            entry.message_type,
+            entry.purpose,
+            entry.case_ref,
+            entry.in_reply_to,
+            _ts(entry.created_at),
+            _ts(entry.expires_at),
+            entry.digest,
+            entry.envelope,
+        ),
+    )
+    db.executemany(
+        "INSERT INTO outbox_recipients (message_id, org, roles, status, updated_at)"
+        " VALUES (?,?,?,'queued',?)",
+        [
+            (entry.message_id, org, json.dumps(list(roles)), _ts(now))
+            for org, roles in entry.recipients
+        ],
+    )
+
+
+def _remember_receipt(
+    db: sqlite3.Connection, sender: str, message_id: str, status: str, receipt: OutboxEntry
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
+        " VALUES (?,?,?,?)",
+        (sender, message_id, status, receipt.message_id),
+    )
+
+
+def idempotency_job(
+    client: str, key: str, request: bytes, message_id: str, now: datetime
+) -> Job[None]:
+    def job(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO idempotency (client, key, request, message_id, created_at)"
+            " VALUES (?,?,?,?,?)",
+            (client, key, request, message_id, _ts(now)),
+        )
+
+    return job
+
+
+def _set_status(
+    db: sqlite3.Connection,
+    message_id: str,
+    org: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+) -> bool:
+    rank = STATUS_RANK[status]
+    row = db.execute(
+        "SELECT status FROM outbox_recipients WHERE message_id=? AND org=?", (message_id, org)
+    ).fetchone()
+    if row is None or STATUS_RANK[row[0]] >= rank:
+        return False
+    db.execute(
+        "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?,"
+        " published = CASE WHEN ? >= 1 THEN 1 ELSE published END WHERE message_id=? AND org=?",
+        (status, reason, _ts(now), rank, message_id, org),
+    )
+    if rank == 3:
+        still_open = db.execute(
+            "SELECT count(*) FROM outbox_recipients WHERE message_id=? AND status NOT IN"
+            " ('accepted','rejected','expired')",
+            (message_id,),
+        ).fetchone()[0]
+        if still_open == 0:
+            db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (_ts(now), message_id))
+    return True
