@@ -64,8 +64,12 @@ RABBITMQCTL_TIMEOUT_S = 120.0
 
 _FILE_SUFFIX = ".broker-password"
 
-_EX_UNAVAILABLE = 69
-"""rabbitmqctl's exit code when the node cannot be reached (sysexits EX_UNAVAILABLE)."""
+_UNREACHABLE = "unable to perform an operation on node"
+"""rabbitmqctl's message when the node cannot be reached. (Its exit code, 69, does not tell:
+validation errors exit with 69 too.)"""
+
+_ERROR_CHARS = 300
+"""How much of rabbitmqctl's error output goes into our error message."""
 
 _PASSWORD = re.compile(r"[\x21-\x7e]{16,512}")
 """A password read from a file: printable ASCII without spaces, 16 to 512 characters."""
@@ -267,10 +271,10 @@ class Rabbitmqctl:
         except subprocess.TimeoutExpired:
             raise TransientError(f"rabbitmqctl {args[0]} timed out") from None
         if result.returncode != 0:
-            lines = (result.stderr or result.stdout).strip().splitlines()
-            first = next((line for line in lines if line.strip()), "no output")
-            message = f"rabbitmqctl {args[0]} failed ({result.returncode}): {first.strip()}"
-            if result.returncode == _EX_UNAVAILABLE:
+            lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines()]
+            summary = " ".join(ln for ln in lines if ln)[:_ERROR_CHARS] or "no output"
+            message = f"rabbitmqctl {args[0]} failed ({result.returncode}): {summary}"
+            if _UNREACHABLE in result.stderr:
                 raise TransientError(message)
             raise LocalError(message)
         return result.stdout

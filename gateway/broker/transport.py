@@ -230,9 +230,11 @@ async def connect(
         return connection
     except (AuthenticationError, ProbableAuthenticationError) as exc:
         raise LocalError(f"broker refused the login of {endpoint.user!r}: {exc}") from None
-    except ssl.SSLError as exc:
-        raise LocalError(f"TLS handshake with the broker failed: {exc.reason}") from None
     except (AMQPConnectionError, OSError, TimeoutError) as exc:
+        # aiormq wraps socket errors; a TLS error underneath is a trust/config problem.
+        tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+        if isinstance(tls_error, ssl.SSLError):
+            raise LocalError(f"TLS handshake with the broker failed: {tls_error.reason}") from None
         raise TransientError(f"broker unreachable: {type(exc).__name__}") from None
 
 
@@ -415,7 +417,7 @@ class Publisher:
                 raise PublishRefusedError(f"message {message_id}: broker refused: {exc}") from None
             except _CONNECTION_LOST as exc:
                 remaining = deadline - loop.time()
-                log.info(
+                log.debug(
                     "publish of %s interrupted (%s); retrying after reconnect",
                     message_id,
                     type(exc).__name__,
@@ -639,7 +641,7 @@ class Consumer:
                     self.stats.retried += 1
         except _CONNECTION_LOST as exc:
             self.stats.settle_lost += 1
-            log.info(
+            log.debug(
                 "settlement of %s lost (%s); the broker will redeliver it",
                 delivery.message_id,
                 type(exc).__name__,

@@ -13,7 +13,7 @@ import pytest
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
-from gateway.broker.transport import Publisher, PublishRefusedError
+from gateway.broker.transport import Consumer, Publisher, PublishRefusedError
 from gateway.core.broker_topology import (
     DEAD_LETTER_EXCHANGE,
     ENVELOPE_EXCHANGE,
@@ -22,8 +22,9 @@ from gateway.core.broker_topology import (
     routing_key,
 )
 from gateway.errors import LocalError
-from tests.integration._envelopes import fake_envelope, soon
-from tests.integration._wait import get_one
+from tests.integration._envelopes import fake_envelope, sender_of, soon
+from tests.integration._recorder import Recorder
+from tests.integration._wait import death_reason, get_one, until
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.broker
@@ -202,3 +203,42 @@ async def test_org_cannot_declare_exchanges(fed: Federation) -> None:
     channel = await pol.channel()
     with pytest.raises(ChannelAccessRefused):
         await channel.declare_exchange("zvg.shadow", aio_pika.ExchangeType.TOPIC)
+
+
+# ------------------------------------------------------------------------------ consumer side
+
+
+@pytest.mark.parametrize(
+    ("case", "claimed_sender", "user_id"),
+    [
+        ("no user_id: RabbitMQ accepts that", "pol", None),
+        ("envelope claims another member", "ggz", "pol"),
+        ("envelope claims a non-member", "nobody", "pol"),
+        ("not an envelope at all", None, "pol"),
+    ],
+)
+async def test_consumer_dead_letters_what_its_user_id_does_not_vouch_for(
+    fed: Federation, case: str, claimed_sender: str | None, user_id: str | None
+) -> None:
+    orgs = {name: m.org for name, m in fed.members.items()} | {"nobody": "00000009999999999000"}
+    body = b"\x00not json" if claimed_sender is None else fake_envelope(orgs[claimed_sender])
+    pol = await fed.connect_plain("pol")
+    key = routing_key(fed["zvh"].org, fed["pol"].org)
+    await _publish_raw(pol, key, user_id=fed[user_id].user if user_id else None, body=body)
+    await _publish_raw(pol, key, user_id=fed["pol"].user, body=fake_envelope(fed["pol"].org))
+
+    handler = Recorder()
+    consumer = Consumer(
+        await fed.connect("zvh"),
+        queue=inbox_queue(fed["zvh"].org),
+        handler=handler,
+        sender_of=sender_of,
+        broker_user_of=fed.broker_user_of,
+    )
+    async with consumer:
+        await until(lambda: consumer.stats.delivered + consumer.stats.rejected == 2)
+    assert len(handler.deliveries) == 1, case  # only the genuine one reached the node
+    assert handler.deliveries[0].user_id == fed["pol"].user
+    dead = await get_one(await fed.connect_plain("zvh"), dead_letter_queue(fed["zvh"].org))
+    assert dead.body == body
+    assert death_reason(dead) == "rejected"
