@@ -578,12 +578,12 @@ class Consumer:
         await self._abandon()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # aiormq cancels consumer callbacks when the channel closes; the node's handling (an
-        # inbox write, say) must not be torn in half by that, so it runs in its own task.
-        task = asyncio.ensure_future(self._process(message))
+        # aiormq cancels running consumer callbacks when the channel closes; the node's handling
+        # (an inbox write, say) must not be torn in half by that, so it runs in a task of its
+        # own that this callback does not await (prefetch already bounds how many run).
+        task = asyncio.get_running_loop().create_task(self._process(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(task)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         delivery = _delivery(message)
