@@ -416,6 +416,11 @@ class Publisher:
             except _REFUSED as exc:
                 raise PublishRefusedError(f"message {message_id}: broker refused: {exc}") from None
             except _CONNECTION_LOST as exc:
+                if self._channel is not channel:  # closed by us: nothing will reopen it
+                    self.stats.unconfirmed += 1
+                    raise PublishUnconfirmedError(
+                        f"message {message_id}: publisher closed before the confirm"
+                    ) from None
                 remaining = deadline - loop.time()
                 log.debug(
                     "publish of %s interrupted (%s); retrying after reconnect",
@@ -458,8 +463,9 @@ class Delivery:
 
     ``user_id`` is the AMQP ``user_id`` (the broker checked it against the publisher's login, if
     present); ``delivery_count`` is the quorum queue's ``x-delivery-count`` (0 on the first
-    delivery); ``redelivered`` is set when the broker handed it out before (the node must expect
-    duplicates: settlements can be lost across reconnects).
+    delivery); ``redelivered`` is set when the broker handed it out before. The node must expect
+    duplicates: a settlement can be lost across a reconnect, and the redelivery may even arrive
+    while the handling of the first delivery is still running.
     """
 
     body: bytes = field(repr=False)

@@ -18,6 +18,7 @@ from gateway.broker.transport import (
     Delivery,
     MessageExpiredError,
     Publisher,
+    PublishUnconfirmedError,
     UnroutableError,
     connect,
 )
@@ -26,7 +27,7 @@ from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.errors import LocalError, RemoteError
 from tests.integration._envelopes import fake_envelope, sender_of, soon
 from tests.integration._recorder import Recorder
-from tests.integration._wait import death_reason, drain, get_one, until
+from tests.integration._wait import WAIT_S, death_reason, drain, get_one, until
 from tests.integration.conftest import Federation
 
 pytestmark = pytest.mark.broker
@@ -238,3 +239,25 @@ async def test_rejected_decision_is_dead_lettered_with_reason_rejected(fed: Fede
     dead = await get_one(await fed.connect_plain("zvh"), dead_letter_queue(fed["zvh"].org))
     assert (dead.message_id, death_reason(dead)) == ("m1", "rejected")
     assert dead.user_id == fed["pol"].user
+
+
+async def test_closing_the_publisher_settles_every_pending_publish(fed: Federation) -> None:
+    """Nothing hangs and nothing is reported sent that was not confirmed."""
+    publisher = await _publisher(fed)
+    key = routing_key(fed["zvh"].org, fed["pol"].org)
+    body = fake_envelope(fed["pol"].org)
+    pending = [
+        asyncio.create_task(publisher.publish(key, body, message_id=f"m{n}", expiration=soon()))
+        for n in range(1000)
+    ]
+    await asyncio.sleep(0)
+    await publisher.close()
+    async with asyncio.timeout(WAIT_S):
+        results = await asyncio.gather(*pending, return_exceptions=True)
+    confirmed = sum(r is None for r in results)
+    assert all(r is None or isinstance(r, PublishUnconfirmedError) for r in results)
+    assert confirmed == publisher.stats.confirmed
+    assert confirmed < len(results)
+    # Everything reported confirmed is really there.
+    stored = await drain(await fed.connect_plain("zvh"), inbox_queue(fed["zvh"].org))
+    assert {m.message_id for m in stored} >= {f"m{n}" for n, r in enumerate(results) if r is None}
