@@ -206,8 +206,12 @@ async def connect(
 ) -> AbstractRobustConnection:
     """Open a robust connection (reconnects by itself after the first success).
 
-    Raises :class:`LocalError` when the broker refuses the login or the TLS setup is
-    inconsistent, :class:`TransientError` when it cannot be reached.
+    Raises :class:`LocalError` when the broker refuses the login, when no password is given
+    without a client certificate, or when the TLS handshake fails with a TLS alert (wrong CA,
+    missing certificate). :class:`TransientError` when it cannot be reached — which is also what
+    a broker that drops the connection mid-handshake without an alert looks like (TLS 1.3 checks
+    the client certificate after the client considers the handshake done, so which of the two a
+    refused certificate produces is a race).
     """
     options: dict[str, Any] = {"heartbeat": HEARTBEAT_S, "reconnect_interval": reconnect_interval_s}
     if endpoint.password is None:

@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractRobustConnection
 from gateway.broker.provision import Rabbitmqctl, build_definitions, ensure_password
 from gateway.broker.transport import BrokerEndpoint, connect
 from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits, BrokerMember, vhost_name
+from tests.integration._private_node import TlsNode, run_private_node
 
 HOST = "127.0.0.1"
 PORT = 5672
@@ -232,3 +233,9 @@ async def make_federation(tmp_path: Path) -> AsyncIterator[MakeFederation]:
 async def fed(make_federation: MakeFederation) -> Federation:
     """A provisioned federation with the default limits and members zvh, pol, ggz."""
     return await make_federation()
+
+
+@pytest.fixture(scope="session")
+def tls_node() -> Iterator[TlsNode]:
+    """A private RabbitMQ node with the example TLS config, shared by the tests that need it."""
+    yield from run_private_node()
