@@ -250,7 +250,7 @@ class Rabbitmqctl:
 
     def run(self, *args: str, stdin: str | None = None) -> str:
         """Run one command quietly; return stdout. Raises :class:`TransientError` when the node
-        is unreachable, :class:`LocalError` for any other failure (first stderr line)."""
+        is unreachable, :class:`LocalError` for any other failure (with rabbitmqctl's message)."""
         command = [self.executable, "-q"]
         if self.node is not None:
             command += ["-n", self.node]

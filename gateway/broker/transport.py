@@ -599,7 +599,13 @@ class Consumer:
         delivery = _delivery(message)
         if delivery.redelivered or delivery.delivery_count:
             self.stats.redeliveries += 1
-        decision: Decision | None = self._check_sender(delivery)
+        try:
+            decision: Decision | None = self._check_sender(delivery)
+        except Exception:
+            # A bug in sender_of/broker_user_of must not leave the message unsettled (it would
+            # hold a prefetch slot until the connection drops): retry, bounded by delivery-limit.
+            log.exception("sender check failed on message %s; requeueing", delivery.message_id)
+            decision = Retry(_RETRY_AFTER_FAILURE_S)
         if decision is None:
             decision = await self._decide(delivery)
         await self._settle(message, delivery, decision)

@@ -22,13 +22,19 @@ from gateway.broker.transport import (
     UnroutableError,
     connect,
 )
-from gateway.core.broker_topology import CONTENT_TYPE, dead_letter_queue, inbox_queue, routing_key
+from gateway.core.broker_topology import (
+    CONTENT_TYPE,
+    BrokerLimits,
+    dead_letter_queue,
+    inbox_queue,
+    routing_key,
+)
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.errors import LocalError, RemoteError
 from tests.integration._envelopes import fake_envelope, sender_of, soon
 from tests.integration._recorder import Recorder
 from tests.integration._wait import WAIT_S, death_reason, drain, get_one, until
-from tests.integration.conftest import Federation
+from tests.integration.conftest import Federation, MakeFederation
 
 pytestmark = pytest.mark.broker
 
@@ -261,3 +267,36 @@ async def test_closing_the_publisher_settles_every_pending_publish(fed: Federati
     # Everything reported confirmed is really there.
     stored = await drain(await fed.connect_plain("zvh"), inbox_queue(fed["zvh"].org))
     assert {m.message_id for m in stored} >= {f"m{n}" for n, r in enumerate(results) if r is None}
+
+
+async def test_a_failing_sender_check_is_retried_then_dead_lettered(
+    make_federation: MakeFederation,
+) -> None:
+    """A bug in the header peek must not strand the message unacked: it is requeued until the
+    delivery limit, then dead-lettered, and the consumer keeps working."""
+    fed = await make_federation(names=("zvh", "pol"), limits=BrokerLimits(delivery_limit=1))
+    publisher = await _publisher(fed)
+    await publisher.publish(
+        routing_key(fed["zvh"].org, fed["pol"].org),
+        fake_envelope(fed["pol"].org),
+        message_id="m1",
+        expiration=soon(),
+    )
+
+    def broken_sender_of(body: bytes) -> str:
+        raise RuntimeError("test: a bug in the header peek")
+
+    handler = Recorder()
+    consumer = Consumer(
+        await fed.connect("zvh"),
+        queue=inbox_queue(fed["zvh"].org),
+        handler=handler,
+        sender_of=broken_sender_of,
+        broker_user_of=fed.broker_user_of,
+        max_retry_delay_s=0,
+    )
+    async with consumer:
+        dead = await get_one(await fed.connect_plain("zvh"), dead_letter_queue(fed["zvh"].org))
+    assert (dead.message_id, death_reason(dead)) == ("m1", "delivery_limit")
+    assert consumer.stats.retried == 2
+    assert handler.deliveries == []
