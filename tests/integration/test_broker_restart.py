@@ -1,0 +1,95 @@
+"""Threat: a broker restart loses confirmed messages or leaves nodes disconnected (DESIGN §8).
+
+The shared broker must not be restarted, so this restarts the private TLS node
+(tests/integration/_private_node.py: ``rabbitmqctl -n <private node> stop_app`` / ``start_app``)
+in the middle of a stream. Quorum queues keep confirmed messages on disk; the robust connections
+must come back by themselves, unconfirmed publishes be sent again, and every confirmed message
+reach the consumer (duplicates allowed and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.broker.transport import Consumer, Delivery, Publisher, connect
+from gateway.core.broker_topology import inbox_queue, routing_key
+from gateway.core.decisions import Decision, Deliver
+from gateway.errors import GatewayError
+from tests.integration._envelopes import fake_envelope, sender_of, soon
+from tests.integration._private_node import TlsNode, cert_endpoint
+from tests.integration._wait import until
+from tests.integration.conftest import Federation, provision_federation, remove_federation
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+MESSAGES = 2_000
+
+
+@pytest.fixture
+async def fed_on_private_node(tls_node: TlsNode, tmp_path: Path) -> AsyncIterator[Federation]:
+    fed = provision_federation(tmp_path, names=("zvh", "pol"), ctl=tls_node.ctl)
+    try:
+        yield fed
+    finally:
+        for connection in fed.connections:
+            await connection.close()
+        remove_federation(fed, wait=True)
+
+
+async def test_every_confirmed_message_arrives_across_a_broker_restart(
+    tls_node: TlsNode, fed_on_private_node: Federation
+) -> None:
+    fed = fed_on_private_node
+    zvh = await connect(cert_endpoint(tls_node, fed.vhost, fed["zvh"].user))
+    pol = await connect(cert_endpoint(tls_node, fed.vhost, fed["pol"].user))
+    fed.connections += [zvh, pol]
+    received: Counter[str | None] = Counter()
+
+    async def handler(delivery: Delivery) -> Decision:
+        received[delivery.message_id] += 1
+        return Deliver()
+
+    consumer = Consumer(
+        zvh,
+        queue=inbox_queue(fed["zvh"].org),
+        handler=handler,
+        sender_of=sender_of,
+        broker_user_of=fed.broker_user_of,
+    )
+    publisher = Publisher(pol, org=fed["pol"].org, broker_user=fed["pol"].user)
+    key = routing_key(fed["zvh"].org, fed["pol"].org)
+    confirmed: set[str] = set()
+    failed: dict[str, GatewayError] = {}
+
+    async def send(n: int) -> None:
+        message_id = f"m{n:05d}"
+        try:
+            await publisher.publish(
+                key, fake_envelope(fed["pol"].org, n), message_id=message_id, expiration=soon()
+            )
+        except GatewayError as exc:
+            failed[message_id] = exc
+        else:
+            confirmed.add(message_id)
+
+    async with consumer, publisher:
+        stream = [asyncio.create_task(send(n)) for n in range(MESSAGES)]
+        await until(lambda: len(confirmed) >= MESSAGES // 3, wait_s=60)
+        await asyncio.to_thread(tls_node.ctl.run, "stop_app")
+        await asyncio.to_thread(tls_node.ctl.run, "start_app")
+        await asyncio.gather(*stream)
+        await until(lambda: confirmed <= received.keys(), wait_s=60)
+
+    duplicates = sum(count - 1 for count in received.values())
+    print(
+        f"\nconfirmed {len(confirmed)}/{MESSAGES}, received {len(received)} distinct, "
+        f"{duplicates} duplicates; publisher {publisher.stats}; consumer {consumer.stats}"
+    )
+    assert not failed, f"{len(failed)} publishes not confirmed: {next(iter(failed.values()))}"
+    assert confirmed <= received.keys()
+    assert publisher.stats.republished > 0  # the restart really interrupted the stream
