@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from gateway.core import jose
 from gateway.core.directory import (
     SignedDirectory,
@@ -27,6 +29,7 @@ from gateway.core.directory import (
 from gateway.core.keys import SigningKey, Suite
 from gateway.errors import LocalError
 from gateway.keyfiles import PublicKeys, load_signing_key, write_private_key
+from schemas._base import describe_errors
 from schemas.catalogue import Catalogue
 from schemas.directory import (
     Authority,
@@ -129,7 +132,10 @@ def key_entries(
 def _next(payload: DirectoryPayload, now: datetime, **changes: object) -> DirectoryPayload:
     data = payload.model_dump()
     data.update(version=payload.version + 1, issued_at=now, **changes)
-    return DirectoryPayload.model_validate(data, strict=False)
+    try:
+        return DirectoryPayload.model_validate(data, strict=False)
+    except ValidationError as exc:
+        raise LocalError(f"the new directory version is invalid: {describe_errors(exc)}") from None
 
 
 def init_federation(
@@ -239,8 +245,8 @@ def _validated(payload: DirectoryPayload, catalogue: Catalogue) -> DirectoryPayl
         return DirectoryPayload.model_validate_json(
             payload.model_dump_json(), context={"catalogue": catalogue}
         )
-    except ValueError as exc:
-        raise LocalError(f"the new directory version is invalid: {exc}") from None
+    except ValidationError as exc:
+        raise LocalError(f"the new directory version is invalid: {describe_errors(exc)}") from None
 
 
 def sign_with(signed: SignedDirectory, key_file: Path, passphrase: bytes | None) -> SignedDirectory:

@@ -49,6 +49,7 @@ __all__ = [
     "Wire",
     "WireTime",
     "catalogue_of",
+    "describe_errors",
     "rule_error",
 ]
 
@@ -74,6 +75,15 @@ def catalogue_of(info: ValidationInfo) -> Catalogue:
         if isinstance(cat, Catalogue):
             return cat
     return default_catalogue()
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem, ``field.path: message``, joined by ``; `` — never the values."""
+    parts = []
+    for e in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in e["loc"]) or "(document)"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
 
 
 def rule_error(loc: tuple[str | int, ...], message: str, kind: str = "zvg_rule") -> ValidationError:

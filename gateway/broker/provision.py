@@ -17,8 +17,6 @@ DESIGN §8. What it guarantees:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import re
@@ -28,12 +26,15 @@ import subprocess
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.core import broker_topology as topology
 from gateway.core.broker_topology import BrokerLimits, BrokerMember
+from gateway.core.directory import MAX_DIRECTORY_BYTES, TrustedDirectory
 from gateway.errors import LocalError, TransientError
+from schemas.catalogue import Catalogue
 
 __all__ = [
     "MAX_DIRECTORY_BYTES",
@@ -52,9 +53,6 @@ __all__ = [
 PASSWORD_BYTES = 32
 """Random bytes in a generated broker password (256 bits; URL-safe base64, 43 characters)."""
 
-MAX_DIRECTORY_BYTES = 4 * 1024 * 1024
-"""Largest directory file read (4 MiB): a federation of hundreds of members with several keys
-each is a few hundred KiB; anything larger is not a directory."""
 
 MAX_PASSWORD_FILE_BYTES = 1024
 """Largest password file accepted (1 KiB); a generated one is 44 bytes."""
@@ -78,58 +76,25 @@ _PASSWORD = re.compile(r"[\x21-\x7e]{16,512}")
 # ------------------------------------------------------------------------------ directory
 
 
-def members_from_directory(path: Path) -> tuple[str, list[BrokerMember]]:
-    """Read the federation id and ``(oin, broker_user)`` of every member from a directory file.
+def members_from_directory(
+    path: Path, *, now: datetime, catalogue: Catalogue
+) -> tuple[str, list[BrokerMember]]:
+    """The federation id and ``(oin, broker_user)`` of every member of a **verified** directory.
 
-    The file is a JWS in JSON General Serialization (``{"payload": <base64url>, "signatures":
-    [...]}``) whose payload holds ``"federation"`` and ``"members": [{"oin", "broker_user",
-    ...}]``. Raises :class:`LocalError` when the file is missing, too large or not of that shape.
+    The directory must carry a threshold of its own authority's signatures and not be expired
+    (``TrustedDirectory.first``): provisioning never trusts an unsigned or tampered member list.
+    Raises :class:`LocalError` when the file cannot be read and
+    :class:`~gateway.errors.RemoteError` when it does not verify.
     """
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_DIRECTORY_BYTES + 1)
     except OSError as exc:
         raise LocalError(f"cannot read directory {path}: {exc.strerror}") from None
-    if len(raw) > MAX_DIRECTORY_BYTES:
-        raise LocalError(f"directory {path} is larger than {MAX_DIRECTORY_BYTES} bytes")
-    try:
-        document = json.loads(raw)
-        if not isinstance(document, dict) or not isinstance(document.get("payload"), str):
-            raise LocalError("directory must be a JWS JSON object with a string 'payload'")
-        if not isinstance(document.get("signatures"), list):
-            raise LocalError("directory must be a JWS JSON object with a 'signatures' list")
-        # TODO(lead, issue 4): the signatures are NOT verified here. Swap this function's
-        # parsing for the verified directory (threshold of authority keys, version, expiry)
-        # once gateway's directory module exists; provisioning must only trust a verified one.
-        claims = json.loads(_b64url_decode(document["payload"]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise LocalError(f"directory {path} is not valid JSON/base64url: {exc}") from None
-    if not isinstance(claims, dict):
-        raise LocalError("directory payload must be a JSON object")
-    federation = claims.get("federation")
-    entries = claims.get("members")
-    if not isinstance(federation, str) or not isinstance(entries, list):
-        raise LocalError("directory payload needs 'federation' (string) and 'members' (list)")
-    members = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise LocalError(f"directory member #{index} is not an object")
-        oin, user = entry.get("oin"), entry.get("broker_user")
-        if not isinstance(oin, str) or not isinstance(user, str):
-            raise LocalError(f"directory member #{index} needs string 'oin' and 'broker_user'")
-        members.append(BrokerMember(org=oin, broker_user=user))
-    topology.check_federation(federation)
+    trusted = TrustedDirectory.first(raw, now=now, catalogue=catalogue)
+    federation = topology.check_federation(trusted.payload.federation)
+    members = [BrokerMember(org=m.oin, broker_user=m.broker_user) for m in trusted.payload.members]
     return federation, members
-
-
-def _b64url_decode(text: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 §2): refuses any other character."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
-        raise ValueError("invalid base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except binascii.Error as exc:
-        raise ValueError("invalid base64url") from exc
 
 
 def limits_from_toml(path: Path) -> BrokerLimits:

@@ -13,9 +13,11 @@ import sys
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from gateway import __version__
 from gateway.errors import GatewayError, LocalError, RemoteError, TransientError
+from schemas._base import describe_errors
 
 __all__ = ["cli", "main"]
 
@@ -38,6 +40,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except ValidationError as exc:
+            _fail(f"invalid input: {describe_errors(exc)}", 2)
         except RemoteError as exc:
             _fail(f"refused ({exc.reason}): {exc.detail}", 1)
         except TransientError as exc:

@@ -62,7 +62,12 @@ def provision(
 
     if out is None and not apply_:
         raise click.UsageError("give --out FILE, --apply, or both")
-    federation, members = prov.members_from_directory(directory)
+    from gateway.federation import now_utc
+    from schemas.catalogue import default_catalogue
+
+    federation, members = prov.members_from_directory(
+        directory, now=now_utc(), catalogue=default_catalogue()
+    )
     broker_limits = prov.limits_from_toml(limits) if limits is not None else BrokerLimits()
     definitions = prov.build_definitions(
         federation, members, secrets_dir=secrets_dir, limits=broker_limits

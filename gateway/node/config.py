@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from gateway.errors import LocalError
-from schemas._base import NodeId, Oin
+from schemas._base import NodeId, Oin, describe_errors
 
 __all__ = [
     "ApiSettings",
@@ -251,14 +251,6 @@ def _paths(raw: dict[str, Any], base: Path) -> None:
             sec["legal_basis"] = tuple(sec["legal_basis"])
 
 
-def _format_errors(error: ValidationError) -> str:
-    lines = []
-    for e in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in e["loc"]) or "(file)"
-        lines.append(f"{where}: {e['msg']}")
-    return "; ".join(lines)
-
-
 def load_config(path: Path) -> NodeConfig:
     """Read ``node.toml``. Raises :class:`LocalError` naming every invalid setting."""
     try:
@@ -273,7 +265,7 @@ def load_config(path: Path) -> NodeConfig:
     try:
         return NodeConfig.model_validate(raw, strict=False)
     except ValidationError as exc:
-        raise LocalError(f"{path}: {_format_errors(exc)}") from None
+        raise LocalError(f"{path}: {describe_errors(exc)}") from None
 
 
 def _is_example(path: Path) -> bool:

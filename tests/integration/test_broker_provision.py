@@ -6,7 +6,6 @@ passwords under running nodes; a directory entry that hijacks an existing broker
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import stat
@@ -34,6 +33,7 @@ from gateway.core.broker_topology import (
     vhost_name,
 )
 from gateway.errors import LocalError
+from tests.directories import write_directory_file
 from tests.integration.conftest import OINS, Federation, Member, remove_federation
 
 pytestmark = pytest.mark.broker
@@ -135,13 +135,7 @@ async def test_apply_refuses_to_take_over_an_existing_foreign_user(
 
 
 def _directory_file(path: Path, federation: str, users: dict[str, str]) -> Path:
-    claims = {
-        "federation": federation,
-        "members": [{"oin": OINS[n], "broker_user": u, "name": n} for n, u in users.items()],
-    }
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    path.write_text(json.dumps({"payload": payload, "signatures": []}), encoding="utf-8")
-    return path
+    return write_directory_file(path, {OINS[n]: u for n, u in users.items()}, federation)
 
 
 async def test_cli_provision_writes_and_applies(

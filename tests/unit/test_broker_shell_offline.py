@@ -21,7 +21,10 @@ from gateway.broker.transport import BrokerEndpoint, Consumer, Publisher, connec
 from gateway.cli import cli
 from gateway.core.broker_topology import BrokerLimits, BrokerMember
 from gateway.core.decisions import Deliver
-from gateway.errors import LocalError, TransientError
+from gateway.errors import LocalError, RemoteError, TransientError
+from gateway.federation import now_utc
+from schemas.catalogue import default_catalogue
+from tests.directories import write_directory_file
 
 ZVH, POL = "00000001823288444000", "00000001003214345000"
 
@@ -30,64 +33,47 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _directory(path: Path, claims: object, *, payload: str | None = None) -> Path:
-    doc = {"payload": payload or _b64url(json.dumps(claims).encode()), "signatures": []}
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    return path
-
-
-GOOD_CLAIMS = {
-    "federation": "veenstad",
-    "version": 1,
-    "members": [
-        {"oin": ZVH, "broker_user": "zvh-node", "name": "Gemeente Veenstad"},
-        {"oin": POL, "broker_user": "pol-node", "name": "Politie Veenstad"},
-    ],
-}
+GOOD_USERS = {ZVH: "zvh-node", POL: "pol-node"}
 
 
 # ------------------------------------------------------------------------------ directory
 
 
-def test_members_from_directory(tmp_path: Path) -> None:
-    federation, members = prov.members_from_directory(_directory(tmp_path / "d.json", GOOD_CLAIMS))
+def _members(path: Path) -> tuple[str, list[BrokerMember]]:
+    return prov.members_from_directory(path, now=now_utc(), catalogue=default_catalogue())
+
+
+def test_members_come_from_the_verified_directory(tmp_path: Path) -> None:
+    path = write_directory_file(tmp_path / "d.json", {ZVH: "zvh-node", POL: "pol-node"})
+    federation, members = _members(path)
     assert federation == "veenstad"
     assert members == [BrokerMember(ZVH, "zvh-node"), BrokerMember(POL, "pol-node")]
 
 
-@pytest.mark.parametrize(
-    ("claims", "payload"),
-    [
-        (GOOD_CLAIMS, _b64url(json.dumps(GOOD_CLAIMS).encode()) + "="),  # padding
-        (GOOD_CLAIMS, "e30+"),  # '+' is not base64url
-        (GOOD_CLAIMS, "!!!!"),
-        ([], None),
-        ({"members": []}, None),
-        ({"federation": "veenstad", "members": {}}, None),
-        ({"federation": "veenstad", "members": ["x"]}, None),
-        ({"federation": "veenstad", "members": [{"oin": ZVH}]}, None),
-        ({"federation": "veenstad", "members": [{"oin": 1, "broker_user": "x"}]}, None),
-        ({"federation": "veenstad", "members": [{"oin": "123", "broker_user": "x"}]}, None),
-        ({"federation": "Veen Stad", "members": []}, None),
-    ],
-)
-def test_a_malformed_directory_is_refused_whole(
-    tmp_path: Path, claims: object, payload: str | None
-) -> None:
-    with pytest.raises(LocalError):
-        prov.members_from_directory(_directory(tmp_path / "d.json", claims, payload=payload))
+def test_an_unsigned_or_tampered_directory_is_refused(tmp_path: Path) -> None:
+    path = write_directory_file(tmp_path / "d.json", {ZVH: "zvh-node"})
+    doc = json.loads(path.read_bytes())
+    doc["signatures"] = doc["signatures"][:1]  # below the threshold
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(RemoteError) as caught:
+        _members(path)
+    assert caught.value.reason == "bad_signature"
+    payload = json.loads(base64.urlsafe_b64decode(doc["payload"] + "=="))
+    payload["members"][0]["broker_user"] = "attacker"
+    doc["payload"] = _b64url(json.dumps(payload).encode())
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(RemoteError):
+        _members(path)
 
 
-def test_directory_must_be_a_jws_object_and_bounded(tmp_path: Path) -> None:
+def test_directory_must_be_readable_and_bounded(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
-    path.write_text(json.dumps({"payload": _b64url(b"{}")}), encoding="utf-8")
-    with pytest.raises(LocalError, match="signatures"):
-        prov.members_from_directory(path)
     path.write_bytes(b" " * (prov.MAX_DIRECTORY_BYTES + 1))
-    with pytest.raises(LocalError, match="larger than"):
-        prov.members_from_directory(path)
+    with pytest.raises(RemoteError) as caught:
+        _members(path)
+    assert caught.value.reason == "too_large"
     with pytest.raises(LocalError, match="cannot read"):
-        prov.members_from_directory(tmp_path / "missing.json")
+        _members(tmp_path / "missing.json")
 
 
 # ------------------------------------------------------------------------------ passwords
@@ -197,13 +183,13 @@ def test_rabbitmqctl_never_reads_our_stdin(tmp_path: Path) -> None:
 
 
 def test_cli_needs_out_or_apply(tmp_path: Path) -> None:
-    directory = _directory(tmp_path / "d.json", GOOD_CLAIMS)
+    directory = write_directory_file(tmp_path / "d.json", GOOD_USERS)
     result = CliRunner().invoke(cli, ["broker", "provision", "--directory", str(directory)])
     assert result.exit_code == 2
 
 
 def test_cli_writes_definitions_without_a_broker(tmp_path: Path) -> None:
-    directory = _directory(tmp_path / "d.json", GOOD_CLAIMS)
+    directory = write_directory_file(tmp_path / "d.json", GOOD_USERS)
     out, secrets_dir = tmp_path / "defs.json", tmp_path / "s"
     args = ["broker", "provision", "--directory", str(directory), "--out", str(out)]
     result = CliRunner().invoke(cli, [*args, "--secrets-dir", str(secrets_dir)])
@@ -215,13 +201,15 @@ def test_cli_writes_definitions_without_a_broker(tmp_path: Path) -> None:
     assert json.loads(out.read_text(encoding="utf-8"))["vhosts"] == [{"name": "zvg-veenstad"}]
 
 
-def test_cli_bad_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    directory = _directory(tmp_path / "d.json", {"federation": "veenstad"})
+def test_cli_unverified_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    directory = tmp_path / "d.json"
+    directory.write_text(json.dumps({"payload": _b64url(b"{}"), "signatures": []}))
     args = ["broker", "provision", "--directory", str(directory), "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2
-    assert result.output.startswith("zvg: error: directory payload needs")
+    assert result.exit_code == 1
+    assert result.output.startswith("zvg: error: refused (invalid_claims): directory")
     assert result.output.count("\n") == 1
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------------ transport arguments
