@@ -115,7 +115,7 @@ class AuditLog:
         self.latest: StoredCheckpoint | None = None
 
     @classmethod
-    async def open(
+    async def open(  # the store must have been created with schemas=(AUDIT_SCHEMA,)
         cls,
         store: SqliteStore,
         *,
@@ -131,7 +131,6 @@ class AuditLog:
         log = cls(store, origin=origin, key=key, rand=rand, retention_s=retention_s)
 
         def load(db: sqlite3.Connection) -> tuple[list[bytes], StoredCheckpoint | None]:
-            db.executescript(AUDIT_SCHEMA)
             leaves = [
                 bytes(r[0]) for r in db.execute("SELECT leaf FROM audit_records ORDER BY idx")
             ]

@@ -1,7 +1,97 @@
-"""`zvg` commands for the node area."""
+"""``zvg node``: run a node, check its config, make API tokens."""
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from gateway.errors import LocalError
+
+__all__ = ["COMMANDS"]
+
+_config = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The node's TOML config file.",
+)
+
+
+@click.group("node")
+def node() -> None:
+    """Run and configure a node."""
+
+
+@node.command("run")
+@_config
+@click.option("--log-level", default="INFO", show_default=True)
+def run(config_file: Path, log_level: str) -> None:
+    """Run the node (local API, outbox, inbox) until SIGTERM; then drain and exit 0."""
+    import asyncio
+
+    from gateway.logs import setup_logging
+    from gateway.node.config import load_config
+    from gateway.node.runner import run_node
+
+    setup_logging(log_level.upper())
+    config = load_config(config_file)
+    asyncio.run(run_node(config))
+
+
+@node.command("check-config")
+@_config
+def check_config(config_file: Path) -> None:
+    """Validate the config file and the files it names; exit non-zero on any problem."""
+    from gateway.node.config import check_files, load_config
+    from gateway.node.runner import load_keys, load_trusted_directory, production_problems
+    from schemas.catalogue import default_catalogue, load_catalogue
+
+    config = load_config(config_file)
+    problems = check_files(config)
+    if not problems:
+        catalogue = (
+            load_catalogue(config.directory.catalogue)
+            if config.directory.catalogue
+            else default_catalogue()
+        )
+        directory = load_trusted_directory(config, catalogue)
+        keys = load_keys(config)
+        problems += [p for p in production_problems(config, directory, keys) if p not in problems]
+        if config.node.org not in {m.oin for m in directory.payload.members}:
+            problems.append(
+                f"node.org: {config.node.org} is not a member of directory v{directory.version}"
+            )
+        unknown = sorted(set(config.purposes) - set(catalogue.purpose_by_code))
+        if unknown:
+            problems.append(f"purposes: unknown purpose codes {unknown}")
+    if problems:
+        raise LocalError(f"{config_file}: " + "; ".join(problems))
+    click.echo(
+        f"{config_file}: OK ({config.node.mode} mode, org {config.node.org}, "
+        f"node {config.node.node_id})"
+    )
+
+
+@node.command("new-token")
+@click.option("--name", required=True, help="A name for the client, e.g. ggz-ehr.")
+@click.option(
+    "--role", type=click.Choice(["adapter", "auditor"]), default="adapter", show_default=True
+)
+def new_token(name: str, role: str) -> None:
+    """Make a random bearer token. Prints the token once and the config lines with its hash."""
+    from gateway.node.config import Token, hash_token
+
+    token = secrets.token_urlsafe(32)
+    Token(name=name, role=role, sha256=hash_token(token))  # type: ignore[arg-type]
+    click.echo(f"token (give it to the client, it is not stored): {token}")
+    click.echo("add to node.toml:")
+    click.echo("[[api.tokens]]")
+    click.echo(f'name = "{name}"')
+    click.echo(f'role = "{role}"')
+    click.echo(f'sha256 = "{hash_token(token)}"')
+
+
+COMMANDS: list[click.Command] = [node]

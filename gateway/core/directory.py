@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import ValidationError
 
-from gateway.core import jose
+from gateway.core import jose, note
 from gateway.core.keys import EncryptionPublicKey, SigningKey, SigningPublicKey
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
@@ -345,6 +345,14 @@ class TrustedDirectory:
             for entry in (member.keys if member else ())
             if entry.use == "audit" and _key_valid_at(entry, at)
         ]
+
+    def audit_origin(self, org: str) -> str:
+        """The checkpoint origin of ``org``'s audit log (``<federation>.zvg/<OIN>/audit-log``)."""
+        return note.audit_log_origin(f"{self.payload.federation}.zvg", org)
+
+    def witness_name(self, org: str) -> str:
+        """The cosigner key name of ``org``'s node as a witness."""
+        return note.witness_key_name(f"{self.payload.federation}.zvg", org)
 
     def names(self) -> dict[str, str]:
         """OIN → organisation name, for readable explanations."""

@@ -142,9 +142,10 @@ MAX_COSIGNATURE_CLOCK_SKEW = timedelta(minutes=5)
 count toward a quorum: tlog-cosignature allows rejecting future timestamps, and five minutes is
 the clock skew the envelope layer already tolerates (DESIGN §5.1)."""
 
-MAX_TLOG_PROOF_EXTRA_BYTES = 1024
-"""Largest decoded ``extra`` field of a tlog-proof: it is unauthenticated context (e.g. a record
-id), never bulk data."""
+MAX_TLOG_PROOF_EXTRA_BYTES = 8 * 1024
+"""Largest decoded ``extra`` field of a tlog-proof. zv-gateway receipts carry the proved audit
+record's leaf view there (≈ 1–2 KiB of canonical JSON, no personal data) so the reader can hash it
+and check what it says; never bulk data."""
 
 MAX_TLOG_PROOF_BYTES = MAX_NOTE_BYTES + 8 * 1024
 """Largest tlog-proof: the checkpoint note plus header, ``extra`` (≤ 1,368 base64 characters),

@@ -45,12 +45,15 @@ def create_demo_federation(
     catalogue: Catalogue,
     rand: Callable[[int], bytes],
     suites: dict[str, Suite] | None = None,
+    federation: str = "veenstad",
+    user_prefix: str = "zvg-",
+    orgs: tuple[str, ...] | None = None,
 ) -> FederationFiles:
     """Write the whole demo federation under ``root`` (which must not hold one yet)."""
     suites = suites or {}
     v1 = init_federation(
         root,
-        federation="veenstad",
+        federation=federation,
         name="ZVH Veenstad",
         authorities=AUTHORITIES,
         threshold=THRESHOLD,
@@ -63,6 +66,8 @@ def create_demo_federation(
     first = read_directory(v1, catalogue)
     keys = {}
     for org in ORGS:
+        if orgs is not None and org.key not in orgs:
+            continue
         generated = generate_keys(
             org.oin, root / "orgs" / org.key, suites.get(org.key, Suite.P256), rand=rand
         )
@@ -75,7 +80,17 @@ def create_demo_federation(
         expires=now + lifetime,
         authority=first.payload.authority,
         keys=keys,
+        federation=federation,
+        user_prefix=user_prefix,
     )
+    if orgs is not None:
+        payload = payload.model_copy(
+            update={
+                "members": tuple(
+                    m for m in payload.members if m.oin in {o.oin for o in ORGS if o.key in orgs}
+                )
+            }
+        )
     signed = unsigned(payload)
     for name in AUTHORITIES[:THRESHOLD]:
         signed = add_signature(signed, load_signing_key(root / "authority" / f"{name}.key.pem"))

@@ -32,11 +32,13 @@ __all__ = [
     "CATALOGUE_VERSION",
     "FEDERATION",
     "FEDERATION_NAME",
+    "LEGAL_BASES",
     "ORGS",
     "DemoOrg",
     "demo_members",
     "demo_payload",
     "demo_rules",
+    "org_by_key",
 ]
 
 FEDERATION = "veenstad"
@@ -96,6 +98,26 @@ ORGS: tuple[DemoOrg, ...] = (
         "registration system; webhooks",
     ),
 )
+
+#: The legal bases each demo role names by default (each partner's privacy officer would confirm
+#: them; domain reference §2).
+LEGAL_BASES: dict[str, tuple[str, ...]] = {
+    "ZVH": ("WGS",),
+    "GEM": ("WGS",),
+    "POL": ("WPG_20", "WGS"),
+    "OM": ("WJSG_39F", "WGS"),
+    "GGZ": ("WGS",),
+    "VT": ("WMO_VT", "WGS"),
+}
+
+
+def org_by_key(key: str) -> DemoOrg:
+    """The demo organisation with this short name (``ggz``, ``politie``, ...)."""
+    for org in ORGS:
+        if org.key == key:
+            return org
+    raise KeyError(key)
+
 
 PARTNERS = ("POL", "OM", "GGZ", "VT", "GEM")
 _NO_POL = ("OM", "GGZ", "VT", "GEM")
@@ -449,15 +471,18 @@ def demo_rules() -> tuple[PolicyRule, ...]:
     )
 
 
-def demo_members(keys: dict[str, tuple[KeyEntry, ...]]) -> tuple[Member, ...]:
-    """The five members, with the public keys given per org key (``"ggz"`` → key entries)."""
+def demo_members(
+    keys: dict[str, tuple[KeyEntry, ...]], user_prefix: str = "zvg-"
+) -> tuple[Member, ...]:
+    """The five members, with the public keys given per org key (``"ggz"`` → key entries).
+    Broker users are ``<user_prefix><org key>`` (tests use a unique prefix per run)."""
     return tuple(
         Member(
             oin=o.oin,
             name=o.name,
             roles=o.roles,
             node_ids=(o.node_id,),
-            broker_user=f"zvg-{o.key}",
+            broker_user=f"{user_prefix}{o.key}",
             keys=keys.get(o.key, ()),
         )
         for o in ORGS
@@ -471,17 +496,19 @@ def demo_payload(
     expires: datetime,
     authority: Authority,
     keys: dict[str, tuple[KeyEntry, ...]],
+    federation: str = FEDERATION,
+    user_prefix: str = "zvg-",
 ) -> DirectoryPayload:
     """A directory payload for ZVH Veenstad with the demo policy."""
     return DirectoryPayload(
         type="zvg-directory",
-        federation=FEDERATION,
+        federation=federation,
         name=FEDERATION_NAME,
         version=version,
         issued_at=issued_at,
         expires=expires,
         catalogue_version=CATALOGUE_VERSION,
         authority=authority,
-        members=demo_members(keys),
+        members=demo_members(keys, user_prefix),
         policy=Policy(rules=demo_rules()),
     )

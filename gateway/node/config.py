@@ -160,6 +160,9 @@ class Retention(_Settings):
     """Days the sealed envelope stays in the outbox after every recipient answered or it expired."""
     purge_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60
     """How often the purge job runs."""
+    audit_personal_days: Annotated[float, Field(ge=1, le=36500)] = 5 * 365
+    """Days the personal fields of audit records (case reference, subject pseudonyms, actor)
+    are kept; then they and their salts are deleted and only the commitments stay."""
 
 
 class AuditSettings(_Settings):

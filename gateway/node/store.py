@@ -37,11 +37,14 @@ __all__ = [
     "InboxRow",
     "OutboxEntry",
     "PendingPublish",
+    "PendingReceipt",
     "RecipientRow",
     "SeenRow",
     "SqliteStore",
     "Store",
     "idempotency_job",
+    "pending_receipt_job",
+    "receipt_in_job",
 ]
 
 T = TypeVar("T")
@@ -114,6 +117,16 @@ CREATE TABLE IF NOT EXISTS receipts_in (
     inner_jws   BLOB NOT NULL,      -- the recipient's signed receipt (evidence)
     PRIMARY KEY (message_id, org, status)
 );
+CREATE TABLE IF NOT EXISTS receipts_pending (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender      TEXT NOT NULL,      -- who sent the message the receipt answers
+    message_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,      -- delivered | accepted | rejected
+    reason      TEXT,
+    record_idx  INTEGER NOT NULL,   -- our audit record of the receipt (proved in the receipt)
+    info        TEXT NOT NULL,      -- JSON: what the receipt repeats of the original's claims
+    created_at  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS receipts_out (
     sender      TEXT NOT NULL,      -- who sent the message the receipt answers
     message_id  TEXT NOT NULL,
@@ -173,6 +186,7 @@ class MessageRow:
     case_ref: str
     created_at: datetime
     expires_at: datetime
+    digest: bytes
     recipients: tuple[RecipientRow, ...]
 
 
@@ -194,6 +208,19 @@ class InboxRow:
     received_at: datetime
     handed_out: int
     claims: bytes
+
+
+@dataclass(frozen=True)
+class PendingReceipt:
+    """A receipt to seal: which message it answers, its status, and our audit record to prove."""
+
+    id: int
+    sender: str
+    message_id: str
+    status: str
+    reason: str | None
+    record_idx: int
+    info: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -223,7 +250,7 @@ class Store(Protocol):
     a PostgreSQL store implements the same methods (each one transaction)."""
 
     async def add_outbox(
-        self, entry: OutboxEntry, now: datetime, extra: Job[None] | None = None
+        self, entry: OutboxEntry, now: datetime, extra: Job[Any] | None = None
     ) -> None: ...
     async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None: ...
     async def remember_idempotent(
@@ -237,18 +264,12 @@ class Store(Protocol):
         status: str,
         reason: str | None,
         now: datetime,
-        extra: Job[None] | None = None,
+        extra: Job[Any] | None = None,
     ) -> bool: ...
     async def message(self, message_id: str) -> MessageRow | None: ...
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
     async def seen(self, sender: str, message_id: str) -> SeenRow | None: ...
-    async def add_inbox(
-        self,
-        entry: InboxEntry,
-        receipt: OutboxEntry | None,
-        now: datetime,
-        extra: Job[None] | None = None,
-    ) -> bool: ...
+    async def add_inbox(self, entry: InboxEntry, extra: Job[Any] | None = None) -> bool: ...
     async def inbox_waiting(self, limit: int) -> list[InboxRow]: ...
     async def settle_inbox(
         self,
@@ -257,13 +278,18 @@ class Store(Protocol):
         reason: str | None,
         now: datetime,
         purge_after: datetime,
-        receipt: OutboxEntry | None,
-        extra: Job[None] | None = None,
+        extra: Callable[[sqlite3.Connection, str], None] | None = None,
     ) -> str | None: ...
     async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]: ...
-    async def add_receipt_in(
-        self, message_id: str, org: str, status: str, inner_jws: bytes, now: datetime
+    async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]: ...
+    async def complete_receipt(
+        self,
+        pending: PendingReceipt,
+        entry: OutboxEntry,
+        now: datetime,
+        extra: Job[Any] | None = None,
     ) -> None: ...
+    async def drop_pending_receipt(self, pending_id: int) -> None: ...
     async def purge(self, now: datetime, outbox_after_s: float) -> tuple[int, int, int]: ...
     async def run(self, job: Job[T]) -> T: ...
     async def close(self) -> None: ...
@@ -282,7 +308,7 @@ MAX_GROUP = 256
 class SqliteStore:
     """SQLite (WAL, ``synchronous=FULL``) with one writer thread and group commit."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
         self.path = path
         self._queue: list[_Pending] = []
         self._cond = threading.Condition()
@@ -295,7 +321,8 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            for script in (_SCHEMA, *schemas):
+                self._db.executescript(script)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise LocalError(f"{path}: cannot open the store ({exc})") from None
@@ -379,7 +406,7 @@ class SqliteStore:
     # ------------------------------------------------------------------ outbox
 
     async def add_outbox(
-        self, entry: OutboxEntry, now: datetime, extra: Job[None] | None = None
+        self, entry: OutboxEntry, now: datetime, extra: Job[Any] | None = None
     ) -> None:
         def job(db: sqlite3.Connection) -> None:
             _insert_outbox(db, entry, now)
@@ -422,7 +449,7 @@ class SqliteStore:
         status: str,
         reason: str | None,
         now: datetime,
-        extra: Job[None] | None = None,
+        extra: Job[Any] | None = None,
     ) -> bool:
         """Move a recipient's status forward (never back). True when it changed."""
 
@@ -437,7 +464,7 @@ class SqliteStore:
     async def message(self, message_id: str) -> MessageRow | None:
         def job(db: sqlite3.Connection) -> MessageRow | None:
             row = db.execute(
-                "SELECT message_type, purpose, case_ref, created_at, expires_at FROM outbox"
+                "SELECT message_type, purpose, case_ref, created_at, expires_at, digest FROM outbox"
                 " WHERE message_id=?",
                 (message_id,),
             ).fetchone()
@@ -452,7 +479,14 @@ class SqliteStore:
                 )
             )
             return MessageRow(
-                message_id, row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), recipients
+                message_id,
+                row[0],
+                row[1],
+                row[2],
+                _dt(row[3]),
+                _dt(row[4]),
+                bytes(row[5]),
+                recipients,
             )
 
         return await self.run(job)
@@ -463,7 +497,8 @@ class SqliteStore:
         def job(db: sqlite3.Connection) -> list[tuple[str, str]]:
             rows = db.execute(
                 "SELECT r.message_id, r.org FROM outbox_recipients r JOIN outbox o"
-                " USING (message_id) WHERE o.expires_at <= ? AND r.status IN ('queued','sent')",
+                " USING (message_id) WHERE o.expires_at <= ? AND r.status IN ('queued','sent')"
+                " AND o.message_type != 'receipt'",
                 (_ts(now),),
             ).fetchall()
             for message_id, org in rows:
@@ -484,14 +519,9 @@ class SqliteStore:
 
         return await self.run(job)
 
-    async def add_inbox(
-        self,
-        entry: InboxEntry,
-        receipt: OutboxEntry | None,
-        now: datetime,
-        extra: Job[None] | None = None,
-    ) -> bool:
-        """Store an inbound message (and the receipt answering it) once. False if it was there."""
+    async def add_inbox(self, entry: InboxEntry, extra: Job[Any] | None = None) -> bool:
+        """Store an inbound message once (with ``extra``: its audit records and pending receipt,
+        in the same transaction). False, and nothing written, if it was there already."""
 
         def job(db: sqlite3.Connection) -> bool:
             try:
@@ -516,9 +546,6 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 return False
-            if receipt is not None:
-                _insert_outbox(db, receipt, now)
-                _remember_receipt(db, entry.sender, entry.message_id, entry.status, receipt)
             if extra is not None:
                 extra(db)
             return True
@@ -551,8 +578,7 @@ class SqliteStore:
         reason: str | None,
         now: datetime,
         purge_after: datetime,
-        receipt: OutboxEntry | None,
-        extra: Job[None] | None = None,
+        extra: Callable[[sqlite3.Connection, str], None] | None = None,
     ) -> str | None:
         """Ack (``accepted``) or reject a delivered message. Returns its sender, or ``None`` when
         no such message is waiting. Settling twice is harmless: the second call changes nothing
@@ -573,11 +599,8 @@ class SqliteStore:
                 " WHERE sender=? AND message_id=?",
                 (status, reason, _ts(now), _ts(purge_after), sender, message_id),
             )
-            if receipt is not None:
-                _insert_outbox(db, receipt, now)
-                _remember_receipt(db, sender, message_id, status, receipt)
             if extra is not None:
-                extra(db)
+                extra(db, sender)
             return sender
 
         return await self.run(job)
@@ -596,15 +619,50 @@ class SqliteStore:
 
         return await self.run(job)
 
-    async def add_receipt_in(
-        self, message_id: str, org: str, status: str, inner_jws: bytes, now: datetime
+    # ------------------------------------------------------------------ receipts to seal
+
+    async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]:
+        """The oldest receipts waiting to be sealed (they stay until :meth:`complete_receipt`)."""
+
+        def job(db: sqlite3.Connection) -> list[PendingReceipt]:
+            return [
+                PendingReceipt(int(i), s, m, st, r, int(idx), json.loads(info))
+                for i, s, m, st, r, idx, info in db.execute(
+                    "SELECT id, sender, message_id, status, reason, record_idx, info"
+                    " FROM receipts_pending ORDER BY id LIMIT ?",
+                    (limit,),
+                )
+            ]
+
+        return await self.run(job)
+
+    async def complete_receipt(
+        self,
+        pending: PendingReceipt,
+        entry: OutboxEntry,
+        now: datetime,
+        extra: Job[Any] | None = None,
     ) -> None:
+        """Put a sealed receipt in the outbox and drop it from the pending list, atomically."""
+
         def job(db: sqlite3.Connection) -> None:
+            _insert_outbox(db, entry, now)
             db.execute(
-                "INSERT OR IGNORE INTO receipts_in (message_id, org, status, received_at,"
-                " inner_jws) VALUES (?,?,?,?,?)",
-                (message_id, org, status, _ts(now), inner_jws),
+                "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
+                " VALUES (?,?,?,?)",
+                (pending.sender, pending.message_id, pending.status, entry.message_id),
             )
+            db.execute("DELETE FROM receipts_pending WHERE id=?", (pending.id,))
+            if extra is not None:
+                extra(db)
+
+        await self.run(job)
+
+    async def drop_pending_receipt(self, pending_id: int) -> None:
+        """Forget a receipt that cannot be sealed (the sender has no valid encryption key)."""
+
+        def job(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM receipts_pending WHERE id=?", (pending_id,))
 
         await self.run(job)
 
@@ -663,14 +721,40 @@ def _insert_outbox(db: sqlite3.Connection, entry: OutboxEntry, now: datetime) ->
     )
 
 
-def _remember_receipt(
-    db: sqlite3.Connection, sender: str, message_id: str, status: str, receipt: OutboxEntry
-) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
-        " VALUES (?,?,?,?)",
-        (sender, message_id, status, receipt.message_id),
-    )
+def receipt_in_job(
+    message_id: str, org: str, status: str, inner_jws: bytes, now: datetime
+) -> Job[None]:
+    """A job that keeps a recipient's signed receipt (evidence for ``zvg audit export``)."""
+
+    def job(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO receipts_in (message_id, org, status, received_at, inner_jws)"
+            " VALUES (?,?,?,?,?)",
+            (message_id, org, status, _ts(now), inner_jws),
+        )
+
+    return job
+
+
+def pending_receipt_job(
+    sender: str,
+    message_id: str,
+    status: str,
+    reason: str | None,
+    record_idx: int,
+    info: dict[str, Any],
+    now: datetime,
+) -> Job[None]:
+    """A job that queues a receipt to seal (run it in the transaction that stored the state)."""
+
+    def job(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO receipts_pending (sender, message_id, status, reason, record_idx, info,"
+            " created_at) VALUES (?,?,?,?,?,?,?)",
+            (sender, message_id, status, reason, record_idx, json.dumps(info), _ts(now)),
+        )
+
+    return job
 
 
 def idempotency_job(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from gateway.broker.provision import Rabbitmqctl, build_definitions, ensure_pass
 from gateway.broker.transport import BrokerEndpoint, connect
 from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits, BrokerMember, vhost_name
 from tests.integration._private_node import TlsNode, run_private_node
+from tests.rabbit import finish_removals, remove_vhost
 
 HOST = "127.0.0.1"
 PORT = 5672
@@ -135,69 +135,16 @@ def provision_federation(
     return fed
 
 
-@dataclass
-class _Removal:
-    process: subprocess.Popen[bytes]
-    fallback: list[list[str]]
-
-    def finish(self) -> None:
-        """Wait for the batched deletion; if it failed, delete one object per call instead."""
-        if self.process.wait(timeout=60) != 0:
-            for command in self.fallback:
-                subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-
-
-_REMOVALS: list[_Removal] = []
-"""Deletions of finished tests' vhosts and users, possibly still running."""
-
-_MAX_REMOVALS = 4
-"""At most this many deletions run in the background; beyond that a teardown waits."""
-
-
-def _erl_binary(text: str) -> str:
-    if not all(c.isalnum() or c in "-_.@" for c in text):
-        raise ValueError(f"unexpected character in {text!r}")
-    return f'<<"{text}">>'
-
-
 def remove_federation(fed: Federation, *, wait: bool = False) -> None:
-    """Delete the federation's vhost and users (in the background unless ``wait``).
-
-    Every rabbitmqctl call starts an Erlang VM (~0.3 s of CPU on a 2-core machine), so the vhost
-    and all users go in one ``rabbitmqctl eval`` of RabbitMQ's own delete functions, run behind
-    the next test; if that fails (another RabbitMQ version), one ``delete_vhost`` /
-    ``delete_user`` per object follows. :func:`_finish_removals` waits for all of them.
-    """
-    base = [fed.ctl.executable, "-q"] + (["-n", fed.ctl.node] if fed.ctl.node else [])
-    users = ", ".join(_erl_binary(m.user) for m in fed.members.values())
-    expression = (
-        f'rabbit_vhost:delete({_erl_binary(fed.vhost)}, <<"zvg-test">>), '
-        f'[ok = rabbit_auth_backend_internal:delete_user(U, <<"zvg-test">>) || U <- [{users}]], '
-        "ok."
-    )
-    fallback = [[*base, "delete_vhost", fed.vhost]]
-    fallback += [[*base, "delete_user", m.user] for m in fed.members.values()]
-    process = subprocess.Popen(
-        [*base, "eval", expression],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    removal = _Removal(process, fallback)
-    if wait:
-        removal.finish()
-        return
-    _REMOVALS.append(removal)
-    while len(_REMOVALS) > _MAX_REMOVALS:
-        _REMOVALS.pop(0).finish()
+    """Delete the federation's vhost and users (in the background unless ``wait``)."""
+    remove_vhost(fed.ctl, fed.vhost, [m.user for m in fed.members.values()], wait=wait)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _finish_removals() -> Iterator[None]:
     """At the end of the session, wait until every deletion has finished."""
     yield
-    while _REMOVALS:
-        _REMOVALS.pop(0).finish()
+    finish_removals()
 
 
 async def _close_all(fed: Federation) -> None:

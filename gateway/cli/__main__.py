@@ -1,0 +1,5 @@
+"""``python -m gateway.cli`` runs the ``zvg`` command line."""
+
+from gateway.cli import main
+
+main()

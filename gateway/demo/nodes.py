@@ -1,0 +1,100 @@
+"""Node configuration files for the demo federation (``zvg demo`` and the end-to-end tests)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.demo.veenstad import LEGAL_BASES, DemoOrg
+from gateway.node.config import hash_token
+from schemas.catalogue import Catalogue
+
+__all__ = ["NodeFiles", "write_node_config"]
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    org: DemoOrg
+    config: Path
+    data_dir: Path
+    listen: str
+    token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+
+def _s(value: str | Path) -> str:
+    return json.dumps(str(value))  # a TOML basic string (JSON escapes are valid TOML)
+
+
+def write_node_config(
+    path: Path,
+    *,
+    org: DemoOrg,
+    keys_dir: Path,
+    directory: Path,
+    data_dir: Path,
+    broker_url: str,
+    password_file: Path,
+    listen: str,
+    token: str,
+    catalogue: Catalogue,
+    mode: str = "demo",
+    checkpoint_interval_s: float = 5.0,
+    extra: str = "",
+) -> NodeFiles:
+    """Write a ``node.toml`` for one demo organisation; returns where everything is."""
+    role = org.roles[0]
+    lines = [
+        "# zv-gateway node configuration (generated for the demo federation).",
+        "[node]",
+        f"org = {_s(org.oin)}",
+        f"node_id = {_s(org.node_id)}",
+        f"mode = {_s(mode)}",
+        f"data_dir = {_s(data_dir)}",
+        "",
+        "[keys]",
+        f"signing = {_s(keys_dir / f'{org.oin}.signing.key.pem')}",
+        f"encryption = [{_s(keys_dir / f'{org.oin}.encryption.key.pem')}]",
+        f"audit = {_s(keys_dir / f'{org.oin}.audit.key.pem')}",
+        "",
+        "[directory]",
+        f"file = {_s(directory)}",
+        "",
+        "[broker]",
+        f"url = {_s(broker_url)}",
+        f"password_file = {_s(password_file)}",
+        "",
+        "[api]",
+        f"listen = {_s(listen)}",
+        "",
+        "[[api.tokens]]",
+        f'name = "{org.key}-adapter"',
+        'role = "adapter"',
+        f"sha256 = {_s(hash_token(token))}",
+        "",
+        "[[api.tokens]]",
+        f'name = "{org.key}-auditor"',
+        'role = "auditor"',
+        f"sha256 = {_s(hash_token(token + '-auditor'))}",
+        "",
+        "[audit]",
+        f"checkpoint_interval_seconds = {checkpoint_interval_s}",
+        "",
+    ]
+    for purpose in catalogue.purposes:
+        lines += [
+            f'[purposes."{purpose.code}"]',
+            "legal_basis = [" + ", ".join(_s(b) for b in LEGAL_BASES.get(role, ("WGS",))) + "]",
+            "processing_activity = "
+            + _s(
+                f"https://register.{org.key}.veenstad.example/verwerkingen/{purpose.code.lower()}/v1"
+            ),
+            "",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + extra, encoding="utf-8")
+    return NodeFiles(org, path, data_dir, listen, token)

@@ -1,0 +1,300 @@
+"""The node's local HTTP API for adapters and auditors (``/v1``), on aiohttp.
+
+Routes (OpenAPI at ``/v1/openapi.json``): ``POST /v1/messages``, ``GET /v1/messages/{id}``,
+``GET /v1/inbox`` (long-poll), ``GET /v1/inbox/stream`` (server-sent events),
+``POST /v1/inbox/{id}/ack``, ``POST /v1/inbox/{id}/reject``, ``GET /v1/directory``, and
+``/healthz``, ``/readyz``, ``/metrics`` for ops.
+
+Every ``/v1`` route needs ``Authorization: Bearer <token>``; tokens are stored hashed in the
+config with a role (``adapter``: send and receive; ``auditor``: read status and directory). Every
+error is ``application/problem+json`` (RFC 9457) with a stable ``type``. Nothing about a message
+body is ever logged here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.core.audit import Actor
+from gateway.node.config import Token
+from gateway.node.openapi import openapi_document
+from gateway.node.problems import ApiError, field_errors
+from gateway.node.service import NodeService
+from schemas import strictjson
+from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted
+
+__all__ = ["READINESS", "build_app"]
+
+log = logging.getLogger("gateway.api")
+
+PROBLEM_JSON = "application/problem+json"
+#: Seconds between ``: keepalive`` comments on the event stream (proxies close idle streams).
+SSE_KEEPALIVE_S = 15.0
+#: Key in the app holding the readiness check (set by the runner).
+READINESS: web.AppKey[Callable[[], Awaitable[dict[str, Any]]]] = web.AppKey("readiness")
+SERVICE: web.AppKey[NodeService] = web.AppKey("service")
+TOKENS: web.AppKey[tuple[Token, ...]] = web.AppKey("tokens")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _problem_response(error: ApiError, instance: str) -> web.Response:
+    body = error.problem(instance).model_dump_json(exclude_none=True)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    if error.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="zv-gateway"'}
+    return web.Response(status=error.status, text=body, content_type=PROBLEM_JSON, headers=headers)
+
+
+@web.middleware
+async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _problem_response(exc, request.path)
+    except web.HTTPRequestEntityTooLarge:
+        return _problem_response(
+            ApiError("too-large", "the request body is over the node's limit"), request.path
+        )
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return _problem_response(
+                ApiError("not-found", f"no route {request.path}"), request.path
+            )
+        if exc.status == 405:
+            error = ApiError(
+                "invalid-request", f"{request.method} is not allowed on {request.path}"
+            )
+            return _problem_response(error, request.path)
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        error = ApiError(
+            "unavailable",
+            "the node failed internally; try again later",
+            reason="internal",
+            retry_after=5,
+        )
+        return _problem_response(error, request.path)
+
+
+def _client(request: web.Request, *roles: str) -> Token:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise ApiError("unauthorized", "send Authorization: Bearer <token>")
+    for token in request.app[TOKENS]:
+        if token.matches(presented.strip()):
+            if token.role not in roles:
+                raise ApiError("forbidden", f"role {token.role!r} may not use {request.path}")
+            return token
+    raise ApiError("unauthorized", "the bearer token is not known to this node")
+
+
+def _actor(request: web.Request) -> Actor | None:
+    actor_id, role, responsible = (request.headers.get(h) for h in ACTOR_HEADERS)
+    if actor_id is None:
+        return None
+    for name, value in zip(ACTOR_HEADERS, (actor_id, role, responsible), strict=True):
+        if value is not None and (not 1 <= len(value) <= 128 or not value.isprintable()):
+            raise ApiError("invalid-request", f"header {name} must be 1-128 printable characters")
+    return Actor(id=actor_id, role=role, responsible=responsible)
+
+
+async def _send(request: web.Request) -> web.Response:
+    client = _client(request, "adapter")
+    if request.content_type != "application/json":
+        raise ApiError("unsupported-media-type", "send the message as application/json")
+    body = await request.read()
+    service = request.app[SERVICE]
+    message_id, created = await service.send(
+        body,
+        client=client.name,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        actor=_actor(request),
+    )
+    accepted = SendAccepted(message_id=message_id, status_url=f"/v1/messages/{message_id}")
+    headers = {"Location": accepted.status_url}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return web.Response(
+        status=202,
+        text=accepted.model_dump_json(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def _status(request: web.Request) -> web.Response:
+    _client(request, "adapter", "auditor")
+    status = await request.app[SERVICE].status(request.match_info["message_id"])
+    return web.json_response(text=status.model_dump_json())
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(
+            "invalid-request", f"query parameter {name} must be an integer from {low} to {high}"
+        )
+    return int(raw)
+
+
+async def _inbox(request: web.Request) -> web.Response:
+    _client(request, "adapter")
+    service = request.app[SERVICE]
+    lim = service.config.limits
+    wait = _int_param(request, "wait", 0, 0, lim.inbox_wait_max_seconds)
+    limit = _int_param(request, "limit", lim.inbox_page_max, 1, lim.inbox_page_max)
+    items = await service.inbox(limit=limit, wait=wait, actor=_actor(request))
+    return web.json_response(text=InboxPage(items=tuple(items)).model_dump_json())
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    _client(request, "adapter")
+    service = request.app[SERVICE]
+    actor = _actor(request)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    sent: set[str] = set()
+    limit = service.config.limits.inbox_page_max
+    while True:
+        items = await service.inbox(limit=limit, wait=0, actor=actor)
+        fresh = [i for i in items if i.message_id not in sent]
+        for item in fresh:
+            sent.add(item.message_id)
+            await response.write(
+                f"id: {item.message_id}\nevent: message\n"
+                f"data: {item.model_dump_json()}\n\n".encode()
+            )
+        if not fresh:
+            await response.write(b": keepalive\n\n")
+        # Forget ids that were settled, so the set does not grow for ever.
+        sent &= {i.message_id for i in items}
+        await service.wait_inbox(SSE_KEEPALIVE_S)
+
+
+async def _ack(request: web.Request) -> web.Response:
+    _client(request, "adapter")
+    await request.app[SERVICE].settle(
+        request.match_info["message_id"], accept=True, actor=_actor(request)
+    )
+    return web.Response(status=204)
+
+
+async def _reject(request: web.Request) -> web.Response:
+    _client(request, "adapter")
+    body = await request.read()
+    try:
+        strictjson.loads(body)
+        reject = RejectRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise ApiError(
+            "invalid-message",
+            'send {"reason": <code>, "note": <optional>}',
+            errors=field_errors(exc),
+        ) from None
+    except ValueError as exc:
+        raise ApiError("invalid-request", f"the body is not acceptable JSON: {exc}") from None
+    await request.app[SERVICE].settle(
+        request.match_info["message_id"],
+        accept=False,
+        adapter_reason=reject.reason,
+        actor=_actor(request),
+    )
+    return web.Response(status=204)
+
+
+async def _directory(request: web.Request) -> web.Response:
+    _client(request, "adapter", "auditor")
+    service = request.app[SERVICE]
+    payload = service.directory.payload
+    me = service.org
+    names = service.directory.names()
+    may_send = []
+    for rule in payload.policy.rules:
+        if not any(rule.sender.matches(me, role) for role in service.roles):
+            continue
+        to = [
+            {"org": m.oin, "name": m.name, "role": role}
+            for m in payload.members
+            for role in m.roles
+            if rule.recipient.matches(m.oin, role)
+        ]
+        may_send.append(
+            {
+                "rule": rule.id,
+                "description": rule.description,
+                "purpose": rule.purpose,
+                "as_role": [r for r in service.roles if rule.sender.matches(me, r)],
+                "to": to,
+                "message_types": list(rule.message_types),
+                "data_categories": list(rule.data_categories),
+                "flags": list(rule.flags),
+            }
+        )
+    doc = {
+        "federation": payload.federation,
+        "name": payload.name,
+        "version": payload.version,
+        "expires": payload.expires.isoformat(),
+        "this_org": {"org": me, "name": names.get(me, me), "roles": list(service.roles)},
+        "members": [
+            {"org": m.oin, "name": m.name, "roles": list(m.roles)} for m in payload.members
+        ],
+        "may_send": may_send,
+    }
+    return web.json_response(doc, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+async def _openapi(_request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    checks = await request.app[READINESS]()
+    ready = all(c.get("ok") for c in checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].telemetry.prometheus_text()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+def build_app(
+    service: NodeService, readiness: Callable[[], Awaitable[dict[str, Any]]]
+) -> web.Application:
+    """The aiohttp application of one node."""
+    app = web.Application(
+        middlewares=[_problems], client_max_size=service.config.limits.max_request_bytes
+    )
+    app[SERVICE] = service
+    app[TOKENS] = service.config.api.tokens
+    app[READINESS] = readiness
+    app.router.add_post("/v1/messages", _send)
+    app.router.add_get("/v1/messages/{message_id}", _status)
+    app.router.add_get("/v1/inbox", _inbox)
+    app.router.add_get("/v1/inbox/stream", _stream)
+    app.router.add_post("/v1/inbox/{message_id}/ack", _ack)
+    app.router.add_post("/v1/inbox/{message_id}/reject", _reject)
+    app.router.add_get("/v1/directory", _directory)
+    app.router.add_get("/v1/openapi.json", _openapi)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app

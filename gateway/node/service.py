@@ -1,0 +1,1154 @@
+"""The node's behaviour: sending, receiving, receipts, the inbox for adapters, retention.
+
+Everything here is the asyncio shell around the pure core: the core decides (contract, policy,
+envelope, Merkle log), this module moves bytes and remembers outcomes in the store, always
+writing the audit records in the same transaction as the state they describe (DESIGN §7, §9).
+
+Outbound: ``send`` validates the adapter's request against the contract, asks the policy,
+seals, and stores the envelope in the outbox (with its audit records) before answering; the
+outbox loop publishes with confirms and retries until the broker confirmed or the message
+expired. Inbound: ``on_delivery`` runs the cheap checks, deduplicates by (sender, message id),
+opens and verifies, re-checks the policy with *our* directory, and stores the message in the
+inbox with its audit records and a pending receipt before the broker ack. The receipt loop seals
+receipts (``delivered`` on arrival, ``accepted``/``rejected`` when the adapter settles) with an
+inclusion proof of our audit record. Receipts that do not verify are ignored and counted.
+
+Unauthenticated input is never answered: a receipt is only sent for a message whose signature
+verified and which is not itself a receipt (docs/decisions/0040-receipts-only-for-verified.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
+from pydantic import ValidationError
+
+from gateway.audit.log import AuditLog
+from gateway.broker.transport import Delivery, MessageExpiredError, Publisher
+from gateway.core import jose, note
+from gateway.core.audit import Actor, Record, new_record
+from gateway.core.broker_topology import routing_key
+from gateway.core.decisions import Decision, Deliver, Reject, Retry
+from gateway.core.directory import TrustedDirectory
+from gateway.core.envelope import EnvelopeLimits, VerifiedMessage, open_envelope, peek_header, seal
+from gateway.core.keys import KeyRing, SigningKey
+from gateway.core.merkle import leaf_hash
+from gateway.core.policy import Allowed, Denied, MessageFacts, evaluate
+from gateway.errors import LocalError, RemoteError, TransientError
+from gateway.node.config import NodeConfig
+from gateway.node.problems import ApiError, field_errors
+from gateway.node.store import (
+    InboxEntry,
+    Job,
+    MessageRow,
+    OutboxEntry,
+    PendingPublish,
+    PendingReceipt,
+    SqliteStore,
+    idempotency_job,
+    pending_receipt_job,
+    receipt_in_job,
+)
+from gateway.telemetry import Telemetry
+from schemas import ids, strictjson
+from schemas.api import InboxItem, MessageStatus, RecipientStatus, SendRequest
+from schemas.bodies import ReceiptBody
+from schemas.catalogue import Catalogue
+from schemas.claims import SPEC_VERSION, ClaimsBase, claims_to_json, parse_claims
+
+__all__ = ["NodeKeys", "NodeService"]
+
+log = logging.getLogger("gateway.node")
+
+#: Receipts sealed per batch (one checkpoint covers the whole batch).
+RECEIPT_BATCH = 128
+#: Outbox entries fetched per publishing round.
+PUBLISH_BATCH = 512
+#: How long an inbound message waits when our directory has expired (it stays queued).
+EXPIRED_DIRECTORY_RETRY_S = 60.0
+#: Fallback processing activity for receipts when the config names none for the purpose.
+RECEIPT_ACTIVITY = "urn:zvg:receipt"
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    """The node's private keys: message signing, the decryption ring, the audit-log key."""
+
+    signing: SigningKey
+    ring: KeyRing
+    audit: Ed25519PrivateKey
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _b64(digest: bytes) -> str:
+    return jose.b64u_encode(digest)
+
+
+def _jobs(*jobs: Job[Any] | None) -> Job[None]:
+    def job(db: sqlite3.Connection) -> None:
+        for j in jobs:
+            if j is not None:
+                j(db)
+
+    return job
+
+
+class NodeService:
+    """One organisation's node. The runner builds it and starts its loops."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        store: SqliteStore,
+        audit: AuditLog,
+        directory: TrustedDirectory,
+        catalogue: Catalogue,
+        keys: NodeKeys,
+        telemetry: Telemetry,
+        clock: Callable[[], datetime] = utc_now,
+        rand: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.config = config
+        self.org = config.node.org
+        self.store = store
+        self.audit = audit
+        self.directory = directory
+        self.catalogue = catalogue
+        self.keys = keys
+        self.telemetry = telemetry
+        self.clock = clock
+        self.rand = rand
+        self.publisher: Publisher | None = None
+        lim = config.limits
+        self.envelope_limits = EnvelopeLimits(
+            max_envelope_bytes=lim.max_envelope_bytes,
+            max_iat_age=timedelta(seconds=lim.max_age_seconds),
+            max_future_skew=timedelta(seconds=lim.max_clock_skew_seconds),
+        )
+        self._outbox_wake = asyncio.Event()
+        self._receipt_wake = asyncio.Event()
+        self._inbox_changed = asyncio.Condition()
+        self._in_flight: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.counters: dict[str, int] = {}
+        member = directory.member(self.org)
+        if member is None:
+            raise LocalError(f"{self.org} is not a member of directory v{directory.version}")
+        self.roles = member.roles
+
+    # ------------------------------------------------------------------ small helpers
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _now(self) -> datetime:
+        return self.clock()
+
+    def _record(self, name: str, status: str = "ok", **fields: Any) -> Record:
+        now = self._now()
+        fields.setdefault("start_time", now)
+        fields.setdefault("end_time", now)
+        return new_record(name=name, status=status, **fields)
+
+    def _claims_fields(self, claims: ClaimsBase, span: Span | None = None) -> dict[str, Any]:
+        """Audit fields of a message (never its body)."""
+        ctx = span.get_span_context() if span is not None else None
+        return {
+            "trace_id": f"{ctx.trace_id:032x}" if ctx else claims.trace.split("-")[1],
+            "span_id": f"{ctx.span_id:016x}" if ctx else claims.trace.split("-")[2],
+            "processing_activity_id": claims.processing_activity,
+            "message_id": claims.message_id,
+            "message_type": claims.message_type,
+            "purpose": claims.purpose,
+            "legal_basis": claims.legal_basis,
+            "sender": claims.sender.org,
+            "recipients": claims.recipient_orgs(),
+            "data_categories": claims.data_categories,
+            "flags": tuple(k for k, v in claims.flags.model_dump().items() if v),
+            "case_ref": claims.case_ref,
+            "data_subjects": tuple(s.subject_ref for s in claims.subjects),
+        }
+
+    def _directory_ok(self, now: datetime) -> TrustedDirectory:
+        state, _left = self.directory.status(
+            now, timedelta(days=self.config.directory.expiry_warning_days)
+        )
+        if state == "expired":
+            raise ApiError(
+                "unavailable",
+                f"the federation directory (v{self.directory.version}) has expired; "
+                "the node sends nothing until ops load a new version",
+                reason="internal",
+                retry_after=300,
+            )
+        return self.directory
+
+    def spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ outbound
+
+    async def send(
+        self,
+        body: bytes,
+        *,
+        client: str,
+        idempotency_key: str | None = None,
+        actor: Actor | None = None,
+    ) -> tuple[str, bool]:
+        """Accept an adapter's message: validate, police, seal, store. Returns (message id,
+        created) — ``created`` is False when an ``Idempotency-Key`` repeats an earlier request.
+        Raises :class:`ApiError` for every refusal."""
+        started = self._now()
+        request = self._parse_request(body)
+        request_hash = hashlib.sha256(body).digest()
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
+                raise ApiError(
+                    "invalid-request", "Idempotency-Key must be 1-200 printable characters"
+                )
+            earlier = await self.store.find_idempotent(client, idempotency_key)
+            if earlier is not None:
+                if earlier[0] != request_hash:
+                    raise ApiError(
+                        "idempotency-conflict",
+                        "this Idempotency-Key was used for a different request",
+                    )
+                return earlier[1], False
+        directory = self._directory_ok(started)
+        parent = _parent_context(request.traceparent)
+        with self.telemetry.tracer.start_as_current_span(
+            "zvg.send", context=parent, kind=trace.SpanKind.PRODUCER
+        ) as span:
+            claims = self._assemble(request, started, span)
+            span.set_attributes(
+                {
+                    "zvg.message_id": claims.message_id,
+                    "zvg.message_type": claims.message_type,
+                    "zvg.purpose": claims.purpose,
+                }
+            )
+            decision = evaluate(directory.payload, MessageFacts.of(claims))
+            fields = self._claims_fields(claims, span)
+            decision_record = self._policy_record(decision, fields)
+            if isinstance(decision, Denied):
+                records = [
+                    decision_record,
+                    self._record("message.refuse", "denied", reason="policy_denied", **fields),
+                ]
+                await self.store.run(self._audit_job(records, actor, fields))
+                self.telemetry.messages.add(
+                    1,
+                    {
+                        "direction": "out",
+                        "type": claims.message_type,
+                        "purpose": claims.purpose,
+                        "outcome": "policy_denied",
+                    },
+                )
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "policy_denied"))
+                raise ApiError(
+                    "policy-denied",
+                    decision.explain(directory.names()),
+                    reason="policy_denied",
+                    decision=_decision_doc(decision),
+                )
+            recipients = []
+            for org in claims.recipient_orgs():
+                try:
+                    recipients.append(directory.encryption_key(org, started))
+                except LocalError as exc:
+                    raise ApiError("recipient-unavailable", str(exc), reason="internal") from None
+            envelope = seal(
+                claims,
+                signing_key=self.keys.signing,
+                recipients=recipients,
+                rand=self.rand,
+                limits=self.envelope_limits,
+            )
+            digest = peek_header(envelope, limits=self.envelope_limits).digest
+            roles: dict[str, list[str]] = {}
+            for r in claims.recipients:
+                roles.setdefault(r.org, []).append(r.role)
+            entry = OutboxEntry(
+                message_id=claims.message_id,
+                message_type=claims.message_type,
+                purpose=claims.purpose,
+                case_ref=claims.case_ref,
+                in_reply_to=claims.in_reply_to,
+                created_at=claims.created_at,
+                expires_at=claims.expires_at,
+                digest=digest,
+                envelope=envelope,
+                recipients=tuple((org, tuple(rs)) for org, rs in roles.items()),
+            )
+            fields["digest"] = _b64(digest)
+            fields["key_id"] = self.keys.signing.kid
+            records = [decision_record, self._record("message.send", start_time=started, **fields)]
+            idem = (
+                idempotency_job(client, idempotency_key, request_hash, claims.message_id, started)
+                if idempotency_key is not None
+                else None
+            )
+            try:
+                await self.store.add_outbox(
+                    entry, started, extra=_jobs(idem, self._audit_job(records, actor, fields))
+                )
+            except sqlite3.IntegrityError:
+                raise ApiError(
+                    "idempotency-conflict", "a concurrent request used this Idempotency-Key"
+                ) from None
+        self.telemetry.messages.add(
+            1,
+            {
+                "direction": "out",
+                "type": claims.message_type,
+                "purpose": claims.purpose,
+                "outcome": "queued",
+            },
+        )
+        self.telemetry.latency.record(
+            (self._now() - started).total_seconds() * 1000, {"stage": "send"}
+        )
+        self._outbox_wake.set()
+        return claims.message_id, True
+
+    def _parse_request(self, body: bytes) -> SendRequest:
+        try:
+            strictjson.loads(body)
+        except ValueError as exc:
+            raise ApiError("invalid-request", f"the body is not acceptable JSON: {exc}") from None
+        try:
+            return SendRequest.model_validate_json(body, context={"catalogue": self.catalogue})
+        except ValidationError as exc:
+            raise ApiError(
+                "invalid-message", "the request breaks the API contract", errors=field_errors(exc)
+            ) from None
+
+    def _assemble(self, req: SendRequest, now: datetime, span: Span) -> ClaimsBase:
+        created = now.replace(microsecond=0)
+        if req.sender_role is not None:
+            if req.sender_role not in self.roles:
+                raise ApiError(
+                    "invalid-message",
+                    f"this organisation does not hold role {req.sender_role}",
+                    errors=[_fe("sender_role", f"must be one of {', '.join(self.roles)}")],
+                )
+            role = req.sender_role
+        elif len(self.roles) == 1:
+            role = self.roles[0]
+        else:
+            raise ApiError(
+                "invalid-message",
+                "this organisation acts in several roles: say which in sender_role",
+                errors=[_fe("sender_role", f"required: one of {', '.join(self.roles)}")],
+            )
+        defaults = self.config.purposes.get(req.purpose)
+        legal_basis = req.legal_basis or (defaults.legal_basis if defaults else None)
+        activity = req.processing_activity or (defaults.processing_activity if defaults else None)
+        missing = [
+            _fe(name, f"required: the node has no default for purpose {req.purpose}")
+            for name, value in (("legal_basis", legal_basis), ("processing_activity", activity))
+            if not value
+        ]
+        if missing:
+            raise ApiError(
+                "invalid-message", "legal basis and processing activity are needed", errors=missing
+            )
+        ctx = span.get_span_context()
+        ttl = req.expires_in_seconds or self.config.limits.default_ttl_seconds
+        doc: dict[str, Any] = {
+            "spec": SPEC_VERSION,
+            "message_id": ids.uuid7(int(now.timestamp() * 1000), self.rand(10)),
+            "message_type": req.message_type,
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            "expires_at": (created + timedelta(seconds=ttl)).isoformat().replace("+00:00", "Z"),
+            "sender": {"org": self.org, "node": self.config.node.node_id, "role": role},
+            "recipients": [r.model_dump() for r in req.recipients],
+            "case_ref": req.case_ref,
+            "purpose": req.purpose,
+            "legal_basis": list(legal_basis or ()),
+            "processing_activity": activity,
+            "data_categories": list(req.data_categories),
+            "flags": req.flags.model_dump(),
+            "subjects": [s.model_dump() for s in req.subjects],
+            "trace": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01",
+            "body": req.body,
+        }
+        for name in ("programme", "in_reply_to", "correlation_id"):
+            if getattr(req, name) is not None:
+                doc[name] = getattr(req, name)
+        latest = self.audit.latest
+        if latest is not None:
+            doc["log_anchor"] = {"size": latest.size, "root": _std_b64(latest.root)}
+        try:
+            return parse_claims(
+                json.dumps(doc, ensure_ascii=False).encode("utf-8"), catalogue=self.catalogue
+            )
+        except ValidationError as exc:
+            raise ApiError(
+                "invalid-message", "the message breaks the contract", errors=field_errors(exc)
+            ) from None
+
+    def _policy_record(self, decision: Allowed | Denied, fields: dict[str, Any]) -> Record:
+        if isinstance(decision, Allowed):
+            return self._record(
+                "policy.decision",
+                policy_version=decision.directory_version,
+                policy_rule=",".join(decision.rule_ids()),
+                policy_decision="allow",
+                **fields,
+            )
+        return self._record(
+            "policy.decision",
+            "denied",
+            policy_version=decision.directory_version,
+            policy_rule=decision.rule_id,
+            policy_decision="deny",
+            reason=decision.reason,
+            detail={
+                k: v
+                for k, v in (
+                    ("category", decision.category),
+                    ("flag", decision.flag),
+                    ("recipient", decision.recipient[0] if decision.recipient else None),
+                )
+                if v
+            },
+            **fields,
+        )
+
+    def _audit_job(
+        self, records: Sequence[Record], actor: Actor | None, fields: dict[str, Any] | None = None
+    ) -> Job[list[int]]:
+        if actor is not None:
+            f = fields or {}
+            records = [
+                *records,
+                self._record(
+                    "access",
+                    actor=actor,
+                    trace_id=f.get("trace_id"),
+                    span_id=f.get("span_id"),
+                    message_id=f.get("message_id"),
+                    case_ref=f.get("case_ref"),
+                ),
+            ]
+        return self.audit.append(records, self._now())
+
+    async def run_outbox(self) -> None:
+        """Publish every queued envelope until confirmed (or expired); runs until stopped."""
+        retry = self.config.limits.outbox_retry_seconds
+        while not self._stopping.is_set():
+            self._outbox_wake.clear()
+            publisher = self.publisher
+            if publisher is not None:
+                try:
+                    pending = await self.store.pending_publishes(PUBLISH_BATCH)
+                except TransientError:
+                    pending = []
+                for p in pending:
+                    key = (p.message_id, p.org)
+                    if key not in self._in_flight:
+                        self._in_flight.add(key)
+                        self.spawn(self._publish(publisher, p, key), f"publish {p.message_id}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_wake.wait(), timeout=retry)
+
+    async def _publish(self, publisher: Publisher, p: PendingPublish, key: tuple[str, str]) -> None:
+        retry_after = 0.0
+        try:
+            await publisher.publish(
+                routing_key(p.org, self.org),
+                p.envelope,
+                message_id=p.message_id,
+                expiration=p.expires_at,
+            )
+        except MessageExpiredError:
+            await self._mark_expired(p.message_id, p.org)
+        except (TransientError, LocalError) as exc:
+            retry_after = self.config.limits.outbox_retry_seconds
+            log.warning(
+                "publish of %s to %s failed (%s); retrying in %.0f s",
+                p.message_id,
+                p.org,
+                exc.__class__.__name__,
+                retry_after,
+            )
+        else:
+            now = self._now()
+            record = self._record("message.publish", message_id=p.message_id, peer=p.org)
+            await self.store.set_status(
+                p.message_id, p.org, "sent", None, now, extra=self.audit.append([record], now)
+            )
+        finally:
+            if retry_after:
+                await asyncio.sleep(retry_after)
+            self._in_flight.discard(key)
+            if retry_after:
+                self._outbox_wake.set()
+
+    async def _mark_expired(self, message_id: str, org: str) -> None:
+        now = self._now()
+        record = self._record("message.expire", "error", message_id=message_id, peer=org)
+        await self.store.set_status(
+            message_id, org, "expired", None, now, extra=self.audit.append([record], now)
+        )
+
+    async def status(self, message_id: str) -> MessageStatus:
+        row = await self.store.message(message_id)
+        if row is None or row.message_type == "receipt":
+            raise ApiError(
+                "not-found",
+                f"no message {message_id} was sent by this node",
+                reason="invalid_claims",
+            )
+        return _status_doc(row)
+
+    # ------------------------------------------------------------------ inbound
+
+    def sender_of(self, body: bytes) -> str:
+        """The sender org named in an envelope's header (for the consumer's user_id check)."""
+        return peek_header(body, limits=self.envelope_limits).sender_org
+
+    def broker_user_of(self, org: str) -> str | None:
+        member = self.directory.member(org)
+        return None if member is None else member.broker_user
+
+    async def on_delivery(self, delivery: Delivery) -> Decision:
+        """The inbound pipeline (module docstring). Returns the decision the consumer settles."""
+        started = self._now()
+        try:
+            header = peek_header(delivery.body, limits=self.envelope_limits)
+        except RemoteError as exc:
+            return await self._refuse(exc, delivery, None)
+        if self.directory.status(started, timedelta(0))[0] == "expired":
+            return Retry(EXPIRED_DIRECTORY_RETRY_S)
+        seen = await self.store.seen(header.sender_org, header.message_id)
+        if seen is not None:
+            if seen.digest != header.digest:
+                return await self._refuse(
+                    RemoteError("replayed", "same (sender, message id), different content"),
+                    delivery,
+                    header.message_id,
+                )
+            self._count("duplicates")
+            await self._republish_receipts(header.sender_org, header.message_id)
+            return Deliver()
+        directory = self.directory
+        try:
+            verified = open_envelope(
+                delivery.body,
+                keyring=self.keys.ring,
+                sender_keys=directory.signing_key,
+                now=started,
+                is_replay=lambda _s, _m: False,  # checked above against the durable inbox
+                limits=self.envelope_limits,
+            )
+        except RemoteError as exc:
+            return await self._refuse(exc, delivery, header.message_id)
+        claims = verified.claims
+        if self.org not in claims.recipient_orgs():
+            return await self._refuse(
+                RemoteError("not_for_us", "claims do not name this organisation"),
+                delivery,
+                claims.message_id,
+            )
+        if isinstance(claims.body, ReceiptBody):
+            return await self._on_receipt(verified, started)
+        return await self._on_message(verified, started)
+
+    async def _refuse(
+        self, exc: RemoteError, delivery: Delivery, message_id: str | None
+    ) -> Decision:
+        """Dead-letter what we cannot accept before verifying it; log and count, never answer."""
+        record = self._record(
+            "message.refuse",
+            "rejected",
+            reason=exc.reason,
+            message_id=message_id,
+            peer=delivery.user_id,
+        )
+        now = self._now()
+        await self.store.run(self.audit.append([record], now))
+        self.telemetry.rejections.add(1, {"stage": "receive", "reason": exc.reason})
+        log.warning(
+            "refused an envelope from broker user %s: %s (%s)",
+            delivery.user_id,
+            exc.reason,
+            exc.detail,
+        )
+        return Reject(exc.reason, exc.detail)
+
+    async def _on_message(self, verified: VerifiedMessage, started: datetime) -> Decision:
+        claims = verified.claims
+        span_link = _link(claims.trace)
+        with self.telemetry.tracer.start_as_current_span(
+            "zvg.receive", kind=trace.SpanKind.CONSUMER, links=[span_link] if span_link else []
+        ) as span:
+            span.set_attributes(
+                {
+                    "zvg.message_id": claims.message_id,
+                    "zvg.message_type": claims.message_type,
+                    "zvg.purpose": claims.purpose,
+                    "zvg.sender": claims.sender.org,
+                }
+            )
+            decision = evaluate(self.directory.payload, MessageFacts.of(claims))
+            fields = self._claims_fields(claims, span)
+            fields["foreign_operation"] = {
+                "trace_id": claims.trace.split("-")[1],
+                "span_id": claims.trace.split("-")[2],
+                "org": claims.sender.org,
+            }
+            fields["digest"] = _b64(verified.digest)
+            fields["key_id"] = verified.sender_kid
+            roles = tuple(r.role for r in claims.recipients if r.org == self.org)
+            allowed = isinstance(decision, Allowed)
+            retention = self.config.limits.max_age_seconds
+            entry = InboxEntry(
+                sender=claims.sender.org,
+                message_id=claims.message_id,
+                digest=verified.digest,
+                message_type=claims.message_type,
+                roles=roles,
+                received_at=started,
+                expires_at=claims.expires_at,
+                forget_after=started + timedelta(seconds=retention),
+                status="delivered" if allowed else "refused",
+                reason=None if allowed else "policy_denied",
+                claims=claims_to_json(claims) if allowed else None,
+                inner_jws=verified.inner_jws if allowed else None,
+            )
+            records = [self._policy_record(decision, fields)]
+            if allowed:
+                records.append(self._record("message.receive", start_time=started, **fields))
+            else:
+                records.append(
+                    self._record("message.refuse", "denied", reason="policy_denied", **fields)
+                )
+            info = _receipt_info(claims, roles, verified.digest)
+            status, reason = ("delivered", None) if allowed else ("rejected", "policy_denied")
+            append = self.audit.append(records, started)
+
+            def job(db: sqlite3.Connection) -> None:
+                idx = append(db)[-1]
+                pending_receipt_job(
+                    claims.sender.org, claims.message_id, status, reason, idx, info, started
+                )(db)
+
+            inserted = await self.store.add_inbox(entry, extra=job)
+        if not inserted:  # a concurrent duplicate won the race
+            self._count("duplicates")
+            return Deliver()
+        outcome = "delivered" if allowed else "policy_denied"
+        self.telemetry.messages.add(
+            1,
+            {
+                "direction": "in",
+                "type": claims.message_type,
+                "purpose": claims.purpose,
+                "outcome": outcome,
+            },
+        )
+        if not allowed:
+            self.telemetry.rejections.add(1, {"stage": "receive", "reason": "policy_denied"})
+        self.telemetry.latency.record(
+            (self._now() - started).total_seconds() * 1000, {"stage": "receive"}
+        )
+        self.telemetry.latency.record(
+            max(0.0, (self._now() - claims.created_at).total_seconds() * 1000), {"stage": "e2e"}
+        )
+        self._receipt_wake.set()
+        if allowed:
+            async with self._inbox_changed:
+                self._inbox_changed.notify_all()
+        return Deliver()
+
+    async def _republish_receipts(self, sender: str, message_id: str) -> None:
+        publisher = self.publisher
+        if publisher is None:
+            return
+        for p in await self.store.receipt_envelopes(sender, message_id):
+            with contextlib.suppress(TransientError, LocalError):
+                await publisher.publish(
+                    routing_key(sender, self.org),
+                    p.envelope,
+                    message_id=p.message_id,
+                    expiration=p.expires_at,
+                )
+
+    # ------------------------------------------------------------------ receipts
+
+    async def _on_receipt(self, verified: VerifiedMessage, now: datetime) -> Decision:
+        claims = verified.claims
+        body = claims.body
+        assert isinstance(body, ReceiptBody)  # noqa: S101 - on_delivery dispatches on the type
+        problem = await self._check_receipt(verified, body, now)
+        if problem is not None:
+            self._count("receipts_ignored")
+            self.telemetry.receipts_ignored.add(1, {"why": problem})
+            log.warning(
+                "ignored a receipt from %s for %s: %s", claims.sender.org, body.message_id, problem
+            )
+            return Deliver()
+        record = self._record(
+            "receipt.receive",
+            message_id=body.message_id,
+            peer=claims.sender.org,
+            reason=body.reason,
+            digest=body.inner_jws_sha256,
+            key_id=verified.sender_kid,
+            detail={"status": body.status, "receipt_id": claims.message_id},
+        )
+        inner = verified.inner_jws
+
+        extra = _jobs(
+            self.audit.append([record], now),
+            receipt_in_job(body.message_id, claims.sender.org, body.status, inner, now),
+        )
+
+        await self.store.set_status(
+            body.message_id, claims.sender.org, body.status, body.reason, now, extra=extra
+        )
+        self.telemetry.messages.add(
+            1,
+            {
+                "direction": "in",
+                "type": "receipt",
+                "purpose": claims.purpose,
+                "outcome": body.status,
+            },
+        )
+        return Deliver()
+
+    async def _check_receipt(
+        self, verified: VerifiedMessage, body: ReceiptBody, now: datetime
+    ) -> str | None:
+        """Why a receipt must be ignored, or None when it verifies (signature already did)."""
+        claims = verified.claims
+        row = await self.store.message(body.message_id)
+        if row is None:
+            return "no such message sent by us"
+        if claims.sender.org not in {r.org for r in row.recipients}:
+            return "the receipt's sender was not a recipient"
+        if body.inner_jws_sha256 != _b64(row.digest):
+            return "the receipt names other content"
+        if body.proof is None:
+            return "the receipt carries no inclusion proof"
+        origin = self.directory.audit_origin(claims.sender.org)
+        log_keys = [
+            note.ed25519_verifier(origin, k)
+            for k in self.directory.audit_keys(claims.sender.org, now)
+        ]
+        try:
+            proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
+            if proof.extra is None:
+                return "the proof carries no record"
+            note.verify_tlog_proof(proof, leaf_hash=leaf_hash(proof.extra), log_keys=log_keys)
+            view = strictjson.loads(proof.extra)
+        except (RemoteError, ValueError) as exc:
+            return f"the inclusion proof does not verify ({exc.__class__.__name__})"
+        if (
+            not isinstance(view, dict)
+            or view.get("message_id") != body.message_id
+            or view.get("digest") != body.inner_jws_sha256
+        ):
+            return "the proved record is about another message"
+        return None
+
+    async def run_receipts(self) -> None:
+        """Seal pending receipts in batches (one checkpoint per batch) until stopped."""
+        while not self._stopping.is_set():
+            self._receipt_wake.clear()
+            try:
+                pending = await self.store.take_pending_receipts(RECEIPT_BATCH)
+            except TransientError:
+                pending = []
+            if pending:
+                try:
+                    await self._seal_receipts(pending)
+                except (TransientError, LocalError) as exc:
+                    log.warning("sealing receipts failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                except Exception:
+                    log.exception("sealing receipts failed unexpectedly; retrying")
+                    await asyncio.sleep(5.0)
+                    continue
+                self._outbox_wake.set()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._receipt_wake.wait(), timeout=5.0)
+
+    async def _seal_receipts(self, pending: Sequence[PendingReceipt]) -> None:
+        checkpoint = await self.audit.checkpoint(min_size=max(p.record_idx for p in pending) + 1)
+        if checkpoint is None:
+            raise TransientError("no checkpoint yet")
+        for p in pending:
+            now = self._now()
+            proof = await self.audit.tlog_proof(p.record_idx, checkpoint)
+            claims = self._receipt_claims(p, now, proof.decode("utf-8"))
+            try:
+                key = self.directory.encryption_key(p.sender, now)
+            except LocalError:
+                log.warning(
+                    "no encryption key for %s: receipt for %s dropped", p.sender, p.message_id
+                )
+                await self.store.drop_pending_receipt(p.id)
+                continue
+            envelope = seal(
+                claims,
+                signing_key=self.keys.signing,
+                recipients=[key],
+                rand=self.rand,
+                limits=self.envelope_limits,
+            )
+            entry = OutboxEntry(
+                message_id=claims.message_id,
+                message_type="receipt",
+                purpose=claims.purpose,
+                case_ref=claims.case_ref,
+                in_reply_to=p.message_id,
+                created_at=claims.created_at,
+                expires_at=claims.expires_at,
+                digest=peek_header(envelope, limits=self.envelope_limits).digest,
+                envelope=envelope,
+                recipients=((p.sender, (claims.recipients[0].role,)),),
+            )
+            record = self._record(
+                "receipt.send",
+                message_id=p.message_id,
+                peer=p.sender,
+                reason=p.reason,
+                detail={"status": p.status, "receipt_id": claims.message_id},
+                trace_id=claims.trace.split("-")[1],
+                span_id=claims.trace.split("-")[2],
+            )
+            await self.store.complete_receipt(p, entry, now, extra=self.audit.append([record], now))
+
+    def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> ClaimsBase:
+        info = p.info
+        created = now.replace(microsecond=0)
+        defaults = self.config.purposes.get(info["purpose"])
+        checkpoint = self.audit.latest
+        doc: dict[str, Any] = {
+            "spec": SPEC_VERSION,
+            "message_id": ids.uuid7(int(now.timestamp() * 1000), self.rand(10)),
+            "message_type": "receipt",
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            "expires_at": (created + timedelta(seconds=self.config.limits.default_ttl_seconds))
+            .isoformat()
+            .replace("+00:00", "Z"),
+            "sender": {"org": self.org, "node": self.config.node.node_id, "role": info["our_role"]},
+            "recipients": [{"org": p.sender, "role": info["sender_role"]}],
+            "case_ref": info["case_ref"],
+            "in_reply_to": p.message_id,
+            "correlation_id": info["correlation_id"],
+            "purpose": info["purpose"],
+            "legal_basis": info["legal_basis"],
+            "processing_activity": defaults.processing_activity if defaults else RECEIPT_ACTIVITY,
+            "data_categories": [],
+            "flags": {},
+            "subjects": [],
+            "trace": f"00-{info['trace_id']}-{self.rand(8).hex()}-01",
+            "body": {
+                "status": p.status,
+                "message_id": p.message_id,
+                "inner_jws_sha256": info["digest"],
+                "at": created.isoformat().replace("+00:00", "Z"),
+                "proof": proof,
+            },
+        }
+        if p.reason is not None:
+            doc["body"]["reason"] = p.reason
+        if checkpoint is not None:
+            doc["body"]["checkpoint"] = checkpoint.note.decode("utf-8")
+        return parse_claims(json.dumps(doc).encode("utf-8"), catalogue=self.catalogue)
+
+    # ------------------------------------------------------------------ inbox for adapters
+
+    async def inbox(
+        self, *, limit: int, wait: float, actor: Actor | None = None
+    ) -> list[InboxItem]:
+        """The oldest unacknowledged messages; waits up to ``wait`` seconds for one to arrive."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            rows = await self.store.inbox_waiting(limit)
+            if rows or wait <= 0:
+                break
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            async with self._inbox_changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._inbox_changed.wait(), timeout=remaining)
+        if not rows:
+            return []
+        now = self._now()
+        first = [r for r in rows if r.handed_out == 0]
+        records = [
+            self._record("message.deliver", message_id=r.message_id, peer=r.sender) for r in first
+        ]
+        if actor is not None:
+            records += [self._record("access", actor=actor, message_id=r.message_id) for r in rows]
+        if records:
+            await self.store.run(self.audit.append(records, now))
+        return [
+            InboxItem(
+                message_id=r.message_id,
+                sender=r.sender,
+                recipient_roles=r.roles,
+                received_at=r.received_at,
+                redelivered=r.handed_out > 0,
+                claims=strictjson.loads(r.claims),
+            )
+            for r in rows
+        ]
+
+    async def wait_inbox(self, seconds: float) -> None:
+        """Return when the inbox changed or after ``seconds`` (server-sent events)."""
+        async with self._inbox_changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox_changed.wait(), timeout=seconds)
+
+    async def settle(
+        self,
+        message_id: str,
+        *,
+        accept: bool,
+        adapter_reason: str | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
+        Raises ``ApiError`` not-found when no such message is in the inbox."""
+        now = self._now()
+        status = "accepted" if accept else "rejected"
+        reason = None if accept else "adapter_rejected"
+        purge_after = now + timedelta(days=self.config.retention.inbox_after_ack_days)
+
+        def extra(db: sqlite3.Connection, sender: str) -> None:
+            row = db.execute(
+                "SELECT claims, digest, roles FROM inbox WHERE sender=? AND message_id=?",
+                (sender, message_id),
+            ).fetchone()
+            claims = parse_claims(bytes(row[0]), catalogue=self.catalogue)
+            fields = self._claims_fields(claims)
+            fields["digest"] = _b64(bytes(row[1]))
+            if adapter_reason:
+                fields["detail"] = {"adapter_reason": adapter_reason}
+            record = self._record("adapter.ack" if accept else "adapter.reject", **fields)
+            records: list[Record] = [record]
+            if actor is not None:
+                records.append(
+                    self._record(
+                        "access",
+                        actor=actor,
+                        message_id=message_id,
+                        trace_id=fields["trace_id"],
+                        case_ref=claims.case_ref,
+                    )
+                )
+            idx = self.audit.append(records, now)(db)[0]
+            roles = tuple(json.loads(row[2]))
+            info = _receipt_info(claims, roles, bytes(row[1]))
+            pending_receipt_job(sender, message_id, status, reason, idx, info, now)(db)
+
+        sender = await self.store.settle_inbox(
+            message_id, status, adapter_reason, now, purge_after, extra=extra
+        )
+        if sender is None:
+            raise ApiError("not-found", f"no delivered message {message_id} in this node's inbox")
+        self._receipt_wake.set()
+
+    # ------------------------------------------------------------------ retention and checkpoints
+
+    async def run_retention(self) -> None:
+        """Expire overdue outbound messages and purge payloads past retention, periodically."""
+        interval = self.config.retention.purge_interval_seconds
+        while not self._stopping.is_set():
+            with contextlib.suppress(TransientError):
+                await self.purge_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    async def purge_once(self) -> tuple[int, int, int, int]:
+        """One retention pass. Returns (expired recipients, inbox payloads, outbox envelopes,
+        inbox rows forgotten)."""
+        now = self._now()
+        expired = await self.store.expire_outbox(now)
+        if expired:
+            records = [
+                self._record("message.expire", "error", message_id=m, peer=o) for m, o in expired
+            ]
+            await self.store.run(self.audit.append(records, now))
+        inbox, outbox, forgotten = await self.store.purge(
+            now, self.config.retention.outbox_after_final_days * 86400
+        )
+        if inbox or outbox or forgotten:
+            record = self._record(
+                "retention.purge",
+                detail={
+                    "inbox_payloads": inbox,
+                    "outbox_envelopes": outbox,
+                    "inbox_rows": forgotten,
+                },
+            )
+            await self.store.run(self.audit.append([record], now))
+        return len(expired), inbox, outbox, forgotten
+
+    async def run_checkpoints(self) -> None:
+        interval = self.config.audit.checkpoint_interval_seconds
+        while not self._stopping.is_set():
+            with contextlib.suppress(TransientError):
+                await self.audit.checkpoint()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def wake_outbox(self) -> None:
+        self._outbox_wake.set()
+
+    async def load_directory(self, raw: bytes, catalogue: Catalogue) -> bool:
+        """Trust a newer directory version (update rules of gateway.core.directory); records a
+        ``directory.change``. Returns False (and logs why) when the file does not qualify."""
+        if raw == self.directory.raw:
+            return False
+        now = self._now()
+        try:
+            new = self.directory.update(raw, now=now, catalogue=catalogue)
+        except (RemoteError, LocalError) as exc:
+            log.warning("directory update refused: %s", exc)
+            return False
+        record = self._record(
+            "directory.change",
+            policy_version=new.version,
+            detail={"from_version": self.directory.version, "digest": new.signed.digest()},
+        )
+        await self.store.run(self.audit.append([record], now))
+        self.directory = new
+        log.info("trusting directory version %d", new.version)
+        return True
+
+    def start_loops(self) -> None:
+        self.spawn(self.run_outbox(), "outbox")
+        self.spawn(self.run_receipts(), "receipts")
+        self.spawn(self.run_retention(), "retention")
+        self.spawn(self.run_checkpoints(), "checkpoints")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop the loops; in-flight publishes get ``grace`` seconds to be confirmed."""
+        self._stopping.set()
+        self._outbox_wake.set()
+        self._receipt_wake.set()
+        tasks = list(self._tasks)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _fe(field: str, message: str) -> Any:
+    from schemas.api import FieldError
+
+    return FieldError(field=field, message=message)
+
+
+def _std_b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+def _parent_context(traceparent: str | None) -> Any:
+    if traceparent is None:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+
+
+def _link(traceparent: str) -> Link | None:
+    parts = traceparent.split("-")
+    try:
+        ctx = SpanContext(
+            int(parts[1], 16),
+            int(parts[2], 16),
+            is_remote=True,
+            trace_flags=TraceFlags(int(parts[3], 16)),
+        )
+    except (IndexError, ValueError):
+        return None
+    return Link(ctx, {"zvg.link": "sender"})
+
+
+def _decision_doc(d: Denied) -> dict[str, Any]:
+    return {
+        "reason": d.reason,
+        "purpose": d.purpose,
+        "message_type": d.message_type,
+        "recipient": {"org": d.recipient[0], "role": d.recipient[1]} if d.recipient else None,
+        "category": d.category,
+        "flag": d.flag,
+        "rule": d.rule_id,
+        "rule_allows": list(d.rule_allows),
+        "directory_version": d.directory_version,
+    }
+
+
+def _receipt_info(claims: ClaimsBase, roles: Sequence[str], digest: bytes) -> dict[str, Any]:
+    """What a receipt repeats of the message it answers (no body, no subjects)."""
+    return {
+        "purpose": claims.purpose,
+        "legal_basis": list(claims.legal_basis),
+        "case_ref": claims.case_ref,
+        "sender_role": claims.sender.role,
+        "our_role": roles[0],
+        "correlation_id": claims.correlation_id or claims.message_id,
+        "trace_id": claims.trace.split("-")[1],
+        "digest": _b64(digest),
+    }
+
+
+def _status_doc(row: MessageRow) -> MessageStatus:
+    return MessageStatus(
+        message_id=row.message_id,
+        message_type=row.message_type,  # type: ignore[arg-type]
+        purpose=row.purpose,
+        case_ref=row.case_ref,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        recipients=tuple(
+            RecipientStatus(
+                org=r.org,
+                role=role,
+                status=r.status,  # type: ignore[arg-type]
+                reason=r.reason,  # type: ignore[arg-type]
+                updated_at=r.updated_at,
+            )
+            for r in row.recipients
+            for role in r.roles
+        ),
+    )

@@ -1,0 +1,135 @@
+"""OpenTelemetry for a node: traces, metrics, and the Prometheus view of them (DESIGN §10).
+
+- **Traces**: a span per send, receive, policy decision, delivery and receipt. The W3C trace
+  context of the send span travels *inside the signed claims* (``trace``), so the receiving node
+  continues the trace across organisations: its receive span links to the sender's span.
+- **Metrics**: messages by direction, type, purpose and outcome; rejections by reason; latency;
+  outbox age, inbox depth and broker queue depth (observable gauges).
+- **Export**: set by the standard ``OTEL_*`` variables (``OTEL_EXPORTER_OTLP_ENDPOINT`` or the
+  per-signal ``..._TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``; ``OTEL_TRACES_EXPORTER`` /
+  ``OTEL_METRICS_EXPORTER`` ``none`` turns a signal off; ``OTEL_SDK_DISABLED=true`` turns all
+  off). Nothing is exported when none is set. ``/metrics`` always serves the node's own
+  Prometheus registry.
+
+Never put payload content, subject data, case references or key material into an attribute:
+attributes are message ids, types, purposes, org ids, reasons and counts only. A test runs a
+two-node exchange with in-memory exporters and checks exactly that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import Tracer
+from prometheus_client import CollectorRegistry, generate_latest
+
+__all__ = ["Telemetry", "setup_telemetry"]
+
+
+def _enabled(env: Mapping[str, str], signal: str) -> bool:
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    if env.get(f"OTEL_{signal}_EXPORTER", "").lower() == "none":
+        return False
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
+
+
+Gauge = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
+
+
+@dataclass
+class Telemetry:
+    """One node's tracer, meter, instruments and Prometheus registry."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    registry: CollectorRegistry
+    gauges: dict[str, Gauge] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        meter = self.meter_provider.get_meter("zv-gateway")
+        self.tracer: Tracer = self.tracer_provider.get_tracer("zv-gateway")
+        self.messages = meter.create_counter(
+            "zvg.messages", description="Messages by direction, type, purpose and outcome"
+        )
+        self.rejections = meter.create_counter(
+            "zvg.rejections", description="Refused messages by stage and coarse reason"
+        )
+        self.latency = meter.create_histogram(
+            "zvg.latency", unit="ms", description="Time spent per stage (send, receive, e2e)"
+        )
+        self.receipts_ignored = meter.create_counter(
+            "zvg.receipts.ignored", description="Receipts that did not verify and were ignored"
+        )
+        self.witness = meter.create_counter(
+            "zvg.witness", description="Peer checkpoints cosigned or refused, by outcome"
+        )
+        for name, description, unit in (
+            ("zvg.outbox.age", "Age of the oldest unpublished outbox entry", "s"),
+            ("zvg.outbox.pending", "Outbox entries not yet confirmed by the broker", "1"),
+            ("zvg.inbox.waiting", "Delivered messages the adapter has not acked", "1"),
+            ("zvg.queue.depth", "Messages waiting in this organisation's broker queue", "1"),
+        ):
+            meter.create_observable_gauge(
+                name, callbacks=[self._observe(name)], unit=unit, description=description
+            )
+
+    def _observe(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            source = self.gauges.get(name)
+            if source is None:
+                return []
+            return [Observation(value, dict(attrs)) for value, attrs in source()]
+
+        return callback
+
+    def prometheus_text(self) -> bytes:
+        """The ``/metrics`` body (Prometheus text exposition format)."""
+        return generate_latest(self.registry)
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_telemetry(
+    *,
+    org: str,
+    node_id: str,
+    env: Mapping[str, str] | None = None,
+    span_exporter: SpanExporter | None = None,
+    metric_readers: Iterable[MetricReader] = (),
+) -> Telemetry:
+    """Telemetry for one node. ``span_exporter``/``metric_readers`` are for tests (in-memory);
+    otherwise OTLP exporters are added only when the ``OTEL_*`` variables ask for them."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    env = os.environ if env is None else env
+    resource = Resource.create(
+        {"service.name": "zv-gateway", "service.instance.id": node_id, "zvg.org": org}
+    )
+    tracer_provider = TracerProvider(resource=resource)
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    elif _enabled(env, "TRACES"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    registry = CollectorRegistry(auto_describe=True)
+    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry), *metric_readers]
+    if _enabled(env, "METRICS"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    return Telemetry(tracer_provider, meter_provider, registry)

@@ -1,0 +1,234 @@
+"""A throwaway demo federation on the real RabbitMQ, with nodes in-process or as processes.
+
+Each test gets a unique federation id and broker-user prefix (so vhosts and users never clash
+with other tests on the shared broker), the demo policy, fresh keys, provisioning through the
+same code as ``zvg broker provision``, and ``node.toml`` files written by the same code as
+``zvg demo``. Everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.broker.provision import (
+    Rabbitmqctl,
+    apply_definitions,
+    build_definitions,
+    password_file,
+)
+from gateway.core.broker_topology import BrokerMember, vhost_name
+from gateway.demo.federation import FederationFiles, create_demo_federation
+from gateway.demo.nodes import NodeFiles, write_node_config
+from gateway.demo.veenstad import org_by_key
+from gateway.node.config import load_config
+from gateway.node.runner import Node
+from gateway.telemetry import Telemetry
+from schemas.catalogue import default_catalogue
+from tests.rabbit import remove_vhost
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Fed:
+    """A provisioned demo federation and the node files of its members."""
+
+    root: Path
+    federation: str
+    files: FederationFiles
+    nodes: dict[str, NodeFiles]
+    users: list[str]
+    ctl: Rabbitmqctl
+    running: dict[str, Node] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def vhost(self) -> str:
+        return vhost_name(self.federation)
+
+    async def start(self, key: str, *, telemetry: Telemetry | None = None) -> Node:
+        node = await Node.start(load_config(self.nodes[key].config), telemetry=telemetry)
+        self.running[key] = node
+        await asyncio.wait_for(node.connected.wait(), timeout=20)
+        return node
+
+    async def stop(self, key: str) -> None:
+        node = self.running.pop(key)
+        await node.stop()
+
+    def spawn(self, key: str) -> subprocess.Popen[bytes]:
+        """Run a node as its own process (``zvg node run``), for kill -9 tests."""
+        log = (self.root / f"{key}.log").open("ab")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "node",
+                "run",
+                "--config",
+                str(self.nodes[key].config),
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+        )
+        self.processes[key] = process
+        return process
+
+    def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(key)
+        process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def client(self, key: str) -> Client:
+        return Client(self.nodes[key])
+
+
+class Client:
+    """A minimal adapter: HTTP calls to one node's local API."""
+
+    def __init__(self, node: NodeFiles) -> None:
+        self.node = node
+        self.headers = {"Authorization": f"Bearer {node.token}"}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            data = (
+                raw
+                if raw is not None
+                else (json.dumps(body).encode() if body is not None else None)
+            )
+            hdrs = {
+                **self.headers,
+                **({"Content-Type": "application/json"} if data is not None else {}),
+                **(headers or {}),
+            }
+            async with session.request(
+                method, self.node.url + path, data=data, headers=hdrs
+            ) as response:
+                text = await response.text()
+                try:
+                    payload = json.loads(text) if text else None
+                except ValueError:
+                    payload = text
+                return response.status, payload
+
+    async def send(self, request: dict[str, Any], **kw: Any) -> tuple[int, Any]:
+        return await self.request("POST", "/v1/messages", body=request, **kw)
+
+    async def status(self, message_id: str) -> dict[str, Any]:
+        code, doc = await self.request("GET", f"/v1/messages/{message_id}")
+        assert code == 200, doc
+        return dict(doc)
+
+    async def wait_status(self, message_id: str, want: str, seconds: float = 30) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            doc = await self.status(message_id)
+            if all(r["status"] == want for r in doc["recipients"]):
+                return doc
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"status of {message_id} is not {want}: {doc}")
+            await asyncio.sleep(0.1)
+
+    async def inbox(self, wait: int = 5, limit: int = 100) -> list[dict[str, Any]]:
+        code, doc = await self.request("GET", f"/v1/inbox?wait={wait}&limit={limit}")
+        assert code == 200, doc
+        return list(doc["items"])
+
+    async def ack(self, message_id: str) -> int:
+        code, _ = await self.request("POST", f"/v1/inbox/{message_id}/ack")
+        return code
+
+
+_NODE_FILLS = ("spec", "message_id", "created_at", "expires_at", "sender", "trace", "log_anchor")
+
+
+def request_from_example(name: str, **changes: Any) -> dict[str, Any]:
+    """A ``POST /v1/messages`` body made from ``tests/examples/<name>.json`` (the fields the node
+    fills dropped; ``sender_role`` kept so multi-role organisations can send it)."""
+    claims = json.loads((ROOT / "tests" / "examples" / f"{name}.json").read_text("utf-8"))
+    request = {k: v for k, v in claims.items() if k not in _NODE_FILLS}
+    request["sender_role"] = claims["sender"]["role"]
+    request.update(changes)
+    return request
+
+
+def make_fed(tmp: Path, orgs: tuple[str, ...] = ("gemeente", "politie", "ggz")) -> Fed:
+    """Create and provision a throwaway demo federation with nodes for ``orgs``."""
+    tag = secrets.token_hex(3)
+    federation = f"e2e-{tag}"
+    prefix = f"zvge2e-{tag}-"
+    catalogue = default_catalogue()
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    files = create_demo_federation(
+        tmp / "federation",
+        now=now,
+        lifetime=timedelta(days=30),
+        catalogue=catalogue,
+        rand=os.urandom,
+        federation=federation,
+        user_prefix=prefix,
+        orgs=orgs,
+    )
+    members = [BrokerMember(org_by_key(k).oin, f"{prefix}{k}") for k in orgs]
+    secrets_dir = tmp / "secrets"
+    ctl = Rabbitmqctl()
+    definitions = build_definitions(federation, members, secrets_dir=secrets_dir)
+    users = [m.broker_user for m in members]
+    try:
+        apply_definitions(definitions, ctl=ctl)
+    except BaseException:
+        remove_vhost(ctl, vhost_name(federation), users, wait=True)
+        raise
+    nodes = {}
+    for key in orgs:
+        org = org_by_key(key)
+        nodes[key] = write_node_config(
+            tmp / "nodes" / key / "node.toml",
+            org=org,
+            keys_dir=files.keys_dir(key),
+            directory=files.directory,
+            data_dir=tmp / "nodes" / key / "data",
+            broker_url=f"amqp://127.0.0.1:5672/{vhost_name(federation)}",
+            password_file=password_file(secrets_dir, org.oin),
+            listen=f"127.0.0.1:{free_port()}",
+            token=f"token-{key}-{tag}-0123456789abcdef",
+            catalogue=catalogue,
+            checkpoint_interval_s=1.0,
+        )
+    return Fed(tmp, federation, files, nodes, users, ctl)
+
+
+def teardown_fed(fed: Fed) -> None:
+    for key in list(fed.processes):
+        fed.kill(key)
+    remove_vhost(fed.ctl, fed.vhost, fed.users)
