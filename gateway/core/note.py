@@ -144,7 +144,7 @@ the clock skew the envelope layer already tolerates (DESIGN §5.1)."""
 
 MAX_TLOG_PROOF_EXTRA_BYTES = 8 * 1024
 """Largest decoded ``extra`` field of a tlog-proof. zv-gateway receipts carry the proved audit
-record's leaf view there (≈ 1–2 KiB of canonical JSON, no personal data) so the reader can hash it
+record's leaf view there (≈ 1-2 KiB of canonical JSON, no personal data) so the reader can hash it
 and check what it says; never bulk data."""
 
 MAX_TLOG_PROOF_BYTES = MAX_NOTE_BYTES + 8 * 1024
