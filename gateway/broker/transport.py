@@ -566,6 +566,19 @@ class Consumer:
             await self._abandon()
             raise TransientError(f"cannot start consuming: {type(exc).__name__}") from None
 
+    async def message_count(self) -> int:
+        """Messages ready in the consumed queue (a passive re-declare; for the depth gauge).
+        Raises :class:`TransientError` when not consuming."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            raise TransientError("not consuming")
+        try:
+            queue = await channel.declare_queue(self._queue_name, passive=True)
+        except _CONNECTION_LOST as exc:
+            raise TransientError(f"cannot read the queue depth: {type(exc).__name__}") from None
+        count = queue.declaration_result.message_count
+        return int(count or 0)
+
     async def _abandon(self) -> None:
         channel, self._channel, self._queue = self._channel, None, None
         if channel is not None and not channel.is_closed:

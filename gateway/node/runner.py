@@ -217,6 +217,7 @@ class Node:
             await store.close()
             raise
         service.start_loops()
+        service.spawn(service.run_gauges(node.queue_depth), "gauges")
         node._broker_task = asyncio.create_task(node._keep_connected(), name="broker")
         node._directory_task = asyncio.create_task(
             node._watch_directory(catalogue), name="directory"
@@ -271,6 +272,13 @@ class Node:
                 if mtime != seen:
                     seen = mtime
                     await self.service.load_directory(path.read_bytes(), catalogue)
+
+    async def queue_depth(self) -> int:
+        """Messages waiting in this org's broker queue (a passive declare on our channel)."""
+        consumer = self.consumer
+        if consumer is None:
+            raise TransientError("not connected")
+        return await consumer.message_count()
 
     async def readiness(self) -> dict[str, Any]:
         now = utc_now()

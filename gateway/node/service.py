@@ -79,6 +79,8 @@ RECEIPT_BATCH = 128
 PUBLISH_BATCH = 512
 #: How long an inbound message waits when our directory has expired (it stays queued).
 EXPIRED_DIRECTORY_RETRY_S = 60.0
+#: Seconds between refreshes of the metrics gauges.
+GAUGE_INTERVAL_S = 5.0
 #: Fallback processing activity for receipts when the config names none for the purpose.
 RECEIPT_ACTIVITY = "urn:zvg:receipt"
 
@@ -1050,6 +1052,25 @@ class NodeService:
         self.directory = new
         log.info("trusting directory version %d", new.version)
         return True
+
+    async def run_gauges(self, queue_depth: Callable[[], Any] | None = None) -> None:
+        """Refresh the values the metrics gauges report (every few seconds)."""
+        snapshot: dict[str, float] = {}
+        t = self.telemetry
+        t.gauges["zvg.outbox.pending"] = lambda: [(snapshot.get("outbox_pending", 0.0), {})]
+        t.gauges["zvg.outbox.age"] = lambda: [(snapshot.get("outbox_age", 0.0), {})]
+        t.gauges["zvg.inbox.waiting"] = lambda: [(snapshot.get("inbox_waiting", 0.0), {})]
+        t.gauges["zvg.queue.depth"] = lambda: (
+            [(snapshot["queue_depth"], {})] if "queue_depth" in snapshot else []
+        )
+        while not self._stopping.is_set():
+            with contextlib.suppress(TransientError):
+                snapshot.update(await self.store.gauges(self._now()))
+            if queue_depth is not None:
+                with contextlib.suppress(Exception):
+                    snapshot["queue_depth"] = float(await queue_depth())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=GAUGE_INTERVAL_S)
 
     def start_loops(self) -> None:
         self.spawn(self.run_outbox(), "outbox")

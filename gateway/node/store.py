@@ -282,6 +282,7 @@ class Store(Protocol):
     ) -> str | None: ...
     async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]: ...
     async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]: ...
+    async def gauges(self, now: datetime) -> dict[str, float]: ...
     async def complete_receipt(
         self,
         pending: PendingReceipt,
@@ -616,6 +617,27 @@ class SqliteStore:
                 (sender, message_id),
             ).fetchall()
             return [PendingPublish(m, sender, bytes(env), _dt(exp)) for m, env, exp in rows]
+
+        return await self.run(job)
+
+    async def gauges(self, now: datetime) -> dict[str, float]:
+        """Counts for the metrics gauges: unconfirmed outbox entries and the age of the oldest,
+        inbox messages waiting for the adapter."""
+
+        def job(db: sqlite3.Connection) -> dict[str, float]:
+            pending, oldest = db.execute(
+                "SELECT count(*), min(o.created_at) FROM outbox_recipients r JOIN outbox o"
+                " USING (message_id) WHERE r.status = 'queued'"
+            ).fetchone()
+            waiting = db.execute("SELECT count(*) FROM inbox WHERE status='delivered'").fetchone()[
+                0
+            ]
+            age = max(0.0, _ts(now) - oldest) if oldest is not None else 0.0
+            return {
+                "outbox_pending": float(pending),
+                "outbox_age": age,
+                "inbox_waiting": float(waiting),
+            }
 
         return await self.run(job)
 
