@@ -38,15 +38,18 @@ def write_node_config(
     directory: Path,
     data_dir: Path,
     broker_url: str,
-    password_file: Path,
+    password_file: Path | None,
     listen: str,
     token: str,
     catalogue: Catalogue,
     mode: str = "demo",
     checkpoint_interval_s: float = 5.0,
-    extra: str = "",
+    broker_tls: tuple[Path, Path, Path] | None = None,
 ) -> NodeFiles:
-    """Write a ``node.toml`` for one demo organisation; returns where everything is."""
+    """Write a ``node.toml`` for one demo organisation; returns where everything is.
+
+    ``broker_tls`` = (CA, client certificate, client key) switches to certificate login over TLS
+    (``amqps://`` URL, no password)."""
     role = org.roles[0]
     lines = [
         "# zv-gateway node configuration (generated for the demo federation).",
@@ -66,7 +69,16 @@ def write_node_config(
         "",
         "[broker]",
         f"url = {_s(broker_url)}",
-        f"password_file = {_s(password_file)}",
+        *([f"password_file = {_s(password_file)}"] if password_file else []),
+        *(
+            [
+                f"ca_file = {_s(broker_tls[0])}",
+                f"cert_file = {_s(broker_tls[1])}",
+                f"key_file = {_s(broker_tls[2])}",
+            ]
+            if broker_tls
+            else []
+        ),
         "",
         "[api]",
         f"listen = {_s(listen)}",
@@ -96,5 +108,5 @@ def write_node_config(
             "",
         ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + extra, encoding="utf-8")
+    path.write_text("\n".join(lines), encoding="utf-8")
     return NodeFiles(org, path, data_dir, listen, token)

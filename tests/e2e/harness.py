@@ -37,6 +37,8 @@ from gateway.node.config import load_config
 from gateway.node.runner import Node
 from gateway.telemetry import Telemetry
 from schemas.catalogue import default_catalogue
+from tests.integration._private_node import TlsNode
+from tests.integration._tls import issue
 from tests.rabbit import remove_vhost
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +161,62 @@ class Client:
                 raise AssertionError(f"status of {message_id} is not {want}: {doc}")
             await asyncio.sleep(0.1)
 
+    async def send_many(self, requests: list[dict[str, Any]], concurrency: int = 16) -> list[str]:
+        """POST every request (retrying while the node is unreachable); the message ids."""
+        ids: list[str] = [""] * len(requests)
+        todo = asyncio.Queue[int]()
+        for i in range(len(requests)):
+            todo.put_nowait(i)
+
+        async def worker() -> None:
+            while not todo.empty():
+                i = todo.get_nowait()
+                key = f"bulk-{i}-{id(requests)}"
+                while True:
+                    try:
+                        code, doc = await self.send(requests[i], headers={"Idempotency-Key": key})
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.2)
+                        continue
+                    if code == 202:
+                        ids[i] = doc["message_id"]
+                        break
+                    if code != 503:
+                        raise AssertionError(doc)
+                    await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return ids
+
+    async def drain(
+        self, want: int, seconds: float, milestone: tuple[int, asyncio.Event] | None = None
+    ) -> tuple[set[str], int]:
+        """Act as an adapter until ``want`` messages are acked: returns (acked ids, how often a
+        message already acked with 204 was handed out again — must stay 0). ``milestone``
+        ``(n, event)``: the event is set once ``n`` messages are acked."""
+        acked: set[str] = set()
+        duplicates = 0
+        deadline = asyncio.get_running_loop().time() + seconds
+        while len(acked) < want and asyncio.get_running_loop().time() < deadline:
+            try:
+                items = await self.inbox(wait=2, limit=100)
+            except (aiohttp.ClientError, AssertionError):
+                await asyncio.sleep(0.2)
+                continue
+            for item in items:
+                mid = item["message_id"]
+                if mid in acked:
+                    duplicates += 1
+                    continue
+                try:
+                    if await self.ack(mid) == 204:
+                        acked.add(mid)
+                        if milestone is not None and len(acked) >= milestone[0]:
+                            milestone[1].set()
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+        return acked, duplicates
+
     async def inbox(self, wait: int = 5, limit: int = 100) -> list[dict[str, Any]]:
         code, doc = await self.request("GET", f"/v1/inbox?wait={wait}&limit={limit}")
         assert code == 200, doc
@@ -182,8 +240,14 @@ def request_from_example(name: str, **changes: Any) -> dict[str, Any]:
     return request
 
 
-def make_fed(tmp: Path, orgs: tuple[str, ...] = ("gemeente", "politie", "ggz")) -> Fed:
-    """Create and provision a throwaway demo federation with nodes for ``orgs``."""
+def make_fed(
+    tmp: Path,
+    orgs: tuple[str, ...] = ("gemeente", "politie", "ggz"),
+    *,
+    tls_node: TlsNode | None = None,
+) -> Fed:
+    """Create and provision a throwaway demo federation with nodes for ``orgs``; on the shared
+    broker, or on a private TLS broker node (certificate login) when ``tls_node`` is given."""
     tag = secrets.token_hex(3)
     federation = f"e2e-{tag}"
     prefix = f"zvge2e-{tag}-"
@@ -201,7 +265,7 @@ def make_fed(tmp: Path, orgs: tuple[str, ...] = ("gemeente", "politie", "ggz")) 
     )
     members = [BrokerMember(org_by_key(k).oin, f"{prefix}{k}") for k in orgs]
     secrets_dir = tmp / "secrets"
-    ctl = Rabbitmqctl()
+    ctl = tls_node.ctl if tls_node is not None else Rabbitmqctl()
     definitions = build_definitions(federation, members, secrets_dir=secrets_dir)
     users = [m.broker_user for m in members]
     try:
@@ -212,14 +276,23 @@ def make_fed(tmp: Path, orgs: tuple[str, ...] = ("gemeente", "politie", "ggz")) 
     nodes = {}
     for key in orgs:
         org = org_by_key(key)
+        broker_url = f"amqp://127.0.0.1:5672/{vhost_name(federation)}"
+        tls = None
+        if tls_node is not None:
+            broker_url = f"amqps://localhost:{tls_node.port}/{vhost_name(federation)}"
+            cert, cert_key = issue(tls_node.ca, f"{prefix}{key}", server=False).write(
+                tmp, f"client-{key}"
+            )
+            tls = (Path(tls_node.ca_file), cert, cert_key)
         nodes[key] = write_node_config(
             tmp / "nodes" / key / "node.toml",
             org=org,
             keys_dir=files.keys_dir(key),
             directory=files.directory,
             data_dir=tmp / "nodes" / key / "data",
-            broker_url=f"amqp://127.0.0.1:5672/{vhost_name(federation)}",
-            password_file=password_file(secrets_dir, org.oin),
+            broker_url=broker_url,
+            password_file=None if tls else password_file(secrets_dir, org.oin),
+            broker_tls=tls,
             listen=f"127.0.0.1:{free_port()}",
             token=f"token-{key}-{tag}-0123456789abcdef",
             catalogue=catalogue,
