@@ -33,7 +33,7 @@ from gateway.core import note
 from gateway.core.audit import Record, leaf_of, split
 from gateway.core.commit import SALT_SIZE, canonical_json
 from gateway.core.merkle import MerkleTree
-from gateway.errors import LocalError
+from gateway.errors import LocalError, RemoteError
 from gateway.node.store import SqliteStore
 
 __all__ = ["AUDIT_SCHEMA", "AuditLog", "StoredCheckpoint"]
@@ -234,6 +234,60 @@ class AuditLog:
             await self.store.run(save)
             self.latest = StoredCheckpoint(size, root, signed)
             return self.latest
+
+    async def peer_sizes(self) -> dict[str, int]:
+        """Per peer witnessing our log: the size it last cosigned."""
+
+        def job(db: sqlite3.Connection) -> dict[str, int]:
+            return {str(p): int(s) for p, s in db.execute("SELECT peer, size FROM peer_cosigned")}
+
+        return await self.store.run(job)
+
+    async def set_peer_size(self, peer: str, size: int, now: datetime) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO peer_cosigned (peer, size, updated_at) VALUES (?,?,?)",
+                (peer, size, now.timestamp()),
+            )
+
+        await self.store.run(job)
+
+    async def add_cosignature(
+        self,
+        peer: str,
+        size: int,
+        line: str,
+        cosigner: note.NoteVerifier,
+        log_key: note.NoteVerifier,
+        now: datetime,
+    ) -> bool:
+        """Attach a peer's cosignature to our checkpoint of ``size`` after verifying it; records
+        that the peer cosigned. False (nothing stored) when it does not verify."""
+
+        def job(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute("SELECT note FROM audit_checkpoints WHERE size=?", (size,)).fetchone()
+            if row is None:
+                return None
+            try:
+                signed = note.add_signatures(bytes(row[0]), [line])
+                note.open_checkpoint(
+                    signed, log_keys=[log_key], cosigners=[cosigner], quorum=1, now=now
+                )
+            except (RemoteError, LocalError):
+                return None
+            db.execute("UPDATE audit_checkpoints SET note=? WHERE size=?", (signed, size))
+            db.execute(
+                "INSERT OR REPLACE INTO peer_cosigned (peer, size, updated_at) VALUES (?,?,?)",
+                (peer, size, now.timestamp()),
+            )
+            return signed
+
+        signed = await self.store.run(job)
+        if signed is None:
+            return False
+        if self.latest is not None and self.latest.size == size:
+            self.latest = StoredCheckpoint(size, self.latest.root, signed)
+        return True
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._tree_lock:

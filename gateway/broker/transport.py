@@ -339,7 +339,13 @@ class Publisher:
                 await channel.close()
 
     async def publish(
-        self, routing: str, body: bytes, *, message_id: str, expiration: datetime
+        self,
+        routing: str,
+        body: bytes,
+        *,
+        message_id: str,
+        expiration: datetime,
+        content_type: str = topology.CONTENT_TYPE,
     ) -> None:
         """Publish ``body`` with routing key ``routing`` and return once the broker confirmed it.
 
@@ -358,6 +364,8 @@ class Publisher:
             raise LocalError("routing key names another organisation as sender")
         if not message_id:
             raise LocalError("message_id must not be empty")
+        if content_type not in topology.CONTENT_TYPES:
+            raise LocalError(f"content type {content_type!r} is not one the federation uses")
         if expiration.tzinfo is None:
             raise LocalError("expiration must be a timezone-aware datetime")
         channel = self._channel
@@ -369,7 +377,9 @@ class Publisher:
         done = self._busy_ids[message_id] = asyncio.Event()
         try:
             async with self._window:
-                await self._publish_until_confirmed(channel, routing, body, message_id, expiration)
+                await self._publish_until_confirmed(
+                    channel, routing, body, message_id, expiration, content_type
+                )
         finally:
             del self._busy_ids[message_id]
             done.set()
@@ -381,12 +391,13 @@ class Publisher:
         body: bytes,
         message_id: str,
         expiration: datetime,
+        content_type: str,
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._republish_deadline_s
         while True:
             properties = aiormq.spec.Basic.Properties(
-                content_type=topology.CONTENT_TYPE,
+                content_type=content_type,
                 delivery_mode=_PERSISTENT,
                 message_id=message_id,
                 user_id=self._broker_user,
@@ -478,6 +489,7 @@ class Delivery:
     routing_key: str
     redelivered: bool
     delivery_count: int
+    content_type: str = topology.CONTENT_TYPE
 
 
 Handler = Callable[[Delivery], Awaitable[Decision]]
@@ -627,8 +639,15 @@ class Consumer:
         if not delivery.user_id:
             return Reject("unknown_sender", "message has no AMQP user_id")
         try:
-            sender = self._sender_of(delivery.body)
             _, routed_sender = topology.split_routing_key(delivery.routing_key)
+            if delivery.content_type == topology.WITNESS_CONTENT_TYPE:
+                # Witnessing notes name no sender of their own: the routing key's sender (which
+                # the broker's topic permission ties to the publisher) must match the user_id.
+                sender = routed_sender
+            elif delivery.content_type == topology.CONTENT_TYPE:
+                sender = self._sender_of(delivery.body)
+            else:
+                return Reject("malformed", "unexpected content type")
         except RemoteError as exc:
             return Reject(exc.reason, exc.detail)
         expected = self._broker_user_of(sender)
@@ -692,4 +711,5 @@ def _delivery(message: AbstractIncomingMessage) -> Delivery:
         routing_key=message.routing_key or "",
         redelivered=bool(message.redelivered),
         delivery_count=count if isinstance(count, int) and not isinstance(count, bool) else 0,
+        content_type=message.content_type or "",
     )

@@ -60,9 +60,7 @@ OPERATIONS = frozenset(
         "retention.purge",  # payloads deleted at the end of their retention
         "directory.change",  # a new directory version was trusted
         "key.change",  # this node started using another key
-        "witness.cosign",  # we cosigned a peer's checkpoint
         "witness.refuse",  # we refused a peer's checkpoint (conflict, bad proof, fork)
-        "checkpoint.cosigned",  # a peer cosigned our checkpoint
         "access",  # an actor at the partner read or changed something through the API
     }
 )

@@ -39,12 +39,14 @@ from gateway.errors import LocalError, RemoteError
 
 __all__ = [
     "CONTENT_TYPE",
+    "CONTENT_TYPES",
     "DEAD_LETTER_EXCHANGE",
     "DEFAULT_LIMITS",
     "ENVELOPE_EXCHANGE",
     "HASHING_ALGORITHM",
     "MEMBER_TAG",
     "PASSWORD_SALT_BYTES",
+    "WITNESS_CONTENT_TYPE",
     "BrokerLimits",
     "BrokerMember",
     "Permissions",
@@ -70,6 +72,10 @@ DEAD_LETTER_EXCHANGE = "zvg.dead-letters"
 """Internal topic exchange that receives rejected, expired and poison messages."""
 
 CONTENT_TYPE = "application/jose+json"
+#: Content type of the audit-log witnessing traffic between nodes (C2SP add-checkpoint requests
+#: and cosignatures: tree sizes, roots and signatures, never personal data; decision 0055).
+WITNESS_CONTENT_TYPE = "text/x.zvg-witness"
+CONTENT_TYPES = frozenset({CONTENT_TYPE, WITNESS_CONTENT_TYPE})
 """AMQP ``content_type`` of every envelope (a JWE in General JSON Serialization, DESIGN §5.1)."""
 
 MEMBER_TAG = "zvg-member"

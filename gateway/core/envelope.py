@@ -81,6 +81,7 @@ __all__ = [
     "peek_header",
     "routing_header",
     "seal",
+    "verify_signed_claims",
 ]
 
 # ------------------------------------------------------------------------------------ limits
@@ -626,6 +627,32 @@ def open_envelope(
         digest=done.digest,
         witness=_WITNESS,
     )
+
+
+def verify_signed_claims(
+    inner_jws: bytes, *, sender_keys: SenderKeyLookup, limits: EnvelopeLimits = DEFAULT_LIMITS
+) -> ClaimsBase:
+    """Verify a stored inner JWS offline (evidence bundles): profile header, the claimed
+    sender's key valid at the claims' ``created_at``, the signature, then the contract. Returns
+    the claims; raises ``RemoteError`` otherwise. The claims are parsed before the signature is
+    checked only to find the sender and time; nothing unverified is returned."""
+    parts = inner_jws.split(b".")
+    if len(parts) != 3:
+        raise RemoteError("malformed", "not a compact JWS")
+    suite, kid = _check_jws_header(parts[0])
+    payload = jose.b64u_decode(parts[1], "JWS payload")
+    if len(payload) > limits.max_claims_bytes:
+        raise RemoteError("too_large", f"claims exceed {limits.max_claims_bytes} bytes")
+    try:
+        claims = parse_claims(payload)
+    except ValidationError as exc:
+        raise claims_refusal(exc) from None
+    key = sender_keys(claims.sender.org, kid, claims.created_at)
+    if key is None or key.kid != kid or key.suite is not suite:
+        raise RemoteError("unknown_sender", "no signing key with this kid for the sender at iat")
+    if not key.verify(jose.b64u_decode(parts[2], "JWS signature"), parts[0] + b"." + parts[1]):
+        raise RemoteError("bad_signature", "JWS signature does not verify")
+    return claims
 
 
 # ------------------------------------------------------------------------------------ seal

@@ -36,17 +36,19 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 from pydantic import ValidationError
 
+from gateway.audit import witnessing
 from gateway.audit.log import AuditLog
 from gateway.broker.transport import Delivery, MessageExpiredError, Publisher
 from gateway.core import jose, note
 from gateway.core.audit import Actor, Record, new_record
-from gateway.core.broker_topology import routing_key
+from gateway.core.broker_topology import WITNESS_CONTENT_TYPE, routing_key, split_routing_key
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import EnvelopeLimits, VerifiedMessage, open_envelope, peek_header, seal
 from gateway.core.keys import KeyRing, SigningKey
 from gateway.core.merkle import leaf_hash
 from gateway.core.policy import Allowed, Denied, MessageFacts, evaluate
+from gateway.core.witness import AddCheckpointRequest, Cosigned
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.config import NodeConfig
 from gateway.node.problems import ApiError, field_errors
@@ -540,6 +542,8 @@ class NodeService:
     async def on_delivery(self, delivery: Delivery) -> Decision:
         """The inbound pipeline (module docstring). Returns the decision the consumer settles."""
         started = self._now()
+        if delivery.content_type == WITNESS_CONTENT_TYPE:
+            return await self._on_witness(delivery, started)
         try:
             header = peek_header(delivery.body, limits=self.envelope_limits)
         except RemoteError as exc:
@@ -1020,12 +1024,134 @@ class NodeService:
         return len(expired), inbox, outbox, forgotten
 
     async def run_checkpoints(self) -> None:
+        """Sign a checkpoint when the log grew and ask every peer to cosign it, periodically."""
         interval = self.config.audit.checkpoint_interval_seconds
         while not self._stopping.is_set():
-            with contextlib.suppress(TransientError):
-                await self.audit.checkpoint()
+            try:
+                await self.request_cosignatures()
+            except (TransientError, LocalError) as exc:
+                log.warning("checkpoint round failed: %s", exc)
+            except Exception:
+                log.exception("checkpoint round failed unexpectedly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    async def request_cosignatures(self) -> int:
+        """One witnessing round: returns how many peers were asked."""
+        checkpoint = await self.audit.checkpoint()
+        publisher = self.publisher
+        if checkpoint is None or publisher is None:
+            return 0
+        sizes = await self.audit.peer_sizes()
+        now = self._now()
+        asked = 0
+        for member in self.directory.payload.members:
+            peer = member.oin
+            old = sizes.get(peer, 0)
+            if peer == self.org or old >= checkpoint.size:
+                continue
+            proof = self.audit.consistency_proof(old, checkpoint.size) if old else []
+            body = witnessing.format_request(old, proof, checkpoint.note)
+            with contextlib.suppress(TransientError, LocalError):
+                await publisher.publish(
+                    routing_key(peer, self.org),
+                    body,
+                    message_id=ids.uuid7(int(now.timestamp() * 1000), self.rand(10)),
+                    expiration=now + timedelta(hours=1),
+                    content_type=WITNESS_CONTENT_TYPE,
+                )
+                asked += 1
+        return asked
+
+    async def _on_witness(self, delivery: Delivery, now: datetime) -> Decision:
+        """A peer's checkpoint to cosign, or a peer's answer to ours."""
+        _, peer = split_routing_key(delivery.routing_key)
+        try:
+            message = witnessing.parse_message(delivery.body)
+        except RemoteError as exc:
+            return await self._refuse(exc, delivery, None)
+        if isinstance(message, AddCheckpointRequest):
+            answer = await self._cosign(peer, message, now)
+            publisher = self.publisher
+            if publisher is not None:
+                with contextlib.suppress(TransientError, LocalError):
+                    await publisher.publish(
+                        routing_key(peer, self.org),
+                        answer.encode(),
+                        message_id=ids.uuid7(int(now.timestamp() * 1000), self.rand(10)),
+                        expiration=now + timedelta(hours=1),
+                        content_type=WITNESS_CONTENT_TYPE,
+                    )
+            return Deliver()
+        await self._on_answer(peer, message, now)
+        return Deliver()
+
+    async def _cosign(
+        self, peer: str, request: AddCheckpointRequest, now: datetime
+    ) -> witnessing.Answer:
+        origin = self.directory.audit_origin(peer)
+        head = await self.store.run(lambda db: witnessing.load_head(db, origin))
+        result = witnessing.witness(
+            request,
+            peer=peer,
+            directory=self.directory,
+            head=head,
+            key=self.keys.audit,
+            our_org=self.org,
+            now=now,
+        )
+        if isinstance(result, Cosigned):
+            new_head = result.state.head(origin)
+            assert new_head is not None  # noqa: S101 - Cosigned always carries the new head
+            # Routine cosigning is not an audit record: the cosignature is kept with the
+            # checkpoint, and a record would grow the log each round for ever (decision 0055).
+            if not await self.store.run(witnessing.save_head_job(origin, head, new_head)):
+                return witnessing.Answer(head.size if head else 0, code="conflict")
+            self.telemetry.witness.add(1, {"outcome": "cosigned"})
+            return witnessing.Answer(new_head.size, cosignature=result.cosignature_line)
+        self.telemetry.witness.add(1, {"outcome": result.code})
+        if result.code == "conflict":  # routine: the peer retries from our size
+            log.info("asked %s to retry its checkpoint from size %s", peer, result.our_size)
+            return witnessing.Answer(result.our_size, code=result.code)
+        level = logging.ERROR if result.code in ("inconsistent", "bad_proof") else logging.WARNING
+        log.log(
+            level, "refused to cosign %s's checkpoint: %s (%s)", peer, result.code, result.detail
+        )
+        record = self._record("witness.refuse", "rejected", peer=peer, reason=result.code)
+        evidence = witnessing.evidence_json(result)
+
+        def refuse_job(db: sqlite3.Connection) -> None:
+            self.audit.append([record], now)(db)
+            if result.evidence is not None:
+                db.execute(
+                    "INSERT INTO witness_evidence (origin, code, evidence, created_at)"
+                    " VALUES (?,?,?,?)",
+                    (origin, result.code, evidence, now.timestamp()),
+                )
+
+        await self.store.run(refuse_job)
+        return witnessing.Answer(result.our_size, code=result.code)
+
+    async def _on_answer(self, peer: str, answer: witnessing.Answer, now: datetime) -> None:
+        if answer.cosignature is not None and answer.size is not None:
+            cosigners = witnessing.cosigner_verifiers(self.directory, [peer], now)
+            own = [note.ed25519_verifier(self.audit.origin, self.keys.audit.public_key())]
+            ok = False
+            for cosigner in cosigners:
+                ok = await self.audit.add_cosignature(
+                    peer, answer.size, answer.cosignature, cosigner, own[0], now
+                )
+                if ok:
+                    break
+            if not ok:
+                self._count("cosignatures_ignored")
+                log.warning("ignored a cosignature from %s that does not verify", peer)
+            return
+        if answer.code == "conflict" and answer.size is not None:
+            await self.audit.set_peer_size(peer, answer.size, now)
+            return
+        level = logging.ERROR if answer.code in ("inconsistent", "bad_proof") else logging.WARNING
+        log.log(level, "%s refused to cosign our checkpoint: %s", peer, answer.code)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -15,8 +15,10 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
 from gateway.broker.transport import Consumer, Publisher, PublishRefusedError
 from gateway.core.broker_topology import (
+    CONTENT_TYPE,
     DEAD_LETTER_EXCHANGE,
     ENVELOPE_EXCHANGE,
+    WITNESS_CONTENT_TYPE,
     dead_letter_queue,
     inbox_queue,
     routing_key,
@@ -37,6 +39,7 @@ async def _publish_raw(
     exchange: str = ENVELOPE_EXCHANGE,
     user_id: str | None = None,
     body: bytes = b"{}",
+    content_type: str = CONTENT_TYPE,
 ) -> None:
     channel = await connection.channel(on_return_raises=True)
     target = (
@@ -44,7 +47,8 @@ async def _publish_raw(
         if exchange == ""
         else await channel.get_exchange(exchange, ensure=False)
     )
-    await target.publish(aio_pika.Message(body, user_id=user_id, message_id="m"), key, timeout=10)
+    message = aio_pika.Message(body, user_id=user_id, message_id="m", content_type=content_type)
+    await target.publish(message, key, timeout=10)
     await channel.close()
 
 
@@ -209,22 +213,30 @@ async def test_org_cannot_declare_exchanges(fed: Federation) -> None:
 
 
 @pytest.mark.parametrize(
-    ("case", "claimed_sender", "user_id"),
+    ("case", "claimed_sender", "user_id", "content_type"),
     [
-        ("no user_id: RabbitMQ accepts that", "pol", None),
-        ("envelope claims another member", "ggz", "pol"),
-        ("envelope claims a non-member", "nobody", "pol"),
-        ("not an envelope at all", None, "pol"),
+        ("no user_id: RabbitMQ accepts that", "pol", None, CONTENT_TYPE),
+        ("envelope claims another member", "ggz", "pol", CONTENT_TYPE),
+        ("envelope claims a non-member", "nobody", "pol", CONTENT_TYPE),
+        ("not an envelope at all", None, "pol", CONTENT_TYPE),
+        ("an envelope without its content type", "pol", "pol", "application/json"),
+        ("witness traffic without user_id", "pol", None, WITNESS_CONTENT_TYPE),
     ],
 )
 async def test_consumer_dead_letters_what_its_user_id_does_not_vouch_for(
-    fed: Federation, case: str, claimed_sender: str | None, user_id: str | None
+    fed: Federation, case: str, claimed_sender: str | None, user_id: str | None, content_type: str
 ) -> None:
     orgs = {name: m.org for name, m in fed.members.items()} | {"nobody": "00000009999999999000"}
     body = b"\x00not json" if claimed_sender is None else fake_envelope(orgs[claimed_sender])
     pol = await fed.connect_plain("pol")
     key = routing_key(fed["zvh"].org, fed["pol"].org)
-    await _publish_raw(pol, key, user_id=fed[user_id].user if user_id else None, body=body)
+    await _publish_raw(
+        pol,
+        key,
+        user_id=fed[user_id].user if user_id else None,
+        body=body,
+        content_type=content_type,
+    )
     await _publish_raw(pol, key, user_id=fed["pol"].user, body=fake_envelope(fed["pol"].org))
 
     handler = Recorder()
