@@ -208,7 +208,8 @@ class _JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            line.update(fields)
+            for key, value in fields.items():
+                line[f"field_{key}" if key in line else key] = value
         if record.exc_info and record.exc_info[0] is not None:
             # The exception class only: messages of foreign exceptions may echo input values.
             line["exception"] = record.exc_info[0].__name__
@@ -238,19 +239,19 @@ class EventLog:
             level, event, extra={"fields": {"adapter": self.adapter, **fields}}, exc_info=exc
         )
 
-    def debug(self, event: str, **fields: Any) -> None:
+    def debug(self, event: str, /, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: str, /, **fields: Any) -> None:
         self._log(logging.INFO, event, fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: str, /, **fields: Any) -> None:
         self._log(logging.WARNING, event, fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: str, /, **fields: Any) -> None:
         self._log(logging.ERROR, event, fields)
 
-    def exception(self, event: str, **fields: Any) -> None:
+    def exception(self, event: str, /, **fields: Any) -> None:
         """An unexpected failure: logs the exception class (not its message) at error level."""
         self._log(logging.ERROR, event, fields, exc=True)
 

@@ -69,9 +69,10 @@ class _Closed(BaseModel):
 
 
 class FieldSpec(_Closed):
-    """Where one target field comes from."""
+    """Where one target field comes from: a ``source`` column/path, or a constant ``value``."""
 
-    source: str
+    source: str = ""
+    value: Any = None
     type: Literal["str", "int", "bool", "date", "datetime", "list"] = "str"
     format: str | None = None
     """``strptime`` format for ``date``/``datetime`` (ISO 8601 when absent)."""
@@ -145,6 +146,9 @@ class MessageMapping:
         out.setdefault("body", {})
         for target, raw_spec in self.spec.fields.items():
             spec = FieldSpec(source=raw_spec) if isinstance(raw_spec, str) else raw_spec
+            if spec.value is not None:
+                _assign(out, target, _deep_copy(spec.value))
+                continue
             value = _convert(target, spec, _lookup(record, spec.source))
             if value is not None:
                 _assign(out, target, value)
@@ -166,6 +170,8 @@ class MessageMapping:
         self, i: int, s: SubjectSpec, record: Mapping[str, Any], out: dict[str, Any]
     ) -> list[dict[str, Any]]:
         ident = _lookup(record, s.source)
+        if s.many and isinstance(ident, list):
+            ident = s.separator.join(str(x) for x in ident)
         text = "" if ident is None else str(ident).strip()
         if not text:
             if s.many:

@@ -377,3 +377,44 @@ async def test_followed_messages_survive_a_restart(politie_node: FakeNode, tmp_p
     await second.node.close()
     written = as_json(second.dirs.outbox / f"{mid}.status.json")
     assert written["recipients"][0]["reason"] == "adapter_rejected"
+
+
+async def test_om_answer_export_becomes_an_info_response(tmp_path: Path) -> None:
+    om = FakeNode(ORG["om"])
+    await om.start()
+    example = EXAMPLES / "om"
+    config = FolderConfig(
+        node=NodeSettings(url=om.url, token_file=tmp_path / "token"),
+        folder=FolderSettings(
+            root_dir=tmp_path, settle_seconds=1.0, csv_mapping=example / "antwoord.mapping.toml"
+        ),
+    )
+    adapter = FolderAdapter(config, NodeClient(om.url, om.token), EventLog("folder-test"))
+    try:
+        drop(adapter, "antwoorden.csv", (example / "antwoord-voorbeeld.csv").read_bytes())
+        await settle(adapter)
+    finally:
+        await adapter.node.close()
+        await om.stop()
+    assert list(adapter.dirs.failed.iterdir()) == []
+    [sent] = om.sent
+    body = sent.claims.body.model_dump(mode="json", exclude_none=True)
+    assert sent.claims.in_reply_to == "019cc5a1-8c00-7b3e-9a41-3f2c1d0e5b77"
+    assert body["disposition"] == "provided"
+    assert body["justice"][0]["conditions"] == [
+        "contact ban with the neighbour",
+        "report weekly to the reclassering",
+    ]
+    assert sent.claims.flags.art10
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("politie/folder.toml", FolderConfig),
+        ("om/folder.toml", FolderConfig),
+    ],
+)
+def test_example_configurations_load(path: str, model: type[FolderConfig]) -> None:
+    config = load_config(EXAMPLES / path, model)
+    assert config.node.token_file.is_absolute()
