@@ -35,6 +35,7 @@ from adapters.webhook import (
     sign,
     verify_signature,
 )
+from schemas.claims import RiskSignal
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
 
@@ -93,6 +94,16 @@ class Partner:
         if answer is None:
             return web.Response(status=status)
         return web.json_response(answer, status=status)
+
+
+def write_key(path: Path) -> Path:
+    path.write_bytes(b"v" * 32)
+    path.chmod(0o600)
+    return path
+
+
+def read_text(path: Path) -> str:
+    return path.read_text()
 
 
 def _now() -> float:
@@ -360,9 +371,7 @@ async def test_veilig_thuis_melding_through_the_example_mapping(
     vt_node: FakeNode, partner: Partner, tmp_path: Path
 ) -> None:
     example = Path(__file__).resolve().parents[2] / "docs/adapters/examples/veiligthuis"
-    key = tmp_path / "pseudonym-key"
-    key.write_bytes(b"v" * 32)
-    key.chmod(0o600)
+    key = write_key(tmp_path / "pseudonym-key")
     adapter = make_adapter(
         vt_node,
         partner.url,
@@ -375,7 +384,7 @@ async def test_veilig_thuis_melding_through_the_example_mapping(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{bound_port(runner, 0)}/v1/messages"
-    melding = json.loads((example / "melding-voorbeeld.json").read_text())
+    melding = json.loads(read_text(example / "melding-voorbeeld.json"))
     try:
         async with aiohttp.ClientSession() as http:
             resp = await http.post(url, json=melding, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -391,7 +400,9 @@ async def test_veilig_thuis_melding_through_the_example_mapping(
     [sent] = vt_node.sent
     claims = sent.claims
     assert claims.message_type == "risk.signal"
-    assert claims.flags.emergency and claims.flags.minors
+    assert claims.flags.emergency
+    assert claims.flags.minors
+    assert isinstance(claims, RiskSignal)
     assert claims.body.observed_at.isoformat() == "2026-03-21T20:00:00+00:00"
     assert len(claims.subjects) == 3
     assert "999990019" not in claims.model_dump_json(), "no BSN: this message has no ID_DIRECT"
