@@ -40,6 +40,7 @@ from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
 
 SECRET = b"s" * 32
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs/adapters/examples/veiligthuis"
 TOKEN = "vt-registration-system-token"
 
 
@@ -370,7 +371,7 @@ async def test_outbound_refusals_are_the_nodes_problem_documents(
 async def test_veilig_thuis_melding_through_the_example_mapping(
     vt_node: FakeNode, partner: Partner, tmp_path: Path
 ) -> None:
-    example = Path(__file__).resolve().parents[2] / "docs/adapters/examples/veiligthuis"
+    example = EXAMPLE
     key = write_key(tmp_path / "pseudonym-key")
     adapter = make_adapter(
         vt_node,
