@@ -94,6 +94,8 @@ class NodeSettings(Settings):
     """``[node]``: where the node's local API is and how to authenticate."""
 
     url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    org: str | None = Field(default=None, pattern=r"^[0-9]{20}$")
+    """This organisation's OIN (adapters that write it into the partner's records need it)."""
     token_file: Path
     """File holding the bearer token (role ``adapter``); owner-readable only."""
     actor: str | None = None
