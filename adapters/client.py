@@ -41,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.errors import (
     PROBLEM_BASE,
+    IdempotencyConflict,
     InvalidMessage,
     NodeError,
     NotFound,
@@ -502,16 +503,18 @@ def _error(status: int, raw: bytes, retry_after: str | None) -> NodeError:
     kind = problem.type.removeprefix(PROBLEM_BASE) if problem else ""
     if kind == "policy-denied":
         return PolicyDenied(status, problem)
-    if kind == "invalid-message" or status in (400, 422):
+    if kind in ("unavailable", "recipient-unavailable") or status in _RETRY_STATUSES:
+        return Unavailable(status, problem, retry_after=_retry_after(retry_after))
+    if kind == "idempotency-conflict":
+        return IdempotencyConflict(status, problem)
+    if kind in ("invalid-message", "invalid-request") or status in (400, 422):
         return InvalidMessage(status, problem)
-    if kind == "unauthorized" or status in (401, 403):
+    if kind in ("unauthorized", "forbidden") or status in (401, 403):
         return Unauthorized(status, problem)
     if kind == "not-found" or status == 404:
         return NotFound(status, problem)
     if kind == "too-large" or status == 413:
         return TooLarge(status, problem)
-    if kind == "unavailable" or status in _RETRY_STATUSES:
-        return Unavailable(status, problem, retry_after=_retry_after(retry_after))
     return NodeError(status, problem)
 
 

@@ -4,8 +4,10 @@ Adapters never import ``gateway``; this tree mirrors its three branches for the 
 
 - :class:`NodeError` — the node refused a request or could not be reached. Subclasses say why,
   one per problem ``type`` the node's API documents (``https://zv-gateway.example/problems/…``):
-  :class:`InvalidMessage`, :class:`PolicyDenied`, :class:`Unauthorized`, :class:`NotFound`,
-  :class:`TooLarge` and :class:`Unavailable` (the only retryable one).
+  :class:`InvalidMessage` (``invalid-message``, ``invalid-request``), :class:`PolicyDenied`,
+  :class:`Unauthorized` (``unauthorized``, ``forbidden``), :class:`NotFound`,
+  :class:`IdempotencyConflict`, :class:`TooLarge` and :class:`Unavailable` (``unavailable``,
+  ``recipient-unavailable``, 429/502/503/504 and no answer: the only retryable one).
 - :class:`ConfigError` — the adapter's own configuration or mapping file is wrong; fix the file.
 - :class:`MappingError` — a record from the partner's system (a file, a FHIR resource, a zaak)
   cannot be turned into a message, or a message into a record. Carries a ``field`` and a rule,
@@ -24,6 +26,7 @@ __all__ = [
     "PROBLEM_BASE",
     "AdapterError",
     "ConfigError",
+    "IdempotencyConflict",
     "InvalidMessage",
     "MappingError",
     "NodeError",
@@ -81,7 +84,8 @@ class NodeError(AdapterError):
 
 
 class InvalidMessage(NodeError):
-    """``400``/``422``: the message breaks the contract. ``errors`` names each field and rule.
+    """``400``/``422`` (``invalid-request``, ``invalid-message``): the message breaks the
+    contract. ``errors`` names each field and rule.
 
     What to do: fix the mapping or the source record; resending the same message will fail again.
     """
@@ -111,6 +115,11 @@ class Unauthorized(NodeError):
 
 class NotFound(NodeError):
     """``404``: no such message (or inbox item) for this organisation."""
+
+
+class IdempotencyConflict(NodeError):
+    """``409`` ``idempotency-conflict``: this Idempotency-Key was used for a different message.
+    What to do: a key names one message; derive keys from the whole source record."""
 
 
 class TooLarge(NodeError):

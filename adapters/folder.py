@@ -237,7 +237,7 @@ class FolderAdapter:
         failed = False
         for number, row in enumerate(rows, start=2):  # line 1 is the header
             canon = json.dumps(row, sort_keys=True, ensure_ascii=False).encode()
-            key = "folder-csv-" + hashlib.sha256(self.mapping.name.encode() + canon).hexdigest()
+            key = f"folder-csv-{self.mapping.digest}-" + hashlib.sha256(canon).hexdigest()
             try:
                 request = self.mapping.build(row)
             except MappingError as exc:

@@ -39,6 +39,7 @@ contract and the policy. Errors name the target path and the rule, never the val
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Mapping
@@ -122,6 +123,9 @@ class MessageMapping:
         self.spec = spec
         self.pseudonyms = pseudonyms
         self.name = name
+        #: Changes when the mapping changes: part of idempotency keys derived from records, so a
+        #: record re-sent under an edited mapping is a new message, not a conflicting retry.
+        self.digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
         for target in spec.fields:
             if not _PATH.match(target):
                 raise ConfigError(f"{name}: fields: '{target}' is not a dotted path")

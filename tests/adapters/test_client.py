@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters import client as client_mod
 from adapters.client import Actor, NodeClient, RetryPolicy, item_claims, request_from_dict
 from adapters.errors import (
+    IdempotencyConflict,
     InvalidMessage,
     NodeError,
     NotFound,
@@ -410,3 +411,32 @@ async def test_caller_session_is_not_closed(ggz_node: FakeNode) -> None:
         async with NodeClient(ggz_node.url, ggz_node.token, session=session) as node:
             await node.directory()
         assert not session.closed
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "expected"),
+    [
+        (400, "invalid-request", InvalidMessage),
+        (403, "forbidden", Unauthorized),
+        (409, "idempotency-conflict", IdempotencyConflict),
+        (409, "recipient-unavailable", Unavailable),
+        (415, "unsupported-media-type", NodeError),
+    ],
+)
+async def test_every_documented_problem_type_is_typed(
+    status: int, kind: str, expected: type[NodeError]
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        problem = {
+            "type": f"https://zv-gateway.example/problems/{kind}",
+            "title": kind,
+            "status": status,
+            "detail": "d",
+        }
+        return web.json_response(problem, status=status, content_type="application/problem+json")
+
+    async for url in _serve(handler):
+        async with NodeClient(url, "t", sleep=Sleeps(), retry=RetryPolicy(attempts=1)) as node:
+            with pytest.raises(expected) as info:
+                await node.send(bekendheid_answer())
+    assert type(info.value) is expected
