@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -440,3 +441,22 @@ async def test_every_documented_problem_type_is_typed(
             with pytest.raises(expected) as info:
                 await node.send(bekendheid_answer())
     assert type(info.value) is expected
+
+
+CLIENT_EXAMPLE = Path(__file__).resolve().parents[2] / "docs/adapters/examples/client_example.py"
+
+
+async def test_the_documented_example_runs(ggz_node: FakeNode) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("client_example", CLIENT_EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    question = await ggz_node.deliver(fresh_copy(load_example("info.request")))
+    answer_id = await example.answer_one_question(ggz_node.url, ggz_node.token, wait=1)
+    [sent] = ggz_node.sent
+    assert sent.claims.message_id == answer_id
+    assert sent.claims.in_reply_to == question.message_id
+    assert ggz_node.acked == [question.message_id]
