@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -85,7 +86,8 @@ MAX_SSE_EVENT_BYTES = 4 * 1024 * 1024
 #: after 60 s; the node answers earlier as soon as an item arrives.
 MAX_WAIT_SECONDS = 55
 
-#: Items per inbox page the client asks for (the node may cap it lower).
+#: Items per inbox page the client asks for: the node's default ``inbox_page_max`` (a node
+#: configured lower answers 400 to more).
 MAX_PAGE_LIMIT = 100
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -224,12 +226,13 @@ class NodeClient:
 
     async def inbox(self, *, wait: float = 0, limit: int = 10) -> InboxPage:
         """``GET /v1/inbox``: the oldest unacknowledged items; with ``wait`` a long-poll that
-        returns as soon as one is there (or empty after ``wait`` seconds)."""
-        wait = max(0.0, min(float(wait), MAX_WAIT_SECONDS))
+        returns as soon as one is there (or empty after ``wait`` seconds). The node takes whole
+        seconds: a fraction is rounded up (so a short wait never becomes a busy loop)."""
+        seconds = max(0, min(math.ceil(wait), MAX_WAIT_SECONDS))
         limit = max(1, min(int(limit), MAX_PAGE_LIMIT))
-        params = {"wait": f"{wait:g}", "limit": str(limit)}
+        params = {"wait": str(seconds), "limit": str(limit)}
         return await self._call(
-            "GET", "/v1/inbox", InboxPage, params=params, seconds=self._timeout + wait
+            "GET", "/v1/inbox", InboxPage, params=params, seconds=self._timeout + seconds
         )
 
     async def inbox_items(

@@ -292,8 +292,10 @@ class FakeNode:
         return self.problem(404, "not-found", "Not found", "no such message")
 
     async def _inbox(self, request: web.Request) -> web.Response:
-        wait = min(float(request.query.get("wait", "0")), 60.0)
-        limit = int(request.query.get("limit", "10"))
+        raw_wait, raw_limit = request.query.get("wait", "0"), request.query.get("limit", "100")
+        if not raw_wait.isdigit() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+            return self.problem(400, "invalid-request", "Invalid request", "wait, limit: integers")
+        wait, limit = min(int(raw_wait), 60), int(raw_limit)
         async with self._changed:
             if not self.inbox and wait > 0:
                 with contextlib.suppress(TimeoutError):
