@@ -414,3 +414,36 @@ def test_example_configuration_loads() -> None:
     config = load(example / "webhook.toml")
     assert config.webhook.push_url.startswith("https://")
     assert config.webhook.mapping == example / "melding.mapping.toml"
+
+
+async def test_status_of_an_unknown_message_is_the_nodes_404(endpoint: str) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(
+            f"{endpoint}/v1/messages/019cb92f-22c0-7751-a20c-afb356864716", headers=headers
+        )
+        assert resp.status == 404
+        assert (await resp.json(content_type=None))["type"].endswith("/not-found")
+        bad = await http.get(f"{endpoint}/v1/messages/..%2F..%2Fdirectory", headers=headers)
+        assert bad.status == 404
+
+
+async def test_node_down_is_a_503_for_the_partner(partner: Partner, tmp_path: Path) -> None:
+    down = FakeNode(ORG["veiligthuis"])
+    down.url = "http://127.0.0.1:9"
+    adapter = make_adapter(down, partner.url, tmp_path, tmp_path / "partner.crt")
+    runner = web.AppRunner(adapter.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{bound_port(runner, 0)}/v1/messages"
+    try:
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                url, json=vt_risk_signal(), headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            assert resp.status == 503
+            assert resp.headers["Content-Type"] == "application/problem+json"
+    finally:
+        await runner.cleanup()
+        await adapter.close()
+        await adapter.node.close()

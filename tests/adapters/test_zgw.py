@@ -253,3 +253,43 @@ async def test_zaken_api_errors_are_typed(zaken_url: str) -> None:
         assert info.value.status == 400
     finally:
         await client.close()
+
+
+async def test_other_types_are_left_or_rejected_as_configured(
+    gemeente_node: FakeNode, tmp_path: Path
+) -> None:
+    status = fresh_copy(load_example("case.status"))
+    status["recipients"] = [{"org": GEM, "role": "GEM"}]
+    status["sender"] = {"org": GEM, "node": "zvh-veenstad-1", "role": "ZVH"}
+    item = await gemeente_node.deliver(status)
+    leave = make_adapter(gemeente_node, tmp_path, "http://127.0.0.1:9/api/v1")
+    assert await leave.receive_once() == 0
+    assert gemeente_node.rejected == []
+    assert item.message_id in gemeente_node.inbox, "left for another consumer"
+    strict = make_adapter(
+        gemeente_node,
+        tmp_path,
+        "http://127.0.0.1:9/api/v1",
+        mapping().model_copy(update={"unhandled": "reject"}),
+    )
+    await strict.receive_once()
+    for a in (leave, strict):
+        await a.zaken.close()
+        await a.node.close()
+    assert [(m, w.reason) for m, w in gemeente_node.rejected] == [
+        (item.message_id, "not_responsible")
+    ]
+
+
+async def test_zaken_api_down_keeps_the_message_and_reports_not_ready(
+    gemeente_node: FakeNode, tmp_path: Path
+) -> None:
+    adapter = make_adapter(gemeente_node, tmp_path, "http://127.0.0.1:9/api/v1")
+    item = await gemeente_node.deliver(fresh_copy(load_example("case.handover")))
+    await adapter.step()
+    await adapter.zaken.close()
+    await adapter.node.close()
+    assert gemeente_node.acked == []
+    assert gemeente_node.rejected == []
+    assert item.message_id in gemeente_node.inbox
+    assert not adapter.health.ready()
