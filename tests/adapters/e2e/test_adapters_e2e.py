@@ -2,9 +2,8 @@
 adapter → partner system, with the demo federation's keys and policy (issue 8, point 7).
 
 Uses the node's own e2e harness (``tests/e2e/harness.py``: a throwaway federation on the shared
-RabbitMQ, nodes in-process); until the node (issue 6) is on main these tests are skipped with that
-reason. The FHIR server and the Zaken API (Prism) are the same processes as in the adapters' own
-tests.
+RabbitMQ, nodes in-process). The FHIR server and the Zaken API (Prism) are the same processes as
+in the adapters' own tests.
 """
 
 from __future__ import annotations
@@ -31,11 +30,7 @@ from tests.adapters.test_folder import EXAMPLES, drop
 from tests.adapters.test_webhook import Partner, make_cert, secrets
 from tests.adapters.test_zgw import make_adapter as make_zgw_adapter
 from tests.adapters.test_zgw import zaken_url
-
-harness: Any = pytest.importorskip(
-    "tests.e2e.harness",
-    reason="needs the node and its e2e harness (issue 6) on main; runs once they are merged",
-)
+from tests.e2e import harness
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
