@@ -1,7 +1,208 @@
-"""`zvg` commands for the audit area."""
+"""``zvg audit``: verify, query and export a node's audit log; verify an evidence bundle offline.
+
+Security officers run these on the node's machine with read access to its store (``--config``
+names the node's ``node.toml``); ``verify-bundle`` needs only the bundle and the public
+directory. See docs/security-officers.md.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+__all__ = ["COMMANDS"]
+
+_config = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The node's node.toml (the store and directory it names are read, never written).",
+)
+
+
+def _context(config_file: Path) -> tuple[Any, Any, str]:
+    from gateway.node.config import load_config
+    from gateway.node.runner import load_trusted_directory
+    from schemas.catalogue import default_catalogue, load_catalogue
+
+    config = load_config(config_file)
+    cat = (
+        load_catalogue(config.directory.catalogue)
+        if config.directory.catalogue
+        else default_catalogue()
+    )
+    return config, load_trusted_directory(config, cat), config.node.org
+
+
+def _time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@click.group("audit")
+def audit() -> None:
+    """Verify, query and export the audit log (for security and privacy officers)."""
+
+
+@audit.command("verify")
+@_config
+def verify(config_file: Path) -> None:
+    """Recompute the Merkle tree from the records and check every checkpoint and cosignature.
+
+    On tampering, prints the first bad record index (or checkpoint) and exits 1.
+    """
+    from gateway.audit.inspect import open_readonly, verify_log
+
+    config, directory, org = _context(config_file)
+    now = datetime.now(UTC)
+    with open_readonly(config.store_path) as db:
+        report = verify_log(db, directory=directory, org=org, now=now)
+    click.echo(f"audit log of {directory.names().get(org, org)} ({directory.audit_origin(org)})")
+    click.echo(
+        f"records: {report.records} verified ({report.personal_checked} with personal "
+        f"fields checked, {report.shredded} past retention)"
+    )
+    click.echo(f"checkpoints: {report.checkpoints} verified, each reproduced from the records")
+    if report.cosignatures:
+        size, names = max(report.cosignatures.items())
+        click.echo(f"latest checkpoint {size}: cosigned by {', '.join(names) or 'no partner yet'}")
+    click.echo(f"root: {report.root.hex() if report.root else '(empty log)'}")
+    click.echo("OK")
+
+
+@audit.command("query")
+@_config
+@click.option("--case", "case_ref", help="Case reference (case_ref).")
+@click.option("--purpose", help="Purpose code, e.g. ZVH.BEKENDHEID.")
+@click.option("--partner", help="OIN of the other party (sender, recipient or peer).")
+@click.option("--subject", help="A data subject's pseudonym (subject_ref).")
+@click.option("--message", "message_id", help="A message id.")
+@click.option("--operation", help="Operation name, e.g. message.receive, policy.decision.")
+@click.option("--since", help="From this time (ISO 8601, UTC if no offset).")
+@click.option("--until", help="Before this time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=10_000, show_default=True)
+def query_cmd(
+    config_file: Path,
+    case_ref: str | None,
+    purpose: str | None,
+    partner: str | None,
+    subject: str | None,
+    message_id: str | None,
+    operation: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    limit: int,
+) -> None:
+    """Who sent what about whom, to whom, for which purpose, and did it arrive."""
+    from gateway.audit.inspect import QUERY_COLUMNS, as_row, open_readonly, query
+
+    config, _directory, _org = _context(config_file)
+    with open_readonly(config.store_path) as db:
+        hits = query(
+            db,
+            case_ref=case_ref,
+            purpose=purpose,
+            partner=partner,
+            subject=subject,
+            message_id=message_id,
+            operation=operation,
+            since=_time(since),
+            until=_time(until),
+            limit=limit,
+        )
+    if as_json:
+        for hit in hits:
+            click.echo(json.dumps(hit, ensure_ascii=False))
+        return
+    rows = [as_row(h) for h in hits]
+    widths = [
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+        for i, c in enumerate(QUERY_COLUMNS)
+    ]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(QUERY_COLUMNS, widths, strict=True)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"{len(rows)} record(s)")
+
+
+@audit.command("export")
+@_config
+@click.option("--message", "message_id", help="Export the evidence for this message.")
+@click.option("--case", "case_ref", help="Export the evidence for this case.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export(config_file: Path, message_id: str | None, case_ref: str | None, out: Path) -> None:
+    """Write an evidence bundle: records with inclusion proofs, the cosigned checkpoint, the
+    signed messages and receipts. Check it anywhere with ``zvg audit verify-bundle``."""
+    from gateway.audit.inspect import export_bundle, open_readonly
+    from gateway.errors import LocalError
+
+    if out.exists():
+        raise LocalError(f"{out} already exists")
+    config, directory, org = _context(config_file)
+    with open_readonly(config.store_path) as db:
+        bundle = export_bundle(
+            db,
+            directory=directory,
+            org=org,
+            message_id=message_id,
+            case_ref=case_ref,
+            now=datetime.now(UTC),
+        )
+    out.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    out.chmod(0o600)
+    click.echo(
+        f"wrote {out}: {len(bundle['records'])} record(s), {len(bundle['messages'])} signed "
+        f"message(s), {len(bundle['receipts'])} receipt(s); it contains message content: handle "
+        "it as the case file it is"
+    )
+
+
+@audit.command("verify-bundle")
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--directory",
+    "directory_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The federation directory (public; verified against its own authority threshold).",
+)
+def verify_bundle_cmd(bundle_file: Path, directory_file: Path) -> None:
+    """Check an evidence bundle offline: signatures, proofs, checkpoint and cosignatures."""
+    from gateway.audit.inspect import verify_bundle
+    from gateway.core.directory import TrustedDirectory
+    from gateway.errors import LocalError
+    from schemas import strictjson
+    from schemas.catalogue import default_catalogue
+
+    now = datetime.now(UTC)
+    directory = TrustedDirectory.first(
+        directory_file.read_bytes(), now=now, catalogue=default_catalogue()
+    )
+    try:
+        bundle = strictjson.loads(bundle_file.read_bytes())
+    except ValueError as exc:
+        raise LocalError(f"{bundle_file}: {exc}") from None
+    report = verify_bundle(bundle, directory=directory, now=now)
+    for line in report.lines:
+        click.echo(line)
+    click.echo(
+        f"{report.records} record(s) proved in checkpoint {report.checkpoint_size} of "
+        f"{bundle['origin']}, cosigned by {', '.join(report.cosigners) or 'no partner'}"
+    )
+    click.echo("OK")
+
+
+COMMANDS: list[click.Command] = [audit]

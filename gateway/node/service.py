@@ -501,7 +501,14 @@ class NodeService:
             )
         else:
             now = self._now()
-            record = self._record("message.publish", message_id=p.message_id, peer=p.org)
+            record = self._record(
+                "message.publish",
+                message_id=p.message_id,
+                peer=p.org,
+                purpose=p.purpose,
+                message_type=p.message_type,
+                case_ref=p.case_ref,
+            )
             await self.store.set_status(
                 p.message_id, p.org, "sent", None, now, extra=self.audit.append([record], now)
             )
@@ -722,6 +729,8 @@ class NodeService:
             "receipt.receive",
             message_id=body.message_id,
             peer=claims.sender.org,
+            purpose=claims.purpose,
+            case_ref=claims.case_ref,
             reason=body.reason,
             digest=body.inner_jws_sha256,
             key_id=verified.sender_kid,
@@ -846,6 +855,9 @@ class NodeService:
                 "receipt.send",
                 message_id=p.message_id,
                 peer=p.sender,
+                purpose=claims.purpose,
+                legal_basis=claims.legal_basis,
+                case_ref=claims.case_ref,
                 reason=p.reason,
                 detail={"status": p.status, "receipt_id": claims.message_id},
                 trace_id=claims.trace.split("-")[1],
@@ -913,11 +925,28 @@ class NodeService:
             return []
         now = self._now()
         first = [r for r in rows if r.handed_out == 0]
+        claims = {r.message_id: strictjson.loads(r.claims) for r in rows}
         records = [
-            self._record("message.deliver", message_id=r.message_id, peer=r.sender) for r in first
+            self._record(
+                "message.deliver",
+                message_id=r.message_id,
+                peer=r.sender,
+                purpose=claims[r.message_id]["purpose"],
+                message_type=claims[r.message_id]["message_type"],
+                case_ref=claims[r.message_id]["case_ref"],
+            )
+            for r in first
         ]
         if actor is not None:
-            records += [self._record("access", actor=actor, message_id=r.message_id) for r in rows]
+            records += [
+                self._record(
+                    "access",
+                    actor=actor,
+                    message_id=r.message_id,
+                    case_ref=claims[r.message_id]["case_ref"],
+                )
+                for r in rows
+            ]
         if records:
             await self.store.run(self.audit.append(records, now))
         return [
@@ -927,7 +956,7 @@ class NodeService:
                 recipient_roles=r.roles,
                 received_at=r.received_at,
                 redelivered=r.handed_out > 0,
-                claims=strictjson.loads(r.claims),
+                claims=claims[r.message_id],
             )
             for r in rows
         ]

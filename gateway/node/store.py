@@ -167,6 +167,9 @@ class PendingPublish:
     org: str
     envelope: bytes
     expires_at: datetime
+    message_type: str = ""
+    purpose: str = ""
+    case_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -434,12 +437,16 @@ class SqliteStore:
     async def pending_publishes(self, limit: int) -> list[PendingPublish]:
         def job(db: sqlite3.Connection) -> list[PendingPublish]:
             rows = db.execute(
-                "SELECT r.message_id, r.org, o.envelope, o.expires_at FROM outbox_recipients r"
-                " JOIN outbox o USING (message_id) WHERE r.published = 0 AND r.status = 'queued'"
-                " AND o.envelope IS NOT NULL ORDER BY o.created_at LIMIT ?",
+                "SELECT r.message_id, r.org, o.envelope, o.expires_at, o.message_type, o.purpose,"
+                " o.case_ref FROM outbox_recipients r JOIN outbox o USING (message_id)"
+                " WHERE r.published = 0 AND r.status = 'queued' AND o.envelope IS NOT NULL"
+                " ORDER BY o.created_at LIMIT ?",
                 (limit,),
             ).fetchall()
-            return [PendingPublish(m, org, bytes(env), _dt(exp)) for m, org, env, exp in rows]
+            return [
+                PendingPublish(m, org, bytes(env), _dt(exp), t, p, c)
+                for m, org, env, exp, t, p, c in rows
+            ]
 
         return await self.run(job)
 

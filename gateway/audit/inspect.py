@@ -1,0 +1,461 @@
+"""What security officers run against a node's audit log (``zvg audit``): verify, query, export
+an evidence bundle, and verify a bundle offline with only the public directory.
+
+All of it reads the node's SQLite file read-only (the node may keep running). Verification
+recomputes everything from the stored records — it trusts no stored hash it can recompute:
+
+1. records are contiguous from index 0 (a deleted record leaves a gap);
+2. each record's leaf hash is recomputed from its stored leaf view (a changed byte shows);
+3. where the personal part and salt still exist, they reproduce the view's commitments;
+4. the Merkle tree rebuilt from the recomputed leaves reproduces every stored checkpoint's root,
+   each checkpoint is signed by this node's audit-log key from the directory, and every
+   cosignature on it verifies under the cosigning partner's key (a truncated log, or a rewritten
+   one whose leaves were recomputed to match, fails here);
+5. consecutive checkpoints are consistent (RFC 9162 §2.1.4.2).
+
+The first failure names the record index (or the checkpoint size) and stops the command with a
+non-zero exit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.core import note
+from gateway.core.audit import check_personal, leaf_of
+from gateway.core.directory import TrustedDirectory
+from gateway.core.envelope import verify_signed_claims
+from gateway.core.merkle import MerkleTree, leaf_hash, verify_consistency
+from gateway.errors import LocalError, RemoteError
+from schemas import strictjson
+from schemas.bodies import ReceiptBody
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleReport",
+    "VerifyReport",
+    "export_bundle",
+    "open_readonly",
+    "query",
+    "verify_bundle",
+    "verify_log",
+]
+
+BUNDLE_FORMAT = "zvg-evidence/v1"
+
+
+class VerificationFailed(RemoteError):  # noqa: N818 - a refusal, named for what failed
+    """The audit log or a bundle did not verify; ``index`` names the first bad record."""
+
+    def __init__(self, detail: str, index: int | None = None) -> None:
+        super().__init__("bad_signature", detail)
+        self.index = index
+
+
+@contextmanager
+def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
+    """The node's store, opened read-only (safe while the node runs)."""
+    if not path.exists():
+        raise LocalError(f"{path}: no store here (is data_dir right?)")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    personal_checked: int = 0
+    shredded: int = 0
+    checkpoints: int = 0
+    cosignatures: dict[int, list[str]] = field(default_factory=dict)
+    root: bytes = b""
+
+
+def _verifiers(
+    directory: TrustedDirectory, org: str, at: datetime
+) -> tuple[list[note.NoteVerifier], list[note.NoteVerifier], dict[str, str]]:
+    origin = directory.audit_origin(org)
+    log_keys = [note.ed25519_verifier(origin, k) for k in directory.audit_keys(org, at)]
+    cosigners = []
+    names: dict[str, str] = {}
+    for member in directory.payload.members:
+        if member.oin == org:
+            continue
+        wname = directory.witness_name(member.oin)
+        names[wname] = member.name
+        cosigners += [
+            note.ed25519_verifier(wname, k, sig_type=note.SIG_TYPE_COSIGNATURE_V1)
+            for k in directory.audit_keys(member.oin, at)
+        ]
+    return log_keys, cosigners, names
+
+
+def verify_log(
+    db: sqlite3.Connection, *, directory: TrustedDirectory, org: str, now: datetime
+) -> VerifyReport:
+    """Recompute and check the whole log (module docstring). Raises :class:`VerificationFailed`."""
+    report = VerifyReport()
+    tree = MerkleTree()
+    rows = db.execute("SELECT idx, leaf, view, personal, salt FROM audit_records ORDER BY idx")
+    for idx, stored_leaf, view_text, personal_text, salt in rows:
+        if idx != tree.size:
+            raise VerificationFailed(
+                f"record {tree.size} is missing (the next stored is {idx})", tree.size
+            )
+        try:
+            view = strictjson.loads(view_text)
+        except ValueError:
+            raise VerificationFailed(
+                f"record {idx}: its stored view is not valid JSON", idx
+            ) from None
+        leaf = leaf_of(view)
+        if leaf != bytes(stored_leaf):
+            raise VerificationFailed(f"record {idx}: its content does not match its leaf hash", idx)
+        if personal_text is not None and salt is not None:
+            if not check_personal(view, json.loads(personal_text), bytes(salt)):
+                raise VerificationFailed(
+                    f"record {idx}: its personal fields do not match their commitments", idx
+                )
+            report.personal_checked += 1
+        else:
+            report.shredded += 1
+        tree.append(leaf)
+    report.records = tree.size
+    log_keys, cosigners, names = _verifiers(directory, org, now)
+    previous: tuple[int, bytes] | None = None
+    for size, root, signed in db.execute(
+        "SELECT size, root, note FROM audit_checkpoints ORDER BY size"
+    ):
+        if size > tree.size:
+            raise VerificationFailed(
+                f"the log is truncated: checkpoint {size} covers {size} records, "
+                f"only {tree.size} exist",
+                tree.size,
+            )
+        try:
+            verified = note.open_checkpoint(
+                bytes(signed), log_keys=log_keys, cosigners=cosigners, now=now
+            )
+        except RemoteError as exc:
+            raise VerificationFailed(f"checkpoint {size}: {exc.detail}") from None
+        if verified.checkpoint.size != size or verified.checkpoint.root != bytes(root):
+            raise VerificationFailed(
+                f"checkpoint {size}: the stored size or root differs from the signed one"
+            )
+        if tree.root(size) != bytes(root):
+            raise VerificationFailed(
+                f"checkpoint {size}: the records do not reproduce its root (a record at or below "
+                f"index {size - 1} was altered)",
+                size - 1,
+            )
+        if previous is not None and not verify_consistency(
+            previous[0], size, previous[1], bytes(root), tree.consistency_proof(previous[0], size)
+        ):
+            raise VerificationFailed(f"checkpoints {previous[0]} and {size} are not consistent")
+        report.cosignatures[size] = sorted(
+            names.get(c.verifier.name, c.verifier.name) for c in verified.cosignatures
+        )
+        report.checkpoints += 1
+        previous = (size, bytes(root))
+    report.root = tree.root() if tree.size else b""
+    return report
+
+
+# ---------------------------------------------------------------------------- query
+
+QUERY_COLUMNS = (
+    "index",
+    "time",
+    "operation",
+    "status",
+    "type",
+    "purpose",
+    "sender",
+    "recipients",
+    "case",
+    "categories",
+    "policy",
+    "reason",
+)
+
+
+def query(
+    db: sqlite3.Connection,
+    *,
+    case_ref: str | None = None,
+    purpose: str | None = None,
+    partner: str | None = None,
+    subject: str | None = None,
+    message_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    operation: str | None = None,
+    limit: int = 10_000,
+) -> list[dict[str, Any]]:
+    """Records matching every given filter, oldest first (views plus what personal data is
+    still held: case reference and subject pseudonyms)."""
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
+    if case_ref is not None:
+        where.append("case_ref = ?")
+        params.append(case_ref)
+    if message_id is not None:
+        where.append("message_id = ?")
+        params.append(message_id)
+    if since is not None:
+        where.append("time >= ?")
+        params.append(since.timestamp())
+    if until is not None:
+        where.append("time < ?")
+        params.append(until.timestamp())
+    if operation is not None:
+        where.append("name = ?")
+        params.append(operation)
+    if purpose is not None:
+        where.append("json_extract(view, '$.purpose') = ?")
+        params.append(purpose)
+    if partner is not None:
+        where.append(
+            "(json_extract(view, '$.sender') = ? OR json_extract(view, '$.peer') = ?"
+            " OR EXISTS (SELECT 1 FROM json_each(view, '$.recipients') WHERE value = ?))"
+        )
+        params += [partner, partner, partner]
+    if subject is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM json_each(personal, '$.data_subjects') WHERE value = ?)"
+        )
+        params.append(subject)
+    sql = (
+        "SELECT idx, view, personal FROM audit_records WHERE "  # noqa: S608 - fixed clauses, bound values
+        + " AND ".join(where)
+        + " ORDER BY idx LIMIT ?"
+    )
+    out = []
+    for idx, view_text, personal_text in db.execute(sql, (*params, limit)):
+        view = json.loads(view_text)
+        personal = json.loads(personal_text) if personal_text else None
+        out.append({"index": idx, "view": view, "personal": personal})
+    return out
+
+
+def as_row(hit: dict[str, Any]) -> list[str]:
+    """A query hit as the columns of :data:`QUERY_COLUMNS`."""
+    v, personal = hit["view"], hit["personal"] or {}
+    policy = ""
+    if v.get("policy_decision"):
+        rule = v.get("policy_rule") or ""
+        policy = f"{v['policy_decision']} {rule} v{v.get('policy_version')}".replace("  ", " ")
+    return [
+        str(hit["index"]),
+        v["end_time"][:19].replace("T", " "),
+        v["name"],
+        v["status"],
+        v.get("message_type") or "",
+        v.get("purpose") or "",
+        v.get("sender") or v.get("peer") or "",
+        ",".join(v.get("recipients") or []),
+        personal.get("case_ref") or ("(shredded)" if hit["personal"] is None else ""),
+        ",".join(v.get("data_categories") or []),
+        policy,
+        v.get("reason") or "",
+    ]
+
+
+# ---------------------------------------------------------------------------- evidence bundles
+
+
+def export_bundle(
+    db: sqlite3.Connection,
+    *,
+    directory: TrustedDirectory,
+    org: str,
+    message_id: str | None = None,
+    case_ref: str | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    """An evidence bundle for one message or one case: the records with inclusion proofs to the
+    latest checkpoint (with its cosignatures), the signed messages we received (inner JWS) and
+    the signed receipts we received. Verifiable offline with :func:`verify_bundle`."""
+    if (message_id is None) == (case_ref is None):
+        raise LocalError("export needs exactly one of --message or --case")
+    hits = query(db, message_id=message_id, case_ref=case_ref)
+    if not hits:
+        raise LocalError("no audit records match")
+    message_ids = sorted({h["view"]["message_id"] for h in hits if h["view"].get("message_id")})
+    row = db.execute(
+        "SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+    ).fetchone()
+    if row is None or row[0] <= max(h["index"] for h in hits):
+        raise LocalError(
+            "the records are not covered by a checkpoint yet; wait one checkpoint interval"
+        )
+    size, checkpoint = int(row[0]), bytes(row[1])
+    leaves = [
+        bytes(r[0])
+        for r in db.execute("SELECT leaf FROM audit_records WHERE idx < ? ORDER BY idx", (size,))
+    ]
+    tree = MerkleTree(leaves)
+    records = []
+    for hit in hits:
+        view_bytes = json.dumps(hit["view"], separators=(",", ":"), ensure_ascii=False).encode()
+        proof = note.format_tlog_proof(
+            note.TlogProof(
+                hit["index"], tuple(tree.inclusion_proof(hit["index"], size)), checkpoint
+            )
+        )
+        records.append(
+            {
+                "index": hit["index"],
+                "view": hit["view"],
+                "tlog_proof": proof.decode("utf-8"),
+                "view_bytes": len(view_bytes),
+            }
+        )
+    messages = []
+    receipts = []
+    for mid in message_ids:
+        for sender, jws in db.execute(
+            "SELECT sender, inner_jws FROM inbox WHERE message_id=? AND inner_jws IS NOT NULL",
+            (mid,),
+        ):
+            messages.append(
+                {"message_id": mid, "sender": sender, "inner_jws": bytes(jws).decode("ascii")}
+            )
+        for rorg, status, jws in db.execute(
+            "SELECT org, status, inner_jws FROM receipts_in WHERE message_id=?", (mid,)
+        ):
+            receipts.append(
+                {
+                    "message_id": mid,
+                    "from": rorg,
+                    "status": status,
+                    "inner_jws": bytes(jws).decode("ascii"),
+                }
+            )
+    return {
+        "format": BUNDLE_FORMAT,
+        "org": org,
+        "origin": directory.audit_origin(org),
+        "exported_at": now.isoformat(),
+        "query": {"message_id": message_id, "case_ref": case_ref},
+        "directory_version": directory.version,
+        "checkpoint": checkpoint.decode("utf-8"),
+        "records": records,
+        "messages": messages,
+        "receipts": receipts,
+    }
+
+
+@dataclass
+class BundleReport:
+    records: int = 0
+    messages: int = 0
+    receipts: int = 0
+    cosigners: list[str] = field(default_factory=list)
+    checkpoint_size: int = 0
+    lines: list[str] = field(default_factory=list)
+
+
+def verify_bundle(
+    bundle: dict[str, Any], *, directory: TrustedDirectory, now: datetime
+) -> BundleReport:
+    """Check a bundle with only the (threshold-verified) directory. Raises
+    :class:`VerificationFailed` at the first problem."""
+    if bundle.get("format") != BUNDLE_FORMAT:
+        raise VerificationFailed(f"not a {BUNDLE_FORMAT} bundle")
+    org = str(bundle["org"])
+    if directory.member(org) is None:
+        raise VerificationFailed(f"{org} is not a member of directory v{directory.version}")
+    log_keys, cosigners, names = _verifiers(directory, org, now)
+    checkpoint_raw = str(bundle["checkpoint"]).encode("utf-8")
+    try:
+        checkpoint = note.open_checkpoint(
+            checkpoint_raw, log_keys=log_keys, cosigners=cosigners, now=now
+        )
+    except RemoteError as exc:
+        raise VerificationFailed(f"checkpoint: {exc.detail}") from None
+    report = BundleReport(checkpoint_size=checkpoint.checkpoint.size)
+    report.cosigners = sorted(
+        names.get(c.verifier.name, c.verifier.name) for c in checkpoint.cosignatures
+    )
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for rec in bundle["records"]:
+        view = rec["view"]
+        leaf = leaf_of(view)
+        try:
+            proved = note.verify_tlog_proof(
+                str(rec["tlog_proof"]).encode("utf-8"), leaf_hash=leaf, log_keys=log_keys
+            )
+        except RemoteError as exc:
+            raise VerificationFailed(f"record {rec['index']}: {exc.detail}", rec["index"]) from None
+        if (
+            proved.index != rec["index"]
+            or proved.checkpoint.checkpoint.root != checkpoint.checkpoint.root
+        ):
+            raise VerificationFailed(
+                f"record {rec['index']}: proved against another checkpoint", rec["index"]
+            )
+        if view.get("message_id"):
+            by_message.setdefault(view["message_id"], []).append(view)
+        report.records += 1
+    for msg in bundle["messages"]:
+        jws = str(msg["inner_jws"]).encode("ascii")
+        try:
+            claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
+        except RemoteError as exc:
+            raise VerificationFailed(f"message {msg['message_id']}: {exc.detail}") from None
+        digest = base64.urlsafe_b64encode(hashlib.sha256(jws).digest()).rstrip(b"=").decode()
+        if claims.message_id != msg["message_id"] or not any(
+            v.get("digest") == digest for v in by_message.get(claims.message_id, [])
+        ):
+            raise VerificationFailed(
+                f"message {msg['message_id']}: no proved record names this content"
+            )
+        report.messages += 1
+        report.lines.append(
+            f"message {claims.message_id}: {claims.message_type} {claims.purpose} "
+            f"signed by {claims.sender.org}"
+        )
+    for rc in bundle["receipts"]:
+        jws = str(rc["inner_jws"]).encode("ascii")
+        try:
+            claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
+        except RemoteError as exc:
+            raise VerificationFailed(f"receipt for {rc['message_id']}: {exc.detail}") from None
+        body = claims.body
+        if (
+            not isinstance(body, ReceiptBody)
+            or body.message_id != rc["message_id"]
+            or claims.sender.org != rc["from"]
+        ):
+            raise VerificationFailed(f"receipt for {rc['message_id']}: it says something else")
+        if body.proof is not None:
+            receiver_keys, _, _ = _verifiers(directory, claims.sender.org, now)
+            try:
+                proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
+                if proof.extra is None:
+                    raise VerificationFailed(
+                        f"receipt for {rc['message_id']}: its proof carries no record"
+                    )
+                note.verify_tlog_proof(
+                    proof, leaf_hash=leaf_hash(proof.extra), log_keys=receiver_keys
+                )
+            except RemoteError as exc:
+                raise VerificationFailed(f"receipt for {rc['message_id']}: {exc.detail}") from None
+        report.receipts += 1
+        report.lines.append(
+            f"receipt {body.status} for {body.message_id} signed by {claims.sender.org}"
+        )
+    return report
