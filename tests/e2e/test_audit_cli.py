@@ -136,8 +136,10 @@ def _copy_node(fed: Fed, key: str, tmp: Path) -> tuple[Path, Path]:
 
 TAMPERS = {
     "changed byte": (
-        "UPDATE audit_records SET view = replace(view, 'ZVH.AANMELDING', 'ZVH.AANMELDINH')"
-        " WHERE idx = 3",
+        (
+            "UPDATE audit_records SET view = replace(view, 'ZVH.AANMELDING', 'ZVH.AANMELDINH')"
+            " WHERE idx = 3"
+        ),
         "record 3",
     ),
     "deleted record": ("DELETE FROM audit_records WHERE idx = 2", "record 2 is missing"),
