@@ -23,7 +23,7 @@ Rules enforced here:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -113,6 +113,7 @@ class Record:
 
 
 _PERSONAL = ("case_ref", "data_subjects", "actor")
+_FIELD_NAMES = tuple(f.name for f in fields(Record))
 #: Random identifiers and digests (hex, base64): not personal, and random digits in them can
 #: look like a BSN, so the BSN guard does not search them.
 _OPAQUE_FIELDS = frozenset(
@@ -127,12 +128,16 @@ def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def new_record(**fields: Any) -> Record:
+def _fields(record: Record) -> list[tuple[str, Any]]:
+    return [(name, getattr(record, name)) for name in _FIELD_NAMES]
+
+
+def new_record(**values: Any) -> Record:
     """A :class:`Record`; refuses an unknown operation and anything that looks like a BSN."""
-    record = Record(**fields)
+    record = Record(**values)
     if record.name not in OPERATIONS:
         raise LocalError(f"unknown audit operation {record.name!r}")
-    for key, value in asdict(record).items():
+    for key, value in _fields(record):
         if key in _OPAQUE_FIELDS:
             continue
         for text in _strings(value):
@@ -144,6 +149,8 @@ def new_record(**fields: Any) -> Record:
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
+    if isinstance(value, Actor):
+        return [s for s in (value.id, value.role, value.responsible) if s is not None]
     if isinstance(value, dict):
         return [s for v in value.values() for s in _strings(v)]
     if isinstance(value, list | tuple):
@@ -184,7 +191,7 @@ def split(record: Record, salt: bytes) -> tuple[dict[str, JsonValue], dict[str, 
     if len(salt) != SALT_SIZE:
         raise LocalError(f"audit salt must be {SALT_SIZE} bytes")
     view: dict[str, JsonValue] = {}
-    for key, value in asdict(record).items():
+    for key, value in _fields(record):
         if key in _PERSONAL:
             continue
         if isinstance(value, datetime):

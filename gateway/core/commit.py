@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import TypeAlias
@@ -108,12 +109,51 @@ def canonical_json(value: JsonValue) -> bytes:
     Unicode, unsupported types (bytes must be encoded by the caller, e.g. as base64) and
     nesting deeper than :data:`MAX_CANONICAL_DEPTH`.
     """
+    if _plain(value):
+        # Fast path, same bytes: with only ASCII keys, code-point order is UTF-16 order, and the
+        # C encoder escapes strings exactly as _string does.
+        return _FAST.encode(value).encode("utf-8")
     out: list[str] = []
     _encode(value, out, 0)
     try:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError:
         raise LocalError("canonical JSON: string is not valid Unicode") from None
+
+
+_FAST = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False, allow_nan=False
+)
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """True when ``value`` needs none of the slow path's checks: ASCII keys, valid Unicode,
+    safe integers, no floats, bounded depth. Exact types only (subclasses take the slow path)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _valid_unicode(value)  # type: ignore[attr-defined, arg-type]
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[operator]
+    if depth >= MAX_CANONICAL_DEPTH:
+        return False
+    if kind is dict:
+        for key, child in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or not key.isascii() or not _plain(child, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(child, depth + 1) for child in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record_leaf_hash(record: Mapping[str, JsonValue]) -> bytes:

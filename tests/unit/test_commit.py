@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -172,3 +173,29 @@ def test_canonical_json_is_json_and_a_fixed_point(value: JsonValue) -> None:
     decoded = json.loads(encoded)
     assert decoded == value
     assert canonical_json(decoded) == encoded
+
+
+# The fast path of canonical_json (the C encoder, used when keys are ASCII and values plain)
+# must give exactly the bytes of the RFC 8785 reference encoder.
+_plain_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_plain_json)
+def test_fast_path_gives_the_reference_bytes(value: Any) -> None:
+    from gateway.core import commit as c
+
+    out: list[str] = []
+    try:
+        c._encode(value, out, 0)
+        reference = "".join(out).encode("utf-8")
+    except (LocalError, UnicodeEncodeError):
+        with pytest.raises(LocalError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == reference
