@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Fed, make_fed, teardown_fed
+from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
 from tests.rabbit import finish_removals
 
 
@@ -24,3 +25,37 @@ async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
 def _finish_removals() -> Iterator[None]:
     yield
     finish_removals()
+
+
+async def _cosigned(fed: Fed, key: str, peers: int) -> None:
+    service = fed.running[key].service
+    for _ in range(100):
+        await service.request_cosignatures()
+        latest = service.audit.latest
+        if latest is not None and latest.note.count("\n— ".encode()) >= peers + 1:
+            sizes = await service.audit.peer_sizes()
+            if len(sizes) >= peers and min(sizes.values()) >= latest.size:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the partners did not cosign")
+
+
+@pytest.fixture
+async def exchanged(tmp_path: Path) -> AsyncIterator[tuple[Fed, str]]:
+    """Police refer a case to the ZVH, the ZVH acks; both logs cosigned by the partners."""
+    fed = make_fed(tmp_path)
+    try:
+        for key in ("politie", "gemeente", "ggz"):
+            await fed.start(key)
+        code, doc = await fed.client("politie").send(request_from_example("case.referral"))
+        assert code == 202
+        items = await fed.client("gemeente").inbox(wait=10)
+        assert await fed.client("gemeente").ack(items[0]["message_id"]) == 204
+        await fed.client("politie").wait_status(doc["message_id"], "accepted")
+        await _cosigned(fed, "gemeente", 2)
+        await _cosigned(fed, "politie", 2)
+        yield fed, doc["message_id"]
+    finally:
+        for key in list(fed.running):
+            await fed.stop(key)
+        teardown_fed(fed)

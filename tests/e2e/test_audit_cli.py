@@ -8,7 +8,6 @@ import asyncio
 import json
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,47 +15,13 @@ from click.testing import CliRunner, Result
 
 from gateway.cli import cli
 from gateway.core.audit import leaf_of
-from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.e2e.harness import Fed, request_from_example
 
 pytestmark = pytest.mark.broker
 
 
 def zvg(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-async def _cosigned(fed: Fed, key: str, peers: int) -> None:
-    service = fed.running[key].service
-    for _ in range(100):
-        await service.request_cosignatures()
-        latest = service.audit.latest
-        if latest is not None and latest.note.count("\n— ".encode()) >= peers + 1:
-            sizes = await service.audit.peer_sizes()
-            if len(sizes) >= peers and min(sizes.values()) >= latest.size:
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the partners did not cosign")
-
-
-@pytest.fixture
-async def exchanged(tmp_path: Path) -> AsyncIterator[tuple[Fed, str]]:
-    """Police refer a case to the ZVH, the ZVH acks; both logs cosigned by the partners."""
-    fed = make_fed(tmp_path)
-    try:
-        for key in ("politie", "gemeente", "ggz"):
-            await fed.start(key)
-        code, doc = await fed.client("politie").send(request_from_example("case.referral"))
-        assert code == 202
-        items = await fed.client("gemeente").inbox(wait=10)
-        assert await fed.client("gemeente").ack(items[0]["message_id"]) == 204
-        await fed.client("politie").wait_status(doc["message_id"], "accepted")
-        await _cosigned(fed, "gemeente", 2)
-        await _cosigned(fed, "politie", 2)
-        yield fed, doc["message_id"]
-    finally:
-        for key in list(fed.running):
-            await fed.stop(key)
-        teardown_fed(fed)
 
 
 async def test_verify_query_export_and_verify_bundle(
