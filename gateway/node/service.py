@@ -20,6 +20,7 @@ verified and which is not itself a receipt (docs/decisions/0040-receipts-only-fo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -66,7 +67,7 @@ from gateway.node.store import (
 )
 from gateway.telemetry import Telemetry
 from schemas import ids, strictjson
-from schemas.api import InboxItem, MessageStatus, RecipientStatus, SendRequest
+from schemas.api import FieldError, InboxItem, MessageStatus, RecipientStatus, SendRequest
 from schemas.bodies import ReceiptBody
 from schemas.catalogue import Catalogue
 from schemas.claims import SPEC_VERSION, ClaimsBase, claims_to_json, parse_claims
@@ -385,8 +386,8 @@ class NodeService:
             "spec": SPEC_VERSION,
             "message_id": ids.uuid7(int(now.timestamp() * 1000), self.rand(10)),
             "message_type": req.message_type,
-            "created_at": created.isoformat().replace("+00:00", "Z"),
-            "expires_at": (created + timedelta(seconds=ttl)).isoformat().replace("+00:00", "Z"),
+            "created_at": _wire_time(created),
+            "expires_at": _wire_time(created + timedelta(seconds=ttl)),
             "sender": {"org": self.org, "node": self.config.node.node_id, "role": role},
             "recipients": [r.model_dump() for r in req.recipients],
             "case_ref": req.case_ref,
@@ -404,7 +405,10 @@ class NodeService:
                 doc[name] = getattr(req, name)
         latest = self.audit.latest
         if latest is not None:
-            doc["log_anchor"] = {"size": latest.size, "root": _std_b64(latest.root)}
+            doc["log_anchor"] = {
+                "size": latest.size,
+                "root": base64.b64encode(latest.root).decode("ascii"),
+            }
         try:
             return parse_claims(
                 json.dumps(doc, ensure_ascii=False).encode("utf-8"), catalogue=self.catalogue
@@ -874,10 +878,10 @@ class NodeService:
             "spec": SPEC_VERSION,
             "message_id": ids.uuid7(int(now.timestamp() * 1000), self.rand(10)),
             "message_type": "receipt",
-            "created_at": created.isoformat().replace("+00:00", "Z"),
-            "expires_at": (created + timedelta(seconds=self.config.limits.default_ttl_seconds))
-            .isoformat()
-            .replace("+00:00", "Z"),
+            "created_at": _wire_time(created),
+            "expires_at": _wire_time(
+                created + timedelta(seconds=self.config.limits.default_ttl_seconds)
+            ),
             "sender": {"org": self.org, "node": self.config.node.node_id, "role": info["our_role"]},
             "recipients": [{"org": p.sender, "role": info["sender_role"]}],
             "case_ref": info["case_ref"],
@@ -894,7 +898,7 @@ class NodeService:
                 "status": p.status,
                 "message_id": p.message_id,
                 "inner_jws_sha256": info["digest"],
-                "at": created.isoformat().replace("+00:00", "Z"),
+                "at": _wire_time(created),
                 "proof": proof,
             },
         }
@@ -1246,16 +1250,13 @@ class NodeService:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _fe(field: str, message: str) -> Any:
-    from schemas.api import FieldError
-
+def _fe(field: str, message: str) -> FieldError:
     return FieldError(field=field, message=message)
 
 
-def _std_b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode("ascii")
+def _wire_time(t: datetime) -> str:
+    """A claims time: UTC, whole seconds, ``Z`` (``2026-03-02T09:15:00Z``)."""
+    return t.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parent_context(traceparent: str | None) -> Any:
