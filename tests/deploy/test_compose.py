@@ -389,3 +389,27 @@ async def test_prepared_nodes_exchange_a_message_over_tls_with_certificate_login
     assert [i["message_id"] for i in items] == [message_id]
     assert await gem.ack(message_id) == 204
     await pol.wait_status(message_id, "accepted")
+
+
+def test_prepare_in_process_writes_every_private_key_0600_outside_the_config_folders(
+    tmp_path: Path,
+) -> None:
+    """The same step prepare.sh runs, in this process: private keys only in the folders that
+    go into volumes or stay with the administrators, all 0600."""
+    from gateway.deploy.compose import main
+
+    state = tmp_path / "state"
+    assert main([str(state)]) == 0
+    private = [p for p in state.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+    assert len(private) == 3 + 2 + 5 * 4, "3 authorities, CA + broker, 4 per organisation"
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        rel = path.relative_to(state).parts
+        assert rel[0] in {"federation", "ca", "broker", "nodes"}, path
+        if rel[0] == "nodes":
+            assert rel[2:5] == ("var", "lib", "zvg"), path
+        if rel[0] == "broker":
+            assert rel[1] == "tls", path
+    for tokens in (state / "tokens").iterdir():
+        assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert main([str(state)]) == 2, "a second run refuses the prepared folder"

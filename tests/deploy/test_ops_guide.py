@@ -140,3 +140,13 @@ def test_metric_names_in_the_guide_are_the_ones_the_node_exports() -> None:
     section = text[text.index("<!-- metrics:") :]
     documented = set(re.findall(r"^\| `(zvg_[a-z_]+)` \|", section, re.M))
     assert documented == names
+
+
+def test_regenerating_replaces_only_the_table(tmp_path: Path) -> None:
+    from gateway.deploy.settings_doc import main
+
+    doc = tmp_path / "guide.md"
+    doc.write_text(f"before\n{BEGIN}\nstale\n{END}\nafter\n", encoding="utf-8")
+    assert main(["settings_doc", str(doc)]) == 0
+    assert doc.read_text(encoding="utf-8") == f"before\n{render_settings_table()}\nafter\n"
+    assert main(["settings_doc"]) == 2
