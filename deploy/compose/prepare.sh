@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Prepare the compose federation: ./prepare.sh [STATE]   (default: ./state beside this script)
+#
+# 1. fresh keys for the three administrators and the five organisations, and the signed demo
+#    directory (version 2: members, broker users, policy) — python -m gateway.deploy.compose
+# 2. a broker CA, the broker's server certificate (rabbitmq, localhost) and one client
+#    certificate per organisation with CN = its broker user — same step
+# 3. the RabbitMQ definitions from the directory — zvg broker provision --out
+# 4. each node's node.toml (production mode: these keys are fresh, not keys_example/), checked
+#    with zvg node check-config
+#
+# Needs zvg: the repository's .venv (./scripts/test makes it) or `pip install .`; set ZVG_PYTHON
+# to choose the Python that has it. Refuses a STATE that exists and is not empty: to start over,
+# `docker compose down -v` (drops the volumes: stores and keys) and delete STATE.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+state=${1:-${ZVG_STATE:-$here/state}}
+if [ -z "${ZVG_PYTHON:-}" ]; then
+    if [ -x "$here/../../.venv/bin/python" ]; then
+        ZVG_PYTHON="$here/../../.venv/bin/python"
+    else
+        ZVG_PYTHON=python3
+    fi
+fi
+zvg() { "$ZVG_PYTHON" -m gateway.cli "$@"; }
+
+"$ZVG_PYTHON" -m gateway.deploy.compose "$state"
+zvg broker provision --directory "$state/federation/directory.json" \
+    --secrets-dir "$state/broker/secrets" --out "$state/broker/definitions/definitions.json"
+for config in "$state"/nodes/*/etc/zvg/node.toml; do
+    zvg node check-config --config "$config"
+done
+echo "prepared $state; now: docker compose up -d --wait   (tokens for the adapters: $state/tokens/)"

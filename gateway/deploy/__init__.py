@@ -1,0 +1,1 @@
+"""Deployment helpers: broker TLS certificates and the compose federation (``deploy/``)."""
