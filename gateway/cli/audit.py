@@ -27,7 +27,7 @@ _config = click.option(
 
 def _context(config_file: Path) -> tuple[Any, Any, str]:
     from gateway.node.config import load_config
-    from gateway.node.runner import load_trusted_directory
+    from gateway.node.trust import load_trusted_directory
     from schemas.catalogue import default_catalogue, load_catalogue
 
     config = load_config(config_file)

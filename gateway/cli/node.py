@@ -46,7 +46,8 @@ def run(config_file: Path, log_level: str) -> None:
 def check_config(config_file: Path) -> None:
     """Validate the config file and the files it names; exit non-zero on any problem."""
     from gateway.node.config import check_files, load_config
-    from gateway.node.runner import load_keys, load_trusted_directory, production_problems
+    from gateway.node.runner import load_keys, production_problems
+    from gateway.node.trust import load_trusted_directory
     from schemas.catalogue import default_catalogue, load_catalogue
 
     config = load_config(config_file)

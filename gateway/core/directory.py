@@ -278,13 +278,24 @@ class TrustedDirectory:
         return self.signed.payload.version
 
     @classmethod
-    def first(cls, raw: bytes, *, now: datetime, catalogue: Catalogue) -> TrustedDirectory:
-        """Trust a directory for the first time: a threshold of its own authority, not expired."""
+    def first(
+        cls, raw: bytes, *, now: datetime, catalogue: Catalogue, allow_expired: bool = False
+    ) -> TrustedDirectory:
+        """Trust a directory for the first time: a threshold of its own authority, not expired.
+
+        ``allow_expired`` is only for re-loading the version a node trusted before (its own
+        remembered state, from which a newer, unexpired version must then be reached)."""
         signed = parse_signed(raw, catalogue=catalogue)
         _check_catalogue(signed.payload, catalogue)
         require_threshold(verify_signatures(signed, signed.payload.authority), "its authority")
-        _check_not_expired(signed.payload, now)
+        if not allow_expired:
+            _check_not_expired(signed.payload, now)
         return cls(signed, raw)
+
+    def require_not_expired(self, now: datetime) -> TrustedDirectory:
+        """This directory, or ``RemoteError("expired")``."""
+        _check_not_expired(self.payload, now)
+        return self
 
     def update(self, raw: bytes, *, now: datetime, catalogue: Catalogue) -> TrustedDirectory:
         """The next trusted state, or ``RemoteError`` (rollback, replay, signatures, expiry)."""

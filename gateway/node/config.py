@@ -95,8 +95,9 @@ class DirectorySettings(_Settings):
     file: Path
     """The signed directory (JWS JSON) this node trusts; updates replace it (higher versions)."""
     trust_anchor: Path | None = None
-    """An earlier directory pinned by ops whose authority must have signed ``file``'s chain; by
-    default the first directory the node loads becomes the anchor (stored in the data dir)."""
+    """A directory version pinned by ops from which ``file`` must be reachable by the update
+    rules, the first time the node starts. After that the node starts from the last version it
+    trusted (``<data_dir>/trusted-directory.json``), so it never rolls back."""
     catalogue: Path | None = None
     """The purpose catalogue file; default: the packaged one. Its version must match the
     directory's ``catalogue_version``."""
@@ -286,7 +287,17 @@ def check_files(config: NodeConfig) -> list[str]:
             named.append((f"keys.{opt}", value))
     if config.broker.password_file is not None:
         named.append(("broker.password_file", config.broker.password_file))
-    secret = {n for n, _ in config.key_files()} | {"keys.passphrase_file", "broker.password_file"}
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(config.broker, name)
+        if value is not None:
+            named.append((f"broker.{name}", value))
+    if config.directory.trust_anchor is not None:
+        named.append(("directory.trust_anchor", config.directory.trust_anchor))
+    secret = {n for n, _ in config.key_files()} | {
+        "keys.passphrase_file",
+        "broker.password_file",
+        "broker.key_file",
+    }
     for setting, path in named:
         if not path.is_file():
             problems.append(f"{setting}: {path} does not exist")

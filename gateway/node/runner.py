@@ -37,10 +37,11 @@ from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
+from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import Telemetry, setup_telemetry
 from schemas.catalogue import Catalogue, default_catalogue, load_catalogue
 
-__all__ = ["EXAMPLE_KIDS_FILE", "Node", "load_trusted_directory", "run_node"]
+__all__ = ["EXAMPLE_KIDS_FILE", "Node", "run_node"]
 
 log = logging.getLogger("gateway.node")
 
@@ -61,21 +62,6 @@ def _catalogue(config: NodeConfig) -> Catalogue:
     )
 
 
-def load_trusted_directory(config: NodeConfig, catalogue: Catalogue) -> TrustedDirectory:
-    """The directory the node trusts: ``directory.file``, reached from ``trust_anchor`` (when
-    set) through the update rules. Raises ``RemoteError``/``LocalError`` otherwise."""
-    now = utc_now()
-    raw = _read(config.directory.file)
-    if config.directory.trust_anchor is None:
-        return TrustedDirectory.first(raw, now=now, catalogue=catalogue)
-    anchor = TrustedDirectory.first(
-        _read(config.directory.trust_anchor), now=now, catalogue=catalogue
-    )
-    if anchor.raw == raw:
-        return anchor
-    return anchor.update(raw, now=now, catalogue=catalogue)
-
-
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -84,11 +70,17 @@ def _read(path: Path) -> bytes:
 
 
 def example_kids() -> frozenset[str]:
-    """Key ids of keys_example/ (public demo keys)."""
+    """Key ids of keys_example/ (public demo keys). Fails closed: without the list, production
+    mode cannot tell example keys from real ones, so it refuses to start."""
     try:
-        return frozenset(json.loads(EXAMPLE_KIDS_FILE.read_text(encoding="utf-8"))["kids"])
-    except (OSError, ValueError, KeyError):
-        return frozenset()
+        kids = json.loads(EXAMPLE_KIDS_FILE.read_text(encoding="utf-8"))["kids"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise LocalError(
+            f"{EXAMPLE_KIDS_FILE} is missing or unreadable; reinstall zv-gateway"
+        ) from None
+    if not isinstance(kids, list) or not kids:
+        raise LocalError(f"{EXAMPLE_KIDS_FILE} lists no key ids; reinstall zv-gateway")
+    return frozenset(str(k) for k in kids)
 
 
 def production_problems(
@@ -178,7 +170,7 @@ class Node:
     @classmethod
     async def start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
         catalogue = _catalogue(config)
-        directory = load_trusted_directory(config, catalogue)
+        directory = load_trusted_directory(config, catalogue, remember=True)
         keys = load_keys(config)
         problems = production_problems(config, directory, keys)
         if problems:
