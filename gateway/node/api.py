@@ -168,7 +168,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     sent: set[str] = set()
     limit = service.config.limits.inbox_page_max
-    while True:
+    while not service.stopping:
         items = await service.inbox(limit=limit, wait=0, actor=actor)
         fresh = [i for i in items if i.message_id not in sent]
         for item in fresh:
@@ -182,6 +182,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         # Forget ids that were settled, so the set does not grow for ever.
         sent &= {i.message_id for i in items}
         await service.wait_inbox(SSE_KEEPALIVE_S)
+    return response
 
 
 async def _ack(request: web.Request) -> web.Response:

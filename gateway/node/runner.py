@@ -309,6 +309,7 @@ class Node:
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await self.consumer.close()
+        await self.service.begin_stop()  # long-polls and event streams return now
         if self.runner is not None:
             await self.runner.cleanup()
         await self.service.stop(DRAIN_GRACE_S)

@@ -920,7 +920,7 @@ class NodeService:
             if rows or wait <= 0:
                 break
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
+            if remaining <= 0 or self.stopping:
                 break
             async with self._inbox_changed:
                 with contextlib.suppress(TimeoutError):
@@ -1237,9 +1237,19 @@ class NodeService:
         self.spawn(self.run_retention(), "retention")
         self.spawn(self.run_checkpoints(), "checkpoints")
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def begin_stop(self) -> None:
+        """Stop taking new work: loops end, long-polls and event streams return at once."""
+        self._stopping.set()
+        async with self._inbox_changed:
+            self._inbox_changed.notify_all()
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop the loops; in-flight publishes get ``grace`` seconds to be confirmed."""
-        self._stopping.set()
+        await self.begin_stop()
         self._outbox_wake.set()
         self._receipt_wake.set()
         tasks = list(self._tasks)

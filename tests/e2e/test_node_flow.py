@@ -252,3 +252,23 @@ async def test_ops_endpoints(fed: Fed) -> None:
         await asyncio.sleep(0.2)
     assert "zvg_outbox_pending" in metrics
     assert "zvg_queue_depth" in metrics
+
+
+async def test_server_sent_events_push_the_inbox_to_the_client_sdk(fed: Fed) -> None:
+    from adapters.client import NodeClient
+
+    await fed.start("politie")
+    await fed.start("gemeente")
+    gem_files = fed.nodes["gemeente"]
+    async with NodeClient(gem_files.url, gem_files.token) as client:
+        stream = client.stream(reconnect=False)
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.5)  # the stream is open and idle
+        code, doc = await fed.client("politie").send(request_from_example("case.referral"))
+        assert code == 202
+        item = await asyncio.wait_for(first, timeout=20)
+        assert item.message_id == doc["message_id"]
+        assert item.claims["message_type"] == "case.referral"
+        await client.ack(item.message_id)
+        await stream.aclose()
+    await fed.client("politie").wait_status(doc["message_id"], "accepted")
