@@ -151,6 +151,27 @@ async def test_a_status_never_moves_backwards(
     assert changes == expected
 
 
+@pytest.mark.parametrize("receipt", ["delivered", "accepted", "rejected"])
+async def test_a_signed_receipt_overrides_an_expiry_the_sender_assumed(
+    store: SqliteStore, receipt: str
+) -> None:
+    # The sender marks 'sent' recipients expired when exp passes without an answer; if it was
+    # offline meanwhile, the recipient's receipts arrive only afterwards. They are signed
+    # evidence of what happened; the expiry was a guess. (docs/decisions/0045)
+    await store.add_outbox(_outbox(), T0)
+    await store.set_status(MID, GEM, "sent", None, T0)
+    assert await store.expire_outbox(T0 + timedelta(days=3)) == [(MID, GEM)]
+    ran: list[int] = []
+    changed = await store.set_status(
+        MID, GEM, receipt, None, T0 + timedelta(days=4), extra=lambda _db: ran.append(1)
+    )
+    assert (changed, ran) == (True, [1]), "the receipt and its audit record are kept"
+    assert await _status(store) == receipt
+    assert not await store.set_status(MID, GEM, "expired", None, T0 + timedelta(days=5))
+    assert not await store.set_status(MID, GEM, "sent", None, T0 + timedelta(days=5))
+    assert await _status(store) == receipt
+
+
 async def test_an_ignored_status_runs_no_extra_job(store: SqliteStore) -> None:
     await store.add_outbox(_outbox(), T0)
     await store.set_status(MID, GEM, "accepted", None, T0)
