@@ -14,7 +14,8 @@ __all__ = ["COMMANDS"]
 _config = click.option(
     "--config",
     "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    # Not exists=True: load_config names a missing file in one line, like every other problem.
+    type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="The node's TOML config file.",
 )

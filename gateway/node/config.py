@@ -23,8 +23,9 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    model_validator,
+    field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from gateway.errors import LocalError
 from schemas._base import NodeId, Oin, describe_errors
@@ -134,6 +135,24 @@ class ApiSettings(_Settings):
     tokens: tuple[Token, ...] = ()
     """Adapter and auditor tokens (stored hashed; make one with ``zvg node new-token``)."""
 
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        if not 1 <= int(value.rpartition(":")[2]) <= 65535:
+            raise PydanticCustomError("zvg_port", "the port must be from 1 to 65535")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_tokens(cls, tokens: tuple[Token, ...]) -> tuple[Token, ...]:
+        for what, values in (
+            ("name", [t.name for t in tokens]),
+            ("hash", [t.sha256 for t in tokens]),
+        ):
+            if len(values) != len(set(values)):
+                raise PydanticCustomError("zvg_unique", f"two tokens share a {what}")
+        return tokens
+
 
 class Limits(_Settings):
     max_request_bytes: Annotated[int, Field(ge=1024, le=16 * 2**20)] = 512 * 1024
@@ -196,16 +215,6 @@ class NodeConfig(_Settings):
     source: Path = Path("node.toml")
     """The file this config was read from (set by the loader)."""
 
-    @model_validator(mode="after")
-    def _unique_tokens(self) -> NodeConfig:
-        names = [t.name for t in self.api.tokens]
-        if len(names) != len(set(names)):
-            raise ValueError("api.tokens: two tokens share a name")
-        hashes = [t.sha256 for t in self.api.tokens]
-        if len(hashes) != len(set(hashes)):
-            raise ValueError("api.tokens: two tokens share a hash")
-        return self
-
     @property
     def store_path(self) -> Path:
         return self.node.data_dir / "node.db"
@@ -234,6 +243,10 @@ _PATH_FIELDS = {
 
 
 def _paths(raw: dict[str, Any], base: Path) -> None:
+    node = raw.get("node")
+    if isinstance(node, dict):
+        # The default is relative to the config file too, not to the working directory.
+        node.setdefault("data_dir", str(NodeSection.model_fields["data_dir"].default))
     for section, name in _PATH_FIELDS:
         sec = raw.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(name), str):
@@ -261,6 +274,8 @@ def load_config(path: Path) -> NodeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise LocalError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise LocalError(f"{path}: not UTF-8 (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise LocalError(f"{path}: not valid TOML ({exc})") from None
     base = path.resolve().parent

@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.broker.provision import read_password_file
 from gateway.broker.transport import BrokerEndpoint, Consumer, Publisher, connect, tls_context
+from gateway.core import jose
 from gateway.core.broker_topology import inbox_queue, vhost_name
 from gateway.core.directory import TrustedDirectory
 from gateway.core.keys import KeyRing
@@ -91,7 +92,7 @@ def production_problems(
         return []
     problems = [p for p in check_files(config) if "keys_example" in p]
     known = example_kids()
-    own = {keys.signing.kid, *keys.ring.kids}
+    own = {keys.signing.kid, *keys.ring.kids, jose.thumbprint(keys.audit.public_key())}
     if own & known:
         problems.append(
             "keys: these are example keys from keys_example/; production mode refuses them"

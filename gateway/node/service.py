@@ -642,7 +642,10 @@ class NodeService:
             fields["key_id"] = verified.sender_kid
             roles = tuple(r.role for r in claims.recipients if r.org == self.org)
             allowed = isinstance(decision, Allowed)
-            retention = self.config.limits.max_age_seconds
+            # Remember (sender, id) while the envelope could still pass the time checks: its iat
+            # may lie up to the allowed skew after its arrival, and stays acceptable for max_age.
+            lim = self.config.limits
+            retention = lim.max_age_seconds + lim.max_clock_skew_seconds
             entry = InboxEntry(
                 sender=claims.sender.org,
                 message_id=claims.message_id,

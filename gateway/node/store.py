@@ -33,6 +33,7 @@ from gateway.errors import LocalError, TransientError
 
 __all__ = [
     "FINAL_STATUSES",
+    "RECEIPT_STATUSES",
     "STATUS_RANK",
     "InboxRow",
     "OutboxEntry",
@@ -50,9 +51,12 @@ __all__ = [
 T = TypeVar("T")
 
 #: Delivery statuses per recipient, in the only order they may move (receipts can arrive out of
-#: order; a lower rank never overwrites a higher one).
+#: order; a lower rank never overwrites a higher one). One exception: ``expired`` is what the
+#: sender assumes when no answer came in time, and a recipient's signed receipt that arrives
+#: later replaces it.
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "accepted": 3, "rejected": 3, "expired": 3}
 FINAL_STATUSES = frozenset(s for s, r in STATUS_RANK.items() if r == 3)
+RECEIPT_STATUSES = frozenset({"delivered", "accepted", "rejected"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -799,6 +803,16 @@ def idempotency_job(
     return job
 
 
+def _may_move(current: str, status: str) -> bool:
+    """Up the ranking only; ``expired`` (our guess when no answer came) only replaces ``queued``
+    or ``sent``, and yields to a recipient's signed receipt (docs/decisions/0045)."""
+    if status == "expired":
+        return current in ("queued", "sent")
+    if current == "expired":
+        return status in RECEIPT_STATUSES
+    return STATUS_RANK[status] > STATUS_RANK[current]
+
+
 def _set_status(
     db: sqlite3.Connection,
     message_id: str,
@@ -811,7 +825,7 @@ def _set_status(
     row = db.execute(
         "SELECT status FROM outbox_recipients WHERE message_id=? AND org=?", (message_id, org)
     ).fetchone()
-    if row is None or STATUS_RANK[row[0]] >= rank:
+    if row is None or not _may_move(str(row[0]), status):
         return False
     db.execute(
         "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?,"

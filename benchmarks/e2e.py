@@ -1,0 +1,608 @@
+"""Node to node, end to end: throughput and latency from ``POST /v1/messages`` at one node to the
+message durably in the other node's inbox, against the raw aio-pika ceiling measured in the same
+run (issue 6 §9).
+
+Run: ``.venv/bin/python -m benchmarks.e2e [--messages N] [--rounds R] [--rates 50,100,200]
+[--seconds S] [--profile DIR]`` (needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl, as the tests
+do). It provisions a throwaway federation (politie, gemeente, ggz) on its own vhost with the
+same code as ``zvg broker provision``, starts the police and municipality nodes as their own
+processes (``zvg node run``, like a deployment), and measures:
+
+- **raw ceiling**: aio-pika publishing the police node's real envelope bytes (same size) with
+  pipelined confirms (256 in flight, the node's publish window), mandatory, persistent, with the
+  node's properties, to GGZ's quorum queue in the same vhost (same policies; no node consumes
+  it), while a consumer with prefetch 128 (the node's default) acks them — N messages from the
+  first publish to the last ack;
+- **node throughput**: N ``POST /v1/messages`` (a ``case.referral``; 32 requests in flight over
+  keep-alive connections) to the police node, until all N are committed in the municipality
+  node's inbox. Completion is seen on the receiver side by polling its SQLite store read-only
+  (a row is visible only once its transaction committed, i.e. after the fsync). The receiver
+  sends a signed ``delivered`` receipt for each message, which the police node verifies: that
+  work is included, as in real use. Raw and node rounds alternate (the machine is shared);
+- **latency**: open-loop ``POST`` s at fixed rates for S seconds each; per message the time from
+  issuing the ``POST`` to its row being visible in the receiver's store (polled every 2 ms), and
+  the ``POST`` round trip alone; the same for raw aio-pika (publish start to consume).
+
+It prints a table, writes ``benchmarks/results/e2e.json``, and reports each node process's peak
+RSS (``VmHWM`` from ``/proc/<pid>/status``). Targets: node throughput >= 0.3x the raw ceiling;
+p99 < 50 ms at 200 messages/s. ``--profile DIR`` records both nodes with ``py-spy record`` (raw
+collapsed stacks) during the first node throughput round. The vhost and users are deleted
+afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from benchmarks._report import print_table, write_results
+from gateway.broker.provision import password_file, read_password_file
+from gateway.broker.transport import BrokerEndpoint, connect
+from gateway.core.broker_topology import (
+    CONTENT_TYPE,
+    ENVELOPE_EXCHANGE,
+    inbox_queue,
+    routing_key,
+)
+from gateway.demo.veenstad import org_by_key
+from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+
+SENDER, RECEIVER, SPARE = "politie", "gemeente", "ggz"
+#: POSTs in flight during the throughput rounds (an adapter with a worker pool).
+HTTP_CONCURRENCY = 32
+#: Publishes awaiting a confirm at once (the node's default ``broker.publish_window``).
+PUBLISH_WINDOW = 256
+#: Raw consumer prefetch (the node's default ``broker.prefetch``).
+PREFETCH = 128
+#: How often the latency phases look at the receiver's store.
+POLL_S = 0.002
+TARGET_RATIO = 0.3
+TARGET_P99_MS = 50.0
+TARGET_RATE = 200
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """``VmHWM`` (peak resident set) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text("ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+class StoreWatch:
+    """Read-only view of a node's SQLite store (WAL lets us read while the node writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        self.last_seq = self.scalar("SELECT coalesce(max(seq), 0) FROM inbox")
+
+    def scalar(self, sql: str) -> int:
+        return int(self.db.execute(sql).fetchone()[0])
+
+    def new_rows(self) -> list[tuple[str, float]]:
+        """(message id, received_at) of inbox rows committed since the last call."""
+        rows = self.db.execute(
+            "SELECT seq, message_id, received_at FROM inbox WHERE seq > ? ORDER BY seq",
+            (self.last_seq,),
+        ).fetchall()
+        if rows:
+            self.last_seq = int(rows[-1][0])
+        return [(str(m), float(r)) for _, m, r in rows]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class Bench:
+    fed: Fed
+    sender_url: str
+    token: str
+    receiver: StoreWatch
+    sender_store: StoreWatch
+    envelope: bytes = b""
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+async def _wait_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+async def _settle(bench: Bench, seconds: float = 60) -> None:
+    """Wait until the sender has nothing queued or unanswered and the receiver no receipt to
+    seal: the next measurement starts from a quiet pipeline."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        busy = bench.sender_store.scalar(
+            "SELECT count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
+            " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt'"
+        ) + bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
+        if busy == 0:
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the pipeline did not settle")
+
+
+# ---------------------------------------------------------------------------- raw aio-pika
+
+
+@dataclass
+class Raw:
+    publisher: AbstractRobustConnection
+    consumer: AbstractRobustConnection
+    user: str
+    routing: str
+    queue: str
+    envelope: bytes
+
+    def message(self, i: int) -> aio_pika.Message:
+        return aio_pika.Message(
+            self.envelope,
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=f"raw-{i}",
+            user_id=self.user,
+            expiration=timedelta(hours=1),
+        )
+
+    async def pipeline(
+        self, n: int, schedule: Callable[[int], Awaitable[None]] | None = None
+    ) -> tuple[float, dict[str, float], dict[str, float]]:
+        """Publish ``n`` (each after ``schedule(i)`` when given) while consuming them; returns
+        (seconds from the first publish to the last ack, publish start per id, consume time)."""
+        channel = await self.publisher.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(ENVELOPE_EXCHANGE, ensure=False)
+        consume_channel = await self.consumer.channel()
+        await consume_channel.set_qos(prefetch_count=PREFETCH)
+        queue = await consume_channel.declare_queue(self.queue, passive=True)
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        started: dict[str, float] = {}
+        arrived: dict[str, float] = {}
+        done = asyncio.Event()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            arrived[str(message.message_id)] = time.time()
+            await message.ack()
+            if len(arrived) >= n:
+                done.set()
+
+        async def one(i: int) -> None:
+            async with window:
+                started[f"raw-{i}"] = time.time()
+                await exchange.publish(self.message(i), self.routing, mandatory=True)
+
+        tag = await queue.consume(on_message)
+        t0 = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            if schedule is not None:
+                await schedule(i)
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+        await asyncio.wait_for(done.wait(), timeout=120)
+        elapsed = time.perf_counter() - t0
+        await queue.cancel(tag)
+        await consume_channel.close()
+        await channel.close()
+        return elapsed, started, arrived
+
+
+# ---------------------------------------------------------------------------- node
+
+
+async def _post(session: aiohttp.ClientSession, bench: Bench, body: bytes) -> str:
+    async with session.post(
+        bench.sender_url + "/v1/messages",
+        data=body,
+        headers={"Authorization": f"Bearer {bench.token}", "Content-Type": "application/json"},
+    ) as response:
+        doc = await response.json()
+        if response.status != 202:
+            raise RuntimeError(f"POST answered {response.status}: {doc}")
+        return str(doc["message_id"])
+
+
+def _body(i: int) -> bytes:
+    import json
+
+    return json.dumps(
+        request_from_example("case.referral", case_ref=f"Veenstad-2026-{i % 10_000:04d}")
+    ).encode()
+
+
+async def node_throughput(bench: Bench, n: int) -> float:
+    """Seconds from the first POST until all ``n`` messages are committed in the receiver's
+    inbox."""
+    bodies = [_body(i) for i in range(n)]
+    todo = iter(bodies)
+    bench.receiver.new_rows()
+    seen = 0
+    connector = aiohttp.TCPConnector(limit=HTTP_CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for body in todo:
+                await _post(session, bench, body)
+
+        t0 = time.perf_counter()
+        workers = asyncio.gather(*(worker() for _ in range(HTTP_CONCURRENCY)))
+        while seen < n:
+            await asyncio.sleep(0.01)
+            seen += len(bench.receiver.new_rows())
+            if workers.done() and workers.exception() is not None:
+                raise RuntimeError("a POST failed") from workers.exception()
+        elapsed = time.perf_counter() - t0
+        await workers
+    return elapsed
+
+
+async def node_latency(bench: Bench, rate: float, seconds: float) -> dict[str, list[float]]:
+    """Open-loop POSTs at ``rate``/s for ``seconds``; per message: POST round trip and POST
+    start to committed in the receiver's inbox (ms)."""
+    n = int(rate * seconds)
+    bodies = [_body(i) for i in range(n)]
+    issued: dict[str, float] = {}
+    post_ms: list[float] = []
+    landed: dict[str, float] = {}
+    bench.receiver.new_rows()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(body: bytes) -> None:
+            start = time.time()
+            message_id = await _post(session, bench, body)
+            post_ms.append((time.time() - start) * 1000)
+            issued[message_id] = start
+
+        async def poll() -> None:
+            while len(landed) < n:
+                now = time.time()
+                for message_id, _received in bench.receiver.new_rows():
+                    landed[message_id] = now
+                await asyncio.sleep(POLL_S)
+
+        poller = asyncio.ensure_future(poll())
+        t0 = time.perf_counter()
+        tasks = []
+        for i, body in enumerate(bodies):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(body)))
+        await asyncio.gather(*tasks)
+        await asyncio.wait_for(poller, timeout=120)
+    e2e = [(landed[m] - issued[m]) * 1000 for m in issued]
+    return {"e2e_ms": e2e, "post_ms": post_ms}
+
+
+async def raw_latency(raw: Raw, rate: float, seconds: float) -> list[float]:
+    n = int(rate * seconds)
+    t0 = time.perf_counter()
+
+    async def schedule(i: int) -> None:
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    _, started, arrived = await raw.pipeline(n, schedule)
+    return [(arrived[m] - started[m]) * 1000 for m in started]
+
+
+# ---------------------------------------------------------------------------- orchestration
+
+
+def _endpoint(fed: Fed, key: str) -> BrokerEndpoint:
+    org = org_by_key(key)
+    user = next(u for u in fed.users if u.endswith(f"-{key}"))
+    password = read_password_file(password_file(fed.root / "secrets", org.oin))
+    return BrokerEndpoint("127.0.0.1", 5672, fed.vhost, user, password)
+
+
+def _profile(pid: int, out: Path, seconds: float, gil: bool) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            *(["--gil"] if gil else []),
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def run(
+    messages: int,
+    rounds: int,
+    rates: list[float],
+    seconds: float,
+    profile: Path | None,
+    gil: bool = False,
+) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="zvg-bench-e2e-") as tmp:
+        fed = make_fed(Path(tmp), (RECEIVER, SENDER, SPARE))
+        try:
+            data = await _measure(fed, messages, rounds, rates, seconds, profile, gil)
+            # The machine is shared: say how busy it was (1-minute load average).
+            data["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
+            return data
+        finally:
+            for key in list(fed.processes):
+                process = fed.processes.pop(key)
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+            teardown_fed(fed)
+
+
+async def _measure(
+    fed: Fed,
+    messages: int,
+    rounds: int,
+    rates: list[float],
+    seconds: float,
+    profile: Path | None,
+    gil: bool,
+) -> dict[str, Any]:
+    for key in (RECEIVER, SENDER):
+        fed.spawn(key)
+    for key in (RECEIVER, SENDER):
+        await _wait_ready(fed.nodes[key].url)
+    bench = Bench(
+        fed,
+        fed.nodes[SENDER].url,
+        fed.nodes[SENDER].token,
+        StoreWatch(fed.nodes[RECEIVER].data_dir / "node.db"),
+        StoreWatch(fed.nodes[SENDER].data_dir / "node.db"),
+        pids={key: p.pid for key, p in fed.processes.items()},
+    )
+    # Warm up (imports, first checkpoint, connections) and take a real envelope for raw.
+    await node_throughput(bench, 200)
+    await _settle(bench)
+    bench.envelope = bytes(
+        bench.sender_store.db.execute(
+            "SELECT envelope FROM outbox WHERE message_type='case.referral' LIMIT 1"
+        ).fetchone()[0]
+    )
+    publisher = await connect(_endpoint(fed, SENDER), name="bench-raw-pub")
+    consumer = await connect(_endpoint(fed, SPARE), name="bench-raw-con")
+    raw = Raw(
+        publisher,
+        consumer,
+        _endpoint(fed, SENDER).user,
+        routing_key(org_by_key(SPARE).oin, org_by_key(SENDER).oin),
+        inbox_queue(org_by_key(SPARE).oin),
+        bench.envelope,
+    )
+    throughput: dict[str, list[float]] = {"raw": [], "node": []}
+    #: per process: (user, system) CPU microseconds per message, per node round
+    cpu_us: dict[str, list[tuple[float, float]]] = {k: [] for k in (SENDER, RECEIVER, "bench")}
+    try:
+        await raw.pipeline(500)  # warm-up
+        for round_ in range(rounds):
+            order = ("raw", "node") if round_ % 2 == 0 else ("node", "raw")
+            for kind in order:
+                if kind == "raw":
+                    elapsed, _, _ = await raw.pipeline(messages)
+                else:
+                    before = {k: _cpu(pid) for k, pid in bench.pids.items()}
+                    before["bench"] = _cpu(os.getpid())
+                    profilers = []
+                    if profile is not None and round_ == 0:
+                        profilers = [
+                            _profile(pid, profile / f"{key}.txt", 60, gil)
+                            for key, pid in bench.pids.items()
+                        ]
+                    elapsed = await node_throughput(bench, messages)
+                    for p in profilers:
+                        p.send_signal(signal.SIGINT)
+                        p.wait(timeout=30)
+                    pids = {**bench.pids, "bench": os.getpid()}
+                    for k, pid in pids.items():
+                        user, system = _cpu(pid)
+                        cpu_us[k].append(
+                            (
+                                (user - before[k][0]) / messages * 1e6,
+                                (system - before[k][1]) / messages * 1e6,
+                            )
+                        )
+                    await _settle(bench)
+                throughput[kind].append(messages / elapsed)
+        latency: dict[str, Any] = {}
+        for rate in rates:
+            node = await node_latency(bench, rate, seconds)
+            await _settle(bench)
+            raw_ms = await raw_latency(raw, rate, seconds)
+            latency[str(int(rate))] = {
+                "node_e2e_ms": _summary(node["e2e_ms"]),
+                "node_post_ms": _summary(node["post_ms"]),
+                "raw_ms": _summary(raw_ms),
+            }
+    finally:
+        await publisher.close()
+        await consumer.close()
+        bench.receiver.close()
+        bench.sender_store.close()
+    rss = {key: _peak_rss_kib(pid) for key, pid in bench.pids.items()}
+    return {
+        "messages_per_round": messages,
+        "round_count": rounds,
+        "envelope_bytes": len(bench.envelope),
+        "http_concurrency": HTTP_CONCURRENCY,
+        "publish_window": PUBLISH_WINDOW,
+        "prefetch": PREFETCH,
+        "throughput_rounds": throughput,
+        "cpu_us_per_msg": {
+            k: [{"user": u, "system": sy} for u, sy in v] for k, v in cpu_us.items()
+        },
+        "latency": latency,
+        "latency_seconds_per_rate": seconds,
+        "peak_rss_kib": rss,
+        "cpus": os.cpu_count(),
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text("ascii").rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "count": float(len(values)),
+        "p50": _percentile(values, 50),
+        "p99": _percentile(values, 99),
+        "max": max(values),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2_000, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default="50,100,200", help="messages/s, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per rate")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
+    parser.add_argument(
+        "--gil", action="store_true", help="profile only the thread holding the GIL"
+    )
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    data = asyncio.run(run(args.messages, args.rounds, rates, args.seconds, args.profile, args.gil))
+    raw, node = (median(data["throughput_rounds"][k]) for k in ("raw", "node"))
+    paired = median(
+        n / r
+        for n, r in zip(
+            data["throughput_rounds"]["node"], data["throughput_rounds"]["raw"], strict=True
+        )
+    )
+    cpu = {
+        k: (median(r["user"] for r in v), median(r["system"] for r in v))
+        for k, v in data["cpu_us_per_msg"].items()
+    }
+    cpu_us = sum(u + sy for k, (u, sy) in cpu.items() if k != "bench")
+    load = data["load_average"]
+    print(
+        f"\n{args.messages:,} messages per round, median of {args.rounds} rounds (alternating); "
+        f"envelope {data['envelope_bytes']:,} B; {os.cpu_count()} CPUs shared by the broker, "
+        f"both nodes and this client; load average {load['before']:.1f} before, "
+        f"{load['after']:.1f} after\n"
+    )
+    print_table(
+        ["throughput", "msg/s", "ratio to raw", "paired ratio", "node CPU us/msg (both)"],
+        [
+            ["raw aio-pika publish+consume", raw, 1.0, 1.0, "-"],
+            ["node POST -> receiver inbox", node, node / raw, paired, cpu_us],
+        ],
+    )
+    print()
+    rows = []
+    for rate, lat in data["latency"].items():
+        rows.append(
+            [
+                int(rate),
+                lat["node_e2e_ms"]["p50"],
+                lat["node_e2e_ms"]["p99"],
+                lat["node_e2e_ms"]["max"],
+                lat["node_post_ms"]["p50"],
+                lat["node_post_ms"]["p99"],
+                lat["raw_ms"]["p50"],
+                lat["raw_ms"]["p99"],
+            ]
+        )
+    print_table(
+        [
+            "rate msg/s",
+            "e2e p50 ms",
+            "e2e p99 ms",
+            "e2e max ms",
+            "POST p50 ms",
+            "POST p99 ms",
+            "raw p50 ms",
+            "raw p99 ms",
+        ],
+        rows,
+    )
+    print()
+    print_table(
+        ["process", "peak RSS MiB", "CPU us/msg user", "CPU us/msg system"],
+        [
+            [
+                key,
+                data["peak_rss_kib"][key] / 1024 if key in data["peak_rss_kib"] else "-",
+                *cpu[key],
+            ]
+            for key in (SENDER, RECEIVER, "bench")
+        ],
+    )
+    p99 = data["latency"].get(str(TARGET_RATE), {}).get("node_e2e_ms", {}).get("p99")
+    print(
+        f"\ntargets: throughput >= {TARGET_RATIO}x raw (measured {node / raw:.2f}x, paired "
+        f"{paired:.2f}x); p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE}/s (measured "
+        f"{p99 if p99 is None else round(p99, 1)} ms)"
+    )
+    write_results(
+        "e2e",
+        {
+            **data,
+            "median_msgs_per_s": {"raw": raw, "node": node},
+            "ratio": node / raw,
+            "paired_ratio": paired,
+            "targets": {"ratio": TARGET_RATIO, "p99_ms_at_200": TARGET_P99_MS},
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

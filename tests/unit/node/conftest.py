@@ -1,0 +1,111 @@
+"""Realistic node files for the config, CLI and store tests: a fresh demo federation (made by the
+same code as ``zvg demo``) and a ``node.toml`` written by ``write_node_config``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.demo.federation import FederationFiles, create_demo_federation
+from gateway.demo.nodes import NodeFiles, write_node_config
+from gateway.demo.veenstad import org_by_key
+from schemas.catalogue import default_catalogue
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE_KEYS = ROOT / "keys_example"
+TOKEN = "token-politie-unit-0123456789abcdef0123456789"
+
+
+@dataclass(frozen=True)
+class NodeSetup:
+    """A written node.toml and the federation it belongs to."""
+
+    fed: FederationFiles
+    node: NodeFiles
+
+    @property
+    def config(self) -> Path:
+        return self.node.config
+
+    def edit(self, old: str, new: str) -> None:
+        """Replace ``old`` (which must occur) with ``new`` in the config file."""
+        text = self.config.read_text("utf-8")
+        assert old in text, old
+        self.config.write_text(text.replace(old, new, 1), "utf-8")
+
+    def append(self, text: str) -> None:
+        self.config.write_text(self.config.read_text("utf-8") + "\n" + text + "\n", "utf-8")
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> FederationFiles:
+    """One demo federation (politie and gemeente) for the whole session; tests copy from it."""
+    return create_demo_federation(
+        tmp_path_factory.mktemp("fed") / "federation",
+        now=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1),
+        lifetime=timedelta(days=30),
+        catalogue=default_catalogue(),
+        rand=os.urandom,
+        orgs=("politie", "gemeente"),
+    )
+
+
+def write_setup(
+    tmp: Path,
+    fed: FederationFiles,
+    *,
+    mode: str = "production",
+    keys_dir: Path | None = None,
+    directory: Path | None = None,
+    secret: bool = True,
+) -> NodeSetup:
+    """A node.toml for politie in ``tmp`` with a broker password file and, unless ``keys_dir`` is
+    given (then used in place), its own copy of the federation's keys (mode 0600)."""
+    if keys_dir is None:
+        keys = tmp / "keys"
+        shutil.copytree(fed.keys_dir("politie"), keys)
+        for pem in keys.glob("*.pem"):
+            pem.chmod(0o600)
+    else:
+        keys = keys_dir
+    password = tmp / "broker.password"
+    password.write_text("not-a-real-password\n", "utf-8")
+    password.chmod(0o600 if secret else 0o644)
+    node = write_node_config(
+        tmp / "node.toml",
+        org=org_by_key("politie"),
+        keys_dir=keys,
+        directory=directory or fed.directory,
+        data_dir=tmp / "data",
+        broker_url="amqp://127.0.0.1:5672/zvg-veenstad",
+        password_file=password,
+        listen="127.0.0.1:8400",
+        token=TOKEN,
+        catalogue=default_catalogue(),
+        mode=mode,
+    )
+    return NodeSetup(fed, node)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, federation: FederationFiles) -> NodeSetup:
+    """A valid production-mode node.toml with fresh (non-example) keys."""
+    return write_setup(tmp_path, federation)
+
+
+@pytest.fixture
+def make_setup(tmp_path: Path, federation: FederationFiles) -> Callable[..., NodeSetup]:
+    counter = iter(range(1_000))
+
+    def make(**kw: object) -> NodeSetup:
+        folder = tmp_path / f"n{next(counter)}"
+        folder.mkdir()
+        return write_setup(folder, federation, **kw)  # type: ignore[arg-type]
+
+    return make
