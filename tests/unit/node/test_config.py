@@ -17,9 +17,9 @@ from gateway.node.runner import (
     EXAMPLE_KIDS_FILE,
     example_kids,
     load_keys,
-    load_trusted_directory,
     production_problems,
 )
+from gateway.node.trust import load_trusted_directory
 from schemas.catalogue import default_catalogue
 from tests.unit.node.conftest import EXAMPLE_KEYS, TOKEN, NodeSetup
 
