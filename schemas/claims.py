@@ -177,7 +177,7 @@ class ClaimsBase(Wire):
         _check_subjects(self)
         ctx = info.context if isinstance(info.context, dict) else {}
         raw, parsed = ctx.get("raw"), ctx.get("parsed")
-        if not isinstance(raw, bytes | str) or ids.find_bsn_candidates(raw):
+        if not isinstance(raw, bytes | str) or not _bsn_runs_accounted_for(self, raw):
             _check_no_bsn(iter_strings(self) if parsed is None else _json_strings(parsed, ()))
         _check_type_specific(self)
         return self
@@ -320,6 +320,23 @@ def _json_strings(
             stack.extend(((*here, i), v) for i, v in enumerate(item))
     out.reverse()
     return out
+
+
+def _bsn_runs_accounted_for(c: ClaimsBase, raw: bytes | str) -> bool:
+    """True when every BSN-shaped run in the raw JSON sits in a field allowed to hold it (the
+    identification's ``bsn``, or an opaque id at the top level): then no field needs scanning.
+    Counting runs is a single regex pass; the precise scan walks every string."""
+    runs = ids.bsn_runs(raw)
+    if not runs:
+        return True
+    allowed: list[str] = []
+    identification = getattr(c.body, "identification", None)
+    if identification is not None and identification.bsn is not None:
+        allowed.append(identification.bsn)
+    for value in (c.message_id, c.in_reply_to, c.correlation_id, c.trace):
+        if value is not None:
+            allowed += ids.bsn_runs(value)
+    return sorted(runs) == sorted(allowed)
 
 
 def _check_no_bsn(strings: Iterable[tuple[tuple[str | int, ...], str]]) -> None:

@@ -125,11 +125,13 @@ def categories_used(body: BaseModel) -> dict[str, tuple[str | int, ...]]:
 
 
 def subject_refs_used(body: BaseModel) -> dict[str, tuple[str | int, ...]]:
-    """Each subject reference the body mentions, with the path where it is mentioned."""
+    """Each subject reference the body mentions, with the path where it is mentioned.
+
+    Subjects are referenced only by household members (``HouseholdMember.subject_ref``), which
+    bodies hold in their ``household`` field; a test keeps that true for every body model."""
     refs: dict[str, tuple[str | int, ...]] = {}
-    for path, _carries, is_ref, value in _walk(body, ("body",)):
-        if is_ref and isinstance(value, str):
-            refs.setdefault(value, path)
+    for i, member in enumerate(getattr(body, "household", ())):
+        refs.setdefault(member.subject_ref, ("body", "household", i, "subject_ref"))
     return refs
 
 

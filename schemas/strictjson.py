@@ -14,7 +14,6 @@ Every refusal is a ``ValueError`` whose message names the problem, never the con
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "loads"]
@@ -37,24 +36,12 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded value, iteratively (no recursion limit to hit)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+def _too_deep(value: Any, depth: int = 1) -> bool:
+    """True when containers nest deeper than :data:`MAX_DEPTH` (leaves are not visited)."""
+    if depth > MAX_DEPTH:
+        return True
+    children = value.values() if type(value) is dict else value
+    return any(_too_deep(child, depth + 1) for child in children if type(child) in (dict, list))
 
 
 def loads(data: bytes | str) -> Any:
@@ -74,6 +61,6 @@ def loads(data: bytes | str) -> Any:
         raise ValueError(f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels") from None
-    if _depth(value) > MAX_DEPTH:
+    if type(value) in (dict, list) and _too_deep(value):
         raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels")
     return value

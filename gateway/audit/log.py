@@ -25,14 +25,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.core import note
-from gateway.core.audit import Record, leaf_of, split
+from gateway.core.audit import Record, split
 from gateway.core.commit import SALT_SIZE, canonical_json
-from gateway.core.merkle import MerkleTree
+from gateway.core.merkle import MerkleTree, leaf_hash
 from gateway.errors import LocalError, RemoteError
 from gateway.node.store import SqliteStore
 
@@ -167,33 +166,39 @@ class AuditLog:
     ) -> Callable[[sqlite3.Connection], list[int]]:
         """A store job that appends ``records`` (run it inside the transaction it describes).
 
-        Returns the indexes the records got. Salts come from the log's random source."""
+        Returns the indexes the records got. Salts come from the log's random source. The rows
+        are built here, in the caller's thread; the job only assigns indexes and inserts, so the
+        store's writer thread spends its time in SQLite (which releases the GIL), not in Python.
+        """
         purge_after = now.timestamp() + self._retention_s
-        materials = [(r, self._rand(SALT_SIZE)) for r in records]
+        rows = []
+        for record in records:
+            salt = self._rand(SALT_SIZE)
+            view, personal = split(record, salt)
+            view_bytes = canonical_json(view)
+            rows.append(
+                (
+                    leaf_hash(view_bytes),
+                    view_bytes.decode("utf-8"),
+                    json.dumps(personal, separators=(",", ":")),
+                    salt,
+                    record.name,
+                    record.end_time.timestamp(),
+                    record.trace_id,
+                    record.message_id,
+                    record.case_ref,
+                    purge_after,
+                )
+            )
 
         def job(db: sqlite3.Connection) -> list[int]:
             start = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_records").fetchone()[0]
-            indexes = []
-            for offset, (record, salt) in enumerate(materials):
-                view, personal = split(record, salt)
-                db.execute(
-                    "INSERT INTO audit_records (idx, leaf, view, personal, salt, name, time,"
-                    " trace_id, message_id, case_ref, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        start + offset,
-                        leaf_of(view),
-                        canonical_json(view).decode("utf-8"),
-                        json.dumps(personal, separators=(",", ":")),
-                        salt,
-                        record.name,
-                        record.end_time.timestamp(),
-                        record.trace_id,
-                        record.message_id,
-                        record.case_ref,
-                        purge_after,
-                    ),
-                )
-                indexes.append(start + offset)
+            indexes = list(range(start, start + len(rows)))
+            db.executemany(
+                "INSERT INTO audit_records (idx, leaf, view, personal, salt, name, time,"
+                " trace_id, message_id, case_ref, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(i, *row) for i, row in zip(indexes, rows, strict=True)],
+            )
             return indexes
 
         return job
@@ -293,35 +298,21 @@ class AuditLog:
         with self._tree_lock:
             return self._tree.consistency_proof(old_size, new_size)
 
-    async def tlog_proof(self, index: int, checkpoint: StoredCheckpoint) -> bytes:
+    def views(self, indexes: Sequence[int]) -> dict[int, str]:
+        """The stored leaf views of some records (read on the store's read connection)."""
+        marks = ",".join("?" * len(indexes))
+        rows = self.store.read(
+            f"SELECT idx, view FROM audit_records WHERE idx IN ({marks})",  # noqa: S608 - only ?s
+            tuple(indexes),
+        )
+        return {int(i): str(v) for i, v in rows}
+
+    def tlog_proof(self, index: int, view: str, checkpoint: StoredCheckpoint) -> bytes:
         """A C2SP tlog-proof of record ``index`` in ``checkpoint``; ``extra`` carries the
         record's leaf view (canonical JSON, no personal data) so the reader can check what the
         leaf says and recompute its hash."""
-
-        def view(db: sqlite3.Connection) -> str:
-            row = db.execute("SELECT view FROM audit_records WHERE idx=?", (index,)).fetchone()
-            if row is None:
-                raise LocalError(f"no audit record {index}")
-            return str(row[0])
-
-        leaf_view = await self.store.run(view)
         with self._tree_lock:
             proof = self._tree.inclusion_proof(index, checkpoint.size)
         return note.format_tlog_proof(
-            note.TlogProof(index, tuple(proof), checkpoint.note, extra=leaf_view.encode("utf-8"))
+            note.TlogProof(index, tuple(proof), checkpoint.note, extra=view.encode("utf-8"))
         )
-
-    def query_job(
-        self, sql_where: str, params: Sequence[Any]
-    ) -> Callable[[sqlite3.Connection], list[tuple[Any, ...]]]:
-        """A read job over the records (used by ``zvg audit``)."""
-
-        def job(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return list(
-                db.execute(
-                    f"SELECT idx, view, personal FROM audit_records WHERE {sql_where} ORDER BY idx",  # noqa: S608 - fixed clauses, values bound
-                    tuple(params),
-                )
-            )
-
-        return job

@@ -25,6 +25,7 @@ signature's protected header is exactly ``{"alg", "kid", "typ": "zvg-directory+j
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from gateway.core.keys import EncryptionPublicKey, SigningKey, SigningPublicKey
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
 from schemas.catalogue import Catalogue
-from schemas.directory import Authority, DirectoryPayload, KeyEntry, Member
+from schemas.directory import Authority, DirectoryPayload, KeyEntry, Member, PublicJwk
 
 __all__ = [
     "DIRECTORY_TYP",
@@ -334,7 +335,7 @@ class TrustedDirectory:
             return None
         for entry in member.keys:
             if entry.kid == kid and entry.use == "sig" and _key_valid_at(entry, at):
-                return SigningPublicKey.from_jwk(entry.jwk.as_dict())
+                return _signing_key(entry.jwk)
         return None
 
     def encryption_key(self, org: str, now: datetime) -> EncryptionPublicKey:
@@ -346,7 +347,7 @@ class TrustedDirectory:
         if not candidates:
             raise LocalError(f"no valid encryption key for {org} in directory v{self.version}")
         newest = max(candidates, key=lambda e: e.not_before)
-        return EncryptionPublicKey.from_jwk(newest.jwk.as_dict())
+        return _encryption_key(newest.jwk)
 
     def audit_keys(self, org: str, at: datetime) -> list[ed25519.Ed25519PublicKey]:
         """The audit-log (checkpoint) keys of ``org`` valid at ``at``."""
@@ -372,6 +373,18 @@ class TrustedDirectory:
     def orgs_of_user(self) -> dict[str, str]:
         """Broker user → OIN."""
         return {m.broker_user: m.oin for m in self.payload.members}
+
+
+@functools.lru_cache(maxsize=1024)
+def _signing_key(jwk: PublicJwk) -> SigningPublicKey:
+    """The key object of a directory JWK (decoding a point costs more than a signature check;
+    frozen JWK models are hashable, and a changed JWK is a different cache entry)."""
+    return SigningPublicKey.from_jwk(jwk.as_dict())
+
+
+@functools.lru_cache(maxsize=1024)
+def _encryption_key(jwk: PublicJwk) -> EncryptionPublicKey:
+    return EncryptionPublicKey.from_jwk(jwk.as_dict())
 
 
 def _check_not_expired(payload: DirectoryPayload, now: datetime) -> None:

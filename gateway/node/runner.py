@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -324,10 +325,17 @@ class Node:
         self.telemetry.shutdown()
 
 
+#: GIL switch interval for node processes (seconds). The store's writer thread waits on SQLite
+#: and fsync; with Python's default of 5 ms, every time it wants the GIL back the event loop may
+#: hold it that long. 0.5 ms keeps the writer and the loop from stalling each other.
+SWITCH_INTERVAL_S = 0.0005
+
+
 async def run_node(
     config: NodeConfig, *, on_ready: Callable[[Node], Awaitable[None]] | None = None
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain (``zvg node run``)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     node = await Node.start(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -45,9 +45,16 @@ from gateway.core.audit import Actor, Record, new_record
 from gateway.core.broker_topology import WITNESS_CONTENT_TYPE, routing_key, split_routing_key
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.core.directory import TrustedDirectory
-from gateway.core.envelope import EnvelopeLimits, VerifiedMessage, open_envelope, peek_header, seal
+from gateway.core.envelope import (
+    EnvelopeHeader,
+    EnvelopeLimits,
+    VerifiedMessage,
+    open_envelope,
+    peek_header,
+    seal,
+)
 from gateway.core.keys import KeyRing, SigningKey
-from gateway.core.merkle import leaf_hash
+from gateway.core.merkle import leaf_hash, verify_inclusion
 from gateway.core.policy import Allowed, Denied, MessageFacts, evaluate
 from gateway.core.witness import AddCheckpointRequest, Cosigned
 from gateway.errors import LocalError, RemoteError, TransientError
@@ -82,6 +89,8 @@ RECEIPT_BATCH = 128
 PUBLISH_BATCH = 512
 #: How long an inbound message waits when our directory has expired (it stays queued).
 EXPIRED_DIRECTORY_RETRY_S = 60.0
+#: Partners' checkpoints remembered as verified (receipts of one batch share a checkpoint).
+VERIFIED_CHECKPOINT_CACHE = 64
 #: Seconds between refreshes of the metrics gauges.
 GAUGE_INTERVAL_S = 5.0
 #: Fallback processing activity for receipts when the config names none for the purpose.
@@ -148,6 +157,12 @@ class NodeService:
             max_future_skew=timedelta(seconds=lim.max_clock_skew_seconds),
         )
         self._outbox_wake = asyncio.Event()
+        #: Envelopes just made durable, handed straight to the publisher (no re-reading); the
+        #: periodic outbox scan catches whatever this misses (restart, failed publish).
+        self._ready: list[PendingPublish] = []
+        self._peeked: tuple[bytes, EnvelopeHeader] | None = None
+        #: Checkpoints of partners' logs already verified (receipts in a batch share one).
+        self._verified_checkpoints: dict[bytes, note.VerifiedCheckpoint] = {}
         self._receipt_wake = asyncio.Event()
         self._inbox_changed = asyncio.Condition()
         self._in_flight: set[tuple[str, str]] = set()
@@ -323,6 +338,7 @@ class NodeService:
                 raise ApiError(
                     "idempotency-conflict", "a concurrent request used this Idempotency-Key"
                 ) from None
+        self._hand_over(entry)
         self.telemetry.messages.add(
             1,
             {
@@ -464,17 +480,40 @@ class NodeService:
             ]
         return self.audit.append(records, self._now())
 
+    def _hand_over(self, entry: OutboxEntry) -> None:
+        """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
+        self._ready += [
+            PendingPublish(
+                entry.message_id,
+                org,
+                entry.envelope,
+                entry.expires_at,
+                entry.message_type,
+                entry.purpose,
+                entry.case_ref,
+            )
+            for org, _roles in entry.recipients
+        ]
+        self._outbox_wake.set()
+
     async def run_outbox(self) -> None:
-        """Publish every queued envelope until confirmed (or expired); runs until stopped."""
+        """Publish every queued envelope until confirmed (or expired); runs until stopped.
+
+        Fresh entries come straight from :meth:`_hand_over`; every ``outbox_retry_seconds`` (and
+        at start) a scan of the store picks up anything older that is still unconfirmed."""
         retry = self.config.limits.outbox_retry_seconds
+        loop = asyncio.get_running_loop()
+        next_scan = 0.0
         while not self._stopping.is_set():
             self._outbox_wake.clear()
             publisher = self.publisher
             if publisher is not None:
-                try:
-                    pending = await self.store.pending_publishes(PUBLISH_BATCH)
-                except TransientError:
-                    pending = []
+                pending, self._ready = self._ready, []
+                if loop.time() >= next_scan:
+                    older = None if next_scan == 0.0 else self._now() - timedelta(seconds=retry)
+                    with contextlib.suppress(TransientError):
+                        pending += await self.store.pending_publishes(PUBLISH_BATCH, older)
+                    next_scan = loop.time() + retry
                 for p in pending:
                     key = (p.message_id, p.org)
                     if key not in self._in_flight:
@@ -544,7 +583,17 @@ class NodeService:
 
     def sender_of(self, body: bytes) -> str:
         """The sender org named in an envelope's header (for the consumer's user_id check)."""
-        return peek_header(body, limits=self.envelope_limits).sender_org
+        return self._peek(body).sender_org
+
+    def _peek(self, body: bytes) -> EnvelopeHeader:
+        """``peek_header`` memoised per envelope: the consumer's sender check and the inbound
+        pipeline both need the header of the same bytes (refusals are never cached)."""
+        cached = self._peeked
+        if cached is not None and cached[0] is body:
+            return cached[1]
+        header = peek_header(body, limits=self.envelope_limits)
+        self._peeked = (body, header)
+        return header
 
     def broker_user_of(self, org: str) -> str | None:
         member = self.directory.member(org)
@@ -556,7 +605,7 @@ class NodeService:
         if delivery.content_type == WITNESS_CONTENT_TYPE:
             return await self._on_witness(delivery, started)
         try:
-            header = peek_header(delivery.body, limits=self.envelope_limits)
+            header = self._peek(delivery.body)
         except RemoteError as exc:
             return await self._refuse(exc, delivery, None)
         if self.directory.status(started, timedelta(0))[0] == "expired":
@@ -787,7 +836,20 @@ class NodeService:
             proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
             if proof.extra is None:
                 return "the proof carries no record"
-            note.verify_tlog_proof(proof, leaf_hash=leaf_hash(proof.extra), log_keys=log_keys)
+            signed = self._verified_checkpoints.get(proof.checkpoint)
+            if signed is None or signed.checkpoint.origin != origin:
+                signed = note.open_checkpoint(proof.checkpoint, log_keys=log_keys, now=now)
+                if len(self._verified_checkpoints) >= VERIFIED_CHECKPOINT_CACHE:
+                    self._verified_checkpoints.pop(next(iter(self._verified_checkpoints)))
+                self._verified_checkpoints[proof.checkpoint] = signed
+            if not verify_inclusion(
+                proof.index,
+                signed.checkpoint.size,
+                leaf_hash(proof.extra),
+                list(proof.inclusion_proof),
+                signed.checkpoint.root,
+            ):
+                return "the inclusion proof does not verify"
             view = strictjson.loads(proof.extra)
         except (RemoteError, ValueError) as exc:
             return f"the inclusion proof does not verify ({exc.__class__.__name__})"
@@ -824,13 +886,15 @@ class NodeService:
                 await asyncio.wait_for(self._receipt_wake.wait(), timeout=5.0)
 
     async def _seal_receipts(self, pending: Sequence[PendingReceipt]) -> None:
+        """Seal a batch of receipts: one checkpoint, one read of the proved records, one commit."""
         checkpoint = await self.audit.checkpoint(min_size=max(p.record_idx for p in pending) + 1)
         if checkpoint is None:
             raise TransientError("no checkpoint yet")
+        views = self.audit.views([p.record_idx for p in pending])
+        now = self._now()
+        sealed: list[tuple[PendingReceipt, OutboxEntry]] = []
+        records: list[Record] = []
         for p in pending:
-            now = self._now()
-            proof = await self.audit.tlog_proof(p.record_idx, checkpoint)
-            claims = self._receipt_claims(p, now, proof.decode("utf-8"))
             try:
                 key = self.directory.encryption_key(p.sender, now)
             except LocalError:
@@ -839,6 +903,8 @@ class NodeService:
                 )
                 await self.store.drop_pending_receipt(p.id)
                 continue
+            proof = self.audit.tlog_proof(p.record_idx, views[p.record_idx], checkpoint)
+            claims = self._receipt_claims(p, now, proof.decode("utf-8"))
             envelope = seal(
                 claims,
                 signing_key=self.keys.signing,
@@ -846,31 +912,41 @@ class NodeService:
                 rand=self.rand,
                 limits=self.envelope_limits,
             )
-            entry = OutboxEntry(
-                message_id=claims.message_id,
-                message_type="receipt",
-                purpose=claims.purpose,
-                case_ref=claims.case_ref,
-                in_reply_to=p.message_id,
-                created_at=claims.created_at,
-                expires_at=claims.expires_at,
-                digest=peek_header(envelope, limits=self.envelope_limits).digest,
-                envelope=envelope,
-                recipients=((p.sender, (claims.recipients[0].role,)),),
+            sealed.append(
+                (
+                    p,
+                    OutboxEntry(
+                        message_id=claims.message_id,
+                        message_type="receipt",
+                        purpose=claims.purpose,
+                        case_ref=claims.case_ref,
+                        in_reply_to=p.message_id,
+                        created_at=claims.created_at,
+                        expires_at=claims.expires_at,
+                        digest=peek_header(envelope, limits=self.envelope_limits).digest,
+                        envelope=envelope,
+                        recipients=((p.sender, (claims.recipients[0].role,)),),
+                    ),
+                )
             )
-            record = self._record(
-                "receipt.send",
-                message_id=p.message_id,
-                peer=p.sender,
-                purpose=claims.purpose,
-                legal_basis=claims.legal_basis,
-                case_ref=claims.case_ref,
-                reason=p.reason,
-                detail={"status": p.status, "receipt_id": claims.message_id},
-                trace_id=claims.trace.split("-")[1],
-                span_id=claims.trace.split("-")[2],
+            records.append(
+                self._record(
+                    "receipt.send",
+                    message_id=p.message_id,
+                    peer=p.sender,
+                    purpose=claims.purpose,
+                    legal_basis=claims.legal_basis,
+                    case_ref=claims.case_ref,
+                    reason=p.reason,
+                    detail={"status": p.status, "receipt_id": claims.message_id},
+                    trace_id=claims.trace.split("-")[1],
+                    span_id=claims.trace.split("-")[2],
+                )
             )
-            await self.store.complete_receipt(p, entry, now, extra=self.audit.append([record], now))
+        if sealed:
+            await self.store.complete_receipts(sealed, now, extra=self.audit.append(records, now))
+            for _p, entry in sealed:
+                self._hand_over(entry)
 
     def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> ClaimsBase:
         info = p.info
@@ -989,31 +1065,39 @@ class NodeService:
         reason = None if accept else "adapter_rejected"
         purge_after = now + timedelta(days=self.config.retention.inbox_after_ack_days)
 
-        def extra(db: sqlite3.Connection, sender: str) -> None:
-            row = db.execute(
-                "SELECT claims, digest, roles FROM inbox WHERE sender=? AND message_id=?",
-                (sender, message_id),
-            ).fetchone()
-            claims = parse_claims(bytes(row[0]), catalogue=self.catalogue)
-            fields = self._claims_fields(claims)
-            fields["digest"] = _b64(bytes(row[1]))
-            if adapter_reason:
-                fields["detail"] = {"adapter_reason": adapter_reason}
-            record = self._record("adapter.ack" if accept else "adapter.reject", **fields)
-            records: list[Record] = [record]
-            if actor is not None:
-                records.append(
-                    self._record(
-                        "access",
-                        actor=actor,
-                        message_id=message_id,
-                        trace_id=fields["trace_id"],
-                        case_ref=claims.case_ref,
-                    )
+        rows = self.store.read(
+            "SELECT sender, claims, digest, roles, status FROM inbox WHERE message_id=?"
+            " ORDER BY seq LIMIT 1",
+            (message_id,),
+        )
+        if not rows or rows[0][4] == "refused":
+            raise ApiError("not-found", f"no delivered message {message_id} in this node's inbox")
+        _sender, claims_json, digest, roles_json, current = rows[0]
+        if current != "delivered" or claims_json is None:
+            return  # settled before: acking or rejecting again changes nothing
+        claims = parse_claims(bytes(claims_json), catalogue=self.catalogue)
+        fields = self._claims_fields(claims)
+        fields["digest"] = _b64(bytes(digest))
+        if adapter_reason:
+            fields["detail"] = {"adapter_reason": adapter_reason}
+        records: list[Record] = [
+            self._record("adapter.ack" if accept else "adapter.reject", **fields)
+        ]
+        if actor is not None:
+            records.append(
+                self._record(
+                    "access",
+                    actor=actor,
+                    message_id=message_id,
+                    trace_id=fields["trace_id"],
+                    case_ref=claims.case_ref,
                 )
-            idx = self.audit.append(records, now)(db)[0]
-            roles = tuple(json.loads(row[2]))
-            info = _receipt_info(claims, roles, bytes(row[1]))
+            )
+        append = self.audit.append(records, now)
+        info = _receipt_info(claims, tuple(json.loads(roles_json)), bytes(digest))
+
+        def extra(db: sqlite3.Connection, sender: str) -> None:
+            idx = append(db)[0]
             pending_receipt_job(sender, message_id, status, reason, idx, info, now)(db)
 
         sender = await self.store.settle_inbox(

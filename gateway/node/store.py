@@ -22,7 +22,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -263,7 +263,9 @@ class Store(Protocol):
     async def remember_idempotent(
         self, client: str, key: str, request: bytes, message_id: str, now: datetime
     ) -> None: ...
-    async def pending_publishes(self, limit: int) -> list[PendingPublish]: ...
+    async def pending_publishes(
+        self, limit: int, older_than: datetime | None = None
+    ) -> list[PendingPublish]: ...
     async def set_status(
         self,
         message_id: str,
@@ -290,10 +292,9 @@ class Store(Protocol):
     async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]: ...
     async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]: ...
     async def gauges(self, now: datetime) -> dict[str, float]: ...
-    async def complete_receipt(
+    async def complete_receipts(
         self,
-        pending: PendingReceipt,
-        entry: OutboxEntry,
+        sealed: Sequence[tuple[PendingReceipt, OutboxEntry]],
         now: datetime,
         extra: Job[Any] | None = None,
     ) -> None: ...
@@ -335,6 +336,10 @@ class SqliteStore:
             self._db.close()
             raise LocalError(f"{path}: cannot open the store ({exc})") from None
         path.chmod(0o600)
+        # Reads that need no transaction run on a second connection in the caller's thread:
+        # WAL readers see committed data without waiting for the writer's fsyncs.
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._reader.execute("PRAGMA query_only=ON")
         self._thread = threading.Thread(target=self._loop, name="zvg-store", daemon=True)
         self._thread.start()
 
@@ -353,6 +358,13 @@ class SqliteStore:
             self._queue.append(_Pending(job, future))
             self._cond.notify()
         return await asyncio.wrap_future(future)
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on the read connection (committed data only)."""
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
 
     def run_sync(self, job: Job[T]) -> T:
         """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
@@ -410,6 +422,7 @@ class SqliteStore:
             self._cond.notify()
         await asyncio.to_thread(self._thread.join)
         self._db.close()
+        self._reader.close()
 
     # ------------------------------------------------------------------ outbox
 
@@ -424,35 +437,33 @@ class SqliteStore:
         await self.run(job)
 
     async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None:
-        def job(db: sqlite3.Connection) -> tuple[bytes, str] | None:
-            row = db.execute(
-                "SELECT request, message_id FROM idempotency WHERE client=? AND key=?",
-                (client, key),
-            ).fetchone()
-            return None if row is None else (bytes(row[0]), str(row[1]))
-
-        return await self.run(job)
+        rows = self.read(
+            "SELECT request, message_id FROM idempotency WHERE client=? AND key=?", (client, key)
+        )
+        return None if not rows else (bytes(rows[0][0]), str(rows[0][1]))
 
     async def remember_idempotent(
         self, client: str, key: str, request: bytes, message_id: str, now: datetime
     ) -> None:
         await self.run(idempotency_job(client, key, request, message_id, now))
 
-    async def pending_publishes(self, limit: int) -> list[PendingPublish]:
-        def job(db: sqlite3.Connection) -> list[PendingPublish]:
-            rows = db.execute(
-                "SELECT r.message_id, r.org, o.envelope, o.expires_at, o.message_type, o.purpose,"
-                " o.case_ref FROM outbox_recipients r JOIN outbox o USING (message_id)"
-                " WHERE r.published = 0 AND r.status = 'queued' AND o.envelope IS NOT NULL"
-                " ORDER BY o.created_at LIMIT ?",
-                (limit,),
-            ).fetchall()
-            return [
-                PendingPublish(m, org, bytes(env), _dt(exp), t, p, c)
-                for m, org, env, exp, t, p, c in rows
-            ]
-
-        return await self.run(job)
+    async def pending_publishes(
+        self, limit: int, older_than: datetime | None = None
+    ) -> list[PendingPublish]:
+        """Envelopes not yet confirmed by the broker (created before ``older_than``, if given:
+        fresh ones are handed to the publisher directly and need no re-reading)."""
+        cutoff = _ts(older_than) if older_than is not None else float("inf")
+        rows = self.read(
+            "SELECT r.message_id, r.org, o.envelope, o.expires_at, o.message_type, o.purpose,"
+            " o.case_ref FROM outbox_recipients r JOIN outbox o USING (message_id)"
+            " WHERE r.published = 0 AND r.status = 'queued' AND o.envelope IS NOT NULL"
+            " AND o.created_at < ? ORDER BY o.created_at LIMIT ?",
+            (cutoff, limit),
+        )
+        return [
+            PendingPublish(m, org, bytes(env), _dt(exp), t, p, c)
+            for m, org, env, exp, t, p, c in rows
+        ]
 
     async def set_status(
         self,
@@ -474,34 +485,25 @@ class SqliteStore:
         return await self.run(job)
 
     async def message(self, message_id: str) -> MessageRow | None:
-        def job(db: sqlite3.Connection) -> MessageRow | None:
-            row = db.execute(
-                "SELECT message_type, purpose, case_ref, created_at, expires_at, digest FROM outbox"
-                " WHERE message_id=?",
+        rows = self.read(
+            "SELECT message_type, purpose, case_ref, created_at, expires_at, digest FROM outbox"
+            " WHERE message_id=?",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        recipients = tuple(
+            RecipientRow(o, tuple(json.loads(r)), s, reason, _dt(u))
+            for o, r, s, reason, u in self.read(
+                "SELECT org, roles, status, reason, updated_at FROM outbox_recipients"
+                " WHERE message_id=? ORDER BY rowid",
                 (message_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            recipients = tuple(
-                RecipientRow(o, tuple(json.loads(r)), s, reason, _dt(u))
-                for o, r, s, reason, u in db.execute(
-                    "SELECT org, roles, status, reason, updated_at FROM outbox_recipients"
-                    " WHERE message_id=? ORDER BY rowid",
-                    (message_id,),
-                )
             )
-            return MessageRow(
-                message_id,
-                row[0],
-                row[1],
-                row[2],
-                _dt(row[3]),
-                _dt(row[4]),
-                bytes(row[5]),
-                recipients,
-            )
-
-        return await self.run(job)
+        )
+        return MessageRow(
+            message_id, row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), bytes(row[5]), recipients
+        )
 
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]:
         """Mark every recipient still queued or sent after the message expired; return them."""
@@ -522,14 +524,11 @@ class SqliteStore:
     # ------------------------------------------------------------------ inbox
 
     async def seen(self, sender: str, message_id: str) -> SeenRow | None:
-        def job(db: sqlite3.Connection) -> SeenRow | None:
-            row = db.execute(
-                "SELECT digest, status, message_type FROM inbox WHERE sender=? AND message_id=?",
-                (sender, message_id),
-            ).fetchone()
-            return None if row is None else SeenRow(bytes(row[0]), str(row[1]), str(row[2]))
-
-        return await self.run(job)
+        rows = self.read(
+            "SELECT digest, status, message_type FROM inbox WHERE sender=? AND message_id=?",
+            (sender, message_id),
+        )
+        return None if not rows else SeenRow(bytes(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
 
     async def add_inbox(self, entry: InboxEntry, extra: Job[Any] | None = None) -> bool:
         """Store an inbound message once (with ``extra``: its audit records and pending receipt,
@@ -655,7 +654,7 @@ class SqliteStore:
     # ------------------------------------------------------------------ receipts to seal
 
     async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]:
-        """The oldest receipts waiting to be sealed (they stay until :meth:`complete_receipt`)."""
+        """The oldest receipts waiting to be sealed (they stay until :meth:`complete_receipts`)."""
 
         def job(db: sqlite3.Connection) -> list[PendingReceipt]:
             return [
@@ -669,23 +668,23 @@ class SqliteStore:
 
         return await self.run(job)
 
-    async def complete_receipt(
+    async def complete_receipts(
         self,
-        pending: PendingReceipt,
-        entry: OutboxEntry,
+        sealed: Sequence[tuple[PendingReceipt, OutboxEntry]],
         now: datetime,
         extra: Job[Any] | None = None,
     ) -> None:
-        """Put a sealed receipt in the outbox and drop it from the pending list, atomically."""
+        """Put sealed receipts in the outbox and drop them from the pending list, atomically."""
 
         def job(db: sqlite3.Connection) -> None:
-            _insert_outbox(db, entry, now)
-            db.execute(
-                "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
-                " VALUES (?,?,?,?)",
-                (pending.sender, pending.message_id, pending.status, entry.message_id),
-            )
-            db.execute("DELETE FROM receipts_pending WHERE id=?", (pending.id,))
+            for pending, entry in sealed:
+                _insert_outbox(db, entry, now)
+                db.execute(
+                    "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
+                    " VALUES (?,?,?,?)",
+                    (pending.sender, pending.message_id, pending.status, entry.message_id),
+                )
+                db.execute("DELETE FROM receipts_pending WHERE id=?", (pending.id,))
             if extra is not None:
                 extra(db)
 

@@ -625,3 +625,21 @@ def test_duplicate_key_refused_even_when_last_value_is_valid() -> None:
     valid = json.dumps(load_example("case.status"))
     with pytest.raises(ValidationError, match="duplicate key"):
         parse_claims('{"spec": "zvg/2", ' + valid[1:])
+
+
+def test_subjects_are_referenced_only_through_household_fields() -> None:
+    """subject_refs_used looks only at body.household: keep every body that way."""
+    import typing
+
+    from schemas.bodies import BODY_TYPES
+    from schemas.common import HouseholdMember
+
+    def mentions_household(annotation: object) -> bool:
+        if annotation is HouseholdMember:
+            return True
+        return any(mentions_household(a) for a in typing.get_args(annotation))
+
+    for body in BODY_TYPES.values():
+        for name, info in body.model_fields.items():
+            if mentions_household(info.annotation):
+                assert name == "household", f"{body.__name__}.{name}"
