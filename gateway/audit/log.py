@@ -240,6 +240,22 @@ class AuditLog:
             self.latest = StoredCheckpoint(size, root, signed)
             return self.latest
 
+    async def shred(self, now: datetime) -> int:
+        """Delete the personal parts (case reference, pseudonyms, actor) and their salts of the
+        records past audit retention; the leaf views and every proof stay valid. Returns how
+        many records were shredded."""
+
+        def job(db: sqlite3.Connection) -> int:
+            return int(
+                db.execute(
+                    "UPDATE audit_records SET personal=NULL, salt=NULL, case_ref=NULL"
+                    " WHERE purge_after <= ? AND personal IS NOT NULL",
+                    (now.timestamp(),),
+                ).rowcount
+            )
+
+        return await self.store.run(job)
+
     async def peer_sizes(self) -> dict[str, int]:
         """Per peer witnessing our log: the size it last cosigned."""
 

@@ -169,8 +169,10 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     sent: set[str] = set()
     limit = service.config.limits.inbox_page_max
     while not service.stopping:
-        items = await service.inbox(limit=limit, wait=0, actor=actor)
+        items = await service.inbox(limit=limit, wait=0)
         fresh = [i for i in items if i.message_id not in sent]
+        if actor is not None and fresh:
+            await service.record_access(actor, [i.message_id for i in fresh])
         for item in fresh:
             sent.add(item.message_id)
             await response.write(
@@ -277,6 +279,11 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
+async def _hide_server(_request: web.Request, response: web.StreamResponse) -> None:
+    """Do not tell clients which Python and aiohttp versions run the node."""
+    response.headers["Server"] = "zv-gateway"
+
+
 def build_app(
     service: NodeService, readiness: Callable[[], Awaitable[dict[str, Any]]]
 ) -> web.Application:
@@ -287,6 +294,7 @@ def build_app(
     app[SERVICE] = service
     app[TOKENS] = service.config.api.tokens
     app[READINESS] = readiness
+    app.on_response_prepare.append(_hide_server)
     app.router.add_post("/v1/messages", _send)
     app.router.add_get("/v1/messages/{message_id}", _status)
     app.router.add_get("/v1/inbox", _inbox)

@@ -20,7 +20,7 @@ __all__ = ["PROBLEM_BASE", "PROBLEM_TYPES", "ApiError", "field_errors"]
 
 PROBLEM_BASE = "https://zv-gateway.example/problems/"
 
-#: slug → (HTTP status, title). The documented, stable set (docs/integrators.md).
+#: slug → (HTTP status, title). The documented, stable set (docs/api.md).
 PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "invalid-request": (400, "The request is not valid JSON or not of the expected shape"),
     "unauthorized": (401, "A valid bearer token is needed"),

@@ -1044,6 +1044,12 @@ class NodeService:
             for r in rows
         ]
 
+    async def record_access(self, actor: Actor, message_ids: Sequence[str]) -> None:
+        """Access records for messages shown to an actor (the event stream, once per message)."""
+        now = self._now()
+        records = [self._record("access", actor=actor, message_id=m) for m in message_ids]
+        await self.store.run(self.audit.append(records, now))
+
     async def wait_inbox(self, seconds: float) -> None:
         """Return when the inbox changed or after ``seconds`` (server-sent events)."""
         async with self._inbox_changed:
@@ -1131,13 +1137,15 @@ class NodeService:
         inbox, outbox, forgotten = await self.store.purge(
             now, self.config.retention.outbox_after_final_days * 86400
         )
-        if inbox or outbox or forgotten:
+        shredded = await self.audit.shred(now)
+        if inbox or outbox or forgotten or shredded:
             record = self._record(
                 "retention.purge",
                 detail={
                     "inbox_payloads": inbox,
                     "outbox_envelopes": outbox,
                     "inbox_rows": forgotten,
+                    "audit_personal_parts": shredded,
                 },
             )
             await self.store.run(self.audit.append([record], now))

@@ -310,6 +310,10 @@ class _Pending:
     future: Future[Any]
 
 
+#: Seconds an Idempotency-Key is remembered: far longer than any adapter retries a send
+#: (the client SDK gives up after minutes), short enough that the table does not grow for ever.
+IDEMPOTENCY_KEEP_S = 7 * 86400
+
 #: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
 MAX_GROUP = 256
 
@@ -722,6 +726,8 @@ class SqliteStore:
                 " AND status != 'delivered'",
                 (t,),
             ).rowcount
+            # An Idempotency-Key only has to outlive an adapter's retries.
+            db.execute("DELETE FROM idempotency WHERE created_at + ? <= ?", (IDEMPOTENCY_KEEP_S, t))
             return inbox, outbox, forgotten
 
         return await self.run(job)

@@ -96,7 +96,9 @@ async def test_inbox_payload_goes_after_retention_and_the_evidence_stays(fed: Fe
         gem, "SELECT status, length(digest) FROM inbox WHERE message_id=?", message_id
     ) == [("accepted", 32)], "what dedupe needs stays until the replay window closed"
     assert _audit_names(gem, message_id) == before, "no audit record is touched"
-    assert _purge_records(gem) == [{"inbox_payloads": 1, "outbox_envelopes": 0, "inbox_rows": 0}]
+    assert _purge_records(gem) == [
+        {"inbox_payloads": 1, "outbox_envelopes": 0, "inbox_rows": 0, "audit_personal_parts": 0}
+    ]
     # The adapter sees nothing new, and a late second ack is still harmless.
     assert await fed.client("gemeente").inbox(wait=0) == []
     assert await fed.client("gemeente").ack(message_id) == 204
@@ -138,7 +140,9 @@ async def test_outbox_envelope_goes_after_final_status_or_expiry(fed: Fed) -> No
     _move(pol, accepted_at + timedelta(days=1, minutes=6))
     assert await pol.service.purge_once() == (0, 0, 2, 0)
     assert _query(pol, envelope) == []
-    assert _purge_records(pol) == [{"inbox_payloads": 0, "outbox_envelopes": 2, "inbox_rows": 0}]
+    assert _purge_records(pol) == [
+        {"inbox_payloads": 0, "outbox_envelopes": 2, "inbox_rows": 0, "audit_personal_parts": 0}
+    ]
     # Status and evidence stay: the API still answers, the signed receipts are kept.
     assert [r["status"] for r in (await client.status(answered))["recipients"]] == ["accepted"]
     assert [r["status"] for r in (await client.status(unanswered))["recipients"]] == ["expired"]
@@ -207,3 +211,36 @@ async def test_a_replay_after_the_receiver_forgot_the_message_is_not_delivered_a
         await asyncio.sleep(0.1)
     assert await fed.client("gemeente").inbox(wait=0) == [], "delivered a second time"
     assert gem.service.counters.get("duplicates") == 1
+
+
+async def test_audit_personal_parts_are_shredded_and_the_log_still_verifies(fed: Fed) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    _configure(fed, "gemeente", "politie")
+    await fed.start("politie")
+    gem = await fed.start("gemeente")
+    message_id, _acked_at = await _delivered_and_acked(fed)
+    assert _query(gem, "SELECT count(*) FROM audit_records WHERE personal IS NOT NULL")[0][0] > 0
+    days = gem.config.retention.audit_personal_days
+    _move(gem, datetime.now(UTC) + timedelta(days=days, hours=1))
+    await gem.service.purge_once()
+    left = _query(
+        gem,
+        "SELECT count(*) FROM audit_records WHERE personal IS NOT NULL AND idx < ?",
+        gem.service.audit.size - 1,
+    )
+    assert left == [(0,)], "every personal part written before the move is gone"
+    assert _query(
+        gem,
+        "SELECT count(*) FROM audit_records WHERE case_ref IS NOT NULL AND message_id = ?",
+        message_id,
+    ) == [(0,)]
+    assert _purge_records(gem)[-1]["audit_personal_parts"] > 0
+    await gem.service.audit.checkpoint()
+    result = CliRunner().invoke(
+        cli, ["audit", "verify", "--config", str(fed.nodes["gemeente"].config)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "past retention" in result.output
