@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +66,7 @@ from gateway.demo.workspace import (
     CHECKPOINT_INTERVAL_S,
     Workspace,
     build_workspace,
+    check_work_dir,
     demo_broker,
     make_federation,
     prepare_work_dir,
@@ -81,6 +85,9 @@ MESSAGE_WAIT_S = 60.0
 
 #: Seconds the partners get to cosign every node's latest checkpoint.
 WITNESS_WAIT_S = 60.0
+
+#: Seconds a demo waits for another demo on the same machine (and broker) to finish.
+LOCK_WAIT_S = 600.0
 
 #: Partner cosignatures each node's latest checkpoint must carry.
 MIN_COSIGNERS = 2
@@ -150,6 +157,55 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> None:
     ``DemoInterrupted``; returns normally when the case ran and every log verified."""
     out = console or Console()
     started = time.monotonic()
+    check_work_dir(options.work)  # before anything else: a wrong --work fails at once
+    out.line(
+        out.bold(
+            f"zv-gateway demo {out.dash} five partners of {FEDERATION_NAME} handle case "
+            f"{story.CASE_REF}, from referral to warm handover"
+        )
+    )
+    with _signals(_raise_interrupted):
+        lock = _one_demo_at_a_time(out)
+    try:
+        _run_locked(options, out, started)
+    finally:
+        os.close(lock)
+
+
+def _lock_path() -> Path:
+    return Path(tempfile.gettempdir()) / f"zvg-demo-{BROKER_HOST}-{BROKER_PORT}.lock"
+
+
+def _one_demo_at_a_time(out: Console) -> int:
+    """Take the machine-wide demo lock (a second demo would remove the first one's broker
+    vhost); wait for a running demo to finish. Returns the locked file descriptor."""
+    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DemoFailed(
+                        f"another zvg demo has been running on this machine for over "
+                        f"{LOCK_WAIT_S:.0f} s (lock {_lock_path()})"
+                    ) from None
+                if not told:
+                    out.line(
+                        "  waiting for another zvg demo on this machine to finish (they share "
+                        "the broker's demo vhost)..."
+                    )
+                    told = True
+                time.sleep(0.5)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _run_locked(options: DemoOptions, out: Console, started: float) -> None:
     now = datetime.now(UTC).replace(microsecond=0)  # directories carry whole seconds
     catalogue = default_catalogue()
     procs: ProcessGroup | None = None
@@ -158,12 +214,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> None:
     try:
         with _signals(_raise_interrupted):
             work = prepare_work_dir(options.work)
-            out.line(
-                out.bold(
-                    f"zv-gateway demo {out.dash} five partners of {FEDERATION_NAME} handle case "
-                    f"{story.CASE_REF}, from referral to warm handover"
-                )
-            )
             out.heading("Setting up")
             fed = make_federation(
                 work / "federation",
@@ -218,7 +268,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> None:
                 out.line()
                 out.line(
                     f"Stopped all {stopped} processes the demo started{cleaned}. "
-                    f"({time.monotonic() - started:.1f} s)"
+                    f"Total {time.monotonic() - started:.1f} s."
                 )
 
 
@@ -303,7 +353,8 @@ async def _play(ws: Workspace, procs: ProcessGroup, out: Console, started: float
         raise
     finally:
         for s in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(s)
+            loop.remove_signal_handler(s)  # resets to the default: put ours back
+            signal.signal(s, _raise_interrupted)
 
 
 async def _run_case(ws: Workspace, procs: ProcessGroup, out: Console) -> dict[str, Any]:
@@ -641,8 +692,8 @@ async def _summary(ws: Workspace, out: Console, started: float, denial: dict[str
     out.line()
     out.line(
         out.good(
-            f"The case ran from referral to closure in {time.monotonic() - started:.1f} s; "
-            "every exchange is logged at both ends, verified and cosigned."
+            "The case ran from referral to closure; every exchange is logged at both ends, "
+            f"verified and cosigned ({time.monotonic() - started:.1f} s)."
         )
     )
 

@@ -65,6 +65,7 @@ __all__ = [
     "DemoBroker",
     "Workspace",
     "build_workspace",
+    "check_work_dir",
     "demo_broker",
     "make_federation",
     "prepare_work_dir",
@@ -100,21 +101,27 @@ STATUS_POLL_S = 0.5
 SECRET_BYTES = 32
 
 
-def prepare_work_dir(work: Path) -> Path:
-    """Make ``work`` an empty demo working folder (wiping the previous run's) and return its
-    absolute path. Raises :class:`LocalError` for a folder the demo did not make."""
+def check_work_dir(work: Path) -> Path:
+    """The absolute path of ``work`` if the demo may use it: missing, empty, or a demo working
+    folder. Raises :class:`LocalError` for anything else (it changes nothing)."""
     work = work.expanduser().absolute()
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         raise LocalError(f"{work} is not a folder; choose another --work")
+    if work.exists() and not (work / WORK_MARKER).is_file() and any(work.iterdir()):
+        raise LocalError(
+            f"{work} exists and is not a demo working folder (no {WORK_MARKER}); "
+            "refusing to wipe it: choose another --work or remove it"
+        )
+    return work
+
+
+def prepare_work_dir(work: Path) -> Path:
+    """Make ``work`` an empty demo working folder (wiping the previous run's) and return its
+    absolute path. Raises :class:`LocalError` for a folder the demo did not make."""
+    work = check_work_dir(work)
     if work.exists():
-        if (work / WORK_MARKER).is_file():
-            shutil.rmtree(work)
-        elif any(work.iterdir()):
-            raise LocalError(
-                f"{work} exists and is not a demo working folder (no {WORK_MARKER}); "
-                "refusing to wipe it: choose another --work or remove it"
-            )
-    work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
     (work / WORK_MARKER).write_text(
         "zv-gateway demo working folder: `zvg demo` wipes it at the start of its next run.\n",
         encoding="utf-8",
