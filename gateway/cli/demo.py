@@ -4,7 +4,8 @@ The second of the README's two commands (``./scripts/demo`` sets up the virtuale
 then runs this). Exit codes: 0 when the case ran and every audit log verified; 1 when a step
 failed (one line saying which and where to look); 2 for set-up problems (e.g. a ``--work``
 folder that is not the demo's); 130/143 when stopped by Ctrl-C/SIGTERM. Every process the demo
-started is stopped on every path.
+started is stopped on every path. Even an unexpected exception is one line (its traceback goes
+to a file the line names).
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def demo(example_keys: bool, work: Path, keep: bool) -> None:
     de-escalation, warm handover, closure), waits until the partners have cosigned each
     other's audit logs, runs `zvg audit verify` on every node and prints a summary.
     """
+    from pydantic import ValidationError
+
     from gateway.demo.run import DemoInterrupted, DemoOptions, run_demo
+    from gateway.errors import GatewayError
 
     try:
         run_demo(DemoOptions(work=work, example_keys=example_keys, keep=keep))
@@ -53,6 +57,36 @@ def demo(example_keys: bool, work: Path, keep: bool) -> None:
     except KeyboardInterrupt:
         click.echo("zvg: error: interrupted; stopped every process the demo started", err=True)
         sys.exit(130)
+    except (GatewayError, ValidationError):
+        raise  # one line from the zvg group
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, not a traceback
+        where = _save_traceback(work)
+        click.echo(
+            f"zvg: error: the demo failed unexpectedly ({type(exc).__name__}: {exc}); "
+            f"traceback in {where}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _save_traceback(work: Path) -> Path:
+    """Write the current exception's traceback next to the demo's logs (or to a temp file)."""
+    import os
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    target = work.absolute() / "logs" / "demo-traceback.txt"
+    if target.parent.is_dir():
+        try:
+            target.write_text(text, encoding="utf-8")
+            return target
+        except OSError:
+            pass
+    fd, name = tempfile.mkstemp(prefix="zvg-demo-", suffix=".txt")
+    os.write(fd, text.encode("utf-8"))
+    os.close(fd)
+    return Path(name)
 
 
 COMMANDS: list[click.Command] = [demo]

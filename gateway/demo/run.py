@@ -71,7 +71,7 @@ from gateway.demo.workspace import (
     make_federation,
     prepare_work_dir,
 )
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, LocalError
 from gateway.node.config import Retention
 from schemas.catalogue import default_catalogue
 
@@ -179,7 +179,11 @@ def _lock_path() -> Path:
 def _one_demo_at_a_time(out: Console) -> int:
     """Take the machine-wide demo lock (a second demo would remove the first one's broker
     vhost); wait for a running demo to finish. Returns the locked file descriptor."""
-    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # Read-only is enough for flock, so another user can share the lock file.
+        fd = os.open(_lock_path(), os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LocalError(f"cannot open the demo lock {_lock_path()}: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + LOCK_WAIT_S
         told = False
@@ -440,8 +444,8 @@ def _describe_partners(out: Console, ws: Workspace, systems: dict[str, PartnerSy
         "In production GGZ uses the FHIR adapter and the municipality the ZGW adapter. Those need "
         "a FHIR server and a Zaken API, which the demo does not start (their tests run Medplum "
         "and Prism); here both systems use the client SDK those adapters are built on. The "
-        "police, OM and Veilig Thuis systems are stand-ins that write and read files, and receive "
-        "HTTPS pushes, through the real adapters.",
+        "police's, the OM's and Veilig Thuis' own systems are played by the demo, but reach their "
+        "nodes through the real folder and webhook adapter processes.",
         2,
     )
 
@@ -657,6 +661,7 @@ async def _verify(config: Path) -> tuple[int, str]:
     """Run the real ``zvg audit verify`` on one node; (exit code, output)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
+        "-P",
         "-m",
         "gateway.cli",
         "audit",

@@ -313,3 +313,36 @@ def test_plain_terminals_get_ascii_and_no_colour() -> None:
     assert console.bold("x") == "x", "no colour codes when stdout is not a terminal"
     utf8 = Console(io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
     assert (utf8.arrow, utf8.check) == ("\u2192", "\u2713")
+
+
+def test_an_unexpected_failure_is_one_line_with_the_traceback_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("something nobody planned")
+
+    monkeypatch.setattr("gateway.demo.run.run_demo", boom)
+    (tmp_path / "work" / "logs").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["demo", "--work", str(tmp_path / "work")])
+    assert result.exit_code == 1
+    [line] = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert line.startswith("zvg: error: the demo failed unexpectedly (RuntimeError")
+    saved = tmp_path / "work" / "logs" / "demo-traceback.txt"
+    assert str(saved) in line
+    assert "something nobody planned" in saved.read_text()
+
+
+def test_an_interrupt_is_one_line_and_the_signals_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.demo.run import DemoInterrupted
+
+    def interrupted(*_args: object, **_kw: object) -> None:
+        raise DemoInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr("gateway.demo.run.run_demo", interrupted)
+    result = CliRunner().invoke(cli, ["demo", "--work", str(tmp_path / "w")])
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert result.output.strip() == (
+        "zvg: error: interrupted by SIGTERM; stopped every process the demo started"
+    )
