@@ -120,12 +120,11 @@ class SdkSystem(PartnerSystem):
         while True:
             try:
                 page = await client.inbox(wait=1, limit=50)
+                for item in page.items:
+                    self.received[item.message_id] = dict(item.claims)  # "stored" in the system
+                    await client.ack(item.message_id)
             except NodeError:
-                await asyncio.sleep(0.2)
-                continue
-            for item in page.items:
-                self.received[item.message_id] = dict(item.claims)  # "stored" in the system
-                await client.ack(item.message_id)
+                await asyncio.sleep(0.2)  # unacked items come again on the next page
 
     async def stop(self) -> None:
         if self._task is not None:

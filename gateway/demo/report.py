@@ -16,6 +16,7 @@ import sys
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -130,7 +131,7 @@ def read_audit(node: NodeFiles) -> NodeAudit:
     return audit
 
 
-def read_witnessing(node: NodeFiles, directory: TrustedDirectory, now: Any) -> VerifyReport:
+def read_witnessing(node: NodeFiles, directory: TrustedDirectory, now: datetime) -> VerifyReport:
     """Recompute the node's log (as ``zvg audit verify`` does) to see its latest checkpoint and
     who cosigned it. Raises ``VerificationFailed`` if the log does not verify."""
     with open_readonly(node.data_dir / "node.db") as db:
