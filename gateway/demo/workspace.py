@@ -1,0 +1,571 @@
+"""What ``zvg demo`` sets up before the case starts: the working folder, the federation, the
+broker, and the configuration of every node and adapter.
+
+Guarantees:
+
+- **The working folder** is wiped at the start of a run only when it is a demo working folder
+  (it holds :data:`WORK_MARKER`) or empty; any other existing folder is refused, so
+  ``--work ~`` cannot delete a home directory. It stays after the run: the audit logs in it are
+  what ``zvg audit query`` reads afterwards.
+- **Keys** are fresh for every run (a new federation: authority keys, member keys, a directory
+  signed by two of three administrators), or copied from ``keys_example/`` with
+  ``--example-keys`` and made ``0600`` (git does not keep file modes).
+- **The broker**: the demo's vhost and its users are provisioned with the same code as
+  ``zvg broker provision`` and carry the tag :data:`DEMO_TAG` (vhost metadata and user tags).
+  :meth:`DemoBroker.clear` removes only objects with that tag and the demo federation's names;
+  an existing vhost or user of the same name *without* the tag belongs to somebody else and
+  stops the demo with an error instead (docs/decisions/0075).
+- Every secret the demo writes (broker passwords, API tokens, pseudonym keys, webhook secrets,
+  the TLS key) is a ``0600`` file in the working folder; nothing personal or secret is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.broker.provision import (
+    Rabbitmqctl,
+    apply_definitions,
+    build_definitions,
+    members_from_directory,
+    password_file,
+)
+from gateway.core.broker_topology import MEMBER_TAG, BrokerMember, vhost_name
+from gateway.core.directory import TrustedDirectory
+from gateway.demo.federation import AUTHORITIES, THRESHOLD, FederationFiles, create_demo_federation
+from gateway.demo.nodes import NodeFiles, write_node_config
+from gateway.demo.story import EXAMPLES_DIR
+from gateway.demo.veenstad import ORGS, DemoOrg, org_by_key
+from gateway.errors import LocalError
+from schemas.catalogue import Catalogue
+
+__all__ = [
+    "BROKER_HOST",
+    "BROKER_PORT",
+    "DEMO_TAG",
+    "WORK_MARKER",
+    "AdapterFiles",
+    "DemoBroker",
+    "Workspace",
+    "build_workspace",
+    "check_work_dir",
+    "demo_broker",
+    "make_federation",
+    "prepare_work_dir",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS_EXAMPLE = ROOT / "keys_example"
+
+#: The file that marks a folder as a demo working folder (and so allows wiping it).
+WORK_MARKER = ".zvg-demo-work"
+
+#: Tag on the demo's broker vhost and users; the demo removes nothing without it.
+DEMO_TAG = "zvg-demo"
+
+#: Where the demo expects RabbitMQ (``scripts/lib.sh`` makes sure it answers there).
+BROKER_HOST = "127.0.0.1"
+BROKER_PORT = 5672
+
+#: How long a fresh demo directory is valid: long enough that a kept working folder can be
+#: explored for weeks, short enough to be obviously a demo.
+DIRECTORY_LIFETIME = timedelta(days=90)
+
+#: Audit checkpoint interval of the demo's nodes (seconds): short, so partners cosign each
+#: other's logs while the case runs. Production default: 60 s.
+CHECKPOINT_INTERVAL_S = 1.0
+
+#: How often the folder adapters look at their folders, and how often they write status files
+#: (seconds). The documented examples use 2 s and 15 s; the demo plays fast.
+FOLDER_POLL_S = 0.2
+STATUS_POLL_S = 0.5
+
+#: Bytes of the generated secrets (256 bits, as ``adapters._runtime.MIN_SECRET_BYTES``).
+SECRET_BYTES = 32
+
+
+def check_work_dir(work: Path) -> Path:
+    """The absolute path of ``work`` if the demo may use it: missing, empty, or a demo working
+    folder. Raises :class:`LocalError` for anything else (it changes nothing)."""
+    work = work.expanduser().absolute()
+    if work.is_symlink() or (work.exists() and not work.is_dir()):
+        raise LocalError(f"{work} is not a folder; choose another --work")
+    if work.exists() and not (work / WORK_MARKER).is_file() and any(work.iterdir()):
+        raise LocalError(
+            f"{work} exists and is not a demo working folder (no {WORK_MARKER}); "
+            "refusing to wipe it: choose another --work or remove it"
+        )
+    return work
+
+
+def prepare_work_dir(work: Path) -> Path:
+    """Make ``work`` an empty demo working folder (wiping the previous run's) and return its
+    absolute path. Raises :class:`LocalError` for a folder the demo did not make."""
+    work = check_work_dir(work)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / WORK_MARKER).write_text(
+        "zv-gateway demo working folder: `zvg demo` wipes it at the start of its next run.\n",
+        encoding="utf-8",
+    )
+    return work
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((BROKER_HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def write_secret(path: Path, value: str) -> Path:
+    """Write a secret file with mode 0600 (created that way, never readable by others)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    return path
+
+
+# ------------------------------------------------------------------ federation
+
+
+def copy_example_federation(root: Path) -> FederationFiles:
+    """Copy ``keys_example/`` to ``root`` and make the private keys 0600."""
+    if not (KEYS_EXAMPLE / "directory.json").is_file():
+        raise LocalError(f"{KEYS_EXAMPLE} is missing: run the demo from a zv-gateway checkout")
+    shutil.copytree(KEYS_EXAMPLE, root)
+    for path in root.rglob("*.key.pem"):
+        path.chmod(0o600)
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        folder.chmod(0o700)
+    return FederationFiles(root, root / "directory.json", root / "authority")
+
+
+def make_federation(
+    root: Path, *, example_keys: bool, now: datetime, catalogue: Catalogue
+) -> FederationFiles:
+    if example_keys:
+        return copy_example_federation(root)
+    return create_demo_federation(
+        root,
+        now=now - timedelta(minutes=1),
+        lifetime=DIRECTORY_LIFETIME,
+        catalogue=catalogue,
+        rand=os.urandom,
+    )
+
+
+# ------------------------------------------------------------------ broker
+
+
+@dataclass
+class DemoBroker:
+    """The demo federation's vhost and users on the local RabbitMQ."""
+
+    ctl: Rabbitmqctl
+    federation: str
+    users: tuple[str, ...]
+    provisioned: bool = False
+
+    @property
+    def vhost(self) -> str:
+        return vhost_name(self.federation)
+
+    def existing(self) -> tuple[bool, list[str]]:
+        """Whether our vhost exists, and which of our users do. Raises :class:`LocalError` when
+        one of them exists without the demo's tag (somebody else's)."""
+        vhosts = {
+            str(row.get("name")): row
+            for row in self.ctl.json("list_vhosts", "name", "description", "tags")
+        }
+        has_vhost = self.vhost in vhosts
+        if has_vhost and DEMO_TAG not in _tags(vhosts[self.vhost].get("tags")):
+            raise LocalError(
+                f"broker vhost {self.vhost} exists but was not made by zvg demo (no {DEMO_TAG} "
+                f"tag); the demo does not touch it. If it is left from an interrupted demo, "
+                f"remove it with: rabbitmqctl delete_vhost {self.vhost}"
+            )
+        users = {str(row.get("user")): row for row in self.ctl.json("list_users")}
+        ours = [u for u in self.users if u in users]
+        for user in ours:
+            if DEMO_TAG not in _tags(users[user].get("tags")):
+                raise LocalError(
+                    f"broker user {user} exists but was not made by zvg demo (no {DEMO_TAG} "
+                    f"tag); the demo does not touch it. If it is left from an interrupted demo, "
+                    f"remove it with: rabbitmqctl delete_user {user}"
+                )
+        return has_vhost, ours
+
+    def clear(self) -> list[str]:
+        """Remove a previous demo run's vhost and users (only those: see :meth:`existing`).
+        Returns what was removed."""
+        has_vhost, users = self.existing()
+        commands = [["delete_vhost", self.vhost]] if has_vhost else []
+        commands += [["delete_user", u] for u in users]
+        self._run_all(commands)
+        return ([self.vhost] if has_vhost else []) + users
+
+    def provision(self, members: Sequence[BrokerMember], secrets_dir: Path) -> dict[str, Any]:
+        """Provision the vhost, users, permissions, exchanges, queues and policies (the same
+        definitions as ``zvg broker provision``), tagged as the demo's."""
+        definitions = mark_as_demo(
+            build_definitions(self.federation, members, secrets_dir=secrets_dir)
+        )
+        self.provisioned = True  # from here on, clean up even if the import fails half-way
+        apply_definitions(definitions, ctl=self.ctl)
+        return definitions
+
+    def remove(self) -> None:
+        """Remove the demo's vhost and users (at the end of a run, unless ``--keep``)."""
+        self.clear()
+        self.provisioned = False
+
+    def _run_all(self, commands: list[list[str]]) -> None:
+        """Run rabbitmqctl commands at once (each one starts an Erlang VM, ~0.5 s)."""
+        base = [self.ctl.executable, "-q"] + (["-n", self.ctl.node] if self.ctl.node else [])
+        running = [
+            (
+                cmd,
+                subprocess.Popen(
+                    [*base, *cmd],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                ),
+            )
+            for cmd in commands
+        ]
+        failures = []
+        for cmd, process in running:
+            _out, err = process.communicate(timeout=120)
+            if process.returncode != 0 and b"not found" not in err.lower():
+                failures.append(f"rabbitmqctl {' '.join(cmd)}: {err.decode(errors='replace')}")
+        if failures:
+            raise LocalError("; ".join(" ".join(f.split()) for f in failures)[:300])
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str):  # some versions print "[a, b]" or "a,b"
+        return [t.strip(" []") for t in value.split(",") if t.strip(" []")]
+    return []
+
+
+def mark_as_demo(definitions: Mapping[str, Any]) -> dict[str, Any]:
+    """The definitions with :data:`DEMO_TAG` on the vhost (metadata) and on every user."""
+    marked: dict[str, Any] = json.loads(json.dumps(definitions))
+    marked["vhosts"] = [
+        {
+            "name": v["name"],
+            "metadata": {
+                "description": "zv-gateway demo federation (zvg demo removes it)",
+                "tags": [DEMO_TAG],
+            },
+        }
+        for v in marked["vhosts"]
+    ]
+    for user in marked["users"]:
+        user["tags"] = [MEMBER_TAG, DEMO_TAG]
+    return marked
+
+
+# ------------------------------------------------------------------ adapters
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a TOML basic string (JSON escapes are valid TOML)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
+def write_toml(path: Path, doc: Mapping[str, Mapping[str, Any]], header: str) -> Path:
+    """Write a TOML file of ``[section]`` tables holding scalars and lists."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for section, values in doc.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def example_config(org_dir: str, name: str) -> dict[str, dict[str, Any]]:
+    """A documented adapter configuration (``docs/adapters/examples/<org>/<name>``)."""
+    path = EXAMPLES_DIR / org_dir / name
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise LocalError(f"{path} is missing: run the demo from a zv-gateway checkout") from None
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    """One adapter process of the demo: its config, where it works, and its ports."""
+
+    name: str  # politie-folder, om-folder, veiligthuis-webhook
+    org: DemoOrg
+    kind: str  # folder | webhook
+    config: Path
+    folder: Path  # the partner system's side: files (folder) or state (webhook)
+    health_port: int
+    listen_port: int | None = None  # the webhook adapter's own endpoint
+    inbound_token: str | None = None
+    signing_secret: bytes | None = None
+    manual_ack: bool = False  # the folder adapter waits for the system's .ack.json files
+
+
+def folder_adapter(
+    root: Path, org: DemoOrg, example: str, node: NodeFiles, token_file: Path
+) -> AdapterFiles:
+    """The documented folder adapter configuration of ``org``, with the demo's paths and
+    faster polling; the mapping file is the documented one."""
+    doc = example_config(org.key, example)
+    folder = root / "files"
+    doc["node"] |= {"url": node.url, "token_file": token_file}
+    settings = doc["folder"]
+    settings["root_dir"] = folder
+    if "csv_mapping" in settings:
+        settings["csv_mapping"] = EXAMPLES_DIR / org.key / settings["csv_mapping"]
+    if "pseudonym_key_file" in settings:
+        settings["pseudonym_key_file"] = write_secret(
+            root / "pseudonym-key", secrets.token_hex(SECRET_BYTES)
+        )
+    # Files are renamed into inbox/ complete, so no settle time is needed.
+    settings |= {
+        "settle_seconds": 0,
+        "poll_seconds": FOLDER_POLL_S,
+        "status_poll_seconds": STATUS_POLL_S,
+    }
+    port = free_port()
+    doc["health"] = {"host": BROKER_HOST, "port": port}
+    doc.setdefault("log", {})["level"] = "info"
+    config = write_toml(
+        root / "folder.toml",
+        doc,
+        f"{org.name} — folder adapter, generated by zvg demo from\n"
+        f"docs/adapters/examples/{org.key}/{example} (demo paths, faster polling).",
+    )
+    return AdapterFiles(
+        f"{org.key}-folder",
+        org,
+        "folder",
+        config,
+        folder,
+        port,
+        manual_ack=settings.get("ack") == "manual",
+    )
+
+
+def webhook_adapter(
+    root: Path, org: DemoOrg, node: NodeFiles, token_file: Path, push_url: str, ca_file: Path
+) -> AdapterFiles:
+    """The documented webhook adapter configuration of Veilig Thuis, pushing to the demo's
+    stand-in of the registration system. Without the ``melding`` mapping: in the demo VT's
+    system answers a question, which it posts as the node API's JSON."""
+    doc = example_config(org.key, "webhook.toml")
+    secret = secrets.token_hex(SECRET_BYTES)
+    inbound = secrets.token_urlsafe(SECRET_BYTES)
+    listen = free_port()
+    doc["node"] |= {"url": node.url, "token_file": token_file}
+    settings = doc["webhook"]
+    for key in ("mapping", "pseudonym_key_file"):
+        settings.pop(key, None)
+    settings |= {
+        "push_url": push_url,
+        "ca_file": ca_file,
+        "signing_secret_file": write_secret(root / "webhook-secret", secret),
+        "inbound_token_file": write_secret(root / "inbound-token", inbound),
+        "listen_host": BROKER_HOST,
+        "listen_port": listen,
+        "state_dir": root / "state",
+        "status_poll_seconds": 1.0,
+        "pause_seconds": 1.0,
+        "push_timeout_seconds": 5.0,
+    }
+    port = free_port()
+    doc["health"] = {"host": BROKER_HOST, "port": port}
+    config = write_toml(
+        root / "webhook.toml",
+        doc,
+        f"{org.name} — webhook adapter, generated by zvg demo from\n"
+        "docs/adapters/examples/veiligthuis/webhook.toml (demo paths; no melding mapping).",
+    )
+    return AdapterFiles(
+        f"{org.key}-webhook",
+        org,
+        "webhook",
+        config,
+        root / "state",
+        port,
+        listen_port=listen,
+        inbound_token=inbound,
+        signing_secret=secret.encode(),
+    )
+
+
+def self_signed_certificate(folder: Path, host: str = BROKER_HOST) -> tuple[Path, Path]:
+    """A throwaway certificate for ``host`` (its own CA) and its key (0600), made on the fly
+    for the demo's stand-in of Veilig Thuis' registration system."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registratie.veiligthuis (demo)")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address(host))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path = folder / "registratie.crt"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path = folder / "registratie.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+# ------------------------------------------------------------------ everything
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Everything set up for one run."""
+
+    work: Path
+    federation: FederationFiles
+    directory: TrustedDirectory
+    broker: DemoBroker
+    nodes: dict[str, NodeFiles]
+    adapters: dict[str, AdapterFiles]
+    logs: Path
+    receiver_socket: socket.socket  # the VT stand-in listens here (bound before the adapter runs)
+    receiver_tls: tuple[Path, Path]
+    example_keys: bool
+    signers: tuple[str, ...]
+
+    def org(self, key: str) -> DemoOrg:
+        return org_by_key(key)
+
+
+def demo_broker(
+    fed: FederationFiles, *, ctl: Rabbitmqctl, now: datetime, catalogue: Catalogue
+) -> tuple[DemoBroker, list[BrokerMember]]:
+    """The broker objects of the federation in ``fed`` (read from its verified directory)."""
+    federation, members = members_from_directory(fed.directory, now=now, catalogue=catalogue)
+    return DemoBroker(ctl, federation, tuple(m.broker_user for m in members)), members
+
+
+def build_workspace(
+    work: Path,
+    *,
+    fed: FederationFiles,
+    broker: DemoBroker,
+    example_keys: bool,
+    now: datetime,
+    catalogue: Catalogue,
+) -> Workspace:
+    """Write the node and adapter configurations for a provisioned federation."""
+    directory = TrustedDirectory.first(fed.directory.read_bytes(), now=now, catalogue=catalogue)
+    secrets_dir = work / "broker-secrets"
+    nodes: dict[str, NodeFiles] = {}
+    for org in ORGS:
+        folder = work / "nodes" / org.key
+        nodes[org.key] = write_node_config(
+            folder / "node.toml",
+            org=org,
+            keys_dir=fed.keys_dir(org.key),
+            directory=fed.directory,
+            data_dir=folder / "data",
+            broker_url=f"amqp://{BROKER_HOST}:{BROKER_PORT}/{broker.vhost}",
+            password_file=password_file(secrets_dir, org.oin),
+            listen=f"{BROKER_HOST}:{free_port()}",
+            token=secrets.token_urlsafe(SECRET_BYTES),
+            catalogue=catalogue,
+            mode="demo",
+            checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
+        )
+
+    adapters_dir = work / "adapters"
+    tokens = {
+        key: write_secret(adapters_dir / key / "node-token", nodes[key].token)
+        for key in ("politie", "om", "veiligthuis")
+    }
+    receiver = socket.socket()
+    receiver.bind((BROKER_HOST, 0))
+    receiver.listen(16)
+    tls = self_signed_certificate(adapters_dir / "veiligthuis" / "registratie-tls")
+    push_url = f"https://{BROKER_HOST}:{receiver.getsockname()[1]}/zvg/inbound"
+    adapters = {
+        "politie": folder_adapter(
+            adapters_dir / "politie",
+            org_by_key("politie"),
+            "folder.toml",
+            nodes["politie"],
+            tokens["politie"],
+        ),
+        "om": folder_adapter(
+            adapters_dir / "om", org_by_key("om"), "folder.toml", nodes["om"], tokens["om"]
+        ),
+        "veiligthuis": webhook_adapter(
+            adapters_dir / "veiligthuis",
+            org_by_key("veiligthuis"),
+            nodes["veiligthuis"],
+            tokens["veiligthuis"],
+            push_url,
+            tls[0],
+        ),
+    }
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    return Workspace(
+        work,
+        fed,
+        directory,
+        broker,
+        nodes,
+        adapters,
+        logs,
+        receiver,
+        tls,
+        example_keys,
+        tuple(AUTHORITIES[:THRESHOLD]),
+    )
