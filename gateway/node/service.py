@@ -1021,6 +1021,9 @@ class NodeService:
             for r in first
         ]
         if actor is not None:
+            # One access record per message handed out to an actor the first time: adapters
+            # that poll and ack later would otherwise log every poll (NEN 7513 asks who saw
+            # what, not how often a system asked again).
             records += [
                 self._record(
                     "access",
@@ -1028,7 +1031,7 @@ class NodeService:
                     message_id=r.message_id,
                     case_ref=claims[r.message_id]["case_ref"],
                 )
-                for r in rows
+                for r in first
             ]
         if records:
             await self.store.run(self.audit.append(records, now))
