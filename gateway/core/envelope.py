@@ -53,6 +53,7 @@ from gateway.core.keys import (
     KeyRing,
     SenderKeyLookup,
     SigningKey,
+    SigningPublicKey,
     Suite,
     suite_for_agreement_crv,
     suite_for_signature_alg,
@@ -573,6 +574,22 @@ def _authenticate(
     if not hmac.compare_digest(digest, header.digest):
         raise RemoteError("bad_signature", "inner JWS does not match the zvg_dig commitment")
 
+    jws = _split_jws(inner, limits)
+    _verify_jws(jws, sender_keys(header.sender_org, jws.kid, header.issued_at))
+    return _Authenticated(header, inner, jws.payload, digest, jws.kid, own.kid)
+
+
+@dataclass(frozen=True, slots=True)
+class _Jws:
+    suite: Suite
+    kid: str
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+
+def _split_jws(inner: bytes, limits: EnvelopeLimits) -> _Jws:
+    """The parts of a profile compact JWS (header checked, payload size bounded)."""
     parts = inner.split(b".")
     if len(parts) != 3:
         raise RemoteError("malformed", "inner JWS is not in compact serialization")
@@ -581,15 +598,16 @@ def _authenticate(
     if len(payload) > limits.max_claims_bytes:
         raise RemoteError("too_large", f"claims exceed {limits.max_claims_bytes} bytes")
     signature = jose.b64u_decode(parts[2], "JWS signature")
+    return _Jws(suite, kid, parts[0] + b"." + parts[1], payload, signature)
 
-    sender_key = sender_keys(header.sender_org, kid, header.issued_at)
-    if sender_key is None or sender_key.kid != kid:
+
+def _verify_jws(jws: _Jws, sender_key: SigningPublicKey | None) -> None:
+    if sender_key is None or sender_key.kid != jws.kid:
         raise RemoteError("unknown_sender", "no signing key with this kid for the sender at iat")
-    if sender_key.suite is not suite:
+    if sender_key.suite is not jws.suite:
         raise RemoteError("bad_signature", "JWS alg is not the sender key's algorithm")
-    if not sender_key.verify(signature, parts[0] + b"." + parts[1]):
+    if not sender_key.verify(jws.signature, jws.signing_input):
         raise RemoteError("bad_signature", "inner JWS signature does not verify")
-    return _Authenticated(header, inner, payload, digest, kid, own.kid)
 
 
 def open_envelope(
@@ -636,22 +654,12 @@ def verify_signed_claims(
     sender's key valid at the claims' ``created_at``, the signature, then the contract. Returns
     the claims; raises ``RemoteError`` otherwise. The claims are parsed before the signature is
     checked only to find the sender and time; nothing unverified is returned."""
-    parts = inner_jws.split(b".")
-    if len(parts) != 3:
-        raise RemoteError("malformed", "not a compact JWS")
-    suite, kid = _check_jws_header(parts[0])
-    payload = jose.b64u_decode(parts[1], "JWS payload")
-    if len(payload) > limits.max_claims_bytes:
-        raise RemoteError("too_large", f"claims exceed {limits.max_claims_bytes} bytes")
+    jws = _split_jws(inner_jws, limits)
     try:
-        claims = parse_claims(payload)
+        claims = parse_claims(jws.payload)
     except ValidationError as exc:
         raise claims_refusal(exc) from None
-    key = sender_keys(claims.sender.org, kid, claims.created_at)
-    if key is None or key.kid != kid or key.suite is not suite:
-        raise RemoteError("unknown_sender", "no signing key with this kid for the sender at iat")
-    if not key.verify(jose.b64u_decode(parts[2], "JWS signature"), parts[0] + b"." + parts[1]):
-        raise RemoteError("bad_signature", "JWS signature does not verify")
+    _verify_jws(jws, sender_keys(claims.sender.org, jws.kid, claims.created_at))
     return claims
 
 
