@@ -36,7 +36,7 @@ import stat
 import sys
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -348,6 +348,17 @@ class StateFile:
         self.path = path
         self.data: dict[str, Any] = {}
 
+    @classmethod
+    def open(cls, path: Path, tables: Iterable[str] = ()) -> StateFile:
+        """The state at ``path`` loaded (empty when the file does not exist yet), with an empty
+        table (JSON object) for each name in ``tables`` that it does not hold. Raises
+        :class:`ConfigError` like :meth:`load`. Writes nothing."""
+        state = cls(path)
+        state.load()
+        for table in tables:
+            state.data.setdefault(table, {})
+        return state
+
     def load(self) -> dict[str, Any]:
         try:
             with self.path.open("rb") as f:
@@ -368,6 +379,24 @@ class StateFile:
 
     def save(self) -> None:
         write_atomic(self.path, json.dumps(self.data, sort_keys=True, indent=1).encode())
+
+    def remember(self, table: str, key: str, value: Any, limit: int) -> list[str]:
+        """Set ``key`` to ``value`` in the table named ``table``, drop its oldest entries until
+        at most ``limit`` remain, and :meth:`save`. Returns the keys dropped, oldest first.
+
+        Oldest means first added: replacing the value of a key keeps its place. ``limit`` is the
+        caller's named bound on the table (a state file must not grow without end); the table
+        must exist (see :meth:`open`).
+        """
+        entries: dict[str, Any] = self.data[table]
+        entries[key] = value
+        dropped: list[str] = []
+        while len(entries) > limit:
+            oldest = next(iter(entries))
+            del entries[oldest]
+            dropped.append(oldest)
+        self.save()
+        return dropped
 
 
 def write_atomic(path: Path, data: bytes) -> None:

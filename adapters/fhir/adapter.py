@@ -106,20 +106,15 @@ class FhirAdapter:
         self.log = log
         self.pseudonyms = pseudonyms
         self.own_org = own_org
-        self.state = StateFile(config.fhir.state_dir / "fhir-state.json")
-        self.state.load()
-        for key in ("pending", "answered", "signalled"):
-            self.state.data.setdefault(key, {})
+        self.state = StateFile.open(
+            config.fhir.state_dir / "fhir-state.json", ("pending", "answered", "signalled")
+        )
         self.health = Health("fhir", ("node", "fhir"))
 
     # ------------------------------------------------------------------ helpers
 
     def _remember(self, kind: str, key: str, value: Any) -> None:
-        table: dict[str, Any] = self.state.data[kind]
-        table[key] = value
-        while len(table) > MAX_REMEMBERED:
-            del table[next(iter(table))]
-        self.state.save()
+        self.state.remember(kind, key, value, MAX_REMEMBERED)
 
     async def _patient_by_bsn(self, bsn: str | None) -> dict[str, Any] | None:
         if not bsn:

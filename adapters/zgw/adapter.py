@@ -167,18 +167,13 @@ class ZgwAdapter:
         self.zaken = zaken
         self.log = log
         self.pseudonyms = pseudonyms
-        self.state = StateFile(config.zgw.state_dir / "zgw-state.json")
-        self.state.load()
-        for key in ("zaken", "referred", "received"):
-            self.state.data.setdefault(key, {})
+        self.state = StateFile.open(
+            config.zgw.state_dir / "zgw-state.json", ("zaken", "referred", "received")
+        )
         self.health = Health("zgw", ("node", "zaken"))
 
     def _remember(self, kind: str, key: str, value: Any) -> None:
-        table: dict[str, Any] = self.state.data[kind]
-        table[key] = value
-        while len(table) > MAX_REMEMBERED:
-            del table[next(iter(table))]
-        self.state.save()
+        self.state.remember(kind, key, value, MAX_REMEMBERED)
 
     # ------------------------------------------------------------------ pure mappings
 

@@ -119,6 +119,27 @@ def test_corrupt_state_is_an_error_not_a_silent_reset(tmp_path: Path) -> None:
         rt.StateFile(tmp_path / "state.json").load()
 
 
+def test_open_state_has_its_tables_and_keeps_what_it_held(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = rt.StateFile.open(path, ("seen", "sent"))
+    assert state.data == {"seen": {}, "sent": {}}
+    assert not path.exists(), "opening writes nothing"
+    state.data["seen"]["a"] = 1
+    state.save()
+    again = rt.StateFile.open(path, ("seen", "new"))
+    assert again.data == {"seen": {"a": 1}, "sent": {}, "new": {}}
+
+
+def test_remembered_tables_are_bounded_oldest_first_and_saved(tmp_path: Path) -> None:
+    state = rt.StateFile.open(tmp_path / "state.json", ("seen",))
+    assert [state.remember("seen", k, None, limit=3) for k in "abc"] == [[], [], []]
+    assert state.remember("seen", "a", 1, limit=3) == [], "a new value keeps the key's place"
+    assert state.remember("seen", "d", 4, limit=3) == ["a"]
+    assert rt.StateFile(state.path).load() == {"seen": {"b": None, "c": None, "d": 4}}
+    assert state.remember("seen", "e", 5, limit=1) == ["b", "c", "d"]
+    assert list(state.data["seen"]) == ["e"]
+
+
 # ---------------------------------------------------------------- logs and health
 
 
