@@ -57,6 +57,7 @@ from adapters._runtime import (
     sleep_or_stop,
     write_atomic,
 )
+from adapters._status import StatusFollower
 from adapters.client import Actor, NodeClient
 from adapters.errors import (
     InvalidMessage,
@@ -77,13 +78,6 @@ MAX_INPUT_FILE_BYTES = 8 * 1024 * 1024
 
 #: Rows of one CSV file. Each row is one message; a bigger batch belongs in several files.
 MAX_CSV_ROWS = 5000
-
-#: Messages whose delivery status the adapter follows at once (oldest dropped first, with a log
-#: line): bounds the state file and the status polling.
-MAX_TRACKED = 10_000
-
-#: Statuses after which a recipient's delivery does not change any more.
-FINAL = frozenset({"accepted", "rejected", "expired"})
 
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".swp", ".crdownload")
 
@@ -141,9 +135,8 @@ class FolderAdapter:
         )
         for d in (self.dirs.inbox, self.dirs.outbox, self.dirs.processed, self.dirs.failed):
             d.mkdir(parents=True, exist_ok=True)
-        self.state = StateFile(self.dirs.state / "folder-state.json")
-        self.state.load()
-        self.state.data.setdefault("tracked", {})
+        self.state = StateFile.open(self.dirs.state / "folder-state.json")
+        self.statuses = StatusFollower(self.state, summary_key="last")
         self.mapping: MessageMapping | None = None
         if f.csv_mapping is not None:
             pseudonyms = (
@@ -339,38 +332,20 @@ class FolderAdapter:
     # ------------------------------------------------------------------ receipts
 
     def _track(self, message_id: str, source: str) -> None:
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        if message_id in tracked:
-            return
-        tracked[message_id] = {"source": source, "last": None}
-        while len(tracked) > MAX_TRACKED:
-            oldest = next(iter(tracked))
-            del tracked[oldest]
+        for oldest in self.statuses.track(message_id, {"source": source, "last": None}):
             self.log.warning("status_untracked", message_id=oldest, why="too many tracked")
-        self.state.save()
 
     async def poll_statuses(self) -> int:
         """Write a status file for each followed message whose status changed."""
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        changed = 0
-        for mid in list(tracked):
-            try:
-                status = await self.node.status(mid)
-            except Unavailable:
-                return changed
-            except NodeError as exc:
-                self.log.warning("status_unknown", message_id=mid, problem=exc.type)
-                del tracked[mid]
-                continue
-            summary = [(r.org, r.role, r.status, r.reason) for r in status.recipients]
-            if summary != _as_tuples(tracked[mid]["last"]):
-                self.write_status(status)
-                tracked[mid]["last"] = [list(s) for s in summary]
-                changed += 1
-            if all(r.status in FINAL for r in status.recipients):
-                del tracked[mid]
-        self.state.save()
-        return changed
+
+        async def write(_mid: str, status: MessageStatus) -> bool:
+            self.write_status(status)
+            return True
+
+        def unknown(mid: str, exc: NodeError) -> None:
+            self.log.warning("status_unknown", message_id=mid, problem=exc.type)
+
+        return await self.statuses.poll(self.node, write, unknown)
 
     def write_status(self, status: MessageStatus) -> Path:
         target = self.dirs.outbox / f"{status.message_id}.status.json"
@@ -437,10 +412,6 @@ def _node_error(exc: NodeError) -> dict[str, Any]:
     if isinstance(exc, PolicyDenied):
         out["decision"] = exc.decision
     return out
-
-
-def _as_tuples(value: Any) -> list[tuple[Any, ...]] | None:
-    return None if value is None else [tuple(v) for v in value]
 
 
 def _unique(path: Path) -> Path:

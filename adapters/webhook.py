@@ -59,6 +59,7 @@ from adapters._runtime import (
     serve_health,
     sleep_or_stop,
 )
+from adapters._status import StatusFollower
 from adapters.client import Actor, NodeClient, RetryPolicy
 from adapters.errors import (
     PROBLEM_BASE,
@@ -90,11 +91,6 @@ MAX_PUSH_ANSWER_BYTES = 64 * 1024
 
 #: How old a signature timestamp may be when the partner checks it (Stripe's default: 5 min).
 SIGNATURE_TOLERANCE_SECONDS = 300
-
-#: Messages whose status is followed at once (see the folder adapter).
-MAX_TRACKED = 10_000
-
-FINAL = frozenset({"accepted", "rejected", "expired"})
 
 
 class WebhookSettings(Settings):
@@ -193,9 +189,8 @@ class WebhookAdapter:
         if w.mapping is not None:
             key = w.pseudonym_key_file
             self.mapping = load_mapping(w.mapping, Pseudonymiser(read_secret(key)) if key else None)
-        self.state = StateFile(w.state_dir / "webhook-state.json")
-        self.state.load()
-        self.state.data.setdefault("tracked", {})
+        self.state = StateFile.open(w.state_dir / "webhook-state.json")
+        self.statuses = StatusFollower(self.state)
         self.health = Health("webhook", ("node", "partner"))
         self._sleep = sleep
         self._clock = clock
@@ -298,34 +293,16 @@ class WebhookAdapter:
     # ------------------------------------------------------------------ status
 
     def track(self, message_id: str) -> None:
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        if message_id not in tracked:
-            tracked[message_id] = None
-            while len(tracked) > MAX_TRACKED:
-                del tracked[next(iter(tracked))]
-            self.state.save()
+        self.statuses.track(message_id)
 
     async def poll_statuses(self) -> int:
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        pushed = 0
-        for mid in list(tracked):
-            try:
-                status = await self.node.status(mid)
-            except Unavailable:
-                break
-            except NodeError:
-                del tracked[mid]
-                continue
-            summary = [[r.org, r.role, r.status, r.reason] for r in status.recipients]
-            if summary != tracked[mid]:
-                if await self.deliver("status", mid, status.model_dump_json().encode()) is None:
-                    break  # partner down: try again next round
-                tracked[mid] = summary
-                pushed += 1
-            if all(r.status in FINAL for r in status.recipients):
-                del tracked[mid]
-        self.state.save()
-        return pushed
+        """Push a ``status`` event for each followed message whose status changed; a round
+        stops when the partner does not take one (it is pushed again next round)."""
+
+        async def push(mid: str, status: MessageStatus) -> bool:
+            return await self.deliver("status", mid, status.model_dump_json().encode()) is not None
+
+        return await self.statuses.poll(self.node, push)
 
     # ------------------------------------------------------------------ outbound endpoint
 
