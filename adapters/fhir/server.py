@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters.errors import AdapterError
+from adapters.errors import UpstreamError
 from schemas import strictjson
 
 __all__ = ["MAX_FHIR_RESPONSE_BYTES", "MAX_SEARCH_PAGES", "FhirClient", "FhirError"]
@@ -31,18 +31,15 @@ MAX_SEARCH_PAGES = 20
 _FHIR_JSON = "application/fhir+json"
 
 
-class FhirError(AdapterError):
-    """The FHIR server refused a request or could not be reached (``status`` 0)."""
+class FhirError(UpstreamError):
+    """The FHIR server refused a request (``status``; ``codes``, the ``OperationOutcome``
+    issue codes) or could not be reached (``status`` 0)."""
 
-    def __init__(self, status: int, what: str, codes: tuple[str, ...] = ()) -> None:
-        suffix = f" ({', '.join(codes)})" if codes else ""
-        super().__init__(f"FHIR {what}: HTTP {status}{suffix}")
-        self.status = status
-        self.codes = codes
+    system = "FHIR"
 
     @property
-    def transient(self) -> bool:
-        return self.status == 0 or self.status in (429, 502, 503, 504)
+    def codes(self) -> tuple[str, ...]:
+        return self.names
 
 
 class FhirClient:

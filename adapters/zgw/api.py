@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters.errors import AdapterError
+from adapters.errors import UpstreamError
 from schemas import strictjson
 
 __all__ = ["MAX_ZGW_PAGES", "MAX_ZGW_RESPONSE_BYTES", "ZakenClient", "ZgwError", "zgw_jwt"]
@@ -32,19 +32,16 @@ MAX_ZGW_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_ZGW_PAGES = 20
 
 
-class ZgwError(AdapterError):
-    """The Zaken API refused a request (``status``; the ValidatieFout's ``invalidParams``
-    names) or could not be reached (``status`` 0)."""
+class ZgwError(UpstreamError):
+    """The Zaken API refused a request (``status``; ``params``, the ValidatieFout's
+    ``invalidParams`` names) or could not be reached (``status`` 0)."""
 
-    def __init__(self, status: int, what: str, params: tuple[str, ...] = ()) -> None:
-        suffix = f" (invalid: {', '.join(params)})" if params else ""
-        super().__init__(f"Zaken API {what}: HTTP {status}{suffix}")
-        self.status = status
-        self.params = params
+    system = "Zaken API"
+    names_label = "invalid: "
 
     @property
-    def transient(self) -> bool:
-        return self.status == 0 or self.status in (429, 502, 503, 504)
+    def params(self) -> tuple[str, ...]:
+        return self.names
 
 
 def _b64(data: bytes) -> str:
