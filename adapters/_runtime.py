@@ -9,8 +9,11 @@ secrets and pseudonyms.
 - **Logs**: one JSON object per line on stderr (:class:`EventLog`): time, level, adapter,
   event name and fields. Fields are ids, counts, types and error classes — never message
   content or personal data (the adapters log message ids and source-record ids only).
+- **Node**: :func:`node_client` connects as ``[node]`` says; :func:`fetch_inbox` reads one inbox
+  page and records whether the node answered.
 - **Health**: ``GET /healthz`` (the process runs) and ``GET /readyz`` (the node and the partner
-  system answered recently) on a small HTTP listener (:func:`serve_health`).
+  system answered recently) on a small HTTP listener (:func:`serve_health`, or
+  :func:`serving` for the adapter's whole run).
 - **State**: :class:`StateFile`, a JSON document written atomically (temp file, fsync, rename),
   so a crash leaves either the old or the new state, never half of one.
 - **Shutdown**: :func:`run_until_stopped` runs the adapter until SIGTERM/SIGINT, then lets the
@@ -36,7 +39,7 @@ import stat
 import sys
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -44,8 +47,10 @@ from typing import Any, TextIO, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.errors import ConfigError
+from adapters.client import Actor, NodeClient
+from adapters.errors import ConfigError, Unavailable
 from schemas import ids
+from schemas.api import InboxPage
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -59,10 +64,13 @@ __all__ = [
     "Pseudonymiser",
     "Settings",
     "StateFile",
+    "fetch_inbox",
     "load_config",
+    "node_client",
     "read_secret",
     "run_until_stopped",
     "serve_health",
+    "serving",
     "sleep_or_stop",
 ]
 
@@ -197,6 +205,36 @@ def read_secret(path: Path, *, min_bytes: int = 1) -> bytes:
     return secret
 
 
+# ---------------------------------------------------------------- node
+
+
+def node_client(settings: NodeSettings) -> NodeClient:
+    """A client for the node ``[node]`` names: its URL, the bearer token read from
+    ``token_file`` (now, so a bad file fails before anything runs: :class:`ConfigError` as
+    :func:`read_secret`), the ``ZVG-Actor`` headers when ``actor`` is set, and the request
+    timeout. Nothing is connected until the first request; close it (``async with``)."""
+    token = read_secret(settings.token_file).decode()
+    actor = Actor(settings.actor, settings.actor_role) if settings.actor else None
+    return NodeClient(
+        settings.url, token, actor=actor, request_timeout=settings.request_timeout_seconds
+    )
+
+
+async def fetch_inbox(
+    node: NodeClient, health: Health, *, wait: float, limit: int
+) -> InboxPage | None:
+    """One page of the node's inbox (``wait`` and ``limit`` as :meth:`NodeClient.inbox`), with
+    the answer recorded in ``health`` under ``"node"``: None, and the component failed, when the
+    node is unavailable; other node errors are raised."""
+    try:
+        page = await node.inbox(wait=wait, limit=limit)
+    except Unavailable as exc:
+        health.failed("node", type(exc).__name__)
+        return None
+    health.ok("node")
+    return page
+
+
 # ---------------------------------------------------------------- logs
 
 
@@ -320,6 +358,23 @@ async def serve_health(health: Health, settings: HealthSettings) -> tuple[web.Ap
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     return runner, bound_port(runner, settings.port)
+
+
+@contextlib.asynccontextmanager
+async def serving(health: Health, settings: HealthSettings, log: EventLog) -> AsyncIterator[None]:
+    """An adapter's run: the health listener serves while the body runs (not when ``[health]
+    enabled = false``) and its port is logged (``health_listening``); when the body ends, however
+    it ends, the listener is stopped and ``stopped`` is logged."""
+    runner = None
+    if settings.enabled:
+        runner, port = await serve_health(health, settings)
+        log.info("health_listening", port=port)
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        log.info("stopped")
 
 
 def bound_port(runner: web.AppRunner, default: int) -> int:

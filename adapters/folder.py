@@ -51,14 +51,16 @@ from adapters._runtime import (
     Pseudonymiser,
     Settings,
     StateFile,
+    fetch_inbox,
     load_config,
+    node_client,
     read_secret,
-    serve_health,
+    serving,
     sleep_or_stop,
     write_atomic,
 )
 from adapters._status import StatusFollower
-from adapters.client import Actor, NodeClient
+from adapters.client import NodeClient
 from adapters.errors import (
     InvalidMessage,
     MappingError,
@@ -305,12 +307,9 @@ class FolderAdapter:
 
     async def receive_once(self, wait: float = 0) -> int:
         """Write waiting inbox items to the outbox (and ack them in auto mode)."""
-        try:
-            page = await self.node.inbox(wait=wait, limit=50)
-        except Unavailable as exc:
-            self.health.failed("node", type(exc).__name__)
+        page = await fetch_inbox(self.node, self.health, wait=wait, limit=50)
+        if page is None:
             return 0
-        self.health.ok("node")
         written = 0
         for item in page.items:
             target = self.dirs.outbox / f"{item.message_id}.message.json"
@@ -437,23 +436,8 @@ async def run(config_path: Path, stop: asyncio.Event) -> None:
     """Entry point of ``zvg adapter folder --config FILE``."""
     config = load(config_path)
     log = EventLog("folder", level=config.log.level)
-    token = read_secret(config.node.token_file).decode()
-    actor = Actor(config.node.actor, config.node.actor_role) if config.node.actor else None
-    async with NodeClient(
-        config.node.url,
-        token,
-        actor=actor,
-        request_timeout=config.node.request_timeout_seconds,
-    ) as node:
+    async with node_client(config.node) as node:
         adapter = FolderAdapter(config, node, log)
-        runner = None
-        if config.health.enabled:
-            runner, port = await serve_health(adapter.health, config.health)
-            log.info("health_listening", port=port)
-        log.info("started", inbox=str(adapter.dirs.inbox), pid=os.getpid())
-        try:
+        async with serving(adapter.health, config.health, log):
+            log.info("started", inbox=str(adapter.dirs.inbox), pid=os.getpid())
             await adapter.run(stop)
-        finally:
-            if runner is not None:
-                await runner.cleanup()
-            log.info("stopped")

@@ -54,13 +54,15 @@ from adapters._runtime import (
     Settings,
     StateFile,
     bound_port,
+    fetch_inbox,
     load_config,
+    node_client,
     read_secret,
-    serve_health,
+    serving,
     sleep_or_stop,
 )
 from adapters._status import StatusFollower
-from adapters.client import Actor, NodeClient, RetryPolicy
+from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import (
     PROBLEM_BASE,
     ConfigError,
@@ -276,12 +278,9 @@ class WebhookAdapter:
 
     async def push_once(self, wait: float = 0) -> tuple[int, int]:
         """One round over the waiting items: ``(settled, left)``."""
-        try:
-            page = await self.node.inbox(wait=wait, limit=20)
-        except Unavailable as exc:
-            self.health.failed("node", type(exc).__name__)
+        page = await fetch_inbox(self.node, self.health, wait=wait, limit=20)
+        if page is None:
             return 0, 0
-        self.health.ok("node")
         settled = left = 0
         for item in page.items:
             if await self.push_item(item):
@@ -435,20 +434,8 @@ async def run(config_path: Path, stop: asyncio.Event) -> None:
     """Entry point of ``zvg adapter webhook --config FILE``."""
     config = load(config_path)
     log = EventLog("webhook", level=config.log.level)
-    token = read_secret(config.node.token_file).decode()
-    actor = Actor(config.node.actor, config.node.actor_role) if config.node.actor else None
-    async with NodeClient(
-        config.node.url, token, actor=actor, request_timeout=config.node.request_timeout_seconds
-    ) as node:
+    async with node_client(config.node) as node:
         adapter = WebhookAdapter(config, node, log)
-        health_runner = None
-        if config.health.enabled:
-            health_runner, port = await serve_health(adapter.health, config.health)
-            log.info("health_listening", port=port)
-        log.info("started", pid=os.getpid())
-        try:
+        async with serving(adapter.health, config.health, log):
+            log.info("started", pid=os.getpid())
             await adapter.run(stop)
-        finally:
-            if health_runner is not None:
-                await health_runner.cleanup()
-            log.info("stopped")

@@ -186,6 +186,43 @@ async def test_health_report_and_endpoint() -> None:
     assert report["components"]["partner"]["error"] == "ClientConnectorError"
 
 
+async def test_serving_stops_the_health_listener_and_says_so_however_the_run_ends() -> None:
+    import aiohttp
+
+    stream = io.StringIO()
+    log = rt.EventLog("unit", stream=stream)
+    health = rt.Health("unit", ("node",))
+    answered: list[int] = []
+
+    async def adapter_run() -> None:
+        async with rt.serving(health, rt.HealthSettings(), log):
+            port = json.loads(stream.getvalue().splitlines()[0])["port"]
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/healthz") as resp,
+            ):
+                answered.append(resp.status)
+            raise RuntimeError("the adapter failed")
+
+    with pytest.raises(RuntimeError):
+        await adapter_run()
+    assert answered == [200]
+    port = json.loads(stream.getvalue().splitlines()[0])["port"]
+    events = [json.loads(x)["event"] for x in stream.getvalue().splitlines()]
+    assert events == ["health_listening", "stopped"]
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def test_serving_without_a_health_listener_still_says_stopped() -> None:
+    stream = io.StringIO()
+    log = rt.EventLog("unit", stream=stream)
+    async with rt.serving(rt.Health("unit", ()), rt.HealthSettings(enabled=False), log):
+        pass
+    assert [json.loads(x)["event"] for x in stream.getvalue().splitlines()] == ["stopped"]
+
+
 async def test_sleep_or_stop_returns_at_once_when_stopped() -> None:
     stop = asyncio.Event()
     assert not await rt.sleep_or_stop(stop, 0.01)
