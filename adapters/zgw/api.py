@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from adapters._upstream import request_json
 from adapters.errors import UpstreamError
 from schemas import strictjson
 
@@ -108,26 +109,19 @@ class ZakenClient:
         if crs:  # the standard requires these on operations that carry zaakgeometrie
             headers["Accept-Crs"] = "EPSG:4326"
             headers["Content-Crs"] = "EPSG:4326"
-        data = None
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            async with self._session.request(
-                method,
-                url,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.content.read(MAX_ZGW_RESPONSE_BYTES + 1)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ZgwError(0, f"{what}: {type(exc).__name__}") from None
-        if len(raw) > MAX_ZGW_RESPONSE_BYTES:
-            raise ZgwError(status, f"{what}: answer too large")
+        status, raw = await request_json(
+            self._session,
+            method,
+            url,
+            what=what,
+            error=ZgwError,
+            headers=headers,
+            media_type="application/json",
+            body=body,
+            params=params,
+            timeout_seconds=self._timeout,
+            max_bytes=MAX_ZGW_RESPONSE_BYTES,
+        )
         try:
             doc = strictjson.loads(raw) if raw.strip() else None
         except ValueError:
