@@ -4,11 +4,10 @@ adapter pushes status events).
 
 A :class:`StatusFollower` keeps, in one table of the adapter's state file
 (:class:`~adapters._runtime.StateFile`), each followed message id with the last per-recipient
-summary the partner was given. Each
-:meth:`~StatusFollower.poll` round asks the node for every followed message's status, hands a
-changed one to the adapter, and stops following a message once every recipient's status is
-final (:data:`FINAL`) or the node no longer knows it. The table is bounded by
-:data:`MAX_TRACKED`; it survives a restart with the state file.
+summary the partner was given. Each :meth:`~StatusFollower.poll` round asks the node for every
+followed message's status, hands a changed one to the adapter, and stops following a message
+once every recipient's status is final (:data:`FINAL`) or the node no longer knows it. The table
+is bounded by :data:`MAX_TRACKED`; it survives a restart with the state file.
 """
 
 from __future__ import annotations
@@ -64,13 +63,14 @@ class StatusFollower:
 
     @property
     def tracked(self) -> dict[str, Any]:
-        """The followed messages (message id → entry), oldest first. Live: edits are saved with
-        the next :meth:`track` or :meth:`poll`."""
+        """The followed messages (message id → entry), oldest first. Live: an edit is written
+        with the state file's next save."""
         entries: dict[str, Any] = self.state.data[self.table]
         return entries
 
     def track(self, message_id: str, entry: Any = None) -> list[str]:
-        """Follow ``message_id`` (nothing changes when it is followed already) and save.
+        """Follow ``message_id`` and save; when it is followed already nothing changes (its
+        entry is kept, nothing is saved).
 
         ``entry`` is its new entry (see the class): None, or with ``summary_key`` an object
         whose summary is None. Returns the ids dropped to stay within the limit, oldest first,
@@ -90,14 +90,13 @@ class StatusFollower:
         statuses ``on_change`` took.
 
         ``on_change(message_id, status)`` gets each status whose summary differs from the
-        entry's; it
-        returns False when it could not hand the status on (the partner is down): the round
-        stops there and the status counts as unchanged, so the next round offers it again. A
-        message is no longer followed when every recipient's status is in :data:`FINAL` (after
-        ``on_change`` took the change) or when the node answers its status request with an
-        error (``on_unknown(message_id, error)`` is told). When the node is unavailable the
-        round stops and the rest waits for the next. The table is saved at the end of every
-        round, also one that stopped early.
+        entry's; it returns False when it could not hand the status on (the partner is down):
+        the round stops there and the status counts as unchanged, so the next round offers it
+        again. A message is no longer followed when every recipient's status is in
+        :data:`FINAL` (after ``on_change`` took the change) or when the node answers its status
+        request with an error (``on_unknown(message_id, error)`` is told). When the node is
+        unavailable the round stops and the rest waits for the next. The table is saved at the
+        end of every round, also one that stopped early.
         """
         tracked = self.tracked
         changed = 0
