@@ -9,8 +9,11 @@ secrets and pseudonyms.
 - **Logs**: one JSON object per line on stderr (:class:`EventLog`): time, level, adapter,
   event name and fields. Fields are ids, counts, types and error classes — never message
   content or personal data (the adapters log message ids and source-record ids only).
+- **Node**: :func:`node_client` connects as ``[node]`` says; :func:`fetch_inbox` reads one inbox
+  page and records whether the node answered.
 - **Health**: ``GET /healthz`` (the process runs) and ``GET /readyz`` (the node and the partner
-  system answered recently) on a small HTTP listener (:func:`serve_health`).
+  system answered recently) on a small HTTP listener (:func:`serve_health`, or
+  :func:`serving` for the adapter's whole run).
 - **State**: :class:`StateFile`, a JSON document written atomically (temp file, fsync, rename),
   so a crash leaves either the old or the new state, never half of one.
 - **Shutdown**: :func:`run_until_stopped` runs the adapter until SIGTERM/SIGINT, then lets the
@@ -36,7 +39,7 @@ import stat
 import sys
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -44,8 +47,10 @@ from typing import Any, TextIO, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.errors import ConfigError
+from adapters.client import Actor, NodeClient
+from adapters.errors import ConfigError, Unavailable
 from schemas import ids
+from schemas.api import InboxPage
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -59,10 +64,13 @@ __all__ = [
     "Pseudonymiser",
     "Settings",
     "StateFile",
+    "fetch_inbox",
     "load_config",
+    "node_client",
     "read_secret",
     "run_until_stopped",
     "serve_health",
+    "serving",
     "sleep_or_stop",
 ]
 
@@ -197,6 +205,36 @@ def read_secret(path: Path, *, min_bytes: int = 1) -> bytes:
     return secret
 
 
+# ---------------------------------------------------------------- node
+
+
+def node_client(settings: NodeSettings) -> NodeClient:
+    """A client for the node ``[node]`` names: its URL, the bearer token read from
+    ``token_file`` (now, so a bad file fails before anything runs: :class:`ConfigError` as
+    :func:`read_secret`), the ``ZVG-Actor`` headers when ``actor`` is set, and the request
+    timeout. Nothing is connected until the first request; close it (``async with``)."""
+    token = read_secret(settings.token_file).decode()
+    actor = Actor(settings.actor, settings.actor_role) if settings.actor else None
+    return NodeClient(
+        settings.url, token, actor=actor, request_timeout=settings.request_timeout_seconds
+    )
+
+
+async def fetch_inbox(
+    node: NodeClient, health: Health, *, wait: float, limit: int
+) -> InboxPage | None:
+    """One page of the node's inbox (``wait`` and ``limit`` as :meth:`NodeClient.inbox`), with
+    the answer recorded in ``health`` under ``"node"``: None, and the component failed, when the
+    node is unavailable; other node errors are raised."""
+    try:
+        page = await node.inbox(wait=wait, limit=limit)
+    except Unavailable as exc:
+        health.failed("node", type(exc).__name__)
+        return None
+    health.ok("node")
+    return page
+
+
 # ---------------------------------------------------------------- logs
 
 
@@ -322,6 +360,23 @@ async def serve_health(health: Health, settings: HealthSettings) -> tuple[web.Ap
     return runner, bound_port(runner, settings.port)
 
 
+@contextlib.asynccontextmanager
+async def serving(health: Health, settings: HealthSettings, log: EventLog) -> AsyncIterator[None]:
+    """An adapter's run: the health listener serves while the body runs (not when ``[health]
+    enabled = false``) and its port is logged (``health_listening``); when the body ends, however
+    it ends, the listener is stopped and ``stopped`` is logged."""
+    runner = None
+    if settings.enabled:
+        runner, port = await serve_health(health, settings)
+        log.info("health_listening", port=port)
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        log.info("stopped")
+
+
 def bound_port(runner: web.AppRunner, default: int) -> int:
     """The port an aiohttp runner's first site listens on (resolves ``port = 0``)."""
     for address in runner.addresses:
@@ -348,6 +403,17 @@ class StateFile:
         self.path = path
         self.data: dict[str, Any] = {}
 
+    @classmethod
+    def open(cls, path: Path, tables: Iterable[str] = ()) -> StateFile:
+        """The state at ``path`` loaded (empty when the file does not exist yet), with an empty
+        table (JSON object) for each name in ``tables`` that it does not hold. Raises
+        :class:`ConfigError` like :meth:`load`. Writes nothing."""
+        state = cls(path)
+        state.load()
+        for table in tables:
+            state.data.setdefault(table, {})
+        return state
+
     def load(self) -> dict[str, Any]:
         try:
             with self.path.open("rb") as f:
@@ -368,6 +434,24 @@ class StateFile:
 
     def save(self) -> None:
         write_atomic(self.path, json.dumps(self.data, sort_keys=True, indent=1).encode())
+
+    def remember(self, table: str, key: str, value: Any, limit: int) -> list[str]:
+        """Set ``key`` to ``value`` in the table named ``table``, drop its oldest entries until
+        at most ``limit`` remain, and :meth:`save`. Returns the keys dropped, oldest first.
+
+        Oldest means first added: replacing the value of a key keeps its place. ``limit`` is the
+        caller's named bound on the table (a state file must not grow without end); the table
+        must exist (see :meth:`open`).
+        """
+        entries: dict[str, Any] = self.data[table]
+        entries[key] = value
+        dropped: list[str] = []
+        while len(entries) > limit:
+            oldest = next(iter(entries))
+            del entries[oldest]
+            dropped.append(oldest)
+        self.save()
+        return dropped
 
 
 def write_atomic(path: Path, data: bytes) -> None:

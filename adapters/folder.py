@@ -51,13 +51,16 @@ from adapters._runtime import (
     Pseudonymiser,
     Settings,
     StateFile,
+    fetch_inbox,
     load_config,
+    node_client,
     read_secret,
-    serve_health,
+    serving,
     sleep_or_stop,
     write_atomic,
 )
-from adapters.client import Actor, NodeClient
+from adapters._status import StatusFollower
+from adapters.client import NodeClient
 from adapters.errors import (
     InvalidMessage,
     MappingError,
@@ -77,13 +80,6 @@ MAX_INPUT_FILE_BYTES = 8 * 1024 * 1024
 
 #: Rows of one CSV file. Each row is one message; a bigger batch belongs in several files.
 MAX_CSV_ROWS = 5000
-
-#: Messages whose delivery status the adapter follows at once (oldest dropped first, with a log
-#: line): bounds the state file and the status polling.
-MAX_TRACKED = 10_000
-
-#: Statuses after which a recipient's delivery does not change any more.
-FINAL = frozenset({"accepted", "rejected", "expired"})
 
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".swp", ".crdownload")
 
@@ -141,9 +137,8 @@ class FolderAdapter:
         )
         for d in (self.dirs.inbox, self.dirs.outbox, self.dirs.processed, self.dirs.failed):
             d.mkdir(parents=True, exist_ok=True)
-        self.state = StateFile(self.dirs.state / "folder-state.json")
-        self.state.load()
-        self.state.data.setdefault("tracked", {})
+        self.state = StateFile.open(self.dirs.state / "folder-state.json")
+        self.statuses = StatusFollower(self.state, summary_key="last")
         self.mapping: MessageMapping | None = None
         if f.csv_mapping is not None:
             pseudonyms = (
@@ -312,12 +307,9 @@ class FolderAdapter:
 
     async def receive_once(self, wait: float = 0) -> int:
         """Write waiting inbox items to the outbox (and ack them in auto mode)."""
-        try:
-            page = await self.node.inbox(wait=wait, limit=50)
-        except Unavailable as exc:
-            self.health.failed("node", type(exc).__name__)
+        page = await fetch_inbox(self.node, self.health, wait=wait, limit=50)
+        if page is None:
             return 0
-        self.health.ok("node")
         written = 0
         for item in page.items:
             target = self.dirs.outbox / f"{item.message_id}.message.json"
@@ -339,38 +331,20 @@ class FolderAdapter:
     # ------------------------------------------------------------------ receipts
 
     def _track(self, message_id: str, source: str) -> None:
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        if message_id in tracked:
-            return
-        tracked[message_id] = {"source": source, "last": None}
-        while len(tracked) > MAX_TRACKED:
-            oldest = next(iter(tracked))
-            del tracked[oldest]
+        for oldest in self.statuses.track(message_id, {"source": source, "last": None}):
             self.log.warning("status_untracked", message_id=oldest, why="too many tracked")
-        self.state.save()
 
     async def poll_statuses(self) -> int:
         """Write a status file for each followed message whose status changed."""
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        changed = 0
-        for mid in list(tracked):
-            try:
-                status = await self.node.status(mid)
-            except Unavailable:
-                return changed
-            except NodeError as exc:
-                self.log.warning("status_unknown", message_id=mid, problem=exc.type)
-                del tracked[mid]
-                continue
-            summary = [(r.org, r.role, r.status, r.reason) for r in status.recipients]
-            if summary != _as_tuples(tracked[mid]["last"]):
-                self.write_status(status)
-                tracked[mid]["last"] = [list(s) for s in summary]
-                changed += 1
-            if all(r.status in FINAL for r in status.recipients):
-                del tracked[mid]
-        self.state.save()
-        return changed
+
+        async def write(_mid: str, status: MessageStatus) -> bool:
+            self.write_status(status)
+            return True
+
+        def unknown(mid: str, exc: NodeError) -> None:
+            self.log.warning("status_unknown", message_id=mid, problem=exc.type)
+
+        return await self.statuses.poll(self.node, write, unknown)
 
     def write_status(self, status: MessageStatus) -> Path:
         target = self.dirs.outbox / f"{status.message_id}.status.json"
@@ -439,10 +413,6 @@ def _node_error(exc: NodeError) -> dict[str, Any]:
     return out
 
 
-def _as_tuples(value: Any) -> list[tuple[Any, ...]] | None:
-    return None if value is None else [tuple(v) for v in value]
-
-
 def _unique(path: Path) -> Path:
     """``path``, or ``name.1.ext``, ``name.2.ext``… when a file of that name exists already."""
     if not path.exists():
@@ -466,23 +436,8 @@ async def run(config_path: Path, stop: asyncio.Event) -> None:
     """Entry point of ``zvg adapter folder --config FILE``."""
     config = load(config_path)
     log = EventLog("folder", level=config.log.level)
-    token = read_secret(config.node.token_file).decode()
-    actor = Actor(config.node.actor, config.node.actor_role) if config.node.actor else None
-    async with NodeClient(
-        config.node.url,
-        token,
-        actor=actor,
-        request_timeout=config.node.request_timeout_seconds,
-    ) as node:
+    async with node_client(config.node) as node:
         adapter = FolderAdapter(config, node, log)
-        runner = None
-        if config.health.enabled:
-            runner, port = await serve_health(adapter.health, config.health)
-            log.info("health_listening", port=port)
-        log.info("started", inbox=str(adapter.dirs.inbox), pid=os.getpid())
-        try:
+        async with serving(adapter.health, config.health, log):
+            log.info("started", inbox=str(adapter.dirs.inbox), pid=os.getpid())
             await adapter.run(stop)
-        finally:
-            if runner is not None:
-                await runner.cleanup()
-            log.info("stopped")

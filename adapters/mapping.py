@@ -54,7 +54,14 @@ from adapters.client import request_from_dict
 from adapters.errors import ConfigError, MappingError
 from schemas.api import SendRequest
 
-__all__ = ["FieldSpec", "MappingSpec", "MessageMapping", "SubjectSpec", "load_mapping"]
+__all__ = [
+    "FieldSpec",
+    "MappingSpec",
+    "MessageMapping",
+    "SubjectSpec",
+    "build_request",
+    "load_mapping",
+]
 
 _TRUE = frozenset({"1", "true", "yes", "ja", "j", "y", "waar"})
 _FALSE = frozenset({"0", "false", "no", "nee", "n", "onwaar"})
@@ -163,12 +170,7 @@ class MessageMapping:
             out["subjects"] = subjects
             if any(s["minor"] for s in subjects):
                 out.setdefault("flags", {})["minors"] = True
-        try:
-            return request_from_dict(out)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MappingError(where, first["msg"]) from None
+        return build_request(out)
 
     def _subjects(
         self, i: int, s: SubjectSpec, record: Mapping[str, Any], out: dict[str, Any]
@@ -202,6 +204,18 @@ class MessageMapping:
                 member = {"subject_ref": ref, "minor": minor, **s.household}
                 out.setdefault("body", {}).setdefault("household", []).append(member)
         return found
+
+
+def build_request(data: Mapping[str, Any]) -> SendRequest:
+    """The message a partner record was mapped to (JSON-shaped ``data``, as
+    :func:`~adapters.client.request_from_dict` takes it), for a mapping file or an adapter's own
+    code. Raises :class:`MappingError` with the first invalid field's path and rule (never its
+    value)."""
+    try:
+        return request_from_dict(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MappingError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
 
 
 def load_mapping(path: Path, pseudonyms: Pseudonymiser | None) -> MessageMapping:

@@ -54,12 +54,15 @@ from adapters._runtime import (
     Settings,
     StateFile,
     bound_port,
+    fetch_inbox,
     load_config,
+    node_client,
     read_secret,
-    serve_health,
+    serving,
     sleep_or_stop,
 )
-from adapters.client import Actor, NodeClient, RetryPolicy
+from adapters._status import StatusFollower
+from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import (
     PROBLEM_BASE,
     ConfigError,
@@ -90,11 +93,6 @@ MAX_PUSH_ANSWER_BYTES = 64 * 1024
 
 #: How old a signature timestamp may be when the partner checks it (Stripe's default: 5 min).
 SIGNATURE_TOLERANCE_SECONDS = 300
-
-#: Messages whose status is followed at once (see the folder adapter).
-MAX_TRACKED = 10_000
-
-FINAL = frozenset({"accepted", "rejected", "expired"})
 
 
 class WebhookSettings(Settings):
@@ -193,9 +191,8 @@ class WebhookAdapter:
         if w.mapping is not None:
             key = w.pseudonym_key_file
             self.mapping = load_mapping(w.mapping, Pseudonymiser(read_secret(key)) if key else None)
-        self.state = StateFile(w.state_dir / "webhook-state.json")
-        self.state.load()
-        self.state.data.setdefault("tracked", {})
+        self.state = StateFile.open(w.state_dir / "webhook-state.json")
+        self.statuses = StatusFollower(self.state)
         self.health = Health("webhook", ("node", "partner"))
         self._sleep = sleep
         self._clock = clock
@@ -281,12 +278,9 @@ class WebhookAdapter:
 
     async def push_once(self, wait: float = 0) -> tuple[int, int]:
         """One round over the waiting items: ``(settled, left)``."""
-        try:
-            page = await self.node.inbox(wait=wait, limit=20)
-        except Unavailable as exc:
-            self.health.failed("node", type(exc).__name__)
+        page = await fetch_inbox(self.node, self.health, wait=wait, limit=20)
+        if page is None:
             return 0, 0
-        self.health.ok("node")
         settled = left = 0
         for item in page.items:
             if await self.push_item(item):
@@ -298,34 +292,16 @@ class WebhookAdapter:
     # ------------------------------------------------------------------ status
 
     def track(self, message_id: str) -> None:
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        if message_id not in tracked:
-            tracked[message_id] = None
-            while len(tracked) > MAX_TRACKED:
-                del tracked[next(iter(tracked))]
-            self.state.save()
+        self.statuses.track(message_id)
 
     async def poll_statuses(self) -> int:
-        tracked: dict[str, Any] = self.state.data["tracked"]
-        pushed = 0
-        for mid in list(tracked):
-            try:
-                status = await self.node.status(mid)
-            except Unavailable:
-                break
-            except NodeError:
-                del tracked[mid]
-                continue
-            summary = [[r.org, r.role, r.status, r.reason] for r in status.recipients]
-            if summary != tracked[mid]:
-                if await self.deliver("status", mid, status.model_dump_json().encode()) is None:
-                    break  # partner down: try again next round
-                tracked[mid] = summary
-                pushed += 1
-            if all(r.status in FINAL for r in status.recipients):
-                del tracked[mid]
-        self.state.save()
-        return pushed
+        """Push a ``status`` event for each followed message whose status changed; a round
+        stops when the partner does not take one (it is pushed again next round)."""
+
+        async def push(mid: str, status: MessageStatus) -> bool:
+            return await self.deliver("status", mid, status.model_dump_json().encode()) is not None
+
+        return await self.statuses.poll(self.node, push)
 
     # ------------------------------------------------------------------ outbound endpoint
 
@@ -458,20 +434,8 @@ async def run(config_path: Path, stop: asyncio.Event) -> None:
     """Entry point of ``zvg adapter webhook --config FILE``."""
     config = load(config_path)
     log = EventLog("webhook", level=config.log.level)
-    token = read_secret(config.node.token_file).decode()
-    actor = Actor(config.node.actor, config.node.actor_role) if config.node.actor else None
-    async with NodeClient(
-        config.node.url, token, actor=actor, request_timeout=config.node.request_timeout_seconds
-    ) as node:
+    async with node_client(config.node) as node:
         adapter = WebhookAdapter(config, node, log)
-        health_runner = None
-        if config.health.enabled:
-            health_runner, port = await serve_health(adapter.health, config.health)
-            log.info("health_listening", port=port)
-        log.info("started", pid=os.getpid())
-        try:
+        async with serving(adapter.health, config.health, log):
+            log.info("started", pid=os.getpid())
             await adapter.run(stop)
-        finally:
-            if health_runner is not None:
-                await health_runner.cleanup()
-            log.info("stopped")

@@ -17,12 +17,14 @@ from adapters._runtime import (
     Pseudonymiser,
     Settings,
     StateFile,
+    fetch_inbox,
     load_config,
+    node_client,
     read_secret,
-    serve_health,
+    serving,
     sleep_or_stop,
 )
-from adapters.client import Actor, NodeClient, request_from_dict
+from adapters.client import NodeClient
 from adapters.errors import (
     ConfigError,
     InvalidMessage,
@@ -33,7 +35,8 @@ from adapters.errors import (
 )
 from adapters.fhir import resources as r
 from adapters.fhir.server import FhirClient, FhirError
-from schemas.api import InboxItem
+from adapters.mapping import build_request
+from schemas.api import InboxItem, SendRequest
 
 __all__ = ["FhirAdapter", "FhirConfig", "FhirSettings", "RiskSignalSettings", "load", "run"]
 
@@ -106,20 +109,15 @@ class FhirAdapter:
         self.log = log
         self.pseudonyms = pseudonyms
         self.own_org = own_org
-        self.state = StateFile(config.fhir.state_dir / "fhir-state.json")
-        self.state.load()
-        for key in ("pending", "answered", "signalled"):
-            self.state.data.setdefault(key, {})
+        self.state = StateFile.open(
+            config.fhir.state_dir / "fhir-state.json", ("pending", "answered", "signalled")
+        )
         self.health = Health("fhir", ("node", "fhir"))
 
     # ------------------------------------------------------------------ helpers
 
     def _remember(self, kind: str, key: str, value: Any) -> None:
-        table: dict[str, Any] = self.state.data[kind]
-        table[key] = value
-        while len(table) > MAX_REMEMBERED:
-            del table[next(iter(table))]
-        self.state.save()
+        self.state.remember(kind, key, value, MAX_REMEMBERED)
 
     async def _patient_by_bsn(self, bsn: str | None) -> dict[str, Any] | None:
         if not bsn:
@@ -143,12 +141,9 @@ class FhirAdapter:
     async def receive_once(self, wait: float = 0) -> int:
         """Write new inbox items into the EHR; ack what the EHR holds (handovers wait for the
         staff's decision). Returns how many items were written."""
-        try:
-            page = await self.node.inbox(wait=wait, limit=INBOX_PAGE)
-        except Unavailable as exc:
-            self.health.failed("node", type(exc).__name__)
+        page = await fetch_inbox(self.node, self.health, wait=wait, limit=INBOX_PAGE)
+        if page is None:
             return 0
-        self.health.ok("node")
         written = 0
         for item in page.items:
             if item.message_id in self.state.data["pending"]:
@@ -249,7 +244,7 @@ class FhirAdapter:
         self.health.ok("fhir")
         return sent
 
-    async def _answer(self, task: Mapping[str, Any]) -> Any:
+    async def _answer(self, task: Mapping[str, Any]) -> SendRequest:
         request_id = r.message_id_of(task)
         if request_id is None:
             raise MappingError("Task.identifier", "the request's message id is missing")
@@ -312,7 +307,7 @@ class FhirAdapter:
             data["correlation_id"] = str(correlation["value"]).removeprefix("urn:uuid:")
         if self.config.fhir.processing_activity:
             data["processing_activity"] = self.config.fhir.processing_activity
-        return _request(data)
+        return build_request(data)
 
     async def _mark_refused(self, resource: Mapping[str, Any], exc: Exception) -> None:
         """Tell the EHR's staff, on a ``Task`` (status failed), why zv-gateway did not send."""
@@ -362,7 +357,7 @@ class FhirAdapter:
         self.health.ok("fhir")
         return sent
 
-    async def _risk_signal(self, comm: Mapping[str, Any]) -> Any:
+    async def _risk_signal(self, comm: Mapping[str, Any]) -> SendRequest:
         settings = self.config.fhir.risk_signal
         recipients = r.recipients_of(comm.get("recipient"))
         if not recipients:
@@ -419,7 +414,7 @@ class FhirAdapter:
             data["programme"] = settings.programme
         if self.config.fhir.processing_activity:
             data["processing_activity"] = self.config.fhir.processing_activity
-        return _request(data)
+        return build_request(data)
 
     # ------------------------------------------------------------------ loop
 
@@ -453,16 +448,6 @@ def _first(elements: list[dict[str, Any]], key: str) -> Any:
     return None
 
 
-def _request(data: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return request_from_dict(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise MappingError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
-
-
 def _why(exc: Exception) -> str:
     if isinstance(exc, PolicyDenied):
         detail = exc.problem.detail if exc.problem else str(exc)
@@ -482,24 +467,14 @@ async def run(config_path: Path, stop: asyncio.Event) -> None:
     config = load(config_path)
     log = EventLog("fhir", level=config.log.level)
     f = config.fhir
-    token = read_secret(config.node.token_file).decode()
-    fhir_token = read_secret(f.token_file).decode() if f.token_file else None
-    pseudonyms = Pseudonymiser(read_secret(f.pseudonym_key_file))
-    actor = Actor(config.node.actor, config.node.actor_role) if config.node.actor else None
-    async with NodeClient(
-        config.node.url, token, actor=actor, request_timeout=config.node.request_timeout_seconds
-    ) as node:
+    async with node_client(config.node) as node:
+        fhir_token = read_secret(f.token_file).decode() if f.token_file else None
+        pseudonyms = Pseudonymiser(read_secret(f.pseudonym_key_file))
         fhir = FhirClient(f.base_url, token=fhir_token)
         adapter = FhirAdapter(config, node, fhir, log, pseudonyms, config.node.org or "")
-        runner = None
-        if config.health.enabled:
-            runner, port = await serve_health(adapter.health, config.health)
-            log.info("health_listening", port=port)
-        log.info("started", fhir=f.base_url)
-        try:
-            await adapter.run(stop)
-        finally:
-            await fhir.close()
-            if runner is not None:
-                await runner.cleanup()
-            log.info("stopped")
+        async with serving(adapter.health, config.health, log):
+            log.info("started", fhir=f.base_url)
+            try:
+                await adapter.run(stop)
+            finally:
+                await fhir.close()

@@ -9,14 +9,14 @@ and the ``OperationOutcome`` issue codes (never the resource content).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters.errors import AdapterError
+from adapters._upstream import request_json
+from adapters.errors import UpstreamError
 from schemas import strictjson
 
 __all__ = ["MAX_FHIR_RESPONSE_BYTES", "MAX_SEARCH_PAGES", "FhirClient", "FhirError"]
@@ -31,18 +31,15 @@ MAX_SEARCH_PAGES = 20
 _FHIR_JSON = "application/fhir+json"
 
 
-class FhirError(AdapterError):
-    """The FHIR server refused a request or could not be reached (``status`` 0)."""
+class FhirError(UpstreamError):
+    """The FHIR server refused a request (``status``; ``codes``, the ``OperationOutcome``
+    issue codes) or could not be reached (``status`` 0)."""
 
-    def __init__(self, status: int, what: str, codes: tuple[str, ...] = ()) -> None:
-        suffix = f" ({', '.join(codes)})" if codes else ""
-        super().__init__(f"FHIR {what}: HTTP {status}{suffix}")
-        self.status = status
-        self.codes = codes
+    system = "FHIR"
 
     @property
-    def transient(self) -> bool:
-        return self.status == 0 or self.status in (429, 502, 503, 504)
+    def codes(self) -> tuple[str, ...]:
+        return self.names
 
 
 class FhirClient:
@@ -83,28 +80,19 @@ class FhirClient:
         headers = {"Accept": _FHIR_JSON}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        data = None
-        if body is not None:
-            headers["Content-Type"] = _FHIR_JSON
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            async with self._http().request(
-                method,
-                url,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                allow_redirects=False,
-            ) as resp:
-                if resp.content_length and resp.content_length > MAX_FHIR_RESPONSE_BYTES:
-                    raise FhirError(resp.status, what + ": answer too large")
-                raw = await resp.content.read(MAX_FHIR_RESPONSE_BYTES + 1)
-                if len(raw) > MAX_FHIR_RESPONSE_BYTES:
-                    raise FhirError(resp.status, what + ": answer too large")
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise FhirError(0, f"{what}: {type(exc).__name__}") from None
+        status, raw = await request_json(
+            self._http(),
+            method,
+            url,
+            what=what,
+            error=FhirError,
+            headers=headers,
+            media_type=_FHIR_JSON,
+            body=body,
+            params=params,
+            timeout_seconds=self._timeout,
+            max_bytes=MAX_FHIR_RESPONSE_BYTES,
+        )
         doc = _json(raw) if raw.strip() else None
         if status == 404:
             return None

@@ -17,13 +17,15 @@ from adapters._runtime import (
     Pseudonymiser,
     Settings,
     StateFile,
+    fetch_inbox,
     load_config,
     load_toml,
+    node_client,
     read_secret,
-    serve_health,
+    serving,
     sleep_or_stop,
 )
-from adapters.client import Actor, NodeClient, request_from_dict
+from adapters.client import NodeClient
 from adapters.errors import (
     ConfigError,
     InvalidMessage,
@@ -32,6 +34,7 @@ from adapters.errors import (
     PolicyDenied,
     Unavailable,
 )
+from adapters.mapping import build_request
 from adapters.zgw.api import ZakenClient, ZgwError
 from schemas import ids
 from schemas.api import InboxItem, SendRequest
@@ -167,18 +170,13 @@ class ZgwAdapter:
         self.zaken = zaken
         self.log = log
         self.pseudonyms = pseudonyms
-        self.state = StateFile(config.zgw.state_dir / "zgw-state.json")
-        self.state.load()
-        for key in ("zaken", "referred", "received"):
-            self.state.data.setdefault(key, {})
+        self.state = StateFile.open(
+            config.zgw.state_dir / "zgw-state.json", ("zaken", "referred", "received")
+        )
         self.health = Health("zgw", ("node", "zaken"))
 
     def _remember(self, kind: str, key: str, value: Any) -> None:
-        table: dict[str, Any] = self.state.data[kind]
-        table[key] = value
-        while len(table) > MAX_REMEMBERED:
-            del table[next(iter(table))]
-        self.state.save()
+        self.state.remember(kind, key, value, MAX_REMEMBERED)
 
     # ------------------------------------------------------------------ pure mappings
 
@@ -223,7 +221,7 @@ class ZgwAdapter:
             ],
             "body": body,
         }
-        return _request(data)
+        return build_request(data)
 
     def status_request(
         self, code: str, status: dict[str, Any], zaak_state: dict[str, Any]
@@ -254,7 +252,7 @@ class ZgwAdapter:
             "data_categories": ["VRIJE_TEKST"] if "note" in body else [],
             "body": body,
         }
-        return _request(data)
+        return build_request(data)
 
     def zaak_for(self, claims: dict[str, Any], spec: Inbound) -> dict[str, Any]:
         """The ZAAK a received message becomes (Zaken API ``POST /zaken`` body)."""
@@ -305,12 +303,9 @@ class ZgwAdapter:
 
     async def receive_once(self, wait: float = 0) -> int:
         """Turn configured inbox items into zaken (then ack); returns how many."""
-        try:
-            page = await self.node.inbox(wait=wait, limit=50)
-        except Unavailable as exc:
-            self.health.failed("node", type(exc).__name__)
+        page = await fetch_inbox(self.node, self.health, wait=wait, limit=50)
+        if page is None:
             return 0
-        self.health.ok("node")
         made = 0
         by_type: dict[str, Inbound] = {i.message_type: i for i in self.mapping.inbound}
         for item in page.items:
@@ -474,42 +469,24 @@ class ZgwAdapter:
                 break
 
 
-def _request(data: dict[str, Any]) -> SendRequest:
-    try:
-        return request_from_dict(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise MappingError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
-
-
 async def run(config_path: Path, stop: asyncio.Event) -> None:
     """Entry point of ``zvg adapter zgw --config FILE``."""
     config, mapping = load(config_path)
     z = config.zgw
     log = EventLog("zgw", level=config.log.level)
-    token = read_secret(config.node.token_file).decode()
-    zaken = ZakenClient(
-        z.base_url,
-        client_id=z.client_id,
-        secret=read_secret(z.secret_file) if z.secret_file else None,
-        token=read_secret(z.token_file).decode() if z.token_file else None,
-    )
-    actor = Actor(config.node.actor, config.node.actor_role) if config.node.actor else None
-    async with NodeClient(
-        config.node.url, token, actor=actor, request_timeout=config.node.request_timeout_seconds
-    ) as node:
+    async with node_client(config.node) as node:
+        zaken = ZakenClient(
+            z.base_url,
+            client_id=z.client_id,
+            secret=read_secret(z.secret_file) if z.secret_file else None,
+            token=read_secret(z.token_file).decode() if z.token_file else None,
+        )
         adapter = ZgwAdapter(
             config, mapping, node, zaken, log, Pseudonymiser(read_secret(z.pseudonym_key_file))
         )
-        runner = None
-        if config.health.enabled:
-            runner, port = await serve_health(adapter.health, config.health)
-            log.info("health_listening", port=port)
-        log.info("started", zaken=z.base_url)
-        try:
-            await adapter.run(stop)
-        finally:
-            await zaken.close()
-            if runner is not None:
-                await runner.cleanup()
-            log.info("stopped")
+        async with serving(adapter.health, config.health, log):
+            log.info("started", zaken=z.base_url)
+            try:
+                await adapter.run(stop)
+            finally:
+                await zaken.close()

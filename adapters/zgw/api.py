@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters.errors import AdapterError
+from adapters._upstream import request_json
+from adapters.errors import UpstreamError
 from schemas import strictjson
 
 __all__ = ["MAX_ZGW_PAGES", "MAX_ZGW_RESPONSE_BYTES", "ZakenClient", "ZgwError", "zgw_jwt"]
@@ -32,19 +33,16 @@ MAX_ZGW_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_ZGW_PAGES = 20
 
 
-class ZgwError(AdapterError):
-    """The Zaken API refused a request (``status``; the ValidatieFout's ``invalidParams``
-    names) or could not be reached (``status`` 0)."""
+class ZgwError(UpstreamError):
+    """The Zaken API refused a request (``status``; ``params``, the ValidatieFout's
+    ``invalidParams`` names) or could not be reached (``status`` 0)."""
 
-    def __init__(self, status: int, what: str, params: tuple[str, ...] = ()) -> None:
-        suffix = f" (invalid: {', '.join(params)})" if params else ""
-        super().__init__(f"Zaken API {what}: HTTP {status}{suffix}")
-        self.status = status
-        self.params = params
+    system = "Zaken API"
+    names_label = "invalid: "
 
     @property
-    def transient(self) -> bool:
-        return self.status == 0 or self.status in (429, 502, 503, 504)
+    def params(self) -> tuple[str, ...]:
+        return self.names
 
 
 def _b64(data: bytes) -> str:
@@ -111,26 +109,19 @@ class ZakenClient:
         if crs:  # the standard requires these on operations that carry zaakgeometrie
             headers["Accept-Crs"] = "EPSG:4326"
             headers["Content-Crs"] = "EPSG:4326"
-        data = None
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            async with self._session.request(
-                method,
-                url,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.content.read(MAX_ZGW_RESPONSE_BYTES + 1)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ZgwError(0, f"{what}: {type(exc).__name__}") from None
-        if len(raw) > MAX_ZGW_RESPONSE_BYTES:
-            raise ZgwError(status, f"{what}: answer too large")
+        status, raw = await request_json(
+            self._session,
+            method,
+            url,
+            what=what,
+            error=ZgwError,
+            headers=headers,
+            media_type="application/json",
+            body=body,
+            params=params,
+            timeout_seconds=self._timeout,
+            max_bytes=MAX_ZGW_RESPONSE_BYTES,
+        )
         try:
             doc = strictjson.loads(raw) if raw.strip() else None
         except ValueError:

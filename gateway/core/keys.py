@@ -22,7 +22,7 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
@@ -87,12 +87,70 @@ def _is_p256(key: object) -> bool:
     )
 
 
+def _suite_of(key: object, curve25519: type, refusal: str) -> Suite:
+    """The suite of a public key that is either a P-256 key or of type ``curve25519`` (the one
+    Curve25519 key type its use allows); ``LocalError(refusal)`` for any other key."""
+    if isinstance(key, curve25519):
+        return Suite.CURVE25519
+    if _is_p256(key):
+        return Suite.P256
+    raise LocalError(refusal)
+
+
+#: JWK members a public key's JWK may carry besides the key itself (RFC 7517 §4).
+_JWK_METADATA = frozenset({"kid", "use", "alg", "key_ops"})
+
+
+class _PublicKey:
+    """Identity shared by :class:`SigningPublicKey` and :class:`EncryptionPublicKey`: a wrapper
+    equals a wrapper of the same type with the same ``kid``, and hashes with its ``use``, so one
+    P-256 key wrapped both ways gives two unequal values.
+
+    Private, and never a parameter type: the two public key types share it but stay unrelated
+    (neither is a subtype of the other), so mypy refuses one where the other is expected.
+    """
+
+    __slots__ = ()
+
+    #: The JWK ``use`` (RFC 7517 §4.2) of this type's keys: ``sig`` or ``enc``.
+    _USE: ClassVar[str]
+
+    kid: str
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and other.kid == self.kid
+
+    def __hash__(self) -> int:
+        return hash((self._USE, self.kid))
+
+
+class _PrivateKey:
+    """What :class:`SigningKey` and :class:`DecryptionKey` share: ``kid`` and ``suite`` are
+    their public half's. Private, like :class:`_PublicKey`, and for the same reason."""
+
+    __slots__ = ()
+
+    public: SigningPublicKey | EncryptionPublicKey
+
+    @property
+    def kid(self) -> str:
+        """RFC 7638 thumbprint of the public key."""
+        return self.public.kid
+
+    @property
+    def suite(self) -> Suite:
+        """The suite this key belongs to."""
+        return self.public.suite
+
+
 # ------------------------------------------------------------------------------------ signing
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class SigningPublicKey:
+class SigningPublicKey(_PublicKey):
     """A sender's public signing key (``ES256`` on P-256 or ``Ed25519``) with its ``kid``."""
+
+    _USE: ClassVar[str] = "sig"
 
     key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
     suite: Suite
@@ -103,24 +161,19 @@ class SigningPublicKey:
         cls, key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
     ) -> SigningPublicKey:
         """Wrap a ``cryptography`` public key; raises ``LocalError`` outside both suites."""
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            return cls(key, Suite.CURVE25519, jose.thumbprint(key))
-        if _is_p256(key):
-            return cls(key, Suite.P256, jose.thumbprint(key))
-        raise LocalError("a signing key must be P-256 or Ed25519")
+        suite = _suite_of(key, ed25519.Ed25519PublicKey, "a signing key must be P-256 or Ed25519")
+        return cls(key, suite, jose.thumbprint(key))
 
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any]) -> SigningPublicKey:
         """A signing key from its public JWK; ``kid``, ``use``, ``alg`` and ``key_ops`` may be
         present but ``kid`` is recomputed and must match, ``use`` must be ``sig`` and ``alg`` the
         suite's. Raises ``RemoteError`` (``unsupported`` or ``malformed``) otherwise."""
-        key = jose.public_key_from_jwk(
-            jwk, "signing JWK", extra_members=frozenset({"kid", "use", "alg", "key_ops"})
-        )
+        key = jose.public_key_from_jwk(jwk, "signing JWK", extra_members=_JWK_METADATA)
         if isinstance(key, x25519.X25519PublicKey):
             raise RemoteError("unsupported", "signing JWK: X25519 is a key-agreement curve")
         wrapped = cls.from_key(key)
-        _check_jwk_metadata(jwk, wrapped.kid, "sig", wrapped.suite.signature_alg)
+        _check_jwk_metadata(jwk, wrapped.kid, cls._USE, wrapped.alg)
         return wrapped
 
     @property
@@ -130,7 +183,7 @@ class SigningPublicKey:
 
     def jwk(self) -> dict[str, str]:
         """Public JWK with ``kid``, ``use: sig`` and ``alg`` (for a JWK Set or the directory)."""
-        return {**jose.public_jwk(self.key), "kid": self.kid, "use": "sig", "alg": self.alg}
+        return {**jose.public_jwk(self.key), "kid": self.kid, "use": self._USE, "alg": self.alg}
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True when ``signature`` over ``data`` verifies under this key with its suite's alg."""
@@ -138,15 +191,9 @@ class SigningPublicKey:
             return jose.ed25519_verify(self.key, signature, data)
         return jose.es256_verify(self.key, signature, data)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SigningPublicKey) and other.kid == self.kid
-
-    def __hash__(self) -> int:
-        return hash(("sig", self.kid))
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class SigningKey:
+class SigningKey(_PrivateKey):
     """Our own private signing key. ``repr`` shows the ``kid`` only, never key material."""
 
     private: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey = field(repr=False)
@@ -164,16 +211,6 @@ class SigningKey:
             return cls.from_key(jose.derive_p256(rand))
         return cls.from_key(jose.derive_ed25519(rand))
 
-    @property
-    def kid(self) -> str:
-        """RFC 7638 thumbprint of the public key."""
-        return self.public.kid
-
-    @property
-    def suite(self) -> Suite:
-        """The suite this key belongs to."""
-        return self.public.suite
-
     def sign(self, data: bytes) -> bytes:
         """A 64-byte JWS signature of ``data`` with the suite's ``alg``."""
         if isinstance(self.private, ed25519.Ed25519PrivateKey):
@@ -185,8 +222,10 @@ class SigningKey:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class EncryptionPublicKey:
+class EncryptionPublicKey(_PublicKey):
     """A recipient's public key-agreement key (P-256 or X25519) with its ``kid``."""
+
+    _USE: ClassVar[str] = "enc"
 
     key: ec.EllipticCurvePublicKey | x25519.X25519PublicKey
     suite: Suite
@@ -197,23 +236,18 @@ class EncryptionPublicKey:
         cls, key: ec.EllipticCurvePublicKey | x25519.X25519PublicKey
     ) -> EncryptionPublicKey:
         """Wrap a ``cryptography`` public key; raises ``LocalError`` outside both suites."""
-        if isinstance(key, x25519.X25519PublicKey):
-            return cls(key, Suite.CURVE25519, jose.thumbprint(key))
-        if _is_p256(key):
-            return cls(key, Suite.P256, jose.thumbprint(key))
-        raise LocalError("an encryption key must be P-256 or X25519")
+        suite = _suite_of(key, x25519.X25519PublicKey, "an encryption key must be P-256 or X25519")
+        return cls(key, suite, jose.thumbprint(key))
 
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any]) -> EncryptionPublicKey:
         """An encryption key from its public JWK (``kid`` must match, ``use`` must be ``enc``,
         ``alg`` ``ECDH-ES+A256KW`` when present). Raises ``RemoteError`` otherwise."""
-        key = jose.public_key_from_jwk(
-            jwk, "encryption JWK", extra_members=frozenset({"kid", "use", "alg", "key_ops"})
-        )
+        key = jose.public_key_from_jwk(jwk, "encryption JWK", extra_members=_JWK_METADATA)
         if isinstance(key, ed25519.Ed25519PublicKey):
             raise RemoteError("unsupported", "encryption JWK: Ed25519 is a signature curve")
         wrapped = cls.from_key(key)
-        _check_jwk_metadata(jwk, wrapped.kid, "enc", KEY_AGREEMENT_ALG)
+        _check_jwk_metadata(jwk, wrapped.kid, cls._USE, KEY_AGREEMENT_ALG)
         return wrapped
 
     def jwk(self) -> dict[str, str]:
@@ -221,19 +255,13 @@ class EncryptionPublicKey:
         return {
             **jose.public_jwk(self.key),
             "kid": self.kid,
-            "use": "enc",
+            "use": self._USE,
             "alg": KEY_AGREEMENT_ALG,
         }
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EncryptionPublicKey) and other.kid == self.kid
-
-    def __hash__(self) -> int:
-        return hash(("enc", self.kid))
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class DecryptionKey:
+class DecryptionKey(_PrivateKey):
     """Our own private key-agreement key (P-256 or X25519). ``repr`` never shows key material."""
 
     private: ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey = field(repr=False)
@@ -250,16 +278,6 @@ class DecryptionKey:
         if suite is Suite.P256:
             return cls.from_key(jose.derive_p256(rand))
         return cls.from_key(jose.derive_x25519(rand))
-
-    @property
-    def kid(self) -> str:
-        """RFC 7638 thumbprint of the public key."""
-        return self.public.kid
-
-    @property
-    def suite(self) -> Suite:
-        """The suite this key belongs to."""
-        return self.public.suite
 
 
 def _check_jwk_metadata(jwk: Mapping[str, Any], kid: str, use: str, alg: str) -> None:

@@ -119,6 +119,27 @@ def test_corrupt_state_is_an_error_not_a_silent_reset(tmp_path: Path) -> None:
         rt.StateFile(tmp_path / "state.json").load()
 
 
+def test_open_state_has_its_tables_and_keeps_what_it_held(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = rt.StateFile.open(path, ("seen", "sent"))
+    assert state.data == {"seen": {}, "sent": {}}
+    assert not path.exists(), "opening writes nothing"
+    state.data["seen"]["a"] = 1
+    state.save()
+    again = rt.StateFile.open(path, ("seen", "new"))
+    assert again.data == {"seen": {"a": 1}, "sent": {}, "new": {}}
+
+
+def test_remembered_tables_are_bounded_oldest_first_and_saved(tmp_path: Path) -> None:
+    state = rt.StateFile.open(tmp_path / "state.json", ("seen",))
+    assert [state.remember("seen", k, None, limit=3) for k in "abc"] == [[], [], []]
+    assert state.remember("seen", "a", 1, limit=3) == [], "a new value keeps the key's place"
+    assert state.remember("seen", "d", 4, limit=3) == ["a"]
+    assert rt.StateFile(state.path).load() == {"seen": {"b": None, "c": None, "d": 4}}
+    assert state.remember("seen", "e", 5, limit=1) == ["b", "c", "d"]
+    assert list(state.data["seen"]) == ["e"]
+
+
 # ---------------------------------------------------------------- logs and health
 
 
@@ -163,6 +184,43 @@ async def test_health_report_and_endpoint() -> None:
     finally:
         await runner.cleanup()
     assert report["components"]["partner"]["error"] == "ClientConnectorError"
+
+
+async def test_serving_stops_the_health_listener_and_says_so_however_the_run_ends() -> None:
+    import aiohttp
+
+    stream = io.StringIO()
+    log = rt.EventLog("unit", stream=stream)
+    health = rt.Health("unit", ("node",))
+    answered: list[int] = []
+
+    async def adapter_run() -> None:
+        async with rt.serving(health, rt.HealthSettings(), log):
+            port = json.loads(stream.getvalue().splitlines()[0])["port"]
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/healthz") as resp,
+            ):
+                answered.append(resp.status)
+            raise RuntimeError("the adapter failed")
+
+    with pytest.raises(RuntimeError):
+        await adapter_run()
+    assert answered == [200]
+    port = json.loads(stream.getvalue().splitlines()[0])["port"]
+    events = [json.loads(x)["event"] for x in stream.getvalue().splitlines()]
+    assert events == ["health_listening", "stopped"]
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def test_serving_without_a_health_listener_still_says_stopped() -> None:
+    stream = io.StringIO()
+    log = rt.EventLog("unit", stream=stream)
+    async with rt.serving(rt.Health("unit", ()), rt.HealthSettings(enabled=False), log):
+        pass
+    assert [json.loads(x)["event"] for x in stream.getvalue().splitlines()] == ["stopped"]
 
 
 async def test_sleep_or_stop_returns_at_once_when_stopped() -> None:

@@ -146,3 +146,33 @@ def test_derived_keys_are_reproducible_from_the_same_randomness() -> None:
             DecryptionKey.derive(suite, SeededRand("s")).kid
             != DecryptionKey.derive(suite, SeededRand("t")).kid
         )
+
+
+def test_one_p256_key_as_signing_and_as_encryption_key_gives_two_unequal_keys() -> None:
+    """Same curve, same thumbprint: still two things (DESIGN §5.1 keeps their uses apart)."""
+    private = jose.derive_p256(SeededRand("both"))
+    signing, encryption = SigningKey.from_key(private), DecryptionKey.from_key(private)
+    assert signing.kid == encryption.kid
+    assert signing.public != encryption.public
+    assert encryption.public != signing.public
+    assert hash(signing.public) != hash(encryption.public)
+    assert len({signing.public, encryption.public}) == 2
+    assert signing.public == SigningPublicKey.from_jwk(signing.public.jwk())
+    assert hash(signing.public) == hash(SigningPublicKey.from_jwk(signing.public.jwk()))
+    assert signing.public.jwk()["use"] == "sig"
+    assert encryption.public.jwk()["use"] == "enc"
+
+
+def test_signing_and_encryption_keys_are_unrelated_types() -> None:
+    """Checked by mypy as much as here: with ``warn_unused_ignores`` (``--strict``), each ignore
+    below fails the type check the day one key type is accepted where the other is expected."""
+    sk, dk = signing_key(Suite.P256, "a"), decryption_key(Suite.P256, "a")
+
+    def seal_to(key: EncryptionPublicKey) -> str:
+        return key.kid
+
+    def verify_with(key: SigningPublicKey) -> str:
+        return key.kid
+
+    assert seal_to(sk.public) == sk.kid  # type: ignore[arg-type]
+    assert verify_with(dk.public) == dk.kid  # type: ignore[arg-type]
