@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
-from tests.rabbit import finish_removals
 
 
 @pytest.fixture
@@ -19,12 +18,6 @@ async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
         for key in list(federation.running):
             await federation.stop(key)
         teardown_fed(federation)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _finish_removals() -> Iterator[None]:
-    yield
-    finish_removals()
 
 
 async def _cosigned(fed: Fed, key: str, peers: int) -> None:

@@ -22,7 +22,7 @@ from gateway.broker.provision import Rabbitmqctl, build_definitions, ensure_pass
 from gateway.broker.transport import BrokerEndpoint, connect
 from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits, BrokerMember, vhost_name
 from tests.integration._private_node import TlsNode, run_private_node
-from tests.rabbit import finish_removals, remove_vhost
+from tests.rabbit import remove_vhost
 
 HOST = "127.0.0.1"
 PORT = 5672
@@ -138,13 +138,6 @@ def provision_federation(
 def remove_federation(fed: Federation, *, wait: bool = False) -> None:
     """Delete the federation's vhost and users (in the background unless ``wait``)."""
     remove_vhost(fed.ctl, fed.vhost, [m.user for m in fed.members.values()], wait=wait)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _finish_removals() -> Iterator[None]:
-    """At the end of the session, wait until every deletion has finished."""
-    yield
-    finish_removals()
 
 
 async def _close_all(fed: Federation) -> None:
