@@ -157,6 +157,8 @@ _KEY_ID_SIZE = 4
 _TIMESTAMP_SIZE = 8
 _HEX8 = re.compile(r"[0-9a-f]{8}")
 _ACCEPTED_KEY_TYPES = (SIG_TYPE_ED25519, SIG_TYPE_COSIGNATURE_V1)
+#: C0 control characters other than the line feed that separates a note's lines.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _NAME_SEGMENT = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?")
 
 
@@ -168,7 +170,7 @@ def _malformed(detail: str) -> RemoteError:
 
 
 def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 and ch != "\n" for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def _utf8_size(text: str) -> int | None:

@@ -828,16 +828,17 @@ class NodeService:
         if body.proof is None:
             return "the receipt carries no inclusion proof"
         origin = self.directory.audit_origin(claims.sender.org)
-        log_keys = [
-            note.ed25519_verifier(origin, k)
-            for k in self.directory.audit_keys(claims.sender.org, now)
-        ]
         try:
             proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
             if proof.extra is None:
                 return "the proof carries no record"
             signed = self._verified_checkpoints.get(proof.checkpoint)
             if signed is None or signed.checkpoint.origin != origin:
+                # Most receipts of a batch share one checkpoint: build verifiers only on a miss.
+                log_keys = [
+                    note.ed25519_verifier(origin, k)
+                    for k in self.directory.audit_keys(claims.sender.org, now)
+                ]
                 signed = note.open_checkpoint(proof.checkpoint, log_keys=log_keys, now=now)
                 if len(self._verified_checkpoints) >= VERIFIED_CHECKPOINT_CACHE:
                     self._verified_checkpoints.pop(next(iter(self._verified_checkpoints)))
