@@ -24,11 +24,11 @@ MAX_DEPTH = 32
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError("duplicate key in JSON object")
-        out[key] = value
+    """The object hook: a dict, unless a key repeats (the dict then has fewer entries than
+    there were pairs, which is exactly the case of a repeated key)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
     return out
 
 
@@ -36,12 +36,48 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _too_deep(value: Any, depth: int = 1) -> bool:
-    """True when containers nest deeper than :data:`MAX_DEPTH` (leaves are not visited)."""
-    if depth > MAX_DEPTH:
-        return True
-    children = value.values() if type(value) is dict else value
-    return any(_too_deep(child, depth + 1) for child in children if type(child) in (dict, list))
+#: One decoder for every call (``json.loads`` with keyword arguments builds a new decoder, and
+#: a new C scanner, per call). The C scanner keeps no state between calls that matters: its key
+#: memo only interns key strings, and the json module shares its own default decoder likewise.
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
+
+
+def _too_deep(value: Any) -> bool:
+    """True when containers nest deeper than :data:`MAX_DEPTH` (leaves are not visited).
+
+    Walks one nesting level at a time, without recursion: ``level`` holds the containers at
+    depth ``depth`` (the top-level container has depth 1)."""
+    level = [value]
+    depth = 1
+    while level:
+        if depth > MAX_DEPTH:
+            return True
+        level = [
+            child
+            for container in level
+            for child in (container.values() if type(container) is dict else container)
+            if type(child) is dict or type(child) is list
+        ]
+        depth += 1
+    return False
+
+
+def _may_be_too_deep(text: str) -> bool:
+    """False when ``text`` cannot nest deeper than :data:`MAX_DEPTH`: every container opens
+    with a ``[`` or ``{``, so the nesting depth is at most the number of those characters (ones
+    inside strings only make the bound looser). Two C-speed counts instead of a walk, which is
+    all most documents need."""
+    return text.count("[") + text.count("{") > MAX_DEPTH
+
+
+def _decode(text: str) -> Any:
+    """``json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)``, with the shared
+    decoder for a plain ``str`` (the same checks: a leading BOM is refused as json.loads does)."""
+    if type(text) is not str:  # e.g. a bytearray: json.loads detects its encoding
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 def loads(data: bytes | str) -> Any:
@@ -56,11 +92,15 @@ def loads(data: bytes | str) -> Any:
     else:
         text = data
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        value = _decode(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels") from None
-    if type(value) in (dict, list) and _too_deep(value):
+    if (
+        type(value) in (dict, list)
+        and (type(text) is not str or _may_be_too_deep(text))
+        and _too_deep(value)
+    ):
         raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels")
     return value

@@ -83,6 +83,10 @@ CREATE TABLE IF NOT EXISTS witness_evidence (
 
 Rand = Callable[[int], bytes]
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (that is
+#: all json.dumps does with keyword arguments).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
@@ -180,7 +184,7 @@ class AuditLog:
                 (
                     leaf_hash(view_bytes),
                     view_bytes.decode("utf-8"),
-                    json.dumps(personal, separators=(",", ":")),
+                    _COMPACT.encode(personal),
                     salt,
                     record.name,
                     record.end_time.timestamp(),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from gateway.core.commit import SALT_SIZE, JsonValue, canonical_json, commitment
@@ -119,12 +119,20 @@ _FIELD_NAMES = tuple(f.name for f in fields(Record))
 _OPAQUE_FIELDS = frozenset(
     {"trace_id", "span_id", "parent_span_id", "foreign_operation", "message_id", "digest", "key_id"}
 )
+_VIEW_FIELDS = tuple(name for name in _FIELD_NAMES if name not in _PERSONAL)
+_SEARCHED_FIELDS = tuple(name for name in _FIELD_NAMES if name not in _OPAQUE_FIELDS)
 
 
 def _iso(t: datetime) -> str:
     offset = t.utcoffset()
     if offset is None or offset.total_seconds() != 0:
         raise LocalError("audit record times must be aware UTC datetimes")
+    if t.tzinfo is UTC and type(t) is datetime and t.year >= 1000:
+        # Fast path, same text as the strftime below: the C isoformat gives the same zero-padded
+        # fields and six microsecond digits, then "+00:00" for UTC. Only for the UTC singleton
+        # (strftime also asks other tzinfos for dst(), which may raise) and for years from 1000
+        # (strftime does not pad earlier ones to four digits, on glibc).
+        return t.isoformat(timespec="microseconds")[:-6] + "Z"
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -137,13 +145,40 @@ def new_record(**values: Any) -> Record:
     record = Record(**values)
     if record.name not in OPERATIONS:
         raise LocalError(f"unknown audit operation {record.name!r}")
+    # One search over all searched strings at once, joined by a non-digit: a digit run of the
+    # joined text is a digit run of one of the strings, so this finds every BSN-shaped value the
+    # per-string guard below finds (and more: it does not skip opaque-looking strings). Only
+    # when it finds something does the per-string guard run, to decide and to name the field.
+    if ids.bsn_runs("\n".join(_searched_strings(record))):
+        _refuse_bsn(record)
+    return record
+
+
+def _refuse_bsn(record: Record) -> None:
+    """Raise :class:`LocalError` naming the first field with a BSN-shaped value, if any."""
     for key, value in _fields(record):
         if key in _OPAQUE_FIELDS:
             continue
         for text in _strings(value):
             if ids.find_bsn(text):
                 raise LocalError(f"audit record field {key} holds a BSN-shaped value")
-    return record
+
+
+def _searched_strings(record: Record) -> list[str]:
+    """The strings of every field the BSN guard searches (``_strings`` of each, with the common
+    shapes — a string, nothing, a tuple of strings — handled inline)."""
+    out: list[str] = []
+    for name in _SEARCHED_FIELDS:
+        value = getattr(record, name)
+        if type(value) is str:
+            out.append(value)
+        elif value is None:
+            continue
+        elif type(value) is tuple and all(type(v) is str for v in value):
+            out.extend(value)
+        else:
+            out.extend(_strings(value))
+    return out
 
 
 def _strings(value: Any) -> list[str]:
@@ -191,10 +226,11 @@ def split(record: Record, salt: bytes) -> tuple[dict[str, JsonValue], dict[str, 
     if len(salt) != SALT_SIZE:
         raise LocalError(f"audit salt must be {SALT_SIZE} bytes")
     view: dict[str, JsonValue] = {}
-    for key, value in _fields(record):
-        if key in _PERSONAL:
-            continue
-        if isinstance(value, datetime):
+    for key in _VIEW_FIELDS:
+        value = getattr(record, key)
+        if value is None or type(value) is str:  # the common case, as the else branch below
+            view[key] = value
+        elif isinstance(value, datetime):
             view[key] = _iso(value)
         elif isinstance(value, tuple):
             view[key] = list(value)

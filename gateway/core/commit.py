@@ -34,7 +34,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from gateway.core.merkle import leaf_hash
 from gateway.errors import LocalError
@@ -126,9 +126,47 @@ _FAST = json.JSONEncoder(
 )
 
 
-def _plain(value: object, depth: int = 0) -> bool:
+def _plain(value: object) -> bool:
     """True when ``value`` needs none of the slow path's checks: ASCII keys, valid Unicode,
-    safe integers, no floats, bounded depth. Exact types only (subclasses take the slow path)."""
+    safe integers, no floats, bounded depth. Exact types only (subclasses take the slow path).
+
+    A container at depth :data:`MAX_CANONICAL_DEPTH` (the top is depth 0) is not plain. The
+    walk is depth-first with an explicit stack, checking the leaves of each container in one
+    loop (most of a value is leaves); it reaches the depth bound along the first deep path, so a
+    value that shares containers many times over costs no more than before.
+    """
+    kind = type(value)
+    if kind is not dict and kind is not list and kind is not tuple:
+        return _plain_leaf(value)
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        container, depth = stack.pop()
+        if depth >= MAX_CANONICAL_DEPTH:
+            return False
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str or not key.isascii():
+                    return False
+            children = container.values()
+        else:
+            children = container
+        for child in children:  # the checks of _plain_leaf, inline
+            kind = type(child)
+            if kind is str:
+                if not child.isascii() and not _valid_unicode(child):
+                    return False
+            elif kind is int:
+                if not -MAX_SAFE_INTEGER <= child <= MAX_SAFE_INTEGER:
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                stack.append((child, depth + 1))
+            elif child is not None and kind is not bool:
+                return False
+    return True
+
+
+def _plain_leaf(value: object) -> bool:
+    """:func:`_plain` of anything but a dict, list or tuple."""
     kind = type(value)
     if kind is str:
         return value.isascii() or _valid_unicode(value)  # type: ignore[attr-defined, arg-type]
@@ -136,15 +174,6 @@ def _plain(value: object, depth: int = 0) -> bool:
         return True
     if kind is int:
         return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[operator]
-    if depth >= MAX_CANONICAL_DEPTH:
-        return False
-    if kind is dict:
-        for key, child in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str or not key.isascii() or not _plain(child, depth + 1):
-                return False
-        return True
-    if kind is list or kind is tuple:
-        return all(_plain(child, depth + 1) for child in value)  # type: ignore[attr-defined]
     return False
 
 

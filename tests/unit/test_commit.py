@@ -199,3 +199,107 @@ def test_fast_path_gives_the_reference_bytes(value: Any) -> None:
             canonical_json(value)
         return
     assert canonical_json(value) == reference
+
+
+def _reference_plain(value: object, depth: int = 0) -> bool:
+    """The first, recursive ``_plain``: the iterative one must agree with it on every value."""
+    kind = type(value)
+    if kind is str:
+        try:
+            value.encode("utf-8")  # type: ignore[attr-defined]
+        except UnicodeEncodeError:
+            return False
+        return True
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[operator]
+    if depth >= MAX_CANONICAL_DEPTH:
+        return False
+    if kind is dict:
+        for key, child in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or not key.isascii() or not _reference_plain(child, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_reference_plain(child, depth + 1) for child in value)  # type: ignore[attr-defined]
+    return False
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+# Anything the walk must tell apart: floats, unsafe integers, lone surrogates, non-ASCII and
+# non-string keys, subclasses, bytes, sets, tuples.
+_any_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.sampled_from([MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1, 1.0, 0.5])
+    | st.text(max_size=4)
+    | st.sampled_from(["\ud800", "é", _Str("x"), _Int(3), b"x", frozenset({1})])
+)
+_any_value = st.recursive(
+    _any_leaf,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(
+            st.text(max_size=3) | st.sampled_from([1, None, _Str("k"), "\u00e9", "\ud800"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500)
+@given(value=_any_value, depth=st.integers(0, MAX_CANONICAL_DEPTH + 2))
+def test_plain_agrees_with_the_recursive_reference(value: Any, depth: int) -> None:
+    from gateway.core import commit as c
+
+    for _ in range(depth):
+        value = [value] if depth % 2 else {"k": value}
+    assert c._plain(value) == _reference_plain(value)
+
+
+def test_plain_depth_bound_is_exact() -> None:
+    from gateway.core import commit as c
+
+    deep: Any = 1
+    for _ in range(MAX_CANONICAL_DEPTH):
+        deep = [deep]
+    assert c._plain(deep)  # containers at depths 0..31
+    assert not c._plain([deep])
+    assert not c._plain({"k": [deep]})
+
+
+def test_shared_containers_do_not_blow_up() -> None:
+    # 2**40 paths through 40 shared lists: the walk stops at the depth bound on the first one.
+    value: Any = []
+    for _ in range(40):
+        value = [value, value]
+    with pytest.raises(LocalError):
+        canonical_json(value)
+
+
+@settings(max_examples=500)
+@given(value=_any_value)
+def test_canonical_json_equals_the_reference_encoder_on_any_value(value: Any) -> None:
+    from gateway.core import commit as c
+
+    out: list[str] = []
+    try:
+        c._encode(value, out, 0)
+        reference = "".join(out).encode("utf-8")
+    except (LocalError, UnicodeEncodeError):
+        with pytest.raises(LocalError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == reference
