@@ -151,7 +151,6 @@ _OIN = re.compile(r"[0-9]{20}")
 #: A SHA-256 thumbprint or digest in base64url: 43 characters, the last one canonical.
 _B64U_SHA256 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _P256 = ec.SECP256R1()
 
 ReplayCheck = Callable[[str, str], bool]
@@ -183,12 +182,12 @@ class EnvelopeHeader:
     @property
     def issued_at(self) -> datetime:
         """``iat`` as an aware UTC datetime."""
-        return _EPOCH + timedelta(seconds=self.iat)
+        return datetime.fromtimestamp(self.iat, UTC)
 
     @property
     def expires_at(self) -> datetime:
         """``exp`` as an aware UTC datetime."""
-        return _EPOCH + timedelta(seconds=self.exp)
+        return datetime.fromtimestamp(self.exp, UTC)
 
 
 class _Recipient:
@@ -408,9 +407,11 @@ def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
     return _Parsed(header, protected_b64, recipients, iv, ciphertext, tag)
 
 
-def _check_now(now: datetime) -> None:
+def _seconds(now: datetime) -> float:
+    """``now`` as seconds since the epoch (NumericDate, RFC 7519 §2); ``LocalError`` if naive."""
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise LocalError("now must be a timezone-aware datetime")
+    return now.timestamp()
 
 
 def check_time_window(
@@ -419,8 +420,11 @@ def check_time_window(
     """Refuse an envelope outside its time window: ``RemoteError("expired")`` when ``exp`` has
     passed (``now >= exp``, RFC 7519 §4.1.4), ``iat`` is more than ``limits.max_iat_age`` old, or
     ``iat`` is more than ``limits.max_future_skew`` ahead of ``now``."""
-    _check_now(now)
-    t = now.timestamp()  # NumericDates are seconds since the epoch, UTC (RFC 7519 §2)
+    _check_window(header, _seconds(now), limits)
+
+
+def _check_window(header: EnvelopeHeader, t: float, limits: EnvelopeLimits) -> None:
+    """:func:`check_time_window` for a ``now`` already checked, as seconds since the epoch."""
     if t >= header.exp:
         raise RemoteError("expired", "exp has passed")
     if header.iat > t + limits.max_future_skew.total_seconds():
@@ -541,16 +545,26 @@ def _check_jws_header(segment: bytes) -> tuple[Suite, str]:
     return suite, kid
 
 
-@dataclass(frozen=True, slots=True)
 class _Authenticated:
     """What the cryptographic stage of :func:`open_envelope` established (claims not yet parsed)."""
 
-    header: EnvelopeHeader
-    inner_jws: bytes
-    payload: bytes
-    digest: bytes
-    sender_kid: str
-    recipient_kid: str
+    __slots__ = ("digest", "header", "inner_jws", "payload", "recipient_kid", "sender_kid")
+
+    def __init__(
+        self,
+        header: EnvelopeHeader,
+        inner_jws: bytes,
+        payload: bytes,
+        digest: bytes,
+        sender_kid: str,
+        recipient_kid: str,
+    ) -> None:
+        self.header = header
+        self.inner_jws = inner_jws
+        self.payload = payload
+        self.digest = digest
+        self.sender_kid = sender_kid
+        self.recipient_kid = recipient_kid
 
 
 def _authenticate(
@@ -562,10 +576,10 @@ def _authenticate(
     limits: EnvelopeLimits,
 ) -> _Authenticated:
     """Every check of :func:`open_envelope` up to and including the signature (module-private)."""
-    _check_now(now)
+    t = _seconds(now)
     parsed = _parse(raw, limits)
     header = parsed.header
-    check_time_window(header, now, limits)
+    _check_window(header, t, limits)
     if is_replay(header.sender_org, header.message_id):
         raise RemoteError("replayed", "(sender, message id) was already accepted")
 
@@ -579,13 +593,19 @@ def _authenticate(
     return _Authenticated(header, inner, jws.payload, digest, jws.kid, own.kid)
 
 
-@dataclass(frozen=True, slots=True)
 class _Jws:
-    suite: Suite
-    kid: str
-    signing_input: bytes
-    payload: bytes
-    signature: bytes
+    """A profile compact JWS split into its parts (module-private)."""
+
+    __slots__ = ("kid", "payload", "signature", "signing_input", "suite")
+
+    def __init__(
+        self, suite: Suite, kid: str, signing_input: bytes, payload: bytes, signature: bytes
+    ) -> None:
+        self.suite = suite
+        self.kid = kid
+        self.signing_input = signing_input
+        self.payload = payload
+        self.signature = signature
 
 
 def _split_jws(inner: bytes, limits: EnvelopeLimits) -> _Jws:
@@ -685,7 +705,7 @@ def _sign_jws(payload: bytes, key: SigningKey, header: Mapping[str, Any] | None 
 
 def _recipient_entry(recipient: EncryptionPublicKey, cek: bytes, rand: jose.Rand) -> dict[str, Any]:
     eph: x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
-    if isinstance(recipient.key, x25519.X25519PublicKey):
+    if recipient.suite is Suite.CURVE25519:
         eph = jose.derive_x25519(rand)
     else:
         eph = jose.derive_p256(rand)
@@ -716,26 +736,6 @@ def _encrypt(
         "ciphertext": jose.b64u_encode(ciphertext),
         "tag": jose.b64u_encode(tag),
     }
-
-
-def _serialize(jwe: Mapping[str, Any]) -> bytes:
-    """Compact JSON of a JWE built by :func:`_encrypt`, members in profile order.
-
-    Equal to ``jose.json_dumps(jwe)``; assembled directly because every value except the
-    recipient headers is base64url text, which needs no JSON escaping.
-    """
-    entries = ",".join(
-        '{"header":'
-        + jose.json_dumps(e["header"]).decode("ascii")
-        + ',"encrypted_key":"'
-        + e["encrypted_key"]
-        + '"}'
-        for e in jwe["recipients"]
-    )
-    return (
-        f'{{"protected":"{jwe["protected"]}","recipients":[{entries}],"iv":"{jwe["iv"]}",'
-        f'"ciphertext":"{jwe["ciphertext"]}","tag":"{jwe["tag"]}"}}'
-    ).encode("ascii")
 
 
 def routing_header(claims: ClaimsBase, inner_jws: bytes) -> dict[str, Any]:
@@ -780,7 +780,7 @@ def seal(
     if len(payload) > limits.max_claims_bytes:
         raise LocalError(f"claims exceed {limits.max_claims_bytes} bytes")
     inner = _sign_jws(payload, signing_key)
-    envelope = _serialize(_encrypt(routing_header(claims, inner), inner, recipients, rand))
+    envelope = jose.json_dumps(_encrypt(routing_header(claims, inner), inner, recipients, rand))
     if len(envelope) > limits.max_envelope_bytes:
         raise LocalError(f"envelope exceeds {limits.max_envelope_bytes} bytes")
     return envelope

@@ -22,7 +22,7 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
@@ -187,9 +187,11 @@ class SigningPublicKey(_PublicKey):
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True when ``signature`` over ``data`` verifies under this key with its suite's alg."""
-        if isinstance(self.key, ed25519.Ed25519PublicKey):
-            return jose.ed25519_verify(self.key, signature, data)
-        return jose.es256_verify(self.key, signature, data)
+        # The suite was decided by the key's type (from_key); comparing it is cheaper than
+        # isinstance against cryptography's abstract key classes, on every envelope opened.
+        if self.suite is Suite.CURVE25519:
+            return jose.ed25519_verify(cast(ed25519.Ed25519PublicKey, self.key), signature, data)
+        return jose.es256_verify(cast(ec.EllipticCurvePublicKey, self.key), signature, data)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -213,9 +215,9 @@ class SigningKey(_PrivateKey):
 
     def sign(self, data: bytes) -> bytes:
         """A 64-byte JWS signature of ``data`` with the suite's ``alg``."""
-        if isinstance(self.private, ed25519.Ed25519PrivateKey):
-            return jose.ed25519_sign(self.private, data)
-        return jose.es256_sign(self.private, data)
+        if self.public.suite is Suite.CURVE25519:  # decided by the key's type, as in verify
+            return jose.ed25519_sign(cast(ed25519.Ed25519PrivateKey, self.private), data)
+        return jose.es256_sign(cast(ec.EllipticCurvePrivateKey, self.private), data)
 
 
 # ------------------------------------------------------------------------------------ encryption

@@ -330,16 +330,3 @@ def test_default_limits_are_the_named_constants() -> None:
     assert DEFAULT_LIMITS.max_iat_age == timedelta(days=7)
     assert DEFAULT_LIMITS.max_future_skew == timedelta(minutes=5)
     assert DEFAULT_LIMITS.max_inner_jws_bytes > DEFAULT_LIMITS.max_claims_bytes * 4 // 3
-
-
-@pytest.mark.parametrize("suite", list(Suite))
-def test_fast_serialization_equals_plain_compact_json(suite: Suite) -> None:
-    from gateway.core import envelope as env
-
-    jwe = env._encrypt(
-        {"typ": "zvg-envelope+jwe", "x": "é"},
-        b"plaintext",
-        [decryption_key(s, f"k{i}").public for i, s in enumerate([suite, *Suite])],
-        SeededRand("ser"),
-    )
-    assert env._serialize(jwe) == jose.json_dumps(jwe)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -76,8 +77,37 @@ def test_json_refuses_ambiguous_or_broken_text(text: bytes) -> None:
     assert caught.value.reason == "malformed"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":"\xc3\xa9","b":[1,-2,true,false,null],"c":{"d":"\\\\"}}',  # fast path
+        b'{"a": 1, "b": [1, 2]}',  # whitespace: the strict decoder decides
+        b'{"a":"\\u00e9"}',  # an escape orjson would not write
+        b'{"a":18446744073709551616}',  # beyond 64 bits: a float to orjson, an int to json
+        b'{"a":1e5,"b":-0}',  # numbers orjson writes another way
+        b'{"a":"\\ud800"}',  # a lone surrogate: orjson refuses, json accepts
+    ],
+)
+def test_json_fast_path_agrees_with_the_strict_decoder(text: bytes) -> None:
+    assert jose.parse_json_object(text) == json.loads(text)
+
+
 def test_json_dumps_is_compact_utf8() -> None:
     assert jose.json_dumps({"a": "é", "b": [1, 2]}) == '{"a":"é","b":[1,2]}'.encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"s": "".join(map(chr, range(0x80))) + "\u2028\u00e9\U0001f600"},  # every escape rule
+        {"n": [0, -1, 2**63 - 1, 2**64 - 1, True, None], "o": {"k": []}},
+        {"big": 10**20},  # beyond orjson: written by json
+        {1: "non-string member name"},  # likewise
+    ],
+)
+def test_json_dumps_writes_what_json_dumps_writes(value: dict[Any, Any]) -> None:
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert jose.json_dumps(value) == expected
 
 
 # ------------------------------------------------------------------ thumbprints (RFC 7638)

@@ -29,6 +29,7 @@ def test_example_is_valid_and_round_trips(path: Path) -> None:
     again = parse_claims(claims_to_json(claims))
     assert again == claims
     assert claims_to_json(again) == claims_to_json(claims)
+    assert claims_to_json(claims) == claims.model_dump_json(exclude_none=True).encode("utf-8")
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
