@@ -24,10 +24,12 @@ processes (``zvg node run``, like a deployment), and measures:
   the ``POST`` round trip alone; the same for raw aio-pika (publish start to consume).
 
 It prints a table, writes ``benchmarks/results/e2e.json``, and reports each node process's peak
-RSS (``VmHWM`` from ``/proc/<pid>/status``). Targets: node throughput >= 0.3x the raw ceiling;
-p99 < 50 ms at 200 messages/s. ``--profile DIR`` records both nodes with ``py-spy record`` (raw
-collapsed stacks) during the first node throughput round. The vhost and users are deleted
-afterwards.
+RSS (``VmHWM`` from ``/proc/<pid>/status``) and the CPU time per message of every process in
+both kinds of round, the broker's included (its Erlang VM's pid from ``rabbitmqctl eval``),
+against the CPU budget the throughput target leaves: ``CPUs / (0.3 x raw msg/s)``. Targets: node
+throughput >= 0.3x the raw ceiling; p99 < 50 ms at 200 messages/s. ``--profile DIR`` records
+both nodes with ``py-spy record`` (raw collapsed stacks) during the first node throughput round.
+The vhost and users are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -422,17 +424,32 @@ async def _measure(
     )
     throughput: dict[str, list[float]] = {"raw": [], "node": []}
     #: per process: (user, system) CPU microseconds per message, per node round
-    cpu_us: dict[str, list[tuple[float, float]]] = {k: [] for k in (SENDER, RECEIVER, "bench")}
+    cpu_us: dict[str, list[tuple[float, float]]] = {
+        k: [] for k in (SENDER, RECEIVER, "bench", "broker")
+    }
+    #: the same for the raw rounds: this client and the broker
+    raw_cpu_us: dict[str, list[tuple[float, float]]] = {"bench": [], "broker": []}
+    watched = {**bench.pids, "bench": os.getpid(), "broker": _broker_pid(fed)}
+
+    def per_message(
+        before: dict[str, tuple[float, float]], into: dict[str, list[tuple[float, float]]]
+    ) -> None:
+        for k, rows in into.items():
+            user, system = _cpu(watched[k])
+            rows.append(
+                ((user - before[k][0]) / messages * 1e6, (system - before[k][1]) / messages * 1e6)
+            )
+
     try:
         await raw.pipeline(500)  # warm-up
         for round_ in range(rounds):
             order = ("raw", "node") if round_ % 2 == 0 else ("node", "raw")
             for kind in order:
+                before = {k: _cpu(pid) for k, pid in watched.items()}
                 if kind == "raw":
                     elapsed, _, _ = await raw.pipeline(messages)
+                    per_message(before, raw_cpu_us)
                 else:
-                    before = {k: _cpu(pid) for k, pid in bench.pids.items()}
-                    before["bench"] = _cpu(os.getpid())
                     profilers = []
                     if profile is not None and round_ == 0:
                         profilers = [
@@ -443,15 +460,9 @@ async def _measure(
                     for p in profilers:
                         p.send_signal(signal.SIGINT)
                         p.wait(timeout=30)
-                    pids = {**bench.pids, "bench": os.getpid()}
-                    for k, pid in pids.items():
-                        user, system = _cpu(pid)
-                        cpu_us[k].append(
-                            (
-                                (user - before[k][0]) / messages * 1e6,
-                                (system - before[k][1]) / messages * 1e6,
-                            )
-                        )
+                    # Until the receiver's inbox holds all N; receipts still in flight are
+                    # the next round's (every round leaves about the same tail).
+                    per_message(before, cpu_us)
                     await _settle(bench)
                 throughput[kind].append(messages / elapsed)
         latency: dict[str, Any] = {}
@@ -481,12 +492,20 @@ async def _measure(
         "cpu_us_per_msg": {
             k: [{"user": u, "system": sy} for u, sy in v] for k, v in cpu_us.items()
         },
+        "raw_cpu_us_per_msg": {
+            k: [{"user": u, "system": sy} for u, sy in v] for k, v in raw_cpu_us.items()
+        },
         "latency": latency,
         "latency_seconds_per_rate": seconds,
         "peak_rss_kib": rss,
         "cpus": os.cpu_count(),
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _broker_pid(fed: Fed) -> int:
+    """The operating-system process id of the RabbitMQ node (its Erlang VM)."""
+    return int(fed.ctl.run("eval", "list_to_integer(os:getpid()).").strip())
 
 
 def _cpu(pid: int) -> tuple[float, float]:
@@ -527,11 +546,14 @@ def main() -> None:
             data["throughput_rounds"]["node"], data["throughput_rounds"]["raw"], strict=True
         )
     )
-    cpu = {
-        k: (median(r["user"] for r in v), median(r["system"] for r in v))
-        for k, v in data["cpu_us_per_msg"].items()
-    }
-    cpu_us = sum(u + sy for k, (u, sy) in cpu.items() if k != "bench")
+    cpu, raw_cpu = (
+        {
+            k: (median(r["user"] for r in v), median(r["system"] for r in v))
+            for k, v in data[key].items()
+        }
+        for key in ("cpu_us_per_msg", "raw_cpu_us_per_msg")
+    )
+    cpu_us = sum(u + sy for k, (u, sy) in cpu.items() if k in (SENDER, RECEIVER))
     load = data["load_average"]
     print(
         f"\n{args.messages:,} messages per round, median of {args.rounds} rounds (alternating); "
@@ -584,6 +606,30 @@ def main() -> None:
                 *cpu[key],
             ]
             for key in (SENDER, RECEIVER, "bench")
+        ],
+    )
+    print()
+    # The CPU budget: at the target rate every CPU second of the machine has to cover
+    # TARGET_RATIO x raw messages, for everything that runs (broker, nodes, client).
+    budget = data["cpus"] * 1e6 / (TARGET_RATIO * raw)
+    print_table(
+        ["CPU us per message", "raw round", "node round"],
+        [
+            [name, sum(raw_cpu[key]) if key in raw_cpu else "-", sum(cpu[key])]
+            for name, key in (
+                ("broker (RabbitMQ)", "broker"),
+                ("this client", "bench"),
+                (f"{SENDER} node", SENDER),
+                (f"{RECEIVER} node", RECEIVER),
+            )
+        ]
+        + [
+            [
+                "all processes",
+                sum(map(sum, raw_cpu.values())),
+                sum(map(sum, cpu.values())),
+            ],
+            [f"budget at {TARGET_RATIO}x raw ({data['cpus']} CPUs)", "-", budget],
         ],
     )
     p99 = data["latency"].get(str(TARGET_RATE), {}).get("node_e2e_ms", {}).get("p99")
