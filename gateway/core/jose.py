@@ -226,9 +226,13 @@ def json_dumps(value: Mapping[str, Any]) -> bytes:
     ensure_ascii=False)``; what ``orjson`` cannot write (integers beyond 64 bits, non-string
     member names) is written by ``json`` instead. A float (no profile header holds one) may be
     spelled differently from ``json``'s, as the same number.
+
+    The result is copied into bytes of its own size: ``orjson`` leaves its output in an
+    over-allocated buffer (32 KiB behind a 5 KB envelope; see home-assistant/core#181245), and a
+    node keeps envelopes in memory until they are published.
     """
     try:
-        return orjson.dumps(value)
+        return bytes(memoryview(orjson.dumps(value)))
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 

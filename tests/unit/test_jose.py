@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -108,6 +109,21 @@ def test_json_dumps_is_compact_utf8() -> None:
 def test_json_dumps_writes_what_json_dumps_writes(value: dict[Any, Any]) -> None:
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     assert jose.json_dumps(value) == expected
+
+
+def test_json_dumps_holds_no_more_memory_than_its_bytes() -> None:
+    # orjson leaves its output in an over-allocated buffer (a 5 KB envelope held 32 KiB), and a
+    # node keeps envelopes in memory while they wait to be published: each must hold its size.
+    value = {"ciphertext": "x" * 5000, "recipients": [{"header": {"kid": "k" * 43}}]}
+    size = len(jose.json_dumps(value))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [jose.json_dumps(value) for _ in range(50)]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert held < size * 1.2
 
 
 # ------------------------------------------------------------------ thumbprints (RFC 7638)
