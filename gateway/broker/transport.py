@@ -48,6 +48,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
+from aio_pika.connection import make_url
 from aiormq.exceptions import (
     AMQPConnectionError,
     AuthenticationError,
@@ -218,19 +219,31 @@ async def connect(
         if endpoint.tls is None:
             raise LocalError("a broker login without password needs TLS with a client certificate")
         options["auth"] = "external"
-    try:
-        connection: AbstractRobustConnection = await aio_pika.connect_robust(
+    # What aio_pika.connect_robust does, keeping hold of the connection: its first attempt runs
+    # in a task of aio-pika's own that outlives a cancelled connect() and swallows further
+    # cancellation until the connection is closed (a SIGTERM during the first connect left the
+    # node process running for ever), so whatever ends the attempt early closes it.
+    connection = aio_pika.RobustConnection(
+        make_url(
             host=endpoint.host,
             port=endpoint.port,
             login=endpoint.user,
             password=endpoint.password or "",
             virtualhost=endpoint.vhost,
             ssl=endpoint.tls is not None,
-            ssl_context=endpoint.tls,
-            timeout=timeout_s,
-            client_properties={"connection_name": name},
             **options,
-        )
+        ),
+        ssl_context=endpoint.tls,
+        client_properties={"connection_name": name},
+        **options,
+    )
+    try:
+        try:
+            await connection.connect(timeout=timeout_s)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(connection.close())
+            raise
         return connection
     except (AuthenticationError, ProbableAuthenticationError) as exc:
         raise LocalError(f"broker refused the login of {endpoint.user!r}: {exc}") from None

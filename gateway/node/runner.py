@@ -336,11 +336,11 @@ async def run_node(
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain (``zvg node run``)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    node = await Node.start(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a stop during start drains too
         loop.add_signal_handler(sig, stop.set)
+    node = await Node.start(config)
     if on_ready is not None:
         await on_ready(node)
     try:

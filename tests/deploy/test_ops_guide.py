@@ -58,8 +58,8 @@ def test_every_block_is_run_written_or_marked_as_not_runnable() -> None:
 
 @pytest.mark.slow
 def test_every_command_in_the_guide_runs(tmp_path: Path) -> None:
-    """≈ 15 s: key generation, federation, directory, TLS, provisioning, check-config, a node
-    run of 5 s, backups — one block after the other, each must exit 0."""
+    """≈ 20 s: key generation, federation, directory, TLS, provisioning, check-config, a node
+    run of 10 s, backups — one block after the other, each must exit 0."""
     (tmp_path / "deploy").symlink_to(DEPLOY)
     env = tool_env(ZVG_PYTHON=sys.executable)
     for block in _blocks():

@@ -7,6 +7,7 @@ the node at all.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -252,6 +253,35 @@ async def test_transport_configuration_errors_are_local() -> None:
         await connect(BrokerEndpoint("127.0.0.1", 5671, "v", "u", None, None))
     with pytest.raises(LocalError, match="TLS files"):
         tls_context("/nonexistent/ca.pem")
+
+
+async def test_a_cancelled_connect_leaves_no_reconnecting_task_behind() -> None:
+    # A SIGTERM that lands while the node is still connecting cancels connect(). aio-pika's
+    # robust connection runs the attempt in a task of its own that survives the cancellation and
+    # swallows later ones while the connection is not closed: the node process never exited.
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # accepts the TCP connection, never speaks AMQP
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    before = asyncio.all_tasks()
+    try:
+        attempt = asyncio.create_task(
+            connect(BrokerEndpoint("127.0.0.1", port, "v", "u", "p"), timeout_s=20)
+        )
+        await asyncio.sleep(0.5)  # the handshake is under way
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        await asyncio.sleep(0.2)
+        leftover = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+        for task in leftover:
+            task.cancel()
+        _, pending = await asyncio.wait(leftover, timeout=2) if leftover else (set(), set())
+        assert not pending, f"tasks that ignore cancellation: {pending}"
+    finally:
+        server.close()
 
 
 def test_endpoint_repr_hides_the_password() -> None:
