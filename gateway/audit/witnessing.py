@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEAD_REQUEST",
+    "NONCE_BYTES",
     "REQUEST",
     "Answer",
     "HeadAnswer",

@@ -114,19 +114,19 @@ def verify(config_file: Path, witnesses: bool) -> None:
         for partner, name in sorted(report.partners.items(), key=lambda p: p[1]):
             if partner in report.answered:
                 size = report.answered[partner]
-                said = (
-                    f"cosigned checkpoint {size}, which the records extend"
-                    if size
-                    else ("has cosigned no checkpoint of this log")
-                )
-                click.echo(f"  {name}: {said}")
+                if size:
+                    click.echo(f"  {name}: cosigned checkpoint {size}, which the records extend")
+                else:
+                    click.echo(f"  {name}: has cosigned no checkpoint of this log")
             elif partner in report.unverified:
                 click.echo(f"  {name}: its answer does not verify (not counted)")
             else:
                 click.echo(f"  no answer from {name} within {timeout:g} s")
     needed = f"{report.threshold} of the {len(report.partners)} partners"
     witnessed = report.witnessed
-    if witnessed == report.records:
+    if report.threshold == 0:
+        click.echo("witnessed: nobody can witness (no partner in the directory)")
+    elif witnessed == report.records:
         click.echo(f"witnessed: all {report.records} records (cosigned by {needed})")
     elif witnessed:
         click.echo(f"witnessed: records 0 to {witnessed - 1} (cosigned by {needed})")

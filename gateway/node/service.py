@@ -1356,8 +1356,8 @@ class NodeService:
             self._alarm(
                 answer.code,
                 peer,
-                f"{peer} refused to cosign our checkpoint: {answer.code} (it holds a checkpoint "
-                "our log contradicts; run zvg audit verify --witnesses)",
+                f"{peer} refused to cosign our checkpoint: {answer.code} (it keeps the evidence; "
+                "run zvg audit verify --witnesses)",
             )
             return
         log.warning("%s refused to cosign our checkpoint: %s", peer, answer.code)
