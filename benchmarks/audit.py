@@ -18,7 +18,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -327,13 +327,22 @@ def measure_store(records: int, batch: int) -> dict[str, float]:
         def audit_keys(self, _org: str, _at: datetime) -> list[object]:
             return [key.public_key()]
 
+        def witness_threshold(self) -> int:
+            return 0
+
         @property
         def payload(self) -> object:
             return type("P", (), {"members": ()})()
 
     with sqlite3.connect(f"file:{folder / 'node.db'}?mode=ro", uri=True) as db:
         started = time.perf_counter()
-        report = verify_log(db, directory=_Dir(), org="00000001999000001000", now=now)  # type: ignore[arg-type]
+        report = verify_log(
+            db,
+            directory=_Dir(),  # type: ignore[arg-type]
+            org="00000001999000001000",
+            now=now,
+            personal_retention=timedelta(days=5 * 365),
+        )
         verify_s = time.perf_counter() - started
     assert report.records == records
     for path in folder.iterdir():

@@ -214,6 +214,14 @@ def add_rule(
     )
 
 
+def set_witness_threshold(
+    signed: SignedDirectory, threshold: int | None, *, now: datetime, catalogue: Catalogue
+) -> SignedDirectory:
+    """A new, unsigned version whose witness threshold is ``threshold`` (``None``: a majority of
+    the other members)."""
+    return unsigned(_validated(_next(signed.payload, now, witness_threshold=threshold), catalogue))
+
+
 def rotate_member_keys(
     signed: SignedDirectory,
     org: str,
@@ -298,6 +306,12 @@ def render_show(
     if previous is not None:
         prev = verify_signatures(signed, previous.payload.authority)
         lines.append(f"signed by the previous authority (v{previous.version}): {prev.describe()}")
+    partners = max(len(p.members) - 1, 0)
+    how = "set" if p.witness_threshold is not None else "default: a majority"
+    lines.append(
+        f"audit-log witnesses: {p.witnesses_needed()} of the {partners} partners must cosign "
+        f"a member's log ({how})"
+    )
     lines += ["", "Members"]
     lines += _table(
         ["OIN", "organisation", "roles", "nodes", "broker user"],

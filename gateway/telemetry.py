@@ -76,6 +76,11 @@ class Telemetry:
         self.witness = meter.create_counter(
             "zvg.witness", description="Peer checkpoints cosigned or refused, by outcome"
         )
+        self.audit_alarm = meter.create_counter(
+            "zvg.audit.alarm",
+            description="Partners' evidence that this node's own audit log was rewritten or "
+            "truncated, by kind (inconsistent, bad_proof, forked, truncated) and partner",
+        )
         for name, description, unit in (
             ("zvg.outbox.age", "Age of the oldest unpublished outbox entry", "s"),
             ("zvg.outbox.pending", "Outbox entries not yet confirmed by the broker", "1"),

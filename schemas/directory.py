@@ -9,6 +9,8 @@ what can be checked without keys or a clock:
   revoked key names when and why;
 - members are unique by OIN and by broker user; their node ids are unique;
 - the authority threshold is between 1 and the number of authority keys;
+- the witness threshold, when given, is between 1 and the number of members less one (a log's
+  witnesses are the other members);
 - policy rules have unique ids, name exactly one of role or org per party, and use only message
   types the purpose allows (checked against the catalogue in the validation context);
 - ``expires`` is later than ``issued_at``.
@@ -229,11 +231,20 @@ class DirectoryPayload(Wire):
     authority: Authority
     members: Annotated[tuple[Member, ...], Field(max_length=500)]
     policy: Policy
+    witness_threshold: Annotated[int, Field(ge=1, le=499)] | None = None
+    """How many partners must have cosigned a checkpoint of a member's audit log before the
+    records it covers count as witnessed (``zvg audit verify``). Absent: a majority of the
+    other members (docs/decisions/0056-witness-threshold-in-the-directory.md)."""
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> DirectoryPayload:
         if self.expires <= self.issued_at:
             raise rule_error(("expires",), "must be later than issued_at")
+        if self.witness_threshold is not None and self.witness_threshold >= len(self.members):
+            raise rule_error(
+                ("witness_threshold",),
+                f"is more than the {max(len(self.members) - 1, 0)} members that can witness a log",
+            )
         seen_oin: set[str] = set()
         seen_user: set[str] = set()
         seen_kid: set[str] = {k.kid for k in self.authority.keys}
@@ -268,6 +279,15 @@ class DirectoryPayload(Wire):
                     f"{beyond} exceed what purpose {r.purpose} can ever carry",
                 )
         return self
+
+    def witnesses_needed(self) -> int:
+        """How many partners must cosign a member's audit log for its records to count as
+        witnessed: ``witness_threshold``, else a majority of the other members (0 in a
+        federation of one, where nobody can witness)."""
+        if self.witness_threshold is not None:
+            return self.witness_threshold
+        partners = len(self.members) - 1
+        return partners // 2 + 1 if partners > 0 else 0
 
     def member(self, oin: str) -> Member | None:
         """The member with this OIN, or ``None``."""

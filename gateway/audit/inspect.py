@@ -7,14 +7,27 @@ recomputes everything from the stored records — it trusts no stored hash it ca
 1. records are contiguous from index 0 (a deleted record leaves a gap);
 2. each record's leaf hash is recomputed from its stored leaf view (a changed byte shows);
 3. where the personal part and salt still exist, they reproduce the view's commitments;
-4. the Merkle tree rebuilt from the recomputed leaves reproduces every stored checkpoint's root,
+4. where they are gone, the record's retention period has ended: its signed time is older than
+   the retention period (the node's setting), or a later ``retention.purge`` record says the
+   node shredded records up to that time (an erasure inside the retention period fails here);
+5. the Merkle tree rebuilt from the recomputed leaves reproduces every stored checkpoint's root,
    each checkpoint is signed by this node's audit-log key from the directory, and every
    cosignature on it verifies under the cosigning partner's key (a truncated log, or a rewritten
    one whose leaves were recomputed to match, fails here);
-5. consecutive checkpoints are consistent (RFC 9162 §2.1.4.2).
+6. consecutive checkpoints are consistent (RFC 9162 §2.1.4.2).
 
 The first failure names the record index (or the checkpoint size) and stops the command with a
 non-zero exit.
+
+Passing these checks proves the log is consistent with *its own* checkpoints — which whoever
+holds the node's disk and audit key could have re-signed. What they cannot make is a partner's
+cosignature, so the report also says which records are **witnessed**: covered by checkpoints
+cosigned by the federation's witness threshold of partners (each partner attests the prefix up
+to the largest checkpoint it cosigned; the records up to the threshold-th largest of those are
+witnessed). Deleted checkpoints, stripped cosignatures or a fork re-signed with the node's own
+key all leave records unwitnessed. With the partners' own answers
+(:func:`add_witness_heads`, ``zvg audit verify --witnesses``), a log truncated below what a
+partner cosigned, or rewritten after it, fails too.
 """
 
 from __future__ import annotations
@@ -23,18 +36,20 @@ import base64
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway.audit import witnessing
 from gateway.core import note
-from gateway.core.audit import check_personal, leaf_of
+from gateway.core.audit import check_personal, leaf_of, parse_record_time
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import verify_signed_claims
 from gateway.core.merkle import MerkleTree, leaf_hash, verify_consistency
+from gateway.core.witness import compare_with_log
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
 from schemas.bodies import ReceiptBody
@@ -43,9 +58,12 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BundleReport",
     "VerifyReport",
+    "add_witness_heads",
     "export_bundle",
     "open_readonly",
+    "peer_heads",
     "query",
+    "record_written",
     "verify_bundle",
     "verify_log",
 ]
@@ -75,12 +93,35 @@ def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
 
 @dataclass
 class VerifyReport:
+    """What :func:`verify_log` established (it raises on any failure)."""
+
     records: int = 0
     personal_checked: int = 0
     shredded: int = 0
     checkpoints: int = 0
     cosignatures: dict[int, list[str]] = field(default_factory=dict)
     root: bytes = b""
+    threshold: int = 0
+    """Partners whose cosignatures make records witnessed (the directory's witness threshold)."""
+    partners: dict[str, str] = field(default_factory=dict)
+    """Every partner that can witness this log: OIN -> name."""
+    attested: dict[str, int] = field(default_factory=dict)
+    """Partner OIN -> size of the largest checkpoint it cosigned that the records reproduce."""
+    answered: dict[str, int] = field(default_factory=dict)
+    """With the partners' answers: OIN -> size it says it cosigned (0: none)."""
+    unverified: list[str] = field(default_factory=list)
+    """With the partners' answers: OINs whose answer did not verify (not counted)."""
+    checkpoint_sizes: set[int] = field(default_factory=set, repr=False)
+    tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
+
+    @property
+    def witnessed(self) -> int:
+        """Records ``0 .. witnessed - 1`` are covered by checkpoints that :attr:`threshold`
+        partners cosigned (all of them when nobody can witness: a federation of one)."""
+        if self.threshold == 0:
+            return self.records
+        sizes = sorted(self.attested.values(), reverse=True)
+        return sizes[self.threshold - 1] if len(sizes) >= self.threshold else 0
 
 
 def _verifiers(
@@ -102,12 +143,56 @@ def _verifiers(
     return log_keys, cosigners, names
 
 
+def _shredded_early(
+    shredded: list[tuple[int, datetime]],
+    purges: list[tuple[int, datetime]],
+    retention: timedelta,
+    now: datetime,
+) -> list[tuple[int, datetime]]:
+    """The shredded records whose retention period had not ended (index, deadline): neither
+    older than ``retention`` now, nor covered by a later ``retention.purge`` record's cut-off."""
+    early = []
+    best: datetime | None = None  # the latest cut-off of the purge records after this record
+    purge_at = len(purges)
+    for index, written in reversed(shredded):
+        while purge_at and purges[purge_at - 1][0] > index:
+            purge_at -= 1
+            cutoff = purges[purge_at][1]
+            best = cutoff if best is None else max(best, cutoff)
+        deadline = written + retention
+        if deadline > now and (best is None or written > best):
+            early.append((index, deadline))
+    early.reverse()
+    return early
+
+
+def _purge_cutoff(view: Mapping[str, Any], retention: timedelta) -> datetime | None:
+    """The time up to which a ``retention.purge`` record says personal parts were shredded."""
+    detail = view.get("detail") or {}
+    if not detail.get("audit_personal_parts"):
+        return None
+    stated = detail.get("audit_personal_before")
+    if isinstance(stated, str):
+        return parse_record_time(stated)
+    # Written before the cut-off was recorded: the node then shredded by each record's deadline
+    # at writing, which the setting now approximates.
+    return parse_record_time(str(view["end_time"])) - retention
+
+
 def verify_log(
-    db: sqlite3.Connection, *, directory: TrustedDirectory, org: str, now: datetime
+    db: sqlite3.Connection,
+    *,
+    directory: TrustedDirectory,
+    org: str,
+    now: datetime,
+    personal_retention: timedelta,
 ) -> VerifyReport:
-    """Recompute and check the whole log (module docstring). Raises :class:`VerificationFailed`."""
+    """Recompute and check the whole log (module docstring). ``personal_retention`` is the
+    node's ``retention.audit_personal_days``. Raises :class:`VerificationFailed`."""
     report = VerifyReport()
-    tree = MerkleTree()
+    tree = report.tree
+    shredded: list[tuple[int, datetime]] = []
+    purges: list[tuple[int, datetime]] = []
     rows = db.execute("SELECT idx, leaf, view, personal, salt FROM audit_records ORDER BY idx")
     for idx, stored_leaf, view_text, personal_text, salt in rows:
         if idx != tree.size:
@@ -123,17 +208,37 @@ def verify_log(
         leaf = leaf_of(view)
         if leaf != bytes(stored_leaf):
             raise VerificationFailed(f"record {idx}: its content does not match its leaf hash", idx)
-        if personal_text is not None and salt is not None:
-            if not check_personal(view, json.loads(personal_text), bytes(salt)):
-                raise VerificationFailed(
-                    f"record {idx}: its personal fields do not match their commitments", idx
-                )
-            report.personal_checked += 1
-        else:
-            report.shredded += 1
+        try:
+            if personal_text is not None and salt is not None:
+                if not check_personal(view, json.loads(personal_text), bytes(salt)):
+                    raise VerificationFailed(
+                        f"record {idx}: its personal fields do not match their commitments", idx
+                    )
+                report.personal_checked += 1
+            else:
+                report.shredded += 1
+                shredded.append((idx, parse_record_time(str(view["end_time"]))))
+            if view.get("name") == "retention.purge":
+                cutoff = _purge_cutoff(view, personal_retention)
+                if cutoff is not None:
+                    purges.append((idx, cutoff))
+        except (ValueError, KeyError, AttributeError):
+            raise VerificationFailed(f"record {idx}: its stored view is malformed", idx) from None
         tree.append(leaf)
     report.records = tree.size
+    early = _shredded_early(shredded, purges, personal_retention, now)
+    if early:
+        index, deadline = early[0]
+        raise VerificationFailed(
+            f"record {index}: its personal part was erased before its retention period ended "
+            f"(on {deadline:%Y-%m-%d}); {len(early)} record{'s' if len(early) != 1 else ''} "
+            "in all",
+            index,
+        )
     log_keys, cosigners, names = _verifiers(directory, org, now)
+    oins = {directory.witness_name(m.oin): m.oin for m in directory.payload.members}
+    report.threshold = directory.witness_threshold()
+    report.partners = {m.oin: m.name for m in directory.payload.members if m.oin != org}
     previous: tuple[int, bytes] | None = None
     for size, root, signed in db.execute(
         "SELECT size, root, note FROM audit_checkpoints ORDER BY size"
@@ -167,10 +272,81 @@ def verify_log(
         report.cosignatures[size] = sorted(
             names.get(c.verifier.name, c.verifier.name) for c in verified.cosignatures
         )
+        for c in verified.cosignatures:
+            partner = oins[c.verifier.name]
+            report.attested[partner] = max(report.attested.get(partner, 0), size)
+        report.checkpoint_sizes.add(size)
         report.checkpoints += 1
         previous = (size, bytes(root))
     report.root = tree.root() if tree.size else b""
     return report
+
+
+def add_witness_heads(
+    report: VerifyReport,
+    heads: Mapping[str, bytes | None],
+    *,
+    directory: TrustedDirectory,
+    org: str,
+    now: datetime,
+) -> None:
+    """Check the log of a verified ``report`` against what the partners say they cosigned
+    (``heads``: partner OIN -> that checkpoint with its cosignature, ``None`` for none; partners
+    that did not answer are absent) and count what they attest as witnessed.
+
+    Raises :class:`VerificationFailed` when a partner cosigned a checkpoint the records no longer
+    reach (truncated) or no longer extend (rewritten), or one the store no longer holds
+    (checkpoints deleted). An answer that does not verify is listed in ``report.unverified``."""
+    for partner, signed in sorted(heads.items()):
+        name = report.partners.get(partner)
+        if name is None:
+            continue
+        if signed is None:
+            report.answered[partner] = 0
+            continue
+        try:
+            verified = witnessing.open_head(
+                signed, directory=directory, log_org=org, witness_org=partner, now=now
+            )
+        except RemoteError:
+            report.unverified.append(partner)
+            continue
+        size = verified.checkpoint.size
+        agreement = compare_with_log(report.tree, verified.checkpoint)
+        if agreement == "truncated":
+            raise VerificationFailed(
+                f"the log is truncated: {name} cosigned checkpoint {size} of this log, only "
+                f"{report.records} records exist",
+                report.records,
+            )
+        if agreement == "forked":
+            raise VerificationFailed(
+                f"the log was rewritten: its records differ from checkpoint {size}, which {name} "
+                "cosigned"
+            )
+        if size not in report.checkpoint_sizes:
+            raise VerificationFailed(
+                f"checkpoint {size}, which {name} cosigned, is missing from the store "
+                "(checkpoints were deleted)"
+            )
+        report.answered[partner] = size
+        report.attested[partner] = max(report.attested.get(partner, 0), size)
+
+
+def peer_heads(db: sqlite3.Connection, nonce: str) -> dict[str, bytes | None]:
+    """The partners' answers to one ``get-head`` request, as the node stored them."""
+    return {
+        str(peer): None if signed is None else bytes(signed)
+        for peer, signed in db.execute(
+            "SELECT peer, checkpoint FROM peer_heads WHERE nonce = ?", (nonce,)
+        )
+    }
+
+
+def record_written(db: sqlite3.Connection, index: int) -> datetime:
+    """When record ``index`` was written (its signed end time)."""
+    row = db.execute("SELECT view FROM audit_records WHERE idx = ?", (index,)).fetchone()
+    return parse_record_time(str(strictjson.loads(row[0])["end_time"]))
 
 
 # ---------------------------------------------------------------------------- query

@@ -7,7 +7,9 @@ the broker ack or the API answer that depends on it. Each row keeps:
 - ``leaf`` and ``view``: the RFC 9162 leaf hash and the leaf view it hashes (no personal data,
   kept for ever);
 - ``personal`` and ``salt``: the personal fields and the salt of their commitments, deleted at
-  the end of audit retention ("crypto-shredding": proofs stay valid).
+  the end of audit retention ("crypto-shredding": proofs stay valid) — when the record's own
+  (signed) time is older than the retention period configured now, so ``zvg audit verify`` can
+  tell this from an erasure (the ``retention.purge`` record names the cut-off).
 
 The in-memory :class:`~gateway.core.merkle.MerkleTree` catches up after every commit (a store
 commit hook). On start the tree is rebuilt from the stored leaves and checked against the last
@@ -24,7 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,10 +34,11 @@ from gateway.core import note
 from gateway.core.audit import Record, split
 from gateway.core.commit import SALT_SIZE, canonical_json
 from gateway.core.merkle import MerkleTree, leaf_hash
+from gateway.core.witness import HeadAgreement, compare_with_log
 from gateway.errors import LocalError, RemoteError
 from gateway.node.store import SqliteStore
 
-__all__ = ["AUDIT_SCHEMA", "AuditLog", "StoredCheckpoint"]
+__all__ = ["AUDIT_SCHEMA", "PEER_HEADS_KEPT", "AuditLog", "StoredCheckpoint"]
 
 AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -72,6 +75,14 @@ CREATE TABLE IF NOT EXISTS peer_cosigned (
     size        INTEGER NOT NULL,
     updated_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS peer_heads (
+    peer        TEXT NOT NULL,       -- a peer witnessing our log, answering "what did you cosign"
+    nonce       TEXT NOT NULL,       -- of the request it answers (the node's or zvg audit verify's)
+    size        INTEGER NOT NULL,    -- 0: it never cosigned our log
+    checkpoint  BLOB,                -- that checkpoint with the peer's cosignature (verified)
+    received_at REAL NOT NULL,
+    PRIMARY KEY (peer, nonce)
+);
 CREATE TABLE IF NOT EXISTS witness_evidence (
     id          INTEGER PRIMARY KEY,
     origin      TEXT NOT NULL,
@@ -82,6 +93,11 @@ CREATE TABLE IF NOT EXISTS witness_evidence (
 """
 
 Rand = Callable[[int], bytes]
+
+PEER_HEADS_KEPT = 16
+"""Answers kept per peer in ``peer_heads`` (the newest): enough for the node's own question and
+a few ``zvg audit verify --witnesses`` runs at once; a peer answering unasked cannot grow the
+store."""
 
 #: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (that is
 #: all json.dumps does with keyword arguments).
@@ -244,17 +260,22 @@ class AuditLog:
             self.latest = StoredCheckpoint(size, root, signed)
             return self.latest
 
+    def personal_cutoff(self, now: datetime) -> datetime:
+        """Records with a time up to this have passed audit retention (the setting as it is now,
+        for old and new records alike)."""
+        return now - timedelta(seconds=self._retention_s)
+
     async def shred(self, now: datetime) -> int:
         """Delete the personal parts (case reference, pseudonyms, actor) and their salts of the
-        records past audit retention; the leaf views and every proof stay valid. Returns how
-        many records were shredded."""
+        records at or before :meth:`personal_cutoff`; the leaf views and every proof stay valid.
+        Returns how many records were shredded."""
 
         def job(db: sqlite3.Connection) -> int:
             return int(
                 db.execute(
                     "UPDATE audit_records SET personal=NULL, salt=NULL, case_ref=NULL"
-                    " WHERE purge_after <= ? AND personal IS NOT NULL",
-                    (now.timestamp(),),
+                    " WHERE time <= ? AND personal IS NOT NULL",
+                    (self.personal_cutoff(now).timestamp(),),
                 ).rowcount
             )
 
@@ -313,6 +334,34 @@ class AuditLog:
         if self.latest is not None and self.latest.size == size:
             self.latest = StoredCheckpoint(size, self.latest.root, signed)
         return True
+
+    def compare(self, checkpoint: note.Checkpoint) -> HeadAgreement:
+        """How a (verified) checkpoint of this log that a witness holds relates to the records
+        now: ``consistent``, ``truncated`` or ``forked`` (``compare_with_log``)."""
+        with self._tree_lock:
+            return compare_with_log(self._tree, checkpoint)
+
+    async def save_peer_head(
+        self, peer: str, nonce: str, verified: note.VerifiedCheckpoint | None, now: datetime
+    ) -> None:
+        """Keep a peer's answer to "which checkpoint of our log did you cosign" (``None``: none)
+        for ``zvg audit verify --witnesses``, which reads it by nonce."""
+        size = verified.checkpoint.size if verified is not None else 0
+        signed = verified.note.raw if verified is not None else None
+
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO peer_heads (peer, nonce, size, checkpoint, received_at)"
+                " VALUES (?,?,?,?,?)",
+                (peer, nonce, size, signed, now.timestamp()),
+            )
+            db.execute(
+                "DELETE FROM peer_heads WHERE peer = ? AND nonce NOT IN (SELECT nonce FROM"
+                " peer_heads WHERE peer = ? ORDER BY received_at DESC LIMIT ?)",
+                (peer, peer, PEER_HEADS_KEPT),
+            )
+
+        await self.store.run(job)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._tree_lock:

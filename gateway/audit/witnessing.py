@@ -15,20 +15,39 @@ head atomically *before* answering, and sends back its cosignature, or a refusal
 A refusal ``conflict`` tells the log which size the witness holds; the log retries from there. A
 refusal ``inconsistent`` (or ``bad_proof``) means the log showed two histories: the witness keeps
 the evidence, logs an error, counts it in ``zvg.witness{outcome=inconsistent}`` and writes a
-``witness.refuse`` audit record — loudly, because a partner's log was rewritten.
+``witness.refuse`` audit record — loudly, because a partner's log was rewritten. The log's node
+raises its own alarm on such a refusal (``zvg.audit.alarm``, an ERROR line).
+
+A log (the node at start, or ``zvg audit verify --witnesses``) can also ask a witness for the
+largest checkpoint of its log the witness cosigned, with a fresh random nonce the answer echoes:
+
+    zvg-witness/v1 get-head <nonce>\n
+    zvg-witness/v1 head <nonce>\n<that checkpoint, with the witness's cosignature>
+    zvg-witness/v1 head <nonce>\n                  (the witness never cosigned this log)
+
+The answer is verifiable by anyone: our log key signed the checkpoint, the witness's key
+cosigned it (the cosignature it gave then, same timestamp). If it covers more records than the
+log holds, or the log's records do not extend it (``gateway.core.witness.compare_with_log``),
+the log was truncated or rewritten after the witness saw it. Nonces are 32 lowercase hex
+digits; the nonce binds an answer to one request, the broker's sender check binds it to the
+witness (as for every witnessing message).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.core import note
+from gateway.core.broker_topology import WITNESS_CONTENT_TYPE, routing_key
 from gateway.core.directory import TrustedDirectory
 from gateway.core.witness import (
     AddCheckpointRequest,
@@ -40,22 +59,38 @@ from gateway.core.witness import (
     format_add_checkpoint,
     parse_add_checkpoint,
 )
-from gateway.errors import RemoteError
+from gateway.errors import LocalError, RemoteError, TransientError
+from schemas import ids
+
+if TYPE_CHECKING:
+    from gateway.broker.transport import Publisher
 
 __all__ = [
+    "HEAD_REQUEST",
+    "NONCE_BYTES",
     "REQUEST",
     "Answer",
+    "HeadAnswer",
+    "HeadRequest",
     "cosigner_verifiers",
     "format_request",
+    "head_answer",
     "load_head",
+    "new_nonce",
+    "open_head",
     "parse_message",
+    "publish_head_requests",
     "save_head_job",
     "witness",
 ]
 
 REQUEST = b"zvg-witness/v1 add-checkpoint\n"
+HEAD_REQUEST = b"zvg-witness/v1 get-head "
 _COSIGNED = b"zvg-witness/v1 cosigned "
 _REFUSED = b"zvg-witness/v1 refused "
+_HEAD = b"zvg-witness/v1 head "
+_NONCE = re.compile(rb"[0-9a-f]{32}")
+NONCE_BYTES = 16
 
 
 def format_request(old_size: int, proof: list[bytes], signed_checkpoint: bytes) -> bytes:
@@ -79,10 +114,42 @@ class Answer:
         return _REFUSED + f"{self.code}{tail}\n".encode()
 
 
-def parse_message(body: bytes) -> AddCheckpointRequest | Answer:
-    """A witnessing message. Raises ``RemoteError("malformed")``."""
+@dataclass(frozen=True)
+class HeadRequest:
+    """A log asks: which checkpoint of my log did you last cosign? (``nonce``: 32 hex digits)"""
+
+    nonce: str
+
+    def encode(self) -> bytes:
+        return HEAD_REQUEST + self.nonce.encode("ascii") + b"\n"
+
+
+@dataclass(frozen=True)
+class HeadAnswer:
+    """A witness's answer to :class:`HeadRequest`: the checkpoint it last cosigned (a signed note
+    with its cosignature), or ``None`` when it never cosigned that log."""
+
+    nonce: str
+    checkpoint: bytes | None
+
+    def encode(self) -> bytes:
+        return _HEAD + self.nonce.encode("ascii") + b"\n" + (self.checkpoint or b"")
+
+
+def new_nonce(rand: Callable[[int], bytes]) -> str:
+    """A fresh nonce for a :class:`HeadRequest`."""
+    return rand(NONCE_BYTES).hex()
+
+
+WitnessMessage = AddCheckpointRequest | Answer | HeadRequest | HeadAnswer
+
+
+def parse_message(body: bytes) -> WitnessMessage:
+    """A witnessing message. Raises ``RemoteError("malformed")`` (or ``too_large``)."""
     if body.startswith(REQUEST):
         return parse_add_checkpoint(body[len(REQUEST) :])
+    if body.startswith((HEAD_REQUEST, _HEAD)):
+        return _parse_head(body)
     answer = _parse_answer(body)
     if answer is None:
         raise RemoteError("malformed", "not a zvg-witness message")
@@ -105,6 +172,86 @@ def _parse_answer(body: bytes) -> Answer | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return None
+
+
+def _parse_head(body: bytes) -> HeadRequest | HeadAnswer:
+    first, newline, rest = body.partition(b"\n")
+    is_request = first.startswith(HEAD_REQUEST)
+    nonce = first[len(HEAD_REQUEST if is_request else _HEAD) :]
+    if not newline or not _NONCE.fullmatch(nonce):
+        raise RemoteError("malformed", "head message: bad nonce line")
+    if is_request:
+        if rest:
+            raise RemoteError("malformed", "head request: unexpected content")
+        return HeadRequest(nonce.decode("ascii"))
+    if rest:
+        note.parse_note(rest)  # shape and size only; the receiver verifies the signatures
+    return HeadAnswer(nonce.decode("ascii"), rest or None)
+
+
+async def publish_head_requests(
+    publisher: Publisher,
+    *,
+    directory: TrustedDirectory,
+    org: str,
+    nonce: str,
+    now: datetime,
+    expires: datetime,
+    rand: Callable[[int], bytes],
+) -> list[str]:
+    """Ask every other member which checkpoint of ``org``'s log it last cosigned (one
+    ``get-head`` each, dropped by the broker at ``expires``). Returns the partners asked (a
+    publish that fails is skipped: that partner simply does not answer)."""
+    body = HeadRequest(nonce).encode()
+    asked = []
+    for member in directory.payload.members:
+        if member.oin == org:
+            continue
+        with contextlib.suppress(TransientError, LocalError):
+            await publisher.publish(
+                routing_key(member.oin, org),
+                body,
+                message_id=ids.uuid7(int(now.timestamp() * 1000), rand(10)),
+                expiration=expires,
+                content_type=WITNESS_CONTENT_TYPE,
+            )
+            asked.append(member.oin)
+    return asked
+
+
+def head_answer(
+    request: HeadRequest, head: LogHead | None, *, key: Ed25519PrivateKey, witness_name: str
+) -> HeadAnswer:
+    """Our answer to a log asking what we cosigned: ``head`` (the checkpoint we last cosigned for
+    its origin) with our cosignature as we gave it (same timestamp, so the same line)."""
+    if head is None:
+        return HeadAnswer(request.nonce, None)
+    line = note.cosign_checkpoint(
+        note.parse_note(head.checkpoint).text,
+        name=witness_name,
+        key=key,
+        timestamp=head.cosigned_at,
+    )
+    return HeadAnswer(request.nonce, note.add_signatures(head.checkpoint, [line]))
+
+
+def open_head(
+    signed: bytes, *, directory: TrustedDirectory, log_org: str, witness_org: str, now: datetime
+) -> note.VerifiedCheckpoint:
+    """Verify a checkpoint ``witness_org`` says it cosigned of ``log_org``'s log: signed by a
+    log key of ``log_org`` under its origin and cosigned by ``witness_org``. Returns it with that
+    cosignature; raises ``RemoteError`` (``bad_signature``, ``malformed``) otherwise."""
+    origin = directory.audit_origin(log_org)
+    cosigners = cosigner_verifiers(directory, [witness_org], now)
+    if not cosigners:
+        raise RemoteError("bad_signature", "head: the witness has no valid audit key")
+    return note.open_checkpoint(
+        signed,
+        log_keys=[note.ed25519_verifier(origin, k) for k in directory.audit_keys(log_org, now)],
+        cosigners=cosigners,
+        quorum=1,
+        now=now,
+    )
 
 
 def load_head(db: sqlite3.Connection, origin: str) -> LogHead | None:

@@ -7,8 +7,9 @@ directory. See docs/security-officers.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,19 +55,50 @@ def audit() -> None:
     """Verify, query and export the audit log (for security and privacy officers)."""
 
 
+EXIT_UNWITNESSED = 3
+"""``zvg audit verify``: every check passed, but some records are not (yet) covered by a
+checkpoint the witness threshold of partners cosigned (see docs/security-officers.md)."""
+EXIT_UNCONFIRMED = 75
+"""``zvg audit verify --witnesses``: fewer partners answered than the witness threshold, so the
+end of the log could not be confirmed (EX_TEMPFAIL: try again)."""
+
+
 @audit.command("verify")
 @_config
-def verify(config_file: Path) -> None:
-    """Recompute the Merkle tree from the records and check every checkpoint and cosignature.
+@click.option(
+    "--witnesses",
+    is_flag=True,
+    help="Also ask the partners over the broker which checkpoint of this log they cosigned "
+    "(needs the node running: their answers arrive in its queue).",
+)
+def verify(config_file: Path, witnesses: bool) -> None:
+    """Recompute the Merkle tree from the records and check every checkpoint and cosignature,
+    then say which records the partners have witnessed.
 
-    On tampering, prints the first bad record index (or checkpoint) and exits 1.
+    \b
+    Exit codes:
+      0   every check passed and every record is witnessed (covered by a checkpoint
+          the federation's witness threshold of partners cosigned)
+      1   a check failed: the first bad record or checkpoint is named (tampering)
+      2   usage or configuration error
+      3   every check passed, but records N to M are not witnessed (yet): a healthy
+          node's newest records until the partners cosign, or deleted checkpoints,
+          stripped cosignatures, a log re-signed with the node's own key
+      75  --witnesses: fewer partners answered than the witness threshold
     """
-    from gateway.audit.inspect import open_readonly, verify_log
+    from gateway.audit.inspect import add_witness_heads, open_readonly, record_written, verify_log
 
     config, directory, org = _context(config_file)
     now = datetime.now(UTC)
+    retention = timedelta(days=config.retention.audit_personal_days)
     with open_readonly(config.store_path) as db:
-        report = verify_log(db, directory=directory, org=org, now=now)
+        report = verify_log(db, directory=directory, org=org, now=now, personal_retention=retention)
+    if witnesses:
+        from gateway.audit.asking import ask_witnesses
+
+        timeout = config.audit.witness_answer_timeout_seconds
+        heads = asyncio.run(ask_witnesses(config, directory, timeout_s=timeout))
+        add_witness_heads(report, heads, directory=directory, org=org, now=now)
     click.echo(f"audit log of {directory.names().get(org, org)} ({directory.audit_origin(org)})")
     click.echo(
         f"records: {report.records} verified ({report.personal_checked} with personal "
@@ -77,6 +109,43 @@ def verify(config_file: Path) -> None:
         size, names = max(report.cosignatures.items())
         click.echo(f"latest checkpoint {size}: cosigned by {', '.join(names) or 'no partner yet'}")
     click.echo(f"root: {report.root.hex() if report.root else '(empty log)'}")
+    answered = len(report.answered)
+    if witnesses:
+        for partner, name in sorted(report.partners.items(), key=lambda p: p[1]):
+            if partner in report.answered:
+                size = report.answered[partner]
+                if size:
+                    click.echo(f"  {name}: cosigned checkpoint {size}, which the records extend")
+                else:
+                    click.echo(f"  {name}: has cosigned no checkpoint of this log")
+            elif partner in report.unverified:
+                click.echo(f"  {name}: its answer does not verify (not counted)")
+            else:
+                click.echo(f"  no answer from {name} within {timeout:g} s")
+    needed = f"{report.threshold} of the {len(report.partners)} partners"
+    witnessed = report.witnessed
+    if report.threshold == 0:
+        click.echo("witnessed: nobody can witness (no partner in the directory)")
+    elif witnessed == report.records:
+        click.echo(f"witnessed: all {report.records} records (cosigned by {needed})")
+    elif witnessed:
+        click.echo(f"witnessed: records 0 to {witnessed - 1} (cosigned by {needed})")
+    if witnesses and answered < report.threshold:
+        click.echo(
+            f"not confirmed: {answered} of the {report.threshold} partners needed answered; "
+            "records after what they cosigned may have been removed (is the node running? "
+            "try again)"
+        )
+        raise click.exceptions.Exit(EXIT_UNCONFIRMED)
+    if witnessed < report.records:
+        with open_readonly(config.store_path) as db:
+            since = record_written(db, witnessed)
+        click.echo(
+            f"not witnessed: records {witnessed} to {report.records - 1} "
+            f"({report.records - witnessed} records, written since {since:%Y-%m-%d %H:%M}Z) are "
+            f"in no checkpoint cosigned by {needed}"
+        )
+        raise click.exceptions.Exit(EXIT_UNWITNESSED)
     click.echo("OK")
 
 

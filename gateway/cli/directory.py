@@ -23,6 +23,7 @@ from gateway.federation import (
     now_utc,
     read_directory,
     render_show,
+    set_witness_threshold,
     sign_with,
     write_directory,
 )
@@ -258,6 +259,27 @@ def _selector(roles: tuple[str, ...], orgs: tuple[str, ...], who: str) -> PartyS
     if bool(roles) == bool(orgs):
         raise click.UsageError(f"give --{who}-role or --{who}-org (not both)")
     return PartySelector(roles=roles or None, orgs=orgs or None)
+
+
+@directory.command("set-witness-threshold")
+@directory_option
+@click.option(
+    "--threshold",
+    type=click.IntRange(0, 499),
+    required=True,
+    help="Partners whose cosignature makes a log's records witnessed; 0: a majority (default).",
+)
+@out_option
+@catalogue_option
+def set_witness_threshold_cmd(
+    directory_file: Path, threshold: int, out: Path | None, catalogue_file: Path | None
+) -> None:
+    """Set how many partners must cosign a member's audit log before ``zvg audit verify`` counts
+    its records as witnessed; writes a new, unsigned version."""
+    cat = _catalogue(catalogue_file)
+    signed = read_directory(directory_file, cat)
+    new = set_witness_threshold(signed, threshold or None, now=now_utc(), catalogue=cat)
+    _wrote(write_directory(new, out or next_path(directory_file, new.version)), new.version)
 
 
 @directory.command("sign")

@@ -40,6 +40,8 @@ __all__ = [
     "check_personal",
     "leaf_of",
     "new_record",
+    "parse_record_time",
+    "record_time",
     "split",
 ]
 
@@ -134,6 +136,19 @@ def _iso(t: datetime) -> str:
         # (strftime does not pad earlier ones to four digits, on glibc).
         return t.isoformat(timespec="microseconds")[:-6] + "Z"
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_time(t: datetime) -> str:
+    """A time as records write it (``2026-03-02T09:15:00.123456Z``; aware UTC only)."""
+    return _iso(t)
+
+
+def parse_record_time(text: str) -> datetime:
+    """A time written by :func:`record_time` back as an aware datetime. Raises ``ValueError``."""
+    t = datetime.fromisoformat(text)
+    if t.utcoffset() is None or not text.endswith("Z"):
+        raise ValueError("not a record time")
+    return t
 
 
 def _fields(record: Record) -> list[tuple[str, Any]]:

@@ -366,6 +366,11 @@ class TrustedDirectory:
         """The cosigner key name of ``org``'s node as a witness."""
         return note.witness_key_name(f"{self.payload.federation}.zvg", org)
 
+    def witness_threshold(self) -> int:
+        """How many partners must have cosigned a checkpoint of a member's log before the records
+        it covers count as witnessed (``DirectoryPayload.witnesses_needed``)."""
+        return self.payload.witnesses_needed()
+
     def names(self) -> dict[str, str]:
         """OIN → organisation name, for readable explanations."""
         return {m.oin: m.name for m in self.payload.members}

@@ -26,6 +26,12 @@ Rules enforced (c2sp.org/tlog-witness §add-checkpoint, with the status it maps 
 8. Otherwise: cosign (tlog-cosignature v1, timestamp = ``now``) and move the state forward. The
    state never moves backwards: every accepted checkpoint extends the last one.
 
+The log's side of the same relation, :func:`compare_with_log`: a checkpoint of our own log that
+a witness holds (it cosigned it) is either extended by our records now (``consistent``), or
+covers more records than we hold (``truncated``: records were lost or deleted), or is not a
+prefix of our records (``forked``: our log was rewritten); checked with an RFC 9162 §2.1.4.2
+consistency proof from its size to ours.
+
 Pure: the state is a value passed in and returned; the shell persists it, and must do the
 "compare old size, store new checkpoint" step atomically (tlog-witness warns of the race) —
 e.g. a compare-and-swap on the stored size per origin — and must store the new state *before*
@@ -43,7 +49,13 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.core._text import b64decode_strict, b64encode, parse_decimal
-from gateway.core.merkle import HASH_SIZE, MAX_TREE_SIZE, ConsistencyCheck, check_consistency
+from gateway.core.merkle import (
+    HASH_SIZE,
+    MAX_TREE_SIZE,
+    ConsistencyCheck,
+    MerkleTree,
+    check_consistency,
+)
 from gateway.core.note import (
     MAX_NOTE_BYTES,
     SIG_TYPE_ED25519,
@@ -63,12 +75,14 @@ __all__ = [
     "AddCheckpointRequest",
     "Cosigned",
     "ForkEvidence",
+    "HeadAgreement",
     "LogHead",
     "RefusalCode",
     "Refused",
     "WitnessResult",
     "WitnessState",
     "add_checkpoint",
+    "compare_with_log",
     "format_add_checkpoint",
     "parse_add_checkpoint",
     "verify_fork_evidence",
@@ -375,3 +389,23 @@ def verify_fork_evidence(evidence: ForkEvidence, log_keys: Sequence[NoteVerifier
     old, new = (first, second) if first.size < second.size else (second, first)
     outcome = check_consistency(old.size, new.size, old.root, new.root, evidence.consistency_proof)
     return outcome is ConsistencyCheck.OLD_ROOT_MISMATCH
+
+
+HeadAgreement = Literal["consistent", "truncated", "forked"]
+"""How a checkpoint of our log that a witness cosigned relates to our records now."""
+
+
+def compare_with_log(tree: MerkleTree, checkpoint: Checkpoint) -> HeadAgreement:
+    """Compare a checkpoint of our own log that a witness holds with our records (``tree``).
+
+    ``truncated`` when it covers more records than ``tree`` holds; ``forked`` when the
+    consistency proof from its size to ours, built from our records, does not verify against its
+    root (RFC 9162 §2.1.4.2: our first ``checkpoint.size`` records are not the ones it covered);
+    else ``consistent``. The caller verifies the checkpoint's signatures first (it must be one
+    our log key signed and the witness cosigned, or it proves nothing).
+    """
+    if checkpoint.size > tree.size:
+        return "truncated"
+    proof = tree.consistency_proof(checkpoint.size)
+    outcome = check_consistency(checkpoint.size, tree.size, checkpoint.root, tree.root(), proof)
+    return "consistent" if outcome is ConsistencyCheck.CONSISTENT else "forked"

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,6 +24,7 @@ from gateway.audit.inspect import VerifyReport, open_readonly, query, verify_log
 from gateway.core.directory import TrustedDirectory
 from gateway.demo.nodes import NodeFiles
 from gateway.demo.veenstad import DemoOrg
+from gateway.node.config import load_config
 
 __all__ = ["Console", "NodeAudit", "read_audit", "read_witnessing"]
 
@@ -132,10 +133,13 @@ def read_audit(node: NodeFiles) -> NodeAudit:
 
 
 def read_witnessing(node: NodeFiles, directory: TrustedDirectory, now: datetime) -> VerifyReport:
-    """Recompute the node's log (as ``zvg audit verify`` does) to see its latest checkpoint and
-    who cosigned it. Raises ``VerificationFailed`` if the log does not verify."""
+    """Recompute the node's log (as ``zvg audit verify`` does) to see which of its records are
+    witnessed. Raises ``VerificationFailed`` if the log does not verify."""
+    retention = timedelta(days=load_config(node.config).retention.audit_personal_days)
     with open_readonly(node.data_dir / "node.db") as db:
-        return verify_log(db, directory=directory, org=node.org.oin, now=now)
+        return verify_log(
+            db, directory=directory, org=node.org.oin, now=now, personal_retention=retention
+        )
 
 
 def display_path(path: Path) -> str:

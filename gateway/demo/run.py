@@ -12,9 +12,9 @@ One run, in order:
 3. **Play** the case (:mod:`gateway.demo.story`): each message is handed to the sender's
    adapter, and the demo waits until every recipient's node answered ``delivered`` and
    ``accepted`` (its adapter took it) — and checks the recipient's system holds it.
-4. **Witness** — wait until every node's latest checkpoint covers its whole log and carries at
-   least :data:`MIN_COSIGNERS` partners' cosignatures (they cosign over the broker every
-   :data:`~gateway.demo.workspace.CHECKPOINT_INTERVAL_S`).
+4. **Witness** — wait until every node's whole log is witnessed: covered by checkpoints the
+   directory's witness threshold of partners cosigned (they cosign over the broker every
+   :data:`~gateway.demo.workspace.CHECKPOINT_INTERVAL_S`), so ``zvg audit verify`` says OK.
 5. **Stop** every process it started, run ``zvg audit verify`` on every node, and print the
    summary (:mod:`gateway.demo.report`).
 6. **Clean up** — on every exit path (success, failure, Ctrl-C, SIGTERM) every started process
@@ -88,9 +88,6 @@ WITNESS_WAIT_S = 60.0
 
 #: Seconds a demo waits for another demo on the same machine (and broker) to finish.
 LOCK_WAIT_S = 600.0
-
-#: Partner cosignatures each node's latest checkpoint must carry.
-MIN_COSIGNERS = 2
 
 #: Column headers of the summary's tables.
 COLUMN = {
@@ -618,14 +615,16 @@ def _show_retention(out: Console, systems: dict[str, PartnerSystem], closure_id:
 
 
 async def _witness(ws: Workspace, procs: ProcessGroup, out: Console) -> None:
-    """Wait until each node's latest checkpoint covers its whole log and is cosigned by at
-    least MIN_COSIGNERS partners."""
+    """Wait until each node's whole log is witnessed (the directory's witness threshold of
+    partners cosigned a checkpoint covering it)."""
+    needed = ws.directory.witness_threshold()
     out.heading("Witnessing")
     out.wrapped(
         f"Every node signs a checkpoint of its audit log (every {CHECKPOINT_INTERVAL_S:g} s in "
         "the demo) and sends it over the broker to its partners, who check it is consistent "
-        "with what they saw before and cosign it. Waiting until each node's latest checkpoint "
-        f"covers its whole log and carries {MIN_COSIGNERS}+ partner cosignatures...",
+        "with what they saw before and cosign it. Waiting until each node's whole log is "
+        f"covered by checkpoints {needed} partners cosigned (the federation's witness "
+        "threshold)...",
         2,
     )
     loop = asyncio.get_running_loop()
@@ -638,19 +637,17 @@ async def _witness(ws: Workspace, procs: ProcessGroup, out: Console) -> None:
                 report = await asyncio.to_thread(read_witnessing, ws.nodes[key], ws.directory, now)
             except VerificationFailed as exc:
                 raise DemoFailed(f"the audit log of {SHORT[key]} does not verify: {exc}") from None
-            latest = max(report.cosignatures) if report.cosignatures else 0
-            cosigners = report.cosignatures.get(latest, [])
-            if latest == report.records and len(cosigners) >= MIN_COSIGNERS:
+            if report.witnessed == report.records:
                 del waiting[key]
             else:
-                waiting[key] = f"checkpoint {latest} of {report.records} records, {len(cosigners)}"
+                waiting[key] = f"{report.witnessed} of {report.records} records"
         for child in procs.exited():
             raise DemoFailed(f"{child.name} exited while witnessing: {child.tail()}")
         if waiting and loop.time() - t0 > WITNESS_WAIT_S:
             key, state = next(iter(waiting.items()))
             raise DemoFailed(
-                f"{SHORT[key]}'s latest checkpoint is not cosigned by {MIN_COSIGNERS} partners "
-                f"after {WITNESS_WAIT_S:.0f} s ({state} cosignatures)"
+                f"{SHORT[key]}'s log is not witnessed by {needed} partners after "
+                f"{WITNESS_WAIT_S:.0f} s ({state} witnessed)"
             )
         if waiting:
             await asyncio.sleep(0.3)

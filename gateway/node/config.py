@@ -190,6 +190,10 @@ class AuditSettings(_Settings):
     """How often a new checkpoint is signed (when the log grew) and sent to the peers."""
     pseudonym_key_file: Path | None = None
     """A 0600 file with the secret that salts subject commitments; default: in the data dir."""
+    witness_answer_timeout_seconds: Annotated[float, Field(ge=1, le=600)] = 30
+    """How long ``zvg audit verify --witnesses`` waits for the partners to say which checkpoint
+    they cosigned. A partner answers in well under a second when it and the broker are up; 30 s
+    rides out a busy partner without keeping the officer waiting long for one that is down."""
 
 
 class PurposeDefaults(_Settings):

@@ -41,7 +41,7 @@ from gateway.audit import witnessing
 from gateway.audit.log import AuditLog
 from gateway.broker.transport import Delivery, MessageExpiredError, Publisher
 from gateway.core import jose, note
-from gateway.core.audit import Actor, Record, new_record
+from gateway.core.audit import Actor, Record, new_record, record_time
 from gateway.core.broker_topology import WITNESS_CONTENT_TYPE, routing_key, split_routing_key
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.core.directory import TrustedDirectory
@@ -169,6 +169,9 @@ class NodeService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.counters: dict[str, int] = {}
+        #: Whether the partners were asked which checkpoint of our log they cosigned (once, as
+        #: soon as the broker is there: a log rewritten while the node was down shows at once).
+        self._heads_asked = False
         member = directory.member(self.org)
         if member is None:
             raise LocalError(f"{self.org} is not a member of directory v{directory.version}")
@@ -1143,15 +1146,15 @@ class NodeService:
         )
         shredded = await self.audit.shred(now)
         if inbox or outbox or forgotten or shredded:
-            record = self._record(
-                "retention.purge",
-                detail={
-                    "inbox_payloads": inbox,
-                    "outbox_envelopes": outbox,
-                    "inbox_rows": forgotten,
-                    "audit_personal_parts": shredded,
-                },
-            )
+            detail: dict[str, int | str] = {
+                "inbox_payloads": inbox,
+                "outbox_envelopes": outbox,
+                "inbox_rows": forgotten,
+                "audit_personal_parts": shredded,
+            }
+            if shredded:  # what zvg audit verify tells from an erasure: records up to this time
+                detail["audit_personal_before"] = record_time(self.audit.personal_cutoff(now))
+            record = self._record("retention.purge", detail=detail)
             await self.store.run(self.audit.append([record], now))
         return len(expired), inbox, outbox, forgotten
 
@@ -1172,6 +1175,9 @@ class NodeService:
         """One witnessing round: returns how many peers were asked."""
         checkpoint = await self.audit.checkpoint()
         publisher = self.publisher
+        if publisher is not None and not self._heads_asked:
+            self._heads_asked = True
+            await self.ask_heads(publisher)
         if checkpoint is None or publisher is None:
             return 0
         sizes = await self.audit.peer_sizes()
@@ -1202,8 +1208,11 @@ class NodeService:
             message = witnessing.parse_message(delivery.body)
         except RemoteError as exc:
             return await self._refuse(exc, delivery, None)
-        if isinstance(message, AddCheckpointRequest):
-            answer = await self._cosign(peer, message, now)
+        if isinstance(message, witnessing.HeadAnswer):
+            await self._on_head(peer, message, now)
+            return Deliver()
+        if isinstance(message, AddCheckpointRequest | witnessing.HeadRequest):
+            answer = await self._answer_witnessing(peer, message, now)
             publisher = self.publisher
             if publisher is not None:
                 with contextlib.suppress(TransientError, LocalError):
@@ -1217,6 +1226,67 @@ class NodeService:
             return Deliver()
         await self._on_answer(peer, message, now)
         return Deliver()
+
+    async def _answer_witnessing(
+        self, peer: str, request: AddCheckpointRequest | witnessing.HeadRequest, now: datetime
+    ) -> witnessing.Answer | witnessing.HeadAnswer:
+        if isinstance(request, AddCheckpointRequest):
+            return await self._cosign(peer, request, now)
+        origin = self.directory.audit_origin(peer)
+        head = await self.store.run(lambda db: witnessing.load_head(db, origin))
+        return witnessing.head_answer(
+            request, head, key=self.keys.audit, witness_name=self.directory.witness_name(self.org)
+        )
+
+    async def ask_heads(self, publisher: Publisher) -> int:
+        """Ask every partner which checkpoint of our log it last cosigned (answers arrive as
+        ``head`` messages: :meth:`_on_head`). Returns how many were asked."""
+        now = self._now()
+        asked = await witnessing.publish_head_requests(
+            publisher,
+            directory=self.directory,
+            org=self.org,
+            nonce=witnessing.new_nonce(self.rand),
+            now=now,
+            expires=now + timedelta(hours=1),
+            rand=self.rand,
+        )
+        return len(asked)
+
+    async def _on_head(self, peer: str, answer: witnessing.HeadAnswer, now: datetime) -> None:
+        """A partner says which checkpoint of our log it cosigned: keep it for ``zvg audit
+        verify --witnesses`` and raise the alarm when our records no longer extend it."""
+        verified = None
+        if answer.checkpoint is not None:
+            try:
+                verified = witnessing.open_head(
+                    answer.checkpoint,
+                    directory=self.directory,
+                    log_org=self.org,
+                    witness_org=peer,
+                    now=now,
+                )
+            except RemoteError as exc:
+                self._count("cosignatures_ignored")
+                log.warning("ignored a checkpoint from %s that does not verify: %s", peer, exc)
+                return
+        await self.audit.save_peer_head(peer, answer.nonce, verified, now)
+        if verified is None:
+            return
+        agreement = self.audit.compare(verified.checkpoint)
+        if agreement != "consistent":
+            self._alarm(
+                agreement,
+                peer,
+                f"{peer} cosigned checkpoint {verified.checkpoint.size} of our audit log; the log "
+                f"now has {self.audit.size} records and is {agreement} (run zvg audit verify)",
+            )
+
+    def _alarm(self, kind: str, peer: str, detail: str) -> None:
+        """A partner holds evidence that our own log was rewritten or truncated: count it and
+        say so at ERROR level, at once."""
+        self.telemetry.audit_alarm.add(1, {"kind": kind, "partner": peer})
+        log.error("audit log alarm (%s from %s): %s", kind, peer, detail)
 
     async def _cosign(
         self, peer: str, request: AddCheckpointRequest, now: datetime
@@ -1282,8 +1352,15 @@ class NodeService:
         if answer.code == "conflict" and answer.size is not None:
             await self.audit.set_peer_size(peer, answer.size, now)
             return
-        level = logging.ERROR if answer.code in ("inconsistent", "bad_proof") else logging.WARNING
-        log.log(level, "%s refused to cosign our checkpoint: %s", peer, answer.code)
+        if answer.code in ("inconsistent", "bad_proof"):
+            self._alarm(
+                answer.code,
+                peer,
+                f"{peer} refused to cosign our checkpoint: {answer.code} (it keeps the evidence; "
+                "run zvg audit verify --witnesses)",
+            )
+            return
+        log.warning("%s refused to cosign our checkpoint: %s", peer, answer.code)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -119,6 +119,7 @@ def test_metric_names_in_the_guide_are_the_ones_the_node_exports() -> None:
             telemetry.rejections,
             telemetry.receipts_ignored,
             telemetry.witness,
+            telemetry.audit_alarm,
         ):
             counter.add(1)
         telemetry.latency.record(1.0)

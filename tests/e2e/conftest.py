@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed, wait_witnessed
 
 
 @pytest.fixture
@@ -18,19 +17,6 @@ async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
         for key in list(federation.running):
             await federation.stop(key)
         teardown_fed(federation)
-
-
-async def _cosigned(fed: Fed, key: str, peers: int) -> None:
-    service = fed.running[key].service
-    for _ in range(100):
-        await service.request_cosignatures()
-        latest = service.audit.latest
-        if latest is not None and latest.note.count("\n— ".encode()) >= peers + 1:
-            sizes = await service.audit.peer_sizes()
-            if len(sizes) >= peers and min(sizes.values()) >= latest.size:
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the partners did not cosign")
 
 
 @pytest.fixture
@@ -45,8 +31,7 @@ async def exchanged(tmp_path: Path) -> AsyncIterator[tuple[Fed, str]]:
         items = await fed.client("gemeente").inbox(wait=10)
         assert await fed.client("gemeente").ack(items[0]["message_id"]) == 204
         await fed.client("politie").wait_status(doc["message_id"], "accepted")
-        await _cosigned(fed, "gemeente", 2)
-        await _cosigned(fed, "politie", 2)
+        await wait_witnessed(fed)
         yield fed, doc["message_id"]
     finally:
         for key in list(fed.running):

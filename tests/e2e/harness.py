@@ -301,6 +301,41 @@ def make_fed(
     return Fed(tmp, federation, files, nodes, users, ctl)
 
 
+async def wait_witnessed(fed: Fed) -> None:
+    """Until every running node's whole log is in a checkpoint that each of its running
+    partners cosigned, with nothing left to publish (so no record is still to come)."""
+    for _ in range(300):
+        done = True
+        for key, node in fed.running.items():
+            service = node.service
+            await service.request_cosignatures()
+            latest = service.audit.latest
+            sizes = await service.audit.peer_sizes()
+            partners = [fed.nodes[k].org.oin for k in fed.running if k != key]
+            done = done and (
+                service.audit.size == 0
+                or (
+                    latest is not None
+                    and latest.size == service.audit.size
+                    and all(sizes.get(p, 0) >= latest.size for p in partners)
+                    and not await service.store.pending_publishes(1)
+                )
+            )
+        if done:
+            return
+        await asyncio.sleep(0.1)
+    state = {
+        key: (
+            node.service.audit.size,
+            node.service.audit.latest.size if node.service.audit.latest else None,
+            await node.service.audit.peer_sizes(),
+            len(await node.service.store.pending_publishes(10)),
+        )
+        for key, node in fed.running.items()
+    }
+    raise AssertionError(f"the partners did not cosign every log: {state}")
+
+
 def teardown_fed(fed: Fed) -> None:
     for key in list(fed.processes):
         fed.kill(key)

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from gateway.cli import cli
 from gateway.core.audit import leaf_of
+from gateway.telemetry import setup_telemetry
+from tests.audit_logs import alarms
 from tests.e2e.harness import Fed, request_from_example
 
 pytestmark = pytest.mark.broker
@@ -145,7 +148,9 @@ async def test_rewritten_log_with_recomputed_hashes_fails_against_the_checkpoint
     assert "do not reproduce its root" in r.output
 
 
-async def test_a_forked_log_is_caught_by_a_witnessing_partner(exchanged: tuple[Fed, str]) -> None:
+async def test_a_forked_log_is_caught_by_a_witnessing_partner_and_alarms_its_own_node_at_once(
+    exchanged: tuple[Fed, str],
+) -> None:
     fed, _ = exchanged
     police = fed.running["politie"].service
     cosigned = await police.audit.peer_sizes()
@@ -157,8 +162,19 @@ async def test_a_forked_log_is_caught_by_a_witnessing_partner(exchanged: tuple[F
         db.execute("DELETE FROM audit_records WHERE idx >= 1")
         db.execute("DELETE FROM audit_checkpoints")
         db.execute("DELETE FROM peer_cosigned")
-    await fed.start("politie")
+    reader = InMemoryMetricReader()
+    org = fed.nodes["politie"].org
+    telemetry = setup_telemetry(org=org.oin, node_id=org.node_id, env={}, metric_readers=[reader])
+    await fed.start("politie", telemetry=telemetry)
     police = fed.running["politie"].service
+    # At once, not only once the log has grown: the restarted node asks its partners which
+    # checkpoint they cosigned, and their answers show its log lost what they saw.
+    partners = {fed.nodes[k].org.oin for k in ("gemeente", "ggz")}
+    for _ in range(300):
+        if {p for kind, p in alarms(reader) if kind == "truncated"} == partners:
+            break
+        await asyncio.sleep(0.1)
+    assert {p for kind, p in alarms(reader) if kind == "truncated"} == partners
     pol = fed.client("politie")
     for _ in range(3):  # grow the new history past the size the partners cosigned
         code, _doc = await pol.send(request_from_example("case.referral"))

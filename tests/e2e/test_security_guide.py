@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,13 @@ async def test_every_command_in_the_security_officers_guide_runs(
     assert len(blocks) >= 5
     outputs = []
     for block in blocks:
-        result = run_block(block, env, tmp_path)
+        # In a thread: the nodes run in this event loop, and `verify --witnesses` needs them.
+        result = await asyncio.to_thread(run_block, block, env, tmp_path)
         assert result.returncode == 0, f"{block}\n{result.stdout}\n{result.stderr}"
         outputs.append(result.stdout)
     text = "\n".join(outputs)
     assert "message.receive" in text
     assert "OK" in text
+    assert "Politie, basisteam Veenstad: cosigned checkpoint" in text, "--witnesses asked"
     assert (evidence / "message.json").exists()
     assert (evidence / "case.json").exists()

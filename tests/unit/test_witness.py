@@ -42,6 +42,7 @@ from gateway.core.witness import (
     WitnessResult,
     WitnessState,
     add_checkpoint,
+    compare_with_log,
     format_add_checkpoint,
     parse_add_checkpoint,
     verify_fork_evidence,
@@ -574,3 +575,38 @@ def test_witness_never_cosigns_what_does_not_extend_its_head(
     # cosigned the honest history at size 10 (FORK differs from it within the first 10 leaves).
     result = submit(AT_10, old, proof, signed(FORK, new))
     assert isinstance(result, Refused)
+
+
+# ------------------------------------------------------------------ the log's side (issue 14 §2)
+# A checkpoint of our own log that a witness holds, against our records now: a log truncated or
+# rewritten after the witness cosigned it must show, whatever it re-signed since.
+
+
+@pytest.mark.parametrize(
+    ("records", "size", "expected"),
+    [
+        (HONEST, 10, "consistent"),  # the log grew past what the witness holds
+        (log_of(RECORDS[:10]), 10, "consistent"),  # the witness holds our latest
+        (log_of(RECORDS[:9]), 10, "truncated"),  # the last record is gone
+        (log_of([]), 10, "truncated"),  # every record is gone
+        (FORK, 10, "forked"),  # records 6.. rewritten, longer than what the witness holds
+        (log_of([*RECORDS[:9], b"{}"]), 10, "forked"),  # same size, last record rewritten
+        (log_of([b"{}", *RECORDS[1:]]), 1, "forked"),  # the first record rewritten
+        (log_of([b"{}", *RECORDS[1:]]), 8, "forked"),  # old size a power of two
+    ],
+    ids=[
+        "extended",
+        "equal",
+        "last-record-gone",
+        "all-gone",
+        "fork-longer",
+        "fork-same-size",
+        "first-record",
+        "power-of-two",
+    ],
+)
+def test_our_records_against_a_checkpoint_a_witness_holds(
+    records: MerkleTree, size: int, expected: str
+) -> None:
+    held = parse_checkpoint(parse_note(signed(HONEST, size)).text)
+    assert compare_with_log(records, held) == expected

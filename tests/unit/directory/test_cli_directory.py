@@ -4,6 +4,7 @@ signatures one at a time, verify, show, rotate keys; and the committed keys_exam
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -12,6 +13,7 @@ from gateway.cli import cli
 from gateway.core.directory import TrustedDirectory
 from gateway.federation import now_utc
 from schemas.catalogue import default_catalogue
+from tests.audit_logs import make_federation
 
 ROOT = Path(__file__).resolve().parents[3]
 GGZ = "00000001999000004000"
@@ -239,3 +241,41 @@ def test_keys_example_directory_is_valid_and_signed_by_two_of_three() -> None:
     readme = (ROOT / "keys_example" / "README.md").read_text()
     assert "PUBLIC" in readme
     assert "production mode" in readme
+
+
+def test_the_witness_threshold_is_set_in_the_directory_and_bounded_by_the_partners(
+    tmp_path: Path,
+) -> None:
+    # issue 14 §2: how many partners must cosign a member's audit log is the federation's
+    # (signed) choice, not a node's; a threshold no set of partners can reach is refused.
+    fed = make_federation(tmp_path / "fed")  # three members: two partners per log
+    start = tmp_path / "directory.json"
+    shutil.copy(fed.directory, start)
+    cat = default_catalogue()
+    trusted = TrustedDirectory.first(start.read_bytes(), now=now_utc(), catalogue=cat)
+    assert trusted.payload.witness_threshold is None
+    assert trusted.witness_threshold() == 2, "default: a majority of the two partners"
+    assert (
+        "2 of the 2 partners must cosign a member's log (default"
+        in zvg("directory", "show", start).output
+    )
+
+    r = CliRunner().invoke(
+        cli, ["directory", "set-witness-threshold", "--directory", str(start), "--threshold", "3"]
+    )
+    assert r.exit_code == 2, r.output
+    assert "witness_threshold" in r.output
+    assert "more than the 2 members that can witness a log" in r.output
+
+    r = zvg("directory", "set-witness-threshold", "--directory", start, "--threshold", "1")
+    assert r.exit_code == 0, r.output
+    new = tmp_path / f"directory.v{trusted.version + 1}.json"
+    for name in ("zvh-manager", "privacy-officer"):
+        key = fed.authority_dir / f"{name}.key.pem"
+        assert zvg("directory", "sign", new, "--key", key).exit_code == 0
+    updated = trusted.update(new.read_bytes(), now=now_utc(), catalogue=cat)
+    assert updated.witness_threshold() == 1
+    assert (
+        "1 of the 2 partners must cosign a member's log (set)"
+        in zvg("directory", "show", new).output
+    )
