@@ -73,6 +73,8 @@ def verify(config_file: Path) -> None:
         f"fields checked, {report.shredded} past retention)"
     )
     click.echo(f"checkpoints: {report.checkpoints} verified, each reproduced from the records")
+    if report.evidence:
+        click.echo(f"evidence: {report.evidence} kept receipt(s) match their records")
     if report.cosignatures:
         size, names = max(report.cosignatures.items())
         click.echo(f"latest checkpoint {size}: cosigned by {', '.join(names) or 'no partner yet'}")
@@ -165,8 +167,13 @@ def export(config_file: Path, message_id: str | None, case_ref: str | None, out:
     out.chmod(0o600)
     click.echo(
         f"wrote {out}: {len(bundle['records'])} record(s), {len(bundle['messages'])} signed "
-        f"message(s), {len(bundle['receipts'])} receipt(s); it contains message content: handle "
-        "it as the case file it is"
+        f"message(s), {len(bundle['receipts'])} receipt(s)"
+        + (
+            f", {len(bundle['contradictions'])} contradicting receipt(s)"
+            if bundle["contradictions"]
+            else ""
+        )
+        + "; it contains message content: handle it as the case file it is"
     )
 
 

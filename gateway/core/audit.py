@@ -57,6 +57,7 @@ OPERATIONS = frozenset(
         "adapter.reject",  # the adapter refused a delivered message
         "receipt.send",  # we sealed a receipt (delivered / accepted / rejected)
         "receipt.receive",  # a recipient's receipt arrived and verified
+        "receipt.contradiction",  # a recipient's signed receipt contradicts its earlier statement
         "retention.purge",  # payloads deleted at the end of their retention
         "directory.change",  # a new directory version was trusted
         "key.change",  # this node started using another key

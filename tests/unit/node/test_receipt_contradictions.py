@@ -74,15 +74,17 @@ def _contradictions(node: InProcessNode) -> list[dict[str, Any]]:
 def _stored_receipt(node: InProcessNode, message_id: str, status: str) -> bytes:
     with open_readonly(node.config.store_path) as db:
         (row,) = db.execute(
-            "SELECT inner_jws FROM receipts_in WHERE message_id=? AND status=?", (message_id, status)
+            "SELECT inner_jws FROM receipts_in WHERE message_id=? AND status=?",
+            (message_id, status),
         ).fetchall()
     return bytes(row[0])
 
 
-def _index_of(node: InProcessNode, name: str, message_id: str) -> int:
-    """The index of the one ``name`` record about ``message_id`` in ``node``'s log."""
+def _index_of(node: InProcessNode, name: str, message_id: str, status: str | None = None) -> int:
+    """The index of the one ``name`` record about ``message_id`` (with that detail status)."""
     with open_readonly(node.config.store_path) as db:
         hits = query(db, message_id=message_id, operation=name)
+    hits = [h for h in hits if status is None or h["view"]["detail"].get("status") == status]
     assert len(hits) == 1, name
     return int(hits[0]["index"])
 
@@ -128,8 +130,7 @@ async def test_a_rejected_receipt_after_a_signed_accepted_is_kept_as_evidence(
     assert detail["receipt_id"] == claims.message_id
     # The earlier signed statement is referenced by its stored digest and its audit record.
     assert detail["earlier_sha256"] == _sha(_stored_receipt(pol, message_id, "accepted"))
-    earlier_record = _index_of(pol, "receipt.receive", message_id)
-    assert detail["earlier_record"] == earlier_record
+    assert detail["earlier_record"] == _index_of(pol, "receipt.receive", message_id, "accepted")
     # The first final statement stands; the contradiction is counted.
     assert (await pol.service.status(message_id)).recipients[0].status == "accepted"
     assert pol.metric("zvg.receipts.contradictions") == [({"kind": "status", "peer": zvh.org}, 1)]
@@ -166,17 +167,19 @@ async def test_a_receipt_about_other_content_is_kept_as_evidence(
 
     hits = _contradictions(pol)
     assert len(hits) == 1, f"{len(hits)} records: a receipt naming other content left no trace"
-    detail = hits[0]["view"]["detail"]
-    assert (detail["kind"], detail["status"], detail["named_digest"]) == (
-        "content",
-        "delivered",
-        other,
-    )
+    view = hits[0]["view"]
+    detail = view["detail"]
+    assert (detail["kind"], detail["status"], view["digest"]) == ("content", "delivered", other)
     # The earlier signed statement is our own message: its digest and our message.send record.
     sent = _index_of(pol, "message.send", message_id)
     with open_readonly(pol.config.store_path) as db:
-        (digest,) = db.execute("SELECT digest FROM outbox WHERE message_id=?", (message_id,)).fetchone()
-    assert (detail["earlier_sha256"], detail["earlier_record"]) == (_sha(bytes(digest)), sent)
+        (digest,) = db.execute(
+            "SELECT digest FROM outbox WHERE message_id=?", (message_id,)
+        ).fetchone()
+    assert (detail["earlier_sha256"], detail["earlier_record"]) == (
+        jose.b64u_encode(bytes(digest)),
+        sent,
+    )
     assert _sha(hits[0]["evidence"].encode("ascii")) == detail["evidence_sha256"]
     # Nothing moved: the receipt is evidence, not a status.
     assert (await pol.service.status(message_id)).recipients[0].status == "sent"
@@ -237,7 +240,8 @@ async def test_audit_query_shows_contradictions_and_verify_checks_the_kept_recei
     assert "rejected after accepted" in line
 
     as_json = runner.invoke(
-        cli, ["audit", "query", "--config", config, "--operation", "receipt.contradiction", "--json"]
+        cli,
+        ["audit", "query", "--config", config, "--operation", "receipt.contradiction", "--json"],
     )
     (hit,) = [json.loads(ln) for ln in as_json.output.splitlines()]
     assert _sha(hit["evidence"].encode("ascii")) == hit["view"]["detail"]["evidence_sha256"]
@@ -252,3 +256,46 @@ async def test_audit_query_shows_contradictions_and_verify_checks_the_kept_recei
     tampered = runner.invoke(cli, ["audit", "verify", "--config", config])
     assert tampered.exit_code == 1
     assert f"record {hit['index']}: its kept evidence does not match" in tampered.output
+
+
+async def test_an_evidence_bundle_carries_the_contradiction_and_verifies_offline(
+    pair: tuple[InProcessNode, InProcessNode], federation: FederationFiles, tmp_path: Path
+) -> None:
+    pol, zvh = pair
+    message_id, accepted = await _accepted(pol, zvh)
+    await zvh.seal_receipts([replace(accepted, status="rejected", reason="adapter_rejected")])
+    await zvh.carry_to(pol)
+    await pol.service.audit.checkpoint()
+    bundle = tmp_path / "bundle.json"
+    runner = CliRunner()
+    exported = runner.invoke(
+        cli,
+        [
+            "audit",
+            "export",
+            "--config",
+            str(pol.config.source),
+            "--message",
+            message_id,
+            "--out",
+            str(bundle),
+        ],
+    )
+    assert exported.exit_code == 0, exported.output
+    assert "1 contradicting receipt(s)" in exported.output
+    checked = runner.invoke(
+        cli, ["audit", "verify-bundle", str(bundle), "--directory", str(federation.directory)]
+    )
+    assert checked.exit_code == 0, checked.output
+    assert f"receipt rejected for {message_id} signed by {zvh.org} contradicts its accepted" in (
+        checked.output
+    )
+    # Swapping the kept bytes for the honest 'accepted' receipt is noticed.
+    doc = json.loads(bundle.read_text())
+    doc["contradictions"][0]["inner_jws"] = _stored_receipt(pol, message_id, "accepted").decode()
+    bundle.write_text(json.dumps(doc))
+    forged = runner.invoke(
+        cli, ["audit", "verify-bundle", str(bundle), "--directory", str(federation.directory)]
+    )
+    assert forged.exit_code == 1
+    assert "no proved record names these bytes" in forged.output
