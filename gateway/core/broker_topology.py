@@ -13,10 +13,11 @@ Rules enforced here (DESIGN §8):
 - One internal topic dead-letter exchange (:data:`DEAD_LETTER_EXCHANGE`); dead-lettered messages
   keep their routing key, so one dead-letter queue per organisation (``zvg.dead.<oin>``) bound with
   ``<oin>.*`` collects what was addressed to it. Internal: no client can publish to it.
-- Tunables (TTL cap, delivery limit, length bounds, overflow ``reject-publish``, dead-letter
-  settings) live in **policies**, never in queue arguments, so they change without re-declaring
-  (``import_definitions`` never overwrites an existing queue). The only queue argument is
-  ``x-queue-type``, which RabbitMQ cannot set by policy.
+- Tunables (TTL cap, delivery limit, length bounds, overflow — ``reject-publish`` on inboxes,
+  ``drop-head`` on dead-letter queues — and dead-letter settings) live in **policies**, never
+  in queue arguments, so they change without re-declaring (``import_definitions`` never
+  overwrites an existing queue). The only queue argument is ``x-queue-type``, which RabbitMQ
+  cannot set by policy.
 - Each organisation's broker user: configure nothing (``^$``), write only the envelope exchange,
   read only its own inbox and dead-letter queue, and a topic permission on the envelope exchange
   whose write pattern admits only routing keys naming that organisation as the sender
@@ -229,8 +230,12 @@ class BrokerLimits:
       fill the broker's disk for everyone.
     - ``dead_letter_ttl_ms`` (7 days), ``dead_letter_max_length`` (10,000),
       ``dead_letter_max_length_bytes`` (64 MiB): time for ops to look at dead letters, then they
-      go; a full dead-letter queue pushes back (at-least-once dead-lettering keeps the message in
-      the inbox) rather than dropping.
+      go. A full dead-letter queue drops its *oldest* dead letter for each new one
+      (``overflow: drop-head``): it must never push back, because with at-least-once
+      dead-lettering a refused message waits in the inbox — counted against the inbox's
+      ``max_length`` — until the dead-letter queue takes it, so a flood of junk that filled the
+      dead-letter queue would fill the inbox and have the broker nack legitimate messages
+      (docs/decisions/0039).
     - ``max_connections`` (32) / ``max_channels`` (256) per broker user: one organisation cannot
       exhaust the broker's connections or memory for the others.
     - ``policy_priority`` (10): wins over catch-all operator-made policies (priority 0) that would
@@ -288,7 +293,9 @@ def _policies(vhost: str, limits: BrokerLimits) -> list[dict[str, Any]]:
         "message-ttl": limits.dead_letter_ttl_ms,
         "max-length": limits.dead_letter_max_length,
         "max-length-bytes": limits.dead_letter_max_length_bytes,
-        "overflow": "reject-publish",
+        # drop-head, never reject-publish: a dead-letter queue that refused would keep refused
+        # messages in the inbox (at-least-once), where junk would crowd out legitimate ones.
+        "overflow": "drop-head",
     }
     return [
         {

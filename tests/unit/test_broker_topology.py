@@ -149,7 +149,8 @@ def test_policies_carry_ttl_limits_overflow_and_dead_lettering() -> None:
         "dead-letter-strategy": "at-least-once",
     }
     dead = policies["zvg-dead"]["definition"]
-    assert dead["overflow"] == "reject-publish"
+    # A full dead-letter queue drops its oldest; refusing would keep junk in the inbox (0039).
+    assert dead["overflow"] == "drop-head"
     assert dead["message-ttl"] == limits.dead_letter_ttl_ms
     assert "dead-letter-exchange" not in dead  # dead letters do not loop
     assert re.search(policies["zvg-inbox"]["pattern"], t.inbox_queue(ZVH))
