@@ -113,7 +113,7 @@ class AuditLog:
         store: SqliteStore,
         *,
         origin: str,
-        key: Ed25519PrivateKey,
+        key: Ed25519PrivateKey | None,
         rand: Rand,
         retention_s: float,
     ) -> None:
@@ -133,11 +133,15 @@ class AuditLog:
         store: SqliteStore,
         *,
         origin: str,
-        key: Ed25519PrivateKey,
+        key: Ed25519PrivateKey | None,
         rand: Rand,
         retention_s: float,
     ) -> AuditLog:
         """Load the log: rebuild the tree and check it against the last signed checkpoint.
+
+        ``key=None`` gives a handle that appends but never signs (for ops tools that record
+        what they did while the node may be running: the node's own commits pick the records
+        up, and its next checkpoint covers them).
 
         Raises :class:`LocalError` when the stored records do not reproduce that checkpoint's
         root (the log was altered; ``zvg audit verify`` finds where)."""
@@ -283,6 +287,8 @@ class AuditLog:
                 return self.latest
             if self.latest is not None and self.latest.size >= size:
                 return self.latest
+            if self._key is None:
+                raise LocalError("this audit log handle has no key: only the node signs")
             signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), key=self._key)
             now = datetime.now(UTC).timestamp()
 

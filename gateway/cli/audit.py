@@ -25,7 +25,9 @@ _config = click.option(
 )
 
 
-def _context(config_file: Path) -> tuple[Any, Any, str]:
+def node_context(config_file: Path) -> tuple[Any, Any, str]:
+    """The node's config, its trusted directory (never remembered: tools do not move the
+    node's trust forward) and its org."""
     from gateway.node.config import load_config
     from gateway.node.trust import load_trusted_directory
     from schemas.catalogue import default_catalogue, load_catalogue
@@ -63,7 +65,7 @@ def verify(config_file: Path) -> None:
     """
     from gateway.audit.inspect import open_readonly, verify_log
 
-    config, directory, org = _context(config_file)
+    config, directory, org = node_context(config_file)
     now = datetime.now(UTC)
     with open_readonly(config.store_path) as db:
         report = verify_log(db, directory=directory, org=org, now=now)
@@ -110,7 +112,7 @@ def query_cmd(
     """Who sent what about whom, to whom, for which purpose, and did it arrive."""
     from gateway.audit.inspect import QUERY_COLUMNS, as_row, open_readonly, query
 
-    config, _directory, _org = _context(config_file)
+    config, _directory, _org = node_context(config_file)
     with open_readonly(config.store_path) as db:
         hits = query(
             db,
@@ -153,7 +155,7 @@ def export(config_file: Path, message_id: str | None, case_ref: str | None, out:
 
     if out.exists():
         raise LocalError(f"{out} already exists")
-    config, directory, org = _context(config_file)
+    config, directory, org = node_context(config_file)
     with open_readonly(config.store_path) as db:
         bundle = export_bundle(
             db,

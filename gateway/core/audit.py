@@ -58,6 +58,8 @@ OPERATIONS = frozenset(
         "receipt.send",  # we sealed a receipt (delivered / accepted / rejected)
         "receipt.receive",  # a recipient's receipt arrived and verified
         "receipt.contradiction",  # a recipient's signed receipt contradicts its earlier statement
+        "broker.quarantine",  # ops revoked a member's right to publish on the broker
+        "broker.release",  # ops restored a quarantined member's right to publish
         "retention.purge",  # payloads deleted at the end of their retention
         "directory.change",  # a new directory version was trusted
         "key.change",  # this node started using another key

@@ -51,6 +51,7 @@ __all__ = [
     "BrokerLimits",
     "BrokerMember",
     "Permissions",
+    "TopicPermissions",
     "binding_key",
     "check_broker_user",
     "check_federation",
@@ -62,6 +63,7 @@ __all__ = [
     "permissions_for",
     "routing_key",
     "split_routing_key",
+    "topic_permissions_for",
     "topic_write_pattern",
     "vhost_name",
 ]
@@ -182,16 +184,43 @@ class Permissions:
     read: str
 
 
-def permissions_for(org: str) -> Permissions:
+@dataclass(frozen=True, slots=True)
+class TopicPermissions:
+    """A user's topic permissions on one exchange (regular expressions over routing keys)."""
+
+    exchange: str
+    write: str
+    read: str
+
+
+_NOTHING = "^$"
+"""The pattern that matches no name: RabbitMQ's way of granting nothing."""
+
+
+def permissions_for(org: str, *, quarantined: bool = False) -> Permissions:
     """The vhost permissions of ``org``'s broker user (DESIGN §8).
 
-    configure nothing; write only the envelope exchange; read only its own two queues.
+    configure nothing; write only the envelope exchange; read only its own two queues. When
+    ``quarantined`` (``zvg broker quarantine``), write nothing either: the member can still
+    consume its own queues, so receiving continues, but cannot publish.
     """
     check_org(org)
     return Permissions(
-        configure="^$",
-        write="^" + re.escape(ENVELOPE_EXCHANGE) + "$",
+        configure=_NOTHING,
+        write=_NOTHING if quarantined else "^" + re.escape(ENVELOPE_EXCHANGE) + "$",
         read="^" + re.escape(_INBOX_PREFIX) + org + "$|^" + re.escape(_DEAD_PREFIX) + org + "$",
+    )
+
+
+def topic_permissions_for(org: str, *, quarantined: bool = False) -> TopicPermissions:
+    """The topic permissions of ``org``'s broker user on the envelope exchange: write only
+    routing keys naming ``org`` as the sender (nothing when ``quarantined``); read nothing
+    (members never bind queues). Topic permissions must stay set: with none at all, RabbitMQ
+    allows every routing key."""
+    return TopicPermissions(
+        exchange=ENVELOPE_EXCHANGE,
+        write=_NOTHING if quarantined else topic_write_pattern(org),
+        read=_NOTHING,
     )
 
 
@@ -401,14 +430,14 @@ def definitions(
                 "read": perms.read,
             }
         )
+        topic = topic_permissions_for(m.org)
         topic_entries.append(
             {
                 "user": m.broker_user,
                 "vhost": vhost,
-                "exchange": ENVELOPE_EXCHANGE,
-                "write": topic_write_pattern(m.org),
-                # Members never bind queues, so no topic is readable.
-                "read": "^$",
+                "exchange": topic.exchange,
+                "write": topic.write,
+                "read": topic.read,
             }
         )
 

@@ -165,6 +165,36 @@ def test_topic_permissions_restrict_the_envelope_exchange_per_member() -> None:
     assert topics["pol-node"]["read"] == "^$"
 
 
+def test_quarantine_revokes_writing_only_and_release_is_what_provisioning_grants() -> None:
+    """Threat: a flooding member keeps publishing (issue 14). Quarantined it writes nothing —
+    neither the exchange nor any routing key — and still reads its own queues; released, it has
+    exactly the provisioned permissions again (both come from the same functions)."""
+    perms = {p["user"]: p for p in _defs()["permissions"]}["pol-node"]
+    topics = {p["user"]: p for p in _defs()["topic_permissions"]}["pol-node"]
+    held = t.permissions_for(POL, quarantined=True)
+    held_topic = t.topic_permissions_for(POL, quarantined=True)
+    assert (held.configure, held.write, held.read) == ("^$", "^$", perms["read"])
+    assert (held_topic.exchange, held_topic.write, held_topic.read) == (
+        t.ENVELOPE_EXCHANGE,
+        "^$",
+        "^$",
+    )
+    free = t.permissions_for(POL)
+    free_topic = t.topic_permissions_for(POL)
+    assert (free.configure, free.write, free.read) == (
+        perms["configure"],
+        perms["write"],
+        perms["read"],
+    )
+    assert (free_topic.exchange, free_topic.write, free_topic.read) == (
+        topics["exchange"],
+        topics["write"],
+        topics["read"],
+    )
+    assert not re.search(held.write, t.ENVELOPE_EXCHANGE)
+    assert not re.search(held_topic.write, t.routing_key(ZVH, POL))
+
+
 def test_definitions_are_deterministic_whatever_the_member_order() -> None:
     a = t.definitions("veenstad", MEMBERS, password_hashes=HASHES)
     b = t.definitions("veenstad", list(reversed(MEMBERS)), password_hashes=HASHES)
