@@ -49,7 +49,8 @@ OPERATIONS = frozenset(
         "message.send",  # an adapter's message was validated, allowed, sealed and queued
         "message.publish",  # the broker confirmed the envelope for one recipient
         "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
-        "message.refuse",  # an inbound envelope was refused (reason), or an outbound one denied
+        "message.refuse",  # an inbound message refused by policy, or an outbound one denied
+        "refusal.summary",  # unauthenticated envelopes one sender had refused in one interval
         "message.deliver",  # the adapter fetched a message from the inbox
         "message.expire",  # a sent message expired before a recipient answered
         "policy.decision",  # a policy decision (allow or deny), at send or at receive

@@ -190,6 +190,10 @@ class AuditSettings(_Settings):
     """How often a new checkpoint is signed (when the log grew) and sent to the peers."""
     pseudonym_key_file: Path | None = None
     """A 0600 file with the secret that salts subject commitments; default: in the data dir."""
+    refusal_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60
+    """How often refused inbound envelopes are summarised: one ``refusal.summary`` audit record
+    and one log line per sender per interval, with counts per reason. A minute shows a flood
+    quickly while it costs at most 1,440 records a day per sender, however many envelopes."""
 
 
 class PurposeDefaults(_Settings):

@@ -253,6 +253,7 @@ class Node:
             sender_of=self.service.sender_of,
             broker_user_of=self.service.broker_user_of,
             prefetch=self.config.broker.prefetch,
+            on_settled=self.service.on_settled,
         )
         await consumer.start()
         self.consumer = consumer

@@ -63,6 +63,7 @@ from gateway.core.witness import AddCheckpointRequest, Cosigned
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.config import NodeConfig
 from gateway.node.problems import ApiError, field_errors
+from gateway.node.refusals import Refusals
 from gateway.node.store import (
     InboxEntry,
     Job,
@@ -173,6 +174,13 @@ class NodeService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.counters: dict[str, int] = {}
+        #: Dead-lettered envelopes, summarised per sender per interval (gateway.node.refusals).
+        self.refusals = Refusals(
+            directory=lambda: self.directory,
+            telemetry=telemetry,
+            write=lambda records, now: self.store.run(self.audit.append(records, now)),
+            clock=clock,
+        )
         member = directory.member(self.org)
         if member is None:
             raise LocalError(f"{self.org} is not a member of directory v{directory.version}")
@@ -651,24 +659,22 @@ class NodeService:
     async def _refuse(
         self, exc: RemoteError, delivery: Delivery, message_id: str | None
     ) -> Decision:
-        """Dead-letter what we cannot accept before verifying it; log and count, never answer."""
-        record = self._record(
-            "message.refuse",
-            "rejected",
-            reason=exc.reason,
-            message_id=message_id,
-            peer=delivery.user_id,
-        )
-        now = self._now()
-        await self.store.run(self.audit.append([record], now))
-        self.telemetry.rejections.add(1, {"stage": "receive", "reason": exc.reason})
-        log.warning(
-            "refused an envelope from broker user %s: %s (%s)",
+        """Dead-letter what we cannot accept before verifying it; never answer. Counted and
+        summarised per sender by :meth:`on_settled` (one log line and one audit record per
+        interval, not per envelope: anyone with a member's broker login can send thousands)."""
+        log.debug(
+            "refusing envelope %s from broker user %s: %s (%s)",
+            message_id,
             delivery.user_id,
             exc.reason,
             exc.detail,
         )
         return Reject(exc.reason, exc.detail)
+
+    def on_settled(self, delivery: Delivery, decision: Decision) -> None:
+        """The consumer settled ``delivery`` on the broker: count what was dead-lettered."""
+        if isinstance(decision, Reject):
+            self.refusals.note(delivery, decision.reason)
 
     async def _on_message(self, verified: VerifiedMessage, started: datetime) -> Decision:
         claims = verified.claims
@@ -745,7 +751,9 @@ class NodeService:
             },
         )
         if not allowed:
-            self.telemetry.rejections.add(1, {"stage": "receive", "reason": "policy_denied"})
+            self.telemetry.rejections.add(
+                1, {"stage": "receive", "reason": "policy_denied", "sender": claims.sender.org}
+            )
         self.telemetry.latency.record(
             (self._now() - started).total_seconds() * 1000, {"stage": "receive"}
         )
@@ -1429,6 +1437,10 @@ class NodeService:
         self.spawn(self.run_receipts(), "receipts")
         self.spawn(self.run_retention(), "retention")
         self.spawn(self.run_checkpoints(), "checkpoints")
+        self.spawn(
+            self.refusals.run(self.config.audit.refusal_interval_seconds, self._stopping),
+            "refusals",
+        )
 
     @property
     def stopping(self) -> bool:
