@@ -16,6 +16,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,12 @@ async def test_audit_query_shows_contradictions_and_verify_checks_the_kept_recei
     tampered = runner.invoke(cli, ["audit", "verify", "--config", config])
     assert tampered.exit_code == 1
     assert f"record {hit['index']}: its kept evidence does not match" in tampered.output
+    # So is a deleted one, while the record's personal part is still there.
+    with sqlite3.connect(pol.config.store_path) as db:
+        db.execute("DELETE FROM audit_evidence")
+    deleted = runner.invoke(cli, ["audit", "verify", "--config", config])
+    assert deleted.exit_code == 1
+    assert f"record {hit['index']}: its kept evidence is missing" in deleted.output
 
 
 async def test_an_evidence_bundle_carries_the_contradiction_and_verifies_offline(
@@ -299,3 +306,24 @@ async def test_an_evidence_bundle_carries_the_contradiction_and_verifies_offline
     )
     assert forged.exit_code == 1
     assert "no proved record names these bytes" in forged.output
+
+
+async def test_the_kept_receipt_goes_with_the_personal_part_at_the_end_of_retention(
+    pair: tuple[InProcessNode, InProcessNode],
+) -> None:
+    """A kept receipt holds the case reference: it is shredded with the record's personal part,
+    while the record (and the digest it names) stays and verifies."""
+    pol, zvh = pair
+    _message_id, accepted = await _accepted(pol, zvh)
+    await zvh.seal_receipts([replace(accepted, status="rejected", reason="adapter_rejected")])
+    await zvh.carry_to(pol)
+    (hit,) = _contradictions(pol)
+    assert "evidence" in hit
+    later = datetime.now(UTC) + timedelta(days=pol.config.retention.audit_personal_days + 1)
+    assert await pol.service.audit.shred(later) > 0
+    (hit,) = _contradictions(pol)
+    assert "evidence" not in hit
+    assert hit["personal"] is None
+    assert hit["view"]["detail"]["evidence_sha256"]
+    checked = CliRunner().invoke(cli, ["audit", "verify", "--config", str(pol.config.source)])
+    assert checked.exit_code == 0, checked.output
