@@ -73,6 +73,11 @@ class Telemetry:
         self.receipts_ignored = meter.create_counter(
             "zvg.receipts.ignored", description="Receipts that did not verify and were ignored"
         )
+        self.receipt_contradictions = meter.create_counter(
+            "zvg.receipts.contradictions",
+            description="Signed receipts contradicting the recipient's earlier signed statement, "
+            "kept as evidence, by kind (status, content) and recipient org",
+        )
         self.witness = meter.create_counter(
             "zvg.witness", description="Peer checkpoints cosigned or refused, by outcome"
         )

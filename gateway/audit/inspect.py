@@ -14,7 +14,9 @@ recomputes everything from the stored records — it trusts no stored hash it ca
    each checkpoint is signed by this node's audit-log key from the directory, and every
    cosignature on it verifies under the cosigning partner's key (a truncated log, or a rewritten
    one whose leaves were recomputed to match, fails here);
-6. consecutive checkpoints are consistent (RFC 9162 §2.1.4.2).
+6. consecutive checkpoints are consistent (RFC 9162 §2.1.4.2);
+7. signed bytes kept as evidence (a partner's contradicting receipt) hash to the digest their
+   record names, and none is missing while the record's personal part still exists.
 
 The first failure names the record index (or the checkpoint size) and stops the command with a
 non-zero exit.
@@ -101,6 +103,7 @@ class VerifyReport:
     checkpoints: int = 0
     cosignatures: dict[int, list[str]] = field(default_factory=dict)
     root: bytes = b""
+    evidence: int = 0
     threshold: int = 0
     """Partners whose cosignatures make records witnessed (the directory's witness threshold)."""
     partners: dict[str, str] = field(default_factory=dict)
@@ -193,6 +196,8 @@ def verify_log(
     tree = report.tree
     shredded: list[tuple[int, datetime]] = []
     purges: list[tuple[int, datetime]] = []
+    #: index -> (digest of kept evidence the record names, whether its personal part exists)
+    named: dict[int, tuple[str, bool]] = {}
     rows = db.execute("SELECT idx, leaf, view, personal, salt FROM audit_records ORDER BY idx")
     for idx, stored_leaf, view_text, personal_text, salt in rows:
         if idx != tree.size:
@@ -218,6 +223,9 @@ def verify_log(
             else:
                 report.shredded += 1
                 shredded.append((idx, parse_record_time(str(view["end_time"]))))
+            detail = view.get("detail") if isinstance(view, dict) else None
+            if isinstance(detail, dict) and isinstance(detail.get("evidence_sha256"), str):
+                named[idx] = (detail["evidence_sha256"], personal_text is not None)
             if view.get("name") == "retention.purge":
                 cutoff = _purge_cutoff(view, personal_retention)
                 if cutoff is not None:
@@ -226,6 +234,7 @@ def verify_log(
             raise VerificationFailed(f"record {idx}: its stored view is malformed", idx) from None
         tree.append(leaf)
     report.records = tree.size
+    report.evidence = _verify_evidence(db, named)
     early = _shredded_early(shredded, purges, personal_retention, now)
     if early:
         index, deadline = early[0]
@@ -349,6 +358,42 @@ def record_written(db: sqlite3.Connection, index: int) -> datetime:
     return parse_record_time(str(strictjson.loads(row[0])["end_time"]))
 
 
+def _has_evidence_table(db: sqlite3.Connection) -> bool:
+    """Stores written before evidence was kept have no ``audit_evidence`` table."""
+    return (
+        db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit_evidence'"
+        ).fetchone()
+        is not None
+    )
+
+
+def _blob(value: object) -> bytes:
+    """A stored BLOB as bytes (an edited row may hold TEXT instead)."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _b64u_sha256(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _verify_evidence(db: sqlite3.Connection, named: dict[int, tuple[str, bool]]) -> int:
+    """Check kept evidence against the digests the records name; returns how much was kept."""
+    kept: dict[int, bytes] = {}
+    if _has_evidence_table(db):
+        kept = {
+            int(i): _blob(e)
+            for i, e in db.execute("SELECT idx, evidence FROM audit_evidence ORDER BY idx")
+        }
+    for idx, evidence in kept.items():
+        if idx not in named or _b64u_sha256(evidence) != named[idx][0]:
+            raise VerificationFailed(f"record {idx}: its kept evidence does not match", idx)
+    for idx, (_digest, personal) in named.items():
+        if personal and idx not in kept:
+            raise VerificationFailed(f"record {idx}: its kept evidence is missing", idx)
+    return len(kept)
+
+
 # ---------------------------------------------------------------------------- query
 
 QUERY_COLUMNS = (
@@ -381,7 +426,8 @@ def query(
     limit: int = 10_000,
 ) -> list[dict[str, Any]]:
     """Records matching every given filter, oldest first (views plus what personal data is
-    still held: case reference and subject pseudonyms)."""
+    still held: case reference and subject pseudonyms; and, for a record that keeps a
+    partner's signed bytes as evidence, those bytes as ``evidence``)."""
     where: list[str] = ["1=1"]
     params: list[Any] = []
     if case_ref is not None:
@@ -423,7 +469,25 @@ def query(
         view = json.loads(view_text)
         personal = json.loads(personal_text) if personal_text else None
         out.append({"index": idx, "view": view, "personal": personal})
+    hits = {h["index"]: h for h in out if "evidence_sha256" in (h["view"].get("detail") or {})}
+    if hits and _has_evidence_table(db):
+        marks = ",".join("?" * len(hits))
+        for idx, evidence in db.execute(
+            f"SELECT idx, evidence FROM audit_evidence WHERE idx IN ({marks})",  # noqa: S608 - only ?s
+            tuple(hits),
+        ):
+            hits[idx]["evidence"] = _blob(evidence).decode("ascii", errors="replace")
     return out
+
+
+def _reason(view: dict[str, Any]) -> str:
+    """The reason column: the coarse reason, or what a contradiction contradicts."""
+    detail = view.get("detail") or {}
+    if view["name"] == "receipt.contradiction":
+        if detail.get("kind") == "content":
+            return f"{detail.get('status')} about other content"
+        return f"{detail.get('status')} after {detail.get('earlier_status')}"
+    return str(view.get("reason") or "")
 
 
 def as_row(hit: dict[str, Any]) -> list[str]:
@@ -445,7 +509,7 @@ def as_row(hit: dict[str, Any]) -> list[str]:
         personal.get("case_ref") or ("(shredded)" if hit["personal"] is None else ""),
         ",".join(v.get("data_categories") or []),
         policy,
-        v.get("reason") or "",
+        _reason(v),
     ]
 
 
@@ -462,8 +526,9 @@ def export_bundle(
     now: datetime,
 ) -> dict[str, Any]:
     """An evidence bundle for one message or one case: the records with inclusion proofs to the
-    latest checkpoint (with its cosignatures), the signed messages we received (inner JWS) and
-    the signed receipts we received. Verifiable offline with :func:`verify_bundle`."""
+    latest checkpoint (with its cosignatures), the signed messages we received (inner JWS), the
+    signed receipts we received, and the signed receipts kept as evidence of a contradiction.
+    Verifiable offline with :func:`verify_bundle`."""
     if (message_id is None) == (case_ref is None):
         raise LocalError("export needs exactly one of --message or --case")
     hits = query(db, message_id=message_id, case_ref=case_ref)
@@ -520,6 +585,9 @@ def export_bundle(
                     "inner_jws": bytes(jws).decode("ascii"),
                 }
             )
+    contradictions = [
+        {"index": h["index"], "inner_jws": h["evidence"]} for h in hits if "evidence" in h
+    ]
     return {
         "format": BUNDLE_FORMAT,
         "org": org,
@@ -531,6 +599,7 @@ def export_bundle(
         "records": records,
         "messages": messages,
         "receipts": receipts,
+        "contradictions": contradictions,
     }
 
 
@@ -539,6 +608,7 @@ class BundleReport:
     records: int = 0
     messages: int = 0
     receipts: int = 0
+    contradictions: int = 0
     cosigners: list[str] = field(default_factory=list)
     checkpoint_size: int = 0
     lines: list[str] = field(default_factory=list)
@@ -567,6 +637,7 @@ def verify_bundle(
         names.get(c.verifier.name, c.verifier.name) for c in checkpoint.cosignatures
     )
     by_message: dict[str, list[dict[str, Any]]] = {}
+    by_index: dict[int, dict[str, Any]] = {}
     for rec in bundle["records"]:
         view = rec["view"]
         leaf = leaf_of(view)
@@ -585,6 +656,7 @@ def verify_bundle(
             )
         if view.get("message_id"):
             by_message.setdefault(view["message_id"], []).append(view)
+        by_index[proved.index] = view
         report.records += 1
     for msg in bundle["messages"]:
         jws = str(msg["inner_jws"]).encode("ascii")
@@ -592,7 +664,7 @@ def verify_bundle(
             claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
         except RemoteError as exc:
             raise VerificationFailed(f"message {msg['message_id']}: {exc.detail}") from None
-        digest = base64.urlsafe_b64encode(hashlib.sha256(jws).digest()).rstrip(b"=").decode()
+        digest = _b64u_sha256(jws)
         if claims.message_id != msg["message_id"] or not any(
             v.get("digest") == digest for v in by_message.get(claims.message_id, [])
         ):
@@ -634,4 +706,36 @@ def verify_bundle(
         report.lines.append(
             f"receipt {body.status} for {body.message_id} signed by {claims.sender.org}"
         )
+    for kept in bundle.get("contradictions", []):
+        report.lines.append(_verify_contradiction(kept, by_index, directory))
+        report.contradictions += 1
     return report
+
+
+def _verify_contradiction(
+    kept: dict[str, Any], by_index: dict[int, dict[str, Any]], directory: TrustedDirectory
+) -> str:
+    """Check one kept contradicting receipt: a proved record names exactly these bytes, and
+    they are a receipt signed by the member the record names. Returns a line for the report."""
+    index = kept.get("index")
+    view = by_index.get(index) if isinstance(index, int) else None
+    jws = str(kept.get("inner_jws", "")).encode("ascii", errors="replace")
+    detail = (view or {}).get("detail") or {}
+    if view is None or detail.get("evidence_sha256") != _b64u_sha256(jws):
+        raise VerificationFailed(f"contradiction {index}: no proved record names these bytes")
+    try:
+        claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
+    except RemoteError as exc:
+        raise VerificationFailed(f"contradiction {index}: {exc.detail}") from None
+    body = claims.body
+    if not isinstance(body, ReceiptBody) or claims.sender.org != view.get("peer"):
+        raise VerificationFailed(f"contradiction {index}: it says something else")
+    what = (
+        "names other content"
+        if detail.get("kind") == "content"
+        else f"contradicts its {detail.get('earlier_status')}"
+    )
+    return (
+        f"contradiction: receipt {body.status} for {body.message_id} signed by "
+        f"{claims.sender.org} {what} (record {index})"
+    )

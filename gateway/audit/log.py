@@ -9,7 +9,11 @@ the broker ack or the API answer that depends on it. Each row keeps:
 - ``personal`` and ``salt``: the personal fields and the salt of their commitments, deleted at
   the end of audit retention ("crypto-shredding": proofs stay valid) — when the record's own
   (signed) time is older than the retention period configured now, so ``zvg audit verify`` can
-  tell this from an erasure (the ``retention.purge`` record names the cut-off).
+  tell this from an erasure (the ``retention.purge`` record names the cut-off);
+- for a record that is evidence of a partner's signed statement (a receipt contradicting an
+  earlier one, decision 0043), those signed bytes verbatim in ``audit_evidence``; the record's
+  leaf view names their SHA-256 (``detail.evidence_sha256``), and they are deleted with the
+  personal part (they hold a case reference).
 
 The in-memory :class:`~gateway.core.merkle.MerkleTree` catches up after every commit (a store
 commit hook). On start the tree is rebuilt from the stored leaves and checked against the last
@@ -21,6 +25,7 @@ inconsistent checkpoints because it only signs roots of its one append-only tree
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import threading
@@ -30,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.core import note
+from gateway.core import jose, note
 from gateway.core.audit import Record, split
 from gateway.core.commit import SALT_SIZE, canonical_json
 from gateway.core.merkle import MerkleTree, leaf_hash
@@ -83,6 +88,11 @@ CREATE TABLE IF NOT EXISTS peer_heads (
     received_at REAL NOT NULL,
     PRIMARY KEY (peer, nonce)
 );
+CREATE TABLE IF NOT EXISTS audit_evidence (
+    idx         INTEGER PRIMARY KEY,  -- the record this is evidence for
+    sha256      BLOB NOT NULL UNIQUE, -- of evidence; the record's view names it
+    evidence    BLOB NOT NULL         -- a partner's signed bytes, verbatim
+);
 CREATE TABLE IF NOT EXISTS witness_evidence (
     id          INTEGER PRIMARY KEY,
     origin      TEXT NOT NULL,
@@ -119,7 +129,7 @@ class AuditLog:
         store: SqliteStore,
         *,
         origin: str,
-        key: Ed25519PrivateKey,
+        key: Ed25519PrivateKey | None,
         rand: Rand,
         retention_s: float,
     ) -> None:
@@ -139,11 +149,15 @@ class AuditLog:
         store: SqliteStore,
         *,
         origin: str,
-        key: Ed25519PrivateKey,
+        key: Ed25519PrivateKey | None,
         rand: Rand,
         retention_s: float,
     ) -> AuditLog:
         """Load the log: rebuild the tree and check it against the last signed checkpoint.
+
+        ``key=None`` gives a handle that appends but never signs (for ops tools that record
+        what they did while the node may be running: the node's own commits pick the records
+        up, and its next checkpoint covers them).
 
         Raises :class:`LocalError` when the stored records do not reproduce that checkpoint's
         root (the log was altered; ``zvg audit verify`` finds where)."""
@@ -223,6 +237,48 @@ class AuditLog:
 
         return job
 
+    def append_evidence(
+        self, record: Record, evidence: bytes, now: datetime
+    ) -> Callable[[sqlite3.Connection], int | None]:
+        """A store job that appends ``record`` and keeps ``evidence`` (a partner's signed bytes)
+        verbatim beside it. Once only: when these exact bytes are kept already it appends
+        nothing and returns ``None``; otherwise the record's index.
+
+        Raises :class:`LocalError` when the record's ``detail`` does not name the evidence's
+        digest as ``evidence_sha256`` (base64url SHA-256): the leaf must commit to the bytes."""
+        digest = hashlib.sha256(evidence).digest()
+        if record.detail.get("evidence_sha256") != jose.b64u_encode(digest):
+            raise LocalError("an evidence record must name its evidence's SHA-256")
+        append = self.append([record], now)
+
+        def job(db: sqlite3.Connection) -> int | None:
+            if db.execute("SELECT 1 FROM audit_evidence WHERE sha256=?", (digest,)).fetchone():
+                return None
+            (idx,) = append(db)
+            db.execute(
+                "INSERT INTO audit_evidence (idx, sha256, evidence) VALUES (?,?,?)",
+                (idx, digest, evidence),
+            )
+            return idx
+
+        return job
+
+    def record_index(
+        self, message_id: str, name: str, *, peer: str | None = None, status: str | None = None
+    ) -> int | None:
+        """The index of the latest ``name`` record about ``message_id`` (with that ``peer`` and
+        ``detail.status``, when given), or ``None``. Reads committed records."""
+        sql = "SELECT idx FROM audit_records WHERE message_id=? AND name=?"
+        params: list[str] = [message_id, name]
+        if peer is not None:
+            sql += " AND json_extract(view, '$.peer') = ?"
+            params.append(peer)
+        if status is not None:
+            sql += " AND json_extract(view, '$.detail.status') = ?"
+            params.append(status)
+        rows = self.store.read(sql + " ORDER BY idx DESC LIMIT 1", tuple(params))
+        return int(rows[0][0]) if rows else None
+
     def _catch_up(self, db: sqlite3.Connection) -> None:
         with self._tree_lock:
             rows = db.execute(
@@ -247,6 +303,8 @@ class AuditLog:
                 return self.latest
             if self.latest is not None and self.latest.size >= size:
                 return self.latest
+            if self._key is None:
+                raise LocalError("this audit log handle has no key: only the node signs")
             signed = note.sign_checkpoint(note.Checkpoint(self.origin, size, root), key=self._key)
             now = datetime.now(UTC).timestamp()
 
@@ -266,16 +324,23 @@ class AuditLog:
         return now - timedelta(seconds=self._retention_s)
 
     async def shred(self, now: datetime) -> int:
-        """Delete the personal parts (case reference, pseudonyms, actor) and their salts of the
-        records at or before :meth:`personal_cutoff`; the leaf views and every proof stay valid.
+        """Delete the personal parts (case reference, pseudonyms, actor), their salts and kept
+        evidence of the records at or before :meth:`personal_cutoff`; the leaf views and every
+        proof stay valid.
         Returns how many records were shredded."""
 
         def job(db: sqlite3.Connection) -> int:
+            cutoff = self.personal_cutoff(now).timestamp()
+            db.execute(
+                "DELETE FROM audit_evidence WHERE idx IN"
+                " (SELECT idx FROM audit_records WHERE time <= ?)",
+                (cutoff,),
+            )
             return int(
                 db.execute(
                     "UPDATE audit_records SET personal=NULL, salt=NULL, case_ref=NULL"
                     " WHERE time <= ? AND personal IS NOT NULL",
-                    (self.personal_cutoff(now).timestamp(),),
+                    (cutoff,),
                 ).rowcount
             )
 

@@ -19,6 +19,7 @@ DESIGN §8. Guarantees:
   ``user_id`` but accepts none at all), and otherwise asks the node's handler for a
   :data:`~gateway.core.decisions.Decision`. :meth:`Consumer._settle` is the single place where a
   decision becomes ack (Deliver), nack without requeue (Reject → dead-letter) or requeue (Retry).
+  It logs a dead-letter at DEBUG only; ``on_settled`` is how its owner counts them.
 - **Reconnects**: connections are aio-pika *robust* connections; channels, the consumer and
   the prefetch setting are restored after a broker restart or a dropped connection. aio-pika does
   not replay failed publishes (we do, above), holds channels weakly (we keep references) and
@@ -691,7 +692,9 @@ class Consumer:
                     await message.ack()
                     self.stats.delivered += 1
                 case Reject(reason=reason, detail=detail):
-                    log.warning(
+                    # Per message at DEBUG only: a flood would write a line per junk envelope.
+                    # The node counts and summarises refusals through on_settled.
+                    log.debug(
                         "dead-lettering message %s: %s (%s)", delivery.message_id, reason, detail
                     )
                     await message.reject(requeue=False)

@@ -26,7 +26,9 @@ _config = click.option(
 )
 
 
-def _context(config_file: Path) -> tuple[Any, Any, str]:
+def node_context(config_file: Path) -> tuple[Any, Any, str]:
+    """The node's config, its trusted directory (never remembered: tools do not move the
+    node's trust forward) and its org."""
     from gateway.node.config import load_config
     from gateway.node.trust import load_trusted_directory
     from schemas.catalogue import default_catalogue, load_catalogue
@@ -88,7 +90,7 @@ def verify(config_file: Path, witnesses: bool) -> None:
     """
     from gateway.audit.inspect import add_witness_heads, open_readonly, record_written, verify_log
 
-    config, directory, org = _context(config_file)
+    config, directory, org = node_context(config_file)
     now = datetime.now(UTC)
     retention = timedelta(days=config.retention.audit_personal_days)
     with open_readonly(config.store_path) as db:
@@ -105,6 +107,8 @@ def verify(config_file: Path, witnesses: bool) -> None:
         f"fields checked, {report.shredded} past retention)"
     )
     click.echo(f"checkpoints: {report.checkpoints} verified, each reproduced from the records")
+    if report.evidence:
+        click.echo(f"evidence: {report.evidence} kept receipt(s) match their records")
     if report.cosignatures:
         size, names = max(report.cosignatures.items())
         click.echo(f"latest checkpoint {size}: cosigned by {', '.join(names) or 'no partner yet'}")
@@ -177,7 +181,7 @@ def query_cmd(
     """Who sent what about whom, to whom, for which purpose, and did it arrive."""
     from gateway.audit.inspect import QUERY_COLUMNS, as_row, open_readonly, query
 
-    config, _directory, _org = _context(config_file)
+    config, _directory, _org = node_context(config_file)
     with open_readonly(config.store_path) as db:
         hits = query(
             db,
@@ -220,7 +224,7 @@ def export(config_file: Path, message_id: str | None, case_ref: str | None, out:
 
     if out.exists():
         raise LocalError(f"{out} already exists")
-    config, directory, org = _context(config_file)
+    config, directory, org = node_context(config_file)
     with open_readonly(config.store_path) as db:
         bundle = export_bundle(
             db,
@@ -234,8 +238,13 @@ def export(config_file: Path, message_id: str | None, case_ref: str | None, out:
     out.chmod(0o600)
     click.echo(
         f"wrote {out}: {len(bundle['records'])} record(s), {len(bundle['messages'])} signed "
-        f"message(s), {len(bundle['receipts'])} receipt(s); it contains message content: handle "
-        "it as the case file it is"
+        f"message(s), {len(bundle['receipts'])} receipt(s)"
+        + (
+            f", {len(bundle['contradictions'])} contradicting receipt(s)"
+            if bundle["contradictions"]
+            else ""
+        )
+        + "; it contains message content: handle it as the case file it is"
     )
 
 

@@ -1,7 +1,9 @@
-"""`zvg` commands for the broker area: ``zvg broker provision``."""
+"""`zvg` commands for the broker area: ``zvg broker provision``, ``quarantine`` and ``release``."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -82,6 +84,110 @@ def provision(
         f"{len(members)} member(s) of federation {federation}; password files in {secrets_dir}/ "
         "(give each organisation's node only its own file)"
     )
+
+
+def _ops_options(command: Callable[..., None]) -> Callable[..., None]:
+    """ORG, --config, --rabbitmqctl and --node, shared by quarantine and release."""
+    for option in reversed(
+        [
+            click.argument("org"),
+            click.option(
+                "--config",
+                "config_file",
+                required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="This node's node.toml: the directory it trusts names the member's broker "
+                "user, and the act is recorded in its audit log.",
+            ),
+            click.option("--rabbitmqctl", "executable", default="rabbitmqctl", show_default=True),
+            click.option("--node", default=None, help="RabbitMQ node for rabbitmqctl -n."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+async def _act(action: str, org: str, config_file: Path, executable: str, node: str | None) -> str:
+    """Quarantine or release ``org`` on the broker and record it in this node's audit log (opened,
+    and checked against its last checkpoint, before the broker is touched)."""
+    import os
+    from datetime import UTC, datetime
+
+    from gateway.audit.log import AUDIT_SCHEMA, AuditLog
+    from gateway.broker import quarantine as q
+    from gateway.broker.provision import Rabbitmqctl
+    from gateway.cli.audit import node_context
+    from gateway.core.audit import new_record
+    from gateway.core.broker_topology import BrokerMember, check_org
+    from gateway.errors import LocalError
+    from gateway.node.runner import broker_vhost
+    from gateway.node.store import SqliteStore
+
+    config, directory, own = node_context(config_file)
+    check_org(org)
+    if org == own:
+        raise LocalError(f"{org} is this node's own organisation; refusing to {action} it")
+    member = directory.member(org)
+    if member is None:
+        raise LocalError(f"{org} is not a member of directory v{directory.version}")
+    target = BrokerMember(org, member.broker_user)
+    vhost = broker_vhost(config, directory)
+    ctl = Rabbitmqctl(executable, node)
+    store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
+    try:
+        audit = await AuditLog.open(
+            store,
+            origin=directory.audit_origin(own),
+            key=None,
+            rand=os.urandom,
+            retention_s=config.retention.audit_personal_days * 86400,
+        )
+        detail: dict[str, int | str] = {"broker_user": target.broker_user, "vhost": vhost}
+        if action == "quarantine":
+            detail["connections_closed"] = q.quarantine(target, vhost, ctl=ctl)
+        else:
+            q.release(target, vhost, ctl=ctl)
+        now = datetime.now(UTC)
+        record = new_record(
+            name=f"broker.{action}",
+            status="ok",
+            start_time=now,
+            end_time=now,
+            peer=org,
+            detail=detail,
+        )
+        (index,) = await store.run(audit.append([record], now))
+    finally:
+        await store.close()
+    name = directory.names().get(org, org)
+    if action == "quarantine":
+        what = (
+            f"quarantined {name} ({org}): broker user {target.broker_user} may no longer publish "
+            f"in {vhost}; {detail['connections_closed']} connection(s) closed"
+        )
+    else:
+        what = (
+            f"released {name} ({org}): broker user {target.broker_user} may publish in {vhost} "
+            "again, as provisioned"
+        )
+    return f"{what}; audit record {index}"
+
+
+@broker.command("quarantine")
+@_ops_options
+def quarantine_cmd(org: str, config_file: Path, executable: str, node: str | None) -> None:
+    """Stop member ORG (its OIN) from publishing: revoke its broker user's write and topic
+    permissions on the federation's vhost and close its connections. Its node keeps receiving.
+    Recorded in this node's audit log (broker.quarantine). Undo with ``zvg broker release``."""
+    click.echo(asyncio.run(_act("quarantine", org, config_file, executable, node)))
+
+
+@broker.command("release")
+@_ops_options
+def release_cmd(org: str, config_file: Path, executable: str, node: str | None) -> None:
+    """Let member ORG publish again: restore exactly the permissions provisioning grants.
+    Recorded in this node's audit log (broker.release)."""
+    click.echo(asyncio.run(_act("release", org, config_file, executable, node)))
 
 
 COMMANDS.append(broker)

@@ -51,7 +51,8 @@ OPERATIONS = frozenset(
         "message.send",  # an adapter's message was validated, allowed, sealed and queued
         "message.publish",  # the broker confirmed the envelope for one recipient
         "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
-        "message.refuse",  # an inbound envelope was refused (reason), or an outbound one denied
+        "message.refuse",  # an inbound message refused by policy, or an outbound one denied
+        "refusal.summary",  # unauthenticated envelopes one sender had refused in one interval
         "message.deliver",  # the adapter fetched a message from the inbox
         "message.expire",  # a sent message expired before a recipient answered
         "policy.decision",  # a policy decision (allow or deny), at send or at receive
@@ -59,6 +60,9 @@ OPERATIONS = frozenset(
         "adapter.reject",  # the adapter refused a delivered message
         "receipt.send",  # we sealed a receipt (delivered / accepted / rejected)
         "receipt.receive",  # a recipient's receipt arrived and verified
+        "receipt.contradiction",  # a recipient's signed receipt contradicts its earlier statement
+        "broker.quarantine",  # ops revoked a member's right to publish on the broker
+        "broker.release",  # ops restored a quarantined member's right to publish
         "retention.purge",  # payloads deleted at the end of their retention
         "directory.change",  # a new directory version was trusted
         "key.change",  # this node started using another key

@@ -13,10 +13,11 @@ Rules enforced here (DESIGN §8):
 - One internal topic dead-letter exchange (:data:`DEAD_LETTER_EXCHANGE`); dead-lettered messages
   keep their routing key, so one dead-letter queue per organisation (``zvg.dead.<oin>``) bound with
   ``<oin>.*`` collects what was addressed to it. Internal: no client can publish to it.
-- Tunables (TTL cap, delivery limit, length bounds, overflow ``reject-publish``, dead-letter
-  settings) live in **policies**, never in queue arguments, so they change without re-declaring
-  (``import_definitions`` never overwrites an existing queue). The only queue argument is
-  ``x-queue-type``, which RabbitMQ cannot set by policy.
+- Tunables (TTL cap, delivery limit, length bounds, overflow — ``reject-publish`` on inboxes,
+  ``drop-head`` on dead-letter queues — and dead-letter settings) live in **policies**, never
+  in queue arguments, so they change without re-declaring (``import_definitions`` never
+  overwrites an existing queue). The only queue argument is ``x-queue-type``, which RabbitMQ
+  cannot set by policy.
 - Each organisation's broker user: configure nothing (``^$``), write only the envelope exchange,
   read only its own inbox and dead-letter queue, and a topic permission on the envelope exchange
   whose write pattern admits only routing keys naming that organisation as the sender
@@ -50,6 +51,7 @@ __all__ = [
     "BrokerLimits",
     "BrokerMember",
     "Permissions",
+    "TopicPermissions",
     "binding_key",
     "check_broker_user",
     "check_federation",
@@ -61,6 +63,7 @@ __all__ = [
     "permissions_for",
     "routing_key",
     "split_routing_key",
+    "topic_permissions_for",
     "topic_write_pattern",
     "vhost_name",
 ]
@@ -181,16 +184,43 @@ class Permissions:
     read: str
 
 
-def permissions_for(org: str) -> Permissions:
+@dataclass(frozen=True, slots=True)
+class TopicPermissions:
+    """A user's topic permissions on one exchange (regular expressions over routing keys)."""
+
+    exchange: str
+    write: str
+    read: str
+
+
+_NOTHING = "^$"
+"""The pattern that matches no name: RabbitMQ's way of granting nothing."""
+
+
+def permissions_for(org: str, *, quarantined: bool = False) -> Permissions:
     """The vhost permissions of ``org``'s broker user (DESIGN §8).
 
-    configure nothing; write only the envelope exchange; read only its own two queues.
+    configure nothing; write only the envelope exchange; read only its own two queues. When
+    ``quarantined`` (``zvg broker quarantine``), write nothing either: the member can still
+    consume its own queues, so receiving continues, but cannot publish.
     """
     check_org(org)
     return Permissions(
-        configure="^$",
-        write="^" + re.escape(ENVELOPE_EXCHANGE) + "$",
+        configure=_NOTHING,
+        write=_NOTHING if quarantined else "^" + re.escape(ENVELOPE_EXCHANGE) + "$",
         read="^" + re.escape(_INBOX_PREFIX) + org + "$|^" + re.escape(_DEAD_PREFIX) + org + "$",
+    )
+
+
+def topic_permissions_for(org: str, *, quarantined: bool = False) -> TopicPermissions:
+    """The topic permissions of ``org``'s broker user on the envelope exchange: write only
+    routing keys naming ``org`` as the sender (nothing when ``quarantined``); read nothing
+    (members never bind queues). Topic permissions must stay set: with none at all, RabbitMQ
+    allows every routing key."""
+    return TopicPermissions(
+        exchange=ENVELOPE_EXCHANGE,
+        write=_NOTHING if quarantined else topic_write_pattern(org),
+        read=_NOTHING,
     )
 
 
@@ -229,8 +259,12 @@ class BrokerLimits:
       fill the broker's disk for everyone.
     - ``dead_letter_ttl_ms`` (7 days), ``dead_letter_max_length`` (10,000),
       ``dead_letter_max_length_bytes`` (64 MiB): time for ops to look at dead letters, then they
-      go; a full dead-letter queue pushes back (at-least-once dead-lettering keeps the message in
-      the inbox) rather than dropping.
+      go. A full dead-letter queue drops its *oldest* dead letter for each new one
+      (``overflow: drop-head``): it must never push back, because with at-least-once
+      dead-lettering a refused message waits in the inbox — counted against the inbox's
+      ``max_length`` — until the dead-letter queue takes it, so a flood of junk that filled the
+      dead-letter queue would fill the inbox and have the broker nack legitimate messages
+      (docs/decisions/0039).
     - ``max_connections`` (32) / ``max_channels`` (256) per broker user: one organisation cannot
       exhaust the broker's connections or memory for the others.
     - ``policy_priority`` (10): wins over catch-all operator-made policies (priority 0) that would
@@ -288,7 +322,9 @@ def _policies(vhost: str, limits: BrokerLimits) -> list[dict[str, Any]]:
         "message-ttl": limits.dead_letter_ttl_ms,
         "max-length": limits.dead_letter_max_length,
         "max-length-bytes": limits.dead_letter_max_length_bytes,
-        "overflow": "reject-publish",
+        # drop-head, never reject-publish: a dead-letter queue that refused would keep refused
+        # messages in the inbox (at-least-once), where junk would crowd out legitimate ones.
+        "overflow": "drop-head",
     }
     return [
         {
@@ -394,14 +430,14 @@ def definitions(
                 "read": perms.read,
             }
         )
+        topic = topic_permissions_for(m.org)
         topic_entries.append(
             {
                 "user": m.broker_user,
                 "vhost": vhost,
-                "exchange": ENVELOPE_EXCHANGE,
-                "write": topic_write_pattern(m.org),
-                # Members never bind queues, so no topic is readable.
-                "read": "^$",
+                "exchange": topic.exchange,
+                "write": topic.write,
+                "read": topic.read,
             }
         )
 

@@ -194,6 +194,10 @@ class AuditSettings(_Settings):
     """How long ``zvg audit verify --witnesses`` waits for the partners to say which checkpoint
     they cosigned. A partner answers in well under a second when it and the broker are up; 30 s
     rides out a busy partner without keeping the officer waiting long for one that is down."""
+    refusal_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60
+    """How often refused inbound envelopes are summarised: one ``refusal.summary`` audit record
+    and one log line per sender per interval, with counts per reason. A minute shows a flood
+    quickly while it costs at most 1,440 records a day per sender, however many envelopes."""
 
 
 class PurposeDefaults(_Settings):

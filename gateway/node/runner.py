@@ -115,6 +115,14 @@ def load_keys(config: NodeConfig) -> NodeKeys:
     return NodeKeys(signing, ring, audit)
 
 
+def broker_vhost(config: NodeConfig, directory: TrustedDirectory) -> str:
+    """The federation's vhost: ``broker.vhost``, else the URL's path, else ``zvg-<federation>``."""
+    path = urlsplit(config.broker.url).path
+    return config.broker.vhost or (
+        unquote(path[1:]) if len(path) > 1 else vhost_name(directory.payload.federation)
+    )
+
+
 def broker_endpoint(config: NodeConfig, directory: TrustedDirectory) -> BrokerEndpoint:
     """Where and as whom to connect, from ``[broker]`` and the directory."""
     url = urlsplit(config.broker.url)
@@ -126,9 +134,7 @@ def broker_endpoint(config: NodeConfig, directory: TrustedDirectory) -> BrokerEn
     user = config.broker.user or (member.broker_user if member else None)
     if user is None:
         raise LocalError("broker.user is not set and this org is not in the directory")
-    vhost = config.broker.vhost or (
-        unquote(url.path[1:]) if len(url.path) > 1 else vhost_name(directory.payload.federation)
-    )
+    vhost = broker_vhost(config, directory)
     tls = None
     if url.scheme == "amqps":
         if config.broker.ca_file is None:
@@ -247,6 +253,7 @@ class Node:
             sender_of=self.service.sender_of,
             broker_user_of=self.service.broker_user_of,
             prefetch=self.config.broker.prefetch,
+            on_settled=self.service.on_settled,
         )
         await consumer.start()
         self.consumer = consumer

@@ -11,7 +11,10 @@ expired. Inbound: ``on_delivery`` runs the cheap checks, deduplicates by (sender
 opens and verifies, re-checks the policy with *our* directory, and stores the message in the
 inbox with its audit records and a pending receipt before the broker ack. The receipt loop seals
 receipts (``delivered`` on arrival, ``accepted``/``rejected`` when the adapter settles) with an
-inclusion proof of our audit record. Receipts that do not verify are ignored and counted.
+inclusion proof of our audit record. Receipts that do not verify are ignored and counted; a
+signed receipt that contradicts the recipient's earlier signed statement (``rejected`` after
+``accepted``, or other content than we sent) is kept verbatim as evidence in a
+``receipt.contradiction`` record (docs/decisions/0043-contradicting-receipts-are-evidence.md).
 
 Unauthenticated input is never answered: a receipt is only sent for a message whose signature
 verified and which is not itself a receipt (docs/decisions/0040-receipts-only-for-verified.md).
@@ -60,6 +63,7 @@ from gateway.core.witness import AddCheckpointRequest, Cosigned
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.config import NodeConfig
 from gateway.node.problems import ApiError, field_errors
+from gateway.node.refusals import Refusals
 from gateway.node.store import (
     InboxEntry,
     Job,
@@ -68,6 +72,7 @@ from gateway.node.store import (
     PendingPublish,
     PendingReceipt,
     SqliteStore,
+    contradicts,
     idempotency_job,
     pending_receipt_job,
     receipt_in_job,
@@ -172,6 +177,13 @@ class NodeService:
         #: Whether the partners were asked which checkpoint of our log they cosigned (once, as
         #: soon as the broker is there: a log rewritten while the node was down shows at once).
         self._heads_asked = False
+        #: Dead-lettered envelopes, summarised per sender per interval (gateway.node.refusals).
+        self.refusals = Refusals(
+            directory=lambda: self.directory,
+            telemetry=telemetry,
+            write=lambda records, now: self.store.run(self.audit.append(records, now)),
+            clock=clock,
+        )
         member = directory.member(self.org)
         if member is None:
             raise LocalError(f"{self.org} is not a member of directory v{directory.version}")
@@ -650,24 +662,22 @@ class NodeService:
     async def _refuse(
         self, exc: RemoteError, delivery: Delivery, message_id: str | None
     ) -> Decision:
-        """Dead-letter what we cannot accept before verifying it; log and count, never answer."""
-        record = self._record(
-            "message.refuse",
-            "rejected",
-            reason=exc.reason,
-            message_id=message_id,
-            peer=delivery.user_id,
-        )
-        now = self._now()
-        await self.store.run(self.audit.append([record], now))
-        self.telemetry.rejections.add(1, {"stage": "receive", "reason": exc.reason})
-        log.warning(
-            "refused an envelope from broker user %s: %s (%s)",
+        """Dead-letter what we cannot accept before verifying it; never answer. Counted and
+        summarised per sender by :meth:`on_settled` (one log line and one audit record per
+        interval, not per envelope: anyone with a member's broker login can send thousands)."""
+        log.debug(
+            "refusing envelope %s from broker user %s: %s (%s)",
+            message_id,
             delivery.user_id,
             exc.reason,
             exc.detail,
         )
         return Reject(exc.reason, exc.detail)
+
+    def on_settled(self, delivery: Delivery, decision: Decision) -> None:
+        """The consumer settled ``delivery`` on the broker: count what was dead-lettered."""
+        if isinstance(decision, Reject):
+            self.refusals.note(delivery, decision.reason)
 
     async def _on_message(self, verified: VerifiedMessage, started: datetime) -> Decision:
         claims = verified.claims
@@ -744,7 +754,9 @@ class NodeService:
             },
         )
         if not allowed:
-            self.telemetry.rejections.add(1, {"stage": "receive", "reason": "policy_denied"})
+            self.telemetry.rejections.add(
+                1, {"stage": "receive", "reason": "policy_denied", "sender": claims.sender.org}
+            )
         self.telemetry.latency.record(
             (self._now() - started).total_seconds() * 1000, {"stage": "receive"}
         )
@@ -776,12 +788,25 @@ class NodeService:
         claims = verified.claims
         body = claims.body
         assert isinstance(body, ReceiptBody)  # noqa: S101 - on_delivery dispatches on the type
-        problem = await self._check_receipt(verified, body, now)
-        if problem is not None:
+        try:
+            row = await self._receipt_target(claims, body)
+            if body.inner_jws_sha256 != _b64(row.digest):
+                # Signed by the recipient, about our message, naming other content: evidence.
+                sent = self.audit.record_index(body.message_id, "message.send")
+                earlier: dict[str, int | str] = {"earlier_sha256": _b64(row.digest)}
+                if sent is not None:
+                    earlier["earlier_record"] = sent
+                await self._keep_contradiction(verified, body, "content", earlier, now)
+                return Deliver()
+            self._check_receipt_proof(verified, body, now)
+        except RemoteError as exc:
             self._count("receipts_ignored")
-            self.telemetry.receipts_ignored.add(1, {"why": problem})
+            self.telemetry.receipts_ignored.add(1, {"why": exc.detail})
             log.warning(
-                "ignored a receipt from %s for %s: %s", claims.sender.org, body.message_id, problem
+                "ignored a receipt from %s for %s: %s",
+                claims.sender.org,
+                body.message_id,
+                exc.detail,
             )
             return Deliver()
         record = self._record(
@@ -802,9 +827,11 @@ class NodeService:
             receipt_in_job(body.message_id, claims.sender.org, body.status, inner, now),
         )
 
-        await self.store.set_status(
+        changed = await self.store.set_status(
             body.message_id, claims.sender.org, body.status, body.reason, now, extra=extra
         )
+        if not changed:
+            await self._check_consistent(verified, body, now)
         self.telemetry.messages.add(
             1,
             {
@@ -816,25 +843,100 @@ class NodeService:
         )
         return Deliver()
 
-    async def _check_receipt(
-        self, verified: VerifiedMessage, body: ReceiptBody, now: datetime
-    ) -> str | None:
-        """Why a receipt must be ignored, or None when it verifies (signature already did)."""
-        claims = verified.claims
+    async def _receipt_target(self, claims: ClaimsBase, body: ReceiptBody) -> MessageRow:
+        """The message a receipt is about: one we sent to the receipt's signer. Raises
+        :class:`RemoteError` (the receipt is ignored) otherwise."""
         row = await self.store.message(body.message_id)
         if row is None:
-            return "no such message sent by us"
+            raise RemoteError("invalid_claims", "no such message sent by us")
         if claims.sender.org not in {r.org for r in row.recipients}:
-            return "the receipt's sender was not a recipient"
-        if body.inner_jws_sha256 != _b64(row.digest):
-            return "the receipt names other content"
+            raise RemoteError("invalid_claims", "the receipt's sender was not a recipient")
+        return row
+
+    async def _check_consistent(
+        self, verified: VerifiedMessage, body: ReceiptBody, now: datetime
+    ) -> None:
+        """A receipt that did not move the status: a repeat or a latecomer, or a contradiction
+        of the recipient's earlier signed final status, which is kept as evidence."""
+        org = verified.claims.sender.org
+        earlier = await self.store.final_receipt(body.message_id, org)
+        if earlier is None or not contradicts(earlier.status, body.status):
+            return
+        ref: dict[str, int | str] = {"earlier_status": earlier.status}
+        if earlier.inner_jws is not None:
+            ref["earlier_sha256"] = _b64(hashlib.sha256(earlier.inner_jws).digest())
+        index = self.audit.record_index(
+            body.message_id, "receipt.receive", peer=org, status=earlier.status
+        )
+        if index is not None:
+            ref["earlier_record"] = index
+        await self._keep_contradiction(verified, body, "status", ref, now)
+
+    async def _keep_contradiction(
+        self,
+        verified: VerifiedMessage,
+        body: ReceiptBody,
+        kind: str,
+        earlier: dict[str, int | str],
+        now: datetime,
+    ) -> None:
+        """Keep a signed receipt that contradicts an earlier signed statement verbatim, in a
+        ``receipt.contradiction`` record naming both (once per receipt); count and log it."""
+        claims = verified.claims
+        later = verified.inner_jws
+        record = self._record(
+            "receipt.contradiction",
+            "error",
+            message_id=body.message_id,
+            peer=claims.sender.org,
+            purpose=claims.purpose,
+            case_ref=claims.case_ref,
+            reason=body.reason,
+            digest=body.inner_jws_sha256,
+            key_id=verified.sender_kid,
+            detail={
+                "kind": kind,
+                "status": body.status,
+                "receipt_id": claims.message_id,
+                "evidence_sha256": _b64(hashlib.sha256(later).digest()),
+                **earlier,
+            },
+        )
+        index = await self.store.run(self.audit.append_evidence(record, later, now))
+        if index is None:
+            return  # these exact bytes are kept already (a republished receipt)
+        self.telemetry.receipt_contradictions.add(1, {"kind": kind, "peer": claims.sender.org})
+        what = (
+            f"{body.status} about other content"
+            if kind == "content"
+            else f"{body.status} after {earlier['earlier_status']}"
+        )
+        log.error(
+            "receipt %s from %s contradicts its earlier signed statement about message %s "
+            "(%s): kept as evidence in audit record %d",
+            claims.message_id,
+            claims.sender.org,
+            body.message_id,
+            what,
+            index,
+        )
+
+    def _check_receipt_proof(
+        self, verified: VerifiedMessage, body: ReceiptBody, now: datetime
+    ) -> None:
+        """Check the receipt's inclusion proof of the recipient's audit record (its signature
+        verified already). Raises :class:`RemoteError` (the receipt is ignored) when it fails."""
+        claims = verified.claims
         if body.proof is None:
-            return "the receipt carries no inclusion proof"
+            raise RemoteError("invalid_claims", "the receipt carries no inclusion proof")
         origin = self.directory.audit_origin(claims.sender.org)
         try:
             proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
-            if proof.extra is None:
-                return "the proof carries no record"
+        except (RemoteError, ValueError) as exc:
+            raise _unproved(exc) from None
+        if proof.extra is None:
+            raise RemoteError("invalid_claims", "the proof carries no record")
+        try:
             signed = self._verified_checkpoints.get(proof.checkpoint)
             if signed is None or signed.checkpoint.origin != origin:
                 # Most receipts of a batch share one checkpoint: build verifiers only on a miss.
@@ -846,24 +948,24 @@ class NodeService:
                 if len(self._verified_checkpoints) >= VERIFIED_CHECKPOINT_CACHE:
                     self._verified_checkpoints.pop(next(iter(self._verified_checkpoints)))
                 self._verified_checkpoints[proof.checkpoint] = signed
-            if not verify_inclusion(
+            included = verify_inclusion(
                 proof.index,
                 signed.checkpoint.size,
                 leaf_hash(proof.extra),
                 list(proof.inclusion_proof),
                 signed.checkpoint.root,
-            ):
-                return "the inclusion proof does not verify"
-            view = strictjson.loads(proof.extra)
+            )
+            view = strictjson.loads(proof.extra) if included else None
         except (RemoteError, ValueError) as exc:
-            return f"the inclusion proof does not verify ({exc.__class__.__name__})"
+            raise _unproved(exc) from None
+        if not included:
+            raise RemoteError("bad_signature", "the inclusion proof does not verify")
         if (
             not isinstance(view, dict)
             or view.get("message_id") != body.message_id
             or view.get("digest") != body.inner_jws_sha256
         ):
-            return "the proved record is about another message"
-        return None
+            raise RemoteError("invalid_claims", "the proved record is about another message")
 
     async def run_receipts(self) -> None:
         """Seal pending receipts in batches (one checkpoint per batch) until stopped."""
@@ -1412,6 +1514,10 @@ class NodeService:
         self.spawn(self.run_receipts(), "receipts")
         self.spawn(self.run_retention(), "retention")
         self.spawn(self.run_checkpoints(), "checkpoints")
+        self.spawn(
+            self.refusals.run(self.config.audit.refusal_interval_seconds, self._stopping),
+            "refusals",
+        )
 
     @property
     def stopping(self) -> bool:
@@ -1434,6 +1540,13 @@ class NodeService:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _unproved(exc: Exception) -> RemoteError:
+    """A receipt's proof that could not be checked: the class of the failure, not its text."""
+    return RemoteError(
+        "bad_signature", f"the inclusion proof does not verify ({exc.__class__.__name__})"
+    )
 
 
 def _fe(field: str, message: str) -> FieldError:

@@ -35,6 +35,7 @@ __all__ = [
     "FINAL_STATUSES",
     "RECEIPT_STATUSES",
     "STATUS_RANK",
+    "FinalReceipt",
     "InboxRow",
     "OutboxEntry",
     "PendingPublish",
@@ -43,6 +44,7 @@ __all__ = [
     "SeenRow",
     "SqliteStore",
     "Store",
+    "contradicts",
     "idempotency_job",
     "pending_receipt_job",
     "receipt_in_job",
@@ -248,6 +250,15 @@ class InboxEntry:
     inner_jws: bytes | None
 
 
+@dataclass(frozen=True)
+class FinalReceipt:
+    """A recipient's final status for a message, from its signed receipt, and that receipt."""
+
+    status: str  # accepted | rejected
+    reason: str | None
+    inner_jws: bytes | None  # the signed receipt kept in receipts_in (None if not kept)
+
+
 Job = Callable[[sqlite3.Connection], T]
 CommitHook = Callable[[sqlite3.Connection], None]
 
@@ -276,6 +287,7 @@ class Store(Protocol):
         extra: Job[Any] | None = None,
     ) -> bool: ...
     async def message(self, message_id: str) -> MessageRow | None: ...
+    async def final_receipt(self, message_id: str, org: str) -> FinalReceipt | None: ...
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
     async def seen(self, sender: str, message_id: str) -> SeenRow | None: ...
     async def add_inbox(self, entry: InboxEntry, extra: Job[Any] | None = None) -> bool: ...
@@ -508,6 +520,21 @@ class SqliteStore:
         return MessageRow(
             message_id, row[0], row[1], row[2], _dt(row[3]), _dt(row[4]), bytes(row[5]), recipients
         )
+
+    async def final_receipt(self, message_id: str, org: str) -> FinalReceipt | None:
+        """The final status a recipient's signed receipt gave a message we sent, with that
+        receipt; ``None`` while the recipient has given none (or only ``delivered``)."""
+        rows = self.read(
+            "SELECT r.status, r.reason, i.inner_jws FROM outbox_recipients r"
+            " LEFT JOIN receipts_in i"
+            " ON i.message_id = r.message_id AND i.org = r.org AND i.status = r.status"
+            " WHERE r.message_id=? AND r.org=? AND r.status IN ('accepted','rejected')",
+            (message_id, org),
+        )
+        if not rows:
+            return None
+        status, reason, jws = rows[0]
+        return FinalReceipt(str(status), reason, None if jws is None else bytes(jws))
 
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]:
         """Mark every recipient still queued or sent after the message expired; return them."""
@@ -816,6 +843,15 @@ def _may_move(current: str, status: str) -> bool:
     if current == "expired":
         return status in RECEIPT_STATUSES
     return STATUS_RANK[status] > STATUS_RANK[current]
+
+
+def contradicts(earlier: str, later: str) -> bool:
+    """True when a recipient's later signed status cannot be true beside its earlier final one:
+    ``accepted`` and ``rejected`` for the same message (docs/decisions/0043). A repeated status,
+    or ``delivered`` arriving after a final one (receipts overtake each other), is no
+    contradiction."""
+    final = ("accepted", "rejected")
+    return earlier in final and later in final and earlier != later
 
 
 def _set_status(

@@ -118,6 +118,7 @@ def test_metric_names_in_the_guide_are_the_ones_the_node_exports() -> None:
             telemetry.messages,
             telemetry.rejections,
             telemetry.receipts_ignored,
+            telemetry.receipt_contradictions,
             telemetry.witness,
             telemetry.audit_alarm,
         ):

@@ -5,8 +5,10 @@ Policies, not queue arguments, carry the limits; these tests provision tiny limi
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+import aio_pika
 import pytest
 
 from gateway.broker.transport import Consumer, Publisher, PublishNackedError
@@ -14,8 +16,8 @@ from gateway.core.broker_topology import BrokerLimits, dead_letter_queue, inbox_
 from gateway.core.decisions import Retry
 from tests.integration._envelopes import fake_envelope, sender_of, soon
 from tests.integration._recorder import Recorder
-from tests.integration._wait import death_reason, drain, get_one
-from tests.integration.conftest import MakeFederation
+from tests.integration._wait import WAIT_S, death_reason, drain, get_one
+from tests.integration.conftest import Federation, MakeFederation
 
 pytestmark = pytest.mark.broker
 
@@ -106,3 +108,78 @@ async def test_full_queue_nacks_the_publish_and_drops_nothing(
     stored = await drain(await fed.connect_plain("zvh"), inbox_queue(fed["zvh"].org))
     # Every confirmed message is there (nothing dropped at the head); no nacked one is.
     assert [m.message_id for m in stored] == confirmed
+
+
+async def _reject_all(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    """What the node's consumer does with junk: nack without requeue (dead-letter) each one."""
+    q = await channel.get_queue(queue, ensure=False)
+    rejected = 0
+    while (message := await q.get(fail=False)) is not None:
+        await message.reject(requeue=False)
+        rejected += 1
+    return rejected
+
+
+def _depths(fed: Federation) -> dict[str, int]:
+    """Messages per queue as the broker counts them, including dead letters still waiting in
+    their source queue for the dead-letter queue to take them (basic.get does not show those).
+    The broker refreshes these figures every few seconds."""
+    rows = fed.ctl.json("list_queues", "-p", fed.vhost, "name", "messages")
+    return {str(r["name"]): int(r["messages"]) for r in rows}
+
+
+async def test_a_full_dead_letter_queue_never_blocks_legitimate_delivery(
+    make_federation: MakeFederation,
+) -> None:
+    """Threat: a member floods a partner's inbox with junk the partner dead-letters. Once the
+    partner's dead-letter queue is full, junk must still leave the inbox and a legitimate
+    message must still get in (issue 14 point 7; docs/decisions/0039)."""
+    limits = BrokerLimits(max_length=10, dead_letter_max_length=5)
+    fed = await make_federation(names=("zvh", "pol"), limits=limits)
+    zvh, pol = fed["zvh"], fed["pol"]
+    key = routing_key(zvh.org, pol.org)
+    channel = await (await fed.connect_plain("zvh")).channel()
+    publisher = Publisher(await fed.connect("pol"), org=pol.org, broker_user=pol.user)
+    junk_refused = rejected = 0
+    async with publisher:
+        for n in range(60):  # 12 times the dead-letter bound, 6 times the inbox bound
+            try:
+                await publisher.publish(
+                    key, fake_envelope(pol.org, n), message_id=f"junk-{n}", expiration=soon()
+                )
+            except PublishNackedError:
+                junk_refused += 1
+            if n % 10 == 9:
+                rejected += await _reject_all(channel, inbox_queue(zvh.org))
+        assert rejected > limits.dead_letter_max_length  # the dead-letter queue is full
+        # The legitimate message, published as the sender's outbox does: a nack is retried.
+        nacks = 0
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            try:
+                await publisher.publish(
+                    key, fake_envelope(pol.org, 999), message_id="legit", expiration=soon()
+                )
+                break
+            except PublishNackedError:
+                nacks += 1
+                assert asyncio.get_running_loop().time() < deadline, (
+                    f"the legitimate message was refused {nacks} times in {WAIT_S:.0f} s "
+                    f"({junk_refused} of 60 junk publishes refused, {rejected} dead-lettered): "
+                    "the full dead-letter queue keeps junk in the inbox"
+                )
+                await asyncio.sleep(0.2)
+    q = await channel.get_queue(inbox_queue(zvh.org), ensure=False)
+    async with asyncio.timeout(WAIT_S):
+        while (message := await q.get(fail=False)) is None:  # noqa: ASYNC110 - polling basic.get
+            await asyncio.sleep(0.05)
+    assert message.message_id == "legit"
+    await message.ack()
+    # The junk left the inbox; the dead-letter queue holds at most its bound (newest first).
+    async with asyncio.timeout(60):
+        while True:
+            depths = _depths(fed)
+            if depths[inbox_queue(zvh.org)] == 0:
+                break
+            await asyncio.sleep(1)
+    assert depths[dead_letter_queue(zvh.org)] <= limits.dead_letter_max_length

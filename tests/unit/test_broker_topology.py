@@ -149,7 +149,8 @@ def test_policies_carry_ttl_limits_overflow_and_dead_lettering() -> None:
         "dead-letter-strategy": "at-least-once",
     }
     dead = policies["zvg-dead"]["definition"]
-    assert dead["overflow"] == "reject-publish"
+    # A full dead-letter queue drops its oldest; refusing would keep junk in the inbox (0039).
+    assert dead["overflow"] == "drop-head"
     assert dead["message-ttl"] == limits.dead_letter_ttl_ms
     assert "dead-letter-exchange" not in dead  # dead letters do not loop
     assert re.search(policies["zvg-inbox"]["pattern"], t.inbox_queue(ZVH))
@@ -162,6 +163,36 @@ def test_topic_permissions_restrict_the_envelope_exchange_per_member() -> None:
     assert topics["pol-node"]["exchange"] == t.ENVELOPE_EXCHANGE
     assert topics["pol-node"]["write"] == t.topic_write_pattern(POL)
     assert topics["pol-node"]["read"] == "^$"
+
+
+def test_quarantine_revokes_writing_only_and_release_is_what_provisioning_grants() -> None:
+    """Threat: a flooding member keeps publishing (issue 14). Quarantined it writes nothing —
+    neither the exchange nor any routing key — and still reads its own queues; released, it has
+    exactly the provisioned permissions again (both come from the same functions)."""
+    perms = {p["user"]: p for p in _defs()["permissions"]}["pol-node"]
+    topics = {p["user"]: p for p in _defs()["topic_permissions"]}["pol-node"]
+    held = t.permissions_for(POL, quarantined=True)
+    held_topic = t.topic_permissions_for(POL, quarantined=True)
+    assert (held.configure, held.write, held.read) == ("^$", "^$", perms["read"])
+    assert (held_topic.exchange, held_topic.write, held_topic.read) == (
+        t.ENVELOPE_EXCHANGE,
+        "^$",
+        "^$",
+    )
+    free = t.permissions_for(POL)
+    free_topic = t.topic_permissions_for(POL)
+    assert (free.configure, free.write, free.read) == (
+        perms["configure"],
+        perms["write"],
+        perms["read"],
+    )
+    assert (free_topic.exchange, free_topic.write, free_topic.read) == (
+        topics["exchange"],
+        topics["write"],
+        topics["read"],
+    )
+    assert not re.search(held.write, t.ENVELOPE_EXCHANGE)
+    assert not re.search(held_topic.write, t.routing_key(ZVH, POL))
 
 
 def test_definitions_are_deterministic_whatever_the_member_order() -> None:
