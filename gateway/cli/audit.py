@@ -27,7 +27,7 @@ _config = click.option(
 
 def _context(config_file: Path) -> tuple[Any, Any, str]:
     from gateway.node.config import load_config
-    from gateway.node.trust import load_trusted_directory
+    from gateway.node.trust import directory_for_reading
     from schemas.catalogue import default_catalogue, load_catalogue
 
     config = load_config(config_file)
@@ -36,7 +36,7 @@ def _context(config_file: Path) -> tuple[Any, Any, str]:
         if config.directory.catalogue
         else default_catalogue()
     )
-    return config, load_trusted_directory(config, cat), config.node.org
+    return config, directory_for_reading(config, cat), config.node.org
 
 
 def _time(value: str | None) -> datetime | None:
