@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from gateway.core.directory import add_signature, unsigned
 from gateway.core.keys import Suite
-from gateway.federation import authority_key_entry
+from gateway.demo.federation import AUTHORITIES, THRESHOLD, FederationFiles
+from gateway.federation import (
+    add_member,
+    authority_key_entry,
+    now_utc,
+    read_directory,
+    sign_with,
+    write_directory,
+)
+from schemas.catalogue import default_catalogue
 from schemas.directory import Authority, DirectoryPayload, KeyEntry, Member, Policy, PolicyRule
 from tests.envelope_forge import signing_key
 
@@ -74,3 +84,30 @@ def write_directory_file(
         signed_directory(federation=federation, members=[member(o, u) for o, u in users.items()])
     )
     return path
+
+
+def revoke_signing_keys(
+    files: FederationFiles,
+    current: Path,
+    oin: str,
+    out: Path,
+    *,
+    reason: Literal["superseded", "compromised"] = "compromised",
+) -> Path:
+    """Write to ``out`` the version after ``current`` in which ``oin``'s signing keys are revoked
+    (as of now, for ``reason``), signed by two of the demo federation's administrators."""
+    catalogue = default_catalogue()
+    signed = read_directory(current, catalogue)
+    holder = signed.payload.member(oin)
+    assert holder is not None, oin
+    now = now_utc()
+    keys = tuple(
+        k.model_copy(update={"status": "revoked", "revoked_at": now, "revocation_reason": reason})
+        if k.use == "sig"
+        else k
+        for k in holder.keys
+    )
+    new = add_member(signed, holder.model_copy(update={"keys": keys}), now=now, catalogue=catalogue)
+    for name in AUTHORITIES[:THRESHOLD]:
+        new = sign_with(new, files.authority_dir / f"{name}.key.pem", None)
+    return write_directory(new, out)

@@ -43,7 +43,13 @@ from gateway.core.witness import HeadAgreement, compare_with_log
 from gateway.errors import LocalError, RemoteError
 from gateway.node.store import SqliteStore
 
-__all__ = ["AUDIT_SCHEMA", "PEER_HEADS_KEPT", "AuditLog", "StoredCheckpoint"]
+__all__ = [
+    "AUDIT_SCHEMA",
+    "PEER_HEADS_KEPT",
+    "AuditLog",
+    "StoredCheckpoint",
+    "highest_directory_version",
+]
 
 AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -450,3 +456,13 @@ class AuditLog:
         return note.format_tlog_proof(
             note.TlogProof(index, tuple(proof), checkpoint.note, extra=view.encode("utf-8"))
         )
+
+
+def highest_directory_version(db: sqlite3.Connection) -> int:
+    """The highest directory version the log records as trusted (an ``ok`` ``directory.change``;
+    refused versions do not count), 0 when none."""
+    row = db.execute(
+        "SELECT max(json_extract(view, '$.policy_version')) FROM audit_records"
+        " WHERE name = 'directory.change' AND json_extract(view, '$.status') = 'ok'"
+    ).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0

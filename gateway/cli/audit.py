@@ -30,7 +30,7 @@ def node_context(config_file: Path) -> tuple[Any, Any, str]:
     """The node's config, its trusted directory (never remembered: tools do not move the
     node's trust forward) and its org."""
     from gateway.node.config import load_config
-    from gateway.node.trust import load_trusted_directory
+    from gateway.node.trust import directory_for_reading
     from schemas.catalogue import default_catalogue, load_catalogue
 
     config = load_config(config_file)
@@ -39,7 +39,7 @@ def node_context(config_file: Path) -> tuple[Any, Any, str]:
         if config.directory.catalogue
         else default_catalogue()
     )
-    return config, load_trusted_directory(config, cat), config.node.org
+    return config, directory_for_reading(config, cat), config.node.org
 
 
 def _time(value: str | None) -> datetime | None:

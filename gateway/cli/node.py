@@ -53,7 +53,7 @@ def check_config(config_file: Path) -> None:
     """Validate the config file and the files it names; exit non-zero on any problem."""
     from gateway.node.config import check_files, load_config
     from gateway.node.runner import load_keys, production_problems
-    from gateway.node.trust import load_trusted_directory
+    from gateway.node.trust import RollbackRefused, directory_for_reading, load_trusted_directory
     from schemas.catalogue import default_catalogue, load_catalogue
 
     config = load_config(config_file)
@@ -64,7 +64,17 @@ def check_config(config_file: Path) -> None:
             if config.directory.catalogue
             else default_catalogue()
         )
-        directory = load_trusted_directory(config, catalogue)
+        try:
+            directory = load_trusted_directory(config, catalogue)
+        except RollbackRefused as refused:
+            # Not a failure here: `zvg node run` refuses it and records the attempt in the audit
+            # log, which a failed pre-start check would keep it from doing.
+            click.echo(
+                f"zvg: warning: {refused.detail}; zvg node run will refuse to start "
+                "and record the attempt in the audit log",
+                err=True,
+            )
+            directory = directory_for_reading(config, catalogue)
         keys = load_keys(config)
         problems += [p for p in production_problems(config, directory, keys) if p not in problems]
         if config.node.org not in {m.oin for m in directory.payload.members}:

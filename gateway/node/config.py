@@ -98,7 +98,8 @@ class DirectorySettings(_Settings):
     trust_anchor: Path | None = None
     """A directory version pinned by ops from which ``file`` must be reachable by the update
     rules, the first time the node starts. After that the node starts from the last version it
-    trusted (``<data_dir>/trusted-directory.json``), so it never rolls back."""
+    trusted (``<data_dir>/trusted-directory.json``, its store, its audit log), so it never rolls
+    back."""
     catalogue: Path | None = None
     """The purpose catalogue file; default: the packaged one. Its version must match the
     directory's ``catalogue_version``."""

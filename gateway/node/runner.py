@@ -39,7 +39,7 @@ from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
-from gateway.node.trust import load_trusted_directory
+from gateway.node.trust import settle_at_start, trusted_at_start
 from gateway.telemetry import Telemetry, setup_telemetry
 from schemas.catalogue import Catalogue, default_catalogue, load_catalogue
 
@@ -178,8 +178,8 @@ class Node:
     @classmethod
     async def start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
         catalogue = _catalogue(config)
-        directory = load_trusted_directory(config, catalogue, remember=True)
         keys = load_keys(config)
+        directory, history = await trusted_at_start(config, catalogue, keys.audit)
         problems = production_problems(config, directory, keys)
         if problems:
             raise LocalError("; ".join(problems))
@@ -198,6 +198,7 @@ class Node:
                 rand=os.urandom,
                 retention_s=config.retention.audit_personal_days * 86400,
             )
+            await settle_at_start(config, store, audit, directory, history)  # durable, then used
             service = NodeService(
                 config=config,
                 store=store,
@@ -265,14 +266,16 @@ class Node:
     async def _watch_directory(self, catalogue: Catalogue) -> None:
         """Load a newer directory version when the file changes (the update rules apply)."""
         path = self.config.directory.file
-        seen = path.stat().st_mtime_ns if path.exists() else 0
+        # By content, not mtime: a file read while being copied is refused, and the rest of the
+        # copy may land within the same mtime tick.
+        seen = self.service.directory.raw
         while True:
             await asyncio.sleep(DIRECTORY_POLL_S)
-            with contextlib.suppress(OSError):
-                mtime = path.stat().st_mtime_ns
-                if mtime != seen:
-                    seen = mtime
-                    await self.service.load_directory(path.read_bytes(), catalogue)
+            with contextlib.suppress(OSError, GatewayError):
+                raw = path.read_bytes()
+                if raw != seen:
+                    await self.service.load_directory(raw, catalogue)
+                    seen = raw  # not when it could not be made durable: tried again
 
     async def queue_depth(self) -> int:
         """Messages waiting in this org's broker queue (a passive declare on our channel)."""

@@ -77,6 +77,7 @@ from gateway.node.store import (
     pending_receipt_job,
     receipt_in_job,
 )
+from gateway.node.trust import change_record, make_durable
 from gateway.telemetry import Telemetry
 from schemas import ids, strictjson
 from schemas.api import FieldError, InboxItem, MessageStatus, RecipientStatus, SendRequest
@@ -1470,8 +1471,10 @@ class NodeService:
         self._outbox_wake.set()
 
     async def load_directory(self, raw: bytes, catalogue: Catalogue) -> bool:
-        """Trust a newer directory version (update rules of gateway.core.directory); records a
-        ``directory.change``. Returns False (and logs why) when the file does not qualify."""
+        """Trust a newer directory version (update rules of gateway.core.directory): made durable
+        (file, store copy, ``directory.change`` record) before it is used. Returns False (and logs
+        why) when the file does not qualify; raises when it could not be made durable (the node
+        keeps the version it had)."""
         if raw == self.directory.raw:
             return False
         now = self._now()
@@ -1480,12 +1483,12 @@ class NodeService:
         except (RemoteError, LocalError) as exc:
             log.warning("directory update refused: %s", exc)
             return False
-        record = self._record(
-            "directory.change",
-            policy_version=new.version,
-            detail={"from_version": self.directory.version, "digest": new.signed.digest()},
-        )
-        await self.store.run(self.audit.append([record], now))
+        record = change_record(new, self.directory.version, now)
+        try:  # durable before used: a restart must never fall back behind it
+            await make_durable(self.config, self.store, self.audit, new, record, now)
+        except (LocalError, TransientError) as exc:
+            log.error("directory version %d not trusted yet: %s", new.version, exc)  # noqa: TRY400 - one line, the reason is ours
+            raise
         self.directory = new
         log.info("trusting directory version %d", new.version)
         return True

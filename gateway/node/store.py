@@ -48,6 +48,8 @@ __all__ = [
     "idempotency_job",
     "pending_receipt_job",
     "receipt_in_job",
+    "store_directory_job",
+    "stored_directory",
 ]
 
 T = TypeVar("T")
@@ -882,3 +884,25 @@ def _set_status(
         if still_open == 0:
             db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (_ts(now), message_id))
     return True
+
+
+# ---------------------------------------------------------------- trusted directory
+
+#: ``meta`` key of the copy of the directory version the node trusts (gateway.node.trust).
+_TRUSTED_DIRECTORY = "trusted_directory"
+
+
+def stored_directory(db: sqlite3.Connection) -> bytes | None:
+    """The store's copy of the directory version the node trusts, if it holds one."""
+    row = db.execute("SELECT value FROM meta WHERE key=?", (_TRUSTED_DIRECTORY,)).fetchone()
+    return None if row is None else str(row[0]).encode("utf-8")
+
+
+def store_directory_job(raw: bytes) -> Job[None]:
+    """A job that keeps ``raw`` (a signed directory: JSON, so UTF-8) as the trusted version."""
+    text = raw.decode("utf-8")
+
+    def job(db: sqlite3.Connection) -> None:
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_TRUSTED_DIRECTORY, text))
+
+    return job

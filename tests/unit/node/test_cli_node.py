@@ -13,7 +13,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gateway.cli import cli
+from gateway.demo.veenstad import org_by_key
 from gateway.node.config import hash_token, load_config
+from gateway.node.trust import TRUSTED_FILE
+from tests.directories import revoke_signing_keys
 from tests.unit.node.conftest import EXAMPLE_KEYS, NodeSetup
 
 
@@ -130,3 +133,27 @@ def test_new_token_refuses_a_name_that_is_not_a_config_name() -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.startswith("zvg: error: invalid input: name: String should match")
+
+
+def test_check_config_warns_of_a_rollback_and_leaves_the_refusal_to_node_run(
+    setup: NodeSetup, tmp_path: Path
+) -> None:
+    """The node once trusted v3; its directory file is v2 again. check-config runs before every
+    start (systemd, the image): failing there would keep `zvg node run` from recording the
+    attempt in the audit log, so it warns in one line and passes."""
+    data_dir = load_config(setup.config).node.data_dir
+    data_dir.mkdir(parents=True)
+    v3 = revoke_signing_keys(
+        setup.fed, setup.fed.directory, org_by_key("politie").oin, tmp_path / "directory.v3.json"
+    )
+    shutil.copyfile(v3, data_dir / TRUSTED_FILE)
+    result = zvg("node", "check-config", "--config", setup.config)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(
+        "OK (production mode, org 00000001999000002000, node pol-veenstad-1)\n"
+    )
+    warning = result.stderr.splitlines()
+    assert len(warning) == 1, result.stderr
+    assert warning[0].startswith("zvg: warning: "), warning[0]
+    assert "directory version 2, older than version 3" in warning[0], warning[0]
+    assert "zvg node run will refuse to start" in warning[0], warning[0]
