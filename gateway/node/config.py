@@ -78,7 +78,8 @@ class NodeSection(_Settings):
     mode: Literal["production", "demo"] = "production"
     """``production`` refuses example keys and directories; ``demo`` allows them."""
     data_dir: Path = Path("var")
-    """Where the store (``node.db``) lives; relative to the config file."""
+    """Where the store (``node.db``) lives; relative to the config file. Created ``0700``, every
+    file in it ``0600``; check-config and start-up warn when others may read it."""
 
 
 class KeySettings(_Settings):

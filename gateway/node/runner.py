@@ -37,6 +37,7 @@ from gateway.errors import GatewayError, LocalError, TransientError
 from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_key, read_passphrase
 from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
+from gateway.node.datadir import NODE_UMASK, exposure
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory
@@ -171,6 +172,8 @@ class Node:
 
     @classmethod
     async def start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
+        for line in exposure(config.node.data_dir):
+            log.warning("%s", line)
         catalogue = _catalogue(config)
         directory = load_trusted_directory(config, catalogue, remember=True)
         keys = load_keys(config)
@@ -336,6 +339,7 @@ async def run_node(
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain (``zvg node run``)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    os.umask(NODE_UMASK)  # whatever the process creates is private (docs/ops.md, "Files")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a stop during start drains too

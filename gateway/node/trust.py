@@ -16,6 +16,7 @@ from pathlib import Path
 from gateway.core.directory import TrustedDirectory
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
+from gateway.node.datadir import private_dir, write_private
 from schemas.catalogue import Catalogue
 
 __all__ = ["TRUSTED_FILE", "load_trusted_directory", "remember_directory"]
@@ -61,9 +62,5 @@ def load_trusted_directory(
 
 def remember_directory(config: NodeConfig, trusted: TrustedDirectory) -> None:
     """Write ``trusted`` as the remembered version (atomically, 0600)."""
-    path = config.node.data_dir / TRUSTED_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(trusted.raw)
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    private_dir(config.node.data_dir)
+    write_private(config.node.data_dir / TRUSTED_FILE, trusted.raw)
