@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from gateway.node.service import NodeService
 from schemas import strictjson
 from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted
 
-__all__ = ["READINESS", "build_app"]
+__all__ = ["PROBLEM_JSON", "READINESS", "build_app", "problem_response"]
 
 log = logging.getLogger("gateway.api")
 
@@ -42,9 +43,14 @@ SERVICE: web.AppKey[NodeService] = web.AppKey("service")
 TOKENS: web.AppKey[tuple[Token, ...]] = web.AppKey("tokens")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A number in a query parameter: ASCII digits only (``str.isdigit`` also takes superscripts and
+#: fullwidth or Arabic-Indic digits, which ``int`` then refuses or reads), and few enough that
+#: ``int`` never refuses the length.
+_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
-def _problem_response(error: ApiError, instance: str) -> web.Response:
+def problem_response(error: ApiError, instance: str | None) -> web.Response:
+    """``error`` as an ``application/problem+json`` response (``Retry-After`` when it says)."""
     body = error.problem(instance).model_dump_json(exclude_none=True)
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     if error.status == 401:
@@ -57,21 +63,28 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
     try:
         return await handler(request)
     except ApiError as exc:
-        return _problem_response(exc, request.path)
+        return problem_response(exc, request.path)
+    except web.RequestPayloadError:
+        return problem_response(
+            ApiError(
+                "invalid-request",
+                "the request body cannot be read: it does not match its Content-Encoding or "
+                "Transfer-Encoding",
+            ),
+            request.path,
+        )
     except web.HTTPRequestEntityTooLarge:
-        return _problem_response(
+        return problem_response(
             ApiError("too-large", "the request body is over the node's limit"), request.path
         )
     except web.HTTPException as exc:
         if exc.status == 404:
-            return _problem_response(
-                ApiError("not-found", f"no route {request.path}"), request.path
-            )
+            return problem_response(ApiError("not-found", f"no route {request.path}"), request.path)
         if exc.status == 405:
             error = ApiError(
                 "invalid-request", f"{request.method} is not allowed on {request.path}"
             )
-            return _problem_response(error, request.path)
+            return problem_response(error, request.path)
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
@@ -81,16 +94,19 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
             reason="internal",
             retry_after=5,
         )
-        return _problem_response(error, request.path)
+        return problem_response(error, request.path)
 
 
 def _client(request: web.Request, *roles: str) -> Token:
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
+    presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
         raise ApiError("unauthorized", "send Authorization: Bearer <token>")
+    if not presented.isascii():  # a token is ASCII (RFC 6750 b64token); never hash other bytes
+        raise ApiError("unauthorized", "the bearer token is not known to this node")
     for token in request.app[TOKENS]:
-        if token.matches(presented.strip()):
+        if token.matches(presented):
             if token.role not in roles:
                 raise ApiError("forbidden", f"role {token.role!r} may not use {request.path}")
             return token
@@ -141,7 +157,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _NUMBER.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(
             "invalid-request", f"query parameter {name} must be an integer from {low} to {high}"
         )

@@ -38,6 +38,7 @@ from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_k
 from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
 from gateway.node.datadir import NODE_UMASK, exposure
+from gateway.node.listener import ApiSite
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory
@@ -208,7 +209,7 @@ class Node:
             runner = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()
             host, _, port = config.api.listen.rpartition(":")
-            site = web.TCPSite(runner, host.strip("[]"), int(port))
+            site = ApiSite(runner, host.strip("[]"), int(port))
             await site.start()
         except BaseException:
             await store.close()
