@@ -13,6 +13,7 @@ body is ever logged here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -55,7 +56,18 @@ def problem_response(error: ApiError, instance: str | None) -> web.Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     if error.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="zv-gateway"'}
-    return web.Response(status=error.status, text=body, content_type=PROBLEM_JSON, headers=headers)
+    response = web.Response(
+        status=error.status, text=body, content_type=PROBLEM_JSON, headers=headers
+    )
+    if error.status == 408:  # the rest of the request may still be on its way: do not reuse
+        response.force_close()
+    return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client closed the connection (its transport is gone or closing)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @web.middleware
@@ -87,6 +99,10 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
             return problem_response(error, request.path)
         raise
     except Exception:
+        if _client_gone(request):  # an adapter restarting, a closed event stream: not an error
+            log.info("the client closed the connection during %s %s", request.method, request.path)
+            # Nobody reads this answer; the access log records it as nginx does (499).
+            return web.Response(status=499, reason="Client Closed Request")
         log.exception("unexpected error on %s %s", request.method, request.path)
         error = ApiError(
             "unavailable",
@@ -95,6 +111,22 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
             retry_after=5,
         )
         return problem_response(error, request.path)
+
+
+@web.middleware
+async def _whole_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the request body before the handler runs, within ``api.body_timeout_seconds``
+    (a body sent a byte at a time must not hold a connection for ever)."""
+    if request.body_exists:
+        limit = request.app[SERVICE].config.api.body_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                await request.read()  # kept by the request: the handler's read() returns it
+        except TimeoutError:
+            raise ApiError(
+                "request-timeout", f"the request body did not arrive within {limit:g} s"
+            ) from None
+    return await handler(request)
 
 
 def _client(request: web.Request, *roles: str) -> Token:
@@ -305,7 +337,8 @@ def build_app(
 ) -> web.Application:
     """The aiohttp application of one node."""
     app = web.Application(
-        middlewares=[_problems], client_max_size=service.config.limits.max_request_bytes
+        middlewares=[_problems, _whole_body],
+        client_max_size=service.config.limits.max_request_bytes,
     )
     app[SERVICE] = service
     app[TOKENS] = service.config.api.tokens

@@ -209,7 +209,7 @@ class Node:
             runner = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()
             host, _, port = config.api.listen.rpartition(":")
-            site = ApiSite(runner, host.strip("[]"), int(port))
+            site = ApiSite(runner, host.strip("[]"), int(port), config.api)
             await site.start()
         except BaseException:
             await store.close()

@@ -60,7 +60,7 @@ def exchange(port: int, data: bytes) -> Reply:
         while b"\r\n\r\n" not in received:
             chunk = sock.recv(65536)
             if not chunk:
-                raise AssertionError(f"the server closed without an answer: {received!r}")
+                raise ConnectionAbortedError(f"the server closed without an answer: {received!r}")
             received += chunk
         head, _, body = received.partition(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,7 +133,7 @@ class StartNode:
         self.starts = 0
 
     async def __call__(
-        self, api: dict[str, object] | None = None, limits: dict[str, object] | None = None
+        self, api: Mapping[str, object] | None = None, limits: Mapping[str, object] | None = None
     ) -> Node:
         setup = self.setup
         if not self.starts:

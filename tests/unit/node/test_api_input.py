@@ -12,6 +12,7 @@ a named regression test below.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -195,9 +196,10 @@ def requests(draw: st.DrawFn) -> bytes:
 
 
 async def test_no_query_header_or_path_segment_gives_a_5xx(
-    start_node: StartNode, monkeypatch: pytest.MonkeyPatch
+    start_node: StartNode, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """≈ 400 requests over loopback; every answer is below 500 and a 4xx is problem+json."""
+    """≈ 400 requests over loopback; every answer is below 500, a 4xx is problem+json, and
+    nothing is logged as an ERROR (a client that closes an event stream is no error either)."""
     readiness = Node.readiness
 
     async def broker_up(node: Node) -> dict[str, Any]:
@@ -221,4 +223,11 @@ async def test_no_query_header_or_path_segment_gives_a_5xx(
         if reply.status >= 400:
             reply.problem()
 
-    await asyncio.to_thread(prop)
+    with caplog.at_level(logging.INFO):
+        await asyncio.to_thread(prop)
+    errors = [
+        (r.name, r.getMessage())
+        for r in caplog.records
+        if r.name.startswith(("gateway.api", "aiohttp")) and r.levelno >= logging.ERROR
+    ]
+    assert errors == []
