@@ -52,6 +52,7 @@ def run(config_file: Path, log_level: str) -> None:
 def check_config(config_file: Path) -> None:
     """Validate the config file and the files it names; exit non-zero on any problem."""
     from gateway.node.config import check_files, load_config
+    from gateway.node.datadir import exposure
     from gateway.node.runner import load_keys, production_problems
     from gateway.node.trust import RollbackRefused, directory_for_reading, load_trusted_directory
     from schemas.catalogue import default_catalogue, load_catalogue
@@ -86,6 +87,8 @@ def check_config(config_file: Path) -> None:
             problems.append(f"purposes: unknown purpose codes {unknown}")
     if problems:
         raise LocalError(f"{config_file}: " + "; ".join(problems))
+    for line in exposure(config.node.data_dir):
+        click.echo(f"zvg: warning: {line}", err=True)
     click.echo(
         f"{config_file}: OK ({config.node.mode} mode, org {config.node.org}, "
         f"node {config.node.node_id})"

@@ -13,8 +13,10 @@ body is ever logged here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +31,7 @@ from gateway.node.service import NodeService
 from schemas import strictjson
 from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted
 
-__all__ = ["READINESS", "build_app"]
+__all__ = ["PROBLEM_JSON", "READINESS", "build_app", "problem_response"]
 
 log = logging.getLogger("gateway.api")
 
@@ -42,14 +44,30 @@ SERVICE: web.AppKey[NodeService] = web.AppKey("service")
 TOKENS: web.AppKey[tuple[Token, ...]] = web.AppKey("tokens")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A number in a query parameter: ASCII digits only (``str.isdigit`` also takes superscripts and
+#: fullwidth or Arabic-Indic digits, which ``int`` then refuses or reads), and few enough that
+#: ``int`` never refuses the length.
+_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
-def _problem_response(error: ApiError, instance: str) -> web.Response:
+def problem_response(error: ApiError, instance: str | None) -> web.Response:
+    """``error`` as an ``application/problem+json`` response (``Retry-After`` when it says)."""
     body = error.problem(instance).model_dump_json(exclude_none=True)
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     if error.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="zv-gateway"'}
-    return web.Response(status=error.status, text=body, content_type=PROBLEM_JSON, headers=headers)
+    response = web.Response(
+        status=error.status, text=body, content_type=PROBLEM_JSON, headers=headers
+    )
+    if error.status == 408:  # the rest of the request may still be on its way: do not reuse
+        response.force_close()
+    return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client closed the connection (its transport is gone or closing)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @web.middleware
@@ -57,23 +75,34 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
     try:
         return await handler(request)
     except ApiError as exc:
-        return _problem_response(exc, request.path)
+        return problem_response(exc, request.path)
+    except web.RequestPayloadError:
+        return problem_response(
+            ApiError(
+                "invalid-request",
+                "the request body cannot be read: it does not match its Content-Encoding or "
+                "Transfer-Encoding",
+            ),
+            request.path,
+        )
     except web.HTTPRequestEntityTooLarge:
-        return _problem_response(
+        return problem_response(
             ApiError("too-large", "the request body is over the node's limit"), request.path
         )
     except web.HTTPException as exc:
         if exc.status == 404:
-            return _problem_response(
-                ApiError("not-found", f"no route {request.path}"), request.path
-            )
+            return problem_response(ApiError("not-found", f"no route {request.path}"), request.path)
         if exc.status == 405:
             error = ApiError(
                 "invalid-request", f"{request.method} is not allowed on {request.path}"
             )
-            return _problem_response(error, request.path)
+            return problem_response(error, request.path)
         raise
     except Exception:
+        if _client_gone(request):  # an adapter restarting, a closed event stream: not an error
+            log.info("the client closed the connection during %s %s", request.method, request.path)
+            # Nobody reads this answer; the access log records it as nginx does (499).
+            return web.Response(status=499, reason="Client Closed Request")
         log.exception("unexpected error on %s %s", request.method, request.path)
         error = ApiError(
             "unavailable",
@@ -81,16 +110,35 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
             reason="internal",
             retry_after=5,
         )
-        return _problem_response(error, request.path)
+        return problem_response(error, request.path)
+
+
+@web.middleware
+async def _whole_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the request body before the handler runs, within ``api.body_timeout_seconds``
+    (a body sent a byte at a time must not hold a connection for ever)."""
+    if request.body_exists:
+        limit = request.app[SERVICE].config.api.body_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                await request.read()  # kept by the request: the handler's read() returns it
+        except TimeoutError:
+            raise ApiError(
+                "request-timeout", f"the request body did not arrive within {limit:g} s"
+            ) from None
+    return await handler(request)
 
 
 def _client(request: web.Request, *roles: str) -> Token:
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
+    presented = presented.strip()
     if scheme.lower() != "bearer" or not presented:
         raise ApiError("unauthorized", "send Authorization: Bearer <token>")
+    if not presented.isascii():  # a token is ASCII (RFC 6750 b64token); never hash other bytes
+        raise ApiError("unauthorized", "the bearer token is not known to this node")
     for token in request.app[TOKENS]:
-        if token.matches(presented.strip()):
+        if token.matches(presented):
             if token.role not in roles:
                 raise ApiError("forbidden", f"role {token.role!r} may not use {request.path}")
             return token
@@ -141,7 +189,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _NUMBER.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(
             "invalid-request", f"query parameter {name} must be an integer from {low} to {high}"
         )
@@ -289,7 +337,8 @@ def build_app(
 ) -> web.Application:
     """The aiohttp application of one node."""
     app = web.Application(
-        middlewares=[_problems], client_max_size=service.config.limits.max_request_bytes
+        middlewares=[_problems, _whole_body],
+        client_max_size=service.config.limits.max_request_bytes,
     )
     app[SERVICE] = service
     app[TOKENS] = service.config.api.tokens

@@ -78,7 +78,8 @@ class NodeSection(_Settings):
     mode: Literal["production", "demo"] = "production"
     """``production`` refuses example keys and directories; ``demo`` allows them."""
     data_dir: Path = Path("var")
-    """Where the store (``node.db``) lives; relative to the config file."""
+    """Where the store (``node.db``) lives; relative to the config file. Created ``0700``, every
+    file in it ``0600``; check-config and start-up warn when others may read it."""
 
 
 class KeySettings(_Settings):
@@ -135,6 +136,20 @@ class ApiSettings(_Settings):
     """host:port of the local API. Keep it on loopback or a private network."""
     tokens: tuple[Token, ...] = ()
     """Adapter and auditor tokens (stored hashed; make one with ``zvg node new-token``)."""
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
+    """Seconds a connection has to complete its next request head, from when it opened or got
+    its previous answer; then the node closes it. This closes idle keep-alive connections and
+    cuts heads sent slowly (a line a second). 30 s: longer than HTTP clients keep idle pooled
+    connections (aiohttp's client: 15 s), so clients close idle connections first."""
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
+    """Seconds a request body has to arrive in full after its head; then ``408`` and the
+    connection closes (after at most 10 s in which the node discards what still comes, so the
+    client can read the answer). 30 s carries ``limits.max_request_bytes`` (512 KiB) at
+    17 KiB/s, far slower than any network an adapter sits on."""
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 128
+    """Connections the API serves at once; one more is answered ``503`` and closed. An adapter
+    needs a few (a long-poll or event stream, sends); 128 leaves room for many and bounds the
+    request bodies held in memory to 64 MiB (128 x 512 KiB)."""
 
     @field_validator("listen")
     @classmethod

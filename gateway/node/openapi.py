@@ -114,6 +114,7 @@ def openapi_document() -> dict[str, Any]:
                             "policy-denied",
                             "idempotency-conflict",
                             "recipient-unavailable",
+                            "request-timeout",
                             "too-large",
                             "unsupported-media-type",
                             "invalid-message",
@@ -194,7 +195,13 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "204": {"description": "Rejected"},
-                        **_problems("invalid-request", *_AUTH, "not-found", "invalid-message"),
+                        **_problems(
+                            "invalid-request",
+                            *_AUTH,
+                            "not-found",
+                            "request-timeout",
+                            "invalid-message",
+                        ),
                     },
                 }
             },

@@ -29,6 +29,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "not-found": (404, "No such message"),
     "idempotency-conflict": (409, "The Idempotency-Key was used for a different request"),
     "recipient-unavailable": (409, "A recipient cannot receive messages now"),
+    "request-timeout": (408, "The request did not arrive in time"),
     "too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "Send application/json"),
     "invalid-message": (422, "The message breaks the contract"),

@@ -37,6 +37,8 @@ from gateway.errors import GatewayError, LocalError, TransientError
 from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_key, read_passphrase
 from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
+from gateway.node.datadir import NODE_UMASK, exposure
+from gateway.node.listener import ApiSite
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
 from gateway.node.trust import settle_at_start, trusted_at_start
@@ -177,6 +179,8 @@ class Node:
 
     @classmethod
     async def start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
+        for line in exposure(config.node.data_dir):
+            log.warning("%s", line)
         catalogue = _catalogue(config)
         keys = load_keys(config)
         directory, history = await trusted_at_start(config, catalogue, keys.audit)
@@ -212,7 +216,7 @@ class Node:
             runner = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()
             host, _, port = config.api.listen.rpartition(":")
-            site = web.TCPSite(runner, host.strip("[]"), int(port))
+            site = ApiSite(runner, host.strip("[]"), int(port), config.api)
             await site.start()
         except BaseException:
             await store.close()
@@ -346,6 +350,7 @@ async def run_node(
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain (``zvg node run``)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    os.umask(NODE_UMASK)  # whatever the process creates is private (docs/ops.md, "Files")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a stop during start drains too

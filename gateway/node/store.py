@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import LocalError, TransientError
+from gateway.node.datadir import private_dir, private_file
 
 __all__ = [
     "FINAL_STATUSES",
@@ -341,7 +342,11 @@ class SqliteStore:
         self._cond = threading.Condition()
         self._closing = False
         self._hooks: list[CommitHook] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_file(path)  # before SQLite opens it: its -wal and -shm get this file's mode
+        for sidecar in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if sidecar.exists():
+                private_file(sidecar)  # left with the umask's mode by an older version
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -353,7 +358,6 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise LocalError(f"{path}: cannot open the store ({exc})") from None
-        path.chmod(0o600)
         # Reads that need no transaction run on a second connection in the caller's thread:
         # WAL readers see committed data without waiting for the writer's fsyncs.
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -34,6 +34,7 @@ from gateway.core.audit import Record, new_record
 from gateway.core.directory import TrustedDirectory, parse_signed
 from gateway.errors import LocalError, RemoteError
 from gateway.node.config import NodeConfig
+from gateway.node.datadir import private_dir, write_private
 from gateway.node.store import SqliteStore, store_directory_job, stored_directory
 from schemas.catalogue import Catalogue
 
@@ -173,32 +174,12 @@ def directory_for_reading(config: NodeConfig, catalogue: Catalogue) -> TrustedDi
         return newest
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (mode 0600) so that after a crash it holds the old or the
-    new bytes, and the new ones once this returns: temporary file, fsync, rename, fsync of the
-    folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 def remember_directory(config: NodeConfig, trusted: TrustedDirectory) -> None:
-    """Write ``trusted`` as the remembered version, durably (:func:`_write_durably`)."""
-    _write_durably(config.node.data_dir / TRUSTED_FILE, trusted.raw)
+    """Write ``trusted`` as the remembered version, durably and 0600: after a crash the file
+    holds the old or the new bytes, and the new ones once this returns
+    (:func:`gateway.node.datadir.write_private`)."""
+    private_dir(config.node.data_dir)
+    write_private(config.node.data_dir / TRUSTED_FILE, trusted.raw)
 
 
 def change_record(trusted: TrustedDirectory, from_version: int, now: datetime) -> Record:

@@ -3,9 +3,10 @@ same code as ``zvg demo``) and a ``node.toml`` written by ``write_node_config``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,10 @@ import pytest
 from gateway.demo.federation import FederationFiles, create_demo_federation
 from gateway.demo.nodes import NodeFiles, write_node_config
 from gateway.demo.veenstad import org_by_key
+from gateway.node.config import load_config
+from gateway.node.runner import Node
 from schemas.catalogue import default_catalogue
+from tests.e2e.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_KEYS = ROOT / "keys_example"
@@ -109,3 +113,55 @@ def make_setup(tmp_path: Path, federation: FederationFiles) -> Callable[..., Nod
         return write_setup(folder, federation, **kw)  # type: ignore[arg-type]
 
     return make
+
+
+#: A broker URL nothing listens on: the in-process nodes below never reach a broker, so the API
+#: tests need no RabbitMQ (the node keeps retrying in the background, as it would in production).
+NO_BROKER = "amqp://127.0.0.1:1/zvg-veenstad"
+
+
+class StartNode:
+    """Starts the ``setup`` node in-process on a free loopback port, without a broker.
+
+    The first call may pass ``[api]`` and ``[limits]`` settings, which are written into node.toml
+    (so they go through the real loader): ``await start_node(api={"max_connections": 2})``.
+    Later calls start the same node again (a restart); :meth:`stop` stops one."""
+
+    def __init__(self, setup: NodeSetup) -> None:
+        self.setup = setup
+        self.running: list[Node] = []
+        self.starts = 0
+
+    async def __call__(
+        self, api: Mapping[str, object] | None = None, limits: Mapping[str, object] | None = None
+    ) -> Node:
+        setup = self.setup
+        if not self.starts:
+            setup.edit('url = "amqp://127.0.0.1:5672/zvg-veenstad"', f'url = "{NO_BROKER}"')
+            lines = [f'listen = "127.0.0.1:{free_port()}"']
+            lines += [f"{k} = {v!r}" for k, v in (api or {}).items()]
+            setup.edit('listen = "127.0.0.1:8400"', "\n".join(lines))
+            if limits:
+                setup.append("[limits]\n" + "\n".join(f"{k} = {v!r}" for k, v in limits.items()))
+        elif api or limits:
+            raise ValueError("settings can only be given on the first start")
+        self.starts += 1
+        node = await Node.start(load_config(setup.config))
+        self.running.append(node)
+        return node
+
+    async def stop(self, node: Node) -> None:
+        self.running.remove(node)
+        await node.stop()
+
+
+@pytest.fixture
+async def start_node(setup: NodeSetup) -> AsyncIterator[StartNode]:
+    """A :class:`StartNode` for ``setup``; stops whatever is still running afterwards."""
+    starter = StartNode(setup)
+    try:
+        yield starter
+    finally:
+        for node in list(starter.running):
+            with contextlib.suppress(Exception):
+                await starter.stop(node)

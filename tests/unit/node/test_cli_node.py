@@ -142,11 +142,12 @@ def test_check_config_warns_of_a_rollback_and_leaves_the_refusal_to_node_run(
     start (systemd, the image): failing there would keep `zvg node run` from recording the
     attempt in the audit log, so it warns in one line and passes."""
     data_dir = load_config(setup.config).node.data_dir
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir(parents=True, mode=0o700)
     v3 = revoke_signing_keys(
         setup.fed, setup.fed.directory, org_by_key("politie").oin, tmp_path / "directory.v3.json"
     )
     shutil.copyfile(v3, data_dir / TRUSTED_FILE)
+    (data_dir / TRUSTED_FILE).chmod(0o600)  # as the node writes it: no warning about modes
     result = zvg("node", "check-config", "--config", setup.config)
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
