@@ -6,6 +6,7 @@ checkpoint) → HTTP API → broker (connected in the background; ``/readyz`` sa
 SIGTERM or SIGINT drains: the consumer stops taking deliveries, the API stops accepting, the
 loops finish what is in flight (publishes get a grace period to be confirmed), then the store
 closes. Nothing is lost: whatever was not published stays in the outbox for the next start.
+Before all of that it takes its data directory's lock: one process per data directory.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gateway.errors import GatewayError, LocalError, TransientError
 from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_key, read_passphrase
 from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
+from gateway.node.lock import DataDirLock
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory
@@ -168,9 +170,23 @@ class Node:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _broker_task: asyncio.Task[None] | None = None
     _directory_task: asyncio.Task[None] | None = None
+    lock: DataDirLock | None = None
 
     @classmethod
     async def start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
+        """Start a node; first of all take its data directory's lock (:mod:`gateway.node.lock`),
+        so a second process on the same directory refuses before it reads or writes anything."""
+        lock = DataDirLock.acquire(config.node.data_dir)
+        try:
+            node = await cls._start(config, telemetry=telemetry)
+        except BaseException:
+            lock.release()
+            raise
+        node.lock = lock
+        return node
+
+    @classmethod
+    async def _start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
         catalogue = _catalogue(config)
         directory = load_trusted_directory(config, catalogue, remember=True)
         keys = load_keys(config)
@@ -247,6 +263,7 @@ class Node:
             sender_of=self.service.sender_of,
             broker_user_of=self.service.broker_user_of,
             prefetch=self.config.broker.prefetch,
+            standby_check_s=self.config.broker.standby_check_seconds,
         )
         await consumer.start()
         self.consumer = consumer
@@ -292,6 +309,7 @@ class Node:
         broker_ok = self.connected.is_set() and connection is not None and not connection.is_closed
         return {
             "broker": {"ok": broker_ok},
+            "consumer": self._consumer_readiness(),
             "directory": {
                 "ok": state != "expired",
                 "version": self.service.directory.version,
@@ -300,6 +318,19 @@ class Node:
             },
             "store": {"ok": store_ok},
         }
+
+    def _consumer_readiness(self) -> dict[str, Any]:
+        """Whether this process consumes the organisation's inbox. A standby (another process
+        of this organisation consumes it) is not ready: an adapter routed here would receive
+        nothing, and receipts for what it sends arrive at the other process (decision 0080)."""
+        role = self.consumer.role if self.consumer is not None else "stopped"
+        check: dict[str, Any] = {"ok": role == "active", "role": role}
+        if role == "standby":
+            check["detail"] = (
+                "another process of this organisation consumes its inbox; this one takes over "
+                "when that one is gone"
+            )
+        return check
 
     async def stop(self) -> None:
         """Drain and stop (SIGTERM)."""
@@ -322,6 +353,8 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.connection.close()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
         self.telemetry.shutdown()
 
 

@@ -9,6 +9,7 @@ same code as ``zvg broker provision``, and ``node.toml`` files written by the sa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -104,6 +105,32 @@ class Fed:
 
     def client(self, key: str) -> Client:
         return Client(self.nodes[key])
+
+    def twin(self, key: str, *, same_data_dir: bool = False) -> str:
+        """Files for a second node process of ``key``'s organisation — same config, keys, broker
+        user and token, its own port and (unless ``same_data_dir``) its own data directory: what
+        a naive "two nodes" looks like. Returns the twin's key (``<key>-twin``)."""
+        node = self.nodes[key]
+        twin = f"{key}-twin"
+        data_dir = node.data_dir if same_data_dir else self.root / "nodes" / twin / "data"
+        listen = f"127.0.0.1:{free_port()}"
+        text = node.config.read_text("utf-8")
+        for old, new in (
+            (
+                f"data_dir = {json.dumps(str(node.data_dir))}",
+                f"data_dir = {json.dumps(str(data_dir))}",
+            ),
+            (f"listen = {json.dumps(node.listen)}", f"listen = {json.dumps(listen)}"),
+        ):
+            assert old in text, old
+            text = text.replace(old, new)
+        config = self.root / "nodes" / twin / "node.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(text, "utf-8")
+        self.nodes[twin] = dataclasses.replace(
+            node, config=config, data_dir=data_dir, listen=listen
+        )
+        return twin
 
 
 class Client:
