@@ -147,6 +147,10 @@ _MAX_EXPIRATION_MS = 2**32 - 1
 _CLOSE_GRACE_S = 10.0
 """Seconds :meth:`Consumer.close` lets in-flight handlers finish before cancelling them."""
 
+_DECLARE_TIMEOUT_S = 10.0
+"""Seconds a passive declare (depth gauge, standby check) may take; a healthy broker answers in
+milliseconds, and a check that gets no answer is simply made again later."""
+
 _RETRY_AFTER_FAILURE_S = 1.0
 """Delay before requeueing a message whose handler raised instead of returning a decision."""
 
@@ -649,7 +653,7 @@ class Consumer:
         if channel is None or channel.is_closed or queue is None:
             raise TransientError("not consuming")
         try:
-            return await queue.declare()
+            return await queue.declare(timeout=_DECLARE_TIMEOUT_S)
         except _CHECK_FAILED as exc:
             raise TransientError(f"cannot declare the queue: {type(exc).__name__}") from None
 
