@@ -9,10 +9,13 @@ DESIGN §8. What it guarantees:
   ``0600`` and reused on every later run; only a salted hash enters the definitions.
 - :func:`apply_definitions` makes sure the vhost exists, then loads the definitions with
   ``rabbitmqctl import_definitions`` (read from stdin, so no file with hashes is left behind) and
-  checks that every queue is there. It never deletes anything, and it refuses to touch an
-  existing broker user it did not create (one without the ``zvg-member`` tag, and never
-  ``guest``), so re-running it is safe. Import *does* reset what it names — users' passwords to
-  the ones in the files, permissions and policies — which is how changed tunables take effect.
+  checks that every queue is there with the arguments the definitions give it. It never deletes
+  anything, and it refuses to touch an existing broker user it did not create (one without the
+  ``zvg-member`` tag, and never ``guest``), so re-running it is safe. Import *does* reset what it
+  names — users' passwords to the ones in the files, permissions and policies — which is how
+  changed tunables take effect.
+  Import does *not* change an existing queue (RabbitMQ cannot change a queue's arguments): an
+  inbox made before ``x-single-active-consumer`` is reported, with the way to migrate it.
 """
 
 from __future__ import annotations
@@ -264,7 +267,8 @@ def apply_definitions(
     """Load ``definitions`` into the broker (see the module docstring for the guarantees).
 
     Raises :class:`LocalError` if a member's broker user exists but was not created by
-    provisioning, if the import fails or if a queue is missing afterwards;
+    provisioning, if the import fails, if a queue is missing afterwards or if a queue made
+    earlier lacks an argument the definitions give it (after the import, so the rest is applied);
     :class:`TransientError` when the broker node cannot be reached.
     """
     vhosts = [v["name"] for v in definitions["vhosts"]]
@@ -281,9 +285,37 @@ def apply_definitions(
         if vhost not in present:
             ctl.run("add_vhost", vhost)
     ctl.run("import_definitions", "--format", "json", stdin=json.dumps(definitions))
+    behind: list[str] = []
     for vhost in vhosts:
-        wanted = {q["name"] for q in definitions["queues"] if q["vhost"] == vhost}
-        have = {row.get("name") for row in ctl.json("list_queues", "-p", vhost, "name")}
-        missing = sorted(wanted - have)
+        wanted = {q["name"]: q["arguments"] for q in definitions["queues"] if q["vhost"] == vhost}
+        have = {
+            row.get("name"): _queue_arguments(row.get("arguments"))
+            for row in ctl.json("list_queues", "-p", vhost, "name", "arguments")
+        }
+        missing = sorted(wanted.keys() - have.keys())
         if missing:
             raise LocalError(f"after import, queue(s) missing in {vhost}: {', '.join(missing)}")
+        for name in sorted(wanted):
+            differ = sorted(k for k, v in wanted[name].items() if have[name].get(k) != v)
+            if differ:
+                behind.append(f"{name} in {vhost} ({', '.join(differ)})")
+    if behind:
+        raise LocalError(
+            "definitions applied, but queue(s) made earlier keep arguments RabbitMQ cannot "
+            f"change on an existing queue: {'; '.join(behind)}. An inbox without "
+            "x-single-active-consumer lets a second node process of that organisation take "
+            'half of its messages: migrate it as docs/ops/broker.md describes ("Inboxes made '
+            'before single-active-consumer"), then run this again'
+        )
+
+
+def _queue_arguments(listed: object) -> dict[str, Any]:
+    """A queue's arguments as ``rabbitmqctl list_queues ... arguments --formatter json`` shows
+    them: ``[[name, type, value], ...]`` (RabbitMQ 3.x) or an object."""
+    if isinstance(listed, dict):
+        return dict(listed)
+    if isinstance(listed, list):
+        return {
+            str(item[0]): item[-1] for item in listed if isinstance(item, list) and len(item) >= 2
+        }
+    return {}

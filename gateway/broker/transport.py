@@ -20,6 +20,16 @@ DESIGN §8. Guarantees:
   :data:`~gateway.core.decisions.Decision`. :meth:`Consumer._settle` is the single place where a
   decision becomes ack (Deliver), nack without requeue (Reject → dead-letter) or requeue (Retry).
   It logs a dead-letter at DEBUG only; ``on_settled`` is how its owner counts them.
+- **One consumer per queue**: an inbox is a single-active-consumer queue, and for such a queue
+  the ``consumer_count`` of a passive declare counts only the *active* consumer (RabbitMQ 3.x:
+  waiting consumers are not counted; checked on 3.10). The consumer therefore registers only
+  when that count is 0; otherwise it is ``standby``: it logs so once, registers nothing and
+  checks every ``standby_check_s`` seconds, taking over (and saying so) when the count drops to
+  0. After a reconnect the robust channel re-registers it by itself; if the passive declare that
+  precedes the re-registration counted another active consumer, it cancels again and stands by.
+  So a second node process of one organisation takes nothing, even from an inbox made before
+  single-active-consumer; two processes registering within the same moment both think they are
+  active, and the broker's single-active-consumer still delivers to one only.
 - **Reconnects**: connections are aio-pika *robust* connections; channels, the consumer and
   the prefetch setting are restored after a broker restart or a dropped connection. aio-pika does
   not replay failed publishes (we do, above), holds channels weakly (we keep references) and
@@ -39,7 +49,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 import aiormq
@@ -75,8 +85,10 @@ __all__ = [
     "MAX_RETRY_DELAY_S",
     "RECONNECT_INTERVAL_S",
     "REPUBLISH_DEADLINE_S",
+    "STANDBY_CHECK_S",
     "BrokerEndpoint",
     "Consumer",
+    "ConsumerRole",
     "ConsumerStats",
     "Delivery",
     "Handler",
@@ -116,6 +128,11 @@ MAX_RETRY_DELAY_S = 30.0
 """Longest a :class:`~gateway.core.decisions.Retry` holds a message before requeueing it. The
 message occupies a prefetch slot meanwhile, so a long wait would starve the consumer."""
 
+STANDBY_CHECK_S = 5.0
+"""Seconds between a standby consumer's checks whether the active consumer of its queue is gone.
+This is how long an organisation's messages wait in the queue (durably) after its active node
+process stopped before the standby takes them; one check is one passive queue declare."""
+
 RECONNECT_INTERVAL_S = 1.0
 """Pause between reconnection attempts of a robust connection (aio-pika's default is 5 s)."""
 
@@ -130,6 +147,10 @@ _MAX_EXPIRATION_MS = 2**32 - 1
 
 _CLOSE_GRACE_S = 10.0
 """Seconds :meth:`Consumer.close` lets in-flight handlers finish before cancelling them."""
+
+_DECLARE_TIMEOUT_S = 10.0
+"""Seconds a passive declare (depth gauge, standby check) may take; a healthy broker answers in
+milliseconds, and a check that gets no answer is simply made again later."""
 
 _RETRY_AFTER_FAILURE_S = 1.0
 """Delay before requeueing a message whose handler raised instead of returning a decision."""
@@ -281,6 +302,9 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
     ChannelInvalidStateError,
     ChannelClosed,
 )
+# A passive declare or a cancel that did not get its answer (the robust channel is coming back).
+_CHECK_FAILED: tuple[type[BaseException], ...] = (*_CONNECTION_LOST, TimeoutError)
+_STANDBY_CHECK_FAILED: tuple[type[BaseException], ...] = (TransientError, *_CHECK_FAILED)
 # A publish the broker refused by closing the channel: our configuration, not the network.
 _REFUSED: tuple[type[BaseException], ...] = (
     ChannelAccessRefused,
@@ -506,6 +530,11 @@ class Delivery:
     content_type: str = topology.CONTENT_TYPE
 
 
+ConsumerRole = Literal["stopped", "active", "standby"]
+"""``active``: registered on the queue and (as far as the broker shows) its one active consumer;
+``standby``: another consumer is active, this one waits without registering; ``stopped``: not
+started, or closed."""
+
 Handler = Callable[[Delivery], Awaitable[Decision]]
 """The node's inbound pipeline: returns a decision; should not raise (see :class:`Consumer`)."""
 
@@ -533,6 +562,9 @@ class Consumer:
 
     ``on_settled(delivery, decision)`` (optional) is called after the broker was told; it is
     not called when the settlement was lost (the broker redelivers instead).
+
+    :attr:`role` says whether it consumes or stands by while another consumer is active (see
+    the module docstring); ``standby_check_s`` is the pause between a standby's checks.
     """
 
     def __init__(
@@ -546,9 +578,12 @@ class Consumer:
         prefetch: int = DEFAULT_PREFETCH,
         on_settled: Callable[[Delivery, Decision], None] | None = None,
         max_retry_delay_s: float = MAX_RETRY_DELAY_S,
+        standby_check_s: float = STANDBY_CHECK_S,
     ) -> None:
         if prefetch < 1:
             raise LocalError("prefetch must be at least 1")
+        if standby_check_s <= 0:
+            raise LocalError("standby_check_s must be positive")
         self._connection = connection
         self._queue_name = queue
         self._handler = handler
@@ -561,7 +596,16 @@ class Consumer:
         self._queue: AbstractRobustQueue | None = None
         self._consumer_tag: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._standby_check_s = standby_check_s
+        self._role: ConsumerRole = "stopped"
+        self._role_lock = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
         self.stats = ConsumerStats()
+
+    @property
+    def role(self) -> ConsumerRole:
+        """``active``, ``standby`` or ``stopped`` (see :data:`ConsumerRole`)."""
+        return self._role
 
     async def __aenter__(self) -> Consumer:
         await self.start()
@@ -580,8 +624,10 @@ class Consumer:
             self._channel = channel
             await channel.set_qos(prefetch_count=self._prefetch)
             # Passive: nodes may not declare (configure ^$); robust: re-checked after reconnects.
-            self._queue = await channel.declare_queue(self._queue_name, passive=True)
-            self._consumer_tag = await self._queue.consume(self._on_message, no_ack=False)
+            self._queue = queue = await channel.declare_queue(self._queue_name, passive=True)
+            channel.reopen_callbacks.add(self._on_reopen)
+            async with self._role_lock:
+                await self._take_role(queue, _active_consumers(queue.declaration_result))
         except ChannelNotFoundEntity:
             await self._abandon()
             raise LocalError(f"queue {self._queue_name} does not exist: provision it") from None
@@ -591,21 +637,96 @@ class Consumer:
         except _CONNECTION_LOST as exc:
             await self._abandon()
             raise TransientError(f"cannot start consuming: {type(exc).__name__}") from None
+        self._watch = asyncio.get_running_loop().create_task(
+            self._watch_standby(), name=f"standby {self._queue_name}"
+        )
 
     async def message_count(self) -> int:
         """Messages ready in the consumed queue (a passive re-declare; for the depth gauge).
-        Raises :class:`TransientError` when not consuming."""
-        channel = self._channel
-        if channel is None or channel.is_closed:
+        Raises :class:`TransientError` when not started or the broker is gone."""
+        declared = await self._declare()
+        return int(declared.message_count or 0)
+
+    async def _declare(self) -> aiormq.spec.Queue.DeclareOk:
+        """A passive declare of our queue, sent to the broker. (``channel.declare_queue`` on a
+        robust channel answers a passive declare of a queue it knows from memory.)"""
+        channel, queue = self._channel, self._queue
+        if channel is None or channel.is_closed or queue is None:
             raise TransientError("not consuming")
         try:
-            queue = await channel.declare_queue(self._queue_name, passive=True)
-        except _CONNECTION_LOST as exc:
-            raise TransientError(f"cannot read the queue depth: {type(exc).__name__}") from None
-        count = queue.declaration_result.message_count
-        return int(count or 0)
+            return await queue.declare(timeout=_DECLARE_TIMEOUT_S)
+        except _CHECK_FAILED as exc:
+            raise TransientError(f"cannot declare the queue: {type(exc).__name__}") from None
+
+    async def _take_role(self, queue: AbstractRobustQueue, others: int) -> None:
+        """Register when no other consumer is active (``others`` from a passive declare made
+        before registering), else stand by. Call with the role lock held."""
+        if others:
+            self._stand_by("another consumer is active")
+            return
+        self._consumer_tag = await queue.consume(self._on_message, no_ack=False)
+        if self._role == "standby":
+            log.warning(
+                "took over %s as its active consumer (the one before it is gone)",
+                self._queue_name,
+            )
+        self._role = "active"
+
+    def _stand_by(self, why: str) -> None:
+        if self._role != "standby":
+            log.warning(
+                "%s on %s (a second node process for this organisation?): this process waits "
+                "as standby and takes over when it is gone",
+                why,
+                self._queue_name,
+            )
+        self._role = "standby"
+
+    async def _watch_standby(self) -> None:
+        """While standby, check every ``standby_check_s`` whether the active consumer is gone."""
+        while True:
+            await asyncio.sleep(self._standby_check_s)
+            if self._role != "standby":
+                continue
+            try:
+                async with self._role_lock:
+                    queue = self._queue
+                    if self._role == "standby" and queue is not None:
+                        await self._take_role(queue, _active_consumers(await self._declare()))
+            except _STANDBY_CHECK_FAILED as exc:
+                # The robust connection is coming back; the next check will tell.
+                log.debug("standby check of %s failed (%s)", self._queue_name, exc)
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive a broker refusal
+                log.warning("standby check of %s failed: %s", self._queue_name, exc)
+
+    def _on_reopen(self, _channel: object) -> None:
+        """After the robust channel came back: it has re-registered our consumer, right after a
+        passive declare. If that declare counted another active consumer, the queue moved on
+        without us: step back (in a task: the channel's restoration is still running)."""
+        queue = self._queue
+        if self._role != "active" or queue is None:
+            return
+        if _active_consumers(queue.declaration_result):
+            task = asyncio.get_running_loop().create_task(self._step_back())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _step_back(self) -> None:
+        async with self._role_lock:
+            queue, tag = self._queue, self._consumer_tag
+            if self._role != "active" or queue is None or tag is None:
+                return
+            self._consumer_tag = None
+            self._stand_by("another consumer became active while this one was disconnected")
+            with contextlib.suppress(*_CHECK_FAILED):
+                await queue.cancel(tag)
 
     async def _abandon(self) -> None:
+        self._role = "stopped"
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         channel, self._channel, self._queue = self._channel, None, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(*_CONNECTION_LOST):
@@ -614,6 +735,10 @@ class Consumer:
     async def close(self, grace_s: float = _CLOSE_GRACE_S) -> None:
         """Stop taking messages, let in-flight handlers settle for up to ``grace_s`` seconds,
         then cancel the rest (the broker redelivers whatever was not settled)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         queue, tag = self._queue, self._consumer_tag
         if queue is not None and tag is not None:
             with contextlib.suppress(*_CONNECTION_LOST, TimeoutError):
@@ -716,6 +841,12 @@ class Consumer:
                 self._on_settled(delivery, decision)
             except Exception:
                 log.exception("on_settled observer failed")
+
+
+def _active_consumers(declared: aiormq.spec.Queue.DeclareOk) -> int:
+    """The active consumers a passive declare counted (for a single-active-consumer queue the
+    waiting ones are not counted, so this is 0 or 1)."""
+    return int(declared.consumer_count or 0)
 
 
 def _delivery(message: AbstractIncomingMessage) -> Delivery:

@@ -16,8 +16,11 @@ Rules enforced here (DESIGN §8):
 - Tunables (TTL cap, delivery limit, length bounds, overflow — ``reject-publish`` on inboxes,
   ``drop-head`` on dead-letter queues — and dead-letter settings) live in **policies**, never
   in queue arguments, so they change without re-declaring (``import_definitions`` never
-  overwrites an existing queue). The only queue argument is ``x-queue-type``, which RabbitMQ
-  cannot set by policy.
+  overwrites an existing queue). The only queue arguments are the two RabbitMQ cannot set by
+  policy: ``x-queue-type`` on every queue, and ``x-single-active-consumer`` on inboxes
+  (:data:`INBOX_ARGUMENTS`): the broker hands an organisation's messages to one consumer at a
+  time, so a second node process of the same organisation waits instead of taking half of the
+  inbox into a store of its own.
 - Each organisation's broker user: configure nothing (``^$``), write only the envelope exchange,
   read only its own inbox and dead-letter queue, and a topic permission on the envelope exchange
   whose write pattern admits only routing keys naming that organisation as the sender
@@ -34,6 +37,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from gateway.errors import LocalError, RemoteError
@@ -45,6 +49,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "ENVELOPE_EXCHANGE",
     "HASHING_ALGORITHM",
+    "INBOX_ARGUMENTS",
     "MEMBER_TAG",
     "PASSWORD_SALT_BYTES",
     "WITNESS_CONTENT_TYPE",
@@ -89,6 +94,16 @@ HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 
 PASSWORD_SALT_BYTES = 4
 """RabbitMQ's salted SHA-256 password hash uses a 32-bit salt (rabbit_password.erl)."""
+
+_QUORUM_ARGUMENTS: Mapping[str, Any] = MappingProxyType({"x-queue-type": "quorum"})
+"""Arguments of a dead-letter queue: a quorum queue (replicated, confirms after a majority)."""
+
+INBOX_ARGUMENTS: Mapping[str, Any] = MappingProxyType(
+    {**_QUORUM_ARGUMENTS, "x-single-active-consumer": True}
+)
+"""Arguments of an inbox: a quorum queue with one active consumer at a time. Arguments cannot be
+changed on an existing queue (RabbitMQ refuses a re-declaration with other arguments and
+``import_definitions`` keeps the old queue): provisioning reports inboxes made without it."""
 
 _INBOX_PREFIX = "zvg.inbox."
 _DEAD_PREFIX = "zvg.dead."
@@ -385,13 +400,13 @@ def definitions(
             "arguments": {},
         }
 
-    def queue(name: str) -> dict[str, Any]:
+    def queue(name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "name": name,
             "vhost": vhost,
             "durable": True,
             "auto_delete": False,
-            "arguments": {"x-queue-type": "quorum"},
+            "arguments": dict(arguments),
         }
 
     def binding(source: str, destination: str, org: str) -> dict[str, Any]:
@@ -450,8 +465,8 @@ def definitions(
             exchange(ENVELOPE_EXCHANGE, internal=False),
             exchange(DEAD_LETTER_EXCHANGE, internal=True),
         ],
-        "queues": [queue(inbox_queue(o)) for o in orgs]
-        + [queue(dead_letter_queue(o)) for o in orgs],
+        "queues": [queue(inbox_queue(o), INBOX_ARGUMENTS) for o in orgs]
+        + [queue(dead_letter_queue(o), _QUORUM_ARGUMENTS) for o in orgs],
         "bindings": [binding(ENVELOPE_EXCHANGE, inbox_queue(o), o) for o in orgs]
         + [binding(DEAD_LETTER_EXCHANGE, dead_letter_queue(o), o) for o in orgs],
         "policies": _policies(vhost, limits),

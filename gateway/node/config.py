@@ -121,6 +121,10 @@ class BrokerSettings(_Settings):
     """Unacknowledged deliveries the broker may push to this node at once."""
     publish_window: Annotated[int, Field(ge=1, le=10_000)] = 256
     """Publishes awaiting a confirm at once (pipelining bound)."""
+    standby_check_seconds: Annotated[float, Field(ge=0.1, le=300)] = 5.0
+    """While another process of this organisation consumes its inbox (this one is standby,
+    ``/readyz`` 503), seconds between checks whether it is gone; then this one takes over. The
+    messages wait durably in the broker meanwhile; a check is one passive queue declare."""
     ca_file: Path | None = None
     """TLS: the CA that signed the broker's certificate (enables TLS with ``amqps://``)."""
     cert_file: Path | None = None

@@ -6,6 +6,7 @@ checkpoint) → HTTP API → broker (connected in the background; ``/readyz`` sa
 SIGTERM or SIGINT drains: the consumer stops taking deliveries, the API stops accepting, the
 loops finish what is in flight (publishes get a grace period to be confirmed), then the store
 closes. Nothing is lost: whatever was not published stays in the outbox for the next start.
+Before all of that it takes its data directory's lock: one process per data directory.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
 from gateway.node.datadir import NODE_UMASK, exposure
 from gateway.node.listener import ApiSite
+from gateway.node.lock import DataDirLock
 from gateway.node.service import NodeKeys, NodeService, utc_now
 from gateway.node.store import SqliteStore
 from gateway.node.trust import settle_at_start, trusted_at_start
@@ -176,11 +178,25 @@ class Node:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _broker_task: asyncio.Task[None] | None = None
     _directory_task: asyncio.Task[None] | None = None
+    lock: DataDirLock | None = None
 
     @classmethod
     async def start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
+        """Start a node; first of all take its data directory's lock (:mod:`gateway.node.lock`),
+        so a second process on the same directory refuses before it reads or writes anything."""
         for line in exposure(config.node.data_dir):
             log.warning("%s", line)
+        lock = DataDirLock.acquire(config.node.data_dir)
+        try:
+            node = await cls._start(config, telemetry=telemetry)
+        except BaseException:
+            lock.release()
+            raise
+        node.lock = lock
+        return node
+
+    @classmethod
+    async def _start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
         catalogue = _catalogue(config)
         keys = load_keys(config)
         directory, history = await trusted_at_start(config, catalogue, keys.audit)
@@ -259,6 +275,7 @@ class Node:
             broker_user_of=self.service.broker_user_of,
             prefetch=self.config.broker.prefetch,
             on_settled=self.service.on_settled,
+            standby_check_s=self.config.broker.standby_check_seconds,
         )
         await consumer.start()
         self.consumer = consumer
@@ -306,6 +323,7 @@ class Node:
         broker_ok = self.connected.is_set() and connection is not None and not connection.is_closed
         return {
             "broker": {"ok": broker_ok},
+            "consumer": self._consumer_readiness(),
             "directory": {
                 "ok": state != "expired",
                 "version": self.service.directory.version,
@@ -314,6 +332,19 @@ class Node:
             },
             "store": {"ok": store_ok},
         }
+
+    def _consumer_readiness(self) -> dict[str, Any]:
+        """Whether this process consumes the organisation's inbox. A standby (another process
+        of this organisation consumes it) is not ready: an adapter routed here would receive
+        nothing, and receipts for what it sends arrive at the other process (decision 0080)."""
+        role = self.consumer.role if self.consumer is not None else "stopped"
+        check: dict[str, Any] = {"ok": role == "active", "role": role}
+        if role == "standby":
+            check["detail"] = (
+                "another process of this organisation consumes its inbox; this one takes over "
+                "when that one is gone"
+            )
+        return check
 
     async def stop(self) -> None:
         """Drain and stop (SIGTERM)."""
@@ -336,6 +367,8 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.connection.close()
         await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
         self.telemetry.shutdown()
 
 

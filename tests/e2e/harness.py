@@ -9,6 +9,7 @@ same code as ``zvg broker provision``, and ``node.toml`` files written by the sa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -23,6 +24,8 @@ from typing import Any
 
 import aiohttp
 
+from adapters.client import NodeClient, RetryPolicy
+from adapters.errors import Unavailable
 from gateway.broker.provision import (
     Rabbitmqctl,
     apply_definitions,
@@ -105,6 +108,54 @@ class Fed:
     def client(self, key: str) -> Client:
         return Client(self.nodes[key])
 
+    def twin(self, key: str, *, same_data_dir: bool = False) -> str:
+        """Files for a second node process of ``key``'s organisation — same config, keys, broker
+        user and token, its own port and (unless ``same_data_dir``) its own data directory: what
+        a naive "two nodes" looks like. Returns the twin's key (``<key>-twin``)."""
+        node = self.nodes[key]
+        twin = f"{key}-twin"
+        data_dir = node.data_dir if same_data_dir else self.root / "nodes" / twin / "data"
+        listen = f"127.0.0.1:{free_port()}"
+        text = node.config.read_text("utf-8")
+        for old, new in (
+            (
+                f"data_dir = {json.dumps(str(node.data_dir))}",
+                f"data_dir = {json.dumps(str(data_dir))}",
+            ),
+            (f"listen = {json.dumps(node.listen)}", f"listen = {json.dumps(listen)}"),
+        ):
+            assert old in text, old
+            text = text.replace(old, new)
+        config = self.root / "nodes" / twin / "node.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(text, "utf-8")
+        self.nodes[twin] = dataclasses.replace(
+            node, config=config, data_dir=data_dir, listen=listen
+        )
+        return twin
+
+
+@dataclass
+class Progress:
+    """How far a stream got: ``sent`` requests answered 202 by the sender's node, ``acked``
+    messages acked by the receiving adapter. A sender paced by it (``send_many(pace=...)``)
+    stays at most a window ahead of the receiver, so a crash triggered by a number of acks
+    always lands while most of the stream is still to be sent, whatever the machine's speed."""
+
+    sent: int = 0
+    acked: int = 0
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def add_acked(self) -> None:
+        async with self.changed:
+            self.acked += 1
+            self.changed.notify_all()
+
+    async def wait_turn(self, index: int, window: int) -> None:
+        """Wait until request ``index`` is within ``window`` of the acked count."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: index < self.acked + window)
+
 
 class Client:
     """A minimal adapter: HTTP calls to one node's local API."""
@@ -161,8 +212,15 @@ class Client:
                 raise AssertionError(f"status of {message_id} is not {want}: {doc}")
             await asyncio.sleep(0.1)
 
-    async def send_many(self, requests: list[dict[str, Any]], concurrency: int = 16) -> list[str]:
-        """POST every request (retrying while the node is unreachable); the message ids."""
+    async def send_many(
+        self,
+        requests: list[dict[str, Any]],
+        concurrency: int = 16,
+        pace: tuple[Progress, int] | None = None,
+    ) -> list[str]:
+        """POST every request (retrying while the node is unreachable); the message ids.
+        ``pace`` ``(progress, window)``: request ``i`` goes out only once ``i < acked + window``,
+        and each 202 counts in ``progress.sent``."""
         ids: list[str] = [""] * len(requests)
         todo = asyncio.Queue[int]()
         for i in range(len(requests)):
@@ -171,6 +229,8 @@ class Client:
         async def worker() -> None:
             while not todo.empty():
                 i = todo.get_nowait()
+                if pace is not None:
+                    await pace[0].wait_turn(i, pace[1])
                 key = f"bulk-{i}-{id(requests)}"
                 while True:
                     try:
@@ -180,6 +240,8 @@ class Client:
                         continue
                     if code == 202:
                         ids[i] = doc["message_id"]
+                        if pace is not None:
+                            pace[0].sent += 1
                         break
                     if code != 503:
                         raise AssertionError(doc)
@@ -189,32 +251,52 @@ class Client:
         return ids
 
     async def drain(
-        self, want: int, seconds: float, milestone: tuple[int, asyncio.Event] | None = None
+        self,
+        want: int,
+        seconds: float,
+        milestone: tuple[int, asyncio.Event] | None = None,
+        progress: Progress | None = None,
+        hold: asyncio.Event | None = None,
     ) -> tuple[set[str], int]:
         """Act as an adapter until ``want`` messages are acked: returns (acked ids, how often a
         message already acked with 204 was handed out again — must stay 0). ``milestone``
-        ``(n, event)``: the event is set once ``n`` messages are acked."""
+        ``(n, event)``: the event is set once ``n`` messages are acked, and then, with ``hold``,
+        the drain waits for ``hold`` before it acks more (so a crash triggered by the milestone
+        lands at exactly ``n`` acks). Each ack also counts in ``progress``."""
         acked: set[str] = set()
         duplicates = 0
-        deadline = asyncio.get_running_loop().time() + seconds
-        while len(acked) < want and asyncio.get_running_loop().time() < deadline:
-            try:
-                items = await self.inbox(wait=2, limit=100)
-            except (aiohttp.ClientError, AssertionError):
-                await asyncio.sleep(0.2)
-                continue
-            for item in items:
-                mid = item["message_id"]
-                if mid in acked:
-                    duplicates += 1
-                    continue
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        # Acks go through the adapters' own client, which sends an ack again when the connection
+        # drops before its answer (a crash between the node settling it and answering): an ack
+        # whose answer was lost is settled at the node and never handed out again, so giving up
+        # on it would lose the message from this adapter's view. Acks are idempotent.
+        async with NodeClient(self.node.url, self.node.token, retry=_PATIENT) as node:
+            while len(acked) < want and loop.time() < deadline:
                 try:
-                    if await self.ack(mid) == 204:
-                        acked.add(mid)
-                        if milestone is not None and len(acked) >= milestone[0]:
-                            milestone[1].set()
-                except aiohttp.ClientError:
+                    items = await self.inbox(wait=2, limit=100)
+                except (aiohttp.ClientError, AssertionError):
                     await asyncio.sleep(0.2)
+                    continue
+                for item in items:
+                    mid = item["message_id"]
+                    if mid in acked:
+                        duplicates += 1
+                        continue
+                    while True:
+                        try:
+                            await node.ack(mid)
+                            break
+                        except Unavailable:
+                            if loop.time() >= deadline:
+                                raise
+                    acked.add(mid)
+                    if progress is not None:
+                        await progress.add_acked()
+                    if milestone is not None and len(acked) >= milestone[0]:
+                        milestone[1].set()
+                        if hold is not None and len(acked) == milestone[0]:
+                            await hold.wait()
         return acked, duplicates
 
     async def inbox(self, wait: int = 5, limit: int = 100) -> list[dict[str, Any]]:
@@ -226,6 +308,9 @@ class Client:
         code, _ = await self.request("POST", f"/v1/inbox/{message_id}/ack")
         return code
 
+
+_PATIENT = RetryPolicy(attempts=30, base_seconds=0.2, cap_seconds=2.0)
+"""Retries of one ack: about half a minute, enough for a killed node to be started again."""
 
 _NODE_FILLS = ("spec", "message_id", "created_at", "expires_at", "sender", "trace", "log_anchor")
 

@@ -14,30 +14,40 @@ WAIT_S = 20.0
 async def get_one(
     connection: AbstractConnection, queue: str, *, wait_s: float = WAIT_S
 ) -> AbstractIncomingMessage:
-    """Poll ``queue`` with basic.get until a message arrives; ack it and return it."""
+    """Consume from ``queue`` until a message arrives; ack it and return it. (A consumer, not
+    basic.get: inboxes are single-active-consumer quorum queues, which refuse basic.get.)"""
+    taken = await _take(connection, queue, 1, wait_s)
+    return taken[0]
+
+
+async def drain(
+    connection: AbstractConnection, queue: str, *, wait_s: float = WAIT_S
+) -> list[AbstractIncomingMessage]:
+    """Take (and ack) every message ready in ``queue`` now (as many as a passive declare
+    counts); nobody else may be consuming it."""
     channel = await connection.channel()
     try:
-        q = await channel.get_queue(queue, ensure=False)
-        async with asyncio.timeout(wait_s):
-            while True:
-                message = await q.get(fail=False)
-                if message is not None:
-                    await message.ack()
-                    return message
-                await asyncio.sleep(0.05)
+        declared = await channel.declare_queue(queue, passive=True)
+        ready = int(declared.declaration_result.message_count or 0)
     finally:
         await channel.close()
+    return await _take(connection, queue, ready, wait_s) if ready else []
 
 
-async def drain(connection: AbstractConnection, queue: str) -> list[AbstractIncomingMessage]:
-    """Take (and ack) everything currently in ``queue``."""
+async def _take(
+    connection: AbstractConnection, queue: str, count: int, wait_s: float
+) -> list[AbstractIncomingMessage]:
     channel = await connection.channel()
     try:
+        await channel.set_qos(prefetch_count=count)
         q = await channel.get_queue(queue, ensure=False)
-        taken = []
-        while (message := await q.get(fail=False)) is not None:
-            await message.ack()
-            taken.append(message)
+        taken: list[AbstractIncomingMessage] = []
+        async with asyncio.timeout(wait_s), q.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                taken.append(message)
+                if len(taken) >= count:
+                    break
         return taken
     finally:
         await channel.close()

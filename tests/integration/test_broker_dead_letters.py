@@ -110,14 +110,28 @@ async def test_full_queue_nacks_the_publish_and_drops_nothing(
     assert [m.message_id for m in stored] == confirmed
 
 
-async def _reject_all(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
-    """What the node's consumer does with junk: nack without requeue (dead-letter) each one."""
-    q = await channel.get_queue(queue, ensure=False)
-    rejected = 0
-    while (message := await q.get(fail=False)) is not None:
-        await message.reject(requeue=False)
-        rejected += 1
-    return rejected
+async def _reject_all(connection: aio_pika.abc.AbstractConnection, queue: str) -> int:
+    """What the node's consumer does with junk: nack each ready message without requeue
+    (dead-letter). A consumer, not basic.get: inboxes are single-active-consumer quorum queues,
+    which refuse basic.get."""
+    channel = await connection.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        ready = int(declared.declaration_result.message_count or 0)
+        if not ready:
+            return 0
+        await channel.set_qos(prefetch_count=ready)
+        q = await channel.get_queue(queue, ensure=False)
+        rejected = 0
+        async with asyncio.timeout(WAIT_S), q.iterator() as messages:
+            async for message in messages:
+                await message.reject(requeue=False)
+                rejected += 1
+                if rejected >= ready:
+                    break
+        return rejected
+    finally:
+        await channel.close()
 
 
 def _depths(fed: Federation) -> dict[str, int]:
@@ -138,7 +152,7 @@ async def test_a_full_dead_letter_queue_never_blocks_legitimate_delivery(
     fed = await make_federation(names=("zvh", "pol"), limits=limits)
     zvh, pol = fed["zvh"], fed["pol"]
     key = routing_key(zvh.org, pol.org)
-    channel = await (await fed.connect_plain("zvh")).channel()
+    plain = await fed.connect_plain("zvh")
     publisher = Publisher(await fed.connect("pol"), org=pol.org, broker_user=pol.user)
     junk_refused = rejected = 0
     async with publisher:
@@ -150,7 +164,7 @@ async def test_a_full_dead_letter_queue_never_blocks_legitimate_delivery(
             except PublishNackedError:
                 junk_refused += 1
             if n % 10 == 9:
-                rejected += await _reject_all(channel, inbox_queue(zvh.org))
+                rejected += await _reject_all(plain, inbox_queue(zvh.org))
         assert rejected > limits.dead_letter_max_length  # the dead-letter queue is full
         # The legitimate message, published as the sender's outbox does: a nack is retried.
         nacks = 0
@@ -169,12 +183,8 @@ async def test_a_full_dead_letter_queue_never_blocks_legitimate_delivery(
                     "the full dead-letter queue keeps junk in the inbox"
                 )
                 await asyncio.sleep(0.2)
-    q = await channel.get_queue(inbox_queue(zvh.org), ensure=False)
-    async with asyncio.timeout(WAIT_S):
-        while (message := await q.get(fail=False)) is None:  # noqa: ASYNC110 - polling basic.get
-            await asyncio.sleep(0.05)
+    message = await get_one(plain, inbox_queue(zvh.org))
     assert message.message_id == "legit"
-    await message.ack()
     # The junk left the inbox; the dead-letter queue holds at most its bound (newest first).
     async with asyncio.timeout(60):
         while True:

@@ -28,6 +28,7 @@ from gateway.core.broker_topology import (
     ENVELOPE_EXCHANGE,
     MEMBER_TAG,
     BrokerMember,
+    inbox_queue,
     permissions_for,
     topic_write_pattern,
     vhost_name,
@@ -132,6 +133,39 @@ async def test_apply_refuses_to_take_over_an_existing_foreign_user(
     assert vhost_name(federation) not in vhosts or not CTL.json(
         "list_queues", "-p", vhost_name(federation), "name"
     )
+
+
+async def test_an_inbox_made_before_single_active_consumer_is_reported_not_silently_kept(
+    names: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """RabbitMQ cannot add a queue argument to an existing queue, and ``import_definitions``
+    silently keeps a queue that exists with other arguments: an inbox from before issue 14 would
+    stay shareable between two node processes while provisioning reported success."""
+    federation, users = names
+    vhost = vhost_name(federation)
+    members = [BrokerMember(OINS[n], u) for n, u in users.items()]
+    apply_definitions(build_definitions(federation, members, secrets_dir=tmp_path))
+    legacy = inbox_queue(OINS["zvh"])
+    CTL.run("delete_queue", "-p", vhost, legacy)
+    CTL.run("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    connection = await aio_pika.connect(host="127.0.0.1", virtualhost=vhost)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(legacy, durable=True, arguments={"x-queue-type": "quorum"})
+    finally:
+        await connection.close()
+    CTL.run("clear_permissions", "-p", vhost, "guest")
+
+    with pytest.raises(LocalError) as refused:
+        apply_definitions(build_definitions(federation, members, secrets_dir=tmp_path))
+    message = str(refused.value)
+    assert legacy in message
+    assert inbox_queue(OINS["pol"]) not in message
+    assert "single-active-consumer" in message
+    assert "docs/ops/broker.md" in message
+    # Everything else was still applied (policies, permissions): only the queue is behind.
+    policies = {row["name"] for row in CTL.json("list_policies", "-p", vhost)}
+    assert policies == {"zvg-inbox", "zvg-dead"}
 
 
 def _directory_file(path: Path, federation: str, users: dict[str, str]) -> Path:

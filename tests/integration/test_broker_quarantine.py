@@ -17,7 +17,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from aiormq.exceptions import ChannelAccessRefused
 from click.testing import CliRunner, Result
 
@@ -140,14 +140,16 @@ async def test_a_quarantined_member_cannot_publish_until_released(demo: Fed) -> 
     quarantined = await _connect(fed, "politie")
     with pytest.raises(ChannelAccessRefused):
         await _publish(quarantined, fed)
-    # Still allowed to read its own inbox: receiving continues (what waits there, if anything,
-    # is the ZVH node's witnessing traffic; it goes back).
+    # Still allowed to read its own inbox: receiving continues (a consumer, since inboxes are
+    # single-active-consumer queues; the ZVH node's witnessing traffic waits there).
     channel = await quarantined.channel()
     queue = await channel.get_queue(inbox_queue(pol), ensure=False)
-    waiting = await queue.get(fail=False)
-    if waiting is not None:
-        assert waiting.user_id == fed.users[0]
-        await waiting.nack(requeue=True)
+
+    async def put_back(message: AbstractIncomingMessage) -> None:
+        await message.nack(requeue=True)
+
+    consumer_tag = await queue.consume(put_back)  # raises ChannelAccessRefused if not allowed
+    await queue.cancel(consumer_tag)
     await quarantined.close()
     with pytest.raises(PublishRefusedError):  # the node's outbox would keep it and retry
         await node.publish(key, b"{}", message_id="n1", expiration=soon())

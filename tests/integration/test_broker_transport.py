@@ -300,3 +300,41 @@ async def test_a_failing_sender_check_is_retried_then_dead_lettered(
     assert (dead.message_id, death_reason(dead)) == ("m1", "delivery_limit")
     assert consumer.stats.retried == 2
     assert handler.deliveries == []
+
+
+async def test_queue_depth_is_read_from_the_broker_not_remembered(fed: Federation) -> None:
+    """The depth gauge (``zvg_queue_depth``) asked the robust channel for a passive declare, and
+    the channel answers that for a queue it already knows from memory: the gauge showed the depth
+    at start-up for ever."""
+    release = asyncio.Event()
+
+    async def hold(delivery: Delivery) -> Decision:
+        await release.wait()
+        return Deliver()
+
+    consumer = Consumer(
+        await fed.connect("zvh"),
+        queue=inbox_queue(fed["zvh"].org),
+        handler=hold,
+        sender_of=sender_of,
+        broker_user_of=fed.broker_user_of,
+        prefetch=1,
+    )
+    async with consumer:
+        assert await consumer.message_count() == 0
+        publisher = await _publisher(fed)
+        for n in range(5):
+            await publisher.publish(
+                routing_key(fed["zvh"].org, fed["pol"].org),
+                fake_envelope(fed["pol"].org, n),
+                message_id=f"m{n}",
+                expiration=soon(),
+            )
+        # One is held by the handler (prefetch 1), four wait in the queue.
+        depths = [await consumer.message_count()]
+        while depths[-1] != 4 and len(depths) < 200:
+            await asyncio.sleep(0.05)
+            depths.append(await consumer.message_count())
+        release.set()
+        await until(lambda: consumer.stats.delivered == 5)
+        assert depths[-1] == 4, f"depth stayed {sorted(set(depths))}"

@@ -118,14 +118,27 @@ def test_definitions_hold_one_user_queue_pair_and_bindings_per_member() -> None:
     assert set(queues) == {t.inbox_queue(o) for o in (POL, ZVH)} | {
         t.dead_letter_queue(o) for o in (POL, ZVH)
     }
-    for queue in queues.values():
-        # Only the queue type is an argument; every tunable lives in a policy.
-        assert queue["arguments"] == {"x-queue-type": "quorum"}
+    for name, queue in queues.items():
+        # Only what RabbitMQ cannot set by policy is an argument; every tunable is in a policy.
+        inbox = name.startswith("zvg.inbox.")
+        assert queue["arguments"] == (
+            {"x-queue-type": "quorum", "x-single-active-consumer": True}
+            if inbox
+            else {"x-queue-type": "quorum"}
+        )
         assert queue["durable"] is True
     bindings = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
     assert (t.ENVELOPE_EXCHANGE, t.inbox_queue(ZVH), f"{ZVH}.*") in bindings
     assert (t.DEAD_LETTER_EXCHANGE, t.dead_letter_queue(ZVH), f"{ZVH}.*") in bindings
     assert len(bindings) == 4
+
+
+def test_an_inbox_hands_messages_to_one_consumer_at_a_time() -> None:
+    """A second node process of one organisation must not take half of its inbox (issue 14)."""
+    queues = {q["name"]: q for q in _defs()["queues"]}
+    for org in (POL, ZVH):
+        assert queues[t.inbox_queue(org)]["arguments"]["x-single-active-consumer"] is True
+        assert t.INBOX_ARGUMENTS["x-single-active-consumer"] is True
 
 
 def test_dead_letter_exchange_is_internal_and_envelope_exchange_is_topic() -> None:

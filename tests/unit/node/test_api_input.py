@@ -203,8 +203,9 @@ async def test_no_query_header_or_path_segment_gives_a_5xx(
     readiness = Node.readiness
 
     async def broker_up(node: Node) -> dict[str, Any]:
-        # /readyz answers 503 while the broker is away, by design; input is not the point there.
-        return {**await readiness(node), "broker": {"ok": True}}
+        # /readyz answers 503 while the broker is away (and so no consumer runs), by design;
+        # input is not the point there.
+        return {**await readiness(node), "broker": {"ok": True}, "consumer": {"ok": True}}
 
     monkeypatch.setattr(Node, "readiness", broker_up)
     # A request the server must wait on (a chunked body that never ends, a short body) ends
