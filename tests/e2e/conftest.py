@@ -5,18 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed, wait_witnessed
+from tests.e2e.harness import (
+    Fed,
+    make_fed,
+    request_from_example,
+    running_fed,
+    teardown_fed,
+    wait_witnessed,
+)
 
 
 @pytest.fixture
 async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
-    federation = make_fed(tmp_path)
-    try:
+    async with running_fed(tmp_path) as federation:
         yield federation
-    finally:
-        for key in list(federation.running):
-            await federation.stop(key)
-        teardown_fed(federation)
 
 
 @pytest.fixture

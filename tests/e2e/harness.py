@@ -17,6 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -425,3 +427,16 @@ def teardown_fed(fed: Fed) -> None:
     for key in list(fed.processes):
         fed.kill(key)
     remove_vhost(fed.ctl, fed.vhost, fed.users)
+
+
+@asynccontextmanager
+async def running_fed(tmp: Path, orgs: tuple[str, ...] | None = None) -> AsyncIterator[Fed]:
+    """A federation for one test (:func:`make_fed`); afterwards every node it started is stopped
+    and its broker objects are removed."""
+    fed = make_fed(tmp, orgs) if orgs is not None else make_fed(tmp)
+    try:
+        yield fed
+    finally:
+        for key in list(fed.running):
+            await fed.stop(key)
+        teardown_fed(fed)

@@ -29,6 +29,7 @@ from tests.e2e.harness import (
     free_port,
     make_fed,
     request_from_example,
+    running_fed,
     teardown_fed,
 )
 from tests.integration._private_node import TlsNode, run_private_node
@@ -63,13 +64,8 @@ async def _wait_ready(fed: Fed, key: str) -> None:
 
 @pytest.fixture
 async def two_nodes(tmp_path: Path) -> AsyncIterator[Fed]:
-    fed = make_fed(tmp_path, ("gemeente", "politie"))
-    try:
+    async with running_fed(tmp_path, ("gemeente", "politie")) as fed:
         yield fed
-    finally:
-        for key in list(fed.running):
-            await fed.stop(key)
-        teardown_fed(fed)
 
 
 async def test_kill_9_of_the_receiver_mid_stream(two_nodes: Fed) -> None:

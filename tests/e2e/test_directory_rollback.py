@@ -23,7 +23,7 @@ from gateway.cli import cli
 from gateway.demo.veenstad import org_by_key
 from gateway.node import runner
 from tests.directories import revoke_signing_keys
-from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.e2e.harness import Fed, request_from_example, running_fed
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -33,13 +33,8 @@ DEADLINE_S = 60.0
 
 @pytest.fixture
 async def fed(tmp_path: Path) -> AsyncIterator[Fed]:
-    federation = make_fed(tmp_path, ("gemeente", "politie"))
-    try:
+    async with running_fed(tmp_path, ("gemeente", "politie")) as federation:
         yield federation
-    finally:
-        for key in list(federation.running):
-            await federation.stop(key)
-        teardown_fed(federation)
 
 
 def _own_directory_file(fed: Fed, key: str) -> Path:

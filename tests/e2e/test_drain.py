@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.e2e.harness import Fed, request_from_example, running_fed
 from tests.e2e.test_crash_recovery import _wait_ready
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -37,13 +37,8 @@ def _requests(n: int) -> list[dict[str, object]]:
 
 @pytest.fixture
 async def two_nodes(tmp_path: Path) -> AsyncIterator[Fed]:
-    fed = make_fed(tmp_path, ("gemeente", "politie"))
-    try:
+    async with running_fed(tmp_path, ("gemeente", "politie")) as fed:
         yield fed
-    finally:
-        for key in list(fed.running):
-            await fed.stop(key)
-        teardown_fed(fed)
 
 
 def _terminate(fed: Fed, key: str) -> int:

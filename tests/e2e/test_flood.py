@@ -31,7 +31,7 @@ from gateway.node.runner import Node
 from gateway.telemetry import setup_telemetry
 from schemas.catalogue import default_catalogue
 from schemas.claims import parse_claims
-from tests.e2e.harness import ROOT, Fed, make_fed, teardown_fed
+from tests.e2e.harness import ROOT, Fed, running_fed
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -42,13 +42,8 @@ long ago (refused only after the node opened it); junk without an AMQP user_id."
 
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Fed]:
-    fed = make_fed(tmp_path, ("gemeente", "politie"))
-    try:
+    async with running_fed(tmp_path, ("gemeente", "politie")) as fed:
         yield fed
-    finally:
-        for key in list(fed.running):
-            await fed.stop(key)
-        teardown_fed(fed)
 
 
 def _expired_envelope(fed: Fed) -> bytes:

@@ -20,7 +20,13 @@ import pytest
 
 from gateway.node.lock import LOCK_FILE
 from gateway.node.trust import TRUSTED_FILE
-from tests.e2e.harness import ROOT, Client, Fed, make_fed, request_from_example, teardown_fed
+from tests.e2e.harness import (
+    ROOT,
+    Client,
+    Fed,
+    request_from_example,
+    running_fed,
+)
 from tests.e2e.test_drain import _log
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -31,13 +37,8 @@ WAIT_S = 120
 
 @pytest.fixture
 async def two_orgs(tmp_path: Path) -> AsyncIterator[Fed]:
-    fed = make_fed(tmp_path, ("gemeente", "politie"))
-    try:
+    async with running_fed(tmp_path, ("gemeente", "politie")) as fed:
         yield fed
-    finally:
-        for key in list(fed.running):
-            await fed.stop(key)
-        teardown_fed(fed)
 
 
 async def _readiness(client: Client, want: str) -> tuple[int, dict[str, Any]]:
