@@ -810,15 +810,11 @@ class NodeService:
                 exc.detail,
             )
             return Deliver()
-        record = self._record(
+        record = self._receipt_record(
             "receipt.receive",
-            message_id=body.message_id,
-            peer=claims.sender.org,
-            purpose=claims.purpose,
-            case_ref=claims.case_ref,
-            reason=body.reason,
-            digest=body.inner_jws_sha256,
-            key_id=verified.sender_kid,
+            "ok",
+            verified,
+            body,
             detail={"status": body.status, "receipt_id": claims.message_id},
         )
         inner = verified.inner_jws
@@ -843,6 +839,30 @@ class NodeService:
             },
         )
         return Deliver()
+
+    def _receipt_record(
+        self,
+        name: str,
+        status: str,
+        verified: VerifiedMessage,
+        body: ReceiptBody,
+        detail: dict[str, Any],
+    ) -> Record:
+        """An audit record about a verified receipt: the message it is about, its signer,
+        purpose, case, reason, the content digest it names and the signing key."""
+        claims = verified.claims
+        return self._record(
+            name,
+            status,
+            message_id=body.message_id,
+            peer=claims.sender.org,
+            purpose=claims.purpose,
+            case_ref=claims.case_ref,
+            reason=body.reason,
+            digest=body.inner_jws_sha256,
+            key_id=verified.sender_kid,
+            detail=detail,
+        )
 
     async def _receipt_target(self, claims: ClaimsBase, body: ReceiptBody) -> MessageRow:
         """The message a receipt is about: one we sent to the receipt's signer. Raises
@@ -885,16 +905,11 @@ class NodeService:
         ``receipt.contradiction`` record naming both (once per receipt); count and log it."""
         claims = verified.claims
         later = verified.inner_jws
-        record = self._record(
+        record = self._receipt_record(
             "receipt.contradiction",
             "error",
-            message_id=body.message_id,
-            peer=claims.sender.org,
-            purpose=claims.purpose,
-            case_ref=claims.case_ref,
-            reason=body.reason,
-            digest=body.inner_jws_sha256,
-            key_id=verified.sender_kid,
+            verified,
+            body,
             detail={
                 "kind": kind,
                 "status": body.status,
