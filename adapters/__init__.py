@@ -1,6 +1,6 @@
 """Partner-side connectors: the async client for a node's local API and one adapter per kind of
-partner system (DESIGN §11). Adapters depend on ``schemas/`` and the node's HTTP API only,
-never on ``gateway`` (a test enforces it).
+partner system (docs/architecture.md §11). Adapters depend on ``schemas/`` and the node's HTTP
+API only, never on ``gateway`` (a test enforces it).
 
 - :mod:`adapters.client` — ``NodeClient``: send (idempotent, retried), status, inbox (long-poll
   and server-sent events), ack and reject, typed errors.

@@ -1,4 +1,5 @@
-"""One error tree for the whole node, split by blame (STYLE §8).
+"""One error tree for the whole node, split by blame (design principle 8, "one error tree,
+split by blame", docs/architecture.md §14).
 
 - :class:`RemoteError` — a peer or an adapter sent something bad. Carries a coarse public
   ``reason`` (one of :data:`schemas.reasons.RejectReason`) that may be shown to the other side,

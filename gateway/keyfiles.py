@@ -1,7 +1,7 @@
 """Key files: private keys as PKCS#8 PEM (mode 0600, optional passphrase), public keys as a JWK Set.
 
-The shell around :mod:`gateway.core.keys` (DESIGN §12: "keys in files with 0600 permissions
-(PKCS#8, optionally passphrase-protected)"). Guarantees:
+The shell around :mod:`gateway.core.keys` (docs/architecture.md §12: private keys in 0600
+PKCS#8 files, optionally passphrase-protected). Guarantees:
 
 - A private key file is created with ``O_CREAT | O_EXCL`` and mode ``0600`` from the start: it is
   never readable by others, not even for a moment, and an existing file is never overwritten.
@@ -13,7 +13,8 @@ The shell around :mod:`gateway.core.keys` (DESIGN §12: "keys in files with 0600
 
 File layout of ``zvg keys generate --org OIN --out DIR`` (docs/decisions/0013-key-file-layout.md):
 ``DIR/<OIN>.signing.key.pem``, ``DIR/<OIN>.encryption.key.pem``, ``DIR/<OIN>.audit.key.pem``
-(the Ed25519 key that signs audit-log checkpoints, DESIGN §5.1: never reused for messages) and
+(the Ed25519 key that signs audit-log checkpoints, docs/architecture.md §7: never reused for
+messages) and
 ``DIR/<OIN>.public.jwks.json``. ``zvg keys rotate`` adds a tag: ``<OIN>.<tag>.signing.key.pem``.
 """
 
@@ -58,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger("gateway.keyfiles")
 
-#: Owner read/write only (DESIGN §12).
+#: Owner read/write only (docs/architecture.md §12).
 PRIVATE_KEY_MODE = 0o600
 #: Bits that must be clear on a private key file: any access by group or others.
 _GROUP_OTHER_BITS = 0o077

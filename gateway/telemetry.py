@@ -1,4 +1,5 @@
-"""OpenTelemetry for a node: traces, metrics, and the Prometheus view of them (DESIGN §10).
+"""OpenTelemetry for a node: traces, metrics, and the Prometheus view of them
+(docs/architecture.md §10).
 
 - **Traces**: a span per send, receive, policy decision, delivery and receipt. The W3C trace
   context of the send span travels *inside the signed claims* (``trace``), so the receiving node

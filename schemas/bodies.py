@@ -1,5 +1,5 @@
-"""Typed bodies of the ten message types (DESIGN §5.3), as a ZVH procesregisseur and a partner
-need them. A body exists only inside the encryption.
+"""Typed bodies of the ten message types (docs/contract.md), as a ZVH procesregisseur and a
+partner need them. A body exists only inside the encryption.
 
 Fields holding personal data carry a :class:`~schemas.common.Carries` marker with their data
 category; the claims validator checks that the message declares every category its body uses.
@@ -58,7 +58,7 @@ def _items_min1() -> object:
 
 
 class LandelijkeCriteria(Wire):
-    """The four landelijke criteria for complexe casuistiek (domain reference §1.1).
+    """The four landelijke criteria for complexe casuistiek.
 
     A case qualifies when 1 and 2 and 3 hold, or when 4 holds; the ZVH decides at screening.
     """
@@ -389,7 +389,8 @@ class ClosureBody(Wire):
 
 
 class ReceiptBody(Wire):
-    """``receipt`` (DESIGN §5.4): a recipient node's signed statement about one message.
+    """``receipt`` (docs/architecture.md §5.4): a recipient node's signed statement about one
+    message.
 
     ``delivered``: stored in the recipient's inbox; ``accepted``: its adapter took it;
     ``rejected``: refused, with a coarse reason (never which internal check failed). ``proof`` is

@@ -34,7 +34,8 @@ __all__ = [
     "load_catalogue",
 ]
 
-#: The ten message types of DESIGN §5.3. A new type needs a new body model, so this is code.
+#: The ten message types (docs/architecture.md §5.3). A new type needs a new body model, so this
+#: is code.
 MessageType = Literal[
     "case.referral",
     "case.status",

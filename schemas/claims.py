@@ -1,4 +1,4 @@
-"""The message claims (DESIGN §5.2): what a sending node signs, and the cross-field rules.
+"""The message claims (docs/contract.md): what a sending node signs, and the cross-field rules.
 
 ``MessageClaims`` is a union of ten models discriminated by ``message_type``, one per message type,
 each with its typed body. All derive from :class:`ClaimsBase`. Parse untrusted bytes with
@@ -143,7 +143,7 @@ ProcessingActivity = Annotated[
 
 
 class ClaimsBase(Wire):
-    """Fields every message has (DESIGN §5.2). Use the per-type subclasses, via
+    """Fields every message has (docs/contract.md). Use the per-type subclasses, via
     :data:`MessageClaims` / :func:`parse_claims`."""
 
     spec: Literal["zvg/1"]

@@ -1,4 +1,5 @@
-"""The federation directory (DESIGN §6): members, their keys, the authority, and the policy.
+"""The federation directory (docs/architecture.md §6): members, their keys, the authority, and
+the policy.
 
 The directory is one JSON document, the *payload* of a JWS in JSON General Serialization signed
 by a threshold of the federation's authority keys (see ``gateway.core.directory`` for the
@@ -61,7 +62,7 @@ PolicyFlag = Literal["professional_secrecy", "minors", "emergency"]
 
 
 class PublicJwk(Wire):
-    """A public key as a JWK (RFC 7517) of one of the two suites (DESIGN §5.1)."""
+    """A public key as a JWK (RFC 7517) of one of the two suites (docs/envelope.md §1)."""
 
     kty: Literal["EC", "OKP"]
     crv: Literal["P-256", "Ed25519", "X25519"]

@@ -37,7 +37,7 @@ MAX_SUBJECTS = 32
 MAX_LIST_ITEMS = 50
 
 #: How long a message may live from ``created_at`` to ``expires_at``. Equal to the receiver's
-#: maximum ``iat`` age (DESIGN §5.1): a message older than this is refused anyway.
+#: maximum ``iat`` age (docs/envelope.md §2.6): a message older than this is refused anyway.
 MAX_MESSAGE_LIFETIME = timedelta(days=7)
 
 #: Days a retention instruction may ask for (20 years: the longest Dutch retention periods for

@@ -1,7 +1,7 @@
 """Coarse, public reason codes for refusing a message (receipts, problem+json, dead-letters).
 
 These are the *only* reasons a peer learns. They are deliberately coarse: a peer is told that an
-envelope was malformed, not which byte or which check failed (DESIGN §5.4).
+envelope was malformed, not which byte or which check failed (docs/envelope.md §8).
 """
 
 from __future__ import annotations

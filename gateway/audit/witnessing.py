@@ -1,4 +1,5 @@
-"""Witnessing over the broker: nodes cosign each other's audit-log checkpoints (DESIGN §7).
+"""Witnessing over the broker: nodes cosign each other's audit-log checkpoints
+(docs/architecture.md §7, docs/decisions/0055-witnessing-over-the-broker.md).
 
 Every checkpoint interval a node sends each peer (every other member of the directory) a C2SP
 tlog-witness ``add-checkpoint`` request — its latest signed checkpoint with a consistency proof

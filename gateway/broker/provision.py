@@ -1,6 +1,6 @@
 """Provision RabbitMQ for one federation: definitions, per-organisation passwords, apply.
 
-DESIGN §8. What it guarantees:
+Design: docs/architecture.md §8 and docs/ops/broker.md §3. What it guarantees:
 
 - :func:`build_definitions` turns the federation's members into RabbitMQ definitions (vhost,
   one user per organisation, permissions, topic permissions, exchanges, quorum queues, bindings,

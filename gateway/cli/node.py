@@ -43,7 +43,7 @@ def run(config_file: Path, log_level: str) -> None:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
         asyncio.run(run_node(config))
-    else:  # libuv's event loop: the node is CPU-bound in the event loop (DESIGN §8)
+    else:  # libuv's event loop: the node is CPU-bound in the event loop (docs/performance.md)
         uvloop.run(run_node(config))
 
 

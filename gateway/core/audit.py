@@ -1,4 +1,5 @@
-"""Audit records (DESIGN §7): what a node logs of every exchange, and the leaf each becomes.
+"""Audit records (docs/architecture.md §7): what a node logs of every exchange, and the leaf
+each becomes.
 
 A :class:`Record` has the *Logboek Dataverwerkingen* core fields (trace_id, span_id,
 parent_span_id, foreign_operation, name, status, start/end time, processing_activity_id,

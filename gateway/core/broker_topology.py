@@ -1,10 +1,11 @@
-"""Broker topology as data: names, permissions, policies and RabbitMQ definitions (DESIGN §8).
+"""Broker topology as data: names, permissions, policies and RabbitMQ definitions
+(docs/architecture.md §8, docs/ops/broker.md).
 
 Pure: no I/O, no clock, no randomness (password salts come in as arguments). The shell
 (:mod:`gateway.broker.provision`) writes what this module computes; the transport
 (:mod:`gateway.broker.transport`) uses the same names.
 
-Rules enforced here (DESIGN §8):
+Rules enforced here (docs/ops/broker.md §2):
 
 - One vhost per federation: ``zvg-<federation>``.
 - One durable topic exchange for envelopes (:data:`ENVELOPE_EXCHANGE`); routing key
@@ -84,7 +85,8 @@ CONTENT_TYPE = "application/jose+json"
 #: and cosignatures: tree sizes, roots and signatures, never personal data; decision 0055).
 WITNESS_CONTENT_TYPE = "text/x.zvg-witness"
 CONTENT_TYPES = frozenset({CONTENT_TYPE, WITNESS_CONTENT_TYPE})
-"""AMQP ``content_type`` of every envelope (a JWE in General JSON Serialization, DESIGN §5.1)."""
+"""AMQP ``content_type`` of every envelope (a JWE in General JSON Serialization,
+docs/envelope.md)."""
 
 MEMBER_TAG = "zvg-member"
 """User tag marking broker users that ``zvg broker provision`` created. Grants nothing."""
@@ -213,7 +215,7 @@ _NOTHING = "^$"
 
 
 def permissions_for(org: str, *, quarantined: bool = False) -> Permissions:
-    """The vhost permissions of ``org``'s broker user (DESIGN §8).
+    """The vhost permissions of ``org``'s broker user (docs/ops/broker.md §2).
 
     configure nothing; write only the envelope exchange; read only its own two queues. When
     ``quarantined`` (``zvg broker quarantine``), write nothing either: the member can still
@@ -262,8 +264,8 @@ class BrokerLimits:
     Defaults and why:
 
     - ``message_ttl_ms`` (7 days): a cap on top of each message's own ``expiration`` (its ``exp``);
-      a receiver refuses envelopes whose ``iat`` is older than 7 days anyway (DESIGN §5.1), so the
-      broker need not keep ciphertext longer.
+      a receiver refuses envelopes whose ``iat`` is older than 7 days anyway (docs/envelope.md
+      §2.6), so the broker need not keep ciphertext longer.
     - ``delivery_limit`` (10): a message that was handed out and given back (requeue, consumer
       crash, dropped connection) this many times is dead-lettered as ``delivery_limit`` instead
       of looping. Ten leaves room for a few restarts and retries, but bounds a poison message.

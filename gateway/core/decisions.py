@@ -1,4 +1,5 @@
-"""What a node decided about one inbound broker message, as a value (STYLE §7, DESIGN §3).
+"""What a node decided about one inbound broker message, as a value (design principle 7,
+"decisions are values; the shell settles them", docs/architecture.md §14; layers: §3).
 
 The core and the node's inbound pipeline return one of these; exactly one place in the shell
 (:class:`gateway.broker.transport.Consumer`) settles it on the broker:
@@ -6,7 +7,7 @@ The core and the node's inbound pipeline return one of these; exactly one place 
 - :class:`Deliver` — the message is durably stored (inbox + audit): **ack**.
 - :class:`Reject` — the message can never be processed (malformed, bad signature, spoofed sender,
   policy): **nack without requeue**, which dead-letters it into the organisation's dead-letter
-  queue (DESIGN §8). ``reason`` is the coarse public code; ``detail`` stays in our logs.
+  queue (docs/ops/broker.md §2). ``reason`` is the coarse public code; ``detail`` stays in our logs.
 - :class:`Retry` — a local, temporary failure (store busy): **requeue** after ``after_seconds``.
   Every requeue counts towards the queue's delivery limit, so a message that keeps failing is
   dead-lettered with reason ``delivery_limit`` instead of looping forever.

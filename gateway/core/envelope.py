@@ -1,8 +1,8 @@
-"""The envelope: sign-then-encrypt with one fixed JOSE profile (DESIGN §5.1, docs/envelope.md).
+"""The envelope: sign-then-encrypt with one fixed JOSE profile (docs/envelope.md).
 
 An envelope is a JWE in General JSON Serialization (RFC 7516 §7.2.1, always the general form)
-whose plaintext is a compact JWS (RFC 7515 §7.1) over the message claims (DESIGN §5.2) — signed
-first, then encrypted (RFC 7519 §11.2).
+whose plaintext is a compact JWS (RFC 7515 §7.1) over the message claims (docs/contract.md) —
+signed first, then encrypted (RFC 7519 §11.2).
 
 Profile (anything else is refused):
 
@@ -98,11 +98,13 @@ MAX_RECIPIENTS: Final = contract_limits.MAX_RECIPIENTS
 #: Bytes of the signed claims JSON (the inner JWS payload). Below the envelope limit once
 #: base64url (4/3) and the JWS header and signature are added.
 MAX_CLAIMS_BYTES: Final = 160 * 1024
-#: Oldest ``iat`` accepted (DESIGN §5.1): one week covers a long weekend of broker or node outage
-#: plus retries, and bounds how long the receiver must remember ``(sender, message id)`` pairs.
+#: Oldest ``iat`` accepted (docs/envelope.md §2.6): one week covers a long weekend of broker or
+#: node outage plus retries, and bounds how long the receiver must remember ``(sender, message
+#: id)`` pairs.
 MAX_IAT_AGE: Final = timedelta(days=7)
-#: How far ``iat`` may lie ahead of our clock (DESIGN §5.1): NTP-synchronised nodes differ by
-#: milliseconds; five minutes tolerates a badly set clock without accepting post-dated messages.
+#: How far ``iat`` may lie ahead of our clock (docs/envelope.md §2.6): NTP-synchronised nodes
+#: differ by milliseconds; five minutes tolerates a badly set clock without accepting post-dated
+#: messages.
 MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 
 #: Bytes the inner JWS may have beyond the base64url claims: its header (≈ 130 bytes), two dots
@@ -234,7 +236,7 @@ class VerifiedMessage:
     Only :func:`open_envelope` can build one (the constructor demands a module-private witness and
     raises ``LocalError`` otherwise), so holding a ``VerifiedMessage`` means these checks ran.
 
-    - ``claims``: the validated message claims (DESIGN §5.2).
+    - ``claims``: the validated message claims (docs/contract.md).
     - ``inner_jws``: the exact compact JWS bytes the sender signed — keep them: they prove what
       the sender signed, to whom, for which purpose (non-repudiation).
     - ``sender_kid`` / ``recipient_kid``: the signing key and our decryption key that were used.

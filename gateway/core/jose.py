@@ -1,6 +1,6 @@
 """The JOSE primitives of the envelope profile, implemented directly on ``cryptography``.
 
-Only what the fixed profile of DESIGN §5.1 needs, each done one way, strictly:
+Only what the fixed profile of docs/envelope.md needs, each done one way, strictly:
 
 - base64url without padding, decoded strictly: only the RFC 4648 §5 alphabet, no padding, no
   whitespace, no impossible length, and the unused low bits of the last character must be zero, so

@@ -1,6 +1,6 @@
 """Keys of the envelope profile: the two suites, key wrappers with ``kid`` and suite, key rings.
 
-Rules enforced here (DESIGN §5.1):
+Rules enforced here (docs/envelope.md §1):
 
 - Exactly two suites. **P-256**: signatures ``ES256``, key agreement ``ECDH-ES+A256KW`` on P-256
   (mandatory to implement). **Curve25519**: signatures ``Ed25519`` (RFC 9864), key agreement
@@ -46,7 +46,7 @@ KEY_AGREEMENT_ALG = "ECDH-ES+A256KW"
 
 
 class Suite(enum.Enum):
-    """A key suite of DESIGN §5.1; its value is the name used in config files and the CLI."""
+    """A key suite (docs/envelope.md §1); its value is the name in config files and the CLI."""
 
     P256 = "p256"
     CURVE25519 = "curve25519"

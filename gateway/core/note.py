@@ -140,7 +140,7 @@ MAX_TIMESTAMP = 2**63 - 1
 MAX_COSIGNATURE_CLOCK_SKEW = timedelta(minutes=5)
 """A cosignature dated further in the future than this (against the caller's ``now``) does not
 count toward a quorum: tlog-cosignature allows rejecting future timestamps, and five minutes is
-the clock skew the envelope layer already tolerates (DESIGN §5.1)."""
+the clock skew the envelope layer already tolerates (docs/envelope.md §2.6)."""
 
 MAX_TLOG_PROOF_EXTRA_BYTES = 8 * 1024
 """Largest decoded ``extra`` field of a tlog-proof. zv-gateway receipts carry the proved audit

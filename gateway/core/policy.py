@@ -1,4 +1,5 @@
-"""Purpose binding (doelbinding): the federation policy decides, deny by default (DESIGN §6).
+"""Purpose binding (doelbinding): the federation policy decides, deny by default
+(docs/architecture.md §6).
 
 :func:`evaluate` takes the directory payload and the facts of one message and returns a value:
 :class:`Allowed` (with the rule used for each recipient and the directory version) or

@@ -22,7 +22,7 @@ from schemas.catalogue import Catalogue
 
 __all__ = ["AUTHORITIES", "FederationFiles", "create_demo_federation"]
 
-#: The three administrators of demo-case.md; two of them sign (threshold 2).
+#: The three administrators of docs/demo.md; two of them sign (threshold 2).
 AUTHORITIES = ("zvh-manager", "privacy-officer", "ciso-police")
 THRESHOLD = 2
 

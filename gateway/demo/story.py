@@ -1,4 +1,4 @@
-"""The case the demo plays: "Veenstad-2026-031" of ``demo-case.md``, step by step, as data.
+"""The case the demo plays: "Veenstad-2026-031" of ``docs/demo.md``, step by step, as data.
 
 Each :class:`Step` is one step of the ZVH case flow; each :class:`Send` one message a partner's
 system hands to its adapter: who sends (organisation, role, adapter), what (message type,
@@ -149,7 +149,7 @@ class Send:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the case flow (demo-case.md, steps 1-10)."""
+    """One step of the case flow (docs/demo.md, steps 1-10)."""
 
     number: int
     name: str
@@ -471,7 +471,7 @@ def _invitation(ctx: Context) -> dict[str, Any]:
     }
 
 
-#: The plan van aanpak (demo-case.md step 6): one task per partner (org key, role, short name,
+#: The plan van aanpak (docs/demo.md step 6): one task per partner (org key, role, short name,
 #: task id, content).
 TASKS: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
     (

@@ -1,8 +1,9 @@
 """The five organisations of ZVH Veenstad and the federation policy they agreed (issue 4 §4).
 
-The policy is built from DESIGN §5.3 and the ZVH case flow: the ZVH (hosted by the municipality)
-asks, partners answer with what their role may share under each purpose, and sensitive
-categories only travel where a purpose needs them. Highlights a privacy officer checks:
+The policy is built from the catalogue (docs/architecture.md §5.3) and the ZVH case flow: the ZVH
+(hosted by the municipality) asks, partners answer with what their role may share under each
+purpose, and sensitive categories only travel where a purpose needs them. Highlights a privacy
+officer checks:
 
 - ``ZVH.BEKENDHEID`` answers are hit/no-hit with involvement and a contact: GGZ may not add
   GEZONDHEID there (it may under ``ZVH.INFORMATIE``, with professional secrecy lifted by the Wgs).
@@ -53,7 +54,7 @@ class DemoOrg:
     name: str
     roles: tuple[str, ...]
     node_id: str
-    system: str  # what the partner's own system is (demo-case.md)
+    system: str  # what the partner's own system is (docs/demo.md)
 
 
 ORGS: tuple[DemoOrg, ...] = (
@@ -100,7 +101,7 @@ ORGS: tuple[DemoOrg, ...] = (
 )
 
 #: The legal bases each demo role names by default (each partner's privacy officer would confirm
-#: them; domain reference §2).
+#: them).
 LEGAL_BASES: dict[str, tuple[str, ...]] = {
     "ZVH": ("WGS",),
     "GEM": ("WGS",),

@@ -180,9 +180,10 @@ class Limits(_Settings):
     max_envelope_bytes: Annotated[int, Field(ge=1024, le=16 * 2**20)] = 256 * 1024
     """Largest envelope accepted from the broker (bytes)."""
     max_clock_skew_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
-    """How far in the future a sender's ``iat`` may be (DESIGN §5.1: 5 minutes)."""
+    """How far in the future a sender's ``iat`` may be (5 minutes; docs/envelope.md §2.6)."""
     max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 7 * 86400
-    """How old a message's ``iat`` may be on arrival (DESIGN §5.1: 7 days) — the replay window."""
+    """How old a message's ``iat`` may be on arrival (7 days; docs/envelope.md §2.6): the replay
+    window."""
     default_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 3 * 86400
     """``expires_at - created_at`` when the adapter does not ask for another lifetime."""
     inbox_wait_max_seconds: Annotated[int, Field(ge=0, le=300)] = 60

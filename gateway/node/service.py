@@ -2,7 +2,8 @@
 
 Everything here is the asyncio shell around the pure core: the core decides (contract, policy,
 envelope, Merkle log), this module moves bytes and remembers outcomes in the store, always
-writing the audit records in the same transaction as the state they describe (DESIGN §7, §9).
+writing the audit records in the same transaction as the state they describe
+(docs/architecture.md §7, §9).
 
 Outbound: ``send`` validates the adapter's request against the contract, asks the policy,
 seals, and stores the envelope in the outbox (with its audit records) before answering; the

@@ -1,9 +1,9 @@
 """The node's durable state: outbox, inbox, seen message ids, per-recipient delivery status.
 
 :class:`SqliteStore` keeps everything in one SQLite file in WAL mode with ``synchronous=FULL``:
-a transaction that returned has reached the disk, so the crash-safe orders of DESIGN §9 hold —
-a message is in the outbox before the API answers 202, an inbound message is in the inbox before
-the broker ack.
+a transaction that returned has reached the disk, so the crash-safe orders of
+docs/architecture.md §9 hold — a message is in the outbox before the API answers 202, an inbound
+message is in the inbox before the broker ack.
 
 All database work runs on one writer thread. Calls made at the same time are **group-committed**:
 the thread runs every waiting job in one transaction (each job inside its own savepoint, so one

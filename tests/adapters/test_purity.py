@@ -1,5 +1,6 @@
 """Adapters depend on ``schemas`` and the node's HTTP API only, never on ``gateway`` internals
-(DESIGN §3): a partner can take ``adapters/`` and ``schemas/`` without the node's code."""
+(docs/architecture.md §3): a partner can take ``adapters/`` and ``schemas/`` without the node's
+code."""
 
 from __future__ import annotations
 

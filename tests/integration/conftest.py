@@ -27,7 +27,7 @@ from tests.rabbit import remove_vhost
 HOST = "127.0.0.1"
 PORT = 5672
 
-# Made-up 20-digit OINs for the demo federation's partners (demo-case.md: ZVH Veenstad).
+# Made-up 20-digit OINs for the demo federation's partners (docs/demo.md: ZVH Veenstad).
 OINS = {
     "zvh": "00000001823288444000",  # Gemeente Veenstad / Zorg- en Veiligheidshuis
     "pol": "00000001003214345000",  # Politie basisteam Veenstad

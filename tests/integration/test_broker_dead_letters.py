@@ -1,4 +1,5 @@
-"""Threats: ciphertext kept longer than needed, poison messages looping, silent drops (DESIGN §8).
+"""Threats: ciphertext kept longer than needed, poison messages looping, silent drops
+(docs/ops/broker.md).
 
 Policies, not queue arguments, carry the limits; these tests provision tiny limits to reach them.
 """

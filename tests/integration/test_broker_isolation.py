@@ -1,4 +1,4 @@
-"""Threat: one partner reads another's messages, or poses as another (DESIGN §8).
+"""Threat: one partner reads another's messages, or poses as another (docs/ops/broker.md §2).
 
 Every test acts as a hostile member ("pol") with a plain aio-pika client — a compromised node does
 not use our transport — against a throwaway federation provisioned by our own definitions, and

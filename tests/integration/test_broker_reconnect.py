@@ -1,4 +1,4 @@
-"""Threat: a confirmed message is lost when connections drop (DESIGN §8, §9: "nothing is lost").
+"""Threat: a confirmed message is lost when connections drop (docs/architecture.md §8, §9.1).
 
 The broker cuts every connection of the test's vhost (``rabbitmqctl close_all_connections -p``,
 so other people's connections on the shared broker are untouched) twice in the middle of a

@@ -1,4 +1,5 @@
-"""Threat: a broker restart loses confirmed messages or leaves nodes disconnected (DESIGN §8).
+"""Threat: a broker restart loses confirmed messages or leaves nodes disconnected
+(docs/ops/broker.md §5).
 
 The shared broker must not be restarted, so this restarts the private TLS node
 (tests/integration/_private_node.py: ``rabbitmqctl -n <private node> stop_app`` / ``start_app``)

@@ -1,4 +1,4 @@
-"""TLS between nodes and the broker, with client-certificate login (DESIGN §8, docs/ops/broker.md).
+"""TLS between nodes and the broker, with client-certificate login (docs/ops/broker.md §4).
 
 The shared broker on 5672 must not be restarted or reconfigured, so these tests run against a
 private RabbitMQ node (tests/integration/_private_node.py) configured with exactly the example

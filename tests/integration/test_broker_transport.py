@@ -1,4 +1,5 @@
-"""The transport: what a publish puts on the wire, and how decisions are settled (DESIGN §8).
+"""The transport: what a publish puts on the wire, and how decisions are settled
+(docs/architecture.md §8).
 
 Threats: metadata leaking in clear AMQP properties; an unroutable or refused message reported as
 sent; a decision settled differently from what the node decided; a redelivery the node cannot

@@ -1,7 +1,7 @@
 """Interop with joserfc (independent JOSE implementation): both directions, both suites, 1 and 3
 recipients. joserfc must be told about our private header parameters (its registry refuses
 unknown ones) and, for a multi-recipient JWE, be given only our own recipient entry with
-``verify_all_recipients=False`` (DESIGN §5.1)."""
+``verify_all_recipients=False`` (docs/envelope.md §7)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Interop with jwcrypto (independent JOSE implementation): both directions, both suites, 1 and 3
 recipients. jwcrypto tries every recipient entry, so it gets a key set and a narrowed algorithm
-list (DESIGN §5.1); it writes the flattened serialization for one recipient, which the test wraps
-in the general form our profile requires (RFC 7516 §7.2.2: same content, other shape)."""
+list (docs/envelope.md §7); it writes the flattened serialization for one recipient, which the
+test wraps in the general form our profile requires (RFC 7516 §7.2.2: same content, other shape)."""
 
 from __future__ import annotations
 

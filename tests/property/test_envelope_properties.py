@@ -1,4 +1,5 @@
-"""Hypothesis properties of the envelope (STYLE §14, as in cryptography's tests/hypothesis/).
+"""Hypothesis properties of the envelope (design principle 14, "tests organised around threats",
+docs/architecture.md §14; as in cryptography's tests/hypothesis/).
 
 1. seal → open round-trips arbitrary valid claims, for any mix of suites and 1 to 3 recipients.
 2. Arbitrary bytes only ever raise ``RemoteError`` from ``open_envelope`` and ``peek_header``.

@@ -1,7 +1,7 @@
 """Published test vectors for the audit-log core, with where each one comes from.
 
 - RFC 6962 / RFC 9162 Merkle vectors: the eight leaves of the Certificate Transparency test
-  suite (as listed in shared/reference/domain.md §6.1) and the roots of trees of 0 to 8 of them,
+  suite and the roots of trees of 0 to 8 of them,
   with some of that suite's inclusion and consistency proofs.
 - golang.org/x/mod/sumdb/note ``note_test.go``: the PeterNeumann and EnochRoot keys, the signed
   note, and its table of malformed notes.

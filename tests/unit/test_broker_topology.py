@@ -1,4 +1,4 @@
-"""The broker topology as data (DESIGN §8): names, patterns, policies, definitions.
+"""The broker topology as data (docs/ops/broker.md §2): names, patterns, policies, definitions.
 
 The broker's own enforcement is tested in tests/integration/; these tests pin the data that goes
 into it, one rule per test, without a broker.

@@ -1,4 +1,5 @@
-"""The core stays pure (STYLE §1): no I/O frameworks, no clock, no environment, no randomness."""
+"""The core stays pure (design principle 1, "pure core", docs/architecture.md §14): no I/O
+frameworks, no clock, no environment, no randomness."""
 
 from __future__ import annotations
 

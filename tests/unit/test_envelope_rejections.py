@@ -1,4 +1,4 @@
-"""One negative test per rule of the envelope profile (DESIGN §5.1), grouped by threat.
+"""One negative test per rule of the envelope profile (docs/envelope.md), grouped by threat.
 
 Every refusal is a ``RemoteError``; each test checks its coarse public reason and that the
 precise internal detail names the rule that fired (so a test cannot pass for the wrong reason).

@@ -149,7 +149,7 @@ def test_derived_keys_are_reproducible_from_the_same_randomness() -> None:
 
 
 def test_one_p256_key_as_signing_and_as_encryption_key_gives_two_unequal_keys() -> None:
-    """Same curve, same thumbprint: still two things (DESIGN §5.1 keeps their uses apart)."""
+    """Same curve, same thumbprint: still two things (docs/envelope.md §1: uses kept apart)."""
     private = jose.derive_p256(SeededRand("both"))
     signing, encryption = SigningKey.from_key(private), DecryptionKey.from_key(private)
     assert signing.kid == encryption.kid
