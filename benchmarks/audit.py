@@ -338,7 +338,7 @@ def measure_store(records: int, batch: int) -> dict[str, float]:
         started = time.perf_counter()
         report = verify_log(
             db,
-            directory=_Dir(),  # type: ignore[arg-type]
+            directory=_Dir(),  # type: ignore[arg-type]  # a stand-in with what verify_log reads
             org="00000001999000001000",
             now=now,
             personal_retention=timedelta(days=5 * 365),

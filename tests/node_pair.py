@@ -126,7 +126,7 @@ class InProcessNode:
                 for metric in scope.metrics:
                     if metric.name == name:
                         points += [
-                            (dict(p.attributes or {}), float(p.value))  # type: ignore[union-attr]
+                            (dict(p.attributes or {}), float(p.value))  # type: ignore[union-attr]  # sum points; histograms lack .value
                             for p in metric.data.data_points
                         ]
         return points

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -55,10 +55,10 @@ def _install(path: Path, raw: bytes) -> None:
     tmp.replace(path)
 
 
-async def _until(what: str, check: object) -> None:
+async def _until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE_S
-    while not await check():  # type: ignore[operator]
+    while not await check():
         if loop.time() > deadline:
             raise AssertionError(f"not within {DEADLINE_S} s: {what}")
         await asyncio.sleep(0.05)

@@ -172,7 +172,7 @@ async def test_a_junk_flood_gives_one_record_and_one_log_line_per_sender_per_int
             for p in metric.data.data_points:
                 attrs = dict(p.attributes or {})
                 if attrs.get("sender") == pol:
-                    counted[str(attrs["reason"])] = float(p.value)  # type: ignore[union-attr]
+                    counted[str(attrs["reason"])] = float(p.value)  # type: ignore[union-attr]  # counters are sum points; histograms lack .value
     assert counted == {"malformed": JUNK, "expired": EXPIRED, "unknown_sender": NO_USER_ID}
 
     # Nothing to report: the next interval writes nothing.

@@ -127,7 +127,7 @@ async def test_one_interval_gives_one_record_per_sender_with_counts_per_reason(
     data = reader.get_metrics_data()
     assert data is not None
     points = {
-        (p.attributes["sender"], p.attributes["reason"]): p.value  # type: ignore[index,union-attr]
+        (p.attributes["sender"], p.attributes["reason"]): p.value  # type: ignore[index,union-attr]  # sum points, attributes set
         for m in data.resource_metrics[0].scope_metrics[0].metrics
         if m.name == "zvg.rejections"
         for p in m.data.data_points
