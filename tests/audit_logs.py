@@ -27,9 +27,6 @@ from gateway.core.audit import Record, leaf_of, new_record
 from gateway.core.directory import TrustedDirectory
 from gateway.core.merkle import MerkleTree
 from gateway.core.witness import AddCheckpointRequest, Cosigned, LogHead
-from gateway.demo.federation import FederationFiles, create_demo_federation
-from gateway.demo.nodes import NodeFiles, write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.keyfiles import load_audit_key
 from gateway.node.config import load_config
 from gateway.node.runner import load_keys
@@ -37,6 +34,9 @@ from gateway.node.service import NodeService
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import setup_telemetry
+from gateway.testing.federation import FederationFiles, create_demo_federation
+from gateway.testing.nodes import NodeFiles, write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 
 ORGS = ("gemeente", "politie", "ggz")

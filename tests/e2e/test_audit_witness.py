@@ -16,8 +16,8 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from gateway.core import note
-from gateway.demo.veenstad import org_by_key
 from gateway.telemetry import setup_telemetry
+from gateway.testing.veenstad import org_by_key
 from tests.audit_logs import alarms
 from tests.e2e.harness import ROOT, Fed, request_from_example, wait_witnessed
 

@@ -23,9 +23,9 @@ from gateway.broker.transport import Delivery
 from gateway.core import note
 from gateway.core.broker_topology import WITNESS_CONTENT_TYPE
 from gateway.core.decisions import Deliver
-from gateway.demo.federation import FederationFiles
-from gateway.demo.veenstad import org_by_key
 from gateway.errors import RemoteError
+from gateway.testing.federation import FederationFiles
+from gateway.testing.veenstad import org_by_key
 from tests.audit_logs import (
     AuditNode,
     alarms,

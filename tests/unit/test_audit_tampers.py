@@ -32,7 +32,7 @@ from click.testing import CliRunner, Result
 from gateway.cli import cli
 from gateway.core import note
 from gateway.core.audit import leaf_of
-from gateway.demo.federation import FederationFiles
+from gateway.testing.federation import FederationFiles
 from tests.audit_logs import (
     AuditNode,
     fork_and_resign,

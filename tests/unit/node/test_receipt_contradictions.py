@@ -28,8 +28,8 @@ from gateway.cli import cli
 from gateway.core import jose
 from gateway.core.decisions import Deliver
 from gateway.core.envelope import verify_signed_claims
-from gateway.demo.federation import FederationFiles
 from gateway.node.store import PendingReceipt
+from gateway.testing.federation import FederationFiles
 from schemas.bodies import ReceiptBody
 from tests.node_pair import InProcessNode, open_node
 
