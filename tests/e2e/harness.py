@@ -3,7 +3,7 @@
 Each test gets a unique federation id and broker-user prefix (so vhosts and users never clash
 with other tests on the shared broker), the demo policy, fresh keys, provisioning through the
 same code as ``zvg broker provision``, and ``node.toml`` files written by the same code as
-``zvg demo``. Everything is removed afterwards.
+the demo (``gateway.testing.nodes``). Everything is removed afterwards.
 """
 
 from __future__ import annotations
