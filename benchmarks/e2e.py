@@ -294,7 +294,7 @@ class JoseWork:
     def seal(self) -> bytes:
         return seal(
             self.claims, signing_key=self.signer, recipients=self.recipients, rand=os.urandom
-        )
+        ).raw
 
     def open(self) -> object:
         return open_envelope(
