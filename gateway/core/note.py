@@ -42,7 +42,7 @@ import hashlib
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
@@ -364,13 +364,29 @@ class Note:
     signatures: tuple[NoteSignature, ...]
 
 
+#: Module-private proof that a ``Verified*`` value is being built by its verifier here.
+_WITNESS = object()
+
+
+def _require_witness(witness: object, verifier: str, what: str) -> None:
+    """Refuse to build a ``Verified*`` value outside its verifier (``LocalError``)."""
+    if witness is not _WITNESS:
+        raise LocalError(f"only {verifier}() creates a {what}")
+
+
 @dataclass(frozen=True)
 class VerifiedSignature:
-    """A signature that verified against ``verifier``; ``timestamp`` for cosignatures."""
+    """A signature that verified against ``verifier``; ``timestamp`` for cosignatures.
+
+    Only :func:`open_note` builds one (a module-private witness guards the constructor)."""
 
     verifier: NoteVerifier
     signature: NoteSignature
     timestamp: int | None
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "open_note", "VerifiedSignature")
 
 
 @dataclass(frozen=True)
@@ -387,6 +403,10 @@ class VerifiedNote:
     text: bytes
     verified: tuple[VerifiedSignature, ...]
     unverified: tuple[NoteSignature, ...]
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "open_note", "VerifiedNote")
 
 
 def _parse_signature_line(line: str) -> NoteSignature:
@@ -461,10 +481,10 @@ def open_note(raw: bytes, verifiers: Iterable[NoteVerifier]) -> VerifiedNote:
                 "bad_signature",
                 f"note: invalid signature for key {signature.name}+{signature.key_id.hex()}",
             )
-        verified.append(VerifiedSignature(verifier, signature, timestamp))
+        verified.append(VerifiedSignature(verifier, signature, timestamp, witness=_WITNESS))
     if not verified:
         raise RemoteError("bad_signature", "note: no signature from a trusted key")
-    return VerifiedNote(raw, note.text, tuple(verified), tuple(unverified))
+    return VerifiedNote(raw, note.text, tuple(verified), tuple(unverified), witness=_WITNESS)
 
 
 def _check_text(text: bytes) -> None:
@@ -635,6 +655,10 @@ class VerifiedCheckpoint:
     note: VerifiedNote
     log_signature: VerifiedSignature
     cosignatures: tuple[VerifiedSignature, ...]
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "open_checkpoint", "VerifiedCheckpoint")
 
 
 def open_checkpoint(
@@ -692,7 +716,7 @@ def open_checkpoint(
         raise RemoteError(
             "bad_signature", f"checkpoint: {len(counted)} of {quorum} required cosignatures"
         )
-    return VerifiedCheckpoint(checkpoint, note, log_signature, tuple(counted))
+    return VerifiedCheckpoint(checkpoint, note, log_signature, tuple(counted), witness=_WITNESS)
 
 
 # ---------------------------------------------------------------------- tlog-proof
@@ -794,6 +818,10 @@ class VerifiedTlogProof:
     leaf_hash: bytes
     checkpoint: VerifiedCheckpoint
     extra: bytes | None
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "verify_tlog_proof", "VerifiedTlogProof")
 
 
 def verify_tlog_proof(
@@ -820,7 +848,7 @@ def verify_tlog_proof(
     size, root = checkpoint.checkpoint.size, checkpoint.checkpoint.root
     if not verify_inclusion(parsed.index, size, leaf_hash, parsed.inclusion_proof, root):
         raise RemoteError("invalid_claims", "tlog-proof: inclusion proof does not verify")
-    return VerifiedTlogProof(parsed.index, leaf_hash, checkpoint, parsed.extra)
+    return VerifiedTlogProof(parsed.index, leaf_hash, checkpoint, parsed.extra, witness=_WITNESS)
 
 
 # ---------------------------------------------------------------------- federation naming

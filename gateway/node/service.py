@@ -316,14 +316,14 @@ class NodeService:
                     recipients.append(directory.encryption_key(org, started))
                 except LocalError as exc:
                     raise ApiError("recipient-unavailable", str(exc), reason="internal") from None
-            envelope = seal(
+            sealed = seal(
                 claims,
                 signing_key=self.keys.signing,
                 recipients=recipients,
                 rand=self.rand,
                 limits=self.envelope_limits,
             )
-            digest = peek_header(envelope, limits=self.envelope_limits).digest
+            digest = sealed.digest
             roles: dict[str, list[str]] = {}
             for r in claims.recipients:
                 roles.setdefault(r.org, []).append(r.role)
@@ -336,7 +336,7 @@ class NodeService:
                 created_at=claims.created_at,
                 expires_at=claims.expires_at,
                 digest=digest,
-                envelope=envelope,
+                envelope=sealed.raw,
                 recipients=tuple((org, tuple(rs)) for org, rs in roles.items()),
             )
             fields["digest"] = _b64(digest)
@@ -642,6 +642,7 @@ class NodeService:
         try:
             verified = open_envelope(
                 delivery.body,
+                header=header,
                 keyring=self.keys.ring,
                 sender_keys=directory.signing_key,
                 now=started,
@@ -1046,8 +1047,8 @@ class NodeService:
                         in_reply_to=p.message_id,
                         created_at=claims.created_at,
                         expires_at=claims.expires_at,
-                        digest=peek_header(envelope, limits=self.envelope_limits).digest,
-                        envelope=envelope,
+                        digest=envelope.digest,
+                        envelope=envelope.raw,
                         recipients=((p.sender, (claims.recipients[0].role,)),),
                     ),
                 )
