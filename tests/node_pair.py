@@ -363,6 +363,7 @@ class MemoryBroker:
         self._consumers: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._closing = False
+        self._watched: set[SqliteStore] = set()
 
     # ------------------------------------------------------------------ events
 
@@ -386,14 +387,23 @@ class MemoryBroker:
 
     # ------------------------------------------------------------------ nodes
 
-    def attach(self, node: InProcessNode) -> None:
-        """Connect ``node``: its publisher, its loops and its consumer start now."""
+    def watch(self, node: InProcessNode) -> None:
+        """Count every commit in ``node``'s store as an event for :meth:`until` (also while
+        the node is not attached)."""
+        if node.store in self._watched:
+            return
+        self._watched.add(node.store)
         loop = asyncio.get_running_loop()
 
         def committed(_db: object) -> None:  # on the store's writer thread
             loop.call_soon_threadsafe(self._bump)
 
         node.store.on_commit(committed)
+
+    def attach(self, node: InProcessNode) -> None:
+        """Connect ``node``: its publisher, its loops and its consumer start now."""
+        loop = asyncio.get_running_loop()
+        self.watch(node)
         publisher = MemoryPublisher(self, node.org, node.broker_user)
         # The service types its publisher as the AMQP class until the broker becomes a port
         # (issue 15); this fake has the one method the node calls.

@@ -11,8 +11,9 @@ long-poll), and moves time by moving the clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -151,15 +152,22 @@ class InProcFederation:
         self.broker = MemoryBroker(self.clock)
 
     async def start(
-        self, key: str, *, connect: bool = True, directory: Path | None = None, **settings: Any
+        self,
+        key: str,
+        *,
+        connect: bool = True,
+        directory: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+        **settings: Any,
     ) -> ApiNode:
         """Open demo organisation ``key``'s node and serve its API; with ``connect``, attach it
-        to the broker (its loops and consumer run). ``settings`` as for ``open_node``."""
+        to the broker (its loops and consumer run). The node runs on the federation's clock
+        unless given its own ``clock``; ``settings`` as for ``open_node``."""
         node = await open_node(
             self.files,
             key,
             self.root / key,
-            clock=self.clock,
+            clock=clock or self.clock,
             directory_file=directory,
             **settings,
         )
@@ -174,6 +182,7 @@ class InProcFederation:
         client = TestClient(TestServer(build_app(service, runner.readiness)))
         await client.start_server()
         api = self.nodes[key] = ApiNode(node, client, runner)
+        self.broker.watch(node)
         if connect:
             self.connect(key)
         return api
