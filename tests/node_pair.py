@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.audit.inspect import open_readonly, query
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
@@ -197,10 +198,12 @@ async def open_node(
     *,
     clock: Callable[[], datetime] = utc_now,
     directory_file: Path | None = None,
+    span_exporter: SpanExporter | None = None,
     **settings: Any,
 ) -> InProcessNode:
     """The service of demo organisation ``key`` on a fresh store in ``folder`` (no loops run),
-    on ``clock``, trusting ``directory_file`` (default: the federation's).
+    on ``clock``, trusting ``directory_file`` (default: the federation's), its spans going to
+    ``span_exporter`` (default: none are recorded).
 
     ``settings`` are appended to its ``node.toml`` as ``section.name = value`` lines
     (``limits__inbox_page_max=2``)."""
@@ -242,7 +245,11 @@ async def open_node(
     node_keys = load_keys(config)
     reader = InMemoryMetricReader()
     telemetry = setup_telemetry(
-        org=config.node.org, node_id=config.node.node_id, env={}, metric_readers=[reader]
+        org=config.node.org,
+        node_id=config.node.node_id,
+        env={},
+        span_exporter=span_exporter,
+        metric_readers=[reader],
     )
     store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
     audit = await AuditLog.open(

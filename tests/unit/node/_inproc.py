@@ -20,6 +20,7 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.broker.transport import Consumer
 from gateway.demo.federation import FederationFiles
@@ -158,17 +159,20 @@ class InProcFederation:
         connect: bool = True,
         directory: Path | None = None,
         clock: Callable[[], datetime] | None = None,
+        spans: SpanExporter | None = None,
         **settings: Any,
     ) -> ApiNode:
         """Open demo organisation ``key``'s node and serve its API; with ``connect``, attach it
         to the broker (its loops and consumer run). The node runs on the federation's clock
-        unless given its own ``clock``; ``settings`` as for ``open_node``."""
+        unless given its own ``clock``; its spans go to ``spans``; ``settings`` as for
+        ``open_node``."""
         node = await open_node(
             self.files,
             key,
             self.root / key,
             clock=clock or self.clock,
             directory_file=directory,
+            span_exporter=spans,
             **settings,
         )
         service = node.service
