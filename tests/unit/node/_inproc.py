@@ -23,15 +23,20 @@ from multidict import CIMultiDictProxy
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.broker.transport import Consumer
+from gateway.core.directory import SignedDirectory
 from gateway.demo.federation import FederationFiles
+from gateway.federation import now_utc, read_directory, sign_with, write_directory
 from gateway.node.api import PROBLEM_JSON, build_app
 from gateway.node.problems import PROBLEM_BASE, PROBLEM_TYPES
 from gateway.node.runner import Node, broker_endpoint
+from schemas.catalogue import Catalogue, default_catalogue
 from tests.e2e.harness import request_from_example
 from tests.node_pair import Clock, InProcessNode, MemoryBroker, open_node
 
 __all__ = ["Answer", "ApiNode", "InProcFederation", "request_from_example"]
 
+#: Makes a new directory version from (the current one, now, the catalogue).
+DirectoryChange = Callable[[SignedDirectory, datetime, Catalogue], SignedDirectory]
 #: The demo organisations' OINs.
 GEM, POL, GGZ = "00000001999000001000", "00000001999000002000", "00000001999000004000"
 
@@ -199,6 +204,16 @@ class InProcFederation:
         # Readiness asks the consumer for its role only; the broker's consumer is active.
         api.runner.consumer = cast(Consumer, _ActiveConsumer())
         api.runner.connected.set()
+
+    def newer_directory(self, path: Path, change: DirectoryChange) -> Path:
+        """A newer version of the federation's directory, made by ``change(current, now,
+        catalogue)`` and signed by the demo authority's quorum, written to ``path``."""
+        catalogue = default_catalogue()
+        current = read_directory(self.files.directory, catalogue)
+        newer = change(current, now_utc(), catalogue)
+        for name in ("zvh-manager", "privacy-officer"):
+            newer = sign_with(newer, self.files.authority_dir / f"{name}.key.pem", None)
+        return write_directory(newer, path)
 
     async def wait_status(self, key: str, message_id: str, *statuses: str) -> None:
         """Until every recipient of ``message_id`` (sent by ``key``) has one of ``statuses``."""
