@@ -6,7 +6,8 @@ handed out before is marked ``redelivered``; a long-poll answers when the first 
 Replaces, e2e on RabbitMQ → here:
 
 - test_node_flow.py::test_server_sent_events_push_the_inbox_to_the_client_sdk
-  → test_the_event_stream_sends_waiting_messages_then_each_new_one
+  → test_the_client_sdk_streams_the_inbox_and_acks,
+  test_the_event_stream_sends_waiting_messages_then_each_new_one
 - test_api_guide.py, the long-poll and stream blocks
   → test_a_long_poll_answers_when_a_message_arrives, test_an_item_holds_the_verified_claims
 """
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
+from adapters.client import NodeClient
 from gateway.node.store import InboxRow
 from tests.unit.node._inproc import POL, InProcFederation, request_from_example
 
@@ -171,3 +173,17 @@ async def test_an_actor_on_the_event_stream_is_recorded_once_per_message_shown(
         (message_id, "emp-4711"),
         (fresh, "emp-4711"),
     ]
+
+
+async def test_the_client_sdk_streams_the_inbox_and_acks(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie")
+    gem = await inproc.start("gemeente")
+    async with NodeClient(f"http://{gem.client.host}:{gem.client.port}", gem.token) as client:
+        stream = client.stream(reconnect=False)
+        first = asyncio.ensure_future(stream.__anext__())
+        message_id = await pol.send(request_from_example("case.referral"))
+        item = await first
+        assert (item.message_id, item.claims["message_type"]) == (message_id, "case.referral")
+        await client.ack(item.message_id)
+        await stream.aclose()
+    await inproc.wait_status("politie", message_id, "accepted")
