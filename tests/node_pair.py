@@ -11,7 +11,7 @@ Two ways to move it:
   machinery);
 - by :class:`MemoryBroker`, the publisher port in memory: the node's own outbox and receipt
   loops run, publish through it, and it hands every confirmed message to the recipient's
-  ``on_delivery`` (tests/unit/node/conftest.py puts the HTTP API on top).
+  ``on_delivery`` (tests/unit/node/_inproc.py puts the HTTP API on top).
 
 Time is the injected :class:`Clock` (``NodeService(clock=...)``); waiting is for events (a
 store commit, a publish, a settlement), never for a time.
