@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gateway.audit.inspect import open_readonly, query, verify_log
+from gateway.audit.inspect import open_readonly, verify_log
 from gateway.cli import cli
 from gateway.core import jose
 from gateway.core.decisions import Deliver
@@ -68,8 +68,7 @@ async def _accepted(pol: InProcessNode, zvh: InProcessNode) -> tuple[str, Pendin
 
 
 def _contradictions(node: InProcessNode) -> list[dict[str, Any]]:
-    with open_readonly(node.config.store_path) as db:
-        return query(db, operation="receipt.contradiction")
+    return node.audit(operation="receipt.contradiction")
 
 
 def _stored_receipt(node: InProcessNode, message_id: str, status: str) -> bytes:
@@ -83,8 +82,7 @@ def _stored_receipt(node: InProcessNode, message_id: str, status: str) -> bytes:
 
 def _index_of(node: InProcessNode, name: str, message_id: str, status: str | None = None) -> int:
     """The index of the one ``name`` record about ``message_id`` (with that detail status)."""
-    with open_readonly(node.config.store_path) as db:
-        hits = query(db, message_id=message_id, operation=name)
+    hits = node.audit(message_id=message_id, operation=name)
     hits = [h for h in hits if status is None or h["view"]["detail"].get("status") == status]
     assert len(hits) == 1, name
     return int(hits[0]["index"])
