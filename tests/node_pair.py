@@ -19,7 +19,6 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.broker.transport import Delivery
 from gateway.core.broker_topology import routing_key
 from gateway.core.decisions import Decision
@@ -27,9 +26,10 @@ from gateway.demo.federation import FederationFiles, create_demo_federation
 from gateway.demo.nodes import write_node_config
 from gateway.demo.veenstad import org_by_key
 from gateway.node.config import NodeConfig, load_config
+from gateway.node.ports import BrokerSlot
 from gateway.node.runner import load_keys
-from gateway.node.service import NodeService
-from gateway.node.store import PendingReceipt, SqliteStore
+from gateway.node.service import NodeService, open_service
+from gateway.node.store import PendingReceipt, SetStatus, SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import Telemetry, setup_telemetry
 from schemas.catalogue import default_catalogue
@@ -69,7 +69,7 @@ class InProcessNode:
 
     @property
     def broker_user(self) -> str:
-        user = self.service.broker_user_of(self.org)
+        user = self.service.inbound.broker_user_of(self.org)
         assert user is not None
         return user
 
@@ -79,7 +79,9 @@ class InProcessNode:
         fills = ("spec", "message_id", "created_at", "expires_at", "sender", "trace", "log_anchor")
         request = {k: v for k, v in claims.items() if k not in fills}
         request["sender_role"] = claims["sender"]["role"]
-        message_id, _ = await self.service.send(json.dumps(request).encode(), client="test")
+        message_id, _ = await self.service.outbound.send(
+            json.dumps(request).encode(), client="test"
+        )
         return message_id
 
     async def pending_receipts(self) -> list[PendingReceipt]:
@@ -89,7 +91,7 @@ class InProcessNode:
         """Seal receipts now (what the receipt loop does), the pending ones or those given."""
         batch = await self.pending_receipts() if pending is None else pending
         if batch:
-            await self.service._seal_receipts(batch)
+            await self.service.receipts.seal(batch)
 
     async def carry_to(self, other: InProcessNode) -> list[Decision]:
         """Hand every envelope this node has not yet carried to ``other`` to ``other``'s inbound
@@ -100,8 +102,10 @@ class InProcessNode:
             if p.org != other.org or (p.message_id, p.org) in self.carried:
                 continue
             self.carried.add((p.message_id, p.org))
-            decisions.append(await other.service.on_delivery(self.delivery(p.envelope, other)))
-            await self.store.set_status(p.message_id, p.org, "sent", None, datetime.now(UTC))
+            decisions.append(
+                await other.service.inbound.on_delivery(self.delivery(p.envelope, other))
+            )
+            await self.store.commit(SetStatus(p.message_id, p.org, "sent", None, datetime.now(UTC)))
         return decisions
 
     def delivery(self, body: bytes, recipient: InProcessNode, message_id: str = "m") -> Delivery:
@@ -180,21 +184,12 @@ async def open_node(fed: FederationFiles, key: str, folder: Path, **settings: An
     telemetry = setup_telemetry(
         org=config.node.org, node_id=config.node.node_id, env={}, metric_readers=[reader]
     )
-    store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
-    audit = await AuditLog.open(
-        store,
-        origin=directory.audit_origin(config.node.org),
-        key=node_keys.audit,
-        rand=os.urandom,
-        retention_s=config.retention.audit_personal_days * 86400,
-    )
-    service = NodeService(
-        config=config,
-        store=store,
-        audit=audit,
+    service = await open_service(
+        config,
         directory=directory,
         catalogue=catalogue,
         keys=node_keys,
         telemetry=telemetry,
+        broker=BrokerSlot(),  # never connected: envelopes are carried by hand
     )
-    return InProcessNode(key, config, service, store, telemetry, reader)
+    return InProcessNode(key, config, service, service.store, telemetry, reader)

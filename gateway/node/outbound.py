@@ -1,0 +1,348 @@
+"""Outbound: the API's ``send`` and the outbox publisher (docs/architecture.md §9.6).
+
+``send`` validates the adapter's request against the contract, asks the policy, seals, and
+stores the envelope in the outbox (with its audit records) before answering. The outbox loop
+publishes with confirms through the broker port and retries until the broker confirmed or the
+message expired. Fresh entries are handed to the publisher at once (:meth:`Outbound.hand_over`);
+a periodic scan of the store catches whatever that misses (a restart, a failed publish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from opentelemetry import trace
+
+from gateway.broker.transport import MessageExpiredError
+from gateway.core.audit import Actor, Record
+from gateway.core.broker_topology import routing_key
+from gateway.core.directory import TrustedDirectory
+from gateway.core.envelope import peek_header, seal
+from gateway.core.policy import Denied, MessageFacts, evaluate
+from gateway.errors import LocalError, TransientError
+from gateway.node.assemble import assemble, parse_request
+from gateway.node.context import NodeContext
+from gateway.node.problems import ApiError
+from gateway.node.records import access_record, b64, claims_fields, policy_record
+from gateway.node.store import (
+    AppendAudit,
+    Command,
+    InsertOutbox,
+    MessageRow,
+    OutboxEntry,
+    PendingPublish,
+    RememberIdempotency,
+    SetStatus,
+)
+from schemas.api import MessageStatus, RecipientStatus
+
+__all__ = ["PUBLISH_BATCH", "Outbound"]
+
+log = logging.getLogger("gateway.node")
+
+#: Outbox entries fetched per publishing round.
+PUBLISH_BATCH = 512
+
+
+class Outbound:
+    """Sending: accept an adapter's message, keep it in the outbox, publish it."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        #: Envelopes just made durable, handed straight to the publisher (no re-reading).
+        self._ready: list[PendingPublish] = []
+        self._in_flight: set[tuple[str, str]] = set()
+
+    async def send(
+        self,
+        body: bytes,
+        *,
+        client: str,
+        idempotency_key: str | None = None,
+        actor: Actor | None = None,
+    ) -> tuple[str, bool]:
+        """Accept an adapter's message: validate, police, seal, store. Returns (message id,
+        created) — ``created`` is False when an ``Idempotency-Key`` repeats an earlier request.
+        Raises :class:`ApiError` for every refusal."""
+        ctx = self.ctx
+        started = ctx.now()
+        request = parse_request(body, ctx.catalogue)
+        request_hash = hashlib.sha256(body).digest()
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
+                raise ApiError(
+                    "invalid-request", "Idempotency-Key must be 1-200 printable characters"
+                )
+            earlier = await ctx.store.find_idempotent(client, idempotency_key)
+            if earlier is not None:
+                if earlier[0] != request_hash:
+                    raise ApiError(
+                        "idempotency-conflict",
+                        "this Idempotency-Key was used for a different request",
+                    )
+                return earlier[1], False
+        directory = self._directory_ok(started)
+        parent = _parent_context(request.traceparent)
+        with ctx.telemetry.tracer.start_as_current_span(
+            "zvg.send", context=parent, kind=trace.SpanKind.PRODUCER
+        ) as span:
+            claims = assemble(ctx, request, started, span)
+            span.set_attributes(
+                {
+                    "zvg.message_id": claims.message_id,
+                    "zvg.message_type": claims.message_type,
+                    "zvg.purpose": claims.purpose,
+                }
+            )
+            decision = evaluate(directory.payload, MessageFacts.of(claims))
+            fields = claims_fields(claims, span)
+            decision_record = policy_record(ctx, decision, fields)
+            if isinstance(decision, Denied):
+                records = [
+                    decision_record,
+                    ctx.record("message.refuse", "denied", reason="policy_denied", **fields),
+                ]
+                await ctx.store.commit(self._audit(records, actor, fields))
+                self._count(claims.message_type, claims.purpose, "policy_denied")
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "policy_denied"))
+                raise ApiError(
+                    "policy-denied",
+                    decision.explain(directory.names()),
+                    reason="policy_denied",
+                    decision=_decision_doc(decision),
+                )
+            recipients = []
+            for org in claims.recipient_orgs():
+                try:
+                    recipients.append(directory.encryption_key(org, started))
+                except LocalError as exc:
+                    raise ApiError("recipient-unavailable", str(exc), reason="internal") from None
+            envelope = seal(
+                claims,
+                signing_key=ctx.keys.signing,
+                recipients=recipients,
+                rand=ctx.rand,
+                limits=ctx.envelope_limits,
+            )
+            digest = peek_header(envelope, limits=ctx.envelope_limits).digest
+            roles: dict[str, list[str]] = {}
+            for r in claims.recipients:
+                roles.setdefault(r.org, []).append(r.role)
+            entry = OutboxEntry(
+                message_id=claims.message_id,
+                message_type=claims.message_type,
+                purpose=claims.purpose,
+                case_ref=claims.case_ref,
+                in_reply_to=claims.in_reply_to,
+                created_at=claims.created_at,
+                expires_at=claims.expires_at,
+                digest=digest,
+                envelope=envelope,
+                recipients=tuple((org, tuple(rs)) for org, rs in roles.items()),
+            )
+            fields["digest"] = b64(digest)
+            fields["key_id"] = ctx.keys.signing.kid
+            records = [decision_record, ctx.record("message.send", start_time=started, **fields)]
+            commands: list[Command] = [
+                InsertOutbox(entry, started),
+                self._audit(records, actor, fields),
+            ]
+            if idempotency_key is not None:
+                commands.append(
+                    RememberIdempotency(
+                        client, idempotency_key, request_hash, claims.message_id, started
+                    )
+                )
+            if not (await ctx.store.commit(*commands)).applied:
+                raise ApiError(
+                    "idempotency-conflict", "a concurrent request used this Idempotency-Key"
+                )
+        self.hand_over(entry)
+        self._count(claims.message_type, claims.purpose, "queued")
+        ctx.telemetry.latency.record(
+            (ctx.now() - started).total_seconds() * 1000, {"stage": "send"}
+        )
+        return claims.message_id, True
+
+    def _count(self, message_type: str, purpose: str, outcome: str) -> None:
+        self.ctx.telemetry.messages.add(
+            1, {"direction": "out", "type": message_type, "purpose": purpose, "outcome": outcome}
+        )
+
+    def _directory_ok(self, now: datetime) -> TrustedDirectory:
+        ctx = self.ctx
+        state, _left = ctx.directory.status(
+            now, timedelta(days=ctx.config.directory.expiry_warning_days)
+        )
+        if state == "expired":
+            raise ApiError(
+                "unavailable",
+                f"the federation directory (v{ctx.directory.version}) has expired; "
+                "the node sends nothing until ops load a new version",
+                reason="internal",
+                retry_after=300,
+            )
+        return ctx.directory
+
+    def _audit(
+        self, records: Sequence[Record], actor: Actor | None, fields: dict[str, Any]
+    ) -> AppendAudit:
+        if actor is not None:
+            records = [*records, access_record(self.ctx, actor, fields)]
+        return self.ctx.audit.append(records, self.ctx.now())
+
+    def hand_over(self, entry: OutboxEntry) -> None:
+        """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
+        self._ready += [
+            PendingPublish(
+                entry.message_id,
+                org,
+                entry.envelope,
+                entry.expires_at,
+                entry.message_type,
+                entry.purpose,
+                entry.case_ref,
+            )
+            for org, _roles in entry.recipients
+        ]
+        self.ctx.outbox_wake.set()
+
+    def wake(self) -> None:
+        """Look at the outbox now (the broker just connected)."""
+        self.ctx.outbox_wake.set()
+
+    async def run(self) -> None:
+        """Publish every queued envelope until confirmed (or expired); runs until stopped.
+
+        Fresh entries come straight from :meth:`hand_over`; every ``outbox_retry_seconds`` (and
+        at start) a scan of the store picks up anything older that is still unconfirmed."""
+        ctx = self.ctx
+        retry = ctx.config.limits.outbox_retry_seconds
+        loop = asyncio.get_running_loop()
+        next_scan = 0.0
+        while not ctx.stopping.is_set():
+            ctx.outbox_wake.clear()
+            if ctx.broker.connected:
+                pending, self._ready = self._ready, []
+                if loop.time() >= next_scan:
+                    older = None if next_scan == 0.0 else ctx.now() - timedelta(seconds=retry)
+                    with contextlib.suppress(TransientError):
+                        pending += await ctx.store.pending_publishes(PUBLISH_BATCH, older)
+                    next_scan = loop.time() + retry
+                for p in pending:
+                    key = (p.message_id, p.org)
+                    if key not in self._in_flight:
+                        self._in_flight.add(key)
+                        ctx.spawn(self._publish(p, key), f"publish {p.message_id}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.outbox_wake.wait(), timeout=retry)
+
+    async def _publish(self, p: PendingPublish, key: tuple[str, str]) -> None:
+        ctx = self.ctx
+        retry_after = 0.0
+        try:
+            await ctx.broker.publish(
+                routing_key(p.org, ctx.org),
+                p.envelope,
+                message_id=p.message_id,
+                expiration=p.expires_at,
+            )
+        except MessageExpiredError:
+            await self._mark_expired(p.message_id, p.org)
+        except (TransientError, LocalError) as exc:
+            retry_after = ctx.config.limits.outbox_retry_seconds
+            log.warning(
+                "publish of %s to %s failed (%s); retrying in %.0f s",
+                p.message_id,
+                p.org,
+                exc.__class__.__name__,
+                retry_after,
+            )
+        else:
+            now = ctx.now()
+            record = ctx.record(
+                "message.publish",
+                message_id=p.message_id,
+                peer=p.org,
+                purpose=p.purpose,
+                message_type=p.message_type,
+                case_ref=p.case_ref,
+            )
+            await ctx.store.commit(
+                SetStatus(p.message_id, p.org, "sent", None, now), ctx.audit.append([record], now)
+            )
+        finally:
+            if retry_after:
+                await asyncio.sleep(retry_after)
+            self._in_flight.discard(key)
+            if retry_after:
+                ctx.outbox_wake.set()
+
+    async def _mark_expired(self, message_id: str, org: str) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        record = ctx.record("message.expire", "error", message_id=message_id, peer=org)
+        await ctx.store.commit(
+            SetStatus(message_id, org, "expired", None, now), ctx.audit.append([record], now)
+        )
+
+    async def status(self, message_id: str) -> MessageStatus:
+        """The delivery status per recipient of a message this node sent."""
+        row = await self.ctx.store.message(message_id)
+        if row is None or row.message_type == "receipt":
+            raise ApiError(
+                "not-found",
+                f"no message {message_id} was sent by this node",
+                reason="invalid_claims",
+            )
+        return _status_doc(row)
+
+
+def _parent_context(traceparent: str | None) -> Any:
+    if traceparent is None:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+
+
+def _decision_doc(d: Denied) -> dict[str, Any]:
+    return {
+        "reason": d.reason,
+        "purpose": d.purpose,
+        "message_type": d.message_type,
+        "recipient": {"org": d.recipient[0], "role": d.recipient[1]} if d.recipient else None,
+        "category": d.category,
+        "flag": d.flag,
+        "rule": d.rule_id,
+        "rule_allows": list(d.rule_allows),
+        "directory_version": d.directory_version,
+    }
+
+
+def _status_doc(row: MessageRow) -> MessageStatus:
+    return MessageStatus(
+        message_id=row.message_id,
+        message_type=row.message_type,  # type: ignore[arg-type]
+        purpose=row.purpose,
+        case_ref=row.case_ref,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        recipients=tuple(
+            RecipientStatus(
+                org=r.org,
+                role=role,
+                status=r.status,  # type: ignore[arg-type]
+                reason=r.reason,  # type: ignore[arg-type]
+                updated_at=r.updated_at,
+            )
+            for r in row.recipients
+            for role in r.roles
+        ),
+    )

@@ -1,0 +1,180 @@
+"""Sealing receipts for messages we received (docs/architecture.md §5.4, §9.6).
+
+Receipts are queued in the store in the same transaction as the state they describe
+(``delivered`` on arrival, ``accepted``/``rejected`` when the adapter settles). This loop seals
+them in batches: one checkpoint of our audit log covers the batch, each receipt carries the
+inclusion proof of our audit record about it, and the sealed receipts go into the outbox (and
+to the publisher) in one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.core.audit import Record
+from gateway.core.envelope import peek_header, seal
+from gateway.errors import LocalError, TransientError
+from gateway.node.assemble import wire_time
+from gateway.node.context import NodeContext
+from gateway.node.outbound import Outbound
+from gateway.node.store import DropPendingReceipt, OutboxEntry, PendingReceipt, ReceiptSealed
+from schemas import ids
+from schemas.claims import SPEC_VERSION, ClaimsBase, parse_claims
+
+__all__ = ["RECEIPT_ACTIVITY", "RECEIPT_BATCH", "ReceiptSealer"]
+
+log = logging.getLogger("gateway.node")
+
+#: Receipts sealed per batch (one checkpoint covers the whole batch).
+RECEIPT_BATCH = 128
+#: Fallback processing activity for receipts when the config names none for the purpose.
+RECEIPT_ACTIVITY = "urn:zvg:receipt"
+
+
+class ReceiptSealer:
+    """The receipt loop (module docstring)."""
+
+    def __init__(self, ctx: NodeContext, outbound: Outbound) -> None:
+        self.ctx = ctx
+        self._outbound = outbound
+
+    async def run(self) -> None:
+        """Seal pending receipts in batches (one checkpoint per batch) until stopped."""
+        while not self.ctx.stopping.is_set():
+            self.ctx.receipt_wake.clear()
+            try:
+                pending = await self.ctx.store.take_pending_receipts(RECEIPT_BATCH)
+            except TransientError:
+                pending = []
+            if pending:
+                try:
+                    await self.seal(pending)
+                except (TransientError, LocalError) as exc:
+                    log.warning("sealing receipts failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                except Exception:
+                    log.exception("sealing receipts failed unexpectedly; retrying")
+                    await asyncio.sleep(5.0)
+                    continue
+                self.ctx.outbox_wake.set()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.receipt_wake.wait(), timeout=5.0)
+
+    async def seal(self, pending: Sequence[PendingReceipt]) -> None:
+        """Seal a batch of receipts: one checkpoint, one read of the proved records, one commit."""
+        checkpoint = await self.ctx.audit.checkpoint(
+            min_size=max(p.record_idx for p in pending) + 1
+        )
+        if checkpoint is None:
+            raise TransientError("no checkpoint yet")
+        views = self.ctx.audit.views([p.record_idx for p in pending])
+        now = self.ctx.now()
+        sealed: list[tuple[PendingReceipt, OutboxEntry]] = []
+        records: list[Record] = []
+        for p in pending:
+            try:
+                key = self.ctx.directory.encryption_key(p.sender, now)
+            except LocalError:
+                log.warning(
+                    "no encryption key for %s: receipt for %s dropped", p.sender, p.message_id
+                )
+                await self.ctx.store.commit(DropPendingReceipt(p.id))
+                continue
+            proof = self.ctx.audit.tlog_proof(p.record_idx, views[p.record_idx], checkpoint)
+            claims = self._receipt_claims(p, now, proof.decode("utf-8"))
+            envelope = seal(
+                claims,
+                signing_key=self.ctx.keys.signing,
+                recipients=[key],
+                rand=self.ctx.rand,
+                limits=self.ctx.envelope_limits,
+            )
+            sealed.append(
+                (
+                    p,
+                    OutboxEntry(
+                        message_id=claims.message_id,
+                        message_type="receipt",
+                        purpose=claims.purpose,
+                        case_ref=claims.case_ref,
+                        in_reply_to=p.message_id,
+                        created_at=claims.created_at,
+                        expires_at=claims.expires_at,
+                        digest=peek_header(envelope, limits=self.ctx.envelope_limits).digest,
+                        envelope=envelope,
+                        recipients=((p.sender, (claims.recipients[0].role,)),),
+                    ),
+                )
+            )
+            records.append(
+                self.ctx.record(
+                    "receipt.send",
+                    message_id=p.message_id,
+                    peer=p.sender,
+                    purpose=claims.purpose,
+                    legal_basis=claims.legal_basis,
+                    case_ref=claims.case_ref,
+                    reason=p.reason,
+                    detail={"status": p.status, "receipt_id": claims.message_id},
+                    trace_id=claims.trace.split("-")[1],
+                    span_id=claims.trace.split("-")[2],
+                )
+            )
+        if sealed:
+            await self.ctx.store.commit(
+                *(ReceiptSealed(p, entry, now) for p, entry in sealed),
+                self.ctx.audit.append(records, now),
+            )
+            for _p, entry in sealed:
+                self._outbound.hand_over(entry)
+
+    def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> ClaimsBase:
+        info = p.info
+        created = now.replace(microsecond=0)
+        defaults = self.ctx.config.purposes.get(info["purpose"])
+        checkpoint = self.ctx.audit.latest
+        doc: dict[str, Any] = {
+            "spec": SPEC_VERSION,
+            "message_id": ids.uuid7(int(now.timestamp() * 1000), self.ctx.rand(10)),
+            "message_type": "receipt",
+            "created_at": wire_time(created),
+            "expires_at": wire_time(
+                created + timedelta(seconds=self.ctx.config.limits.default_ttl_seconds)
+            ),
+            "sender": {
+                "org": self.ctx.org,
+                "node": self.ctx.config.node.node_id,
+                "role": info["our_role"],
+            },
+            "recipients": [{"org": p.sender, "role": info["sender_role"]}],
+            "case_ref": info["case_ref"],
+            "in_reply_to": p.message_id,
+            "correlation_id": info["correlation_id"],
+            "purpose": info["purpose"],
+            "legal_basis": info["legal_basis"],
+            "processing_activity": defaults.processing_activity if defaults else RECEIPT_ACTIVITY,
+            "data_categories": [],
+            "flags": {},
+            "subjects": [],
+            "trace": f"00-{info['trace_id']}-{self.ctx.rand(8).hex()}-01",
+            "body": {
+                "status": p.status,
+                "message_id": p.message_id,
+                "inner_jws_sha256": info["digest"],
+                "at": wire_time(created),
+                "proof": proof,
+            },
+        }
+        if p.reason is not None:
+            doc["body"]["reason"] = p.reason
+        if checkpoint is not None:
+            doc["body"]["checkpoint"] = checkpoint.note.decode("utf-8")
+        return parse_claims(json.dumps(doc).encode("utf-8"), catalogue=self.ctx.catalogue)

@@ -1,0 +1,356 @@
+"""The SQL of the node's own commands and maintenance (the audit log's is in ``gateway.audit``).
+
+Each ``apply_*`` applies one command of :mod:`gateway.node.store.commands` inside the commit's
+transaction and returns False when a condition does not hold (the commit then writes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+from gateway.node.store.commands import (
+    DropPendingReceipt,
+    InsertInbox,
+    InsertOutbox,
+    KeepDirectory,
+    KeepReceipt,
+    MarkReady,
+    QueueReceipt,
+    ReceiptSealed,
+    RememberIdempotency,
+    SetStatus,
+    SettleInbox,
+)
+from gateway.node.store.engine import CommitState, GroupCommit
+from gateway.node.store.rows import STATUS_RANK, OutboxEntry, may_move
+
+__all__ = ["IDEMPOTENCY_KEEP_S", "SCHEMA", "expire_outbox", "purge", "register", "stored_directory"]
+
+#: Seconds an Idempotency-Key is remembered: far longer than any adapter retries a send
+#: (the client SDK gives up after minutes), short enough that the table does not grow for ever.
+IDEMPOTENCY_KEEP_S = 7 * 86400
+
+#: ``meta`` key of the copy of the directory version the node trusts (gateway.node.trust).
+_TRUSTED_DIRECTORY = "trusted_directory"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id    TEXT PRIMARY KEY,
+    message_type  TEXT NOT NULL,
+    purpose       TEXT NOT NULL,
+    case_ref      TEXT NOT NULL,
+    in_reply_to   TEXT,
+    created_at    REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    digest        BLOB NOT NULL,
+    envelope      BLOB,             -- the sealed JWE (ciphertext); purged after retention
+    final_at      REAL,             -- when every recipient reached a final status
+    purge_after   REAL
+);
+CREATE TABLE IF NOT EXISTS outbox_recipients (
+    message_id  TEXT NOT NULL REFERENCES outbox(message_id),
+    org         TEXT NOT NULL,
+    roles       TEXT NOT NULL,      -- JSON list of the roles addressed at this org
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    updated_at  REAL NOT NULL,
+    published   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (message_id, org)
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox_recipients (published, message_id)
+    WHERE published = 0;
+CREATE TABLE IF NOT EXISTS idempotency (
+    client      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    request     BLOB NOT NULL,      -- SHA-256 of the request body
+    message_id  TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (client, key)
+);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender        TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    digest        BLOB NOT NULL,
+    message_type  TEXT NOT NULL,
+    roles         TEXT NOT NULL,    -- JSON list of our roles the message is addressed to
+    received_at   REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    status        TEXT NOT NULL,    -- delivered | accepted | rejected | refused
+    reason        TEXT,
+    claims        BLOB,             -- verified claims JSON (with body); purged after retention
+    inner_jws     BLOB,             -- the sender's signed bytes (non-repudiation); purged too
+    handed_out    INTEGER NOT NULL DEFAULT 0,
+    settled_at    REAL,
+    purge_after   REAL,
+    forget_after  REAL NOT NULL,    -- after this the (sender, message_id) row may go entirely
+    UNIQUE (sender, message_id)
+);
+CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox (status, seq) WHERE status = 'delivered';
+CREATE TABLE IF NOT EXISTS receipts_in (
+    message_id  TEXT NOT NULL,
+    org         TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    inner_jws   BLOB NOT NULL,      -- the recipient's signed receipt (evidence)
+    PRIMARY KEY (message_id, org, status)
+);
+CREATE TABLE IF NOT EXISTS receipts_pending (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender      TEXT NOT NULL,      -- who sent the message the receipt answers
+    message_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,      -- delivered | accepted | rejected
+    reason      TEXT,
+    record_idx  INTEGER NOT NULL,   -- our audit record of the receipt (proved in the receipt)
+    info        TEXT NOT NULL,      -- JSON: what the receipt repeats of the original's claims
+    created_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts_out (
+    sender      TEXT NOT NULL,      -- who sent the message the receipt answers
+    message_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    receipt_id  TEXT NOT NULL,      -- the receipt's own message id (an outbox entry)
+    PRIMARY KEY (sender, message_id, status)
+);
+"""
+
+
+def ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def register(store: GroupCommit) -> None:
+    """Teach ``store`` the node's commands."""
+    store.on_command(InsertOutbox, _insert_outbox)
+    store.on_command(RememberIdempotency, _remember_idempotency)
+    store.on_command(SetStatus, _set_status)
+    store.on_command(KeepReceipt, _keep_receipt)
+    store.on_command(InsertInbox, _insert_inbox)
+    store.on_command(SettleInbox, _settle_inbox)
+    store.on_command(QueueReceipt, _queue_receipt)
+    store.on_command(ReceiptSealed, _receipt_sealed)
+    store.on_command(DropPendingReceipt, _drop_pending_receipt)
+    store.on_command(KeepDirectory, _keep_directory)
+    store.on_command(MarkReady, _mark_ready)
+
+
+def _insert_outbox(db: sqlite3.Connection, c: InsertOutbox, _state: CommitState) -> bool:
+    _outbox_row(db, c.entry, c.now)
+    return True
+
+
+def _outbox_row(db: sqlite3.Connection, entry: OutboxEntry, now: datetime) -> None:
+    db.execute(
+        "INSERT INTO outbox (message_id, message_type, purpose, case_ref, in_reply_to,"
+        " created_at, expires_at, digest, envelope) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            entry.message_id,
+            entry.message_type,
+            entry.purpose,
+            entry.case_ref,
+            entry.in_reply_to,
+            ts(entry.created_at),
+            ts(entry.expires_at),
+            entry.digest,
+            entry.envelope,
+        ),
+    )
+    db.executemany(
+        "INSERT INTO outbox_recipients (message_id, org, roles, status, updated_at)"
+        " VALUES (?,?,?,'queued',?)",
+        [
+            (entry.message_id, org, json.dumps(list(roles)), ts(now))
+            for org, roles in entry.recipients
+        ],
+    )
+
+
+def _remember_idempotency(
+    db: sqlite3.Connection, c: RememberIdempotency, _state: CommitState
+) -> bool:
+    return (
+        db.execute(
+            "INSERT OR IGNORE INTO idempotency (client, key, request, message_id, created_at)"
+            " VALUES (?,?,?,?,?)",
+            (c.client, c.key, c.request, c.message_id, ts(c.now)),
+        ).rowcount
+        == 1
+    )
+
+
+def _set_status(db: sqlite3.Connection, c: SetStatus, _state: CommitState) -> bool:
+    return move_status(db, c.message_id, c.org, c.status, c.reason, c.now)
+
+
+def move_status(
+    db: sqlite3.Connection,
+    message_id: str,
+    org: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+) -> bool:
+    """Move a recipient's status forward (never back); False when it may not move."""
+    rank = STATUS_RANK[status]
+    row = db.execute(
+        "SELECT status FROM outbox_recipients WHERE message_id=? AND org=?", (message_id, org)
+    ).fetchone()
+    if row is None or not may_move(str(row[0]), status):
+        return False
+    db.execute(
+        "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?,"
+        " published = CASE WHEN ? >= 1 THEN 1 ELSE published END WHERE message_id=? AND org=?",
+        (status, reason, ts(now), rank, message_id, org),
+    )
+    if rank == 3:
+        still_open = db.execute(
+            "SELECT count(*) FROM outbox_recipients WHERE message_id=? AND status NOT IN"
+            " ('accepted','rejected','expired')",
+            (message_id,),
+        ).fetchone()[0]
+        if still_open == 0:
+            db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (ts(now), message_id))
+    return True
+
+
+def _keep_receipt(db: sqlite3.Connection, c: KeepReceipt, _state: CommitState) -> bool:
+    db.execute(
+        "INSERT OR IGNORE INTO receipts_in (message_id, org, status, received_at, inner_jws)"
+        " VALUES (?,?,?,?,?)",
+        (c.message_id, c.org, c.status, ts(c.now), c.inner_jws),
+    )
+    return True
+
+
+def _insert_inbox(db: sqlite3.Connection, c: InsertInbox, _state: CommitState) -> bool:
+    entry = c.entry
+    return (
+        db.execute(
+            "INSERT OR IGNORE INTO inbox (sender, message_id, digest, message_type, roles,"
+            " received_at, expires_at, status, reason, claims, inner_jws, forget_after)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                entry.sender,
+                entry.message_id,
+                entry.digest,
+                entry.message_type,
+                json.dumps(list(entry.roles)),
+                ts(entry.received_at),
+                ts(entry.expires_at),
+                entry.status,
+                entry.reason,
+                entry.claims,
+                entry.inner_jws,
+                ts(entry.forget_after),
+            ),
+        ).rowcount
+        == 1
+    )
+
+
+def _settle_inbox(db: sqlite3.Connection, c: SettleInbox, _state: CommitState) -> bool:
+    return (
+        db.execute(
+            "UPDATE inbox SET status=?, reason=?, settled_at=?, purge_after=?"
+            " WHERE sender=? AND message_id=? AND status='delivered'",
+            (c.status, c.reason, ts(c.now), ts(c.purge_after), c.sender, c.message_id),
+        ).rowcount
+        == 1
+    )
+
+
+def _queue_receipt(db: sqlite3.Connection, c: QueueReceipt, state: CommitState) -> bool:
+    db.execute(
+        "INSERT INTO receipts_pending (sender, message_id, status, reason, record_idx, info,"
+        " created_at) VALUES (?,?,?,?,?,?,?)",
+        (
+            c.sender,
+            c.message_id,
+            c.status,
+            c.reason,
+            state.index_of(c.proves),
+            json.dumps(c.info),
+            ts(c.now),
+        ),
+    )
+    return True
+
+
+def _receipt_sealed(db: sqlite3.Connection, c: ReceiptSealed, _state: CommitState) -> bool:
+    _outbox_row(db, c.entry, c.now)
+    db.execute(
+        "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
+        " VALUES (?,?,?,?)",
+        (c.pending.sender, c.pending.message_id, c.pending.status, c.entry.message_id),
+    )
+    db.execute("DELETE FROM receipts_pending WHERE id=?", (c.pending.id,))
+    return True
+
+
+def _drop_pending_receipt(
+    db: sqlite3.Connection, c: DropPendingReceipt, _state: CommitState
+) -> bool:
+    db.execute("DELETE FROM receipts_pending WHERE id=?", (c.pending_id,))
+    return True
+
+
+def _keep_directory(db: sqlite3.Connection, c: KeepDirectory, _state: CommitState) -> bool:
+    db.execute(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)", (_TRUSTED_DIRECTORY, c.raw.decode("utf-8"))
+    )
+    return True
+
+
+def _mark_ready(db: sqlite3.Connection, c: MarkReady, _state: CommitState) -> bool:
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('ready', ?)", (c.now.isoformat(),))
+    return True
+
+
+def stored_directory(db: sqlite3.Connection) -> bytes | None:
+    """The store's copy of the directory version the node trusts, if it holds one."""
+    row = db.execute("SELECT value FROM meta WHERE key=?", (_TRUSTED_DIRECTORY,)).fetchone()
+    return None if row is None else str(row[0]).encode("utf-8")
+
+
+def expire_outbox(db: sqlite3.Connection, now: datetime) -> list[tuple[str, str]]:
+    """Mark every recipient still queued or sent after the message expired; return them."""
+    rows = db.execute(
+        "SELECT r.message_id, r.org FROM outbox_recipients r JOIN outbox o"
+        " USING (message_id) WHERE o.expires_at <= ? AND r.status IN ('queued','sent')"
+        " AND o.message_type != 'receipt'",
+        (ts(now),),
+    ).fetchall()
+    for message_id, org in rows:
+        move_status(db, message_id, org, "expired", None, now)
+    return [(str(m), str(o)) for m, o in rows]
+
+
+def purge(db: sqlite3.Connection, now: datetime, outbox_after_s: float) -> tuple[int, int, int]:
+    """Delete payloads past retention; keep the metadata status and audit need.
+
+    Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
+    t = ts(now)
+    inbox = db.execute(
+        "UPDATE inbox SET claims=NULL, inner_jws=NULL WHERE purge_after <= ?"
+        " AND claims IS NOT NULL",
+        (t,),
+    ).rowcount
+    outbox = db.execute(
+        "UPDATE outbox SET envelope=NULL WHERE envelope IS NOT NULL AND"
+        " ((final_at IS NOT NULL AND final_at + ? <= ?) OR expires_at + ? <= ?)",
+        (outbox_after_s, t, outbox_after_s, t),
+    ).rowcount
+    forgotten = db.execute(
+        "DELETE FROM inbox WHERE forget_after <= ? AND claims IS NULL AND status != 'delivered'",
+        (t,),
+    ).rowcount
+    # An Idempotency-Key only has to outlive an adapter's retries.
+    db.execute("DELETE FROM idempotency WHERE created_at + ? <= ?", (IDEMPOTENCY_KEEP_S, t))
+    return inbox, outbox, forgotten
