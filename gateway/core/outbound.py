@@ -24,22 +24,27 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
+from gateway.core.policy import Allowed, MessageFacts, PolicyDecision, evaluate
 from gateway.errors import LocalError, RemoteError
 from schemas._base import Wire
 from schemas.api import FieldError, SendRequest, field_errors
 from schemas.catalogue import Catalogue
 from schemas.claims import SPEC_VERSION, ClaimsBase, LogAnchor, MessageClaims, Sender
+from schemas.directory import DirectoryPayload
 
 __all__ = [
     "Anchor",
     "ContractError",
+    "Outbound",
     "PurposeDefaults",
     "assemble_claims",
+    "decide_outbound",
     "log_anchor",
     "validate_claims",
     "wire_time",
@@ -71,6 +76,20 @@ class ContractError(RemoteError):
     def __init__(self, detail: str, errors: Sequence[FieldError]) -> None:
         super().__init__("invalid_claims", detail)
         self.errors: tuple[FieldError, ...] = tuple(errors)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """Claims the node may seal, with the policy's decision about them: built only together
+    (:func:`decide_outbound`, :func:`gateway.core.receipts.receipt_claims`), so no path seals
+    claims the policy never saw. Seal only when :attr:`allowed`."""
+
+    claims: ClaimsBase
+    decision: PolicyDecision
+
+    @property
+    def allowed(self) -> bool:
+        return isinstance(self.decision, Allowed)
 
 
 _CLAIMS: TypeAdapter[ClaimsBase] = TypeAdapter(MessageClaims)
@@ -169,6 +188,41 @@ def assemble_claims(
     if log_anchor is not None:
         values["log_anchor"] = log_anchor
     return validate_claims(values, catalogue=catalogue)
+
+
+def decide_outbound(
+    request: SendRequest,
+    *,
+    directory: DirectoryPayload,
+    org: str,
+    node_id: str,
+    roles: Sequence[str],
+    purpose_defaults: Mapping[str, PurposeDefaults],
+    default_ttl_seconds: int,
+    now: datetime,
+    message_id: str,
+    trace: str,
+    log_anchor: LogAnchor | None,
+    catalogue: Catalogue,
+) -> Outbound:
+    """The claims :func:`assemble_claims` makes of ``request`` (same arguments) and the
+    policy's decision about them under ``directory`` (``gateway.core.policy.evaluate``). Raises
+    as :func:`assemble_claims`; a denial is a value (``Outbound.decision`` is ``Denied``): the
+    node audits it before it refuses."""
+    claims = assemble_claims(
+        request,
+        org=org,
+        node_id=node_id,
+        roles=roles,
+        purpose_defaults=purpose_defaults,
+        default_ttl_seconds=default_ttl_seconds,
+        now=now,
+        message_id=message_id,
+        trace=trace,
+        log_anchor=log_anchor,
+        catalogue=catalogue,
+    )
+    return Outbound(claims, evaluate(directory, MessageFacts.of(claims)))
 
 
 def validate_claims(values: Mapping[str, Any], *, catalogue: Catalogue) -> ClaimsBase:
