@@ -16,7 +16,8 @@ Rules enforced by :func:`verify_receipt`, in order:
    Otherwise it is a signed statement about other content: not an error but a contradiction,
    returned as :class:`ContentContradiction` so the node keeps it as evidence
    (docs/decisions/0043-contradicting-receipts-are-evidence.md).
-4. It carries a C2SP tlog-proof with a record (``invalid_claims``) that verifies under the
+4. Its C2SP tlog-proof (required by the contract: docs/decisions/0005) carries a record
+   (``invalid_claims``) and verifies under the
    signer's audit-log keys valid now, for its log's origin (``bad_signature``), and the proved
    record is the signer's record of this message and this content (``invalid_claims``).
 """
@@ -271,8 +272,6 @@ def verify_receipt(
         return ContentContradiction(
             message=verified, body=body, sent_digest=sent.digest, witness=_WITNESS
         )
-    if body.proof is None:
-        raise RemoteError("invalid_claims", "the receipt carries no inclusion proof")
     try:
         parsed = note.parse_tlog_proof(body.proof.encode("utf-8"))
     except (RemoteError, ValueError) as exc:
