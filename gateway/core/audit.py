@@ -259,60 +259,50 @@ def message_record(
     start_time: datetime | None = None,
     reason: str | None = None,
     detail: Mapping[str, int | str] | None = None,
+    policy: tuple[int, str | None, Literal["allow", "deny"]] | None = None,
 ) -> Record:
     """A record about one message: ``fields`` plus what happened (``name``, ``status``,
-    ``reason``, ``detail``), from ``start_time`` (default ``at``) to ``at``."""
-    return _checked(_message(name, fields, at, status, start_time, reason, detail))
-
-
-def _message(
-    name: str,
-    fields: MessageFields,
-    at: datetime,
-    status: RecordStatus = "ok",
-    start_time: datetime | None = None,
-    reason: str | None = None,
-    detail: Mapping[str, int | str] | None = None,
-) -> Record:
-    return Record(
-        name=name,
-        status=status,
-        start_time=start_time or at,
-        end_time=at,
-        trace_id=fields.trace_id,
-        span_id=fields.span_id,
-        foreign_operation=fields.foreign_operation,
-        processing_activity_id=fields.processing_activity_id,
-        message_id=fields.message_id,
-        message_type=fields.message_type,
-        purpose=fields.purpose,
-        legal_basis=fields.legal_basis,
-        sender=fields.sender,
-        recipients=fields.recipients,
-        data_categories=fields.data_categories,
-        flags=fields.flags,
-        reason=reason,
-        digest=fields.digest,
-        key_id=fields.key_id,
-        detail=detail if detail is not None else {},
-        case_ref=fields.case_ref,
-        data_subjects=fields.data_subjects,
+    ``reason``, ``detail``; ``policy`` is (directory version, rule, decision) for a policy
+    decision), from ``start_time`` (default ``at``) to ``at``."""
+    version, rule, decision = policy if policy is not None else (None, None, None)
+    return _checked(
+        Record(
+            name=name,
+            status=status,
+            start_time=start_time or at,
+            end_time=at,
+            trace_id=fields.trace_id,
+            span_id=fields.span_id,
+            foreign_operation=fields.foreign_operation,
+            processing_activity_id=fields.processing_activity_id,
+            message_id=fields.message_id,
+            message_type=fields.message_type,
+            purpose=fields.purpose,
+            legal_basis=fields.legal_basis,
+            sender=fields.sender,
+            recipients=fields.recipients,
+            data_categories=fields.data_categories,
+            flags=fields.flags,
+            policy_version=version,
+            policy_rule=rule,
+            policy_decision=decision,
+            reason=reason,
+            digest=fields.digest,
+            key_id=fields.key_id,
+            detail=detail if detail is not None else {},
+            case_ref=fields.case_ref,
+            data_subjects=fields.data_subjects,
+        )
     )
 
 
 def policy_record(decision: PolicyDecision, fields: MessageFields, *, at: datetime) -> Record:
     """The ``policy.decision`` record of a decision about one message: the directory version,
     the rule(s), allow or deny, and for a denial the reason and what was at fault."""
+    version = decision.directory_version
     if isinstance(decision, Allowed):
-        allowed = _message("policy.decision", fields, at)
-        return _checked(
-            replace(
-                allowed,
-                policy_version=decision.directory_version,
-                policy_rule=",".join(decision.rule_ids()),
-                policy_decision="allow",
-            )
-        )
+        rules = ",".join(decision.rule_ids())
+        return message_record("policy.decision", fields, at=at, policy=(version, rules, "allow"))
     detail = {
         k: v
         for k, v in (
@@ -322,14 +312,14 @@ def policy_record(decision: PolicyDecision, fields: MessageFields, *, at: dateti
         )
         if v
     }
-    denied = _message("policy.decision", fields, at, "denied", None, decision.reason, detail)
-    return _checked(
-        replace(
-            denied,
-            policy_version=decision.directory_version,
-            policy_rule=decision.rule_id,
-            policy_decision="deny",
-        )
+    return message_record(
+        "policy.decision",
+        fields,
+        at=at,
+        status="denied",
+        reason=decision.reason,
+        detail=detail,
+        policy=(version, decision.rule_id, "deny"),
     )
 
 

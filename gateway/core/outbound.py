@@ -43,6 +43,7 @@ __all__ = [
     "ContractError",
     "Outbound",
     "PurposeDefaults",
+    "SenderContext",
     "assemble_claims",
     "decide_outbound",
     "log_anchor",
@@ -123,32 +124,41 @@ def _sender_role(request: SendRequest, roles: Sequence[str]) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SenderContext:
+    """What a node puts into every message it sends: its organisation, node id and the roles the
+    directory gives it, its per-purpose defaults and default lifetime (``[purposes]``,
+    ``limits.default_ttl_seconds``), and the catalogue the claims are validated against."""
+
+    org: str
+    node_id: str
+    roles: tuple[str, ...]
+    purpose_defaults: Mapping[str, PurposeDefaults]
+    default_ttl_seconds: int
+    catalogue: Catalogue
+
+
 def assemble_claims(
     request: SendRequest,
+    sender: SenderContext,
     *,
-    org: str,
-    node_id: str,
-    roles: Sequence[str],
-    purpose_defaults: Mapping[str, PurposeDefaults],
-    default_ttl_seconds: int,
     now: datetime,
     message_id: str,
     trace: str,
     log_anchor: LogAnchor | None,
-    catalogue: Catalogue,
 ) -> ClaimsBase:
-    """The validated claims for ``request`` sent by ``org`` (module docstring).
+    """The validated claims for ``request`` sent by ``sender.org`` (module docstring).
 
     ``request`` comes from :func:`schemas.api.parse_send_request` (its ``body`` is the typed body
-    model); ``roles`` are the roles ``org`` holds in the directory; ``message_id`` a fresh
-    UUIDv7 and ``trace`` the W3C traceparent of the send. Raises :class:`ContractError`
-    naming the fields at fault, and :class:`LocalError` when ``request.body`` is a ``dict``
-    (a request not built by ``parse_send_request``: its body was never validated)."""
+    model); ``message_id`` is a fresh UUIDv7 and ``trace`` the W3C traceparent of the send.
+    Raises :class:`ContractError` naming the fields at fault, and :class:`LocalError` when
+    ``request.body`` is a ``dict`` (a request not built by ``parse_send_request``: its body was
+    never validated)."""
     body: object = request.body  # typed ``dict`` on SendRequest; a body model here
     if not isinstance(body, Wire):
         raise LocalError("assemble_claims needs a request from parse_send_request (typed body)")
-    role = _sender_role(request, roles)
-    defaults = purpose_defaults.get(request.purpose)
+    role = _sender_role(request, sender.roles)
+    defaults = sender.purpose_defaults.get(request.purpose)
     legal_basis = request.legal_basis or (tuple(defaults.legal_basis) if defaults else None)
     activity = request.processing_activity or (defaults.processing_activity if defaults else None)
     missing = [
@@ -162,14 +172,14 @@ def assemble_claims(
     if missing:
         raise ContractError("legal basis and processing activity are needed", missing)
     created = wire_time(now)
-    ttl = request.expires_in_seconds or default_ttl_seconds
+    ttl = request.expires_in_seconds or sender.default_ttl_seconds
     values: dict[str, Any] = {
         "spec": SPEC_VERSION,
         "message_id": message_id,
         "message_type": request.message_type,
         "created_at": created,
         "expires_at": created + timedelta(seconds=ttl),
-        "sender": Sender(org=org, node=node_id, role=role),
+        "sender": Sender(org=sender.org, node=sender.node_id, role=role),
         "recipients": request.recipients,
         "case_ref": request.case_ref,
         "purpose": request.purpose,
@@ -187,40 +197,25 @@ def assemble_claims(
             values[name] = value
     if log_anchor is not None:
         values["log_anchor"] = log_anchor
-    return validate_claims(values, catalogue=catalogue)
+    return validate_claims(values, catalogue=sender.catalogue)
 
 
 def decide_outbound(
     request: SendRequest,
+    sender: SenderContext,
     *,
     directory: DirectoryPayload,
-    org: str,
-    node_id: str,
-    roles: Sequence[str],
-    purpose_defaults: Mapping[str, PurposeDefaults],
-    default_ttl_seconds: int,
     now: datetime,
     message_id: str,
     trace: str,
     log_anchor: LogAnchor | None,
-    catalogue: Catalogue,
 ) -> Outbound:
-    """The claims :func:`assemble_claims` makes of ``request`` (same arguments) and the
-    policy's decision about them under ``directory`` (``gateway.core.policy.evaluate``). Raises
-    as :func:`assemble_claims`; a denial is a value (``Outbound.decision`` is ``Denied``): the
-    node audits it before it refuses."""
+    """The claims :func:`assemble_claims` makes of ``request`` and the policy's decision about
+    them under ``directory`` (``gateway.core.policy.evaluate``). Raises as
+    :func:`assemble_claims`; a denial is a value (``Outbound.decision`` is ``Denied``): the node
+    audits it before it refuses."""
     claims = assemble_claims(
-        request,
-        org=org,
-        node_id=node_id,
-        roles=roles,
-        purpose_defaults=purpose_defaults,
-        default_ttl_seconds=default_ttl_seconds,
-        now=now,
-        message_id=message_id,
-        trace=trace,
-        log_anchor=log_anchor,
-        catalogue=catalogue,
+        request, sender, now=now, message_id=message_id, trace=trace, log_anchor=log_anchor
     )
     return Outbound(claims, evaluate(directory, MessageFacts.of(claims)))
 

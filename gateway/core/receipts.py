@@ -33,14 +33,14 @@ from gateway.core import jose, note
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import VerifiedMessage
 from gateway.core.merkle import leaf_hash
-from gateway.core.outbound import Outbound, PurposeDefaults, validate_claims, wire_time
+from gateway.core.outbound import Outbound, SenderContext, validate_claims, wire_time
 from gateway.core.policy import Denied, MessageFacts, evaluate
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
 from schemas.bodies import ReceiptBody
-from schemas.catalogue import Catalogue
 from schemas.claims import SPEC_VERSION, ClaimsBase, Flags, Sender
 from schemas.common import OrgRef
+from schemas.directory import DirectoryPayload
 
 __all__ = [
     "RECEIPT_ACTIVITY",
@@ -119,26 +119,22 @@ class ReceiptInfo:
 
 
 def receipt_claims(
+    sender: SenderContext,
     *,
     info: ReceiptInfo,
     to: str,
     message_id: str,
     status: str,
     reason: str | None,
-    org: str,
-    node_id: str,
     now: datetime,
     receipt_id: str,
     span_id: str,
     proof: str,
     checkpoint: str | None,
-    purpose_defaults: Mapping[str, PurposeDefaults],
-    default_ttl_seconds: int,
-    directory: TrustedDirectory,
-    catalogue: Catalogue,
+    directory: DirectoryPayload,
 ) -> Outbound:
     """The claims of our receipt (``status``, ``reason``) for message ``message_id`` that ``to``
-    sent us, with the policy's decision about sending it.
+    sent us, with the policy's decision about sending it under ``directory``.
 
     ``receipt_id`` is a fresh UUIDv7, ``span_id`` 16 random hex digits (the receipt continues
     the message's trace), ``proof`` the tlog-proof of our audit record of the event,
@@ -146,7 +142,7 @@ def receipt_claims(
     :class:`~gateway.core.outbound.ContractError` when the claims break the contract (a bug:
     everything in them was validated before)."""
     created = wire_time(now)
-    defaults = purpose_defaults.get(info.purpose)
+    defaults = sender.purpose_defaults.get(info.purpose)
     body = ReceiptBody(
         status=status,  # type: ignore[arg-type]  # validated by the model (strict)
         message_id=message_id,
@@ -162,8 +158,8 @@ def receipt_claims(
             "message_id": receipt_id,
             "message_type": "receipt",
             "created_at": created,
-            "expires_at": created + timedelta(seconds=default_ttl_seconds),
-            "sender": Sender(org=org, node=node_id, role=info.our_role),
+            "expires_at": created + timedelta(seconds=sender.default_ttl_seconds),
+            "sender": Sender(org=sender.org, node=sender.node_id, role=info.our_role),
             "recipients": (OrgRef(org=to, role=info.sender_role),),
             "case_ref": info.case_ref,
             "in_reply_to": message_id,
@@ -177,9 +173,9 @@ def receipt_claims(
             "trace": f"00-{info.trace_id}-{span_id}-01",
             "body": body,
         },
-        catalogue=catalogue,
+        catalogue=sender.catalogue,
     )
-    return Outbound(claims, evaluate(directory.payload, MessageFacts.of(claims)))
+    return Outbound(claims, evaluate(directory, MessageFacts.of(claims)))
 
 
 @dataclass(frozen=True, slots=True)

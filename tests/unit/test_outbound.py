@@ -13,16 +13,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core.directory import TrustedDirectory
 from gateway.core.outbound import (
     ContractError,
+    SenderContext,
     assemble_claims,
+    decide_outbound,
     log_anchor,
     wire_time,
 )
+from gateway.core.policy import Denied
 from gateway.errors import LocalError
 from schemas.api import SendRequest, parse_send_request
 from schemas.catalogue import default_catalogue
 from schemas.claims import LogAnchor, claims_to_json, parse_claims
+from schemas.directory import DirectoryPayload, PartySelector, PolicyRule
+from tests.directories import member, signed_directory
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NODE_FILLS = ("spec", "message_id", "created_at", "expires_at", "sender", "trace", "log_anchor")
@@ -57,20 +63,23 @@ def _assemble(claims: dict[str, Any], request: SendRequest, **overrides: Any) ->
     created = datetime.fromisoformat(claims["created_at"])
     expires = datetime.fromisoformat(claims["expires_at"])
     anchor = claims.get("log_anchor")
-    kwargs: dict[str, Any] = {
+    context: dict[str, Any] = {
         "org": claims["sender"]["org"],
         "node_id": claims["sender"]["node"],
         "roles": (claims["sender"]["role"], "OTHER"),
         "purpose_defaults": {},
         "default_ttl_seconds": int((expires - created).total_seconds()),
+        "catalogue": CATALOGUE,
+    }
+    kwargs: dict[str, Any] = {
         "now": created + timedelta(microseconds=999_999),  # whole seconds: the fraction goes
         "message_id": claims["message_id"],
         "trace": claims["trace"],
         "log_anchor": None if anchor is None else LogAnchor(**anchor),
-        "catalogue": CATALOGUE,
     }
-    kwargs.update(overrides)
-    return assemble_claims(request, **kwargs)
+    for name, value in overrides.items():
+        (context if name in context else kwargs)[name] = value
+    return assemble_claims(request, SenderContext(**context), **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.json")))
@@ -158,3 +167,49 @@ def test_log_anchor_is_size_and_base64_root() -> None:
     assert log_anchor(None) is None
     anchor = log_anchor(Checkpoint(7, bytes(range(32))))
     assert anchor == LogAnchor(size=7, root="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+
+
+def _payload(*, rules: bool) -> DirectoryPayload:
+    claims = _example("case.referral")
+    rule = PolicyRule(
+        id="pol-to-zvh",
+        description="referrals",
+        purpose=claims["purpose"],
+        sender=PartySelector(roles=(claims["sender"]["role"],)),
+        recipient=PartySelector(roles=tuple(r["role"] for r in claims["recipients"])),
+        message_types=("case.referral",),
+        data_categories=tuple(claims["data_categories"]),
+        flags=("minors",),
+    )
+    members = [member(claims["sender"]["org"], "u-pol", roles=(claims["sender"]["role"],))]
+    members += [
+        member(r["org"], f"u-{i}", roles=(r["role"],)) for i, r in enumerate(claims["recipients"])
+    ]
+    raw = signed_directory(members=members, rules=[rule] if rules else [])
+    return TrustedDirectory.first(raw, now=datetime.now(UTC), catalogue=CATALOGUE).payload
+
+
+def test_decide_outbound_gives_the_claims_with_the_policy_decision() -> None:
+    claims = _example("case.referral")
+    request = parse_send_request(_request(claims), catalogue=CATALOGUE)
+    sender = SenderContext(
+        org=claims["sender"]["org"],
+        node_id=claims["sender"]["node"],
+        roles=(claims["sender"]["role"],),
+        purpose_defaults={},
+        default_ttl_seconds=3 * 86400,
+        catalogue=CATALOGUE,
+    )
+    when = {
+        "now": datetime.fromisoformat(claims["created_at"]),
+        "message_id": claims["message_id"],
+        "trace": claims["trace"],
+        "log_anchor": None,
+    }
+    allowed = decide_outbound(request, sender, directory=_payload(rules=True), **when)
+    denied = decide_outbound(request, sender, directory=_payload(rules=False), **when)
+    assert allowed.allowed
+    assert allowed.claims == denied.claims == assemble_claims(request, sender, **when)
+    assert not denied.allowed
+    assert isinstance(denied.decision, Denied)
+    assert denied.decision.reason == "no_rule"

@@ -18,6 +18,7 @@ from gateway.core.envelope import VerifiedMessage, open_envelope, seal
 from gateway.core.inbound import decide_inbound
 from gateway.core.keys import KeyRing, Suite
 from gateway.core.merkle import MerkleTree, leaf_hash
+from gateway.core.outbound import SenderContext
 from gateway.core.receipts import (
     RECEIPT_ACTIVITY,
     ContentContradiction,
@@ -94,6 +95,16 @@ def _directory(rules: bool = True) -> TrustedDirectory:
 DIRECTORY = _directory()
 
 
+SENDER = SenderContext(
+    org=ZVH,
+    node_id="zvh-veenstad-1",
+    roles=("ZVH",),
+    purpose_defaults={},
+    default_ttl_seconds=3 * 86400,
+    catalogue=CATALOGUE,
+)
+
+
 def _info() -> ReceiptInfo:
     return ReceiptInfo(
         purpose="ZVH.AANMELDING",
@@ -145,44 +156,38 @@ def _receipt(
     directory: TrustedDirectory = DIRECTORY,
 ) -> ClaimsBase:
     outbound = receipt_claims(
+        SENDER,
         info=info or _info(),
         to=POL,
         message_id=ORIGINAL,
         status=status,
         reason=reason,
-        org=ZVH,
-        node_id="zvh-veenstad-1",
         now=NOW,
         receipt_id="019cadd4-5df0-7bcd-b3e6-9863b7de325a",
         span_id="cc91a8f768444ddf",
         proof=proof if proof is not None else _proof(_view()),
         checkpoint=None,
-        purpose_defaults={},
-        default_ttl_seconds=3 * 86400,
-        directory=directory,
-        catalogue=CATALOGUE,
+        directory=directory.payload,
     )
     assert outbound.allowed, outbound.decision
     return outbound.claims
 
 
-def _opened(claims: ClaimsBase, signer: Org = ZVH_ORG) -> VerifiedMessage:
+def _opened(claims: ClaimsBase, sender: Org = ZVH_ORG, to: Org | None = None) -> VerifiedMessage:
+    """``claims`` sealed by ``sender`` to ``to`` (POL) and opened by it."""
+    to = to or POL_ORG
     envelope = seal(
-        claims,
-        signing_key=signer.signer,
-        recipients=[POL_ORG.decryption.public],
-        rand=SeededRand("r"),
+        claims, signing_key=sender.signer, recipients=[to.decryption.public], rand=SeededRand("r")
     )
     return open_envelope(
         envelope,
-        keyring=POL_ORG_RING,
+        keyring=KeyRing([to.decryption]),
         sender_keys=DIRECTORY.signing_key,
-        now=NOW,
+        now=max(NOW, claims.created_at + timedelta(seconds=5)),
         is_replay=lambda _s, _m: False,
     )
 
 
-POL_ORG_RING = KeyRing([POL_ORG.decryption])
 SENT = SentMessage(ORIGINAL, SENT_DIGEST, frozenset({ZVH}))
 
 
@@ -357,7 +362,7 @@ def test_only_the_verifiers_make_verified_values() -> None:
 
 
 def test_decide_inbound_polices_and_names_the_receipt() -> None:
-    verified = _opened_for_zvh(example_claims("case.referral"))  # from POL to ZVH
+    verified = _opened(example_claims("case.referral"), POL_ORG, ZVH_ORG)
     allowed = decide_inbound(verified, org=ZVH, directory=DIRECTORY.payload)
     denied = decide_inbound(verified, org=ZVH, directory=_directory(rules=False).payload)
     assert (allowed.state, allowed.receipt_status, allowed.reason) == (
@@ -375,19 +380,3 @@ def test_decide_inbound_polices_and_names_the_receipt() -> None:
     with pytest.raises(RemoteError) as caught:
         decide_inbound(verified, org=POL, directory=DIRECTORY.payload)
     assert caught.value.reason == "not_for_us"
-
-
-def _opened_for_zvh(claims: ClaimsBase) -> VerifiedMessage:
-    envelope = seal(
-        claims,
-        signing_key=POL_ORG.signer,
-        recipients=[ZVH_ORG.decryption.public],
-        rand=SeededRand("s"),
-    )
-    return open_envelope(
-        envelope,
-        keyring=KeyRing([ZVH_ORG.decryption]),
-        sender_keys=DIRECTORY.signing_key,
-        now=claims.created_at + timedelta(seconds=5),
-        is_replay=lambda _s, _m: False,
-    )
