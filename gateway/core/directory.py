@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -263,12 +263,21 @@ def _key_valid_at(entry: KeyEntry, at: datetime) -> bool:
     return at < entry.revoked_at
 
 
+#: Only this module's verifiers pass it: holding a TrustedDirectory means its checks ran.
+_WITNESS = object()
+
+
 @dataclass(frozen=True)
 class TrustedDirectory:
     """A directory whose signatures, version and expiry were checked. Moves only forward."""
 
     signed: SignedDirectory
     raw: bytes
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        if witness is not _WITNESS:
+            raise LocalError("only TrustedDirectory.first() and update() create a TrustedDirectory")
 
     @property
     def payload(self) -> DirectoryPayload:
@@ -291,7 +300,7 @@ class TrustedDirectory:
         require_threshold(verify_signatures(signed, signed.payload.authority), "its authority")
         if not allow_expired:
             _check_not_expired(signed.payload, now)
-        return cls(signed, raw)
+        return cls(signed, raw, _WITNESS)
 
     def require_not_expired(self, now: datetime) -> TrustedDirectory:
         """This directory, or ``RemoteError("expired")``."""
@@ -314,7 +323,7 @@ class TrustedDirectory:
         require_threshold(verify_signatures(signed, self.payload.authority), "current authority")
         require_threshold(verify_signatures(signed, new.authority), "new authority")
         _check_not_expired(new, now)
-        return TrustedDirectory(signed, raw)
+        return TrustedDirectory(signed, raw, _WITNESS)
 
     def status(self, now: datetime, warning: timedelta) -> tuple[Status, timedelta]:
         """``valid``, ``expiring`` (within ``warning``) or ``expired``, and the time left."""

@@ -552,6 +552,13 @@ CASES: list[tuple[str, str, Mutation, tuple[str | int, ...], str]] = [
         "less than or equal",
     ),
     (
+        "receipt-carries-its-proof",
+        "receipt",
+        _del("body.proof"),
+        ("body", "proof"),
+        "Field required",
+    ),
+    (
         "rejected-receipt-needs-reason",
         "receipt",
         _set("body.status", "rejected"),
