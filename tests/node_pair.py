@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from gateway.broker.transport import Delivery
 from gateway.core.broker_topology import routing_key
 from gateway.core.decisions import Decision
+from gateway.core.delivery import OutboundEvent
 from gateway.demo.federation import FederationFiles, create_demo_federation
 from gateway.demo.nodes import write_node_config
 from gateway.demo.veenstad import org_by_key
@@ -105,7 +106,10 @@ class InProcessNode:
             decisions.append(
                 await other.service.inbound.on_delivery(self.delivery(p.envelope, other))
             )
-            await self.store.commit(SetStatus(p.message_id, p.org, "sent", None, datetime.now(UTC)))
+            published = SetStatus(
+                p.message_id, p.org, OutboundEvent.PUBLISHED, None, datetime.now(UTC)
+            )
+            await self.store.commit(published)
         return decisions
 
     def delivery(self, body: bytes, recipient: InProcessNode, message_id: str = "m") -> Delivery:
@@ -192,4 +196,4 @@ async def open_node(fed: FederationFiles, key: str, folder: Path, **settings: An
         telemetry=telemetry,
         broker=BrokerSlot(),  # never connected: envelopes are carried by hand
     )
-    return InProcessNode(key, config, service, service.store, telemetry, reader)
+    return InProcessNode(key, config, service, service.audit.store, telemetry, reader)

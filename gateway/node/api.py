@@ -26,10 +26,10 @@ from pydantic import ValidationError
 from gateway.core.audit import Actor
 from gateway.node.config import Token
 from gateway.node.openapi import openapi_document
-from gateway.node.problems import ApiError, field_errors
+from gateway.node.problems import ApiError
 from gateway.node.service import NodeService
 from schemas import strictjson
-from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted
+from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted, field_errors
 
 __all__ = ["PROBLEM_JSON", "READINESS", "build_app", "problem_response"]
 

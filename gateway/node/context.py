@@ -23,6 +23,8 @@ from gateway.core.audit import Record, new_record
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import EnvelopeLimits
 from gateway.core.keys import KeyRing, SigningKey
+from gateway.core.outbound import SenderContext
+from gateway.core.retention import RetentionPolicy
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
 from gateway.node.ports import BrokerPort
@@ -84,6 +86,22 @@ class NodeContext:
         if member is None:
             raise LocalError(f"{self.org} is not a member of directory v{directory.version}")
         self.roles = member.roles
+        #: What the node puts into every message it sends (gateway.core.outbound).
+        self.sender = SenderContext(
+            org=self.org,
+            node_id=config.node.node_id,
+            roles=tuple(member.roles),
+            purpose_defaults=config.purposes,
+            default_ttl_seconds=lim.default_ttl_seconds,
+            catalogue=catalogue,
+        )
+        #: Every retention deadline the node writes (gateway.core.retention).
+        self.retention = RetentionPolicy.of(
+            max_age_seconds=lim.max_age_seconds,
+            max_clock_skew_seconds=lim.max_clock_skew_seconds,
+            inbox_after_ack_days=config.retention.inbox_after_ack_days,
+            outbox_after_final_days=config.retention.outbox_after_final_days,
+        )
         #: Events worth counting that have no metric of their own (tests and ops read them).
         self.counters: dict[str, int] = {}
         self.outbox_wake = asyncio.Event()

@@ -23,14 +23,15 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from gateway.broker.transport import Delivery
+from gateway.core import jose
+from gateway.core.audit import MessageFields, message_record, policy_record
 from gateway.core.broker_topology import WITNESS_CONTENT_TYPE, routing_key
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.core.envelope import EnvelopeHeader, VerifiedMessage, open_envelope, peek_header
-from gateway.core.policy import Allowed, MessageFacts, evaluate
+from gateway.core.inbound import decide_inbound
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.context import NodeContext
 from gateway.node.receipts_in import IncomingReceipts
-from gateway.node.records import b64, claims_fields, policy_record, receipt_info
 from gateway.node.refusals import Refusals
 from gateway.node.store import InboxEntry, InsertInbox, QueueReceipt
 from schemas.bodies import ReceiptBody
@@ -161,54 +162,48 @@ class Inbound:
                     "zvg.sender": claims.sender.org,
                 }
             )
-            decision = evaluate(ctx.directory.payload, MessageFacts.of(claims))
-            fields = claims_fields(claims, span)
-            fields["foreign_operation"] = {
-                "trace_id": claims.trace.split("-")[1],
-                "span_id": claims.trace.split("-")[2],
-                "org": claims.sender.org,
-            }
-            fields["digest"] = b64(verified.digest)
-            fields["key_id"] = verified.sender_kid
-            roles = tuple(r.role for r in claims.recipients if r.org == ctx.org)
-            allowed = isinstance(decision, Allowed)
-            # Remember (sender, id) while the envelope could still pass the time checks: its iat
-            # may lie up to the allowed skew after its arrival, and stays acceptable for max_age.
-            lim = ctx.config.limits
-            retention = lim.max_age_seconds + lim.max_clock_skew_seconds
+            inbound = decide_inbound(verified, org=ctx.org, directory=ctx.directory.payload)
+            sc = span.get_span_context()
+            fields = (
+                MessageFields.of(
+                    claims, trace_id=f"{sc.trace_id:032x}", span_id=f"{sc.span_id:016x}"
+                )
+                .with_foreign_operation(claims)
+                .with_digest(jose.b64u_encode(verified.digest), verified.sender_kid)
+            )
+            allowed = inbound.allowed
             entry = InboxEntry(
                 sender=claims.sender.org,
                 message_id=claims.message_id,
                 digest=verified.digest,
                 message_type=claims.message_type,
-                roles=roles,
+                roles=inbound.roles,
                 received_at=started,
                 expires_at=claims.expires_at,
-                forget_after=started + timedelta(seconds=retention),
-                status="delivered" if allowed else "refused",
-                reason=None if allowed else "policy_denied",
+                forget_after=ctx.retention.forget_after(started),
+                status=inbound.state,
+                reason=inbound.reason,
                 claims=claims_to_json(claims) if allowed else None,
                 inner_jws=verified.inner_jws if allowed else None,
             )
-            records = [policy_record(ctx, decision, fields)]
+            now = ctx.now()
             if allowed:
-                records.append(ctx.record("message.receive", start_time=started, **fields))
+                what = message_record("message.receive", fields, at=now, start_time=started)
             else:
-                records.append(
-                    ctx.record("message.refuse", "denied", reason="policy_denied", **fields)
+                what = message_record(
+                    "message.refuse", fields, at=now, status="denied", reason="policy_denied"
                 )
-            info = receipt_info(claims, roles, verified.digest)
-            status, reason = ("delivered", None) if allowed else ("rejected", "policy_denied")
+            records = [policy_record(inbound.decision, fields, at=now), what]
             committed = await ctx.store.commit(
                 InsertInbox(entry),
                 ctx.audit.append(records, started),
                 QueueReceipt(
                     claims.sender.org,
                     claims.message_id,
-                    status,
-                    reason,
-                    info,
-                    proves=records[-1],
+                    inbound.receipt_status,
+                    inbound.reason,
+                    inbound.receipt_info,
+                    proves=what,
                     now=started,
                 ),
             )

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import timedelta
 
-from gateway.core.audit import Actor, Record
+from gateway.core import jose
+from gateway.core.audit import Actor, MessageFields, access_record, message_record
+from gateway.core.delivery import InboundEvent, InboundState, inbound_move, receipt_status
+from gateway.core.receipts import ReceiptInfo
 from gateway.node.context import NodeContext
 from gateway.node.problems import ApiError
-from gateway.node.records import b64, claims_fields, receipt_info
 from gateway.node.store import QueueReceipt, SettleInbox
 from schemas import strictjson
 from schemas.api import InboxItem
@@ -110,39 +111,41 @@ class Inbox:
     ) -> None:
         """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
         Raises ``ApiError`` not-found when no such message is in the inbox."""
-        now = self.ctx.now()
-        status = "accepted" if accept else "rejected"
-        reason = None if accept else "adapter_rejected"
-        purge_after = now + timedelta(days=self.ctx.config.retention.inbox_after_ack_days)
-
-        row = await self.ctx.store.inbox_message(message_id)
-        if row is None or row.status == "refused":
+        ctx = self.ctx
+        now = ctx.now()
+        event = InboundEvent.ACK if accept else InboundEvent.REJECT
+        row = await ctx.store.inbox_message(message_id)
+        if row is None or row.status == InboundState.REFUSED:
             raise ApiError("not-found", f"no delivered message {message_id} in this node's inbox")
-        if row.status != "delivered" or row.claims is None:
+        new = inbound_move(row.status, event)
+        if new is None or row.claims is None:
             return  # settled before: acking or rejecting again changes nothing
-        claims = parse_claims(row.claims, catalogue=self.ctx.catalogue)
-        fields = claims_fields(claims)
-        fields["digest"] = b64(row.digest)
-        if adapter_reason:
-            fields["detail"] = {"adapter_reason": adapter_reason}
-        records: list[Record] = [
-            self.ctx.record("adapter.ack" if accept else "adapter.reject", **fields)
-        ]
+        claims = parse_claims(row.claims, catalogue=ctx.catalogue)
+        fields = MessageFields.of(claims).with_digest(jose.b64u_encode(row.digest))
+        detail = {"adapter_reason": adapter_reason} if adapter_reason else None
+        settled = message_record(str(event), fields, at=now, detail=detail)
+        records = [settled]
         if actor is not None:
-            records.append(
-                self.ctx.record(
-                    "access",
-                    actor=actor,
-                    message_id=message_id,
-                    trace_id=fields["trace_id"],
-                    case_ref=claims.case_ref,
-                )
-            )
-        info = receipt_info(claims, row.roles, row.digest)
-        committed = await self.ctx.store.commit(
-            SettleInbox(row.sender, message_id, status, adapter_reason, now, purge_after),
-            self.ctx.audit.append(records, now),
-            QueueReceipt(row.sender, message_id, status, reason, info, proves=records[0], now=now),
+            records.append(access_record(actor, at=now, fields=fields))
+        committed = await ctx.store.commit(
+            SettleInbox(
+                row.sender,
+                message_id,
+                event,
+                adapter_reason,
+                now,
+                ctx.retention.inbox_purge_after(now),
+            ),
+            ctx.audit.append(records, now),
+            QueueReceipt(
+                row.sender,
+                message_id,
+                receipt_status(new),
+                None if accept else "adapter_rejected",
+                ReceiptInfo.of(claims, row.roles, row.digest),
+                proves=settled,
+                now=now,
+            ),
         )
         if committed.applied:  # else settled meanwhile: its receipt is queued already
             self.ctx.receipt_wake.set()

@@ -18,18 +18,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
+from pydantic import ValidationError
 
 from gateway.broker.transport import MessageExpiredError
-from gateway.core.audit import Actor, Record
+from gateway.core import jose
+from gateway.core.audit import (
+    Actor,
+    MessageFields,
+    Record,
+    access_record,
+    message_record,
+    policy_record,
+)
 from gateway.core.broker_topology import routing_key
+from gateway.core.delivery import OutboundEvent
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import peek_header, seal
-from gateway.core.policy import Denied, MessageFacts, evaluate
+from gateway.core.outbound import ContractError, decide_outbound, log_anchor
+from gateway.core.policy import Denied
 from gateway.errors import LocalError, TransientError
-from gateway.node.assemble import assemble, parse_request
 from gateway.node.context import NodeContext
 from gateway.node.problems import ApiError
-from gateway.node.records import access_record, b64, claims_fields, policy_record
 from gateway.node.store import (
     AppendAudit,
     Command,
@@ -40,7 +49,15 @@ from gateway.node.store import (
     RememberIdempotency,
     SetStatus,
 )
-from schemas.api import MessageStatus, RecipientStatus
+from schemas import ids, strictjson
+from schemas.api import (
+    MessageStatus,
+    RecipientStatus,
+    SendRequest,
+    field_errors,
+    parse_send_request,
+)
+from schemas.catalogue import Catalogue
 
 __all__ = ["PUBLISH_BATCH", "Outbound"]
 
@@ -72,7 +89,7 @@ class Outbound:
         Raises :class:`ApiError` for every refusal."""
         ctx = self.ctx
         started = ctx.now()
-        request = parse_request(body, ctx.catalogue)
+        request = _parse_request(body, ctx.catalogue)
         request_hash = hashlib.sha256(body).digest()
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
@@ -92,7 +109,20 @@ class Outbound:
         with ctx.telemetry.tracer.start_as_current_span(
             "zvg.send", context=parent, kind=trace.SpanKind.PRODUCER
         ) as span:
-            claims = assemble(ctx, request, started, span)
+            sc = span.get_span_context()
+            try:
+                out = decide_outbound(
+                    request,
+                    ctx.sender,
+                    directory=directory.payload,
+                    now=started,
+                    message_id=ids.uuid7(int(started.timestamp() * 1000), ctx.rand(10)),
+                    trace=f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01",
+                    log_anchor=log_anchor(ctx.audit.latest),
+                )
+            except ContractError as exc:
+                raise ApiError("invalid-message", exc.detail, errors=exc.errors) from None
+            claims = out.claims
             span.set_attributes(
                 {
                     "zvg.message_id": claims.message_id,
@@ -100,22 +130,22 @@ class Outbound:
                     "zvg.purpose": claims.purpose,
                 }
             )
-            decision = evaluate(directory.payload, MessageFacts.of(claims))
-            fields = claims_fields(claims, span)
-            decision_record = policy_record(ctx, decision, fields)
-            if isinstance(decision, Denied):
-                records = [
-                    decision_record,
-                    ctx.record("message.refuse", "denied", reason="policy_denied", **fields),
-                ]
-                await ctx.store.commit(self._audit(records, actor, fields))
+            fields = MessageFields.of(
+                claims, trace_id=f"{sc.trace_id:032x}", span_id=f"{sc.span_id:016x}"
+            )
+            decision_record = policy_record(out.decision, fields, at=ctx.now())
+            if isinstance(out.decision, Denied):
+                refused = message_record(
+                    "message.refuse", fields, at=ctx.now(), status="denied", reason="policy_denied"
+                )
+                await ctx.store.commit(self._audit([decision_record, refused], actor, fields))
                 self._count(claims.message_type, claims.purpose, "policy_denied")
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "policy_denied"))
                 raise ApiError(
                     "policy-denied",
-                    decision.explain(directory.names()),
+                    out.decision.explain(directory.names()),
                     reason="policy_denied",
-                    decision=_decision_doc(decision),
+                    decision=_decision_doc(out.decision),
                 )
             recipients = []
             for org in claims.recipient_orgs():
@@ -145,10 +175,11 @@ class Outbound:
                 digest=digest,
                 envelope=envelope,
                 recipients=tuple((org, tuple(rs)) for org, rs in roles.items()),
+                purge_after=ctx.retention.outbox_purge_after(claims.expires_at),
             )
-            fields["digest"] = b64(digest)
-            fields["key_id"] = ctx.keys.signing.kid
-            records = [decision_record, ctx.record("message.send", start_time=started, **fields)]
+            fields = fields.with_digest(jose.b64u_encode(digest), ctx.keys.signing.kid)
+            sent = message_record("message.send", fields, at=ctx.now(), start_time=started)
+            records = [decision_record, sent]
             commands: list[Command] = [
                 InsertOutbox(entry, started),
                 self._audit(records, actor, fields),
@@ -191,11 +222,12 @@ class Outbound:
         return ctx.directory
 
     def _audit(
-        self, records: Sequence[Record], actor: Actor | None, fields: dict[str, Any]
+        self, records: Sequence[Record], actor: Actor | None, fields: MessageFields
     ) -> AppendAudit:
+        now = self.ctx.now()
         if actor is not None:
-            records = [*records, access_record(self.ctx, actor, fields)]
-        return self.ctx.audit.append(records, self.ctx.now())
+            records = [*records, access_record(actor, at=now, fields=fields)]
+        return self.ctx.audit.append(records, now)
 
     def hand_over(self, entry: OutboxEntry) -> None:
         """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
@@ -254,7 +286,7 @@ class Outbound:
                 expiration=p.expires_at,
             )
         except MessageExpiredError:
-            await self._mark_expired(p.message_id, p.org)
+            await self._mark_expired(p)
         except (TransientError, LocalError) as exc:
             retry_after = ctx.config.limits.outbox_retry_seconds
             log.warning(
@@ -275,7 +307,8 @@ class Outbound:
                 case_ref=p.case_ref,
             )
             await ctx.store.commit(
-                SetStatus(p.message_id, p.org, "sent", None, now), ctx.audit.append([record], now)
+                SetStatus(p.message_id, p.org, OutboundEvent.PUBLISHED, None, now),
+                ctx.audit.append([record], now),
             )
         finally:
             if retry_after:
@@ -284,12 +317,13 @@ class Outbound:
             if retry_after:
                 ctx.outbox_wake.set()
 
-    async def _mark_expired(self, message_id: str, org: str) -> None:
+    async def _mark_expired(self, p: PendingPublish) -> None:
         ctx = self.ctx
         now = ctx.now()
-        record = ctx.record("message.expire", "error", message_id=message_id, peer=org)
+        record = ctx.record("message.expire", "error", message_id=p.message_id, peer=p.org)
         await ctx.store.commit(
-            SetStatus(message_id, org, "expired", None, now), ctx.audit.append([record], now)
+            SetStatus(p.message_id, p.org, OutboundEvent.EXPIRED, None, now),
+            ctx.audit.append([record], now),
         )
 
     async def status(self, message_id: str) -> MessageStatus:
@@ -302,6 +336,20 @@ class Outbound:
                 reason="invalid_claims",
             )
         return _status_doc(row)
+
+
+def _parse_request(body: bytes, catalogue: Catalogue) -> SendRequest:
+    """The adapter's request body, checked against the API contract (raises :class:`ApiError`)."""
+    try:
+        strictjson.loads(body)
+    except ValueError as exc:
+        raise ApiError("invalid-request", f"the body is not acceptable JSON: {exc}") from None
+    try:
+        return parse_send_request(body, catalogue=catalogue)
+    except ValidationError as exc:
+        raise ApiError(
+            "invalid-message", "the request breaks the API contract", errors=field_errors(exc)
+        ) from None
 
 
 def _parent_context(traceparent: str | None) -> Any:

@@ -11,30 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from gateway.core.audit import Record
 from gateway.core.envelope import peek_header, seal
+from gateway.core.outbound import Outbound as OutboundDecision
+from gateway.core.policy import Denied
+from gateway.core.receipts import receipt_claims
 from gateway.errors import LocalError, TransientError
-from gateway.node.assemble import wire_time
 from gateway.node.context import NodeContext
 from gateway.node.outbound import Outbound
 from gateway.node.store import DropPendingReceipt, OutboxEntry, PendingReceipt, ReceiptSealed
 from schemas import ids
-from schemas.claims import SPEC_VERSION, ClaimsBase, parse_claims
 
-__all__ = ["RECEIPT_ACTIVITY", "RECEIPT_BATCH", "ReceiptSealer"]
+__all__ = ["RECEIPT_BATCH", "ReceiptSealer"]
 
 log = logging.getLogger("gateway.node")
 
 #: Receipts sealed per batch (one checkpoint covers the whole batch).
 RECEIPT_BATCH = 128
-#: Fallback processing activity for receipts when the config names none for the purpose.
-RECEIPT_ACTIVITY = "urn:zvg:receipt"
 
 
 class ReceiptSealer:
@@ -89,7 +86,17 @@ class ReceiptSealer:
                 await self.ctx.store.commit(DropPendingReceipt(p.id))
                 continue
             proof = self.ctx.audit.tlog_proof(p.record_idx, views[p.record_idx], checkpoint)
-            claims = self._receipt_claims(p, now, proof.decode("utf-8"))
+            out = self._receipt_claims(p, now, proof.decode("utf-8"))
+            if isinstance(out.decision, Denied):
+                log.warning(
+                    "the policy denies a receipt to %s (%s): receipt for %s dropped",
+                    p.sender,
+                    out.decision.reason,
+                    p.message_id,
+                )
+                await self.ctx.store.commit(DropPendingReceipt(p.id))
+                continue
+            claims = out.claims
             envelope = seal(
                 claims,
                 signing_key=self.ctx.keys.signing,
@@ -111,6 +118,7 @@ class ReceiptSealer:
                         digest=peek_header(envelope, limits=self.ctx.envelope_limits).digest,
                         envelope=envelope,
                         recipients=((p.sender, (claims.recipients[0].role,)),),
+                        purge_after=self.ctx.retention.outbox_purge_after(claims.expires_at),
                     ),
                 )
             )
@@ -136,45 +144,20 @@ class ReceiptSealer:
             for _p, entry in sealed:
                 self._outbound.hand_over(entry)
 
-    def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> ClaimsBase:
-        info = p.info
-        created = now.replace(microsecond=0)
-        defaults = self.ctx.config.purposes.get(info["purpose"])
-        checkpoint = self.ctx.audit.latest
-        doc: dict[str, Any] = {
-            "spec": SPEC_VERSION,
-            "message_id": ids.uuid7(int(now.timestamp() * 1000), self.ctx.rand(10)),
-            "message_type": "receipt",
-            "created_at": wire_time(created),
-            "expires_at": wire_time(
-                created + timedelta(seconds=self.ctx.config.limits.default_ttl_seconds)
-            ),
-            "sender": {
-                "org": self.ctx.org,
-                "node": self.ctx.config.node.node_id,
-                "role": info["our_role"],
-            },
-            "recipients": [{"org": p.sender, "role": info["sender_role"]}],
-            "case_ref": info["case_ref"],
-            "in_reply_to": p.message_id,
-            "correlation_id": info["correlation_id"],
-            "purpose": info["purpose"],
-            "legal_basis": info["legal_basis"],
-            "processing_activity": defaults.processing_activity if defaults else RECEIPT_ACTIVITY,
-            "data_categories": [],
-            "flags": {},
-            "subjects": [],
-            "trace": f"00-{info['trace_id']}-{self.ctx.rand(8).hex()}-01",
-            "body": {
-                "status": p.status,
-                "message_id": p.message_id,
-                "inner_jws_sha256": info["digest"],
-                "at": wire_time(created),
-                "proof": proof,
-            },
-        }
-        if p.reason is not None:
-            doc["body"]["reason"] = p.reason
-        if checkpoint is not None:
-            doc["body"]["checkpoint"] = checkpoint.note.decode("utf-8")
-        return parse_claims(json.dumps(doc).encode("utf-8"), catalogue=self.ctx.catalogue)
+    def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> OutboundDecision:
+        ctx = self.ctx
+        checkpoint = ctx.audit.latest
+        return receipt_claims(
+            ctx.sender,
+            info=p.info,
+            to=p.sender,
+            message_id=p.message_id,
+            status=p.status,
+            reason=p.reason,
+            now=now,
+            receipt_id=ids.uuid7(int(now.timestamp() * 1000), ctx.rand(10)),
+            span_id=ctx.rand(8).hex(),
+            proof=proof,
+            checkpoint=checkpoint.note.decode("utf-8") if checkpoint is not None else None,
+            directory=ctx.directory.payload,
+        )

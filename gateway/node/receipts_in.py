@@ -1,8 +1,9 @@
 """Receipts that arrive for messages we sent (docs/architecture.md §5.4, §9.6).
 
-A verified receipt about a message we sent to its signer moves that recipient's delivery status
-(forward only) and is kept as evidence. Receipts that do not verify — no such message, the wrong
-signer, an inclusion proof that fails — are ignored and counted. A signed receipt that
+:func:`gateway.core.receipts.verify_receipt` decides (the policy, the message it is about, the
+content it names, its inclusion proof). A verified receipt moves that recipient's delivery status
+(as the transition table allows) and is kept as evidence. Receipts that do not verify are ignored
+and counted. A signed receipt that
 contradicts the recipient's earlier signed statement (``rejected`` after ``accepted``, or other
 content than we sent) is kept verbatim as evidence in a ``receipt.contradiction`` record
 (docs/decisions/0043-contradicting-receipts-are-evidence.md).
@@ -18,22 +19,18 @@ from typing import Any
 from gateway.core import note
 from gateway.core.audit import Record
 from gateway.core.decisions import Decision, Deliver
+from gateway.core.delivery import contradicts, receipt_event
 from gateway.core.envelope import VerifiedMessage
-from gateway.core.merkle import leaf_hash, verify_inclusion
+from gateway.core.jose import b64u_encode
+from gateway.core.receipts import ContentContradiction, SentMessage, verify_receipt
 from gateway.errors import RemoteError
 from gateway.node.context import NodeContext
-from gateway.node.records import b64
-from gateway.node.store import KeepReceipt, MessageRow, SetStatus, contradicts
-from schemas import strictjson
+from gateway.node.store import KeepReceipt, SetStatus
 from schemas.bodies import ReceiptBody
-from schemas.claims import ClaimsBase
 
-__all__ = ["VERIFIED_CHECKPOINT_CACHE", "IncomingReceipts"]
+__all__ = ["IncomingReceipts"]
 
 log = logging.getLogger("gateway.node")
-
-#: Partners' checkpoints remembered as verified (receipts of one batch share a checkpoint).
-VERIFIED_CHECKPOINT_CACHE = 64
 
 
 class IncomingReceipts:
@@ -42,23 +39,26 @@ class IncomingReceipts:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         #: Checkpoints of partners' logs already verified (receipts in a batch share one).
-        self._verified_checkpoints: dict[bytes, note.VerifiedCheckpoint] = {}
+        self._checkpoints = note.CheckpointCache()
 
     async def on_receipt(self, verified: VerifiedMessage, now: datetime) -> Decision:
         claims = verified.claims
         body = claims.body
         assert isinstance(body, ReceiptBody)  # noqa: S101 - on_delivery dispatches on the type
+        row = await self.ctx.store.message(body.message_id)
+        sent = (
+            None
+            if row is None
+            else SentMessage(row.message_id, row.digest, frozenset(r.org for r in row.recipients))
+        )
         try:
-            row = await self._receipt_target(claims, body)
-            if body.inner_jws_sha256 != b64(row.digest):
-                # Signed by the recipient, about our message, naming other content: evidence.
-                sent = self.ctx.audit.record_index(body.message_id, "message.send")
-                earlier: dict[str, int | str] = {"earlier_sha256": b64(row.digest)}
-                if sent is not None:
-                    earlier["earlier_record"] = sent
-                await self._keep_contradiction(verified, body, "content", earlier, now)
-                return Deliver()
-            self._check_receipt_proof(verified, body, now)
+            checked = verify_receipt(
+                verified,
+                sent=sent,
+                directory=self.ctx.directory,
+                now=now,
+                checkpoints=self._checkpoints,
+            )
         except RemoteError as exc:
             self.ctx.count("receipts_ignored")
             self.ctx.telemetry.receipts_ignored.add(1, {"why": exc.detail})
@@ -69,6 +69,14 @@ class IncomingReceipts:
                 exc.detail,
             )
             return Deliver()
+        if isinstance(checked, ContentContradiction):
+            # Signed by the recipient, about our message, naming other content: evidence.
+            sent_record = self.ctx.audit.record_index(body.message_id, "message.send")
+            earlier: dict[str, int | str] = {"earlier_sha256": b64u_encode(checked.sent_digest)}
+            if sent_record is not None:
+                earlier["earlier_record"] = sent_record
+            await self._keep_contradiction(verified, body, "content", earlier, now)
+            return Deliver()
         record = self._receipt_record(
             "receipt.receive",
             "ok",
@@ -76,9 +84,17 @@ class IncomingReceipts:
             body,
             detail={"status": body.status, "receipt_id": claims.message_id},
         )
+        assert row is not None  # noqa: S101 - verify_receipt refuses a receipt about no message
         org = claims.sender.org
         committed = await self.ctx.store.commit(
-            SetStatus(body.message_id, org, body.status, body.reason, now),
+            SetStatus(
+                body.message_id,
+                org,
+                receipt_event(body.status),
+                body.reason,
+                now,
+                final_purge_after=self.ctx.retention.outbox_purge_after(row.expires_at, now),
+            ),
             self.ctx.audit.append([record], now),
             KeepReceipt(body.message_id, org, body.status, verified.inner_jws, now),
         )
@@ -119,16 +135,6 @@ class IncomingReceipts:
             detail=detail,
         )
 
-    async def _receipt_target(self, claims: ClaimsBase, body: ReceiptBody) -> MessageRow:
-        """The message a receipt is about: one we sent to the receipt's signer. Raises
-        :class:`RemoteError` (the receipt is ignored) otherwise."""
-        row = await self.ctx.store.message(body.message_id)
-        if row is None:
-            raise RemoteError("invalid_claims", "no such message sent by us")
-        if claims.sender.org not in {r.org for r in row.recipients}:
-            raise RemoteError("invalid_claims", "the receipt's sender was not a recipient")
-        return row
-
     async def _check_consistent(
         self, verified: VerifiedMessage, body: ReceiptBody, now: datetime
     ) -> None:
@@ -140,7 +146,7 @@ class IncomingReceipts:
             return
         ref: dict[str, int | str] = {"earlier_status": earlier.status}
         if earlier.inner_jws is not None:
-            ref["earlier_sha256"] = b64(hashlib.sha256(earlier.inner_jws).digest())
+            ref["earlier_sha256"] = b64u_encode(hashlib.sha256(earlier.inner_jws).digest())
         index = self.ctx.audit.record_index(
             body.message_id, "receipt.receive", peer=org, status=earlier.status
         )
@@ -169,7 +175,7 @@ class IncomingReceipts:
                 "kind": kind,
                 "status": body.status,
                 "receipt_id": claims.message_id,
-                "evidence_sha256": b64(hashlib.sha256(later).digest()),
+                "evidence_sha256": b64u_encode(hashlib.sha256(later).digest()),
                 **earlier,
             },
         )
@@ -192,56 +198,3 @@ class IncomingReceipts:
             what,
             index,
         )
-
-    def _check_receipt_proof(
-        self, verified: VerifiedMessage, body: ReceiptBody, now: datetime
-    ) -> None:
-        """Check the receipt's inclusion proof of the recipient's audit record (its signature
-        verified already). Raises :class:`RemoteError` (the receipt is ignored) when it fails."""
-        claims = verified.claims
-        if body.proof is None:
-            raise RemoteError("invalid_claims", "the receipt carries no inclusion proof")
-        origin = self.ctx.directory.audit_origin(claims.sender.org)
-        try:
-            proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
-        except (RemoteError, ValueError) as exc:
-            raise _unproved(exc) from None
-        if proof.extra is None:
-            raise RemoteError("invalid_claims", "the proof carries no record")
-        try:
-            signed = self._verified_checkpoints.get(proof.checkpoint)
-            if signed is None or signed.checkpoint.origin != origin:
-                # Most receipts of a batch share one checkpoint: build verifiers only on a miss.
-                log_keys = [
-                    note.ed25519_verifier(origin, k)
-                    for k in self.ctx.directory.audit_keys(claims.sender.org, now)
-                ]
-                signed = note.open_checkpoint(proof.checkpoint, log_keys=log_keys, now=now)
-                if len(self._verified_checkpoints) >= VERIFIED_CHECKPOINT_CACHE:
-                    self._verified_checkpoints.pop(next(iter(self._verified_checkpoints)))
-                self._verified_checkpoints[proof.checkpoint] = signed
-            included = verify_inclusion(
-                proof.index,
-                signed.checkpoint.size,
-                leaf_hash(proof.extra),
-                list(proof.inclusion_proof),
-                signed.checkpoint.root,
-            )
-            view = strictjson.loads(proof.extra) if included else None
-        except (RemoteError, ValueError) as exc:
-            raise _unproved(exc) from None
-        if not included:
-            raise RemoteError("bad_signature", "the inclusion proof does not verify")
-        if (
-            not isinstance(view, dict)
-            or view.get("message_id") != body.message_id
-            or view.get("digest") != body.inner_jws_sha256
-        ):
-            raise RemoteError("invalid_claims", "the proved record is about another message")
-
-
-def _unproved(exc: Exception) -> RemoteError:
-    """A receipt's proof that could not be checked: the class of the failure, not its text."""
-    return RemoteError(
-        "bad_signature", f"the inclusion proof does not verify ({exc.__class__.__name__})"
-    )

@@ -42,9 +42,7 @@ class Retention:
                 self.ctx.record("message.expire", "error", message_id=m, peer=o) for m, o in expired
             ]
             await self.ctx.store.commit(self.ctx.audit.append(records, now))
-        inbox, outbox, forgotten = await self.ctx.store.purge(
-            now, self.ctx.config.retention.outbox_after_final_days * 86400
-        )
+        inbox, outbox, forgotten = await self.ctx.store.purge(now)
         shredded = await self.ctx.audit.shred(now)
         if inbox or outbox or forgotten or shredded:
             detail: dict[str, int | str] = {

@@ -221,7 +221,7 @@ class Node:
             telemetry=telemetry,
             broker=broker,
         )
-        store = service.store
+        store = service.audit.store  # the SQLite store the node and its audit log share
         try:
             # durable, then used
             await settle_at_start(config, store, service.audit, directory, history)

@@ -52,45 +52,21 @@ log = logging.getLogger("gateway.node")
 class NodeService:
     """One organisation's node: its loops (module docstring), built but not started."""
 
-    def __init__(
-        self,
-        *,
-        config: NodeConfig,
-        store: SqliteStore,
-        audit: AuditLog,
-        directory: TrustedDirectory,
-        catalogue: Catalogue,
-        keys: NodeKeys,
-        telemetry: Telemetry,
-        broker: BrokerPort,
-        clock: Callable[[], datetime] = utc_now,
-        rand: Callable[[int], bytes] = os.urandom,
-    ) -> None:
-        ctx = self.ctx = NodeContext(
-            config=config,
-            store=store,
-            audit=audit,
-            directory=directory,
-            catalogue=catalogue,
-            keys=keys,
-            telemetry=telemetry,
-            broker=broker,
-            clock=clock,
-            rand=rand,
-        )
-        self.config = config
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
         self.org = ctx.org
         self.roles = ctx.roles
-        self.store = store
-        self.audit = audit
-        self.telemetry = telemetry
+        self.store = store = ctx.store
+        self.audit = audit = ctx.audit
+        self.telemetry = telemetry = ctx.telemetry
         self.counters = ctx.counters
         #: Dead-lettered envelopes, summarised per sender per interval (gateway.node.refusals).
         self.refusals = Refusals(
             directory=lambda: ctx.directory,
             telemetry=telemetry,
             write=lambda records, now: store.commit(audit.append(records, now)),
-            clock=clock,
+            clock=ctx.now,
         )
         self.outbound = Outbound(ctx)
         self.inbox = Inbox(ctx)
@@ -189,16 +165,18 @@ async def open_service(
             retention_s=config.retention.audit_personal_days * 86400,
         )
         return NodeService(
-            config=config,
-            store=store,
-            audit=audit,
-            directory=directory,
-            catalogue=catalogue,
-            keys=keys,
-            telemetry=telemetry,
-            broker=broker,
-            clock=clock,
-            rand=rand,
+            NodeContext(
+                config=config,
+                store=store,
+                audit=audit,
+                directory=directory,
+                catalogue=catalogue,
+                keys=keys,
+                telemetry=telemetry,
+                broker=broker,
+                clock=clock,
+                rand=rand,
+            )
         )
     except BaseException:
         await store.close()

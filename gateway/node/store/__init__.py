@@ -34,9 +34,6 @@ from gateway.node.store.commands import (
     SettleInbox,
 )
 from gateway.node.store.rows import (
-    FINAL_STATUSES,
-    RECEIPT_STATUSES,
-    STATUS_RANK,
     FinalReceipt,
     InboxEntry,
     InboxMessage,
@@ -47,15 +44,10 @@ from gateway.node.store.rows import (
     PendingReceipt,
     RecipientRow,
     SeenRow,
-    contradicts,
-    may_move,
 )
 from gateway.node.store.sqlite import SqliteStore
 
 __all__ = [
-    "FINAL_STATUSES",
-    "RECEIPT_STATUSES",
-    "STATUS_RANK",
     "AppendAudit",
     "AppendEvidence",
     "AuditRow",
@@ -86,8 +78,6 @@ __all__ = [
     "SettleInbox",
     "SqliteStore",
     "Store",
-    "contradicts",
-    "may_move",
 ]
 
 
@@ -117,7 +107,7 @@ class Store(Protocol):
 
     # retention and gauges
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
-    async def purge(self, now: datetime, outbox_after_s: float) -> tuple[int, int, int]: ...
+    async def purge(self, now: datetime) -> tuple[int, int, int]: ...
     async def gauges(self, now: datetime) -> dict[str, float]: ...
 
     async def close(self) -> None: ...

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from gateway.core.audit import Record
+from gateway.core.delivery import InboundEvent, OutboundEvent
+from gateway.core.receipts import ReceiptInfo
 from gateway.core.witness import LogHead
 from gateway.node.store.rows import InboxEntry, OutboxEntry, PendingReceipt
 
@@ -77,13 +78,17 @@ class RememberIdempotency:
 
 @dataclass(frozen=True)
 class SetStatus:
-    """Condition: a recipient's delivery status moves (forward only, ``rows.may_move``)."""
+    """Condition: ``event`` moves a recipient's delivery status (``gateway.core.delivery``:
+    the outbound transition table decides; a pair not in it changes nothing)."""
 
     message_id: str
     org: str
-    status: str
+    event: OutboundEvent
     reason: str | None
     now: datetime
+    #: The envelope's deadline should this move make every recipient final (``None``: the one
+    #: it has stays, as for an expiry: ``RetentionPolicy.outbox_purge_after``).
+    final_purge_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,12 @@ class InsertInbox:
 
 @dataclass(frozen=True)
 class SettleInbox:
-    """Condition: a delivered message is acked (``accepted``) or rejected, if still delivered."""
+    """Condition: the adapter's ack or reject moves a message in the inbox (the inbound
+    transition table decides: only a ``delivered`` message moves, once)."""
 
     sender: str
     message_id: str
-    status: str
+    event: InboundEvent
     reason: str | None
     now: datetime
     purge_after: datetime
@@ -127,7 +133,7 @@ class QueueReceipt:
     message_id: str
     status: str
     reason: str | None
-    info: dict[str, Any]
+    info: ReceiptInfo
     proves: Record
     now: datetime
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+from gateway.core.receipts import ReceiptInfo
 
 __all__ = [
-    "FINAL_STATUSES",
-    "RECEIPT_STATUSES",
-    "STATUS_RANK",
     "FinalReceipt",
     "InboxEntry",
     "InboxMessage",
@@ -24,36 +22,7 @@ __all__ = [
     "PendingReceipt",
     "RecipientRow",
     "SeenRow",
-    "contradicts",
-    "may_move",
 ]
-
-#: Delivery statuses per recipient, in the only order they may move (receipts can arrive out of
-#: order; a lower rank never overwrites a higher one). One exception: ``expired`` is what the
-#: sender assumes when no answer came in time, and a recipient's signed receipt that arrives
-#: later replaces it.
-STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "accepted": 3, "rejected": 3, "expired": 3}
-FINAL_STATUSES = frozenset(s for s, r in STATUS_RANK.items() if r == 3)
-RECEIPT_STATUSES = frozenset({"delivered", "accepted", "rejected"})
-
-
-def may_move(current: str, status: str) -> bool:
-    """Up the ranking only; ``expired`` (our guess when no answer came) only replaces ``queued``
-    or ``sent``, and yields to a recipient's signed receipt (docs/decisions/0045)."""
-    if status == "expired":
-        return current in ("queued", "sent")
-    if current == "expired":
-        return status in RECEIPT_STATUSES
-    return STATUS_RANK[status] > STATUS_RANK[current]
-
-
-def contradicts(earlier: str, later: str) -> bool:
-    """True when a recipient's later signed status cannot be true beside its earlier final one:
-    ``accepted`` and ``rejected`` for the same message (docs/decisions/0043). A repeated status,
-    or ``delivered`` arriving after a final one (receipts overtake each other), is no
-    contradiction."""
-    final = ("accepted", "rejected")
-    return earlier in final and later in final and earlier != later
 
 
 @dataclass(frozen=True)
@@ -70,6 +39,8 @@ class OutboxEntry:
     digest: bytes
     envelope: bytes
     recipients: tuple[tuple[str, tuple[str, ...]], ...]  # (org, roles addressed there)
+    #: When the envelope may go (``RetentionPolicy.outbox_purge_after``); earlier once final.
+    purge_after: datetime
 
 
 @dataclass(frozen=True)
@@ -145,7 +116,7 @@ class PendingReceipt:
     status: str
     reason: str | None
     record_idx: int
-    info: dict[str, Any]
+    info: ReceiptInfo
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from gateway.core.receipts import ReceiptInfo
 from gateway.node.store import writes
 from gateway.node.store.engine import GroupCommit
 from gateway.node.store.rows import (
@@ -163,7 +164,9 @@ class SqliteStore(GroupCommit):
 
         def job(db: sqlite3.Connection) -> list[PendingReceipt]:
             return [
-                PendingReceipt(int(i), s, m, st, r, int(idx), json.loads(info))
+                PendingReceipt(
+                    int(i), s, m, st, r, int(idx), ReceiptInfo.from_json(json.loads(info))
+                )
                 for i, s, m, st, r, idx, info in db.execute(
                     "SELECT id, sender, message_id, status, reason, record_idx, info"
                     " FROM receipts_pending ORDER BY id LIMIT ?",
@@ -195,8 +198,8 @@ class SqliteStore(GroupCommit):
         """Mark every recipient still queued or sent after the message expired; return them."""
         return await self.run(lambda db: writes.expire_outbox(db, now))
 
-    async def purge(self, now: datetime, outbox_after_s: float) -> tuple[int, int, int]:
+    async def purge(self, now: datetime) -> tuple[int, int, int]:
         """Delete payloads past retention; keep the metadata status and audit need.
 
         Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
-        return await self.run(lambda db: writes.purge(db, now, outbox_after_s))
+        return await self.run(lambda db: writes.purge(db, now))

@@ -10,6 +10,8 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
+from gateway.core.delivery import OutboundEvent, all_final, inbound_move, outbound_move
+from gateway.core.retention import IDEMPOTENCY_KEEP
 from gateway.node.store.commands import (
     DropPendingReceipt,
     InsertInbox,
@@ -24,13 +26,10 @@ from gateway.node.store.commands import (
     SettleInbox,
 )
 from gateway.node.store.engine import CommitState, GroupCommit
-from gateway.node.store.rows import STATUS_RANK, OutboxEntry, may_move
+from gateway.node.store.rows import OutboxEntry
 
-__all__ = ["IDEMPOTENCY_KEEP_S", "SCHEMA", "expire_outbox", "purge", "register", "stored_directory"]
+__all__ = ["SCHEMA", "expire_outbox", "purge", "register", "stored_directory"]
 
-#: Seconds an Idempotency-Key is remembered: far longer than any adapter retries a send
-#: (the client SDK gives up after minutes), short enough that the table does not grow for ever.
-IDEMPOTENCY_KEEP_S = 7 * 86400
 
 #: ``meta`` key of the copy of the directory version the node trusts (gateway.node.trust).
 _TRUSTED_DIRECTORY = "trusted_directory"
@@ -149,7 +148,7 @@ def _insert_outbox(db: sqlite3.Connection, c: InsertOutbox, _state: CommitState)
 def _outbox_row(db: sqlite3.Connection, entry: OutboxEntry, now: datetime) -> None:
     db.execute(
         "INSERT INTO outbox (message_id, message_type, purpose, case_ref, in_reply_to,"
-        " created_at, expires_at, digest, envelope) VALUES (?,?,?,?,?,?,?,?,?)",
+        " created_at, expires_at, digest, envelope, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
             entry.message_id,
             entry.message_type,
@@ -160,6 +159,7 @@ def _outbox_row(db: sqlite3.Connection, entry: OutboxEntry, now: datetime) -> No
             ts(entry.expires_at),
             entry.digest,
             entry.envelope,
+            ts(entry.purge_after),
         ),
     )
     db.executemany(
@@ -186,37 +186,45 @@ def _remember_idempotency(
 
 
 def _set_status(db: sqlite3.Connection, c: SetStatus, _state: CommitState) -> bool:
-    return move_status(db, c.message_id, c.org, c.status, c.reason, c.now)
+    return move_status(db, c.message_id, c.org, c.event, c.reason, c.now, c.final_purge_after)
 
 
 def move_status(
     db: sqlite3.Connection,
     message_id: str,
     org: str,
-    status: str,
+    event: OutboundEvent,
     reason: str | None,
     now: datetime,
+    final_purge_after: datetime | None = None,
 ) -> bool:
-    """Move a recipient's status forward (never back); False when it may not move."""
-    rank = STATUS_RANK[status]
+    """Move a recipient's status as the outbound transition table says; False when it stays.
+    When every recipient is final, the message's ``final_at`` is set, and its envelope's deadline
+    moves to ``final_purge_after`` if that is earlier."""
     row = db.execute(
         "SELECT status FROM outbox_recipients WHERE message_id=? AND org=?", (message_id, org)
     ).fetchone()
-    if row is None or not may_move(str(row[0]), status):
+    new = None if row is None else outbound_move(str(row[0]), event)
+    if new is None:
         return False
     db.execute(
-        "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?,"
-        " published = CASE WHEN ? >= 1 THEN 1 ELSE published END WHERE message_id=? AND org=?",
-        (status, reason, ts(now), rank, message_id, org),
+        "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?, published=1"
+        " WHERE message_id=? AND org=?",
+        (str(new), reason, ts(now), message_id, org),
     )
-    if rank == 3:
-        still_open = db.execute(
-            "SELECT count(*) FROM outbox_recipients WHERE message_id=? AND status NOT IN"
-            " ('accepted','rejected','expired')",
-            (message_id,),
-        ).fetchone()[0]
-        if still_open == 0:
-            db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (ts(now), message_id))
+    states = [
+        r[0]
+        for r in db.execute(
+            "SELECT status FROM outbox_recipients WHERE message_id=?", (message_id,)
+        )
+    ]
+    if all_final(states):
+        db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (ts(now), message_id))
+        if final_purge_after is not None:
+            db.execute(
+                "UPDATE outbox SET purge_after=min(purge_after, ?) WHERE message_id=?",
+                (ts(final_purge_after), message_id),
+            )
     return True
 
 
@@ -256,14 +264,18 @@ def _insert_inbox(db: sqlite3.Connection, c: InsertInbox, _state: CommitState) -
 
 
 def _settle_inbox(db: sqlite3.Connection, c: SettleInbox, _state: CommitState) -> bool:
-    return (
-        db.execute(
-            "UPDATE inbox SET status=?, reason=?, settled_at=?, purge_after=?"
-            " WHERE sender=? AND message_id=? AND status='delivered'",
-            (c.status, c.reason, ts(c.now), ts(c.purge_after), c.sender, c.message_id),
-        ).rowcount
-        == 1
+    row = db.execute(
+        "SELECT status FROM inbox WHERE sender=? AND message_id=?", (c.sender, c.message_id)
+    ).fetchone()
+    new = None if row is None else inbound_move(str(row[0]), c.event)
+    if new is None:
+        return False
+    db.execute(
+        "UPDATE inbox SET status=?, reason=?, settled_at=?, purge_after=?"
+        " WHERE sender=? AND message_id=?",
+        (str(new), c.reason, ts(c.now), ts(c.purge_after), c.sender, c.message_id),
     )
+    return True
 
 
 def _queue_receipt(db: sqlite3.Connection, c: QueueReceipt, state: CommitState) -> bool:
@@ -276,7 +288,7 @@ def _queue_receipt(db: sqlite3.Connection, c: QueueReceipt, state: CommitState) 
             c.status,
             c.reason,
             state.index_of(c.proves),
-            json.dumps(c.info),
+            json.dumps(c.info.to_json()),
             ts(c.now),
         ),
     )
@@ -328,12 +340,13 @@ def expire_outbox(db: sqlite3.Connection, now: datetime) -> list[tuple[str, str]
         (ts(now),),
     ).fetchall()
     for message_id, org in rows:
-        move_status(db, message_id, org, "expired", None, now)
+        move_status(db, message_id, org, OutboundEvent.EXPIRED, None, now)
     return [(str(m), str(o)) for m, o in rows]
 
 
-def purge(db: sqlite3.Connection, now: datetime, outbox_after_s: float) -> tuple[int, int, int]:
-    """Delete payloads past retention; keep the metadata status and audit need.
+def purge(db: sqlite3.Connection, now: datetime) -> tuple[int, int, int]:
+    """Delete what is past its deadline (every deadline was written with the item, by the
+    node's ``RetentionPolicy``); keep the metadata status and audit need.
 
     Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
     t = ts(now)
@@ -343,14 +356,13 @@ def purge(db: sqlite3.Connection, now: datetime, outbox_after_s: float) -> tuple
         (t,),
     ).rowcount
     outbox = db.execute(
-        "UPDATE outbox SET envelope=NULL WHERE envelope IS NOT NULL AND"
-        " ((final_at IS NOT NULL AND final_at + ? <= ?) OR expires_at + ? <= ?)",
-        (outbox_after_s, t, outbox_after_s, t),
+        "UPDATE outbox SET envelope=NULL WHERE envelope IS NOT NULL AND purge_after <= ?", (t,)
     ).rowcount
     forgotten = db.execute(
         "DELETE FROM inbox WHERE forget_after <= ? AND claims IS NULL AND status != 'delivered'",
         (t,),
     ).rowcount
     # An Idempotency-Key only has to outlive an adapter's retries.
-    db.execute("DELETE FROM idempotency WHERE created_at + ? <= ?", (IDEMPOTENCY_KEEP_S, t))
+    keep = IDEMPOTENCY_KEEP.total_seconds()
+    db.execute("DELETE FROM idempotency WHERE created_at + ? <= ?", (keep, t))
     return inbox, outbox, forgotten
