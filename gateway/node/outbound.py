@@ -1,16 +1,13 @@
-"""Outbound: the API's ``send`` and the outbox publisher (docs/architecture.md §9.6).
+"""Outbound: the API's ``send`` and ``status`` (docs/architecture.md §9.1, §9.6).
 
-``send`` validates the adapter's request against the contract, asks the policy, seals, and
-stores the envelope in the outbox (with its audit records) before answering. The outbox loop
-publishes with confirms through the broker port and retries until the broker confirmed or the
-message expired. Fresh entries are handed to the publisher at once (:meth:`Outbound.hand_over`);
-a periodic scan of the store catches whatever that misses (a restart, a failed publish).
+``send`` validates the adapter's request against the contract, asks the core for the claims and
+the policy's decision (``gateway.core.outbound.decide_outbound``), seals, and stores the envelope
+in the outbox (with its audit records) before answering; then hands it to the outbox publisher
+(:mod:`gateway.node.outbox`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -20,7 +17,6 @@ from typing import Any
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from gateway.broker.transport import MessageExpiredError
 from gateway.core import jose
 from gateway.core.audit import (
     Actor,
@@ -30,14 +26,13 @@ from gateway.core.audit import (
     message_record,
     policy_record,
 )
-from gateway.core.broker_topology import routing_key
-from gateway.core.delivery import OutboundEvent
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import peek_header, seal
 from gateway.core.outbound import ContractError, decide_outbound, log_anchor
 from gateway.core.policy import Denied
-from gateway.errors import LocalError, TransientError
+from gateway.errors import LocalError
 from gateway.node.context import NodeContext
+from gateway.node.outbox import Outbox
 from gateway.node.problems import ApiError
 from gateway.node.store import (
     AppendAudit,
@@ -45,9 +40,7 @@ from gateway.node.store import (
     InsertOutbox,
     MessageRow,
     OutboxEntry,
-    PendingPublish,
     RememberIdempotency,
-    SetStatus,
 )
 from schemas import ids, strictjson
 from schemas.api import (
@@ -59,22 +52,17 @@ from schemas.api import (
 )
 from schemas.catalogue import Catalogue
 
-__all__ = ["PUBLISH_BATCH", "Outbound"]
+__all__ = ["Outbound"]
 
 log = logging.getLogger("gateway.node")
-
-#: Outbox entries fetched per publishing round.
-PUBLISH_BATCH = 512
 
 
 class Outbound:
     """Sending: accept an adapter's message, keep it in the outbox, publish it."""
 
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, outbox: Outbox) -> None:
         self.ctx = ctx
-        #: Envelopes just made durable, handed straight to the publisher (no re-reading).
-        self._ready: list[PendingPublish] = []
-        self._in_flight: set[tuple[str, str]] = set()
+        self._outbox = outbox
 
     async def send(
         self,
@@ -194,7 +182,7 @@ class Outbound:
                 raise ApiError(
                     "idempotency-conflict", "a concurrent request used this Idempotency-Key"
                 )
-        self.hand_over(entry)
+        self._outbox.hand_over(entry)
         self._count(claims.message_type, claims.purpose, "queued")
         ctx.telemetry.latency.record(
             (ctx.now() - started).total_seconds() * 1000, {"stage": "send"}
@@ -228,103 +216,6 @@ class Outbound:
         if actor is not None:
             records = [*records, access_record(actor, at=now, fields=fields)]
         return self.ctx.audit.append(records, now)
-
-    def hand_over(self, entry: OutboxEntry) -> None:
-        """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
-        self._ready += [
-            PendingPublish(
-                entry.message_id,
-                org,
-                entry.envelope,
-                entry.expires_at,
-                entry.message_type,
-                entry.purpose,
-                entry.case_ref,
-            )
-            for org, _roles in entry.recipients
-        ]
-        self.ctx.outbox_wake.set()
-
-    def wake(self) -> None:
-        """Look at the outbox now (the broker just connected)."""
-        self.ctx.outbox_wake.set()
-
-    async def run(self) -> None:
-        """Publish every queued envelope until confirmed (or expired); runs until stopped.
-
-        Fresh entries come straight from :meth:`hand_over`; every ``outbox_retry_seconds`` (and
-        at start) a scan of the store picks up anything older that is still unconfirmed."""
-        ctx = self.ctx
-        retry = ctx.config.limits.outbox_retry_seconds
-        loop = asyncio.get_running_loop()
-        next_scan = 0.0
-        while not ctx.stopping.is_set():
-            ctx.outbox_wake.clear()
-            if ctx.broker.connected:
-                pending, self._ready = self._ready, []
-                if loop.time() >= next_scan:
-                    older = None if next_scan == 0.0 else ctx.now() - timedelta(seconds=retry)
-                    with contextlib.suppress(TransientError):
-                        pending += await ctx.store.pending_publishes(PUBLISH_BATCH, older)
-                    next_scan = loop.time() + retry
-                for p in pending:
-                    key = (p.message_id, p.org)
-                    if key not in self._in_flight:
-                        self._in_flight.add(key)
-                        ctx.spawn(self._publish(p, key), f"publish {p.message_id}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.outbox_wake.wait(), timeout=retry)
-
-    async def _publish(self, p: PendingPublish, key: tuple[str, str]) -> None:
-        ctx = self.ctx
-        retry_after = 0.0
-        try:
-            await ctx.broker.publish(
-                routing_key(p.org, ctx.org),
-                p.envelope,
-                message_id=p.message_id,
-                expiration=p.expires_at,
-            )
-        except MessageExpiredError:
-            await self._mark_expired(p)
-        except (TransientError, LocalError) as exc:
-            retry_after = ctx.config.limits.outbox_retry_seconds
-            log.warning(
-                "publish of %s to %s failed (%s); retrying in %.0f s",
-                p.message_id,
-                p.org,
-                exc.__class__.__name__,
-                retry_after,
-            )
-        else:
-            now = ctx.now()
-            record = ctx.record(
-                "message.publish",
-                message_id=p.message_id,
-                peer=p.org,
-                purpose=p.purpose,
-                message_type=p.message_type,
-                case_ref=p.case_ref,
-            )
-            await ctx.store.commit(
-                SetStatus(p.message_id, p.org, OutboundEvent.PUBLISHED, None, now),
-                ctx.audit.append([record], now),
-            )
-        finally:
-            if retry_after:
-                await asyncio.sleep(retry_after)
-            self._in_flight.discard(key)
-            if retry_after:
-                ctx.outbox_wake.set()
-
-    async def _mark_expired(self, p: PendingPublish) -> None:
-        ctx = self.ctx
-        now = ctx.now()
-        record = ctx.record("message.expire", "error", message_id=p.message_id, peer=p.org)
-        await ctx.store.commit(
-            SetStatus(p.message_id, p.org, OutboundEvent.EXPIRED, None, now),
-            ctx.audit.append([record], now),
-        )
 
     async def status(self, message_id: str) -> MessageStatus:
         """The delivery status per recipient of a message this node sent."""

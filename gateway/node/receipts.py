@@ -22,7 +22,7 @@ from gateway.core.policy import Denied
 from gateway.core.receipts import receipt_claims
 from gateway.errors import LocalError, TransientError
 from gateway.node.context import NodeContext
-from gateway.node.outbound import Outbound
+from gateway.node.outbox import Outbox
 from gateway.node.store import DropPendingReceipt, OutboxEntry, PendingReceipt, ReceiptSealed
 from schemas import ids
 
@@ -37,9 +37,9 @@ RECEIPT_BATCH = 128
 class ReceiptSealer:
     """The receipt loop (module docstring)."""
 
-    def __init__(self, ctx: NodeContext, outbound: Outbound) -> None:
+    def __init__(self, ctx: NodeContext, outbox: Outbox) -> None:
         self.ctx = ctx
-        self._outbound = outbound
+        self._outbox = outbox
 
     async def run(self) -> None:
         """Seal pending receipts in batches (one checkpoint per batch) until stopped."""
@@ -142,7 +142,7 @@ class ReceiptSealer:
                 self.ctx.audit.append(records, now),
             )
             for _p, entry in sealed:
-                self._outbound.hand_over(entry)
+                self._outbox.hand_over(entry)
 
     def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> OutboundDecision:
         ctx = self.ctx

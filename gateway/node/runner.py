@@ -276,7 +276,7 @@ class Node:
         await consumer.start()
         self.consumer = consumer
         self.broker.attach(publisher)
-        self.service.outbound.wake()
+        self.service.outbox.wake()
         self.connected.set()
         log.info("connected to the broker as %s", self.endpoint.user)
 

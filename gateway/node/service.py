@@ -4,7 +4,8 @@ The core decides (contract, policy, envelope, Merkle log); the loops move bytes 
 outcomes in the store, always writing the audit records in the same transaction as the state
 they describe (docs/architecture.md §9.6):
 
-- :class:`~gateway.node.outbound.Outbound`: the API's ``send`` and the outbox publisher;
+- :class:`~gateway.node.outbound.Outbound` and :class:`~gateway.node.outbox.Outbox`: the
+  API's ``send`` and the outbox publisher;
 - :class:`~gateway.node.inbound.Inbound`: the consumer's ``on_delivery`` into the inbox;
 - :class:`~gateway.node.inbox.Inbox`: what adapters read, ack and reject;
 - :class:`~gateway.node.receipts.ReceiptSealer` and
@@ -34,6 +35,7 @@ from gateway.node.gauges import run_gauges
 from gateway.node.inbound import Inbound
 from gateway.node.inbox import Inbox
 from gateway.node.outbound import Outbound
+from gateway.node.outbox import Outbox
 from gateway.node.ports import BrokerPort
 from gateway.node.receipts import ReceiptSealer
 from gateway.node.receipts_in import IncomingReceipts
@@ -68,9 +70,10 @@ class NodeService:
             write=lambda records, now: store.commit(audit.append(records, now)),
             clock=ctx.now,
         )
-        self.outbound = Outbound(ctx)
+        self.outbox = Outbox(ctx)
+        self.outbound = Outbound(ctx, self.outbox)
         self.inbox = Inbox(ctx)
-        self.receipts = ReceiptSealer(ctx, self.outbound)
+        self.receipts = ReceiptSealer(ctx, self.outbox)
         self.witnessing = Witnessing(ctx)
         self.inbound = Inbound(
             ctx,
@@ -124,7 +127,7 @@ class NodeService:
     def start_loops(self, queue_depth: Callable[[], Awaitable[int]] | None = None) -> None:
         """Start the outbox, receipt, retention, witnessing, refusal and gauge loops."""
         ctx = self.ctx
-        ctx.spawn(self.outbound.run(), "outbox")
+        ctx.spawn(self.outbox.run(), "outbox")
         ctx.spawn(self.receipts.run(), "receipts")
         ctx.spawn(self.retention.run(), "retention")
         ctx.spawn(self.witnessing.run(), "checkpoints")
