@@ -29,14 +29,23 @@ from dataclasses import InitVar, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from gateway.core import jose, note
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import VerifiedMessage
 from gateway.core.merkle import leaf_hash
-from gateway.core.outbound import Outbound, SenderContext, validate_claims, wire_time
+from gateway.core.outbound import (
+    ContractError,
+    Outbound,
+    SenderContext,
+    validate_claims,
+    wire_time,
+)
 from gateway.core.policy import Denied, MessageFacts, evaluate
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
+from schemas.api import field_errors
 from schemas.bodies import ReceiptBody
 from schemas.claims import SPEC_VERSION, ClaimsBase, Flags, Sender
 from schemas.common import OrgRef
@@ -143,15 +152,20 @@ def receipt_claims(
     everything in them was validated before)."""
     created = wire_time(now)
     defaults = sender.purpose_defaults.get(info.purpose)
-    body = ReceiptBody(
-        status=status,  # type: ignore[arg-type]  # validated by the model (strict)
-        message_id=message_id,
-        inner_jws_sha256=info.digest,
-        at=created,
-        reason=reason,  # type: ignore[arg-type]  # validated by the model (strict)
-        proof=proof,
-        checkpoint=checkpoint,
-    )
+    try:
+        body = ReceiptBody(
+            status=status,  # type: ignore[arg-type]  # validated by the model (strict)
+            message_id=message_id,
+            inner_jws_sha256=info.digest,
+            at=created,
+            reason=reason,  # type: ignore[arg-type]  # validated by the model (strict)
+            proof=proof,
+            checkpoint=checkpoint,
+        )
+    except ValidationError as exc:
+        raise ContractError(
+            "the receipt breaks the contract", field_errors(exc, ("body",))
+        ) from None
     claims = validate_claims(
         {
             "spec": SPEC_VERSION,
