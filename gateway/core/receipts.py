@@ -288,12 +288,11 @@ def verify_receipt(
         raise _unproved(exc) from None
     if parsed.extra is None:
         raise RemoteError("invalid_claims", "the proof carries no record")
-    origin = directory.audit_origin(signer)
     try:
         proved = note.verify_tlog_proof(
             parsed,
             leaf_hash=leaf_hash(parsed.extra),
-            log_keys=[note.ed25519_verifier(origin, k) for k in directory.audit_keys(signer, now)],
+            log_keys=directory.audit_log_keys(signer, now),
             now=now,
             checkpoints=checkpoints,
         )

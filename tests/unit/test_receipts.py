@@ -408,3 +408,11 @@ def test_any_proof_text_verifies_or_raises_remote_error(proof: str) -> None:
     except RemoteError:
         return
     assert isinstance(result, VerifiedReceipt)
+
+
+def test_the_directory_gives_the_signers_log_keys_valid_at_the_time() -> None:
+    origin = DIRECTORY.audit_origin(ZVH)
+    keys = DIRECTORY.audit_log_keys(ZVH, NOW)
+    assert keys == [note.ed25519_verifier(origin, ZVH_ORG.audit)]
+    assert DIRECTORY.audit_log_keys(ZVH, NOW + timedelta(days=400)) == []  # past not_after
+    assert DIRECTORY.audit_log_keys("00000001999000009000", NOW) == []  # not a member
