@@ -29,14 +29,23 @@ from dataclasses import InitVar, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from gateway.core import jose, note
 from gateway.core.directory import TrustedDirectory
 from gateway.core.envelope import VerifiedMessage
 from gateway.core.merkle import leaf_hash
-from gateway.core.outbound import Outbound, SenderContext, validate_claims, wire_time
+from gateway.core.outbound import (
+    ContractError,
+    Outbound,
+    SenderContext,
+    validate_claims,
+    wire_time,
+)
 from gateway.core.policy import Denied, MessageFacts, evaluate
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
+from schemas.api import field_errors
 from schemas.bodies import ReceiptBody
 from schemas.claims import SPEC_VERSION, ClaimsBase, Flags, Sender
 from schemas.common import OrgRef
@@ -143,15 +152,20 @@ def receipt_claims(
     everything in them was validated before)."""
     created = wire_time(now)
     defaults = sender.purpose_defaults.get(info.purpose)
-    body = ReceiptBody(
-        status=status,  # type: ignore[arg-type]  # validated by the model (strict)
-        message_id=message_id,
-        inner_jws_sha256=info.digest,
-        at=created,
-        reason=reason,  # type: ignore[arg-type]  # validated by the model (strict)
-        proof=proof,
-        checkpoint=checkpoint,
-    )
+    try:
+        body = ReceiptBody(
+            status=status,  # type: ignore[arg-type]  # validated by the model (strict)
+            message_id=message_id,
+            inner_jws_sha256=info.digest,
+            at=created,
+            reason=reason,  # type: ignore[arg-type]  # validated by the model (strict)
+            proof=proof,
+            checkpoint=checkpoint,
+        )
+    except ValidationError as exc:
+        raise ContractError(
+            "the receipt breaks the contract", field_errors(exc, ("body",))
+        ) from None
     claims = validate_claims(
         {
             "spec": SPEC_VERSION,
@@ -274,12 +288,11 @@ def verify_receipt(
         raise _unproved(exc) from None
     if parsed.extra is None:
         raise RemoteError("invalid_claims", "the proof carries no record")
-    origin = directory.audit_origin(signer)
     try:
         proved = note.verify_tlog_proof(
             parsed,
             leaf_hash=leaf_hash(parsed.extra),
-            log_keys=[note.ed25519_verifier(origin, k) for k in directory.audit_keys(signer, now)],
+            log_keys=directory.audit_log_keys(signer, now),
             now=now,
             checkpoints=checkpoints,
         )

@@ -213,3 +213,15 @@ def test_decide_outbound_gives_the_claims_with_the_policy_decision() -> None:
     assert not denied.allowed
     assert isinstance(denied.decision, Denied)
     assert denied.decision.reason == "no_rule"
+
+
+def test_a_bsn_outside_identification_is_refused_from_python_values_too() -> None:
+    claims = _example("case.referral")
+    assert claims["body"]["identification"]["bsn"]  # allowed where it is
+    raw = json.loads(_request(claims))
+    raw["body"]["reason"] = "see 999990020"  # a BSN-shaped number (test range) in free text
+    request = parse_send_request(json.dumps(raw), catalogue=CATALOGUE)
+    with pytest.raises(ContractError) as caught:
+        _assemble(claims, request)
+    assert [e.field for e in caught.value.errors] == ["body.reason"]
+    assert "999990020" not in str(caught.value.errors)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from gateway.core import jose, note
 from gateway.core.directory import TrustedDirectory
@@ -18,7 +20,7 @@ from gateway.core.envelope import VerifiedMessage, open_envelope, seal
 from gateway.core.inbound import decide_inbound
 from gateway.core.keys import KeyRing, Suite
 from gateway.core.merkle import MerkleTree, leaf_hash
-from gateway.core.outbound import SenderContext
+from gateway.core.outbound import ContractError, SenderContext
 from gateway.core.receipts import (
     RECEIPT_ACTIVITY,
     ContentContradiction,
@@ -380,3 +382,37 @@ def test_decide_inbound_polices_and_names_the_receipt() -> None:
     with pytest.raises(RemoteError) as caught:
         decide_inbound(verified, org=POL, directory=DIRECTORY.payload)
     assert caught.value.reason == "not_for_us"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.builds(
+            lambda good, cut, junk: good[:cut] + junk + good[cut:],
+            st.just(_proof(_view())),
+            st.integers(min_value=0, max_value=600),
+            st.text(max_size=8),
+        ),
+    )
+)
+def test_any_proof_text_verifies_or_raises_remote_error(proof: str) -> None:
+    """Whatever a partner puts in ``proof``, the verifier answers with a verified receipt or a
+    RemoteError, never another exception."""
+    try:
+        claims = _receipt(proof=proof)
+    except ContractError:  # an empty proof: the contract refuses it (decision 0005)
+        assume(False)
+    try:
+        result = _verify(_opened(claims))
+    except RemoteError:
+        return
+    assert isinstance(result, VerifiedReceipt)
+
+
+def test_the_directory_gives_the_signers_log_keys_valid_at_the_time() -> None:
+    origin = DIRECTORY.audit_origin(ZVH)
+    keys = DIRECTORY.audit_log_keys(ZVH, NOW)
+    assert keys == [note.ed25519_verifier(origin, ZVH_ORG.audit)]
+    assert DIRECTORY.audit_log_keys(ZVH, NOW + timedelta(days=400)) == []  # past not_after
+    assert DIRECTORY.audit_log_keys("00000001999000009000", NOW) == []  # not a member
