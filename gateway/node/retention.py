@@ -14,6 +14,7 @@ import contextlib
 from gateway.core.audit import record_time
 from gateway.errors import TransientError
 from gateway.node.context import NodeContext
+from gateway.node.store import DateOutbox
 
 __all__ = ["Retention"]
 
@@ -23,6 +24,7 @@ class Retention:
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        self._dated = False
 
     async def run(self) -> None:
         """Run :meth:`purge_once` every ``purge_interval_seconds`` until stopped."""
@@ -32,9 +34,20 @@ class Retention:
                 await self.purge_once()
             await self.ctx.pause(interval)
 
+    async def _date_outbox(self) -> None:
+        policy = self.ctx.retention
+        undated = await self.ctx.store.undated_outbox()
+        if undated:
+            await self.ctx.store.commit(
+                *(DateOutbox(m, policy.outbox_purge_after(exp, final)) for m, exp, final in undated)
+            )
+
     async def purge_once(self) -> tuple[int, int, int, int]:
         """One retention pass. Returns (expired recipients, inbox payloads, outbox envelopes,
         inbox rows forgotten)."""
+        if not self._dated:  # entries from before deadlines were stored get theirs, once
+            await self._date_outbox()
+            self._dated = True
         now = self.ctx.now()
         expired = await self.ctx.store.expire_outbox(now)
         if expired:

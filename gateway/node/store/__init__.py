@@ -19,6 +19,7 @@ from gateway.node.store.commands import (
     AuditRow,
     Command,
     Committed,
+    DateOutbox,
     DropPendingReceipt,
     InsertInbox,
     InsertOutbox,
@@ -53,6 +54,7 @@ __all__ = [
     "AuditRow",
     "Command",
     "Committed",
+    "DateOutbox",
     "DropPendingReceipt",
     "FinalReceipt",
     "InboxEntry",
@@ -106,6 +108,7 @@ class Store(Protocol):
     async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]: ...
 
     # retention and gauges
+    async def undated_outbox(self) -> list[tuple[str, datetime, datetime | None]]: ...
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
     async def purge(self, now: datetime) -> tuple[int, int, int]: ...
     async def gauges(self, now: datetime) -> dict[str, float]: ...

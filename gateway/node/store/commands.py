@@ -29,6 +29,7 @@ __all__ = [
     "AuditRow",
     "Command",
     "Committed",
+    "DateOutbox",
     "DropPendingReceipt",
     "InsertInbox",
     "InsertOutbox",
@@ -89,6 +90,14 @@ class SetStatus:
     #: The envelope's deadline should this move make every recipient final (``None``: the one
     #: it has stays, as for an expiry: ``RetentionPolicy.outbox_purge_after``).
     final_purge_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DateOutbox:
+    """The envelope deadline of an outbox entry written before deadlines were stored."""
+
+    message_id: str
+    purge_after: datetime
 
 
 @dataclass(frozen=True)
@@ -227,6 +236,7 @@ Command = (
     InsertOutbox
     | RememberIdempotency
     | SetStatus
+    | DateOutbox
     | KeepReceipt
     | InsertInbox
     | SettleInbox

@@ -194,6 +194,15 @@ class SqliteStore(GroupCommit):
             None if claims is None else bytes(claims),
         )
 
+    async def undated_outbox(self) -> list[tuple[str, datetime, datetime | None]]:
+        """Outbox entries with an envelope but no deadline (written by a version that stored
+        none): (message id, expiry, when every recipient was final)."""
+        rows = self.read(
+            "SELECT message_id, expires_at, final_at FROM outbox"
+            " WHERE purge_after IS NULL AND envelope IS NOT NULL"
+        )
+        return [(str(m), dt(e), None if f is None else dt(f)) for m, e, f in rows]
+
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]:
         """Mark every recipient still queued or sent after the message expired; return them."""
         return await self.run(lambda db: writes.expire_outbox(db, now))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from gateway.core.delivery import OutboundEvent, all_final, inbound_move, outbound_move
 from gateway.core.retention import IDEMPOTENCY_KEEP
 from gateway.node.store.commands import (
+    DateOutbox,
     DropPendingReceipt,
     InsertInbox,
     InsertOutbox,
@@ -130,6 +131,7 @@ def register(store: GroupCommit) -> None:
     store.on_command(InsertOutbox, _insert_outbox)
     store.on_command(RememberIdempotency, _remember_idempotency)
     store.on_command(SetStatus, _set_status)
+    store.on_command(DateOutbox, _date_outbox)
     store.on_command(KeepReceipt, _keep_receipt)
     store.on_command(InsertInbox, _insert_inbox)
     store.on_command(SettleInbox, _settle_inbox)
@@ -225,6 +227,14 @@ def move_status(
                 "UPDATE outbox SET purge_after=min(purge_after, ?) WHERE message_id=?",
                 (ts(final_purge_after), message_id),
             )
+    return True
+
+
+def _date_outbox(db: sqlite3.Connection, c: DateOutbox, _state: CommitState) -> bool:
+    db.execute(
+        "UPDATE outbox SET purge_after=? WHERE message_id=? AND purge_after IS NULL",
+        (ts(c.purge_after), c.message_id),
+    )
     return True
 
 

@@ -25,6 +25,7 @@ from gateway.errors import LocalError, TransientError
 from gateway.node.store import (
     Command,
     Committed,
+    DateOutbox,
     InboxEntry,
     InsertInbox,
     InsertOutbox,
@@ -512,3 +513,20 @@ async def test_purge_of_an_unanswered_message_waits_for_expiry(store: SqliteStor
     await _set(store, MID, GEM, "sent", None, T0)
     assert await store.purge(expiry + timedelta(hours=23)) == (0, 0, 0)
     assert await store.purge(expiry + timedelta(days=1)) == (0, 1, 0)
+
+
+async def test_an_entry_from_before_stored_deadlines_gets_one_and_goes(store: SqliteStore) -> None:
+    # A store written by a version that kept no envelope deadline: retention dates such entries
+    # once (RetentionPolicy.outbox_purge_after), or their envelopes would stay for ever.
+    await _add_outbox(store, _outbox())
+    await _add_outbox(store, _outbox(MID2))
+    store.run_sync(
+        lambda db: db.execute("UPDATE outbox SET purge_after=NULL WHERE message_id=?", (MID,))
+    )
+    expiry = T0 + timedelta(days=3)
+    assert await store.undated_outbox() == [(MID, expiry, None)]
+    deadline = expiry + timedelta(days=1)
+    await store.commit(DateOutbox(MID, deadline), DateOutbox(MID2, deadline))
+    assert await store.undated_outbox() == []
+    assert await store.purge(deadline) == (0, 1, 0), "only the entry that had no deadline yet"
+    assert await store.purge(T0 + timedelta(days=3) + WEEK) == (0, 1, 0), "the other kept its own"
