@@ -370,6 +370,18 @@ class TrustedDirectory:
             if entry.use == "audit" and _key_valid_at(entry, at)
         ]
 
+    def audit_log_keys(self, org: str, at: datetime) -> list[note.NoteVerifier]:
+        """The note verifiers of ``org``'s audit-log (checkpoint) keys valid at ``at``, named by
+        its log's origin: what :func:`gateway.core.note.open_checkpoint` takes as ``log_keys``
+        (built once per key: the verifier checks the point and hashes its key id)."""
+        member = self.member(org)
+        origin = self.audit_origin(org)
+        return [
+            _audit_verifier(origin, entry.jwk.x)
+            for entry in (member.keys if member else ())
+            if entry.use == "audit" and _key_valid_at(entry, at)
+        ]
+
     def audit_origin(self, org: str) -> str:
         """The checkpoint origin of ``org``'s audit log (``<federation>.zvg/<OIN>/audit-log``)."""
         return note.audit_log_origin(f"{self.payload.federation}.zvg", org)
@@ -390,6 +402,12 @@ class TrustedDirectory:
     def orgs_of_user(self) -> dict[str, str]:
         """Broker user → OIN."""
         return {m.broker_user: m.oin for m in self.payload.members}
+
+
+@functools.lru_cache(maxsize=1024)
+def _audit_verifier(origin: str, x: str) -> note.NoteVerifier:
+    """The note verifier of an audit key (``x``: its base64url Ed25519 point) for ``origin``."""
+    return note.ed25519_verifier(origin, jose.b64u_decode(x, "audit key"))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -395,7 +395,7 @@ async def wait_witnessed(fed: Fed) -> None:
         done = True
         for key, node in fed.running.items():
             service = node.service
-            await service.request_cosignatures()
+            await service.witnessing.request_cosignatures()
             latest = service.audit.latest
             sizes = await service.audit.peer_sizes()
             partners = [fed.nodes[k].org.oin for k in fed.running if k != key]

@@ -160,9 +160,7 @@ async def test_a_redelivered_envelope_reaches_the_adapter_once(fed: Fed) -> None
             "SELECT envelope FROM outbox WHERE message_id=?", (doc["message_id"],)
         ).fetchone()[0]
     )
-    publisher = fed.running["politie"].service.publisher
-    assert publisher is not None
-    await publisher.publish(
+    await fed.running["politie"].broker.publish(
         routing_key(GEM, POL),
         bytes(envelope),
         message_id=doc["message_id"],

@@ -187,6 +187,7 @@ class InProcFederation:
             node.store,
             node.telemetry,
             broker_endpoint(node.config, service.directory),
+            node.broker,
         )
         client = TestClient(TestServer(build_app(service, runner.readiness)))
         await client.start_server()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from gateway.node.gauges import run_gauges
 from tests.guides import API_GUIDE, Block, guide_blocks, matches, run_api_guide, zvh_answers
 from tests.unit.node._inproc import POL, ApiNode, InProcFederation
 
@@ -50,7 +51,7 @@ async def test_every_example_in_the_api_guide_works(
     gem = await inproc.start("gemeente")
     pol = await inproc.start("politie")
     service = pol.node.service
-    service.spawn(service.run_gauges(), "gauges")  # the metrics block greps the gauges
+    service.ctx.spawn(run_gauges(service.ctx), "gauges")  # the metrics block greps the gauges
     stop = asyncio.Event()
     zvh = asyncio.create_task(_zvh_adapter(gem, stop))
 

@@ -32,15 +32,15 @@ async def test_a_long_poll_answers_when_a_message_arrives(inproc: InProcFederati
     gem = await inproc.start("gemeente")
     store = gem.node.store
     looked = asyncio.Event()
-    read = store.inbox_waiting
+    read = store.take_inbox
 
-    async def inbox_waiting(limit: int) -> list[InboxRow]:
+    async def take_inbox(limit: int) -> list[InboxRow]:
         rows = await read(limit)
         if not rows:
             looked.set()  # the poll found nothing and waits
         return rows
 
-    store.inbox_waiting = inbox_waiting  # type: ignore[method-assign]  # observe, then call through
+    store.take_inbox = take_inbox  # type: ignore[method-assign]  # observe, then call through
     poll = asyncio.ensure_future(gem.inbox(wait=60))
     await looked.wait()
     assert not poll.done()

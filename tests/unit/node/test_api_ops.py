@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from gateway.node.gauges import run_gauges
 from tests.unit.node._inproc import InProcFederation, request_from_example
 
 
@@ -79,7 +80,7 @@ async def test_metrics_show_the_outbox_and_inbox_gauges(inproc: InProcFederation
     pol = await inproc.start("politie", connect=False)
     await pol.send(request_from_example("case.referral"))
     service = pol.node.service
-    service.spawn(service.run_gauges(), "gauges")
+    service.ctx.spawn(run_gauges(service.ctx), "gauges")
 
     async def pending_shown() -> bool:
         text = (await pol.call("GET", "/metrics", token=None)).body.decode()

@@ -6,7 +6,7 @@ Threats: case data kept longer than the configured retention; the evidence (audi
 signed receipts, status) deleted with it; a message that never arrived shown as in transit for
 ever; a replayed envelope delivered again once the receiver forgot it had seen it.
 
-``NodeService.purge_once()`` runs one retention pass (the periodic loop does not run here).
+``service.retention.purge_once()`` runs one retention pass (the periodic loop does not run here).
 
 Replaces, e2e on RabbitMQ → here (same names):
 
@@ -54,7 +54,7 @@ async def test_inbox_payload_goes_after_retention_and_the_evidence_stays(
 ) -> None:
     _pol, gem, message_id = await _delivered_and_acked(inproc)
     acked_at = inproc.clock()
-    purge = gem.node.service.purge_once
+    purge = gem.node.service.retention.purge_once
     assert gem.node.store.read(PAYLOAD, (message_id,)) == [(1, 1)]
     before = gem.node.audit_names(message_id)
     assert {"message.receive", "message.deliver", "adapter.ack"} <= set(before)
@@ -104,13 +104,13 @@ async def test_outbox_envelope_goes_after_final_status_or_expiry(
     envelopes = "SELECT message_id FROM outbox WHERE envelope IS NOT NULL ORDER BY message_id"
 
     inproc.clock.now = accepted_at + timedelta(minutes=5)
-    assert await pol.node.service.purge_once() == (1, 0, 0, 0)
+    assert await pol.node.service.retention.purge_once() == (1, 0, 0, 0)
     assert await pol.status(unanswered) == [(GGZ, "GGZ", "expired", None)]
     assert "message.expire" in pol.node.audit_names(unanswered)
     assert pol.node.store.read(envelopes) == sorted([(answered,), (unanswered,)]), "a day more"
 
     inproc.clock.now = accepted_at + timedelta(days=1, minutes=6)
-    assert await pol.node.service.purge_once() == (0, 0, 2, 0)
+    assert await pol.node.service.retention.purge_once() == (0, 0, 2, 0)
     assert pol.node.store.read(envelopes) == []
     assert _purges(pol) == [
         {"inbox_payloads": 0, "outbox_envelopes": 2, "inbox_rows": 0, "audit_personal_parts": 0}
@@ -133,7 +133,7 @@ async def test_an_unpublished_message_expires_too(inproc: InProcFederation) -> N
     message_id = await pol.send(request_from_example("case.referral", expires_in_seconds=60))
     assert await pol.status(message_id) == [(GEM, "ZVH", "queued", None)]
     inproc.clock.move(minutes=2)
-    assert await pol.node.service.purge_once() == (1, 0, 0, 0)
+    assert await pol.node.service.retention.purge_once() == (1, 0, 0, 0)
     assert await pol.status(message_id) == [(GEM, "ZVH", "expired", None)]
     assert await pol.node.store.pending_publishes(10) == []
 
@@ -170,14 +170,14 @@ async def test_a_replay_after_the_receiver_forgot_the_message_is_not_delivered_a
 
     # Still inside the window: remembered (payload purged or not), a duplicate.
     inproc.clock.now = received + timedelta(days=7, minutes=1)
-    await gem.node.service.purge_once()
+    await gem.node.service.retention.purge_once()
     assert await replay() == Deliver()
     assert gem.node.service.counters.get("duplicates") == 1
     assert await gem.inbox() == [], "delivered a second time"
 
     # Past the window: forgotten, and the envelope is too old to be accepted at all.
     inproc.clock.now = received + timedelta(days=7, minutes=10)
-    assert (await gem.node.service.purge_once())[3] == 1
+    assert (await gem.node.service.retention.purge_once())[3] == 1
     refused = await replay()
     assert isinstance(refused, Reject), refused
     assert await gem.inbox() == [], "delivered a second time"
@@ -197,7 +197,7 @@ async def test_audit_personal_parts_are_shredded_and_the_log_still_verifies(
     size = gem.node.service.audit.size
     assert gem.node.store.read(personal, (size,))[0][0] > 0
     inproc.clock.move(days=1, hours=1)
-    await gem.node.service.purge_once()
+    await gem.node.service.retention.purge_once()
     assert gem.node.store.read(personal, (size,)) == [(0,)], "every personal part before the move"
     assert gem.node.store.read(
         "SELECT count(*) FROM audit_records WHERE case_ref IS NOT NULL AND message_id = ?",

@@ -1,5 +1,5 @@
 """Partners witness each other's audit logs over the broker (in process: three nodes on the
-broker in memory; ``NodeService.request_cosignatures`` runs one witnessing round).
+broker in memory; ``service.witnessing.request_cosignatures`` runs one witnessing round).
 
 Replaces, e2e on RabbitMQ → here (same name):
 
@@ -20,7 +20,7 @@ async def test_peers_cosign_each_others_checkpoints(inproc: InProcFederation) ->
     message_id = await pol.send(request_from_example("case.referral"))
     await inproc.wait_status("politie", message_id, "delivered")
     service = gem.node.service
-    assert await service.request_cosignatures() == 2
+    assert await service.witnessing.request_cosignatures() == 2
 
     async def cosigned_by_both() -> bool:
         latest = service.audit.latest
@@ -37,7 +37,7 @@ async def test_peers_cosign_each_others_checkpoints(inproc: InProcFederation) ->
     ]
     verified = note.open_checkpoint(
         latest.note,
-        log_keys=[note.ed25519_verifier(service.audit.origin, service.keys.audit.public_key())],
+        log_keys=[note.ed25519_verifier(service.audit.origin, service.ctx.keys.audit.public_key())],
         cosigners=cosigners,
         quorum=2,
     )

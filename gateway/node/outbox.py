@@ -1,0 +1,136 @@
+"""The outbox publisher (docs/architecture.md §9.1, §9.6).
+
+Publishes every queued envelope with confirms through the broker port and retries until the
+broker confirmed it or the message expired. Fresh entries are handed over at once
+(:meth:`Outbox.hand_over`, by ``send`` and the receipt loop); a periodic scan of the store
+catches whatever that misses (a restart, a failed publish). While the port says it is not
+connected, nothing is published and everything stays in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from gateway.broker.transport import MessageExpiredError
+from gateway.core.broker_topology import routing_key
+from gateway.core.delivery import OutboundEvent
+from gateway.errors import LocalError, TransientError
+from gateway.node.context import NodeContext
+from gateway.node.store import OutboxEntry, PendingPublish, SetStatus
+
+__all__ = ["PUBLISH_BATCH", "Outbox"]
+
+log = logging.getLogger("gateway.node")
+
+#: Outbox entries fetched per publishing round.
+PUBLISH_BATCH = 512
+
+
+class Outbox:
+    """The outbox loop (module docstring)."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        #: Envelopes just made durable, handed straight to the publisher (no re-reading).
+        self._ready: list[PendingPublish] = []
+        self._in_flight: set[tuple[str, str]] = set()
+
+    def hand_over(self, entry: OutboxEntry) -> None:
+        """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
+        self._ready += [
+            PendingPublish(
+                entry.message_id,
+                org,
+                entry.envelope,
+                entry.expires_at,
+                entry.message_type,
+                entry.purpose,
+                entry.case_ref,
+            )
+            for org, _roles in entry.recipients
+        ]
+        self.ctx.outbox_wake.set()
+
+    def wake(self) -> None:
+        """Look at the outbox now (the broker just connected)."""
+        self.ctx.outbox_wake.set()
+
+    async def run(self) -> None:
+        """Publish every queued envelope until confirmed (or expired); runs until stopped.
+
+        Fresh entries come straight from :meth:`hand_over`; every ``outbox_retry_seconds`` (and
+        at start) a scan of the store picks up anything older that is still unconfirmed."""
+        ctx = self.ctx
+        retry = ctx.config.limits.outbox_retry_seconds
+        loop = asyncio.get_running_loop()
+        next_scan = 0.0
+        while not ctx.stopping.is_set():
+            ctx.outbox_wake.clear()
+            if ctx.broker.connected:
+                pending, self._ready = self._ready, []
+                if loop.time() >= next_scan:
+                    older = None if next_scan == 0.0 else ctx.now() - timedelta(seconds=retry)
+                    with contextlib.suppress(TransientError):
+                        pending += await ctx.store.pending_publishes(PUBLISH_BATCH, older)
+                    next_scan = loop.time() + retry
+                for p in pending:
+                    key = (p.message_id, p.org)
+                    if key not in self._in_flight:
+                        self._in_flight.add(key)
+                        ctx.spawn(self._publish(p, key), f"publish {p.message_id}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.outbox_wake.wait(), timeout=retry)
+
+    async def _publish(self, p: PendingPublish, key: tuple[str, str]) -> None:
+        ctx = self.ctx
+        retry_after = 0.0
+        try:
+            await ctx.broker.publish(
+                routing_key(p.org, ctx.org),
+                p.envelope,
+                message_id=p.message_id,
+                expiration=p.expires_at,
+            )
+        except MessageExpiredError:
+            await self._mark_expired(p)
+        except (TransientError, LocalError) as exc:
+            retry_after = ctx.config.limits.outbox_retry_seconds
+            log.warning(
+                "publish of %s to %s failed (%s); retrying in %.0f s",
+                p.message_id,
+                p.org,
+                exc.__class__.__name__,
+                retry_after,
+            )
+        else:
+            now = ctx.now()
+            record = ctx.record(
+                "message.publish",
+                message_id=p.message_id,
+                peer=p.org,
+                purpose=p.purpose,
+                message_type=p.message_type,
+                case_ref=p.case_ref,
+            )
+            await ctx.store.commit(
+                SetStatus(p.message_id, p.org, OutboundEvent.PUBLISHED, None, now),
+                ctx.audit.append([record], now),
+            )
+        finally:
+            if retry_after:
+                await asyncio.sleep(retry_after)
+            self._in_flight.discard(key)
+            if retry_after:
+                ctx.outbox_wake.set()
+
+    async def _mark_expired(self, p: PendingPublish) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        record = ctx.record("message.expire", "error", message_id=p.message_id, peer=p.org)
+        await ctx.store.commit(
+            SetStatus(p.message_id, p.org, OutboundEvent.EXPIRED, None, now),
+            ctx.audit.append([record], now),
+        )
