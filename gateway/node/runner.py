@@ -228,6 +228,7 @@ class Node:
                 keys=keys,
                 telemetry=telemetry,
             )
+            await service.count_backlog()  # before the API accepts: the 429 limit holds at once
             node = cls(config, service, store, telemetry, endpoint)
             runner = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()

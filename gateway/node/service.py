@@ -94,6 +94,9 @@ log = logging.getLogger("gateway.node")
 RECEIPT_BATCH = 128
 #: Outbox entries fetched per publishing round.
 PUBLISH_BATCH = 512
+#: ``Retry-After`` (seconds) of a send refused because the outbox is full: a connected node
+#: publishes hundreds a second, so a second frees room; adapters back off further on repeats.
+BACKLOG_RETRY_AFTER_S = 1
 #: How long an inbound message waits when our directory has expired (it stays queued).
 EXPIRED_DIRECTORY_RETRY_S = 60.0
 #: Partners' checkpoints remembered as verified (receipts of one batch share a checkpoint).
@@ -166,7 +169,14 @@ class NodeService:
         self._outbox_wake = asyncio.Event()
         #: Envelopes just made durable, handed straight to the publisher (no re-reading); the
         #: periodic outbox scan catches whatever this misses (restart, failed publish).
-        self._ready: list[PendingPublish] = []
+        #: Keyed by (message id, recipient org): a scan never queues one twice. Started in order,
+        #: at most ``broker.publish_window`` at once (the rest wait here or in the store).
+        self._ready: dict[tuple[str, str], PendingPublish] = {}
+        #: Publishes not yet confirmed (``zvg.outbox.pending``): counted from the store at start
+        #: and at every outbox scan, moved in between by sends and publishes; ``send`` answers
+        #: 429 above ``limits.max_outbox_backlog``
+        #: (docs/decisions/0049-outbox-backlog-answers-429.md).
+        self.backlog = 0
         self._peeked: tuple[bytes, EnvelopeHeader] | None = None
         #: Checkpoints of partners' logs already verified (receipts in a batch share one).
         self._verified_checkpoints: dict[bytes, note.VerifiedCheckpoint] = {}
@@ -272,6 +282,23 @@ class NodeService:
                         "this Idempotency-Key was used for a different request",
                     )
                 return earlier[1], False
+        if self.backlog >= self.config.limits.max_outbox_backlog:
+            self.telemetry.messages.add(
+                1,
+                {
+                    "direction": "out",
+                    "type": request.message_type,
+                    "purpose": request.purpose,
+                    "outcome": "outbox_full",
+                },
+            )
+            raise ApiError(
+                "outbox-full",
+                f"{self.backlog} publishes wait for the broker (limit "
+                f"{self.config.limits.max_outbox_backlog}); nothing was stored",
+                reason="internal",
+                retry_after=BACKLOG_RETRY_AFTER_S,
+            )
         directory = self._directory_ok(started)
         parent = _parent_context(request.traceparent)
         with self.telemetry.tracer.start_as_current_span(
@@ -499,8 +526,8 @@ class NodeService:
 
     def _hand_over(self, entry: OutboxEntry) -> None:
         """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
-        self._ready += [
-            PendingPublish(
+        for org, _roles in entry.recipients:
+            self._ready[entry.message_id, org] = PendingPublish(
                 entry.message_id,
                 org,
                 entry.envelope,
@@ -509,9 +536,15 @@ class NodeService:
                 entry.purpose,
                 entry.case_ref,
             )
-            for org, _roles in entry.recipients
-        ]
+        self.backlog += len(entry.recipients)
         self._outbox_wake.set()
+
+    async def count_backlog(self) -> None:
+        """Set :attr:`backlog` from the store (at start, and at every outbox scan: whatever the
+        counting in between missed — a receipt or the retention job moving a status — is
+        corrected there)."""
+        with contextlib.suppress(TransientError):
+            self.backlog = await self.store.outbox_backlog()
 
     async def run_outbox(self) -> None:
         """Publish every queued envelope until confirmed (or expired); runs until stopped.
@@ -519,20 +552,27 @@ class NodeService:
         Fresh entries come straight from :meth:`_hand_over`; every ``outbox_retry_seconds`` (and
         at start) a scan of the store picks up anything older that is still unconfirmed."""
         retry = self.config.limits.outbox_retry_seconds
+        window = self.config.broker.publish_window
         loop = asyncio.get_running_loop()
-        next_scan = 0.0
+        next_scan = next_count = 0.0
         while not self._stopping.is_set():
             self._outbox_wake.clear()
             publisher = self.publisher
+            if loop.time() >= next_count:
+                await self.count_backlog()
+                next_count = loop.time() + retry
             if publisher is not None:
-                pending, self._ready = self._ready, []
                 if loop.time() >= next_scan:
                     older = None if next_scan == 0.0 else self._now() - timedelta(seconds=retry)
                     with contextlib.suppress(TransientError):
-                        pending += await self.store.pending_publishes(PUBLISH_BATCH, older)
+                        for p in await self.store.pending_publishes(PUBLISH_BATCH, older):
+                            key = (p.message_id, p.org)
+                            if key not in self._in_flight:
+                                self._ready.setdefault(key, p)
                     next_scan = loop.time() + retry
-                for p in pending:
-                    key = (p.message_id, p.org)
+                while self._ready and len(self._in_flight) < window:
+                    key = next(iter(self._ready))
+                    p = self._ready.pop(key)
                     if key not in self._in_flight:
                         self._in_flight.add(key)
                         self.spawn(self._publish(publisher, p, key), f"publish {p.message_id}")
@@ -569,22 +609,24 @@ class NodeService:
                 message_type=p.message_type,
                 case_ref=p.case_ref,
             )
-            await self.store.set_status(
+            if await self.store.set_status(
                 p.message_id, p.org, "sent", None, now, extra=self.audit.append([record], now)
-            )
+            ):
+                self.backlog -= 1
         finally:
             if retry_after:
                 await asyncio.sleep(retry_after)
             self._in_flight.discard(key)
-            if retry_after:
+            if retry_after or self._ready:
                 self._outbox_wake.set()
 
     async def _mark_expired(self, message_id: str, org: str) -> None:
         now = self._now()
         record = self._record("message.expire", "error", message_id=message_id, peer=org)
-        await self.store.set_status(
+        if await self.store.set_status(
             message_id, org, "expired", None, now, extra=self.audit.append([record], now)
-        )
+        ):
+            self.backlog -= 1
 
     async def status(self, message_id: str) -> MessageStatus:
         row = await self.store.message(message_id)

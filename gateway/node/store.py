@@ -280,6 +280,7 @@ class Store(Protocol):
     async def pending_publishes(
         self, limit: int, older_than: datetime | None = None
     ) -> list[PendingPublish]: ...
+    async def outbox_backlog(self) -> int: ...
     async def set_status(
         self,
         message_id: str,
@@ -486,6 +487,12 @@ class SqliteStore:
             PendingPublish(m, org, bytes(env), _dt(exp), t, p, c)
             for m, org, env, exp, t, p, c in rows
         ]
+
+    async def outbox_backlog(self) -> int:
+        """Publishes (one per message and recipient organisation, receipts included) not yet
+        confirmed by the broker: recipients still ``queued`` (``published = 0``; every status
+        move sets it), counted on the ``outbox_unpublished`` index."""
+        return int(self.read("SELECT count(*) FROM outbox_recipients WHERE published = 0")[0][0])
 
     async def set_status(
         self,
