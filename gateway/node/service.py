@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -171,7 +172,7 @@ class NodeService:
         #: periodic outbox scan catches whatever this misses (restart, failed publish).
         #: Keyed by (message id, recipient org): a scan never queues one twice. Started in order,
         #: at most ``broker.publish_window`` at once (the rest wait here or in the store).
-        self._ready: dict[tuple[str, str], PendingPublish] = {}
+        self._ready: OrderedDict[tuple[str, str], PendingPublish] = OrderedDict()
         #: Publishes not yet confirmed (``zvg.outbox.pending``): counted from the store at start
         #: and at every outbox scan, moved in between by sends and publishes; ``send`` answers
         #: 429 above ``limits.max_outbox_backlog``
@@ -571,8 +572,7 @@ class NodeService:
                                 self._ready.setdefault(key, p)
                     next_scan = loop.time() + retry
                 while self._ready and len(self._in_flight) < window:
-                    key = next(iter(self._ready))
-                    p = self._ready.pop(key)
+                    key, p = self._ready.popitem(last=False)
                     if key not in self._in_flight:
                         self._in_flight.add(key)
                         self.spawn(self._publish(publisher, p, key), f"publish {p.message_id}")
