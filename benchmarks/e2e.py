@@ -77,7 +77,7 @@ from gateway.core.broker_topology import (
     inbox_queue,
     routing_key,
 )
-from gateway.demo.veenstad import org_by_key
+from gateway.testing.veenstad import org_by_key
 from tests.e2e.harness import Fed
 
 SPARE = "ggz"

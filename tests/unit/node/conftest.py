@@ -1,5 +1,5 @@
 """Realistic node files for the config, CLI and store tests: a fresh demo federation (made by the
-same code as ``zvg demo``) and a ``node.toml`` written by ``write_node_config``."""
+same code as the demo) and a ``node.toml`` written by ``write_node_config``."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo.federation import FederationFiles, create_demo_federation
-from gateway.demo.nodes import NodeFiles, write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.node.config import load_config
 from gateway.node.runner import Node
+from gateway.testing.federation import FederationFiles, create_demo_federation
+from gateway.testing.nodes import NodeFiles, write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.e2e.harness import free_port
 

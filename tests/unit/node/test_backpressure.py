@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.demo.federation import FederationFiles
 from gateway.node.problems import ApiError
 from gateway.node.runner import Node
+from gateway.testing.federation import FederationFiles
 from tests.e2e.harness import request_from_example
 from tests.node_pair import InProcessNode, open_node
 from tests.unit.node.conftest import TOKEN, StartNode
