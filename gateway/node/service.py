@@ -96,7 +96,7 @@ RECEIPT_BATCH = 128
 #: Outbox entries fetched per publishing round.
 PUBLISH_BATCH = 512
 #: ``Retry-After`` (seconds) of a send refused because the outbox is full: a connected node
-#: publishes hundreds a second, so a second frees room; adapters back off further on repeats.
+#: publishes dozens to hundreds a second, so a second frees room; adapters back off further.
 BACKLOG_RETRY_AFTER_S = 1
 #: How long an inbound message waits when our directory has expired (it stays queued).
 EXPIRED_DIRECTORY_RETRY_S = 60.0
