@@ -56,6 +56,10 @@ __all__ = ["Outbound"]
 
 log = logging.getLogger("gateway.node")
 
+#: ``Retry-After`` (seconds) of a send refused because the outbox is full: a connected node
+#: publishes dozens to hundreds a second, so a second frees room; adapters back off further.
+BACKLOG_RETRY_AFTER_S = 1
+
 
 class Outbound:
     """Sending: accept an adapter's message, keep it in the outbox, publish it."""
@@ -92,6 +96,7 @@ class Outbound:
                         "this Idempotency-Key was used for a different request",
                     )
                 return earlier[1], False
+        self._check_backlog(request)
         directory = self._directory_ok(started)
         parent = _parent_context(request.traceparent)
         with ctx.telemetry.tracer.start_as_current_span(
@@ -192,6 +197,29 @@ class Outbound:
     def _count(self, message_type: str, purpose: str, outcome: str) -> None:
         self.ctx.telemetry.messages.add(
             1, {"direction": "out", "type": message_type, "purpose": purpose, "outcome": outcome}
+        )
+
+    def _check_backlog(self, request: SendRequest) -> None:
+        """Refuse (429, nothing stored) while ``limits.max_outbox_backlog`` publishes wait for
+        the broker (docs/decisions/0049-outbox-backlog-answers-429.md)."""
+        ctx, backlog = self.ctx, self._outbox.backlog
+        limit = ctx.config.limits.max_outbox_backlog
+        if backlog < limit:
+            return
+        ctx.telemetry.messages.add(
+            1,
+            {
+                "direction": "out",
+                "type": request.message_type,
+                "purpose": request.purpose,
+                "outcome": "outbox_full",
+            },
+        )
+        raise ApiError(
+            "outbox-full",
+            f"{backlog} publishes wait for the broker (limit {limit}); nothing was stored",
+            reason="internal",
+            retry_after=BACKLOG_RETRY_AFTER_S,
         )
 
     def _directory_ok(self, now: datetime) -> TrustedDirectory:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from datetime import timedelta
 
 from gateway.broker.transport import MessageExpiredError
@@ -34,14 +35,22 @@ class Outbox:
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
-        #: Envelopes just made durable, handed straight to the publisher (no re-reading).
-        self._ready: list[PendingPublish] = []
+        #: Envelopes just made durable, handed straight to the publisher (no re-reading), and
+        #: what the periodic scan found; keyed by (message id, recipient org), so a scan never
+        #: queues one twice. Started in order, at most ``broker.publish_window`` at once (the
+        #: rest wait here or in the store).
+        self._ready: OrderedDict[tuple[str, str], PendingPublish] = OrderedDict()
         self._in_flight: set[tuple[str, str]] = set()
+        #: Publishes not yet confirmed (``zvg.outbox.pending``): counted from the store at start
+        #: and at every outbox scan, moved in between by hand-overs and confirms; ``send``
+        #: answers 429 above ``limits.max_outbox_backlog``
+        #: (docs/decisions/0049-outbox-backlog-answers-429.md).
+        self.backlog = 0
 
     def hand_over(self, entry: OutboxEntry) -> None:
         """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
-        self._ready += [
-            PendingPublish(
+        for org, _roles in entry.recipients:
+            self._ready[entry.message_id, org] = PendingPublish(
                 entry.message_id,
                 org,
                 entry.envelope,
@@ -50,9 +59,16 @@ class Outbox:
                 entry.purpose,
                 entry.case_ref,
             )
-            for org, _roles in entry.recipients
-        ]
+        self.backlog += len(entry.recipients)
         self.ctx.outbox_wake.set()
+
+    async def count_backlog(self) -> None:
+        """Set :attr:`backlog` from the store (at start, and at every outbox scan: whatever the
+        counting in between missed — a receipt or the retention job moving a status — is
+        corrected there)."""
+        with contextlib.suppress(TransientError):
+            gauges = await self.ctx.store.gauges(self.ctx.now())
+            self.backlog = int(gauges["outbox_pending"])
 
     def wake(self) -> None:
         """Look at the outbox now (the broker just connected)."""
@@ -65,19 +81,25 @@ class Outbox:
         at start) a scan of the store picks up anything older that is still unconfirmed."""
         ctx = self.ctx
         retry = ctx.config.limits.outbox_retry_seconds
+        window = ctx.config.broker.publish_window
         loop = asyncio.get_running_loop()
-        next_scan = 0.0
+        next_scan = next_count = 0.0
         while not ctx.stopping.is_set():
             ctx.outbox_wake.clear()
+            if loop.time() >= next_count:
+                await self.count_backlog()
+                next_count = loop.time() + retry
             if ctx.broker.connected:
-                pending, self._ready = self._ready, []
                 if loop.time() >= next_scan:
                     older = None if next_scan == 0.0 else ctx.now() - timedelta(seconds=retry)
                     with contextlib.suppress(TransientError):
-                        pending += await ctx.store.pending_publishes(PUBLISH_BATCH, older)
+                        for p in await ctx.store.pending_publishes(PUBLISH_BATCH, older):
+                            key = (p.message_id, p.org)
+                            if key not in self._in_flight:
+                                self._ready.setdefault(key, p)
                     next_scan = loop.time() + retry
-                for p in pending:
-                    key = (p.message_id, p.org)
+                while self._ready and len(self._in_flight) < window:
+                    key, p = self._ready.popitem(last=False)
                     if key not in self._in_flight:
                         self._in_flight.add(key)
                         ctx.spawn(self._publish(p, key), f"publish {p.message_id}")
@@ -115,22 +137,26 @@ class Outbox:
                 message_type=p.message_type,
                 case_ref=p.case_ref,
             )
-            await ctx.store.commit(
+            committed = await ctx.store.commit(
                 SetStatus(p.message_id, p.org, OutboundEvent.PUBLISHED, None, now),
                 ctx.audit.append([record], now),
             )
+            if committed.applied:
+                self.backlog -= 1
         finally:
             if retry_after:
                 await asyncio.sleep(retry_after)
             self._in_flight.discard(key)
-            if retry_after:
+            if retry_after or self._ready:
                 ctx.outbox_wake.set()
 
     async def _mark_expired(self, p: PendingPublish) -> None:
         ctx = self.ctx
         now = ctx.now()
         record = ctx.record("message.expire", "error", message_id=p.message_id, peer=p.org)
-        await ctx.store.commit(
+        committed = await ctx.store.commit(
             SetStatus(p.message_id, p.org, OutboundEvent.EXPIRED, None, now),
             ctx.audit.append([record], now),
         )
+        if committed.applied:
+            self.backlog -= 1

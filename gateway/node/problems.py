@@ -31,6 +31,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "Send application/json"),
     "invalid-message": (422, "The message breaks the contract"),
+    "outbox-full": (429, "The node's outbox is full; try again after Retry-After"),
     "unavailable": (503, "The node cannot accept this now; try again later"),
 }
 

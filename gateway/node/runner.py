@@ -225,6 +225,7 @@ class Node:
         try:
             # durable, then used
             await settle_at_start(config, store, service.audit, directory, history)
+            await service.outbox.count_backlog()  # before the API accepts: the 429 limit holds
             node = cls(config, service, store, telemetry, endpoint, broker)
             runner = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()
