@@ -31,7 +31,9 @@ processes (``zvg node run``, like a deployment), and measures:
 - **latency**: open-loop ``POST`` s for S seconds at half the node throughput just measured
   (the rate the p99 target is for), then at each ``--rates`` rate; per message the time from
   issuing the ``POST`` to its row being visible in the receiver's store (polled every 2 ms), and
-  the ``POST`` round trip alone; the same for raw aio-pika (publish start to consume).
+  the ``POST`` round trip alone, both counting any wait for one of the client's 64 connections
+  (half the node's ``api.max_connections``: past the node's capacity more would be refused with
+  ``503``); the same for raw aio-pika (publish start to consume).
 
 It prints a table, writes ``benchmarks/results/e2e.json``, and reports each node process's peak
 RSS (``VmHWM`` from ``/proc/<pid>/status``) and the CPU time per message of every process in
@@ -98,6 +100,7 @@ from gateway.core.keys import (
     StaticSenderKeys,
     suite_for_signature_alg,
 )
+from gateway.node.config import ApiSettings
 from gateway.testing.veenstad import org_by_key
 from schemas.claims import claims_to_json, parse_claims
 from tests.e2e.harness import Fed
@@ -117,6 +120,9 @@ TARGET_CPU_RATIO = 2.0
 HALF_CAPACITY = 0.5
 #: In-process repetitions of each JOSE operation per round (for the unavoidable figure).
 JOSE_ITERATIONS = 200
+#: Connections of the latency phases' client: half the node's ``api.max_connections``, as the
+#: adapters of ``benchmarks.overload`` together (a ``POST`` due while all are busy waits).
+LATENCY_CONNECTIONS = ApiSettings().max_connections // 2
 
 
 # ---------------------------------------------------------------------------- raw aio-pika
@@ -259,7 +265,7 @@ async def node_latency(bench: Bench, rate: float, seconds: float) -> dict[str, l
     post_ms: list[float] = []
     landed: dict[str, float] = {}
     bench.receiver.new_rows()
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=LATENCY_CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(message: bytes) -> None:
@@ -463,6 +469,7 @@ async def _measure(
         "round_count": rounds,
         "envelope_bytes": len(bench.envelope),
         "http_concurrency": HTTP_CONCURRENCY,
+        "latency_connections": LATENCY_CONNECTIONS,
         "publish_window": PUBLISH_WINDOW,
         "prefetch": PREFETCH,
         "throughput_rounds": throughput,
