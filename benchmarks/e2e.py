@@ -31,7 +31,9 @@ processes (``zvg node run``, like a deployment), and measures:
 - **latency**: open-loop ``POST`` s for S seconds at half the node throughput just measured
   (the rate the p99 target is for), then at each ``--rates`` rate; per message the time from
   issuing the ``POST`` to its row being visible in the receiver's store (polled every 2 ms), and
-  the ``POST`` round trip alone; the same for raw aio-pika (publish start to consume).
+  the ``POST`` round trip alone, both counting any wait for one of the client's 64 connections
+  (half the node's ``api.max_connections``: past the node's capacity more would be refused with
+  ``503``); the same for raw aio-pika (publish start to consume).
 
 It prints a table, writes ``benchmarks/results/e2e.json``, and reports each node process's peak
 RSS (``VmHWM`` from ``/proc/<pid>/status``) and the CPU time per message of every process in
@@ -40,7 +42,10 @@ against the CPU budget the throughput target leaves: ``CPUs / (0.3 x raw msg/s)`
 nodes' CPU per message <= 2x the unavoidable work; node throughput >= 0.3x the raw ceiling; p99
 < 50 ms at half the measured capacity. ``--profile DIR`` records
 both nodes with ``py-spy record`` (raw collapsed stacks) during the first node throughput round.
-The vhost and users are deleted afterwards.
+The vhost and users are deleted afterwards. The two node processes and the means to drive and
+watch them are :mod:`benchmarks._pair` (shared with ``benchmarks.overload``); a ``POST``
+refused with ``429`` (the sender's outbox is full) is sent again after ``Retry-After``, as an
+adapter does, so past the node's capacity the latency includes that wait.
 """
 
 from __future__ import annotations
@@ -50,13 +55,11 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
@@ -66,6 +69,19 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from benchmarks._pair import (
+    HTTP_CONCURRENCY,
+    RECEIVER,
+    SENDER,
+    Bench,
+    body,
+    node_throughput,
+    peak_rss_kib,
+    post,
+    running_pair,
+    settle,
+    summary,
+)
 from benchmarks._report import print_table, write_results
 from gateway.broker.provision import password_file, read_password_file
 from gateway.broker.transport import BrokerEndpoint, connect
@@ -84,13 +100,12 @@ from gateway.core.keys import (
     StaticSenderKeys,
     suite_for_signature_alg,
 )
+from gateway.node.config import ApiSettings
 from gateway.testing.veenstad import org_by_key
 from schemas.claims import claims_to_json, parse_claims
-from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.e2e.harness import Fed
 
-SENDER, RECEIVER, SPARE = "politie", "gemeente", "ggz"
-#: POSTs in flight during the throughput rounds (an adapter with a worker pool).
-HTTP_CONCURRENCY = 32
+SPARE = "ggz"
 #: Publishes awaiting a confirm at once (the node's default ``broker.publish_window``).
 PUBLISH_WINDOW = 256
 #: Raw consumer prefetch (the node's default ``broker.prefetch``).
@@ -105,88 +120,9 @@ TARGET_CPU_RATIO = 2.0
 HALF_CAPACITY = 0.5
 #: In-process repetitions of each JOSE operation per round (for the unavoidable figure).
 JOSE_ITERATIONS = 200
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _peak_rss_kib(pid: int) -> int:
-    """``VmHWM`` (peak resident set) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text("ascii").splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for {pid}")
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-class StoreWatch:
-    """Read-only view of a node's SQLite store (WAL lets us read while the node writes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-        self.last_seq = self.scalar("SELECT coalesce(max(seq), 0) FROM inbox")
-
-    def scalar(self, sql: str) -> int:
-        return int(self.db.execute(sql).fetchone()[0])
-
-    def new_rows(self) -> list[tuple[str, float]]:
-        """(message id, received_at) of inbox rows committed since the last call."""
-        rows = self.db.execute(
-            "SELECT seq, message_id, received_at FROM inbox WHERE seq > ? ORDER BY seq",
-            (self.last_seq,),
-        ).fetchall()
-        if rows:
-            self.last_seq = int(rows[-1][0])
-        return [(str(m), float(r)) for _, m, r in rows]
-
-    def close(self) -> None:
-        self.db.close()
-
-
-@dataclass
-class Bench:
-    fed: Fed
-    sender_url: str
-    token: str
-    receiver: StoreWatch
-    sender_store: StoreWatch
-    envelope: bytes = b""
-    pids: dict[str, int] = field(default_factory=dict)
-
-
-async def _wait_ready(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
-
-
-async def _settle(bench: Bench, seconds: float = 60) -> None:
-    """Wait until the sender has nothing queued or unanswered and the receiver no receipt to
-    seal: the next measurement starts from a quiet pipeline."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        busy = bench.sender_store.scalar(
-            "SELECT count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
-            " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt'"
-        ) + bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
-        if busy == 0:
-            await asyncio.sleep(0.5)
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the pipeline did not settle")
+#: Connections of the latency phases' client: half the node's ``api.max_connections``, as the
+#: adapters of ``benchmarks.overload`` together (a ``POST`` due while all are busy waits).
+LATENCY_CONNECTIONS = ApiSettings().max_connections // 2
 
 
 # ---------------------------------------------------------------------------- raw aio-pika
@@ -320,67 +256,21 @@ class JoseWork:
 # ---------------------------------------------------------------------------- node
 
 
-async def _post(session: aiohttp.ClientSession, bench: Bench, body: bytes) -> str:
-    async with session.post(
-        bench.sender_url + "/v1/messages",
-        data=body,
-        headers={"Authorization": f"Bearer {bench.token}", "Content-Type": "application/json"},
-    ) as response:
-        doc = await response.json()
-        if response.status != 202:
-            raise RuntimeError(f"POST answered {response.status}: {doc}")
-        return str(doc["message_id"])
-
-
-def _body(i: int) -> bytes:
-    import json
-
-    return json.dumps(
-        request_from_example("case.referral", case_ref=f"Veenstad-2026-{i % 10_000:04d}")
-    ).encode()
-
-
-async def node_throughput(bench: Bench, n: int) -> float:
-    """Seconds from the first POST until all ``n`` messages are committed in the receiver's
-    inbox."""
-    bodies = [_body(i) for i in range(n)]
-    todo = iter(bodies)
-    bench.receiver.new_rows()
-    seen = 0
-    connector = aiohttp.TCPConnector(limit=HTTP_CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            for body in todo:
-                await _post(session, bench, body)
-
-        t0 = time.perf_counter()
-        workers = asyncio.gather(*(worker() for _ in range(HTTP_CONCURRENCY)))
-        while seen < n:
-            await asyncio.sleep(0.01)
-            seen += len(bench.receiver.new_rows())
-            if workers.done() and workers.exception() is not None:
-                raise RuntimeError("a POST failed") from workers.exception()
-        elapsed = time.perf_counter() - t0
-        await workers
-    return elapsed
-
-
 async def node_latency(bench: Bench, rate: float, seconds: float) -> dict[str, list[float]]:
     """Open-loop POSTs at ``rate``/s for ``seconds``; per message: POST round trip and POST
     start to committed in the receiver's inbox (ms)."""
     n = int(rate * seconds)
-    bodies = [_body(i) for i in range(n)]
+    bodies = [body(i) for i in range(n)]
     issued: dict[str, float] = {}
     post_ms: list[float] = []
     landed: dict[str, float] = {}
     bench.receiver.new_rows()
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=LATENCY_CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one(body: bytes) -> None:
+        async def one(message: bytes) -> None:
             start = time.time()
-            message_id = await _post(session, bench, body)
+            message_id = await post(session, bench, message)
             post_ms.append((time.time() - start) * 1000)
             issued[message_id] = start
 
@@ -394,11 +284,11 @@ async def node_latency(bench: Bench, rate: float, seconds: float) -> dict[str, l
         poller = asyncio.ensure_future(poll())
         t0 = time.perf_counter()
         tasks = []
-        for i, body in enumerate(bodies):
+        for i, message in enumerate(bodies):
             delay = t0 + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(body)))
+            tasks.append(asyncio.ensure_future(one(message)))
         await asyncio.gather(*tasks)
         await asyncio.wait_for(poller, timeout=120)
     e2e = [(landed[m] - issued[m]) * 1000 for m in issued]
@@ -459,23 +349,15 @@ async def run(
     gil: bool = False,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="zvg-bench-e2e-") as tmp:
-        fed = make_fed(Path(tmp), (RECEIVER, SENDER, SPARE))
-        try:
-            data = await _measure(fed, messages, rounds, rates, seconds, profile, gil)
-            # The machine is shared: say how busy it was (1-minute load average).
-            data["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
-            return data
-        finally:
-            for key in list(fed.processes):
-                process = fed.processes.pop(key)
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
-            teardown_fed(fed)
+    async with running_pair("zvg-bench-e2e-", (SPARE,)) as bench:
+        data = await _measure(bench, messages, rounds, rates, seconds, profile, gil)
+    # The machine is shared: say how busy it was (1-minute load average).
+    data["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
+    return data
 
 
 async def _measure(
-    fed: Fed,
+    bench: Bench,
     messages: int,
     rounds: int,
     rates: list[float],
@@ -483,22 +365,11 @@ async def _measure(
     profile: Path | None,
     gil: bool,
 ) -> dict[str, Any]:
-    for key in (RECEIVER, SENDER):
-        fed.spawn(key)
-    for key in (RECEIVER, SENDER):
-        await _wait_ready(fed.nodes[key].url)
-    bench = Bench(
-        fed,
-        fed.nodes[SENDER].url,
-        fed.nodes[SENDER].token,
-        StoreWatch(fed.nodes[RECEIVER].data_dir / "node.db"),
-        StoreWatch(fed.nodes[SENDER].data_dir / "node.db"),
-        pids={key: p.pid for key, p in fed.processes.items()},
-    )
+    fed = bench.fed
     # Warm up (imports, first checkpoint, connections) and take a real envelope for raw and
     # its signed claims (from the receiver's inbox) for the unavoidable JOSE work.
     await node_throughput(bench, 200)
-    await _settle(bench)
+    await settle(bench)
     message_id, envelope = bench.sender_store.db.execute(
         "SELECT message_id, envelope FROM outbox WHERE message_type='case.referral' LIMIT 1"
     ).fetchone()
@@ -563,7 +434,7 @@ async def _measure(
                     # Until the receiver's inbox holds all N; receipts still in flight are
                     # the next round's (every round leaves about the same tail).
                     per_message(before, cpu_us)
-                    await _settle(bench)
+                    await settle(bench)
                 throughput[kind].append(messages / elapsed)
             # Between rounds, nothing else runs: the JOSE work in this process, on one core.
             jose_us.append(jose_work.measure(JOSE_ITERATIONS))
@@ -572,20 +443,18 @@ async def _measure(
         latency: dict[str, Any] = {}
         for rate in [half, *(r for r in rates if r != half)]:
             node = await node_latency(bench, rate, seconds)
-            await _settle(bench)
+            await settle(bench)
             raw_ms = await raw_latency(raw, rate, seconds)
             latency[str(int(rate))] = {
                 "half_capacity": rate == half,
-                "node_e2e_ms": _summary(node["e2e_ms"]),
-                "node_post_ms": _summary(node["post_ms"]),
-                "raw_ms": _summary(raw_ms),
+                "node_e2e_ms": summary(node["e2e_ms"]),
+                "node_post_ms": summary(node["post_ms"]),
+                "raw_ms": summary(raw_ms),
             }
     finally:
         await publisher.close()
         await consumer.close()
-        bench.receiver.close()
-        bench.sender_store.close()
-    rss = {key: _peak_rss_kib(pid) for key, pid in bench.pids.items()}
+    rss = {key: peak_rss_kib(pid) for key, pid in bench.pids.items()}
     # The unavoidable work per message, round by round: the four JOSE operations plus the AMQP
     # client work of two confirmed persistent messages (the message and its receipt), each
     # published, consumed and acknowledged: twice this client's CPU per message in the raw round.
@@ -600,6 +469,7 @@ async def _measure(
         "round_count": rounds,
         "envelope_bytes": len(bench.envelope),
         "http_concurrency": HTTP_CONCURRENCY,
+        "latency_connections": LATENCY_CONNECTIONS,
         "publish_window": PUBLISH_WINDOW,
         "prefetch": PREFETCH,
         "throughput_rounds": throughput,
@@ -635,15 +505,6 @@ def _cpu(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text("ascii").rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "count": float(len(values)),
-        "p50": _percentile(values, 50),
-        "p99": _percentile(values, 99),
-        "max": max(values),
-    }
 
 
 def main() -> None:
