@@ -1,42 +1,85 @@
-"""Two nodes in one process with no broker and no HTTP: a sender and a recipient service, each
-with its own temporary store and audit log, and envelopes carried between them by hand.
+"""Nodes in one process with no RabbitMQ: services of demo organisations, each with its own
+temporary store and audit log, and envelopes carried between them by hand or by a broker in
+memory.
 
-What crosses between the two is exactly what a broker would carry — sealed envelope bytes with
-the sender's broker user as AMQP ``user_id`` — handed to the receiving service's
-``on_delivery``. Tests use it to play a partner that signs statements it should not (its own
-keys, its own machinery), without standing up a federation.
+What crosses between nodes is exactly what a broker would carry — sealed envelope bytes with the
+sender's broker user as AMQP ``user_id`` — handed to the receiving service's ``on_delivery``.
+Two ways to move it:
+
+- by hand (:meth:`InProcessNode.carry_to`, :meth:`InProcessNode.seal_receipts`), with no loops
+  running: tests that play a partner signing statements it should not (its own keys, its own
+  machinery);
+- by :class:`MemoryBroker`, the publisher port in memory: the node's own outbox and receipt
+  loops run, publish through it, and it hands every confirmed message to the recipient's
+  ``on_delivery`` (tests/unit/node/conftest.py puts the HTTP API on top).
+
+Time is the injected :class:`Clock` (``NodeService(clock=...)``); waiting is for events (a
+store commit, a publish, a settlement), never for a time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import shutil
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from gateway.audit.inspect import open_readonly, query
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
-from gateway.broker.transport import Delivery
-from gateway.core.broker_topology import routing_key
-from gateway.core.decisions import Decision
+from gateway.broker.transport import Delivery, MessageExpiredError, Publisher
+from gateway.core.broker_topology import CONTENT_TYPE, routing_key, split_routing_key
+from gateway.core.decisions import Decision, Retry
 from gateway.demo.federation import FederationFiles, create_demo_federation
 from gateway.demo.nodes import write_node_config
 from gateway.demo.veenstad import org_by_key
+from gateway.errors import LocalError
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.runner import load_keys
-from gateway.node.service import NodeService
+from gateway.node.service import NodeService, utc_now
 from gateway.node.store import PendingReceipt, SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import Telemetry, setup_telemetry
 from schemas.catalogue import default_catalogue
 
-__all__ = ["InProcessNode", "make_federation", "open_node"]
+__all__ = [
+    "Clock",
+    "InProcessNode",
+    "MemoryBroker",
+    "MemoryPublisher",
+    "Published",
+    "Settled",
+    "make_federation",
+    "open_node",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Bound on every wait for an event: only stops a hang, never a timed assert.
+HANG_S = 60.0
+
+
+class Clock:
+    """The nodes' injected clock (``NodeService(clock=...)``): it stands still until a test
+    moves it, so nothing a test checks depends on how fast the machine is."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or utc_now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move(self, **delta: float) -> datetime:
+        """Move forward by ``timedelta(**delta)``; returns the new time."""
+        self.now += timedelta(**delta)
+        return self.now
 
 
 def make_federation(root: Path, orgs: tuple[str, ...] = ("politie", "gemeente")) -> FederationFiles:
@@ -115,6 +158,16 @@ class InProcessNode:
             delivery_count=0,
         )
 
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """This node's audit records matching ``filters`` (those of ``zvg audit query``:
+        ``operation=``, ``message_id=``, ...), oldest first: index, view, personal part."""
+        with open_readonly(self.config.store_path) as db:
+            return query(db, **filters)
+
+    def audit_names(self, message_id: str) -> list[str]:
+        """Names of this node's audit records about ``message_id``, in log order."""
+        return [r["view"]["name"] for r in self.audit(message_id=message_id)]
+
     def metric(self, name: str) -> list[tuple[dict[str, Any], float]]:
         """(attributes, value) of every data point of the metric ``name`` collected now."""
         data = self.metrics.get_metrics_data()
@@ -132,14 +185,25 @@ class InProcessNode:
         return points
 
     async def close(self) -> None:
+        await self.service.stop(grace=HANG_S)  # the loops a MemoryBroker started, if any
         await self.store.close()
         self.telemetry.shutdown()
 
 
-async def open_node(fed: FederationFiles, key: str, folder: Path, **settings: Any) -> InProcessNode:
-    """The service of demo organisation ``key`` on a fresh store in ``folder`` (no loops run).
+async def open_node(
+    fed: FederationFiles,
+    key: str,
+    folder: Path,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    directory_file: Path | None = None,
+    **settings: Any,
+) -> InProcessNode:
+    """The service of demo organisation ``key`` on a fresh store in ``folder`` (no loops run),
+    on ``clock``, trusting ``directory_file`` (default: the federation's).
 
-    ``settings`` are appended to its ``node.toml`` as ``section.name = value`` lines."""
+    ``settings`` are appended to its ``node.toml`` as ``section.name = value`` lines
+    (``limits__inbox_page_max=2``)."""
     keys = folder / "keys"
     shutil.copytree(fed.keys_dir(key), keys)
     for pem in keys.glob("*.pem"):
@@ -151,7 +215,7 @@ async def open_node(fed: FederationFiles, key: str, folder: Path, **settings: An
         folder / "node.toml",
         org=org_by_key(key),
         keys_dir=keys,
-        directory=fed.directory,
+        directory=directory_file or fed.directory,
         data_dir=folder / "data",
         broker_url="amqp://127.0.0.1:5672/zvg-veenstad",
         password_file=password,
@@ -196,5 +260,215 @@ async def open_node(fed: FederationFiles, key: str, folder: Path, **settings: An
         catalogue=catalogue,
         keys=node_keys,
         telemetry=telemetry,
+        clock=clock,
     )
     return InProcessNode(key, config, service, store, telemetry, reader)
+
+
+# ---------------------------------------------------------------------- the broker in memory
+
+
+@dataclass(frozen=True)
+class Published:
+    """A message the broker confirmed: from whom to whom, its AMQP message id and content type."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A delivery to ``org``'s node and the decision its ``on_delivery`` returned."""
+
+    org: str
+    delivery: Delivery
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class _Queued:
+    delivery: Delivery
+    expiration: datetime
+
+
+class MemoryPublisher:
+    """The publisher port the node uses (``gateway.broker.transport.Publisher.publish``), in
+    memory: ``publish`` returns once the broker has the message (the confirm), refuses a routing
+    key that names another sender and an envelope whose ``expiration`` has passed on the broker's
+    clock (``MessageExpiredError``, as the real publisher does)."""
+
+    def __init__(self, broker: MemoryBroker, org: str, user: str) -> None:
+        self.broker = broker
+        self.org = org
+        self.user = user
+
+    async def publish(
+        self,
+        routing: str,
+        body: bytes,
+        *,
+        message_id: str,
+        expiration: datetime,
+        content_type: str = CONTENT_TYPE,
+    ) -> None:
+        recipient, sender = split_routing_key(routing)
+        if sender != self.org:
+            raise LocalError("routing key names another organisation as sender")
+        if expiration <= self.broker.clock():
+            raise MessageExpiredError(f"message {message_id} expired before it was confirmed")
+        delivery = Delivery(
+            body=body,
+            message_id=message_id,
+            user_id=self.user,
+            routing_key=routing,
+            redelivered=False,
+            delivery_count=0,
+            content_type=content_type,
+        )
+        self.broker.route(recipient, delivery, expiration)
+
+
+class MemoryBroker:
+    """The federation's broker in memory, for nodes in one process.
+
+    :meth:`attach` gives a node a :class:`MemoryPublisher`, runs its outbox and receipt loops
+    (``NodeService.run_outbox``, ``run_receipts``) and a consumer that hands what is queued for
+    the node's organisation to ``on_delivery``, one message at a time, and then tells the node
+    how it was settled (``on_settled``). A message whose expiration passed on :attr:`clock`
+    before it was consumed is dropped (the queue's TTL). A ``Retry`` decision holds the message
+    until :meth:`redeliver_held`. Every message goes where its routing key says; an organisation
+    with no node attached keeps its queue until one is.
+
+    The consumer's sender check (AMQP ``user_id`` against the envelope's sender) belongs to
+    ``gateway.broker.transport.Consumer`` and is tested there; every publisher here is honest.
+
+    :meth:`until` waits for a condition, re-checked after every event: a commit in an attached
+    node's store, a publish, a settlement.
+    """
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.published: list[Published] = []
+        self.settled: list[Settled] = []
+        self.dropped: list[Delivery] = []
+        self.queues: defaultdict[str, list[_Queued]] = defaultdict(list)
+        self.held: defaultdict[str, list[_Queued]] = defaultdict(list)
+        self.paused: set[str] = set()
+        self.errors: list[BaseException] = []
+        #: What readiness looks at (``runner.Node.connection``): this connection is up.
+        self.is_closed = False
+        self._nodes: dict[str, InProcessNode] = {}
+        self._consumers: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._closing = False
+
+    # ------------------------------------------------------------------ events
+
+    def _bump(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def until(self, check: Callable[[], Awaitable[bool]], what: str) -> None:
+        """Return when ``check()`` is true; it is asked now and after every event."""
+        try:
+            async with asyncio.timeout(HANG_S):
+                while True:
+                    if self.errors:
+                        raise self.errors[0]
+                    changed = self._changed
+                    if await check():
+                        return
+                    await changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"never happened: {what}") from None
+
+    # ------------------------------------------------------------------ nodes
+
+    def attach(self, node: InProcessNode) -> None:
+        """Connect ``node``: its publisher, its loops and its consumer start now."""
+        loop = asyncio.get_running_loop()
+
+        def committed(_db: object) -> None:  # on the store's writer thread
+            loop.call_soon_threadsafe(self._bump)
+
+        node.store.on_commit(committed)
+        publisher = MemoryPublisher(self, node.org, node.broker_user)
+        # The service types its publisher as the AMQP class until the broker becomes a port
+        # (issue 15); this fake has the one method the node calls.
+        node.service.publisher = cast(Publisher, publisher)
+        self._nodes[node.org] = node
+        service = node.service
+        service.spawn(service.run_outbox(), "outbox")
+        service.spawn(service.run_receipts(), "receipts")
+        self._consumers.append(loop.create_task(self._consume(node), name=f"consume {node.org}"))
+        service.wake_outbox()
+        self._bump()
+
+    def pause(self, org: str) -> None:
+        """``org``'s consumer takes nothing until :meth:`resume` (its queue fills)."""
+        self.paused.add(org)
+
+    def resume(self, org: str) -> None:
+        self.paused.discard(org)
+        self._bump()
+
+    def redeliver_held(self, org: str) -> None:
+        """Give the messages ``org``'s node asked to retry back to its queue (redelivered)."""
+        held, self.held[org] = self.held[org], []
+        self.queues[org] += [
+            _Queued(
+                dataclasses.replace(
+                    q.delivery, redelivered=True, delivery_count=q.delivery.delivery_count + 1
+                ),
+                q.expiration,
+            )
+            for q in held
+        ]
+        self._bump()
+
+    def route(self, recipient: str, delivery: Delivery, expiration: datetime) -> None:
+        _, sender = split_routing_key(delivery.routing_key)
+        self.queues[recipient].append(_Queued(delivery, expiration))
+        self.published.append(
+            Published(sender, recipient, delivery.message_id or "", delivery.content_type)
+        )
+        self._bump()
+
+    def settled_at(self, org: str) -> list[Decision]:
+        """The decisions ``org``'s node returned, in order."""
+        return [s.decision for s in self.settled if s.org == org]
+
+    async def _consume(self, node: InProcessNode) -> None:
+        org = node.org
+        while not self._closing:
+            changed = self._changed
+            queue = self.queues[org]
+            if not queue or org in self.paused:
+                await changed.wait()
+                continue
+            queued = queue.pop(0)
+            if queued.expiration <= self.clock():
+                self.dropped.append(queued.delivery)
+                self._bump()
+                continue
+            try:
+                decision = await node.service.on_delivery(queued.delivery)
+                node.service.on_settled(queued.delivery, decision)
+            except Exception as exc:  # noqa: BLE001 - shown to the test by until(), not lost
+                self.errors.append(exc)
+                self._bump()
+                return
+            if isinstance(decision, Retry):
+                self.held[org].append(queued)
+            self.settled.append(Settled(org, queued.delivery, decision))
+            self._bump()
+
+    async def close(self) -> None:
+        """Stop the consumers once the delivery each has in hand is settled (a handler cancelled
+        mid-write is not what a drain does); the nodes' loops stop with ``InProcessNode.close``."""
+        self._closing = True
+        self._bump()
+        consumers, self._consumers = self._consumers, []
+        await asyncio.gather(*consumers)

@@ -1,5 +1,7 @@
 """Realistic node files for the config, CLI and store tests: a fresh demo federation (made by the
-same code as ``zvg demo``) and a ``node.toml`` written by ``write_node_config``."""
+same code as ``zvg demo``) and a ``node.toml`` written by ``write_node_config``; and
+``inproc``, the demo federation's nodes in this process behind their HTTP API, on one injected
+clock and a broker in memory (tests/unit/node/_inproc.py), for the API behaviour tests."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from gateway.node.config import load_config
 from gateway.node.runner import Node
 from schemas.catalogue import default_catalogue
 from tests.e2e.harness import free_port
+from tests.node_pair import make_federation
+from tests.unit.node._inproc import InProcFederation
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_KEYS = ROOT / "keys_example"
@@ -45,6 +49,25 @@ class NodeSetup:
 
     def append(self, text: str) -> None:
         self.config.write_text(self.config.read_text("utf-8") + "\n" + text + "\n", "utf-8")
+
+
+@pytest.fixture(scope="session")
+def veenstad(tmp_path_factory: pytest.TempPathFactory) -> FederationFiles:
+    """One demo federation of politie, gemeente and ggz for the whole session (read only)."""
+    return make_federation(
+        tmp_path_factory.mktemp("veenstad") / "federation", ("politie", "gemeente", "ggz")
+    )
+
+
+@pytest.fixture
+async def inproc(tmp_path: Path, veenstad: FederationFiles) -> AsyncIterator[InProcFederation]:
+    """The ``veenstad`` federation's nodes in this process: ``await inproc.start("politie")``
+    serves one behind its HTTP API, connected to the broker in memory."""
+    federation = InProcFederation(veenstad, tmp_path)
+    try:
+        yield federation
+    finally:
+        await federation.close()
 
 
 @pytest.fixture(scope="session")
