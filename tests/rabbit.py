@@ -28,7 +28,16 @@ from typing import Any
 from gateway.broker.provision import Rabbitmqctl, build_definitions
 from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits, BrokerMember, vhost_name
 
-__all__ = ["Kind", "Pool", "Provisioned", "finish_removals", "provision", "remove", "shared_pool"]
+__all__ = [
+    "Kind",
+    "OnBroker",
+    "Pool",
+    "Provisioned",
+    "finish_removals",
+    "provision",
+    "remove",
+    "shared_pool",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,20 @@ class Provisioned:
     @property
     def vhost(self) -> str:
         return vhost_name(self.federation)
+
+
+class OnBroker:
+    """The names of a provisioned federation, for the test fixtures' federation classes."""
+
+    provisioned: Provisioned
+
+    @property
+    def federation(self) -> str:
+        return self.provisioned.federation
+
+    @property
+    def vhost(self) -> str:
+        return self.provisioned.vhost
 
 
 def _make(kind: Kind, root: Path) -> tuple[Provisioned, dict[str, Any]]:

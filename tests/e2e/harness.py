@@ -37,7 +37,7 @@ from gateway.telemetry import Telemetry
 from schemas.catalogue import default_catalogue
 from tests.integration._private_node import TlsNode
 from tests.integration._tls import issue
-from tests.rabbit import Kind, Provisioned, provision, remove, shared_pool
+from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ def free_port() -> int:
 
 
 @dataclass
-class Fed:
+class Fed(OnBroker):
     """A provisioned demo federation and the node files of its members."""
 
     root: Path
@@ -62,14 +62,6 @@ class Fed:
     """On a private broker node (provisioned and removed on its own, not from the pool)."""
     running: dict[str, Node] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def federation(self) -> str:
-        return self.provisioned.federation
-
-    @property
-    def vhost(self) -> str:
-        return self.provisioned.vhost
 
     async def start(self, key: str, *, telemetry: Telemetry | None = None) -> Node:
         node = await Node.start(load_config(self.nodes[key].config), telemetry=telemetry)

@@ -20,7 +20,7 @@ from gateway.broker.provision import Rabbitmqctl, ensure_password
 from gateway.broker.transport import BrokerEndpoint, connect
 from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits
 from tests.integration._private_node import TlsNode, run_private_node
-from tests.rabbit import Kind, Provisioned, provision, remove, shared_pool
+from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
 
 HOST = "127.0.0.1"
 PORT = 5672
@@ -45,7 +45,7 @@ class Member:
 
 
 @dataclass
-class Federation:
+class Federation(OnBroker):
     """A provisioned throwaway federation on the shared broker."""
 
     provisioned: Provisioned
@@ -56,14 +56,6 @@ class Federation:
     host: str = HOST
     port: int = PORT
     connections: list[AbstractRobustConnection] = field(default_factory=list)
-
-    @property
-    def federation(self) -> str:
-        return self.provisioned.federation
-
-    @property
-    def vhost(self) -> str:
-        return self.provisioned.vhost
 
     @property
     def secrets_dir(self) -> Path:
