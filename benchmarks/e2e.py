@@ -63,7 +63,7 @@ from gateway.core.broker_topology import (
     inbox_queue,
     routing_key,
 )
-from gateway.demo.veenstad import org_by_key
+from gateway.testing.veenstad import org_by_key
 from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
 
 SENDER, RECEIVER, SPARE = "politie", "gemeente", "ggz"

@@ -1,5 +1,5 @@
 """Regenerate keys_example/: the public demo federation (five organisations, three authority keys,
-a signed directory with the demo policy) and gateway/demo/example_kids.json, the key ids a node
+a signed directory with the demo policy) and gateway/node/example_kids.json, the key ids a node
 in production mode refuses.
 
     .venv/bin/python scripts/make_keys_example.py
@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.core.directory import parse_signed  # noqa: E402
-from gateway.demo.federation import create_demo_federation  # noqa: E402
+from gateway.node.runner import EXAMPLE_KIDS_FILE  # noqa: E402
+from gateway.testing.federation import create_demo_federation  # noqa: E402
 from schemas.catalogue import default_catalogue  # noqa: E402
 
 OUT = ROOT / "keys_example"
-KIDS = ROOT / "gateway" / "demo" / "example_kids.json"
+KIDS = EXAMPLE_KIDS_FILE
 #: Long enough that CI keeps working for years; production refuses these keys anyway.
 LIFETIME = timedelta(days=10 * 365)
 
@@ -34,12 +35,12 @@ README = """# keys_example — PUBLIC demo keys. Never use them for anything rea
 Everything in this folder is published in the zv-gateway repository: the private keys of the
 five demo organisations of "ZVH Veenstad" (politie, OM, GGZ, gemeente/ZVH, Veilig Thuis), the
 keys of its three federation administrators, and a directory signed by two of them with the
-demo policy (docs/decisions/0020, gateway/demo/veenstad.py).
+demo policy (docs/decisions/0020, gateway/testing/veenstad.py).
 
-They exist for `zvg demo --example-keys`, the tests and the guides. A node in production mode
-(`node.mode = "production"`, the default) refuses to start with any key or directory from here,
-even when the files are copied elsewhere: it compares key ids with
-`gateway/demo/example_kids.json`.
+They exist for `./scripts/demo --example-keys`, the tests and the guides. A node in production
+mode (`node.mode = "production"`, the default) refuses to start with any key or directory from
+here, even when the files are copied elsewhere: it compares key ids with
+`gateway/node/example_kids.json`.
 
 Layout:
 - `authority/<name>.key.pem` — administrator signing keys (zvh-manager, privacy-officer,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,9 +26,6 @@ from gateway.core.audit import Record, leaf_of, new_record
 from gateway.core.directory import TrustedDirectory
 from gateway.core.merkle import MerkleTree
 from gateway.core.witness import AddCheckpointRequest, Cosigned, LogHead
-from gateway.demo.federation import FederationFiles, create_demo_federation
-from gateway.demo.nodes import NodeFiles, write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.keyfiles import load_audit_key
 from gateway.node.config import load_config
 from gateway.node.runner import load_keys
@@ -37,7 +33,11 @@ from gateway.node.service import NodeService
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import setup_telemetry
+from gateway.testing.federation import FederationFiles, create_demo_federation
+from gateway.testing.nodes import NodeFiles, write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
+from tests import stores
 
 ORGS = ("gemeente", "politie", "ggz")
 """The node whose log is tampered with (the ZVH, run by the gemeente) and its two partners."""
@@ -265,7 +265,7 @@ def fork_and_resign(node: AuditNode, index: int = 6) -> None:
     """Record ``index`` rewritten, the tree rebuilt and every checkpoint re-signed with the
     node's own audit key (its cosignatures dropped: nobody else can make them)."""
     key = node.audit_key()
-    with sqlite3.connect(node.db_path) as db:
+    with stores.connect(node.db_path) as db:
         view_text = db.execute("SELECT view FROM audit_records WHERE idx = ?", (index,)).fetchone()
         view = json.loads(view_text[0])
         view["status"] = "rejected"
@@ -287,6 +287,6 @@ def fork_and_resign(node: AuditNode, index: int = 6) -> None:
 
 def truncate(node: AuditNode, size: int) -> None:
     """The records from ``size`` on deleted, with the checkpoints above them."""
-    with sqlite3.connect(node.db_path) as db:
+    with stores.connect(node.db_path) as db:
         db.execute("DELETE FROM audit_records WHERE idx >= ?", (size,))
         db.execute("DELETE FROM audit_checkpoints WHERE size > ?", (size,))

@@ -9,7 +9,6 @@ from typing import Literal
 
 from gateway.core.directory import add_signature, unsigned
 from gateway.core.keys import Suite
-from gateway.demo.federation import AUTHORITIES, THRESHOLD, FederationFiles
 from gateway.federation import (
     add_member,
     authority_key_entry,
@@ -18,6 +17,7 @@ from gateway.federation import (
     sign_with,
     write_directory,
 )
+from gateway.testing.federation import AUTHORITIES, THRESHOLD, FederationFiles
 from schemas.catalogue import default_catalogue
 from schemas.directory import Authority, DirectoryPayload, KeyEntry, Member, Policy, PolicyRule
 from tests.envelope_forge import signing_key

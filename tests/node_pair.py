@@ -38,9 +38,6 @@ from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.broker.transport import Delivery, MessageExpiredError, Publisher
 from gateway.core.broker_topology import CONTENT_TYPE, routing_key, split_routing_key
 from gateway.core.decisions import Decision, Retry
-from gateway.demo.federation import FederationFiles, create_demo_federation
-from gateway.demo.nodes import write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.runner import load_keys
@@ -48,6 +45,9 @@ from gateway.node.service import NodeService, utc_now
 from gateway.node.store import PendingReceipt, SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import Telemetry, setup_telemetry
+from gateway.testing.federation import FederationFiles, create_demo_federation
+from gateway.testing.nodes import write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 
 __all__ = [

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -19,7 +20,9 @@ from gateway import __version__
 from gateway.errors import GatewayError, LocalError, RemoteError, TransientError
 from schemas._base import describe_errors
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "one_line_errors"]
+
+T = TypeVar("T")
 
 _AREAS = (
     "schemas",
@@ -30,29 +33,36 @@ _AREAS = (
     "node",
     "audit",
     "adapter",
-    "demo",
 )
+
+
+def one_line_errors(call: Callable[[], T]) -> T:
+    """``call()``, with gateway errors turned into one line on stderr and an exit code (above).
+
+    Every ``zvg`` command runs through it, and so does the demo's own command (``python -m
+    demo``), which sits on top of the CLI."""
+    try:
+        return call()
+    except ValidationError as exc:
+        _fail(f"invalid input: {describe_errors(exc)}", 2)
+    except RemoteError as exc:
+        _fail(f"refused ({exc.reason}): {exc.detail}", 1)
+    except TransientError as exc:
+        _fail(f"temporary failure, try again: {exc}", 75)
+    except LocalError as exc:
+        _fail(str(exc), 2)
+    except GatewayError as exc:
+        _fail(str(exc), 1)
 
 
 class _Group(click.Group):
     """A click group that turns gateway errors into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ValidationError as exc:
-            _fail(f"invalid input: {describe_errors(exc)}", 2)
-        except RemoteError as exc:
-            _fail(f"refused ({exc.reason}): {exc.detail}", 1)
-        except TransientError as exc:
-            _fail(f"temporary failure, try again: {exc}", 75)
-        except LocalError as exc:
-            _fail(str(exc), 2)
-        except GatewayError as exc:
-            _fail(str(exc), 1)
+        return one_line_errors(lambda: super(_Group, self).invoke(ctx))
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"zvg: error: {message}", err=True)
     sys.exit(code)
 

@@ -40,12 +40,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.core.broker_topology import vhost_name
-from gateway.demo.federation import create_demo_federation
-from gateway.demo.nodes import write_node_config
-from gateway.demo.veenstad import FEDERATION, ORGS, DemoOrg
 from gateway.deploy.certs import issue_client, issue_server, make_ca
 from gateway.errors import GatewayError, LocalError
 from gateway.federation import now_utc, read_directory
+from gateway.testing.federation import create_demo_federation
+from gateway.testing.nodes import write_node_config
+from gateway.testing.veenstad import FEDERATION, ORGS, DemoOrg
 from schemas.catalogue import default_catalogue
 
 __all__ = [

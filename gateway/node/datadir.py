@@ -6,7 +6,8 @@ remembered directory (``trusted-directory.json``). Guarantees:
 
 - :func:`private_dir` creates the data directory with mode ``0700``; :func:`private_file`
   creates a file with mode ``0600`` (``O_CREAT`` with the mode, then ``fchmod`` because the umask
-  may only narrow it) or sets an existing one of the node's own files to ``0600``. SQLite creates
+  may only narrow it) or sets an existing one of the node's own files to ``0600`` (one that is
+  ``0600`` already is not opened: that would drop SQLite's locks on it). SQLite creates
   ``-wal`` and ``-shm`` with the mode of ``node.db``, so creating ``node.db`` first makes them
   private too. :func:`write_private` replaces a file atomically with a ``0600`` one.
   None of this depends on the umask the node was started with.
@@ -66,8 +67,18 @@ def private_dir(path: Path) -> None:
 def private_file(path: Path) -> None:
     """Make sure ``path`` exists and has mode 0600 (creating it empty with that mode if missing).
 
+    A plain file that is private already is not opened: closing any descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's too. Without its lock on ``node.db-shm``
+    a store open in this process looks gone to other processes, and the next one to open the
+    database (``zvg audit verify``) resets the wal-index under the store's memory map: the
+    store's writer thread dies of SIGBUS.
+
     Raises ``LocalError`` when it cannot, or when ``path`` is a symbolic link (the node's files
     are plain files; a link could point the mode change at another file)."""
+    with contextlib.suppress(FileNotFoundError):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == PRIVATE_FILE_MODE:
+            return
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
     except OSError as exc:

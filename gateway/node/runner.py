@@ -51,7 +51,7 @@ __all__ = ["EXAMPLE_KIDS_FILE", "Node", "run_node"]
 
 log = logging.getLogger("gateway.node")
 
-EXAMPLE_KIDS_FILE = Path(__file__).resolve().parents[1] / "demo" / "example_kids.json"
+EXAMPLE_KIDS_FILE = Path(__file__).resolve().with_name("example_kids.json")
 #: Seconds between broker connection attempts while the broker is unreachable.
 BROKER_RETRY_S = 2.0
 #: Seconds in-flight work gets to finish on SIGTERM.

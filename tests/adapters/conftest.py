@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.demo.veenstad import ORGS
+from gateway.testing.veenstad import ORGS
 from tests.adapters.nodefake import FakeNode
 
 ORG = {o.key: o for o in ORGS}

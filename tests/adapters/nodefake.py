@@ -25,7 +25,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.core.policy import Denied, MessageFacts, evaluate
-from gateway.demo.veenstad import DemoOrg, demo_payload
+from gateway.testing.veenstad import DemoOrg, demo_payload
 from schemas import ids, strictjson
 from schemas.api import (
     FieldError,

@@ -32,11 +32,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from gateway.cli import cli
-from gateway.demo.nodes import NodeFiles
-from gateway.demo.veenstad import ORGS, org_by_key
 from gateway.federation import read_directory
 from gateway.node.config import load_config
 from gateway.node.runner import DRAIN_GRACE_S, Node, example_kids
+from gateway.testing.nodes import NodeFiles
+from gateway.testing.veenstad import ORGS, org_by_key
 from schemas.catalogue import default_catalogue
 from tests.deploy._broker import BootedBroker, boot
 from tests.deploy.conftest import DEPLOY, ROOT

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo.nodes import write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.node.runner import DRAIN_GRACE_S
+from gateway.testing.nodes import write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.deploy.conftest import DEPLOY, ROOT, tool_env
 
@@ -146,7 +146,7 @@ def test_wheel_holds_every_package_file_and_the_runtime_data(wheel: zipfile.ZipF
     names = set(wheel.namelist())
     for required in (
         "schemas/catalogue.json",
-        "gateway/demo/example_kids.json",
+        "gateway/node/example_kids.json",
         "gateway/py.typed",
         "schemas/py.typed",
         "adapters/py.typed",

@@ -3,7 +3,8 @@
 Each test gets a unique federation id and broker-user prefix (so vhosts and users never clash
 with other tests on the shared broker), the demo policy, fresh keys, broker definitions built by
 the same code as ``zvg broker provision`` (provisioned in batches: ``tests/rabbit.py``), and
-``node.toml`` files written by the same code as ``zvg demo``. Everything is removed afterwards.
+``node.toml`` files written by the same code as the demo (``gateway.testing.nodes``). Everything
+is removed afterwards.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import aiohttp
 from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import Unavailable
 from gateway.broker.provision import Rabbitmqctl, password_file
-from gateway.demo.federation import FederationFiles, create_demo_federation
-from gateway.demo.nodes import NodeFiles, write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.node.config import load_config
 from gateway.node.runner import Node
 from gateway.telemetry import Telemetry
+from gateway.testing.federation import FederationFiles, create_demo_federation
+from gateway.testing.nodes import NodeFiles, write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.integration._private_node import TlsNode
 from tests.integration._tls import issue

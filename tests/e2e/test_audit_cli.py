@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from gateway.cli import cli
 from gateway.core.audit import leaf_of
 from gateway.telemetry import setup_telemetry
+from tests import stores
 from tests.audit_logs import alarms
 from tests.e2e.harness import Fed, exchanged_fed, request_from_example
 
@@ -50,7 +50,7 @@ async def test_a_forked_log_is_caught_by_a_witnessing_partner_and_alarms_its_own
     await fed.stop("politie")
     # The police operator rewrites history and removes the traces of the old one.
     db_path = fed.nodes["politie"].data_dir / "node.db"
-    with sqlite3.connect(db_path) as db:
+    with stores.connect(db_path) as db:
         db.execute("DELETE FROM audit_records WHERE idx >= 1")
         db.execute("DELETE FROM audit_checkpoints")
         db.execute("DELETE FROM peer_cosigned")
@@ -74,7 +74,7 @@ async def test_a_forked_log_is_caught_by_a_witnessing_partner_and_alarms_its_own
     zvh = fed.running["gemeente"].service
     for _ in range(100):
         await police.request_cosignatures()
-        with sqlite3.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
+        with stores.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
             evidence = db.execute("SELECT code, evidence FROM witness_evidence").fetchall()
         if evidence:
             break
@@ -157,7 +157,9 @@ async def test_verify_query_export_and_verify_bundle(
 def _copy_node(fed: Fed, key: str, tmp: Path) -> tuple[Path, Path]:
     """A copy of a node's store and config to tamper with."""
     data = tmp / f"tampered-{key}"
-    shutil.copytree(fed.nodes[key].data_dir, data)
+    live = fed.nodes[key].data_dir
+    shutil.copytree(live, data, ignore=shutil.ignore_patterns("node.db*"))
+    stores.snapshot(live / "node.db", data / "node.db")  # the node is running
     config = tmp / f"{key}.toml"
     text = fed.nodes[key].config.read_text().replace(str(fed.nodes[key].data_dir), str(data))
     config.write_text(text)
@@ -185,7 +187,7 @@ async def test_tampering_is_found_by_verify(
     fed, _ = shared
     config, db_path = _copy_node(fed, "gemeente", tmp_path)
     sql, expected = TAMPERS[tamper]
-    with sqlite3.connect(db_path) as db:
+    with stores.connect(db_path) as db:
         db.execute(sql)
     r = zvg("audit", "verify", "--config", config)
     assert r.exit_code == 1, r.output
@@ -199,7 +201,7 @@ async def test_rewritten_log_with_recomputed_hashes_fails_against_the_checkpoint
 ) -> None:
     fed, _ = shared
     config, db_path = _copy_node(fed, "gemeente", tmp_path)
-    with sqlite3.connect(db_path) as db:
+    with stores.connect(db_path) as db:
         view_text = db.execute("SELECT view FROM audit_records WHERE idx = 1").fetchone()[0]
         view = json.loads(view_text)
         view["status"] = "denied"

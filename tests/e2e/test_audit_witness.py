@@ -8,7 +8,6 @@ cosigned the larger checkpoint, can tell."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from gateway.core import note
-from gateway.demo.veenstad import org_by_key
 from gateway.telemetry import setup_telemetry
+from gateway.testing.veenstad import org_by_key
+from tests import stores
 from tests.audit_logs import alarms
 from tests.e2e.harness import ROOT, Fed, request_from_example, wait_witnessed
 
@@ -88,7 +88,7 @@ async def test_truncating_the_last_records_and_their_checkpoints_is_found_by_ask
     await fed.stop("gemeente")
     # The last records go, and the checkpoints above them: what is left is consistent and its
     # checkpoint is cosigned by both partners. Offline, nothing shows.
-    with sqlite3.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
+    with stores.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
         db.execute("DELETE FROM audit_records WHERE idx >= ?", (kept,))
         db.execute("DELETE FROM audit_checkpoints WHERE size > ?", (kept,))
     code, out = await zvg("audit", "verify", "--config", config)

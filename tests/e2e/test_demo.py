@@ -1,6 +1,6 @@
-"""The demo end to end (issue 9): `zvg demo` — what `./scripts/demo` runs — plays the whole case
-on the real RabbitMQ with five node processes and three adapter processes, twice in a row, and
-leaves no process and no broker object behind; a SIGTERM in the middle stops everything too.
+"""The demo end to end (issue 9): `python -m demo` — what `./scripts/demo` runs — plays the whole
+case on the real RabbitMQ with five node processes and three adapter processes, twice in a row,
+and leaves no process and no broker object behind; a SIGTERM in the middle stops everything too.
 
 The checks read the demo's own output (what a newcomer sees) and, independently, the audit log
 through the command the demo tells them to run next.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from demo.report import Console
+from demo.run import DemoOptions, run_demo
 from gateway.broker.provision import Rabbitmqctl
-from gateway.demo.report import Console
-from gateway.demo.run import DemoOptions, run_demo
-from gateway.demo.veenstad import ORGS
+from gateway.testing.veenstad import ORGS
 
 # Every demo run uses the demo's one vhost (zvg-veenstad) and users: under pytest -n, one worker.
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.xdist_group("demo")]
@@ -36,7 +36,7 @@ DELIVERIES = 37  # one per recipient organisation
 
 
 def _demo(work: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "gateway.cli", "demo", "--work", str(work), *args]
+    return [sys.executable, "-P", "-m", "demo", "--work", str(work), *args]
 
 
 def _env() -> dict[str, str]:

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from gateway.audit.inspect import query
 from gateway.cli import cli
-from gateway.demo.veenstad import org_by_key
 from gateway.node import runner
+from gateway.testing.veenstad import org_by_key
 from tests.directories import revoke_signing_keys
 from tests.e2e.harness import Fed, request_from_example, running_fed
 

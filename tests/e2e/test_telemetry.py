@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.telemetry import setup_telemetry
+from tests import stores
 from tests.e2e.harness import Fed, request_from_example
 
 pytestmark = pytest.mark.broker
@@ -116,7 +116,7 @@ async def test_audit_records_hold_no_payload_no_identifiers_no_keys(fed: Fed) ->
         for pem in fed.files.keys_dir(key).glob("*.key.pem"):
             key_material += [line for line in pem.read_text().splitlines() if "-----" not in line]
     for key in ("politie", "gemeente"):
-        with sqlite3.connect(fed.nodes[key].data_dir / "node.db") as db:
+        with stores.connect(fed.nodes[key].data_dir / "node.db") as db:
             rows = db.execute("SELECT view, coalesce(personal, '') FROM audit_records").fetchall()
         assert rows
         text = "\n".join(v + p for v, p in rows)

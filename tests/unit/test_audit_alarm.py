@@ -12,7 +12,6 @@ node never signed.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,9 +22,10 @@ from gateway.broker.transport import Delivery
 from gateway.core import note
 from gateway.core.broker_topology import WITNESS_CONTENT_TYPE
 from gateway.core.decisions import Deliver
-from gateway.demo.federation import FederationFiles
-from gateway.demo.veenstad import org_by_key
 from gateway.errors import RemoteError
+from gateway.testing.federation import FederationFiles
+from gateway.testing.veenstad import org_by_key
+from tests import stores
 from tests.audit_logs import (
     AuditNode,
     alarms,
@@ -145,7 +145,7 @@ async def test_a_partner_whose_head_agrees_with_our_log_raises_no_alarm(
     )
     assert alarms(reader) == {}
     assert errors(caplog) == []
-    with sqlite3.connect(node.db_path) as db:
+    with stores.connect(node.db_path) as db:
         rows = db.execute("SELECT peer, nonce, size FROM peer_heads").fetchall()
     assert rows == [(POL, NONCE.decode(), 12)], "kept for zvg audit verify --witnesses"
 

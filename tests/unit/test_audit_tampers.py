@@ -32,7 +32,8 @@ from click.testing import CliRunner, Result
 from gateway.cli import cli
 from gateway.core import note
 from gateway.core.audit import leaf_of
-from gateway.demo.federation import FederationFiles
+from gateway.testing.federation import FederationFiles
+from tests import stores
 from tests.audit_logs import (
     AuditNode,
     fork_and_resign,
@@ -60,7 +61,7 @@ def verify(node: AuditNode) -> Result:
 
 
 def rewrite(node: AuditNode, change: Callable[[sqlite3.Connection], object]) -> None:
-    with sqlite3.connect(node.db_path) as db:
+    with stores.connect(node.db_path) as db:
         change(db)
 
 

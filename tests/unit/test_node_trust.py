@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from gateway.core.directory import TrustedDirectory
-from gateway.demo.federation import create_demo_federation
-from gateway.demo.nodes import write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.errors import LocalError, RemoteError
 from gateway.federation import add_rule, read_directory, sign_with, write_directory
 from gateway.node import runner
 from gateway.node.config import load_config
 from gateway.node.trust import TRUSTED_FILE, change_record, load_trusted_directory
+from gateway.testing.federation import create_demo_federation
+from gateway.testing.nodes import write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas import ids
 from schemas.catalogue import default_catalogue
 from tests.directories import signed_directory

@@ -18,9 +18,9 @@ from gateway.core.directory import (
     verify_signatures,
 )
 from gateway.core.keys import DecryptionKey, SigningKey, Suite
-from gateway.demo.veenstad import ORGS, demo_payload
 from gateway.errors import LocalError, RemoteError
 from gateway.federation import authority_key_entry
+from gateway.testing.veenstad import ORGS, demo_payload
 from schemas.catalogue import default_catalogue
 from schemas.directory import Authority, DirectoryPayload, KeyEntry
 from tests.envelope_forge import decryption_key, signing_key

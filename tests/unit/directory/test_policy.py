@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.core.policy import Allowed, Denied, MessageFacts, evaluate
-from gateway.demo.veenstad import ORGS, demo_payload
+from gateway.testing.veenstad import ORGS, demo_payload
 from schemas.catalogue import default_catalogue
 from schemas.claims import parse_claims
 from schemas.directory import Authority, AuthorityKey, DirectoryPayload, Policy, PublicJwk

@@ -21,10 +21,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
 from gateway.broker.transport import Consumer
-from gateway.demo.federation import FederationFiles
 from gateway.node.api import PROBLEM_JSON, build_app
 from gateway.node.problems import PROBLEM_BASE, PROBLEM_TYPES
 from gateway.node.runner import Node, broker_endpoint
+from gateway.testing.federation import FederationFiles
 from tests.e2e.harness import request_from_example
 from tests.node_pair import Clock, InProcessNode, MemoryBroker, open_node
 

@@ -1,7 +1,7 @@
 """Realistic node files for the config, CLI and store tests: a fresh demo federation (made by the
-same code as ``zvg demo``) and a ``node.toml`` written by ``write_node_config``; and
-``inproc``, the demo federation's nodes in this process behind their HTTP API, on one injected
-clock and a broker in memory (tests/unit/node/_inproc.py), for the API behaviour tests."""
+same code as the demo) and a ``node.toml`` written by ``write_node_config``; and ``inproc``, the
+demo federation's nodes in this process behind their HTTP API, on one injected clock and a broker
+in memory (tests/unit/node/_inproc.py), for the API behaviour tests."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo.federation import FederationFiles, create_demo_federation
-from gateway.demo.nodes import NodeFiles, write_node_config
-from gateway.demo.veenstad import org_by_key
 from gateway.node.config import load_config
 from gateway.node.runner import Node
+from gateway.testing.federation import FederationFiles, create_demo_federation
+from gateway.testing.nodes import NodeFiles, write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.e2e.harness import free_port
 from tests.node_pair import make_federation

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gateway.cli import cli
-from gateway.demo.veenstad import org_by_key
 from gateway.node.config import hash_token, load_config
 from gateway.node.trust import TRUSTED_FILE
+from gateway.testing.veenstad import org_by_key
 from tests.directories import revoke_signing_keys
 from tests.unit.node.conftest import EXAMPLE_KEYS, NodeSetup
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -28,9 +27,10 @@ from gateway.cli import cli
 from gateway.core import jose
 from gateway.core.decisions import Deliver
 from gateway.core.envelope import verify_signed_claims
-from gateway.demo.federation import FederationFiles
 from gateway.node.store import PendingReceipt
+from gateway.testing.federation import FederationFiles
 from schemas.bodies import ReceiptBody
+from tests import stores
 from tests.node_pair import InProcessNode, open_node
 
 
@@ -253,13 +253,13 @@ async def test_audit_query_shows_contradictions_and_verify_checks_the_kept_recei
     assert "1 kept receipt(s) match their records" in checked.output
 
     # A changed byte in the kept receipt is found, naming the record.
-    with sqlite3.connect(pol.config.store_path) as db:
+    with stores.connect(pol.config.store_path) as db:
         db.execute("UPDATE audit_evidence SET evidence = evidence || 'x'")
     tampered = runner.invoke(cli, ["audit", "verify", "--config", config])
     assert tampered.exit_code == 1
     assert f"record {hit['index']}: its kept evidence does not match" in tampered.output
     # So is a deleted one, while the record's personal part is still there.
-    with sqlite3.connect(pol.config.store_path) as db:
+    with stores.connect(pol.config.store_path) as db:
         db.execute("DELETE FROM audit_evidence")
     deleted = runner.invoke(cli, ["audit", "verify", "--config", config])
     assert deleted.exit_code == 1

@@ -15,11 +15,11 @@ from gateway.broker.transport import Delivery
 from gateway.core.audit import Record
 from gateway.core.broker_topology import routing_key
 from gateway.core.directory import TrustedDirectory
-from gateway.demo.federation import FederationFiles
-from gateway.demo.veenstad import org_by_key
 from gateway.errors import TransientError
 from gateway.node.refusals import UNKNOWN_SENDER, Refusals
 from gateway.telemetry import setup_telemetry
+from gateway.testing.federation import FederationFiles
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 
 POL, ZVH = org_by_key("politie").oin, org_by_key("gemeente").oin

@@ -9,7 +9,9 @@ twice); a double ack sending two receipts; retention deleting what status and au
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -321,6 +323,55 @@ async def test_work_survives_a_reopen(tmp_path: Path) -> None:
         assert [p.message_id for p in await again.pending_publishes(10)] == [MID]
     finally:
         await again.close()
+
+
+def _posix_locks(path: Path) -> set[tuple[str, int, str]]:
+    """The POSIX locks this process holds on ``path``: (kind, start, end), from /proc/locks."""
+    inode = path.stat().st_ino
+    held: set[tuple[str, int, str]] = set()
+    for line in Path("/proc/locks").read_text("ascii").splitlines():
+        fields = line.split()
+        if fields[1] == "->":  # a process waiting for the lock above it
+            continue
+        kind, pid, device_inode, start, end = fields[3:8]
+        if (
+            fields[1] == "POSIX"
+            and int(pid) == os.getpid()
+            and int(device_inode.rsplit(":", 1)[1]) == inode
+        ):
+            held.add((kind, int(start), end))
+    return held
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads the process's locks from /proc/locks"
+)
+async def test_opening_the_store_again_in_one_process_keeps_the_live_stores_sqlite_locks(
+    tmp_path: Path,
+) -> None:
+    """Bug (a "Fatal Python error: Bus error" in the store's writer thread): opening a store set
+    the mode of ``node.db``, ``-wal`` and ``-shm`` through a descriptor of its own, and closing
+    any descriptor of a file drops every POSIX lock the process holds on it -- SQLite's too.
+    With the store already open in the process (a node restarted in-process, a tool or test
+    opening the store beside it), the next process to open the database found the wal-index
+    unlocked, took the live store for gone and truncated the ``-shm`` under its memory map."""
+    path = tmp_path / "node.db"
+    live = SqliteStore(path)
+    try:
+        await live.add_outbox(_outbox(), T0)  # the store reads and writes through its wal-index
+        held = {name: _posix_locks(tmp_path / name) for name in ("node.db", "node.db-shm")}
+        assert all(held.values()), held  # SQLite's locks: what other processes go by
+        again = SqliteStore(path)
+        try:
+            assert await again.message(MID) is not None
+            dropped = {name: locks - _posix_locks(tmp_path / name) for name, locks in held.items()}
+            assert not any(dropped.values()), f"the second open dropped the live store's {dropped}"
+        finally:
+            await again.close()
+        await live.add_outbox(_outbox(MID2), T0)
+        assert all(locks <= _posix_locks(tmp_path / name) for name, locks in held.items())
+    finally:
+        await live.close()
 
 
 # ---------------------------------------------------------------------------- inbox

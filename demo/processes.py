@@ -1,4 +1,4 @@
-"""The processes ``zvg demo`` starts (five nodes, three adapters), and stopping every one of them.
+"""The processes the demo starts (five nodes, three adapters), and stopping every one of them.
 
 Guarantees:
 

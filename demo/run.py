@@ -1,4 +1,4 @@
-"""``zvg demo``: a federation of five partners handles case Veenstad-2026-031, start to finish.
+"""The demo (``python -m demo``): five partners handle case Veenstad-2026-031, start to finish.
 
 One run, in order:
 
@@ -8,20 +8,20 @@ One run, in order:
    does), and the configuration of five nodes and three adapters.
 2. **Start** five node processes (``zvg node run``) and the police's and OM's folder adapters and
    Veilig Thuis' webhook adapter (``zvg adapter …``), and wait until each answers ``/readyz`` or
-   ``/healthz``. The partners' own systems are stand-ins (:mod:`gateway.demo.partners`).
-3. **Play** the case (:mod:`gateway.demo.story`): each message is handed to the sender's
+   ``/healthz``. The partners' own systems are stand-ins (:mod:`demo.partners`).
+3. **Play** the case (:mod:`demo.story`): each message is handed to the sender's
    adapter, and the demo waits until every recipient's node answered ``delivered`` and
    ``accepted`` (its adapter took it) — and checks the recipient's system holds it.
 4. **Witness** — wait until every node's whole log is witnessed: covered by checkpoints the
    directory's witness threshold of partners cosigned (they cosign over the broker every
-   :data:`~gateway.demo.workspace.CHECKPOINT_INTERVAL_S`), so ``zvg audit verify`` says OK.
+   :data:`~demo.workspace.CHECKPOINT_INTERVAL_S`), so ``zvg audit verify`` says OK.
 5. **Stop** every process it started, run ``zvg audit verify`` on every node, and print the
-   summary (:mod:`gateway.demo.report`).
+   summary (:mod:`demo.report`).
 6. **Clean up** — on every exit path (success, failure, Ctrl-C, SIGTERM) every started process
    is stopped (SIGTERM, then SIGKILL after a grace period); the broker's demo vhost and users
    are removed unless ``--keep``. The working folder stays, for ``zvg audit query``.
 
-Failures raise :class:`~gateway.demo.partners.DemoFailed` (or ``LocalError`` for set-up
+Failures raise :class:`~demo.partners.DemoFailed` (or ``LocalError`` for set-up
 problems) with one line saying what and where to look; :class:`DemoInterrupted` on a signal.
 """
 
@@ -47,20 +47,17 @@ import aiohttp
 
 from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import NodeError
-from gateway.audit.inspect import VerificationFailed
-from gateway.broker.provision import Rabbitmqctl
-from gateway.demo import story
-from gateway.demo.partners import (
+from demo import story
+from demo.partners import (
     DemoFailed,
     FolderSystem,
     PartnerSystem,
     SdkSystem,
     WebhookSystem,
 )
-from gateway.demo.processes import ProcessGroup
-from gateway.demo.report import Console, NodeAudit, display_path, read_audit, read_witnessing
-from gateway.demo.veenstad import FEDERATION_NAME, ORGS, org_by_key
-from gateway.demo.workspace import (
+from demo.processes import ProcessGroup
+from demo.report import Console, NodeAudit, display_path, read_audit, read_witnessing
+from demo.workspace import (
     BROKER_HOST,
     BROKER_PORT,
     CHECKPOINT_INTERVAL_S,
@@ -71,8 +68,11 @@ from gateway.demo.workspace import (
     make_federation,
     prepare_work_dir,
 )
+from gateway.audit.inspect import VerificationFailed
+from gateway.broker.provision import Rabbitmqctl
 from gateway.errors import GatewayError, LocalError
 from gateway.node.config import Retention
+from gateway.testing.veenstad import FEDERATION_NAME, ORGS, org_by_key
 from schemas.catalogue import default_catalogue
 
 __all__ = ["DemoInterrupted", "DemoOptions", "run_demo"]
@@ -191,12 +191,12 @@ def _one_demo_at_a_time(out: Console) -> int:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise DemoFailed(
-                        f"another zvg demo has been running on this machine for over "
+                        f"another demo has been running on this machine for over "
                         f"{LOCK_WAIT_S:.0f} s (lock {_lock_path()})"
                     ) from None
                 if not told:
                     out.line(
-                        "  waiting for another zvg demo on this machine to finish (they share "
+                        "  waiting for another demo on this machine to finish (they share "
                         "the broker's demo vhost)..."
                     )
                     told = True
@@ -274,7 +274,7 @@ def _run_locked(options: DemoOptions, out: Console, started: float) -> None:
 
 
 def _spawn(procs: ProcessGroup, ws: Workspace) -> None:
-    """Start every node and adapter (before the event loop: see gateway.demo.processes)."""
+    """Start every node and adapter (before the event loop: see demo.processes)."""
     # -P: never import from the working folder (it has an adapters/ folder of its own).
     python = [sys.executable, "-P", "-m", "gateway.cli"]
     for org in ORGS:

@@ -21,15 +21,15 @@ from click.testing import CliRunner
 
 from adapters import folder as folder_adapter
 from adapters import webhook as webhook_adapter
-from gateway.cli import cli
+from demo import workspace
+from demo.__main__ import main as demo_command
+from demo.processes import ProcessGroup
+from demo.report import Console
+from demo.story import EXAMPLES_DIR
 from gateway.core.broker_topology import MEMBER_TAG
-from gateway.demo import workspace
-from gateway.demo.nodes import NodeFiles, write_node_config
-from gateway.demo.processes import ProcessGroup
-from gateway.demo.report import Console
-from gateway.demo.story import EXAMPLES_DIR
-from gateway.demo.veenstad import org_by_key
 from gateway.errors import LocalError
+from gateway.testing.nodes import NodeFiles, write_node_config
+from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 
 WAIT_S = 30.0
@@ -78,7 +78,7 @@ def test_an_empty_folder_may_be_used(tmp_path: Path) -> None:
 
 def test_a_wrong_work_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "keep-me").write_text("x")
-    result = CliRunner().invoke(cli, ["demo", "--work", str(tmp_path)])
+    result = CliRunner().invoke(demo_command, ["--work", str(tmp_path)])
     assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1
@@ -262,7 +262,7 @@ def test_children_die_with_the_demo_even_on_sigkill(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from gateway.demo.processes import ProcessGroup
+        from demo.processes import ProcessGroup
         group = ProcessGroup(Path({str(tmp_path)!r}), Path({str(tmp_path)!r}))
         child = group.spawn("node", [sys.executable, "-c", "import time; time.sleep(120)"])
         print(child.process.pid, flush=True)
@@ -321,9 +321,9 @@ def test_an_unexpected_failure_is_one_line_with_the_traceback_saved(
     def boom(*_args: object, **_kw: object) -> None:
         raise RuntimeError("something nobody planned")
 
-    monkeypatch.setattr("gateway.demo.run.run_demo", boom)
+    monkeypatch.setattr("demo.__main__.run_demo", boom)
     (tmp_path / "work" / "logs").mkdir(parents=True)
-    result = CliRunner().invoke(cli, ["demo", "--work", str(tmp_path / "work")])
+    result = CliRunner().invoke(demo_command, ["--work", str(tmp_path / "work")])
     assert result.exit_code == 1
     [line] = [ln for ln in result.output.splitlines() if ln.strip()]
     assert line.startswith("zvg: error: the demo failed unexpectedly (RuntimeError")
@@ -335,13 +335,13 @@ def test_an_unexpected_failure_is_one_line_with_the_traceback_saved(
 def test_an_interrupt_is_one_line_and_the_signals_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.demo.run import DemoInterrupted
+    from demo.run import DemoInterrupted
 
     def interrupted(*_args: object, **_kw: object) -> None:
         raise DemoInterrupted(signal.SIGTERM)
 
-    monkeypatch.setattr("gateway.demo.run.run_demo", interrupted)
-    result = CliRunner().invoke(cli, ["demo", "--work", str(tmp_path / "w")])
+    monkeypatch.setattr("demo.__main__.run_demo", interrupted)
+    result = CliRunner().invoke(demo_command, ["--work", str(tmp_path / "w")])
     assert result.exit_code == 128 + signal.SIGTERM
     assert result.output.strip() == (
         "zvg: error: interrupted by SIGTERM; stopped every process the demo started"

@@ -35,11 +35,11 @@ from aiohttp import web
 from adapters.client import NodeClient, RetryPolicy, request_from_dict
 from adapters.errors import NodeError, PolicyDenied
 from adapters.webhook import verify_signature
-from gateway.demo.nodes import NodeFiles
-from gateway.demo.story import Context, Send
-from gateway.demo.veenstad import DemoOrg
-from gateway.demo.workspace import AdapterFiles
+from demo.story import Context, Send
+from demo.workspace import AdapterFiles
 from gateway.errors import GatewayError
+from gateway.testing.nodes import NodeFiles
+from gateway.testing.veenstad import DemoOrg
 from schemas.api import Problem
 
 __all__ = [

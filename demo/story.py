@@ -4,7 +4,7 @@ Each :class:`Step` is one step of the ZVH case flow; each :class:`Send` one mess
 system hands to its adapter: who sends (organisation, role, adapter), what (message type,
 purpose), to whom, and the content. The content is the content of ``tests/examples/`` — the
 same man, the same incidents, the same contacts — so the demo and the tests tell one story
-(``tests/unit/demo/test_story.py`` holds them together). What differs is *when*: the examples are
+(``tests/demo/test_story.py`` holds them together). What differs is *when*: the examples are
 dated in March 2026, the demo plays the case now, so the fields that schedule something
 (``respond_before``, ``starts_at``, ``due``, ``observed_at``, ``effective_at``, ``closed_at``, …)
 are computed from the moment the demo runs. Facts about the past (incident dates, the care
@@ -34,7 +34,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.demo.veenstad import org_by_key
+from gateway.testing.veenstad import org_by_key
 
 __all__ = [
     "CASE_REF",
@@ -52,7 +52,7 @@ CASE_REF = "Veenstad-2026-031"
 PROGRAMME = "VERWARD_GEDRAG"
 
 #: The documented adapter examples (mapping files and the partners' example exports).
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "docs" / "adapters" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "docs" / "adapters" / "examples"
 
 #: The ZVH's pseudonym of the man (``tests/examples``); partners answer about it.
 BETROKKENE = "sub-7f3KqZ2mLw9xTa"

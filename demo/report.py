@@ -1,4 +1,4 @@
-"""What ``zvg demo`` prints: progress a person can follow, and the summary at the end.
+"""What the demo prints: progress a person can follow, and the summary at the end.
 
 Plain text that reads well in any terminal and in a CI log: colour only when stdout is a
 terminal (and ``NO_COLOR`` is not set), ASCII instead of ``→ ✓ —`` when the output encoding
@@ -22,9 +22,9 @@ from typing import Any, TextIO
 
 from gateway.audit.inspect import VerifyReport, open_readonly, query, verify_log
 from gateway.core.directory import TrustedDirectory
-from gateway.demo.nodes import NodeFiles
-from gateway.demo.veenstad import DemoOrg
 from gateway.node.config import load_config
+from gateway.testing.nodes import NodeFiles
+from gateway.testing.veenstad import DemoOrg
 
 __all__ = ["Console", "NodeAudit", "read_audit", "read_witnessing"]
 

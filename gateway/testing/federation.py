@@ -1,6 +1,6 @@
 """Create the demo federation on disk: authority keys, member keys, the signed directory.
 
-Used by ``zvg demo`` (a fresh federation in a working folder each run) and to make
+Used by the demo (a fresh federation in a working folder each run) and to make
 ``keys_example/`` (the committed, public demo keys). The directory is built the way an
 administrator would: version 1 by ``init_federation``, then members and rules, then signatures
 by two of the three administrators (the threshold).
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from gateway.core.directory import add_signature, unsigned
 from gateway.core.keys import Suite
-from gateway.demo.veenstad import ORGS, demo_payload
 from gateway.federation import init_federation, key_entries, read_directory, write_directory
 from gateway.keyfiles import generate_keys, load_public_keys, load_signing_key
+from gateway.testing.veenstad import ORGS, demo_payload
 from schemas.catalogue import Catalogue
 
 __all__ = ["AUTHORITIES", "FederationFiles", "create_demo_federation"]

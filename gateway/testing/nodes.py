@@ -1,4 +1,4 @@
-"""Node configuration files for the demo federation (``zvg demo`` and the end-to-end tests)."""
+"""Node configuration files for the demo federation (the demo, the tests, the compose example)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.demo.veenstad import LEGAL_BASES, DemoOrg
 from gateway.node.config import hash_token
+from gateway.testing.veenstad import LEGAL_BASES, DemoOrg
 from schemas.catalogue import Catalogue
 
 __all__ = ["NodeFiles", "write_node_config"]

@@ -1,4 +1,5 @@
-"""``zvg demo``: five partners of ZVH Veenstad handle one case, from referral to warm handover.
+"""``python -m demo`` (what ``./scripts/demo`` runs): five partners of ZVH Veenstad handle one
+case, from referral to warm handover.
 
 The second of the README's two commands (``./scripts/demo`` sets up the virtualenv and RabbitMQ,
 then runs this). Exit codes: 0 when the case ran and every audit log verified; 1 when a step
@@ -10,15 +11,23 @@ to a file the line names).
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
-__all__ = ["COMMANDS"]
+from demo.run import DemoInterrupted, DemoOptions, run_demo
+from gateway.cli import one_line_errors
+from gateway.errors import GatewayError
+
+__all__ = ["main"]
 
 
-@click.command("demo")
+@click.command("demo", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--example-keys",
     is_flag=True,
@@ -36,7 +45,7 @@ __all__ = ["COMMANDS"]
     is_flag=True,
     help="Keep the broker's demo vhost and users afterwards (the next run removes them).",
 )
-def demo(example_keys: bool, work: Path, keep: bool) -> None:
+def main(example_keys: bool, work: Path, keep: bool) -> None:
     """Run a five-partner federation and play case Veenstad-2026-031 end to end.
 
     Starts five nodes and three adapters as processes, plays the case (referral, screening,
@@ -44,13 +53,12 @@ def demo(example_keys: bool, work: Path, keep: bool) -> None:
     de-escalation, warm handover, closure), waits until the partners have cosigned each
     other's audit logs, runs `zvg audit verify` on every node and prints a summary.
     """
-    from pydantic import ValidationError
+    one_line_errors(lambda: _run(DemoOptions(work=work, example_keys=example_keys, keep=keep)))
 
-    from gateway.demo.run import DemoInterrupted, DemoOptions, run_demo
-    from gateway.errors import GatewayError
 
+def _run(options: DemoOptions) -> None:
     try:
-        run_demo(DemoOptions(work=work, example_keys=example_keys, keep=keep))
+        run_demo(options)
     except DemoInterrupted as exc:
         click.echo(f"zvg: error: {exc}; stopped every process the demo started", err=True)
         sys.exit(128 + exc.signum)
@@ -58,9 +66,9 @@ def demo(example_keys: bool, work: Path, keep: bool) -> None:
         click.echo("zvg: error: interrupted; stopped every process the demo started", err=True)
         sys.exit(130)
     except (GatewayError, ValidationError):
-        raise  # one line from the zvg group
-    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, not a traceback
-        where = _save_traceback(work)
+        raise  # one line from one_line_errors
+    except Exception as exc:  # noqa: BLE001 - the command promises one line, not a traceback
+        where = _save_traceback(options.work)
         click.echo(
             f"zvg: error: the demo failed unexpectedly ({type(exc).__name__}: {exc}); "
             f"traceback in {where}",
@@ -71,10 +79,6 @@ def demo(example_keys: bool, work: Path, keep: bool) -> None:
 
 def _save_traceback(work: Path) -> Path:
     """Write the current exception's traceback next to the demo's logs (or to a temp file)."""
-    import os
-    import tempfile
-    import traceback
-
     text = traceback.format_exc()
     target = work.absolute() / "logs" / "demo-traceback.txt"
     if target.parent.is_dir():
@@ -89,4 +93,5 @@ def _save_traceback(work: Path) -> Path:
     return Path(name)
 
 
-COMMANDS: list[click.Command] = [demo]
+if __name__ == "__main__":
+    main(prog_name="python -m demo")

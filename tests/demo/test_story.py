@@ -1,4 +1,4 @@
-"""The demo's case script (gateway/demo/story.py) against the contract, the policy and the
+"""The demo's case script (demo/story.py) against the contract, the policy and the
 examples: every message it plays must be one a real node accepts, the one planned denial must
 be the *policy's* (not the contract's), and the content must be the content of tests/examples,
 so the demo and the tests tell the same story."""
@@ -20,16 +20,16 @@ from pydantic import ValidationError
 from adapters._runtime import Pseudonymiser
 from adapters.client import request_from_dict
 from adapters.mapping import load_mapping
+from demo import story
 from gateway.core.directory import TrustedDirectory
 from gateway.core.policy import Allowed, Denied, MessageFacts, evaluate
-from gateway.demo import story
-from gateway.demo.veenstad import org_by_key
+from gateway.testing.veenstad import org_by_key
 from schemas import ids
 from schemas.api import SendRequest
 from schemas.catalogue import default_catalogue
 from schemas.claims import ClaimsBase, parse_claims
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 #: Fields that schedule something: computed from the moment the demo runs, so they differ from
