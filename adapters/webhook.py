@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import ssl
 import time
@@ -420,14 +421,20 @@ def _problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> w
 
 
 def _passthrough(exc: NodeError) -> web.Response:
+    """The node's refusal for the partner system, with the node's ``Retry-After`` (a ``429``
+    when the node's outbox is full, a ``503``): the partner waits as the node asked."""
     if exc.problem is not None:
-        return web.Response(
+        response = web.Response(
             status=exc.problem.status,
             body=exc.problem.model_dump_json(exclude_none=True),
             content_type="application/problem+json",
         )
-    status = 503 if isinstance(exc, Unavailable) else 502
-    return _problem(status, "unavailable", "Node unavailable", "try again later")
+    else:
+        status = 503 if isinstance(exc, Unavailable) else 502
+        response = _problem(status, "unavailable", "Node unavailable", "try again later")
+    if isinstance(exc, Unavailable) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return response
 
 
 async def run(config_path: Path, stop: asyncio.Event) -> None:

@@ -298,7 +298,7 @@ def measure_store(records: int, batch: int) -> dict[str, float]:
         started = time.perf_counter()
         for start in range(0, records, batch):
             chunk = [_node_record(i, now) for i in range(start, min(records, start + batch))]
-            await store.run(log.append(chunk, now))
+            await store.commit(log.append(chunk, now))
         seconds = time.perf_counter() - started
         await log.checkpoint()
         return seconds, log, store

@@ -128,7 +128,7 @@ class Setup:
             signing_key=self.sender,
             recipients=[r.public for r in self.recipients],
             rand=os.urandom,
-        )
+        ).raw
 
     def zvg_open(self) -> Any:
         return env.open_envelope(
@@ -142,6 +142,7 @@ class Setup:
     def zvg_open_no_contract(self) -> Any:
         return env._authenticate(
             self.zvg_envelope,
+            None,
             self.ring,
             self.lookup,
             self.now,

@@ -394,7 +394,9 @@ class ReceiptBody(Wire):
 
     ``delivered``: stored in the recipient's inbox; ``accepted``: its adapter took it;
     ``rejected``: refused, with a coarse reason (never which internal check failed). ``proof`` is
-    the recipient's C2SP tlog-proof of its receive record; ``checkpoint`` its latest checkpoint.
+    the recipient's C2SP tlog-proof of its audit record of the event, and required: a receipt
+    without one proves nothing and is ignored (docs/decisions/0005-receipts-carry-their-proof.md);
+    ``checkpoint`` is the recipient's latest checkpoint.
     """
 
     status: Literal["delivered", "accepted", "rejected"]
@@ -402,7 +404,7 @@ class ReceiptBody(Wire):
     inner_jws_sha256: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
     at: AwareDatetime
     reason: RejectReason | None = None
-    proof: Annotated[str, Field(max_length=limits.MAX_PROOF_TEXT_CHARS)] | None = None
+    proof: Annotated[str, Field(min_length=1, max_length=limits.MAX_PROOF_TEXT_CHARS)]
     checkpoint: Annotated[str, Field(max_length=limits.MAX_PROOF_TEXT_CHARS)] | None = None
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ Rules enforced on top of the field shapes, each error located at the field it is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
@@ -177,7 +178,11 @@ class ClaimsBase(Wire):
         _check_subjects(self)
         ctx = info.context if isinstance(info.context, dict) else {}
         raw, parsed = ctx.get("raw"), ctx.get("parsed")
-        if not isinstance(raw, bytes | str) or not _bsn_runs_accounted_for(self, raw):
+        if not isinstance(raw, bytes | str):
+            # Built from Python values: the model's own JSON (the serializer never escapes a
+            # digit) holds every string, so the same one-pass pre-check applies.
+            raw, parsed = self.__pydantic_serializer__.to_json(self), None
+        if not _bsn_runs_accounted_for(self, raw):
             _check_no_bsn(iter_strings(self) if parsed is None else _json_strings(parsed, ()))
         _check_type_specific(self)
         return self
@@ -322,11 +327,20 @@ def _json_strings(
     return out
 
 
+#: A JSON escape that decodes to an ASCII digit (``\u0030`` to ``\u0039``, either case).
+_ESCAPED_DIGIT = re.compile(rb"\\u003[0-9]", re.IGNORECASE)
+
+
 def _bsn_runs_accounted_for(c: ClaimsBase, raw: bytes | str) -> bool:
     """True when every BSN-shaped run in the raw JSON sits in a field allowed to hold it (the
     identification's ``bsn``, or an opaque id at the top level): then no field needs scanning.
-    Counting runs is a single regex pass; the precise scan walks every string."""
-    runs = ids.bsn_runs(raw)
+    Counting runs is a single pass; the precise scan walks every string. JSON that spells a
+    digit as an escape (``\u0031``) is never accounted for: its digit runs are not the decoded
+    ones."""
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if _ESCAPED_DIGIT.search(data):
+        return False
+    runs = ids.bsn_runs(data)
     if not runs:
         return True
     allowed: list[str] = []

@@ -28,8 +28,9 @@ from gateway.core.merkle import MerkleTree
 from gateway.core.witness import AddCheckpointRequest, Cosigned, LogHead
 from gateway.keyfiles import load_audit_key
 from gateway.node.config import load_config
+from gateway.node.ports import BrokerSlot
 from gateway.node.runner import load_keys
-from gateway.node.service import NodeService
+from gateway.node.service import NodeService, open_service
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import setup_telemetry
@@ -121,21 +122,19 @@ class AuditNode:
         """The node's service on its store, without a broker (nothing is published); close
         ``service.store`` when done."""
         config = load_config(self.config)
-        store, log = await self.open_log()
         telemetry = setup_telemetry(
             org=self.org,
             node_id=config.node.node_id,
             env={},
             metric_readers=[reader] if reader is not None else [],
         )
-        return NodeService(
-            config=config,
-            store=store,
-            audit=log,
+        return await open_service(
+            config,
             directory=self.directory,
             catalogue=default_catalogue(),
             keys=load_keys(config),
             telemetry=telemetry,
+            broker=BrokerSlot(),
         )
 
     def cosigned_head(self, partner: str) -> bytes:
@@ -193,7 +192,7 @@ class AuditNode:
         store, log = await self.open_log()
         try:
             start = log.size
-            await store.run(log.append([record(start + i, now) for i in range(records)], now))
+            await store.commit(log.append([record(start + i, now) for i in range(records)], now))
             return await self.witness(log, cosigners)
         finally:
             await store.close()

@@ -11,7 +11,7 @@ Two ways to move it:
   machinery);
 - by :class:`MemoryBroker`, the publisher port in memory: the node's own outbox and receipt
   loops run, publish through it, and it hands every confirmed message to the recipient's
-  ``on_delivery`` (tests/unit/node/conftest.py puts the HTTP API on top).
+  ``on_delivery`` (tests/unit/node/_inproc.py puts the HTTP API on top).
 
 Time is the injected :class:`Clock` (``NodeService(clock=...)``); waiting is for events (a
 store commit, a publish, a settlement), never for a time.
@@ -29,20 +29,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.audit.inspect import open_readonly, query
-from gateway.audit.log import AUDIT_SCHEMA, AuditLog
-from gateway.broker.transport import Delivery, MessageExpiredError, Publisher
+from gateway.broker.transport import Delivery, MessageExpiredError
 from gateway.core.broker_topology import CONTENT_TYPE, routing_key, split_routing_key
 from gateway.core.decisions import Decision, Retry
+from gateway.core.delivery import OutboundEvent
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig, load_config
+from gateway.node.context import utc_now
+from gateway.node.ports import BrokerSlot
 from gateway.node.runner import load_keys
-from gateway.node.service import NodeService, utc_now
-from gateway.node.store import PendingReceipt, SqliteStore
+from gateway.node.service import NodeService, open_service
+from gateway.node.store import PendingReceipt, SetStatus, SqliteStore
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import Telemetry, setup_telemetry
 from gateway.testing.federation import FederationFiles, create_demo_federation
@@ -104,6 +107,7 @@ class InProcessNode:
     store: SqliteStore
     telemetry: Telemetry
     metrics: InMemoryMetricReader
+    broker: BrokerSlot
     carried: set[tuple[str, str]] = field(default_factory=set)
 
     @property
@@ -112,7 +116,7 @@ class InProcessNode:
 
     @property
     def broker_user(self) -> str:
-        user = self.service.broker_user_of(self.org)
+        user = self.service.inbound.broker_user_of(self.org)
         assert user is not None
         return user
 
@@ -122,7 +126,9 @@ class InProcessNode:
         fills = ("spec", "message_id", "created_at", "expires_at", "sender", "trace", "log_anchor")
         request = {k: v for k, v in claims.items() if k not in fills}
         request["sender_role"] = claims["sender"]["role"]
-        message_id, _ = await self.service.send(json.dumps(request).encode(), client="test")
+        message_id, _ = await self.service.outbound.send(
+            json.dumps(request).encode(), client="test"
+        )
         return message_id
 
     async def pending_receipts(self) -> list[PendingReceipt]:
@@ -132,7 +138,7 @@ class InProcessNode:
         """Seal receipts now (what the receipt loop does), the pending ones or those given."""
         batch = await self.pending_receipts() if pending is None else pending
         if batch:
-            await self.service._seal_receipts(batch)
+            await self.service.receipts.seal(batch)
 
     async def carry_to(self, other: InProcessNode) -> list[Decision]:
         """Hand every envelope this node has not yet carried to ``other`` to ``other``'s inbound
@@ -143,8 +149,13 @@ class InProcessNode:
             if p.org != other.org or (p.message_id, p.org) in self.carried:
                 continue
             self.carried.add((p.message_id, p.org))
-            decisions.append(await other.service.on_delivery(self.delivery(p.envelope, other)))
-            await self.store.set_status(p.message_id, p.org, "sent", None, datetime.now(UTC))
+            decisions.append(
+                await other.service.inbound.on_delivery(self.delivery(p.envelope, other))
+            )
+            published = SetStatus(
+                p.message_id, p.org, OutboundEvent.PUBLISHED, None, datetime.now(UTC)
+            )
+            await self.store.commit(published)
         return decisions
 
     def delivery(self, body: bytes, recipient: InProcessNode, message_id: str = "m") -> Delivery:
@@ -197,10 +208,12 @@ async def open_node(
     *,
     clock: Callable[[], datetime] = utc_now,
     directory_file: Path | None = None,
+    span_exporter: SpanExporter | None = None,
     **settings: Any,
 ) -> InProcessNode:
     """The service of demo organisation ``key`` on a fresh store in ``folder`` (no loops run),
-    on ``clock``, trusting ``directory_file`` (default: the federation's).
+    on ``clock``, trusting ``directory_file`` (default: the federation's), its spans going to
+    ``span_exporter`` (default: none are recorded).
 
     ``settings`` are appended to its ``node.toml`` as ``section.name = value`` lines
     (``limits__inbox_page_max=2``)."""
@@ -242,27 +255,23 @@ async def open_node(
     node_keys = load_keys(config)
     reader = InMemoryMetricReader()
     telemetry = setup_telemetry(
-        org=config.node.org, node_id=config.node.node_id, env={}, metric_readers=[reader]
+        org=config.node.org,
+        node_id=config.node.node_id,
+        env={},
+        span_exporter=span_exporter,
+        metric_readers=[reader],
     )
-    store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
-    audit = await AuditLog.open(
-        store,
-        origin=directory.audit_origin(config.node.org),
-        key=node_keys.audit,
-        rand=os.urandom,
-        retention_s=config.retention.audit_personal_days * 86400,
-    )
-    service = NodeService(
-        config=config,
-        store=store,
-        audit=audit,
+    broker = BrokerSlot()  # not connected until a MemoryBroker attaches the node
+    service = await open_service(
+        config,
         directory=directory,
         catalogue=catalogue,
         keys=node_keys,
         telemetry=telemetry,
+        broker=broker,
         clock=clock,
     )
-    return InProcessNode(key, config, service, store, telemetry, reader)
+    return InProcessNode(key, config, service, service.audit.store, telemetry, reader, broker)
 
 
 # ---------------------------------------------------------------------- the broker in memory
@@ -304,6 +313,10 @@ class MemoryPublisher:
         self.org = org
         self.user = user
 
+    @property
+    def connected(self) -> bool:
+        return not self.broker.is_closed
+
     async def publish(
         self,
         routing: str,
@@ -334,7 +347,7 @@ class MemoryBroker:
     """The federation's broker in memory, for nodes in one process.
 
     :meth:`attach` gives a node a :class:`MemoryPublisher`, runs its outbox and receipt loops
-    (``NodeService.run_outbox``, ``run_receipts``) and a consumer that hands what is queued for
+    (``service.outbox.run``, ``service.receipts.run``) and a consumer that hands what is queued for
     the node's organisation to ``on_delivery``, one message at a time, and then tells the node
     how it was settled (``on_settled``). A message whose expiration passed on :attr:`clock`
     before it was consumed is dropped (the queue's TTL). A ``Retry`` decision holds the message
@@ -363,6 +376,7 @@ class MemoryBroker:
         self._consumers: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._closing = False
+        self._watched: set[SqliteStore] = set()
 
     # ------------------------------------------------------------------ events
 
@@ -386,24 +400,30 @@ class MemoryBroker:
 
     # ------------------------------------------------------------------ nodes
 
-    def attach(self, node: InProcessNode) -> None:
-        """Connect ``node``: its publisher, its loops and its consumer start now."""
+    def watch(self, node: InProcessNode) -> None:
+        """Count every commit in ``node``'s store as an event for :meth:`until` (also while
+        the node is not attached)."""
+        if node.store in self._watched:
+            return
+        self._watched.add(node.store)
         loop = asyncio.get_running_loop()
 
         def committed(_db: object) -> None:  # on the store's writer thread
             loop.call_soon_threadsafe(self._bump)
 
         node.store.on_commit(committed)
-        publisher = MemoryPublisher(self, node.org, node.broker_user)
-        # The service types its publisher as the AMQP class until the broker becomes a port
-        # (issue 15); this fake has the one method the node calls.
-        node.service.publisher = cast(Publisher, publisher)
+
+    def attach(self, node: InProcessNode) -> None:
+        """Connect ``node``: its publisher, its loops and its consumer start now."""
+        loop = asyncio.get_running_loop()
+        self.watch(node)
+        node.broker.attach(MemoryPublisher(self, node.org, node.broker_user))
         self._nodes[node.org] = node
         service = node.service
-        service.spawn(service.run_outbox(), "outbox")
-        service.spawn(service.run_receipts(), "receipts")
+        service.ctx.spawn(service.outbox.run(), "outbox")
+        service.ctx.spawn(service.receipts.run(), "receipts")
         self._consumers.append(loop.create_task(self._consume(node), name=f"consume {node.org}"))
-        service.wake_outbox()
+        service.outbox.wake()
         self._bump()
 
     def pause(self, org: str) -> None:
@@ -454,8 +474,8 @@ class MemoryBroker:
                 self._bump()
                 continue
             try:
-                decision = await node.service.on_delivery(queued.delivery)
-                node.service.on_settled(queued.delivery, decision)
+                decision = await node.service.inbound.on_delivery(queued.delivery)
+                node.service.inbound.on_settled(queued.delivery, decision)
             except Exception as exc:  # noqa: BLE001 - shown to the test by until(), not lost
                 self.errors.append(exc)
                 self._bump()

@@ -1,8 +1,8 @@
 """The audit log of one node: append records, keep the Merkle tree, sign checkpoints, prove.
 
 Records live in the node's SQLite store, in the same transactions as the state they describe
-(:meth:`AuditLog.append` returns a store job to run as ``extra``), so a record is on disk before
-the broker ack or the API answer that depends on it. Each row keeps:
+(:meth:`AuditLog.append` returns a store command to commit with that state), so a record is on
+disk before the broker ack or the API answer that depends on it. Each row keeps:
 
 - ``leaf`` and ``view``: the RFC 9162 leaf hash and the leaf view it hashes (no personal data,
   kept for ever);
@@ -35,13 +35,22 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.audit import witnessing
 from gateway.core import jose, note
 from gateway.core.audit import Record, split
 from gateway.core.commit import SALT_SIZE, canonical_json
 from gateway.core.merkle import MerkleTree, leaf_hash
 from gateway.core.witness import HeadAgreement, compare_with_log
 from gateway.errors import LocalError, RemoteError
-from gateway.node.store import SqliteStore
+from gateway.node.store import (
+    AppendAudit,
+    AppendEvidence,
+    AuditRow,
+    KeepWitnessEvidence,
+    SaveWitnessHead,
+    SqliteStore,
+)
+from gateway.node.store.engine import CommitState
 
 __all__ = [
     "AUDIT_SCHEMA",
@@ -192,6 +201,10 @@ class AuditLog:
             )
         log.latest = latest
         store.on_commit(log._catch_up)
+        store.on_command(AppendAudit, _append_rows)
+        store.on_command(AppendEvidence, _append_evidence)
+        store.on_command(SaveWitnessHead, witnessing.save_head)
+        store.on_command(KeepWitnessEvidence, witnessing.keep_evidence)
         return log
 
     # ------------------------------------------------------------------ appending
@@ -201,14 +214,12 @@ class AuditLog:
         with self._tree_lock:
             return self._tree.size
 
-    def append(
-        self, records: Sequence[Record], now: datetime
-    ) -> Callable[[sqlite3.Connection], list[int]]:
-        """A store job that appends ``records`` (run it inside the transaction it describes).
+    def append(self, records: Sequence[Record], now: datetime) -> AppendAudit:
+        """The command that appends ``records`` (commit it with the state it describes).
 
-        Returns the indexes the records got. Salts come from the log's random source. The rows
-        are built here, in the caller's thread; the job only assigns indexes and inserts, so the
-        store's writer thread spends its time in SQLite (which releases the GIL), not in Python.
+        Salts come from the log's random source. The rows are built here, in the caller's
+        thread; applying the command only assigns indexes and inserts, so the store's writer
+        thread spends its time in SQLite (which releases the GIL), not in Python.
         """
         purge_after = now.timestamp() + self._retention_s
         rows = []
@@ -217,57 +228,28 @@ class AuditLog:
             view, personal = split(record, salt)
             view_bytes = canonical_json(view)
             rows.append(
-                (
+                AuditRow(
+                    record,
                     leaf_hash(view_bytes),
                     view_bytes.decode("utf-8"),
                     _COMPACT.encode(personal),
                     salt,
-                    record.name,
-                    record.end_time.timestamp(),
-                    record.trace_id,
-                    record.message_id,
-                    record.case_ref,
                     purge_after,
                 )
             )
+        return AppendAudit(tuple(rows))
 
-        def job(db: sqlite3.Connection) -> list[int]:
-            start = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_records").fetchone()[0]
-            indexes = list(range(start, start + len(rows)))
-            db.executemany(
-                "INSERT INTO audit_records (idx, leaf, view, personal, salt, name, time,"
-                " trace_id, message_id, case_ref, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(i, *row) for i, row in zip(indexes, rows, strict=True)],
-            )
-            return indexes
-
-        return job
-
-    def append_evidence(
-        self, record: Record, evidence: bytes, now: datetime
-    ) -> Callable[[sqlite3.Connection], int | None]:
-        """A store job that appends ``record`` and keeps ``evidence`` (a partner's signed bytes)
-        verbatim beside it. Once only: when these exact bytes are kept already it appends
-        nothing and returns ``None``; otherwise the record's index.
+    def append_evidence(self, record: Record, evidence: bytes, now: datetime) -> AppendEvidence:
+        """The command that appends ``record`` and keeps ``evidence`` (a partner's signed bytes)
+        verbatim beside it. Once only: a commit with it writes nothing (``applied=False``) when
+        these exact bytes are kept already.
 
         Raises :class:`LocalError` when the record's ``detail`` does not name the evidence's
         digest as ``evidence_sha256`` (base64url SHA-256): the leaf must commit to the bytes."""
         digest = hashlib.sha256(evidence).digest()
         if record.detail.get("evidence_sha256") != jose.b64u_encode(digest):
             raise LocalError("an evidence record must name its evidence's SHA-256")
-        append = self.append([record], now)
-
-        def job(db: sqlite3.Connection) -> int | None:
-            if db.execute("SELECT 1 FROM audit_evidence WHERE sha256=?", (digest,)).fetchone():
-                return None
-            (idx,) = append(db)
-            db.execute(
-                "INSERT INTO audit_evidence (idx, sha256, evidence) VALUES (?,?,?)",
-                (idx, digest, evidence),
-            )
-            return idx
-
-        return job
+        return AppendEvidence(self.append([record], now), digest, evidence)
 
     def record_index(
         self, message_id: str, name: str, *, peer: str | None = None, status: str | None = None
@@ -466,3 +448,41 @@ def highest_directory_version(db: sqlite3.Connection) -> int:
         " WHERE name = 'directory.change' AND json_extract(view, '$.status') = 'ok'"
     ).fetchone()
     return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def _append_rows(db: sqlite3.Connection, command: AppendAudit, state: CommitState) -> bool:
+    start = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_records").fetchone()[0]
+    indexes = list(range(start, start + len(command.rows)))
+    db.executemany(
+        "INSERT INTO audit_records (idx, leaf, view, personal, salt, name, time,"
+        " trace_id, message_id, case_ref, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                i,
+                row.leaf,
+                row.view,
+                row.personal,
+                row.salt,
+                row.record.name,
+                row.record.end_time.timestamp(),
+                row.record.trace_id,
+                row.record.message_id,
+                row.record.case_ref,
+                row.purge_after,
+            )
+            for i, row in zip(indexes, command.rows, strict=True)
+        ],
+    )
+    state.appended([row.record for row in command.rows], indexes)
+    return True
+
+
+def _append_evidence(db: sqlite3.Connection, command: AppendEvidence, state: CommitState) -> bool:
+    if db.execute("SELECT 1 FROM audit_evidence WHERE sha256=?", (command.sha256,)).fetchone():
+        return False
+    _append_rows(db, command.append, state)
+    db.execute(
+        "INSERT INTO audit_evidence (idx, sha256, evidence) VALUES (?,?,?)",
+        (state.indexes[-1], command.sha256, command.evidence),
+    )
+    return True

@@ -64,7 +64,9 @@ from gateway.errors import LocalError, RemoteError, TransientError
 from schemas import ids
 
 if TYPE_CHECKING:
-    from gateway.broker.transport import Publisher
+    from gateway.node.ports import BrokerPort
+    from gateway.node.store import KeepWitnessEvidence, SaveWitnessHead
+    from gateway.node.store.engine import CommitState
 
 __all__ = [
     "HEAD_REQUEST",
@@ -76,12 +78,13 @@ __all__ = [
     "cosigner_verifiers",
     "format_request",
     "head_answer",
+    "keep_evidence",
     "load_head",
     "new_nonce",
     "open_head",
     "parse_message",
     "publish_head_requests",
-    "save_head_job",
+    "save_head",
     "witness",
 ]
 
@@ -191,7 +194,7 @@ def _parse_head(body: bytes) -> HeadRequest | HeadAnswer:
 
 
 async def publish_head_requests(
-    publisher: Publisher,
+    publisher: BrokerPort,
     *,
     directory: TrustedDirectory,
     org: str,
@@ -262,23 +265,30 @@ def load_head(db: sqlite3.Connection, origin: str) -> LogHead | None:
     return None if row is None else LogHead(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]))
 
 
-def save_head_job(
-    origin: str, old: LogHead | None, new: LogHead
-) -> Callable[[sqlite3.Connection], bool]:
-    """A store job: compare-and-swap the witnessed head (tlog-witness's race)."""
+def save_head(db: sqlite3.Connection, command: SaveWitnessHead, _state: CommitState) -> bool:
+    """Apply :class:`SaveWitnessHead`: compare-and-swap the witnessed head (tlog-witness's
+    race); False when another round moved it first."""
+    current = load_head(db, command.origin)
+    if (current.size if current else None) != (command.old.size if command.old else None):
+        return False
+    new = command.new
+    db.execute(
+        "INSERT OR REPLACE INTO witness_heads (origin, size, root, checkpoint, cosigned_at)"
+        " VALUES (?,?,?,?,?)",
+        (command.origin, new.size, new.root, new.checkpoint, new.cosigned_at),
+    )
+    return True
 
-    def job(db: sqlite3.Connection) -> bool:
-        current = load_head(db, origin)
-        if (current.size if current else None) != (old.size if old else None):
-            return False
-        db.execute(
-            "INSERT OR REPLACE INTO witness_heads (origin, size, root, checkpoint, cosigned_at)"
-            " VALUES (?,?,?,?,?)",
-            (origin, new.size, new.root, new.checkpoint, new.cosigned_at),
-        )
-        return True
 
-    return job
+def keep_evidence(
+    db: sqlite3.Connection, command: KeepWitnessEvidence, _state: CommitState
+) -> bool:
+    """Apply :class:`KeepWitnessEvidence`."""
+    db.execute(
+        "INSERT INTO witness_evidence (origin, code, evidence, created_at) VALUES (?,?,?,?)",
+        (command.origin, command.code, command.evidence, command.now.timestamp()),
+    )
+    return True
 
 
 def witness(

@@ -369,6 +369,11 @@ class Publisher:
         except _CONNECTION_LOST as exc:
             raise TransientError(f"cannot open a channel: {type(exc).__name__}") from None
 
+    @property
+    def connected(self) -> bool:
+        """Whether the confirming channel is open (``gateway.node.ports.BrokerPort``)."""
+        return self._channel is not None and not self._channel.is_closed
+
     async def close(self) -> None:
         """Close the channel. Publishes still waiting for a confirm fail as unconfirmed."""
         channel, self._channel = self._channel, None

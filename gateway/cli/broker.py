@@ -156,7 +156,7 @@ async def _act(action: str, org: str, config_file: Path, executable: str, node: 
             peer=org,
             detail=detail,
         )
-        (index,) = await store.run(audit.append([record], now))
+        (index,) = (await store.commit(audit.append([record], now))).indexes
     finally:
         await store.close()
     name = directory.names().get(org, org)

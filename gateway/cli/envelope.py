@@ -149,7 +149,7 @@ def seal_command(
         claims = parse_claims(_claims_bytes(claims_file))
     except ValidationError as exc:
         raise claims_refusal(exc) from None
-    out.write(seal(claims, signing_key=key, recipients=to, rand=os.urandom))
+    out.write(seal(claims, signing_key=key, recipients=to, rand=os.urandom).raw)
 
 
 @envelope.command("open")

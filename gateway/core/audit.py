@@ -17,6 +17,10 @@ Rules enforced here:
   leaf only as salted commitments (``gateway.core.commit``). :func:`split` returns the leaf view
   (kept for ever, no personal data) and the personal part (deleted with its salt at the end of
   retention); :func:`leaf_of` hashes the leaf view (RFC 8785 canonical JSON, RFC 9162 leaf).
+- Records about a message are built from typed values: :class:`MessageFields` (the audit fields
+  of one message, taken from its validated claims, never its body) and :func:`message_record`,
+  :func:`policy_record`, :func:`access_record`; every builder ends in the checks of
+  :func:`new_record`.
 - :func:`check_personal` re-derives the commitments from a stored personal part and salt, so
   ``zvg audit verify`` notices a changed case reference or pseudonym as surely as a changed leaf.
 """
@@ -24,24 +28,30 @@ Rules enforced here:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from gateway.core.commit import SALT_SIZE, JsonValue, canonical_json, commitment
 from gateway.core.merkle import leaf_hash
+from gateway.core.policy import Allowed, PolicyDecision
 from gateway.errors import LocalError
 from schemas import ids
+from schemas.claims import ClaimsBase
 
 __all__ = [
     "OPERATIONS",
     "Actor",
+    "MessageFields",
     "Record",
     "RecordStatus",
+    "access_record",
     "check_personal",
     "leaf_of",
+    "message_record",
     "new_record",
     "parse_record_time",
+    "policy_record",
     "record_time",
     "split",
 ]
@@ -162,7 +172,11 @@ def _fields(record: Record) -> list[tuple[str, Any]]:
 
 def new_record(**values: Any) -> Record:
     """A :class:`Record`; refuses an unknown operation and anything that looks like a BSN."""
-    record = Record(**values)
+    return _checked(Record(**values))
+
+
+def _checked(record: Record) -> Record:
+    """``record`` after the checks of :func:`new_record`."""
     if record.name not in OPERATIONS:
         raise LocalError(f"unknown audit operation {record.name!r}")
     # One search over all searched strings at once, joined by a non-digit: a digit run of the
@@ -172,6 +186,161 @@ def new_record(**values: Any) -> Record:
     if ids.bsn_runs("\n".join(_searched_strings(record))):
         _refuse_bsn(record)
     return record
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFields:
+    """The audit fields of one message (never its body), from its validated claims.
+
+    ``trace_id``/``span_id`` are the operation that logs (our span), ``foreign_operation`` the
+    sender's (on receive); ``digest`` and ``key_id`` are added once known (:meth:`with_digest`).
+    """
+
+    trace_id: str
+    span_id: str
+    processing_activity_id: str
+    message_id: str
+    message_type: str
+    purpose: str
+    legal_basis: tuple[str, ...]
+    sender: str
+    recipients: tuple[str, ...]
+    data_categories: tuple[str, ...]
+    flags: tuple[str, ...]
+    case_ref: str
+    data_subjects: tuple[str, ...]
+    foreign_operation: Mapping[str, str] | None = None
+    digest: str | None = None
+    key_id: str | None = None
+
+    @classmethod
+    def of(
+        cls, claims: ClaimsBase, *, trace_id: str | None = None, span_id: str | None = None
+    ) -> MessageFields:
+        """The fields of ``claims``; the operation is ``trace_id``/``span_id`` (our span) when
+        given, else the one the claims carry."""
+        _, claims_trace, claims_span, _ = claims.trace.split("-")
+        flags = claims.flags
+        return cls(
+            trace_id=trace_id if trace_id is not None else claims_trace,
+            span_id=span_id if span_id is not None else claims_span,
+            processing_activity_id=claims.processing_activity,
+            message_id=claims.message_id,
+            message_type=claims.message_type,
+            purpose=claims.purpose,
+            legal_basis=claims.legal_basis,
+            sender=claims.sender.org,
+            recipients=claims.recipient_orgs(),
+            data_categories=claims.data_categories,
+            flags=tuple(name for name in type(flags).model_fields if getattr(flags, name)),
+            case_ref=claims.case_ref,
+            data_subjects=tuple(s.subject_ref for s in claims.subjects),
+        )
+
+    def with_digest(self, digest: str, key_id: str | None = None) -> MessageFields:
+        """These fields with the content digest (base64url) and the signing key id."""
+        return replace(self, digest=digest, key_id=key_id)
+
+    def with_foreign_operation(self, claims: ClaimsBase) -> MessageFields:
+        """These fields naming the sender's operation (its trace and span, its organisation)."""
+        _, trace_id, span_id, _ = claims.trace.split("-")
+        return replace(
+            self,
+            foreign_operation={"trace_id": trace_id, "span_id": span_id, "org": claims.sender.org},
+        )
+
+
+def message_record(
+    name: str,
+    fields: MessageFields,
+    *,
+    at: datetime,
+    status: RecordStatus = "ok",
+    start_time: datetime | None = None,
+    reason: str | None = None,
+    detail: Mapping[str, int | str] | None = None,
+    policy: tuple[int, str | None, Literal["allow", "deny"]] | None = None,
+) -> Record:
+    """A record about one message: ``fields`` plus what happened (``name``, ``status``,
+    ``reason``, ``detail``; ``policy`` is (directory version, rule, decision) for a policy
+    decision), from ``start_time`` (default ``at``) to ``at``."""
+    version, rule, decision = policy if policy is not None else (None, None, None)
+    return _checked(
+        Record(
+            name=name,
+            status=status,
+            start_time=start_time or at,
+            end_time=at,
+            trace_id=fields.trace_id,
+            span_id=fields.span_id,
+            foreign_operation=fields.foreign_operation,
+            processing_activity_id=fields.processing_activity_id,
+            message_id=fields.message_id,
+            message_type=fields.message_type,
+            purpose=fields.purpose,
+            legal_basis=fields.legal_basis,
+            sender=fields.sender,
+            recipients=fields.recipients,
+            data_categories=fields.data_categories,
+            flags=fields.flags,
+            policy_version=version,
+            policy_rule=rule,
+            policy_decision=decision,
+            reason=reason,
+            digest=fields.digest,
+            key_id=fields.key_id,
+            detail=detail if detail is not None else {},
+            case_ref=fields.case_ref,
+            data_subjects=fields.data_subjects,
+        )
+    )
+
+
+def policy_record(decision: PolicyDecision, fields: MessageFields, *, at: datetime) -> Record:
+    """The ``policy.decision`` record of a decision about one message: the directory version,
+    the rule(s), allow or deny, and for a denial the reason and what was at fault."""
+    version = decision.directory_version
+    if isinstance(decision, Allowed):
+        rules = ",".join(decision.rule_ids())
+        return message_record("policy.decision", fields, at=at, policy=(version, rules, "allow"))
+    detail = {
+        k: v
+        for k, v in (
+            ("category", decision.category),
+            ("flag", decision.flag),
+            ("recipient", decision.recipient[0] if decision.recipient else None),
+        )
+        if v
+    }
+    return message_record(
+        "policy.decision",
+        fields,
+        at=at,
+        status="denied",
+        reason=decision.reason,
+        detail=detail,
+        policy=(version, decision.rule_id, "deny"),
+    )
+
+
+def access_record(actor: Actor, *, at: datetime, fields: MessageFields | None = None) -> Record:
+    """The ``access`` record of an actor's request about one message (NEN 7513: who, which
+    message and case, in which operation), or about none."""
+    if fields is None:
+        return _checked(Record(name="access", status="ok", start_time=at, end_time=at, actor=actor))
+    return _checked(
+        Record(
+            name="access",
+            status="ok",
+            start_time=at,
+            end_time=at,
+            trace_id=fields.trace_id,
+            span_id=fields.span_id,
+            message_id=fields.message_id,
+            case_ref=fields.case_ref,
+            actor=actor,
+        )
+    )
 
 
 def _refuse_bsn(record: Record) -> None:

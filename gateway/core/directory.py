@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -263,12 +263,24 @@ def _key_valid_at(entry: KeyEntry, at: datetime) -> bool:
     return at < entry.revoked_at
 
 
+#: Module-private proof that a :class:`TrustedDirectory` is built by its own checks.
+_WITNESS = object()
+
+
 @dataclass(frozen=True)
 class TrustedDirectory:
-    """A directory whose signatures, version and expiry were checked. Moves only forward."""
+    """A directory whose signatures, version and expiry were checked. Moves only forward.
+
+    Only :meth:`first` and :meth:`update` build one (a module-private witness guards the
+    constructor), so holding a ``TrustedDirectory`` means those checks ran."""
 
     signed: SignedDirectory
     raw: bytes
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        if witness is not _WITNESS:
+            raise LocalError("only TrustedDirectory.first() or .update() creates one")
 
     @property
     def payload(self) -> DirectoryPayload:
@@ -291,7 +303,7 @@ class TrustedDirectory:
         require_threshold(verify_signatures(signed, signed.payload.authority), "its authority")
         if not allow_expired:
             _check_not_expired(signed.payload, now)
-        return cls(signed, raw)
+        return cls(signed, raw, witness=_WITNESS)
 
     def require_not_expired(self, now: datetime) -> TrustedDirectory:
         """This directory, or ``RemoteError("expired")``."""
@@ -314,7 +326,7 @@ class TrustedDirectory:
         require_threshold(verify_signatures(signed, self.payload.authority), "current authority")
         require_threshold(verify_signatures(signed, new.authority), "new authority")
         _check_not_expired(new, now)
-        return TrustedDirectory(signed, raw)
+        return TrustedDirectory(signed, raw, witness=_WITNESS)
 
     def status(self, now: datetime, warning: timedelta) -> tuple[Status, timedelta]:
         """``valid``, ``expiring`` (within ``warning``) or ``expired``, and the time left."""
@@ -358,6 +370,18 @@ class TrustedDirectory:
             if entry.use == "audit" and _key_valid_at(entry, at)
         ]
 
+    def audit_log_keys(self, org: str, at: datetime) -> list[note.NoteVerifier]:
+        """The note verifiers of ``org``'s audit-log (checkpoint) keys valid at ``at``, named by
+        its log's origin: what :func:`gateway.core.note.open_checkpoint` takes as ``log_keys``
+        (built once per key: the verifier checks the point and hashes its key id)."""
+        member = self.member(org)
+        origin = self.audit_origin(org)
+        return [
+            _audit_verifier(origin, entry.jwk.x)
+            for entry in (member.keys if member else ())
+            if entry.use == "audit" and _key_valid_at(entry, at)
+        ]
+
     def audit_origin(self, org: str) -> str:
         """The checkpoint origin of ``org``'s audit log (``<federation>.zvg/<OIN>/audit-log``)."""
         return note.audit_log_origin(f"{self.payload.federation}.zvg", org)
@@ -378,6 +402,12 @@ class TrustedDirectory:
     def orgs_of_user(self) -> dict[str, str]:
         """Broker user → OIN."""
         return {m.broker_user: m.oin for m in self.payload.members}
+
+
+@functools.lru_cache(maxsize=1024)
+def _audit_verifier(origin: str, x: str) -> note.NoteVerifier:
+    """The note verifier of an audit key (``x``: its base64url Ed25519 point) for ``origin``."""
+    return note.ed25519_verifier(origin, jose.b64u_decode(x, "audit key"))
 
 
 @functools.lru_cache(maxsize=1024)

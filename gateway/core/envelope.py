@@ -38,7 +38,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -75,6 +75,7 @@ __all__ = [
     "EnvelopeHeader",
     "EnvelopeLimits",
     "ReplayCheck",
+    "SealedEnvelope",
     "VerifiedMessage",
     "check_time_window",
     "claims_refusal",
@@ -180,6 +181,10 @@ class EnvelopeHeader:
     exp: int
     digest: bytes
     recipient_kids: tuple[str, ...]
+    #: The rest of the envelope as :func:`peek_header` parsed it, so that
+    #: ``open_envelope(raw, header=...)`` does not parse the same bytes twice. Module-private;
+    #: not part of the header's value.
+    _parsed: _Parsed | None = field(default=None, repr=False, compare=False)
 
     @property
     def issued_at(self) -> datetime:
@@ -190,6 +195,20 @@ class EnvelopeHeader:
     def expires_at(self) -> datetime:
         """``exp`` as an aware UTC datetime."""
         return datetime.fromtimestamp(self.exp, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedEnvelope:
+    """What :func:`seal` made: the envelope's bytes and the protected header it wrote into them,
+    so the sender never parses its own envelope back for the message id or digest."""
+
+    raw: bytes
+    header: EnvelopeHeader
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the inner JWS (``zvg_dig``, the content commitment receipts name)."""
+        return self.header.digest
 
 
 class _Recipient:
@@ -205,20 +224,23 @@ class _Recipient:
 
 
 class _Parsed:
-    """An envelope that passed the profile checks, decoded (module-private)."""
+    """An envelope that passed the profile checks, decoded, besides its header (module-private):
+    the bytes and limits it was parsed from and with, and the parts decryption needs."""
 
-    __slots__ = ("ciphertext", "header", "iv", "protected_b64", "recipients", "tag")
+    __slots__ = ("ciphertext", "iv", "limits", "protected_b64", "raw", "recipients", "tag")
 
     def __init__(
         self,
-        header: EnvelopeHeader,
+        raw: bytes,
+        limits: EnvelopeLimits,
         protected_b64: str,
         recipients: tuple[_Recipient, ...],
         iv: bytes,
         ciphertext: bytes,
         tag: bytes,
     ) -> None:
-        self.header = header
+        self.raw = raw
+        self.limits = limits
         self.protected_b64 = protected_b64
         self.recipients = recipients
         self.iv = iv
@@ -372,12 +394,14 @@ def _check_recipient(entry: Any) -> _Recipient:
     return _Recipient(kid, crv, point, encrypted_key)
 
 
-def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
+def _parse(raw: bytes, limits: EnvelopeLimits) -> EnvelopeHeader:
+    """The header of a profile envelope, carrying the rest of the parse (``_parsed``)."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise LocalError("an envelope is bytes")
     if len(raw) > limits.max_envelope_bytes:
         raise RemoteError("too_large", f"envelope exceeds {limits.max_envelope_bytes} bytes")
-    jwe = jose.parse_json_object(raw if isinstance(raw, bytes) else bytes(raw), "envelope")
+    raw = raw if isinstance(raw, bytes) else bytes(raw)
+    jwe = jose.parse_json_object(raw, "envelope")
     if jwe.keys() != _JWE_MEMBERS:
         if jwe.keys() - _JWE_MEMBERS:
             names = ", ".join(sorted(_name(n) for n in jwe.keys() - _JWE_MEMBERS))
@@ -405,8 +429,8 @@ def _parse(raw: bytes, limits: EnvelopeLimits) -> _Parsed:
     ciphertext = _b64(jwe["ciphertext"], "ciphertext")
     if len(ciphertext) > limits.max_inner_jws_bytes:
         raise RemoteError("too_large", "ciphertext exceeds the largest inner JWS allowed")
-    header = EnvelopeHeader(mid, snd, rcp, iat, exp, digest, kids)
-    return _Parsed(header, protected_b64, recipients, iv, ciphertext, tag)
+    parsed = _Parsed(raw, limits, protected_b64, recipients, iv, ciphertext, tag)
+    return EnvelopeHeader(mid, snd, rcp, iat, exp, digest, kids, parsed)
 
 
 def _seconds(now: datetime) -> float:
@@ -442,13 +466,14 @@ def peek_header(
     ``now`` is given, the time window. Returns the (unauthenticated) protected header.
 
     The broker consumer and the node use it to learn the sender, message id, ``exp`` and digest
-    before spending a public-key operation. Raises ``RemoteError`` exactly as
+    before spending a public-key operation, then hand it to ``open_envelope(raw, header=...)``,
+    which does not parse the bytes again. Raises ``RemoteError`` exactly as
     :func:`open_envelope` would for the same checks.
     """
-    parsed = _parse(raw, limits)
+    header = _parse(raw, limits)
     if now is not None:
-        check_time_window(parsed.header, now, limits)
-    return parsed.header
+        check_time_window(header, now, limits)
+    return header
 
 
 # ------------------------------------------------------------------------------------ open
@@ -569,8 +594,20 @@ class _Authenticated:
         self.recipient_kid = recipient_kid
 
 
+def _peeked(raw: bytes, header: EnvelopeHeader, limits: EnvelopeLimits) -> _Parsed:
+    """The parse behind a header :func:`peek_header` returned for ``raw`` with ``limits``;
+    ``LocalError`` for a header of other bytes or limits, or one that was not peeked."""
+    parsed = header._parsed
+    if parsed is None or (parsed.raw is not raw and parsed.raw != raw):
+        raise LocalError("the header was not peeked from these envelope bytes")
+    if parsed.limits != limits:
+        raise LocalError("the header was peeked with other limits")
+    return parsed
+
+
 def _authenticate(
     raw: bytes,
+    header: EnvelopeHeader | None,
     keyring: KeyRing,
     sender_keys: SenderKeyLookup,
     now: datetime,
@@ -579,8 +616,10 @@ def _authenticate(
 ) -> _Authenticated:
     """Every check of :func:`open_envelope` up to and including the signature (module-private)."""
     t = _seconds(now)
-    parsed = _parse(raw, limits)
-    header = parsed.header
+    if header is None:
+        header = _parse(raw, limits)
+    parsed = _peeked(raw, header, limits)
+    header = replace(header, _parsed=None)  # the verified message keeps no ciphertext
     _check_window(header, t, limits)
     if is_replay(header.sender_org, header.message_id):
         raise RemoteError("replayed", "(sender, message id) was already accepted")
@@ -635,6 +674,7 @@ def _verify_jws(jws: _Jws, sender_key: SigningPublicKey | None) -> None:
 def open_envelope(
     raw: bytes,
     *,
+    header: EnvelopeHeader | None = None,
     keyring: KeyRing,
     sender_keys: SenderKeyLookup,
     now: datetime,
@@ -646,11 +686,13 @@ def open_envelope(
     ``keyring`` holds our own decryption keys (any may match a recipient entry); ``sender_keys``
     finds the sender's signing key valid at ``iat``; ``is_replay(sender_org, message_id)`` says
     whether the pair was already accepted (it is consulted, never updated: the caller records the
-    pair when it durably stores the message). Raises ``RemoteError`` with the reason of the first
-    rule that fails, in the order of the module docstring; nothing else for any input bytes.
-    Raises ``LocalError`` for a naive ``now``.
+    pair when it durably stores the message). ``header``, when given, is what
+    ``peek_header(raw, limits=limits)`` returned for these bytes: the envelope is then not parsed
+    a second time. Raises ``RemoteError`` with the reason of the first rule that fails, in the
+    order of the module docstring; nothing else for any input bytes. Raises ``LocalError`` for a
+    naive ``now`` or a ``header`` not peeked from ``raw`` with ``limits``.
     """
-    done = _authenticate(raw, keyring, sender_keys, now, is_replay, limits)
+    done = _authenticate(raw, header, keyring, sender_keys, now, is_replay, limits)
     try:
         claims = parse_claims(done.payload)
     except ValidationError as exc:
@@ -742,16 +784,34 @@ def _encrypt(
 
 def routing_header(claims: ClaimsBase, inner_jws: bytes) -> dict[str, Any]:
     """The protected header for ``claims`` whose signed form is ``inner_jws`` (profile order)."""
-    orgs = list(claims.recipient_orgs())
+    return _protected(_header_of(claims, hashlib.sha256(inner_jws).digest(), ()))
+
+
+def _header_of(
+    claims: ClaimsBase, digest: bytes, recipient_kids: tuple[str, ...]
+) -> EnvelopeHeader:
+    return EnvelopeHeader(
+        message_id=claims.message_id,
+        sender_org=claims.sender.org,
+        recipient_orgs=tuple(claims.recipient_orgs()),
+        iat=int(claims.created_at.timestamp()),
+        exp=int(claims.expires_at.timestamp()),
+        digest=digest,
+        recipient_kids=recipient_kids,
+    )
+
+
+def _protected(header: EnvelopeHeader) -> dict[str, Any]:
+    """The protected header members of ``header``, in profile order."""
     return {
         "typ": ENVELOPE_TYP,
         "enc": CONTENT_ENC,
-        "zvg_mid": claims.message_id,
-        "zvg_snd": claims.sender.org,
-        "zvg_rcp": orgs,
-        "iat": int(claims.created_at.timestamp()),
-        "exp": int(claims.expires_at.timestamp()),
-        "zvg_dig": jose.b64u_encode(hashlib.sha256(inner_jws).digest()),
+        "zvg_mid": header.message_id,
+        "zvg_snd": header.sender_org,
+        "zvg_rcp": list(header.recipient_orgs),
+        "iat": header.iat,
+        "exp": header.exp,
+        "zvg_dig": jose.b64u_encode(header.digest),
     }
 
 
@@ -762,10 +822,11 @@ def seal(
     recipients: Sequence[EncryptionPublicKey],
     rand: jose.Rand,
     limits: EnvelopeLimits = DEFAULT_LIMITS,
-) -> bytes:
+) -> SealedEnvelope:
     """Sign ``claims`` with ``signing_key``, then encrypt to every key in ``recipients``.
 
-    Returns the envelope: the UTF-8 bytes of a General JSON JWE of the profile. ``recipients`` may
+    Returns the envelope — ``raw``: the UTF-8 bytes of a General JSON JWE of the profile — with
+    the protected header written into it (message id, digest, ...). ``recipients`` may
     mix both suites (one ephemeral key per recipient). ``rand`` supplies the CEK, the IV and the
     ephemeral keys; ES256 signatures are deterministic (RFC 6979), so a seeded ``rand`` gives
     identical envelopes. Raises ``LocalError`` for no recipients, more than
@@ -782,7 +843,8 @@ def seal(
     if len(payload) > limits.max_claims_bytes:
         raise LocalError(f"claims exceed {limits.max_claims_bytes} bytes")
     inner = _sign_jws(payload, signing_key)
-    envelope = jose.json_dumps(_encrypt(routing_header(claims, inner), inner, recipients, rand))
+    header = _header_of(claims, hashlib.sha256(inner).digest(), tuple(r.kid for r in recipients))
+    envelope = jose.json_dumps(_encrypt(_protected(header), inner, recipients, rand))
     if len(envelope) > limits.max_envelope_bytes:
         raise LocalError(f"envelope exceeds {limits.max_envelope_bytes} bytes")
-    return envelope
+    return SealedEnvelope(envelope, header)

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from gateway.errors import RemoteError
+from schemas import strictjson
 
 __all__ = [
     "A256KW_WRAPPED_BYTES",
@@ -188,21 +189,14 @@ def parse_json_object(data: bytes | str, what: str = "JSON") -> dict[str, Any]:
     Python's digit limit, nesting deep enough to exhaust the recursion limit, or a top level that
     is not an object. Callers bound the input size first.
 
-    Fast path: bytes that :mod:`orjson` parses into an object and serialises back to exactly the
-    same bytes (compact JSON, as every zv-gateway header and envelope is written) are returned
-    as parsed: such text cannot hold a duplicate member name (the re-serialisation writes each
-    name of an object once, so its members would outnumber the text's), ``NaN`` or an integer
-    ``orjson`` cannot represent exactly, and ``orjson`` refuses invalid UTF-8 and a byte order
-    mark. Anything else, valid or not, is decided by the strict decoder below.
+    Fast path: compact JSON that :mod:`orjson` writes back byte for byte, as every zv-gateway
+    header and envelope is written (:func:`schemas.strictjson.compact_loads`, which says why that
+    is safe). Anything else, valid or not, is decided by the strict decoder below.
     """
     if isinstance(data, bytes):
-        try:
-            fast = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if type(fast) is dict and orjson.dumps(fast) == data:
-                return fast
+        fast = strictjson.compact_loads(data)
+        if type(fast) is dict:
+            return fast
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:

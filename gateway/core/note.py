@@ -42,7 +42,7 @@ import hashlib
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
@@ -72,6 +72,7 @@ __all__ = [
     "SIG_TYPE_ED25519",
     "TLOG_PROOF_HEADER",
     "Checkpoint",
+    "CheckpointCache",
     "Note",
     "NoteSignature",
     "NoteVerifier",
@@ -364,13 +365,29 @@ class Note:
     signatures: tuple[NoteSignature, ...]
 
 
+#: Module-private proof that a ``Verified*`` value is being built by its verifier here.
+_WITNESS = object()
+
+
+def _require_witness(witness: object, verifier: str, what: str) -> None:
+    """Refuse to build a ``Verified*`` value outside its verifier (``LocalError``)."""
+    if witness is not _WITNESS:
+        raise LocalError(f"only {verifier}() creates a {what}")
+
+
 @dataclass(frozen=True)
 class VerifiedSignature:
-    """A signature that verified against ``verifier``; ``timestamp`` for cosignatures."""
+    """A signature that verified against ``verifier``; ``timestamp`` for cosignatures.
+
+    Only :func:`open_note` builds one (a module-private witness guards the constructor)."""
 
     verifier: NoteVerifier
     signature: NoteSignature
     timestamp: int | None
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "open_note", "VerifiedSignature")
 
 
 @dataclass(frozen=True)
@@ -387,6 +404,10 @@ class VerifiedNote:
     text: bytes
     verified: tuple[VerifiedSignature, ...]
     unverified: tuple[NoteSignature, ...]
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "open_note", "VerifiedNote")
 
 
 def _parse_signature_line(line: str) -> NoteSignature:
@@ -461,10 +482,10 @@ def open_note(raw: bytes, verifiers: Iterable[NoteVerifier]) -> VerifiedNote:
                 "bad_signature",
                 f"note: invalid signature for key {signature.name}+{signature.key_id.hex()}",
             )
-        verified.append(VerifiedSignature(verifier, signature, timestamp))
+        verified.append(VerifiedSignature(verifier, signature, timestamp, witness=_WITNESS))
     if not verified:
         raise RemoteError("bad_signature", "note: no signature from a trusted key")
-    return VerifiedNote(raw, note.text, tuple(verified), tuple(unverified))
+    return VerifiedNote(raw, note.text, tuple(verified), tuple(unverified), witness=_WITNESS)
 
 
 def _check_text(text: bytes) -> None:
@@ -635,6 +656,10 @@ class VerifiedCheckpoint:
     note: VerifiedNote
     log_signature: VerifiedSignature
     cosignatures: tuple[VerifiedSignature, ...]
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "open_checkpoint", "VerifiedCheckpoint")
 
 
 def open_checkpoint(
@@ -692,7 +717,7 @@ def open_checkpoint(
         raise RemoteError(
             "bad_signature", f"checkpoint: {len(counted)} of {quorum} required cosignatures"
         )
-    return VerifiedCheckpoint(checkpoint, note, log_signature, tuple(counted))
+    return VerifiedCheckpoint(checkpoint, note, log_signature, tuple(counted), witness=_WITNESS)
 
 
 # ---------------------------------------------------------------------- tlog-proof
@@ -794,6 +819,41 @@ class VerifiedTlogProof:
     leaf_hash: bytes
     checkpoint: VerifiedCheckpoint
     extra: bytes | None
+    witness: InitVar[object] = None
+
+    def __post_init__(self, witness: object) -> None:
+        _require_witness(witness, "verify_tlog_proof", "VerifiedTlogProof")
+
+
+class CheckpointCache:
+    """Checkpoints already verified, by their exact bytes and the log keys that verified them
+    (bounded; the oldest entry goes first). Receipts of one batch carry the same checkpoint, so
+    :func:`verify_tlog_proof` checks its signature once for the batch. Only checkpoints verified
+    without cosigners are kept: their verification does not depend on the time."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        if capacity < 1:
+            raise LocalError("a checkpoint cache holds at least one checkpoint")
+        self.capacity = capacity
+        self._entries: dict[tuple[bytes, frozenset[NoteVerifier]], VerifiedCheckpoint] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def open(
+        self, raw: bytes, *, log_keys: Sequence[NoteVerifier], now: datetime | None = None
+    ) -> VerifiedCheckpoint:
+        """:func:`open_checkpoint` (no cosigners) unless these bytes were verified with these
+        keys before. Raises as :func:`open_checkpoint`; a refused checkpoint is not kept."""
+        key = (raw, frozenset(log_keys))
+        cached = self._entries.get(key)
+        if cached is not None:
+            return cached
+        opened = open_checkpoint(raw, log_keys=log_keys, now=now)
+        if len(self._entries) >= self.capacity:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = opened
+        return opened
 
 
 def verify_tlog_proof(
@@ -804,23 +864,28 @@ def verify_tlog_proof(
     cosigners: Sequence[NoteVerifier] = (),
     quorum: int = 0,
     now: datetime | None = None,
+    checkpoints: CheckpointCache | None = None,
 ) -> VerifiedTlogProof:
     """Verify a tlog-proof offline: checkpoint signature and quorum, then leaf inclusion.
 
     Checks, in order: the proof parses (when given bytes); :func:`open_checkpoint` with the same
-    keys and quorum; the inclusion proof shows ``leaf_hash`` at ``index`` under the
+    keys and quorum (or, without cosigners, a checkpoint ``checkpoints`` verified with the same
+    log keys before); the inclusion proof shows ``leaf_hash`` at ``index`` under the
     checkpoint's root (RFC 9162 §2.1.3.2). Raises :class:`RemoteError` (``invalid_claims`` when
     the inclusion does not verify; otherwise as :func:`parse_tlog_proof` and
     :func:`open_checkpoint`).
     """
     parsed = parse_tlog_proof(proof) if isinstance(proof, bytes) else proof
-    checkpoint = open_checkpoint(
-        parsed.checkpoint, log_keys=log_keys, cosigners=cosigners, quorum=quorum, now=now
-    )
+    if checkpoints is not None and not cosigners and quorum == 0:
+        checkpoint = checkpoints.open(parsed.checkpoint, log_keys=log_keys, now=now)
+    else:
+        checkpoint = open_checkpoint(
+            parsed.checkpoint, log_keys=log_keys, cosigners=cosigners, quorum=quorum, now=now
+        )
     size, root = checkpoint.checkpoint.size, checkpoint.checkpoint.root
     if not verify_inclusion(parsed.index, size, leaf_hash, parsed.inclusion_proof, root):
         raise RemoteError("invalid_claims", "tlog-proof: inclusion proof does not verify")
-    return VerifiedTlogProof(parsed.index, leaf_hash, checkpoint, parsed.extra)
+    return VerifiedTlogProof(parsed.index, leaf_hash, checkpoint, parsed.extra, witness=_WITNESS)
 
 
 # ---------------------------------------------------------------------- federation naming

@@ -26,10 +26,10 @@ from pydantic import ValidationError
 from gateway.core.audit import Actor
 from gateway.node.config import Token
 from gateway.node.openapi import openapi_document
-from gateway.node.problems import ApiError, field_errors
+from gateway.node.problems import ApiError
 from gateway.node.service import NodeService
 from schemas import strictjson
-from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted
+from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted, field_errors
 
 __all__ = ["PROBLEM_JSON", "READINESS", "build_app", "problem_response"]
 
@@ -161,7 +161,7 @@ async def _send(request: web.Request) -> web.Response:
         raise ApiError("unsupported-media-type", "send the message as application/json")
     body = await request.read()
     service = request.app[SERVICE]
-    message_id, created = await service.send(
+    message_id, created = await service.outbound.send(
         body,
         client=client.name,
         idempotency_key=request.headers.get("Idempotency-Key"),
@@ -181,7 +181,7 @@ async def _send(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request) -> web.Response:
     _client(request, "adapter", "auditor")
-    status = await request.app[SERVICE].status(request.match_info["message_id"])
+    status = await request.app[SERVICE].outbound.status(request.match_info["message_id"])
     return web.json_response(text=status.model_dump_json())
 
 
@@ -202,7 +202,7 @@ async def _inbox(request: web.Request) -> web.Response:
     lim = service.config.limits
     wait = _int_param(request, "wait", 0, 0, lim.inbox_wait_max_seconds)
     limit = _int_param(request, "limit", lim.inbox_page_max, 1, lim.inbox_page_max)
-    items = await service.inbox(limit=limit, wait=wait, actor=_actor(request))
+    items = await service.inbox.waiting(limit=limit, wait=wait, actor=_actor(request))
     return web.json_response(text=InboxPage(items=tuple(items)).model_dump_json())
 
 
@@ -217,10 +217,10 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     sent: set[str] = set()
     limit = service.config.limits.inbox_page_max
     while not service.stopping:
-        items = await service.inbox(limit=limit, wait=0)
+        items = await service.inbox.waiting(limit=limit, wait=0)
         fresh = [i for i in items if i.message_id not in sent]
         if actor is not None and fresh:
-            await service.record_access(actor, [i.message_id for i in fresh])
+            await service.inbox.record_access(actor, [i.message_id for i in fresh])
         for item in fresh:
             sent.add(item.message_id)
             await response.write(
@@ -231,13 +231,13 @@ async def _stream(request: web.Request) -> web.StreamResponse:
             await response.write(b": keepalive\n\n")
         # Forget ids that were settled, so the set does not grow for ever.
         sent &= {i.message_id for i in items}
-        await service.wait_inbox(SSE_KEEPALIVE_S)
+        await service.inbox.wait(SSE_KEEPALIVE_S)
     return response
 
 
 async def _ack(request: web.Request) -> web.Response:
     _client(request, "adapter")
-    await request.app[SERVICE].settle(
+    await request.app[SERVICE].inbox.settle(
         request.match_info["message_id"], accept=True, actor=_actor(request)
     )
     return web.Response(status=204)
@@ -257,7 +257,7 @@ async def _reject(request: web.Request) -> web.Response:
         ) from None
     except ValueError as exc:
         raise ApiError("invalid-request", f"the body is not acceptable JSON: {exc}") from None
-    await request.app[SERVICE].settle(
+    await request.app[SERVICE].inbox.settle(
         request.match_info["message_id"],
         accept=False,
         adapter_reason=reject.reason,

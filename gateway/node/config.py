@@ -192,6 +192,14 @@ class Limits(_Settings):
     """Most items one inbox page returns."""
     outbox_retry_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 5.0
     """Delay before a publish that failed (broker down, nack) is tried again."""
+    max_outbox_backlog: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    """Publishes (one per message and recipient organisation, receipts included) accepted but
+    not yet confirmed by the broker above which ``POST /v1/messages`` answers ``429`` with
+    ``Retry-After`` instead of accepting (metric ``zvg_outbox_pending``). 1024 is four publish
+    windows (``broker.publish_window``), about ten seconds of work at the throughput in
+    docs/performance.md: a sustained overload is refused within seconds and memory stays
+    flat, while a broker outage of hours at ordinary traffic (a few messages a minute) is
+    absorbed without a refusal."""
 
 
 class Retention(_Settings):

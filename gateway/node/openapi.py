@@ -118,6 +118,7 @@ def openapi_document() -> dict[str, Any]:
                             "too-large",
                             "unsupported-media-type",
                             "invalid-message",
+                            "outbox-full",
                             "unavailable",
                         ),
                     },

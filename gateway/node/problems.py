@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from gateway.errors import RemoteError
 from schemas.api import FieldError, Problem
 from schemas.reasons import RejectReason
 
-__all__ = ["PROBLEM_BASE", "PROBLEM_TYPES", "ApiError", "field_errors"]
+__all__ = ["PROBLEM_BASE", "PROBLEM_TYPES", "ApiError"]
 
 PROBLEM_BASE = "https://zv-gateway.example/problems/"
 
@@ -33,6 +31,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "Send application/json"),
     "invalid-message": (422, "The message breaks the contract"),
+    "outbox-full": (429, "The node's outbox is full; try again after Retry-After"),
     "unavailable": (503, "The node cannot accept this now; try again later"),
 }
 
@@ -70,15 +69,3 @@ class ApiError(RemoteError):
             errors=self.errors,
             decision=self.decision,
         )
-
-
-def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
-    """Field-named errors without input values (a ValidationError from the contract models)."""
-    out = []
-    for e in error.errors(include_input=False, include_url=False):
-        loc = [*prefix, *e["loc"]]
-        # The discriminated union adds the message type as the first location: drop it.
-        if loc and isinstance(loc[0], str) and "." in loc[0] and loc[0][0].islower():
-            loc = loc[1:]
-        out.append(FieldError(field=".".join(str(p) for p in loc) or "(body)", message=e["msg"]))
-    return out

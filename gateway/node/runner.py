@@ -27,7 +27,6 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
-from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.broker.provision import read_password_file
 from gateway.broker.transport import BrokerEndpoint, Consumer, Publisher, connect, tls_context
 from gateway.core import jose
@@ -38,11 +37,13 @@ from gateway.errors import GatewayError, LocalError, TransientError
 from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_key, read_passphrase
 from gateway.node.api import build_app
 from gateway.node.config import NodeConfig, check_files
+from gateway.node.context import NodeKeys, utc_now
 from gateway.node.datadir import NODE_UMASK, exposure
 from gateway.node.listener import ApiSite
 from gateway.node.lock import DataDirLock
-from gateway.node.service import NodeKeys, NodeService, utc_now
-from gateway.node.store import SqliteStore
+from gateway.node.ports import BrokerSlot
+from gateway.node.service import NodeService, open_service
+from gateway.node.store import MarkReady, SqliteStore
 from gateway.node.trust import settle_at_start, trusted_at_start
 from gateway.telemetry import Telemetry, setup_telemetry
 from schemas.catalogue import Catalogue, default_catalogue, load_catalogue
@@ -172,6 +173,8 @@ class Node:
     store: SqliteStore
     telemetry: Telemetry
     endpoint: BrokerEndpoint
+    #: The node's broker port: not connected until :meth:`_keep_connected` attaches the publisher.
+    broker: BrokerSlot
     runner: web.AppRunner | None = None
     connection: Any = None
     consumer: Consumer | None = None
@@ -209,26 +212,21 @@ class Node:
             )
         endpoint = broker_endpoint(config, directory)
         telemetry = telemetry or setup_telemetry(org=config.node.org, node_id=config.node.node_id)
-        store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
+        broker = BrokerSlot()
+        service = await open_service(
+            config,
+            directory=directory,
+            catalogue=catalogue,
+            keys=keys,
+            telemetry=telemetry,
+            broker=broker,
+        )
+        store = service.audit.store  # the SQLite store the node and its audit log share
         try:
-            audit = await AuditLog.open(
-                store,
-                origin=directory.audit_origin(config.node.org),
-                key=keys.audit,
-                rand=os.urandom,
-                retention_s=config.retention.audit_personal_days * 86400,
-            )
-            await settle_at_start(config, store, audit, directory, history)  # durable, then used
-            service = NodeService(
-                config=config,
-                store=store,
-                audit=audit,
-                directory=directory,
-                catalogue=catalogue,
-                keys=keys,
-                telemetry=telemetry,
-            )
-            node = cls(config, service, store, telemetry, endpoint)
+            # durable, then used
+            await settle_at_start(config, store, service.audit, directory, history)
+            await service.outbox.count_backlog()  # before the API accepts: the 429 limit holds
+            node = cls(config, service, store, telemetry, endpoint, broker)
             runner = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()
             host, _, port = config.api.listen.rpartition(":")
@@ -237,8 +235,7 @@ class Node:
         except BaseException:
             await store.close()
             raise
-        service.start_loops()
-        service.spawn(service.run_gauges(node.queue_depth), "gauges")
+        service.start_loops(node.queue_depth)
         node._broker_task = asyncio.create_task(node._keep_connected(), name="broker")
         node._directory_task = asyncio.create_task(
             node._watch_directory(catalogue), name="directory"
@@ -270,17 +267,17 @@ class Node:
         consumer = Consumer(
             connection,
             queue=inbox_queue(self.config.node.org),
-            handler=self.service.on_delivery,
-            sender_of=self.service.sender_of,
-            broker_user_of=self.service.broker_user_of,
+            handler=self.service.inbound.on_delivery,
+            sender_of=self.service.inbound.sender_of,
+            broker_user_of=self.service.inbound.broker_user_of,
             prefetch=self.config.broker.prefetch,
-            on_settled=self.service.on_settled,
+            on_settled=self.service.inbound.on_settled,
             standby_check_s=self.config.broker.standby_check_seconds,
         )
         await consumer.start()
         self.consumer = consumer
-        self.service.publisher = publisher
-        self.service.wake_outbox()
+        self.broker.attach(publisher)
+        self.service.outbox.wake()
         self.connected.set()
         log.info("connected to the broker as %s", self.endpoint.user)
 
@@ -312,11 +309,7 @@ class Node:
         )
         store_ok = True
         try:
-            await self.store.run(
-                lambda db: db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('ready', ?)", (now.isoformat(),)
-                )
-            )
+            await self.store.commit(MarkReady(now))
         except (GatewayError, OSError):
             store_ok = False
         connection = self.connection
@@ -360,9 +353,10 @@ class Node:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.service.stop(DRAIN_GRACE_S)
-        if self.service.publisher is not None:
+        publisher = self.broker.detach()
+        if isinstance(publisher, Publisher):
             with contextlib.suppress(Exception):
-                await self.service.publisher.close()
+                await publisher.close()
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await self.connection.close()

@@ -35,7 +35,8 @@ from gateway.core.directory import TrustedDirectory, parse_signed
 from gateway.errors import LocalError, RemoteError
 from gateway.node.config import NodeConfig
 from gateway.node.datadir import private_dir, write_private
-from gateway.node.store import SqliteStore, store_directory_job, stored_directory
+from gateway.node.store import Command, KeepDirectory, SqliteStore, Store
+from gateway.node.store.writes import stored_directory
 from schemas.catalogue import Catalogue
 
 __all__ = [
@@ -197,7 +198,7 @@ def change_record(trusted: TrustedDirectory, from_version: int, now: datetime) -
 
 async def make_durable(
     config: NodeConfig,
-    store: SqliteStore,
+    store: Store,
     audit: AuditLog,
     trusted: TrustedDirectory,
     record: Record | None,
@@ -213,20 +214,15 @@ async def make_durable(
             f"cannot write directory version {trusted.version} to "
             f"{config.node.data_dir / TRUSTED_FILE} ({exc.strerror}); not using it yet"
         ) from None
-    keep = store_directory_job(trusted.raw)
-    append = audit.append([record], now) if record is not None else None
-
-    def job(db: sqlite3.Connection) -> None:
-        keep(db)
-        if append is not None:
-            append(db)
-
-    await store.run(job)
+    commands: list[Command] = [KeepDirectory(trusted.raw)]
+    if record is not None:
+        commands.append(audit.append([record], now))
+    await store.commit(*commands)
 
 
 async def settle_at_start(
     config: NodeConfig,
-    store: SqliteStore,
+    store: Store,
     audit: AuditLog,
     trusted: TrustedDirectory,
     history: TrustHistory,
@@ -285,6 +281,6 @@ async def _record_refusal(
             digest=refused.digest,
             detail={"trusted_version": refused.trusted},
         )
-        await store.run(audit.append([record], now))
+        await store.commit(audit.append([record], now))
     finally:
         await store.close()

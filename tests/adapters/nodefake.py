@@ -93,7 +93,8 @@ class FakeNode:
     # ------------------------------------------------------------------ test controls
 
     def fail_next(self, count: int, status: int = 503, retry_after: str | None = "0") -> None:
-        """The next ``count`` API requests fail with ``status`` (problem ``unavailable``)."""
+        """The next ``count`` API requests fail with ``status`` (problem ``unavailable``, or
+        ``outbox-full`` for a 429)."""
         self._faults.extend([(status, retry_after)] * count)
 
     async def deliver(
@@ -165,7 +166,8 @@ class FakeNode:
             return await handler(request)  # type: ignore[no-any-return]
         if self._faults:
             status, retry_after = self._faults.pop(0)
-            resp = self.problem(status, "unavailable", "Unavailable", "try again later")
+            kind = "outbox-full" if status == 429 else "unavailable"  # as the node names them
+            resp = self.problem(status, kind, "Unavailable", "try again later")
             if retry_after is not None:
                 resp.headers["Retry-After"] = retry_after
             return resp

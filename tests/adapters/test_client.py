@@ -84,8 +84,9 @@ async def test_send_returns_the_message_id_and_status_url(ggz_node: FakeNode) ->
     assert sent.idempotency_key == "ggz-task-1"
 
 
-async def test_retried_send_uses_one_key_and_sends_once(ggz_node: FakeNode) -> None:
-    ggz_node.fail_next(2, 503, retry_after="3")
+@pytest.mark.parametrize("status", [503, 429])  # node unavailable; its outbox full
+async def test_retried_send_uses_one_key_and_sends_once(ggz_node: FakeNode, status: int) -> None:
+    ggz_node.fail_next(2, status, retry_after="3")
     sleeps = Sleeps()
     async with make_client(ggz_node, sleeps) as node:
         accepted = await node.send(bekendheid_answer())

@@ -368,6 +368,21 @@ async def test_outbound_refusals_are_the_nodes_problem_documents(
     assert vt_node.sent == []
 
 
+async def test_a_full_node_outbox_is_a_429_with_its_retry_after_for_the_partner(
+    endpoint: str, vt_node: FakeNode
+) -> None:
+    vt_node.fail_next(1, 429, retry_after="7")
+    headers = {"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "vt-melding-8813"}
+    async with aiohttp.ClientSession() as http:
+        busy = await http.post(f"{endpoint}/v1/messages", json=vt_risk_signal(), headers=headers)
+        assert (busy.status, busy.headers.get("Retry-After")) == (429, "7")
+        assert busy.content_type == "application/problem+json"
+        assert vt_node.sent == []
+        again = await http.post(f"{endpoint}/v1/messages", json=vt_risk_signal(), headers=headers)
+        assert again.status == 202
+    assert len(vt_node.sent) == 1
+
+
 async def test_veilig_thuis_melding_through_the_example_mapping(
     vt_node: FakeNode, partner: Partner, tmp_path: Path
 ) -> None:

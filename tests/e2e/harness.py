@@ -212,7 +212,8 @@ class Client:
         concurrency: int = 16,
         pace: tuple[Progress, int] | None = None,
     ) -> list[str]:
-        """POST every request (retrying while the node is unreachable); the message ids.
+        """POST every request (retrying while the node is unreachable, unavailable or its outbox
+        is full); the message ids.
         ``pace`` ``(progress, window)``: request ``i`` goes out only once ``i < acked + window``,
         and each 202 counts in ``progress.sent``."""
         ids: list[str] = [""] * len(requests)
@@ -237,7 +238,7 @@ class Client:
                         if pace is not None:
                             pace[0].sent += 1
                         break
-                    if code != 503:
+                    if code not in (429, 503):  # outbox full, node unavailable: retry
                         raise AssertionError(doc)
                     await asyncio.sleep(0.2)
 
@@ -380,7 +381,7 @@ async def wait_witnessed(fed: Fed) -> None:
         done = True
         for key, node in fed.running.items():
             service = node.service
-            await service.request_cosignatures()
+            await service.witnessing.request_cosignatures()
             latest = service.audit.latest
             sizes = await service.audit.peer_sizes()
             partners = [fed.nodes[k].org.oin for k in fed.running if k != key]

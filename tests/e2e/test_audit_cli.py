@@ -73,7 +73,7 @@ async def test_a_forked_log_is_caught_by_a_witnessing_partner_and_alarms_its_own
         assert code == 202
     zvh = fed.running["gemeente"].service
     for _ in range(100):
-        await police.request_cosignatures()
+        await police.witnessing.request_cosignatures()
         with stores.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
             evidence = db.execute("SELECT code, evidence FROM witness_evidence").fetchall()
         if evidence:

@@ -31,7 +31,7 @@ async def test_peers_cosign_each_others_checkpoints(fed: Fed) -> None:
     await fed.client("politie").wait_status(doc["message_id"], "delivered")
     gem = nodes["gemeente"].service
     for _ in range(100):
-        await gem.request_cosignatures()
+        await gem.witnessing.request_cosignatures()
         latest = gem.audit.latest
         if latest is not None and len(note.parse_note(latest.note).signatures) >= 3:
             break
@@ -45,7 +45,7 @@ async def test_peers_cosign_each_others_checkpoints(fed: Fed) -> None:
     ]
     verified = note.open_checkpoint(
         latest.note,
-        log_keys=[note.ed25519_verifier(gem.audit.origin, gem.keys.audit.public_key())],
+        log_keys=[note.ed25519_verifier(gem.audit.origin, gem.ctx.keys.audit.public_key())],
         cosigners=cosigners,
         quorum=2,
     )

@@ -63,7 +63,7 @@ def _expired_envelope(fed: Fed) -> bytes:
         signing_key=signing,
         recipients=[directory.encryption_key(zvh, datetime.now(UTC))],
         rand=os.urandom,
-    )
+    ).raw
 
 
 async def _flood(fed: Fed) -> None:

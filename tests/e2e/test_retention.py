@@ -86,11 +86,11 @@ async def test_inbox_payload_goes_after_retention_and_the_evidence_stays(fed: Fe
     assert {"message.receive", "message.deliver", "adapter.ack"} <= before
 
     _move(gem, acked_at + timedelta(days=2) - timedelta(minutes=1))
-    assert await gem.service.purge_once() == (0, 0, 0, 0)
+    assert await gem.service.retention.purge_once() == (0, 0, 0, 0)
     assert _query(gem, payload, message_id) == [(1, 1)], "not before its time"
 
     _move(gem, acked_at + timedelta(days=2, minutes=1))
-    assert await gem.service.purge_once() == (0, 1, 0, 0)
+    assert await gem.service.retention.purge_once() == (0, 1, 0, 0)
     assert _query(gem, payload, message_id) == [(0, 0)], "claims and the signed inner JWS"
     assert _query(
         gem, "SELECT status, length(digest) FROM inbox WHERE message_id=?", message_id
@@ -106,7 +106,7 @@ async def test_inbox_payload_goes_after_retention_and_the_evidence_stays(fed: Fe
     # After the replay window (limits.max_age_seconds + skew) the (sender, id) row goes too; the
     # receipts we sent (expired at +3 days) lose their envelopes a day later.
     _move(gem, acked_at + timedelta(days=7, minutes=10))
-    assert await gem.service.purge_once() == (0, 0, 2, 1)
+    assert await gem.service.retention.purge_once() == (0, 0, 2, 1)
     assert _query(gem, "SELECT count(*) FROM inbox") == [(0,)]
     assert _query(gem, "SELECT count(*) FROM outbox WHERE envelope IS NOT NULL") == [(0,)]
     assert _audit_names(gem, message_id) == before
@@ -131,14 +131,14 @@ async def test_outbox_envelope_goes_after_final_status_or_expiry(fed: Fed) -> No
     envelope = "SELECT message_id FROM outbox WHERE envelope IS NOT NULL ORDER BY message_id"
 
     _move(pol, accepted_at + timedelta(minutes=5))
-    assert await pol.service.purge_once() == (1, 0, 0, 0)
+    assert await pol.service.retention.purge_once() == (1, 0, 0, 0)
     status = await client.status(unanswered)
     assert [(r["org"], r["status"]) for r in status["recipients"]] == [(GGZ, "expired")]
     assert "message.expire" in _audit_names(pol, unanswered)
     assert _query(pol, envelope) == sorted([(answered,), (unanswered,)]), "kept a day longer"
 
     _move(pol, accepted_at + timedelta(days=1, minutes=6))
-    assert await pol.service.purge_once() == (0, 0, 2, 0)
+    assert await pol.service.retention.purge_once() == (0, 0, 2, 0)
     assert _query(pol, envelope) == []
     assert _purge_records(pol) == [
         {"inbox_payloads": 0, "outbox_envelopes": 2, "inbox_rows": 0, "audit_personal_parts": 0}
@@ -153,11 +153,11 @@ async def test_outbox_envelope_goes_after_final_status_or_expiry(fed: Fed) -> No
 
 
 async def test_an_unpublished_message_expires_too(fed: Fed) -> None:
-    # The broker is unreachable for this node's whole life (publisher never set): the message
+    # The broker is unreachable for this node's whole life (its port detached): the message
     # stays queued, then expires; it is never published after its expiry.
     _configure(fed, "politie")
     pol = await fed.start("politie")
-    pol.service.publisher = None
+    pol.broker.detach()
     client = fed.client("politie")
     code, doc = await client.send(request_from_example("case.referral", expires_in_seconds=60))
     assert code == 202, doc
@@ -165,7 +165,7 @@ async def test_an_unpublished_message_expires_too(fed: Fed) -> None:
         "queued"
     ]
     _move(pol, datetime.now(UTC) + timedelta(minutes=2))
-    assert await pol.service.purge_once() == (1, 0, 0, 0)
+    assert await pol.service.retention.purge_once() == (1, 0, 0, 0)
     assert [r["status"] for r in (await client.status(doc["message_id"]))["recipients"]] == [
         "expired"
     ]
@@ -195,11 +195,9 @@ async def test_a_replay_after_the_receiver_forgot_the_message_is_not_delivered_a
     await fed.client("politie").wait_status(message_id, "accepted")
 
     _move(gem, received + timedelta(days=7, minutes=1))
-    await gem.service.purge_once()
+    await gem.service.retention.purge_once()
     (envelope,) = _query(pol, "SELECT envelope FROM outbox WHERE message_id=?", message_id)[0]
-    publisher = pol.service.publisher
-    assert publisher is not None
-    await publisher.publish(
+    await pol.broker.publish(
         routing_key(GEM, POL),
         bytes(envelope),
         message_id=message_id,
@@ -225,7 +223,7 @@ async def test_audit_personal_parts_are_shredded_and_the_log_still_verifies(fed:
     assert _query(gem, "SELECT count(*) FROM audit_records WHERE personal IS NOT NULL")[0][0] > 0
     days = gem.config.retention.audit_personal_days
     _move(gem, datetime.now(UTC) + timedelta(days=days, hours=1))
-    await gem.service.purge_once()
+    await gem.service.retention.purge_once()
     left = _query(
         gem,
         "SELECT count(*) FROM audit_records WHERE personal IS NOT NULL AND idx < ?",

@@ -60,7 +60,7 @@ def test_zvg_envelopes_open_with_joserfc(parties: Parties) -> None:
         signing_key=parties.sender,
         recipients=[r.public for r in parties.recipients],
         rand=os.urandom,
-    )
+    ).raw
     data = json.loads(raw)
     for own in parties.recipients:
         mine = [e for e in data["recipients"] if e["header"]["kid"] == own.kid]

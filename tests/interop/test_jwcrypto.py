@@ -26,7 +26,7 @@ def test_zvg_envelopes_open_with_jwcrypto(parties: Parties) -> None:
         signing_key=parties.sender,
         recipients=[r.public for r in parties.recipients],
         rand=os.urandom,
-    )
+    ).raw
     for own in parties.recipients:
         keys = jwk.JWKSet()
         keys.add(jwk.JWK(**jose.private_jwk(own.private), kid=own.kid))

@@ -112,7 +112,7 @@ def test_seal_then_open_round_trips_valid_claims(
     owners = [decryption_key(s, f"prop-{i}") for i, s in enumerate(recipient_suites)]
     raw = seal(
         claims, signing_key=sender, recipients=[o.public for o in owners], rand=SeededRand(seed)
-    )
+    ).raw
     lookup = StaticSenderKeys({claims.sender.org: [sender.public]})
     for own in owners:
         message = open_envelope(
@@ -135,7 +135,9 @@ OWN = decryption_key(Suite.P256, "prop-own")
 OTHER = decryption_key(Suite.CURVE25519, "prop-other")
 LOOKUP = StaticSenderKeys({CLAIMS.sender.org: [SENDER.public]})
 RING = KeyRing([OWN, OTHER])
-GOOD = seal(CLAIMS, signing_key=SENDER, recipients=[OWN.public, OTHER.public], rand=SeededRand("g"))
+GOOD = seal(
+    CLAIMS, signing_key=SENDER, recipients=[OWN.public, OTHER.public], rand=SeededRand("g")
+).raw
 NOW = just_after(CLAIMS)
 
 

@@ -66,7 +66,7 @@ async def deliver(node: AuditNode, reader: InMemoryMetricReader, *messages: Deli
     service = await node.service(reader)
     try:
         for message in messages:
-            assert isinstance(await service.on_delivery(message), Deliver)
+            assert isinstance(await service.inbound.on_delivery(message), Deliver)
     finally:
         await service.store.close()
 

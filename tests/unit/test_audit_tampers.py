@@ -211,7 +211,7 @@ async def test_personal_parts_shredded_by_the_node_after_retention_are_not_a_tam
     later = datetime.now(UTC) + timedelta(days=5 * 365 + 1)
     service.clock = lambda: later
     try:
-        await service.purge_once()
+        await service.retention.purge_once()
         await node.witness(service.audit)
     finally:
         await service.store.close()

@@ -175,7 +175,7 @@ def test_canonical_json_is_json_and_a_fixed_point(value: JsonValue) -> None:
     assert canonical_json(decoded) == encoded
 
 
-# The fast path of canonical_json (the C encoder, used when keys are ASCII and values plain)
+# The fast path of canonical_json (orjson, used when keys are ASCII and values plain)
 # must give exactly the bytes of the RFC 8785 reference encoder.
 _plain_json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),

@@ -13,6 +13,7 @@ from gateway.core import jose
 from gateway.core.envelope import (
     DEFAULT_LIMITS,
     MAX_RECIPIENTS,
+    EnvelopeHeader,
     EnvelopeLimits,
     VerifiedMessage,
     open_envelope,
@@ -48,7 +49,7 @@ def _seal(suite: Suite, n: int = 1, seed: str = "r") -> bytes:
         signing_key=signing_key(suite, "sender"),
         recipients=[decryption_key(suite, f"rcpt{i}").public for i in range(n)],
         rand=SeededRand(seed),
-    )
+    ).raw
 
 
 @pytest.mark.parametrize("suite", list(Suite))
@@ -74,7 +75,7 @@ def test_recipients_of_different_suites_share_one_envelope() -> None:
         signing_key=signing_key(Suite.CURVE25519, "sender"),
         recipients=[p256.public, x25519.public],
         rand=SeededRand("mixed"),
-    )
+    ).raw
     for own in (p256, x25519):
         message = open_envelope(
             raw,
@@ -91,7 +92,7 @@ def test_every_message_type_round_trips(name: str) -> None:
     claims = example_claims(name)
     sender = signing_key(Suite.P256, "sender")
     own = decryption_key(Suite.P256, "rcpt")
-    raw = seal(claims, signing_key=sender, recipients=[own.public], rand=SeededRand(name))
+    raw = seal(claims, signing_key=sender, recipients=[own.public], rand=SeededRand(name)).raw
     message = open_envelope(
         raw,
         keyring=KeyRing([own]),
@@ -264,6 +265,66 @@ def test_peek_header_checks_the_time_window_only_when_given_now() -> None:
     with pytest.raises(RemoteError) as caught:
         peek_header(raw, now=late)
     assert caught.value.reason == "expired"
+
+
+def test_seal_returns_the_header_it_wrote() -> None:
+    """The sender learns its envelope's header and digest from seal, not by parsing it back."""
+    sealed = seal(
+        CLAIMS,
+        signing_key=signing_key(Suite.CURVE25519, "sender"),
+        recipients=[decryption_key(Suite.CURVE25519, f"rcpt{i}").public for i in range(3)],
+        rand=SeededRand("r"),
+    )
+    assert sealed.raw == _seal(Suite.CURVE25519, 3)
+    assert sealed.header == peek_header(sealed.raw)
+    opened = open_envelope(
+        sealed.raw,
+        keyring=KeyRing([decryption_key(Suite.CURVE25519, "rcpt1")]),
+        sender_keys=_lookup(Suite.CURVE25519),
+        now=NOW,
+        is_replay=never_seen,
+    )
+    assert sealed.digest == opened.digest == hashlib.sha256(opened.inner_jws).digest()
+
+
+def test_open_takes_the_peeked_header_instead_of_parsing_again() -> None:
+    raw = _seal(Suite.P256)
+    header = peek_header(raw)
+
+    def open_with(
+        h: EnvelopeHeader, data: bytes = raw, limits: EnvelopeLimits = DEFAULT_LIMITS
+    ) -> VerifiedMessage:
+        return open_envelope(
+            data,
+            header=h,
+            keyring=KeyRing([decryption_key(Suite.P256, "rcpt0")]),
+            sender_keys=_lookup(Suite.P256),
+            now=NOW,
+            is_replay=never_seen,
+            limits=limits,
+        )
+
+    opened = open_with(header)
+    assert opened.claims == CLAIMS
+    assert opened.header == header
+    # A header is only good for the bytes (and limits) it was peeked from: never a way to have
+    # other bytes opened under the header of good ones.
+    other = _seal(Suite.P256, seed="other")
+    with pytest.raises(LocalError, match="not peeked from these envelope bytes"):
+        open_with(header, other)
+    with pytest.raises(LocalError, match="not peeked from these envelope bytes"):
+        open_with(
+            seal(
+                CLAIMS,
+                signing_key=signing_key(Suite.P256, "sender"),
+                recipients=[decryption_key(Suite.P256, "rcpt0").public],
+                rand=SeededRand("r"),
+            ).header
+        )
+    with pytest.raises(LocalError, match="other limits"):
+        open_with(header, raw, EnvelopeLimits(max_recipients=2))
+    # Bytes equal to the peeked ones (a copy) are the same envelope.
+    assert open_with(header, bytes(bytearray(raw))).digest == header.digest
 
 
 def test_open_refuses_a_naive_now() -> None:

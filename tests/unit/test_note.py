@@ -32,6 +32,10 @@ from gateway.core.note import (
     NoteSignature,
     NoteVerifier,
     TlogProof,
+    VerifiedCheckpoint,
+    VerifiedNote,
+    VerifiedSignature,
+    VerifiedTlogProof,
     add_signatures,
     audit_log_origin,
     cosign_checkpoint,
@@ -807,3 +811,28 @@ def test_mutated_notes_never_verify_with_other_content(data: st.DataObject) -> N
 def test_dataclass_values_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         LOG.name = "other"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ Verified* values are earned
+
+
+@pytest.mark.parametrize("witness", [None, object()], ids=["no-witness", "guessed-witness"])
+def test_verified_values_cannot_be_built_outside_their_verifiers(witness: object) -> None:
+    """Copying every field of a genuinely verified value is still refused: only the verifier
+    holds the witness, so holding a Verified* value means its checks ran."""
+    tree = tree_of(13)
+    raw = make_proof(tree, 4, sign_checkpoint(checkpoint_of(tree), key=LOG_KEY))
+    proof = verify_tlog_proof(raw, leaf_hash=tree.leaf(4), log_keys=[LOG])
+    checkpoint = proof.checkpoint
+    for genuine in (proof, checkpoint, checkpoint.note, checkpoint.log_signature):
+        kind = type(genuine)
+        with pytest.raises(LocalError, match=f"creates a {kind.__name__}"):
+            kind(**vars(genuine), witness=witness)
+        with pytest.raises(LocalError):
+            dataclasses.replace(genuine)
+    assert {type(v) for v in (proof, checkpoint, checkpoint.note, checkpoint.log_signature)} == {
+        VerifiedTlogProof,
+        VerifiedCheckpoint,
+        VerifiedNote,
+        VerifiedSignature,
+    }

@@ -3,6 +3,7 @@ tests: thresholds, authority changes, rollback, expiry, parsing; then key lifecy
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -165,6 +166,17 @@ def test_first_trust(raw: bytes, error: str | None) -> None:
         with pytest.raises(RemoteError) as caught:
             TrustedDirectory.first(raw, now=NOW, catalogue=CAT)
         assert caught.value.reason == error
+
+
+@pytest.mark.parametrize("witness", [None, object()], ids=["no-witness", "guessed-witness"])
+def test_trusted_directory_cannot_be_built_outside_its_checks(witness: object) -> None:
+    """Only first() and update() make a TrustedDirectory: not even the fields of a trusted one
+    copied into the constructor (nor dataclasses.replace) give one."""
+    trusted = TrustedDirectory.first(V1, now=NOW, catalogue=CAT)
+    with pytest.raises(LocalError, match="only TrustedDirectory"):
+        TrustedDirectory(trusted.signed, trusted.raw, witness=witness)
+    with pytest.raises(LocalError):
+        dataclasses.replace(trusted)
 
 
 def test_verification_result_is_a_value() -> None:

@@ -11,25 +11,32 @@ long-poll), and moves time by moving the clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.broker.transport import Consumer
+from gateway.core.directory import SignedDirectory
+from gateway.federation import now_utc, read_directory, sign_with, write_directory
 from gateway.node.api import PROBLEM_JSON, build_app
 from gateway.node.problems import PROBLEM_BASE, PROBLEM_TYPES
 from gateway.node.runner import Node, broker_endpoint
 from gateway.testing.federation import FederationFiles
+from schemas.catalogue import Catalogue, default_catalogue
 from tests.e2e.harness import request_from_example
 from tests.node_pair import Clock, InProcessNode, MemoryBroker, open_node
 
 __all__ = ["Answer", "ApiNode", "InProcFederation", "request_from_example"]
 
+#: Makes a new directory version from (the current one, now, the catalogue).
+DirectoryChange = Callable[[SignedDirectory, datetime, Catalogue], SignedDirectory]
 #: The demo organisations' OINs.
 GEM, POL, GGZ = "00000001999000001000", "00000001999000002000", "00000001999000004000"
 
@@ -151,16 +158,26 @@ class InProcFederation:
         self.broker = MemoryBroker(self.clock)
 
     async def start(
-        self, key: str, *, connect: bool = True, directory: Path | None = None, **settings: Any
+        self,
+        key: str,
+        *,
+        connect: bool = True,
+        directory: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+        spans: SpanExporter | None = None,
+        **settings: Any,
     ) -> ApiNode:
         """Open demo organisation ``key``'s node and serve its API; with ``connect``, attach it
-        to the broker (its loops and consumer run). ``settings`` as for ``open_node``."""
+        to the broker (its loops and consumer run). The node runs on the federation's clock
+        unless given its own ``clock``; its spans go to ``spans``; ``settings`` as for
+        ``open_node``."""
         node = await open_node(
             self.files,
             key,
             self.root / key,
-            clock=self.clock,
+            clock=clock or self.clock,
             directory_file=directory,
+            span_exporter=spans,
             **settings,
         )
         service = node.service
@@ -170,10 +187,12 @@ class InProcFederation:
             node.store,
             node.telemetry,
             broker_endpoint(node.config, service.directory),
+            node.broker,
         )
         client = TestClient(TestServer(build_app(service, runner.readiness)))
         await client.start_server()
         api = self.nodes[key] = ApiNode(node, client, runner)
+        self.broker.watch(node)
         if connect:
             self.connect(key)
         return api
@@ -186,6 +205,16 @@ class InProcFederation:
         # Readiness asks the consumer for its role only; the broker's consumer is active.
         api.runner.consumer = cast(Consumer, _ActiveConsumer())
         api.runner.connected.set()
+
+    def newer_directory(self, path: Path, change: DirectoryChange) -> Path:
+        """A newer version of the federation's directory, made by ``change(current, now,
+        catalogue)`` and signed by the demo authority's quorum, written to ``path``."""
+        catalogue = default_catalogue()
+        current = read_directory(self.files.directory, catalogue)
+        newer = change(current, now_utc(), catalogue)
+        for name in ("zvh-manager", "privacy-officer"):
+            newer = sign_with(newer, self.files.authority_dir / f"{name}.key.pem", None)
+        return write_directory(newer, path)
 
     async def wait_status(self, key: str, message_id: str, *statuses: str) -> None:
         """Until every recipient of ``message_id`` (sent by ``key``) has one of ``statuses``."""

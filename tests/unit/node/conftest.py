@@ -1,7 +1,7 @@
 """Realistic node files for the config, CLI and store tests: a fresh demo federation (made by the
-same code as the demo) and a ``node.toml`` written by ``write_node_config``; and ``inproc``, the
-demo federation's nodes in this process behind their HTTP API, on one injected clock and a broker
-in memory (tests/unit/node/_inproc.py), for the API behaviour tests."""
+same code as the demo) and a ``node.toml`` written by ``write_node_config``; and
+``inproc``, the demo federation's nodes in this process behind their HTTP API, on one injected
+clock and a broker in memory (tests/unit/node/_inproc.py), for the API behaviour tests."""
 
 from __future__ import annotations
 

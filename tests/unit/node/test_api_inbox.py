@@ -6,7 +6,8 @@ handed out before is marked ``redelivered``; a long-poll answers when the first 
 Replaces, e2e on RabbitMQ → here:
 
 - test_node_flow.py::test_server_sent_events_push_the_inbox_to_the_client_sdk
-  → test_the_event_stream_sends_waiting_messages_then_each_new_one
+  → test_the_client_sdk_streams_the_inbox_and_acks,
+  test_the_event_stream_sends_waiting_messages_then_each_new_one
 - test_api_guide.py, the long-poll and stream blocks
   → test_a_long_poll_answers_when_a_message_arrives, test_an_item_holds_the_verified_claims
 """
@@ -16,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 
+from adapters.client import NodeClient
 from gateway.node.store import InboxRow
 from tests.unit.node._inproc import POL, InProcFederation, request_from_example
 
@@ -28,15 +32,15 @@ async def test_a_long_poll_answers_when_a_message_arrives(inproc: InProcFederati
     gem = await inproc.start("gemeente")
     store = gem.node.store
     looked = asyncio.Event()
-    read = store.inbox_waiting
+    read = store.take_inbox
 
-    async def inbox_waiting(limit: int) -> list[InboxRow]:
+    async def take_inbox(limit: int) -> list[InboxRow]:
         rows = await read(limit)
         if not rows:
             looked.set()  # the poll found nothing and waits
         return rows
 
-    store.inbox_waiting = inbox_waiting  # type: ignore[method-assign]  # observe, then call through
+    store.take_inbox = take_inbox  # type: ignore[method-assign]  # observe, then call through
     poll = asyncio.ensure_future(gem.inbox(wait=60))
     await looked.wait()
     assert not poll.done()
@@ -116,6 +120,22 @@ async def test_a_wait_or_limit_out_of_range_is_a_400(inproc: InProcFederation, q
     )
 
 
+async def _next_event(stream: ClientResponse) -> tuple[str, dict[str, Any]]:
+    """The next ``message`` event of an event stream: (id, item); keepalives skipped."""
+    lines: list[str] = []
+    while True:
+        line = (await stream.content.readline()).decode().rstrip("\n")
+        if line.startswith(":"):  # a keepalive comment
+            continue
+        if not line and lines:
+            break
+        if line:
+            lines.append(line)
+    fields = dict(ln.split(": ", 1) for ln in lines)
+    assert fields["event"] == "message", lines
+    return fields["id"], json.loads(fields["data"])
+
+
 async def test_the_event_stream_sends_waiting_messages_then_each_new_one(
     inproc: InProcFederation,
 ) -> None:
@@ -129,22 +149,41 @@ async def test_the_event_stream_sends_waiting_messages_then_each_new_one(
         assert stream.headers["Content-Type"] == "text/event-stream"
         assert stream.headers["Cache-Control"] == "no-store"
 
-        async def next_event() -> tuple[str, dict[str, object]]:
-            lines: list[str] = []
-            while True:
-                line = (await stream.content.readline()).decode().rstrip("\n")
-                if line.startswith(":"):  # a keepalive comment
-                    continue
-                if not line and lines:
-                    break
-                if line:
-                    lines.append(line)
-            fields = dict(ln.split(": ", 1) for ln in lines)
-            assert fields["event"] == "message", lines
-            return fields["id"], json.loads(fields["data"])
-
-        event_id, item = await next_event()
+        event_id, item = await _next_event(stream)
         assert (event_id, item["message_id"]) == (waiting, waiting)
         fresh = await pol.send(request_from_example("case.referral"))
-        event_id, item = await next_event()
+        event_id, item = await _next_event(stream)
         assert (event_id, item["message_id"], item["sender"]) == (fresh, fresh, POL)
+
+
+async def test_an_actor_on_the_event_stream_is_recorded_once_per_message_shown(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie")
+    gem = await inproc.start("gemeente")
+    message_id = await pol.send(request_from_example("case.referral"))
+    await inproc.wait_status("politie", message_id, "delivered")
+    headers = {"Authorization": f"Bearer {gem.token}", "ZVG-Actor": "emp-4711"}
+    async with gem.client.get("/v1/inbox/stream", headers=headers) as stream:
+        assert (await _next_event(stream))[0] == message_id
+        fresh = await pol.send(request_from_example("case.referral"))
+        assert (await _next_event(stream))[0] == fresh
+    access = gem.node.audit(operation="access")
+    assert [(r["view"]["message_id"], r["personal"]["actor"]["id"]) for r in access] == [
+        (message_id, "emp-4711"),
+        (fresh, "emp-4711"),
+    ]
+
+
+async def test_the_client_sdk_streams_the_inbox_and_acks(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie")
+    gem = await inproc.start("gemeente")
+    async with NodeClient(f"http://{gem.client.host}:{gem.client.port}", gem.token) as client:
+        stream = client.stream(reconnect=False)
+        first = asyncio.ensure_future(stream.__anext__())
+        message_id = await pol.send(request_from_example("case.referral"))
+        item = await first
+        assert (item.message_id, item.claims["message_type"]) == (message_id, "case.referral")
+        await client.ack(item.message_id)
+        await stream.aclose()
+    await inproc.wait_status("politie", message_id, "accepted")

@@ -17,10 +17,12 @@ Replaces, e2e on RabbitMQ → here:
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
-from gateway.federation import add_rule, now_utc, read_directory, sign_with, write_directory
-from schemas.catalogue import default_catalogue
+from gateway.core.directory import SignedDirectory
+from gateway.federation import add_rule
+from schemas.catalogue import Catalogue
 from tests.unit.node._inproc import GEM, GGZ, POL, InProcFederation, request_from_example
 
 
@@ -111,25 +113,20 @@ async def test_an_allowed_message_records_the_rules_that_allowed_it(
     )
 
 
-def _looser_directory(inproc: InProcFederation, path: Path) -> Path:
-    """A newer directory version whose rule risico-pol also lets the police send health data;
-    GGZ keeps trusting the version without it."""
-    files = inproc.files
-    catalogue = default_catalogue()
-    current = read_directory(files.directory, catalogue)
+def _health_in_risk_signals(
+    current: SignedDirectory, now: datetime, catalogue: Catalogue
+) -> SignedDirectory:
+    """Rule risico-pol also lets the police send health data."""
     rule = next(r for r in current.payload.policy.rules if r.id == "risico-pol")
     looser = rule.model_copy(update={"data_categories": (*rule.data_categories, "GEZONDHEID")})
-    newer = add_rule(current, looser, now=now_utc(), catalogue=catalogue)
-    for name in ("zvh-manager", "privacy-officer"):
-        newer = sign_with(newer, files.authority_dir / f"{name}.key.pem", None)
-    write_directory(newer, path)
-    return path
+    return add_rule(current, looser, now=now, catalogue=catalogue)
 
 
 async def test_the_recipient_re_checks_the_policy_with_its_own_directory(
     inproc: InProcFederation, tmp_path: Path
 ) -> None:
-    police_directory = _looser_directory(inproc, tmp_path / "directory.police.json")
+    # The police trust a newer version; GGZ keeps trusting the one without the looser rule.
+    police_directory = inproc.newer_directory(tmp_path / "police.json", _health_in_risk_signals)
     pol = await inproc.start("politie", directory=police_directory)
     ggz = await inproc.start("ggz")
     request = request_from_example("risk.signal", recipients=[{"org": GGZ, "role": "GGZ"}])

@@ -102,8 +102,9 @@ async def test_a_receipt_that_arrives_after_expiry_still_counts(inproc: InProcFe
     inproc.broker.pause(POL)  # the receipts wait in the police queue
     message_id = await pol.send(request_from_example("case.referral", expires_in_seconds=60))
     assert [i["message_id"] for i in await gem.inbox(wait=30)] == [message_id]
+    await inproc.wait_status("politie", message_id, "sent")
     inproc.clock.move(minutes=2)
-    assert await pol.node.service.purge_once() == (1, 0, 0, 0)
+    assert await pol.node.service.retention.purge_once() == (1, 0, 0, 0)
     assert await pol.status(message_id) == [(GEM, "ZVH", "expired", None)]
     inproc.broker.resume(POL)
     await inproc.wait_status("politie", message_id, "delivered")

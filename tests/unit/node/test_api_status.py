@@ -10,6 +10,12 @@ Replaces, e2e on RabbitMQ → here:
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from gateway.core.directory import SignedDirectory
+from gateway.federation import add_member
+from schemas.catalogue import Catalogue
 from tests.unit.node._inproc import GEM, GGZ, InProcFederation, request_from_example
 
 
@@ -93,3 +99,41 @@ async def test_one_organisation_in_two_roles_gets_one_envelope_and_one_status(
     assert [p.message_id for p in inproc.broker.published if p.recipient == GEM] == [message_id]
     (item,) = await gem.inbox()
     assert item["recipient_roles"] == ["ZVH", "GEM"]
+
+
+def _ggz_encryption_key_ends_in_an_hour(
+    current: SignedDirectory, now: datetime, catalogue: Catalogue
+) -> SignedDirectory:
+    ggz = current.payload.member(GGZ)
+    assert ggz is not None
+    keys = tuple(
+        k.model_copy(update={"not_after": now + timedelta(hours=1)}) if k.use == "enc" else k
+        for k in ggz.keys
+    )
+    updated = ggz.model_copy(update={"keys": keys})
+    return add_member(current, updated, now=now, catalogue=catalogue)
+
+
+async def test_a_recipient_without_a_valid_encryption_key_is_a_409_and_nothing_is_stored(
+    inproc: InProcFederation, tmp_path: Path
+) -> None:
+    directory = inproc.newer_directory(tmp_path / "d.json", _ggz_encryption_key_ends_in_an_hour)
+    pol = await inproc.start("politie", directory=directory)
+    request = request_from_example("risk.signal", recipients=[{"org": GGZ, "role": "GGZ"}])
+    assert (await pol.call("POST", "/v1/messages", body=request)).status == 202
+    inproc.clock.move(hours=2)
+    answer = await pol.call("POST", "/v1/messages", body=request)
+    assert f"no valid encryption key for {GGZ}" in answer.problem("recipient-unavailable")["detail"]
+    assert pol.node.store.read("SELECT count(*) FROM outbox") == [(1,)]
+
+
+async def test_a_message_that_expired_before_the_broker_took_it_is_expired_and_never_sent(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie", connect=False)
+    message_id = await pol.send(request_from_example("case.referral", expires_in_seconds=60))
+    inproc.clock.move(minutes=2)
+    inproc.connect("politie")  # the outbox loop finds it at start and tries to publish it
+    await inproc.wait_status("politie", message_id, "expired")
+    assert inproc.broker.published == []
+    assert pol.node.audit_names(message_id)[-1] == "message.expire"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gateway.audit.inspect import open_readonly, query, verify_log
+from gateway.audit.inspect import open_readonly, verify_log
 from gateway.cli import cli
 from gateway.core import jose
 from gateway.core.decisions import Deliver
@@ -57,19 +57,18 @@ async def _accepted(pol: InProcessNode, zvh: InProcessNode) -> tuple[str, Pendin
     (delivered, accepted) reach politie. Returns the message id and the ZVH's 'accepted'."""
     message_id = await pol.send_example("case.referral")
     assert await pol.carry_to(zvh) == [Deliver()]
-    await zvh.service.settle(message_id, accept=True)
+    await zvh.service.inbox.settle(message_id, accept=True)
     pending = await zvh.pending_receipts()
     assert [p.status for p in pending] == ["delivered", "accepted"]
     await zvh.seal_receipts(pending)
     assert await pol.carry_to(zvh) == []
     assert await zvh.carry_to(pol) == [Deliver(), Deliver()]
-    assert (await pol.service.status(message_id)).recipients[0].status == "accepted"
+    assert (await pol.service.outbound.status(message_id)).recipients[0].status == "accepted"
     return message_id, pending[1]
 
 
 def _contradictions(node: InProcessNode) -> list[dict[str, Any]]:
-    with open_readonly(node.config.store_path) as db:
-        return query(db, operation="receipt.contradiction")
+    return node.audit(operation="receipt.contradiction")
 
 
 def _stored_receipt(node: InProcessNode, message_id: str, status: str) -> bytes:
@@ -83,8 +82,7 @@ def _stored_receipt(node: InProcessNode, message_id: str, status: str) -> bytes:
 
 def _index_of(node: InProcessNode, name: str, message_id: str, status: str | None = None) -> int:
     """The index of the one ``name`` record about ``message_id`` (with that detail status)."""
-    with open_readonly(node.config.store_path) as db:
-        hits = query(db, message_id=message_id, operation=name)
+    hits = node.audit(message_id=message_id, operation=name)
     hits = [h for h in hits if status is None or h["view"]["detail"].get("status") == status]
     assert len(hits) == 1, name
     return int(hits[0]["index"])
@@ -133,7 +131,7 @@ async def test_a_rejected_receipt_after_a_signed_accepted_is_kept_as_evidence(
     assert detail["earlier_sha256"] == _sha(_stored_receipt(pol, message_id, "accepted"))
     assert detail["earlier_record"] == _index_of(pol, "receipt.receive", message_id, "accepted")
     # The first final statement stands; the contradiction is counted.
-    assert (await pol.service.status(message_id)).recipients[0].status == "accepted"
+    assert (await pol.service.outbound.status(message_id)).recipients[0].status == "accepted"
     assert pol.metric("zvg.receipts.contradictions") == [({"kind": "status", "peer": zvh.org}, 1)]
 
 
@@ -143,11 +141,11 @@ async def test_an_accepted_receipt_after_a_signed_rejected_is_kept_as_evidence(
     pol, zvh = pair
     message_id = await pol.send_example("case.referral")
     await pol.carry_to(zvh)
-    await zvh.service.settle(message_id, accept=False, adapter_reason="not ours")
+    await zvh.service.inbox.settle(message_id, accept=False, adapter_reason="not ours")
     pending = await zvh.pending_receipts()
     await zvh.seal_receipts(pending)
     await zvh.carry_to(pol)
-    assert (await pol.service.status(message_id)).recipients[0].status == "rejected"
+    assert (await pol.service.outbound.status(message_id)).recipients[0].status == "rejected"
     await zvh.seal_receipts([replace(pending[1], status="accepted", reason=None)])
     await zvh.carry_to(pol)
     (hit,) = _contradictions(pol)
@@ -163,7 +161,7 @@ async def test_a_receipt_about_other_content_is_kept_as_evidence(
     await pol.carry_to(zvh)
     (delivered,) = await zvh.pending_receipts()
     other = _sha(b"some other signed message")
-    await zvh.seal_receipts([replace(delivered, info={**delivered.info, "digest": other})])
+    await zvh.seal_receipts([replace(delivered, info=replace(delivered.info, digest=other))])
     assert await zvh.carry_to(pol) == [Deliver()]
 
     hits = _contradictions(pol)
@@ -183,7 +181,7 @@ async def test_a_receipt_about_other_content_is_kept_as_evidence(
     )
     assert _sha(hits[0]["evidence"].encode("ascii")) == detail["evidence_sha256"]
     # Nothing moved: the receipt is evidence, not a status.
-    assert (await pol.service.status(message_id)).recipients[0].status == "sent"
+    assert (await pol.service.outbound.status(message_id)).recipients[0].status == "sent"
     assert pol.metric("zvg.receipts.contradictions") == [({"kind": "content", "peer": zvh.org}, 1)]
 
 
@@ -200,7 +198,7 @@ async def test_the_same_contradicting_receipt_twice_is_kept_once(
         if (p.message_id, p.org) not in zvh.carried
     ]
     for _ in range(3):
-        assert await pol.service.on_delivery(zvh.delivery(envelope, pol)) == Deliver()
+        assert await pol.service.inbound.on_delivery(zvh.delivery(envelope, pol)) == Deliver()
     assert len(_contradictions(pol)) == 1
     assert message_id
 
@@ -212,13 +210,13 @@ async def test_receipts_out_of_order_or_repeated_are_no_contradiction(
     pol, zvh = pair
     message_id = await pol.send_example("case.referral")
     await pol.carry_to(zvh)
-    await zvh.service.settle(message_id, accept=True)
+    await zvh.service.inbox.settle(message_id, accept=True)
     await zvh.seal_receipts()
     envelopes = [p.envelope for p in await zvh.store.pending_publishes(100)]
     assert len(envelopes) == 2
     for envelope in [*reversed(envelopes), *envelopes]:
-        assert await pol.service.on_delivery(zvh.delivery(envelope, pol)) == Deliver()
-    assert (await pol.service.status(message_id)).recipients[0].status == "accepted"
+        assert await pol.service.inbound.on_delivery(zvh.delivery(envelope, pol)) == Deliver()
+    assert (await pol.service.outbound.status(message_id)).recipients[0].status == "accepted"
     assert _contradictions(pol) == []
     assert pol.metric("zvg.receipts.contradictions") == []
     assert pol.service.counters.get("receipts_ignored", 0) == 0

@@ -20,15 +20,24 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import TransientError
+from gateway.core.audit import new_record
+from gateway.core.delivery import InboundEvent, OutboundEvent, receipt_event
+from gateway.core.receipts import ReceiptInfo
+from gateway.errors import LocalError, TransientError
 from gateway.node.store import (
-    FINAL_STATUSES,
-    STATUS_RANK,
+    Command,
+    Committed,
+    DateOutbox,
     InboxEntry,
+    InsertInbox,
+    InsertOutbox,
+    KeepReceipt,
     OutboxEntry,
+    QueueReceipt,
+    SetStatus,
+    SettleInbox,
     SqliteStore,
     Store,
-    receipt_in_job,
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -53,7 +62,15 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         await s.close()
 
 
-def _outbox(message_id: str = MID, recipients: tuple[str, ...] = (GEM,)) -> OutboxEntry:
+#: The outbox retention of these tests: envelopes go a week after expiry or final answers.
+WEEK = timedelta(days=7)
+
+
+def _outbox(
+    message_id: str = MID,
+    recipients: tuple[str, ...] = (GEM,),
+    purge_after: datetime = T0 + timedelta(days=3) + WEEK,
+) -> OutboxEntry:
     return OutboxEntry(
         message_id=message_id,
         message_type="case.referral",
@@ -65,6 +82,7 @@ def _outbox(message_id: str = MID, recipients: tuple[str, ...] = (GEM,)) -> Outb
         digest=b"d" * 32,
         envelope=b'{"protected":"..."}',
         recipients=tuple((org, ("ZVH",)) for org in recipients),
+        purge_after=purge_after,
     )
 
 
@@ -92,6 +110,63 @@ def _inbox(
     )
 
 
+async def _add_outbox(store: SqliteStore, entry: OutboxEntry, *also: Command) -> bool:
+    return (await store.commit(InsertOutbox(entry, T0), *also)).applied
+
+
+async def _set(
+    store: SqliteStore,
+    message_id: str,
+    org: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    *also: Command,
+) -> bool:
+    move = SetStatus(message_id, org, _event(status), reason, now)
+    return (await store.commit(move, *also)).applied
+
+
+def _event(status: str) -> OutboundEvent:
+    """The event that moves a recipient to ``status`` (the broker's confirm, the expiry, or a
+    receipt)."""
+    if status == "sent":
+        return OutboundEvent.PUBLISHED
+    if status == "expired":
+        return OutboundEvent.EXPIRED
+    return receipt_event(status)
+
+
+async def _add_inbox(store: SqliteStore, entry: InboxEntry, *also: Command) -> bool:
+    return (await store.commit(InsertInbox(entry), *also)).applied
+
+
+async def _settle(
+    store: SqliteStore,
+    message_id: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    purge_after: datetime,
+    *also: Command,
+) -> bool:
+    event = InboundEvent.ACK if status == "accepted" else InboundEvent.REJECT
+    settle = SettleInbox(POL, message_id, event, reason, now, purge_after)
+    return (await store.commit(settle, *also)).applied
+
+
+def _evidence(label: str, org: str = GEM, message_id: str = MID) -> KeepReceipt:
+    """A command whose effect a test can see (a row in receipts_in)."""
+    return KeepReceipt(message_id, org, label, label.encode(), T0)
+
+
+def _unprovable() -> QueueReceipt:
+    """A command that fails: it proves an audit record its commit does not append."""
+    record = new_record(name="message.receive", status="ok", start_time=T0, end_time=T0)
+    info = ReceiptInfo("P", (), "case", "ZVH", "ZVH", MID, "0" * 32, "digest")
+    return QueueReceipt(POL, MID, "delivered", None, info, proves=record, now=T0)
+
+
 def _count(store: SqliteStore, sql: str, *args: object) -> int:
     return int(store.run_sync(lambda db: db.execute(sql, args).fetchone()[0]))
 
@@ -117,40 +192,29 @@ def test_the_store_file_is_private(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- status order
 
 
-def test_final_statuses_share_the_top_rank() -> None:
-    assert {"accepted", "rejected", "expired"} == FINAL_STATUSES
-    assert STATUS_RANK["queued"] < STATUS_RANK["sent"] < STATUS_RANK["delivered"]
-    assert all(STATUS_RANK[s] > STATUS_RANK["delivered"] for s in FINAL_STATUSES)
-
-
 @pytest.mark.parametrize(
-    ("arrivals", "final"),
+    ("arrivals", "final", "changes"),
     [
-        (["sent", "delivered", "accepted"], "accepted"),
-        (["accepted", "delivered"], "accepted"),
-        (["delivered", "sent"], "delivered"),
-        (["accepted", "sent"], "accepted"),
-        (["rejected", "delivered", "accepted"], "rejected"),
-        (["delivered", "accepted", "rejected"], "accepted"),
-        (["expired", "sent"], "expired"),
-        (["sent", "sent", "queued"], "sent"),
+        (["sent", "delivered", "accepted"], "accepted", [True, True, True]),
+        (["accepted", "delivered"], "accepted", [True, False]),
+        (["delivered", "sent"], "delivered", [True, False]),
+        (["accepted", "sent"], "accepted", [True, False]),
+        (["rejected", "delivered", "accepted"], "rejected", [True, False, False]),
+        (["delivered", "accepted", "rejected"], "accepted", [True, True, False]),
+        (["expired", "sent"], "expired", [True, False]),
+        (["sent", "sent"], "sent", [True, False]),
     ],
-    ids=lambda v: "-".join(v) if isinstance(v, list) else v,
+    ids=lambda v: "-".join(map(str, v)) if isinstance(v, list) else v,
 )
 async def test_a_status_never_moves_backwards(
-    store: SqliteStore, arrivals: list[str], final: str
+    store: SqliteStore, arrivals: list[str], final: str, changes: list[bool]
 ) -> None:
-    await store.add_outbox(_outbox(), T0)
-    changes = []
+    await _add_outbox(store, _outbox())
+    moved = []
     for i, status in enumerate(arrivals):
-        changes.append(await store.set_status(MID, GEM, status, None, T0 + timedelta(seconds=i)))
+        moved.append(await _set(store, MID, GEM, status, None, T0 + timedelta(seconds=i)))
     assert await _status(store) == final
-    # Exactly the moves up the ranking changed anything.
-    rank, expected = 0, []
-    for status in arrivals:
-        expected.append(STATUS_RANK[status] > rank)
-        rank = max(rank, STATUS_RANK[status])
-    assert changes == expected
+    assert moved == changes, "exactly the moves the transition table allows changed anything"
 
 
 @pytest.mark.parametrize("receipt", ["delivered", "accepted", "rejected"])
@@ -160,48 +224,43 @@ async def test_a_signed_receipt_overrides_an_expiry_the_sender_assumed(
     # The sender marks 'sent' recipients expired when exp passes without an answer; if it was
     # offline meanwhile, the recipient's receipts arrive only afterwards. They are signed
     # evidence of what happened; the expiry was a guess. (docs/decisions/0045)
-    await store.add_outbox(_outbox(), T0)
-    await store.set_status(MID, GEM, "sent", None, T0)
+    await _add_outbox(store, _outbox())
+    await _set(store, MID, GEM, "sent", None, T0)
     assert await store.expire_outbox(T0 + timedelta(days=3)) == [(MID, GEM)]
-    ran: list[int] = []
-    changed = await store.set_status(
-        MID, GEM, receipt, None, T0 + timedelta(days=4), extra=lambda _db: ran.append(1)
-    )
-    assert (changed, ran) == (True, [1]), "the receipt and its audit record are kept"
+    changed = await _set(store, MID, GEM, receipt, None, T0 + timedelta(days=4), _evidence(receipt))
+    kept = _count(store, "SELECT count(*) FROM receipts_in")
+    assert (changed, kept) == (True, 1), "the receipt and its audit record are kept"
     assert await _status(store) == receipt
-    assert not await store.set_status(MID, GEM, "expired", None, T0 + timedelta(days=5))
-    assert not await store.set_status(MID, GEM, "sent", None, T0 + timedelta(days=5))
+    assert not await _set(store, MID, GEM, "expired", None, T0 + timedelta(days=5))
+    assert not await _set(store, MID, GEM, "sent", None, T0 + timedelta(days=5))
     assert await _status(store) == receipt
 
 
-async def test_an_ignored_status_runs_no_extra_job(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(), T0)
-    await store.set_status(MID, GEM, "accepted", None, T0)
-    ran = []
-    changed = await store.set_status(
-        MID, GEM, "delivered", None, T0, extra=lambda _db: ran.append(1)
-    )
-    assert (changed, ran) == (False, [])
+async def test_an_ignored_status_writes_nothing_of_its_commit(store: SqliteStore) -> None:
+    await _add_outbox(store, _outbox())
+    await _set(store, MID, GEM, "accepted", None, T0)
+    changed = await _set(store, MID, GEM, "delivered", None, T0, _evidence("delivered"))
+    assert (changed, _count(store, "SELECT count(*) FROM receipts_in")) == (False, 0)
 
 
 async def test_a_status_for_an_unknown_message_or_org_changes_nothing(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(), T0)
-    assert not await store.set_status(MID2, GEM, "delivered", None, T0)
-    assert not await store.set_status(MID, OM, "delivered", None, T0)
+    await _add_outbox(store, _outbox())
+    assert not await _set(store, MID2, GEM, "delivered", None, T0)
+    assert not await _set(store, MID, OM, "delivered", None, T0)
     assert await _status(store) == "queued"
 
 
 async def test_final_at_is_set_once_every_recipient_is_final(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(recipients=(GEM, GGZ)), T0)
+    await _add_outbox(store, _outbox(recipients=(GEM, GGZ)))
 
     def final_at() -> float | None:
         return store.run_sync(  # type: ignore[no-any-return]
             lambda db: db.execute("SELECT final_at FROM outbox").fetchone()[0]
         )
 
-    await store.set_status(MID, GEM, "accepted", None, T0)
+    await _set(store, MID, GEM, "accepted", None, T0)
     assert final_at() is None
-    await store.set_status(MID, GGZ, "rejected", "adapter_rejected", T0 + timedelta(hours=1))
+    await _set(store, MID, GGZ, "rejected", "adapter_rejected", T0 + timedelta(hours=1))
     assert final_at() == (T0 + timedelta(hours=1)).timestamp()
     row = await store.message(MID)
     assert row is not None
@@ -212,11 +271,11 @@ async def test_final_at_is_set_once_every_recipient_is_final(store: SqliteStore)
 
 
 async def test_expire_outbox_marks_only_unanswered_recipients(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(recipients=(GEM, GGZ, OM)), T0)
+    await _add_outbox(store, _outbox(recipients=(GEM, GGZ, OM)))
     receipt = _outbox(MID2, recipients=(POL,))
-    await store.add_outbox(OutboxEntry(**{**receipt.__dict__, "message_type": "receipt"}), T0)
-    await store.set_status(MID, GEM, "delivered", None, T0)
-    await store.set_status(MID, GGZ, "sent", None, T0)
+    await _add_outbox(store, OutboxEntry(**{**receipt.__dict__, "message_type": "receipt"}))
+    await _set(store, MID, GEM, "delivered", None, T0)
+    await _set(store, MID, GGZ, "sent", None, T0)
     assert await store.expire_outbox(T0 + timedelta(days=3) - timedelta(seconds=1)) == []
     expired = await store.expire_outbox(T0 + timedelta(days=3))
     assert set(expired) == {(MID, GGZ), (MID, OM)}, "receipts are never expired"
@@ -229,11 +288,11 @@ async def test_expire_outbox_marks_only_unanswered_recipients(store: SqliteStore
 
 
 async def test_pending_publishes_are_the_queued_unpublished_ones(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(recipients=(GEM, GGZ)), T0)
+    await _add_outbox(store, _outbox(recipients=(GEM, GGZ)))
     assert {p.org for p in await store.pending_publishes(10)} == {GEM, GGZ}
-    await store.set_status(MID, GEM, "sent", None, T0)
+    await _set(store, MID, GEM, "sent", None, T0)
     assert [p.org for p in await store.pending_publishes(10)] == [GGZ]
-    await store.set_status(MID, GGZ, "delivered", None, T0)  # the receipt overtook the confirm
+    await _set(store, MID, GGZ, "delivered", None, T0)  # the receipt overtook the confirm
     assert await store.pending_publishes(10) == []
 
 
@@ -263,10 +322,10 @@ async def test_one_failing_job_does_not_undo_the_others_in_its_group(store: Sqli
     commits: list[int] = []
     store.on_commit(lambda _db: commits.append(1))
     jobs: list[Coroutine[Any, Any, object]] = [
-        store.add_outbox(_outbox(), T0),
+        store.commit(InsertOutbox(_outbox(), T0)),
         store.run(write("before")),
         store.run(write("failing", fail=True)),
-        store.add_inbox(_inbox()),
+        store.commit(InsertInbox(_inbox())),
         store.run(write("before")),  # a constraint violation
         store.run(write("after")),
     ]
@@ -275,10 +334,10 @@ async def test_one_failing_job_does_not_undo_the_others_in_its_group(store: Sqli
     gate.set()
     await held
     results: list[object] = list(await asyncio.gather(*futures, return_exceptions=True))
-    assert results[0] is None
+    assert results[0] == Committed(True)
     assert results[1] == "before"
     assert isinstance(results[2], RuntimeError)
-    assert results[3] is True
+    assert results[3] == Committed(True)
     assert isinstance(results[4], sqlite3.IntegrityError)
     assert results[5] == "after"
     assert len(commits) == 2, "the held job's commit, then one group commit for all six"
@@ -292,15 +351,12 @@ async def test_one_failing_job_does_not_undo_the_others_in_its_group(store: Sqli
     assert await store.seen(POL, MID) is not None
 
 
-async def test_a_failing_extra_job_undoes_its_own_write(store: SqliteStore) -> None:
-    def boom(_db: sqlite3.Connection) -> None:
-        raise RuntimeError("the audit append failed")
-
-    with pytest.raises(RuntimeError):
-        await store.add_inbox(_inbox(), extra=boom)
+async def test_a_failing_command_undoes_its_whole_commit(store: SqliteStore) -> None:
+    with pytest.raises(LocalError):
+        await _add_inbox(store, _inbox(), _unprovable())
     assert await store.seen(POL, MID) is None, "no inbox row without its audit records"
-    with pytest.raises(RuntimeError):
-        await store.add_outbox(_outbox(), T0, extra=boom)
+    with pytest.raises(LocalError):
+        await _add_outbox(store, _outbox(), _unprovable())
     assert await store.message(MID) is None, "no 202 without the audit records"
 
 
@@ -313,8 +369,8 @@ async def test_a_closed_store_refuses_new_work(tmp_path: Path) -> None:
 
 async def test_work_survives_a_reopen(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "node.db")
-    await store.add_outbox(_outbox(), T0)
-    await store.add_inbox(_inbox())
+    await _add_outbox(store, _outbox())
+    await _add_inbox(store, _inbox())
     await store.close()
     again = SqliteStore(tmp_path / "node.db")
     try:
@@ -358,7 +414,8 @@ async def test_opening_the_store_again_in_one_process_keeps_the_live_stores_sqli
     path = tmp_path / "node.db"
     live = SqliteStore(path)
     try:
-        await live.add_outbox(_outbox(), T0)  # the store reads and writes through its wal-index
+        # the store reads and writes through its wal-index
+        await live.commit(InsertOutbox(_outbox(), T0))
         held = {name: _posix_locks(tmp_path / name) for name in ("node.db", "node.db-shm")}
         assert all(held.values()), held  # SQLite's locks: what other processes go by
         again = SqliteStore(path)
@@ -368,7 +425,7 @@ async def test_opening_the_store_again_in_one_process_keeps_the_live_stores_sqli
             assert not any(dropped.values()), f"the second open dropped the live store's {dropped}"
         finally:
             await again.close()
-        await live.add_outbox(_outbox(MID2), T0)
+        await live.commit(InsertOutbox(_outbox(MID2), T0))
         assert all(locks <= _posix_locks(tmp_path / name) for name, locks in held.items())
     finally:
         await live.close()
@@ -378,101 +435,99 @@ async def test_opening_the_store_again_in_one_process_keeps_the_live_stores_sqli
 
 
 async def test_add_inbox_is_idempotent_per_sender_and_message_id(store: SqliteStore) -> None:
-    ran: list[str] = []
-    assert await store.add_inbox(_inbox(), extra=lambda _db: ran.append("first"))
-    assert not await store.add_inbox(_inbox(), extra=lambda _db: ran.append("again"))
-    assert not await store.add_inbox(
-        _inbox(digest=b"e" * 32), extra=lambda _db: ran.append("other content")
-    )
-    assert ran == ["first"], "a duplicate writes no audit record and queues no receipt"
-    assert [r.message_id for r in await store.inbox_waiting(10)] == [MID]
+    assert await _add_inbox(store, _inbox(), _evidence("first"))
+    assert not await _add_inbox(store, _inbox(), _evidence("again"))
+    assert not await _add_inbox(store, _inbox(digest=b"e" * 32), _evidence("other content"))
+    kept = store.run_sync(lambda db: [r[0] for r in db.execute("SELECT status FROM receipts_in")])
+    assert kept == ["first"], "a duplicate writes no audit record and queues no receipt"
+    assert [r.message_id for r in await store.take_inbox(10)] == [MID]
     seen = await store.seen(POL, MID)
     assert seen is not None
     assert seen.digest == b"d" * 32, "the first content stays"
     # Another sender may use the same message id: the key is (sender, message id).
-    assert await store.add_inbox(_inbox(sender=GGZ))
+    assert await _add_inbox(store, _inbox(sender=GGZ))
     assert _count(store, "SELECT count(*) FROM inbox") == 2
 
 
 async def test_concurrent_duplicates_store_one_row(store: SqliteStore) -> None:
-    results = await asyncio.gather(*(store.add_inbox(_inbox()) for _ in range(8)))
+    results = await asyncio.gather(*(_add_inbox(store, _inbox()) for _ in range(8)))
     assert sorted(results) == [False] * 7 + [True]
 
 
 async def test_inbox_waiting_counts_hand_outs(store: SqliteStore) -> None:
-    await store.add_inbox(_inbox())
-    await store.add_inbox(_inbox(message_id=MID2, status="refused"))
-    first = await store.inbox_waiting(10)
-    again = await store.inbox_waiting(10)
+    await _add_inbox(store, _inbox())
+    await _add_inbox(store, _inbox(message_id=MID2, status="refused"))
+    first = await store.take_inbox(10)
+    again = await store.take_inbox(10)
     assert [(r.message_id, r.handed_out) for r in first] == [(MID, 0)]
     assert [(r.message_id, r.handed_out) for r in again] == [(MID, 1)]
 
 
 async def test_settle_inbox_is_idempotent(store: SqliteStore) -> None:
-    await store.add_inbox(_inbox())
-    calls: list[str] = []
+    await _add_inbox(store, _inbox())
     purge = T0 + timedelta(days=30)
-
-    def extra(_db: sqlite3.Connection, sender: str) -> None:
-        calls.append(sender)
-
-    assert await store.settle_inbox(MID, "accepted", None, T0, purge, extra=extra) == POL
+    assert await _settle(store, MID, "accepted", None, T0, purge, _evidence("first"))
     later = T0 + timedelta(hours=1)
-    assert await store.settle_inbox(MID, "accepted", None, later, purge, extra=extra) == POL
-    assert (
-        await store.settle_inbox(MID, "rejected", "other", later, purge + timedelta(1), extra=extra)
-        == POL
+    assert not await _settle(store, MID, "accepted", None, later, purge, _evidence("again"))
+    assert not await _settle(
+        store, MID, "rejected", "other", later, purge + timedelta(1), _evidence("other")
     )
-    assert calls == [POL], "one audit record, one receipt"
+    kept = store.run_sync(lambda db: [r[0] for r in db.execute("SELECT status FROM receipts_in")])
+    assert kept == ["first"], "one audit record, one receipt"
     row = store.run_sync(
         lambda db: db.execute(
             "SELECT status, reason, settled_at, purge_after FROM inbox"
         ).fetchone()
     )
     assert tuple(row) == ("accepted", None, T0.timestamp(), purge.timestamp())
-    assert await store.inbox_waiting(10) == []
+    assert await store.take_inbox(10) == []
+    message = await store.inbox_message(MID)
+    assert message is not None
+    assert (message.sender, message.status, message.roles) == (POL, "accepted", ("ZVH",))
 
 
-async def test_settle_of_an_unknown_or_refused_message_is_none(store: SqliteStore) -> None:
-    await store.add_inbox(_inbox(status="refused"))
-    ran: list[str] = []
+async def test_settle_of_an_unknown_or_refused_message_writes_nothing(store: SqliteStore) -> None:
+    await _add_inbox(store, _inbox(status="refused"))
     for mid in (MID, MID2):
-        assert (
-            await store.settle_inbox(
-                mid, "accepted", None, T0, T0, extra=lambda _db, s: ran.append(s)
-            )
-            is None
+        assert not await _settle(
+            store, mid, "accepted", None, T0, T0, _evidence("x", message_id=mid)
         )
-    assert ran == []
+    assert _count(store, "SELECT count(*) FROM receipts_in") == 0
+    refused = await store.inbox_message(MID)
+    assert refused is not None
+    assert (refused.status, refused.claims) == ("refused", None)
+    assert await store.inbox_message(MID2) is None
 
 
-async def test_a_failing_settle_extra_leaves_the_message_waiting(store: SqliteStore) -> None:
-    await store.add_inbox(_inbox())
-
-    def boom(_db: sqlite3.Connection, _sender: str) -> None:
-        raise RuntimeError("receipt could not be queued")
-
-    with pytest.raises(RuntimeError):
-        await store.settle_inbox(MID, "accepted", None, T0, T0, extra=boom)
-    assert [r.message_id for r in await store.inbox_waiting(10)] == [MID]
+async def test_a_failing_settle_command_leaves_the_message_waiting(store: SqliteStore) -> None:
+    await _add_inbox(store, _inbox())
+    with pytest.raises(LocalError):
+        await _settle(store, MID, "accepted", None, T0, T0, _unprovable())
+    assert [r.message_id for r in await store.take_inbox(10)] == [MID]
 
 
 # ---------------------------------------------------------------------------- retention
 
 
 async def test_purge_keeps_what_status_and_audit_need(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(), T0)
-    await store.set_status(MID, GEM, "sent", None, T0)
-    await store.set_status(MID, GEM, "delivered", None, T0)
-    await store.run(receipt_in_job(MID, GEM, "accepted", b"receipt-jws", T0))
-    await store.set_status(MID, GEM, "accepted", None, T0 + timedelta(hours=1))
-    await store.add_inbox(_inbox(sender=GGZ, message_id=MID2, forget_after=T0 + timedelta(days=40)))
-    await store.settle_inbox(MID2, "accepted", None, T0, T0 + timedelta(days=30))
-    week = 7 * 86400.0
+    await _add_outbox(store, _outbox())
+    await _set(store, MID, GEM, "sent", None, T0)
+    await _set(store, MID, GEM, "delivered", None, T0)
+    await store.commit(KeepReceipt(MID, GEM, "accepted", b"receipt-jws", T0))
+    final = T0 + timedelta(hours=1)
+    accepted = SetStatus(MID, GEM, receipt_event("accepted"), None, final, final + WEEK)
+    assert (await store.commit(accepted)).applied
+    await _add_inbox(
+        store, _inbox(sender=GGZ, message_id=MID2, forget_after=T0 + timedelta(days=40))
+    )
+    settle = SettleInbox(GGZ, MID2, InboundEvent.ACK, None, T0, T0 + timedelta(days=30))
+    assert (await store.commit(settle)).applied
 
-    # Not yet: the payloads stay until their time.
-    assert await store.purge(T0 + timedelta(days=7), week) == (0, 0, 0)
-    assert await store.purge(T0 + timedelta(days=30), week) == (1, 1, 0)
+    # Not yet: the payloads stay until their time (the final answer brought the envelope's
+    # deadline forward from a week after expiry to a week after the answer).
+    assert await store.purge(T0 + timedelta(days=7)) == (0, 0, 0)
+    assert await store.purge(final + WEEK) == (0, 1, 0)
+    assert await store.purge(T0 + timedelta(days=30)) == (1, 0, 0)
     # What the payloads were is gone ...
     assert store.run_sync(lambda db: db.execute("SELECT envelope FROM outbox").fetchone()) == (
         None,
@@ -493,21 +548,37 @@ async def test_purge_keeps_what_status_and_audit_need(store: SqliteStore) -> Non
     assert (seen.digest, seen.status) == (b"d" * 32, "accepted")
     assert _count(store, "SELECT count(*) FROM receipts_in") == 1
     assert await store.pending_publishes(10) == []
-    assert await store.purge(T0 + timedelta(days=40), week) == (0, 0, 1), "forget_after passed"
+    assert await store.purge(T0 + timedelta(days=40)) == (0, 0, 1), "forget_after passed"
     assert await store.seen(GGZ, MID2) is None
     assert await store.message(MID) is not None, "the sender's status is kept for ever"
 
 
 async def test_purge_never_touches_a_message_the_adapter_has_not_taken(store: SqliteStore) -> None:
-    await store.add_inbox(_inbox())
-    assert await store.purge(T0 + timedelta(days=3650), 0) == (0, 0, 0)
-    assert [r.message_id for r in await store.inbox_waiting(10)] == [MID]
+    await _add_inbox(store, _inbox())
+    assert await store.purge(T0 + timedelta(days=3650)) == (0, 0, 0)
+    assert [r.message_id for r in await store.take_inbox(10)] == [MID]
 
 
 async def test_purge_of_an_unanswered_message_waits_for_expiry(store: SqliteStore) -> None:
-    await store.add_outbox(_outbox(), T0)
-    await store.set_status(MID, GEM, "sent", None, T0)
-    day = 86400.0
     expiry = T0 + timedelta(days=3)
-    assert await store.purge(expiry + timedelta(hours=23), day) == (0, 0, 0)
-    assert await store.purge(expiry + timedelta(days=1), day) == (0, 1, 0)
+    await _add_outbox(store, _outbox(purge_after=expiry + timedelta(days=1)))
+    await _set(store, MID, GEM, "sent", None, T0)
+    assert await store.purge(expiry + timedelta(hours=23)) == (0, 0, 0)
+    assert await store.purge(expiry + timedelta(days=1)) == (0, 1, 0)
+
+
+async def test_an_entry_from_before_stored_deadlines_gets_one_and_goes(store: SqliteStore) -> None:
+    # A store written by a version that kept no envelope deadline: retention dates such entries
+    # once (RetentionPolicy.outbox_purge_after), or their envelopes would stay for ever.
+    await _add_outbox(store, _outbox())
+    await _add_outbox(store, _outbox(MID2))
+    store.run_sync(
+        lambda db: db.execute("UPDATE outbox SET purge_after=NULL WHERE message_id=?", (MID,))
+    )
+    expiry = T0 + timedelta(days=3)
+    assert await store.undated_outbox() == [(MID, expiry, None)]
+    deadline = expiry + timedelta(days=1)
+    await store.commit(DateOutbox(MID, deadline), DateOutbox(MID2, deadline))
+    assert await store.undated_outbox() == []
+    assert await store.purge(deadline) == (0, 1, 0), "only the entry that had no deadline yet"
+    assert await store.purge(T0 + timedelta(days=3) + WEEK) == (0, 1, 0), "the other kept its own"

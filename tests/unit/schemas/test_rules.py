@@ -552,6 +552,13 @@ CASES: list[tuple[str, str, Mutation, tuple[str | int, ...], str]] = [
         "less than or equal",
     ),
     (
+        "receipt-carries-its-proof",
+        "receipt",
+        _del("body.proof"),
+        ("body", "proof"),
+        "Field required",
+    ),
+    (
         "rejected-receipt-needs-reason",
         "receipt",
         _set("body.status", "rejected"),
@@ -643,3 +650,18 @@ def test_subjects_are_referenced_only_through_household_fields() -> None:
         for name, info in body.model_fields.items():
             if mentions_household(info.annotation):
                 assert name == "household", f"{body.__name__}.{name}"
+
+
+@pytest.mark.parametrize("escape", ["\\u00{:02x}", "\\u00{:02X}"], ids=["lower", "upper"])
+def test_a_bsn_spelled_with_json_escapes_is_still_found(escape: str) -> None:
+    """The fast pre-check counts digit runs in the raw JSON; ``\\u0031`` is a digit once
+    decoded, so a BSN written with escaped digits must not slip past it."""
+    import json
+
+    data = load_example("case.referral")
+    data["body"]["reason"] = "PLACEHOLDER"
+    escaped = "".join(escape.format(ord(d)) for d in A_BSN)
+    raw = json.dumps(data).replace("PLACEHOLDER", escaped)
+    with pytest.raises(ValidationError) as caught:
+        parse_claims(raw)
+    assert [tuple(e["loc"][1:]) for e in caught.value.errors()] == [("body", "reason")]

@@ -1,5 +1,6 @@
-"""schemas.strictjson: its fast paths (shared decoder, bracket count before the depth walk, the
-dict-length duplicate check) accept and refuse exactly what the plain implementation does.
+"""schemas.strictjson: its fast paths (compact JSON through orjson, shared decoder, bracket count
+before the depth walk, the dict-length duplicate check) accept and refuse exactly what the plain
+implementation does.
 
 Threat: a fast path that lets through a duplicate key, a NaN or a too-deep document, which a
 signer could use to show two parties two different documents under one signature.
@@ -154,12 +155,36 @@ _json = st.recursive(
 
 
 @settings(max_examples=300)
-@given(value=_json, deep=st.integers(0, 2 * MAX_DEPTH), dup=st.booleans())
-def test_loads_agrees_with_the_reference(value: Any, deep: int, dup: bool) -> None:
-    text = json.dumps(value)
+@given(value=_json, deep=st.integers(0, 2 * MAX_DEPTH), dup=st.booleans(), compact=st.booleans())
+def test_loads_agrees_with_the_reference(value: Any, deep: int, dup: bool, compact: bool) -> None:
+    # Compact text without ASCII escapes is what the orjson fast path takes; a lone surrogate in
+    # it gives bytes that are not UTF-8 (refused by both).
+    if compact:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = json.dumps(value)
     for _ in range(deep):
         text = f"[{text}]"
     if dup:
-        text = '{"d": 0, "d": ' + text + "}"
+        text = ('{"d":0,"d":' if compact else '{"d": 0, "d": ') + text + "}"
     assert_same(text)
-    assert_same(text.encode("utf-8"))
+    assert_same(text.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1,"a":2}',
+        b'{"a":{"b":1,"b":1}}',
+        b'[{"x":[{"y":1,"z":2,"y":1}]}]',
+        b'{"a":NaN}',
+        b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1),
+        b"[" * MAX_DEPTH + b"]" * MAX_DEPTH,
+        b'{"n":123456789012345678901234567890}',
+        b'{"a":"\xc3\xa9"}',
+    ],
+)
+def test_compact_inputs_match_the_reference(data: bytes) -> None:
+    """Compact bytes (the fast path's shape): duplicates, NaN, depth and big integers still
+    decided exactly as by the strict decoder."""
+    assert_same(data)

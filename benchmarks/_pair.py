@@ -1,0 +1,222 @@
+"""Two node processes of a throwaway federation and the means to drive and watch them: what
+``benchmarks.e2e`` and ``benchmarks.overload`` share.
+
+:func:`running_pair` provisions a demo federation on its own vhost (needs RabbitMQ on
+127.0.0.1:5672 and rabbitmqctl, as the tests do), starts the police (sender) and municipality
+(receiver) nodes as their own processes (``zvg node run``, like a deployment) and yields a
+:class:`Bench`; afterwards the processes are stopped and the vhost and users deleted. Messages
+are seen arriving by reading the receiver's SQLite store read-only (:class:`StoreWatch`): a row
+is visible only once its transaction committed, i.e. after the fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+
+SENDER, RECEIVER = "politie", "gemeente"
+#: POSTs in flight during the throughput rounds (an adapter with a worker pool).
+HTTP_CONCURRENCY = 32
+
+
+def _status_kib(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text("ascii").splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {name} for {pid}")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """``VmHWM`` (peak resident set) of a process, in KiB."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int:
+    """``VmRSS`` (resident set now) of a process, in KiB."""
+    return _status_kib(pid, "VmRSS")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Count, p50, p99 and max of ``values`` (only the count when there are none)."""
+    if not values:
+        return {"count": 0.0}
+    return {
+        "count": float(len(values)),
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
+        "max": max(values),
+    }
+
+
+class StoreWatch:
+    """Read-only view of a node's SQLite store (WAL lets us read while the node writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        self.last_seq = self.scalar("SELECT coalesce(max(seq), 0) FROM inbox")
+
+    def scalar(self, sql: str) -> int:
+        return int(self.db.execute(sql).fetchone()[0])
+
+    def new_rows(self) -> list[tuple[str, float]]:
+        """(message id, received_at) of inbox rows committed since the last call."""
+        rows = self.db.execute(
+            "SELECT seq, message_id, received_at FROM inbox WHERE seq > ? ORDER BY seq",
+            (self.last_seq,),
+        ).fetchall()
+        if rows:
+            self.last_seq = int(rows[-1][0])
+        return [(str(m), float(r)) for _, m, r in rows]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class Bench:
+    fed: Fed
+    sender_url: str
+    token: str
+    receiver: StoreWatch
+    sender_store: StoreWatch
+    envelope: bytes = b""
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+async def wait_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+async def settle(bench: Bench, seconds: float = 60) -> None:
+    """Wait until the sender has nothing queued or unanswered and the receiver no receipt to
+    seal: the next measurement starts from a quiet pipeline."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        busy = bench.sender_store.scalar(
+            "SELECT count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
+            " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt'"
+        ) + bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
+        if busy == 0:
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the pipeline did not settle")
+
+
+def body(i: int) -> bytes:
+    """The ``i``-th ``case.referral`` an adapter sends (its own case reference)."""
+    return json.dumps(
+        request_from_example("case.referral", case_ref=f"Veenstad-2026-{i % 10_000:04d}")
+    ).encode()
+
+
+async def post_answer(
+    session: aiohttp.ClientSession, bench: Bench, message: bytes
+) -> tuple[int, dict[str, Any], str | None]:
+    """``POST /v1/messages`` at the sender: (status, JSON answer, ``Retry-After``)."""
+    async with session.post(
+        bench.sender_url + "/v1/messages",
+        data=message,
+        headers={"Authorization": f"Bearer {bench.token}", "Content-Type": "application/json"},
+    ) as response:
+        doc = await response.json(content_type=None)
+        return response.status, doc, response.headers.get("Retry-After")
+
+
+async def post(session: aiohttp.ClientSession, bench: Bench, message: bytes) -> str:
+    """``POST /v1/messages`` until accepted, as an adapter does: after a ``429`` (the node's
+    outbox is full; nothing was stored) it waits ``Retry-After`` seconds and sends again.
+    Returns the message id; any other refusal raises."""
+    while True:
+        status, doc, retry_after = await post_answer(session, bench, message)
+        if status == 202:
+            return str(doc["message_id"])
+        if status != 429:
+            raise RuntimeError(f"POST answered {status}: {doc}")
+        await asyncio.sleep(float(retry_after or 1))
+
+
+async def node_throughput(bench: Bench, n: int, concurrency: int = HTTP_CONCURRENCY) -> float:
+    """Seconds from the first POST until all ``n`` messages are committed in the receiver's
+    inbox (``concurrency`` POSTs in flight)."""
+    todo = iter([body(i) for i in range(n)])
+    bench.receiver.new_rows()
+    seen = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for message in todo:
+                await post(session, bench, message)
+
+        t0 = time.perf_counter()
+        workers = asyncio.gather(*(worker() for _ in range(concurrency)))
+        while seen < n:
+            await asyncio.sleep(0.01)
+            seen += len(bench.receiver.new_rows())
+            if workers.done() and workers.exception() is not None:
+                raise RuntimeError("a POST failed") from workers.exception()
+        elapsed = time.perf_counter() - t0
+        await workers
+    return elapsed
+
+
+@asynccontextmanager
+async def running_pair(prefix: str, extra_orgs: tuple[str, ...] = ()) -> AsyncIterator[Bench]:
+    """A provisioned federation of the receiver, the sender and ``extra_orgs`` (not started),
+    with the receiver and sender nodes running as processes and ready."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs))
+        bench: Bench | None = None
+        try:
+            for key in (RECEIVER, SENDER):
+                fed.spawn(key)
+            for key in (RECEIVER, SENDER):
+                await wait_ready(fed.nodes[key].url)
+            bench = Bench(
+                fed,
+                fed.nodes[SENDER].url,
+                fed.nodes[SENDER].token,
+                StoreWatch(fed.nodes[RECEIVER].data_dir / "node.db"),
+                StoreWatch(fed.nodes[SENDER].data_dir / "node.db"),
+                pids={key: p.pid for key, p in fed.processes.items()},
+            )
+            yield bench
+        finally:
+            if bench is not None:
+                bench.receiver.close()
+                bench.sender_store.close()
+            for key in list(fed.processes):
+                process = fed.processes.pop(key)
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+            teardown_fed(fed)

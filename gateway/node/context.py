@@ -1,0 +1,153 @@
+"""What the loops of one node share: its configuration, collaborators, clock and wake-ups.
+
+One :class:`NodeContext` per node, built by :class:`gateway.node.service.NodeService`; every
+loop (outbound, inbound, inbox, receipts, retention, witnessing, gauges) holds it. The directory
+in it is replaced when a newer version is trusted (``NodeService.load_directory``), so loops read
+``ctx.directory`` each time instead of keeping their own reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.audit.log import AuditLog
+from gateway.core.audit import Record, new_record
+from gateway.core.directory import TrustedDirectory
+from gateway.core.envelope import EnvelopeLimits
+from gateway.core.keys import KeyRing, SigningKey
+from gateway.core.outbound import SenderContext
+from gateway.core.retention import RetentionPolicy
+from gateway.errors import LocalError
+from gateway.node.config import NodeConfig
+from gateway.node.ports import BrokerPort
+from gateway.node.store import Store
+from gateway.telemetry import Telemetry
+from schemas.catalogue import Catalogue
+
+__all__ = ["NodeContext", "NodeKeys", "utc_now"]
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    """The node's private keys: message signing, the decryption ring, the audit-log key."""
+
+    signing: SigningKey
+    ring: KeyRing
+    audit: Ed25519PrivateKey
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NodeContext:
+    """The shared state of one organisation's node (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        store: Store,
+        audit: AuditLog,
+        directory: TrustedDirectory,
+        catalogue: Catalogue,
+        keys: NodeKeys,
+        telemetry: Telemetry,
+        broker: BrokerPort,
+        clock: Callable[[], datetime] = utc_now,
+        rand: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.config = config
+        self.org = config.node.org
+        self.store = store
+        self.audit = audit
+        self.directory = directory
+        self.catalogue = catalogue
+        self.keys = keys
+        self.telemetry = telemetry
+        self.broker = broker
+        self.clock = clock
+        self.rand = rand
+        lim = config.limits
+        self.envelope_limits = EnvelopeLimits(
+            max_envelope_bytes=lim.max_envelope_bytes,
+            max_iat_age=timedelta(seconds=lim.max_age_seconds),
+            max_future_skew=timedelta(seconds=lim.max_clock_skew_seconds),
+        )
+        member = directory.member(self.org)
+        if member is None:
+            raise LocalError(f"{self.org} is not a member of directory v{directory.version}")
+        self.roles = member.roles
+        #: What the node puts into every message it sends (gateway.core.outbound).
+        self.sender = SenderContext(
+            org=self.org,
+            node_id=config.node.node_id,
+            roles=tuple(member.roles),
+            purpose_defaults=config.purposes,
+            default_ttl_seconds=lim.default_ttl_seconds,
+            catalogue=catalogue,
+        )
+        #: Every retention deadline the node writes (gateway.core.retention).
+        self.retention = RetentionPolicy.of(
+            max_age_seconds=lim.max_age_seconds,
+            max_clock_skew_seconds=lim.max_clock_skew_seconds,
+            inbox_after_ack_days=config.retention.inbox_after_ack_days,
+            outbox_after_final_days=config.retention.outbox_after_final_days,
+        )
+        #: Events worth counting that have no metric of their own (tests and ops read them).
+        self.counters: dict[str, int] = {}
+        self.outbox_wake = asyncio.Event()
+        self.receipt_wake = asyncio.Event()
+        self.inbox_changed = asyncio.Condition()
+        self.stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def record(self, name: str, status: str = "ok", **fields: Any) -> Record:
+        """An audit record at the node's current time (unless the fields give the times)."""
+        now = self.now()
+        fields.setdefault("start_time", now)
+        fields.setdefault("end_time", now)
+        return new_record(name=name, status=status, **fields)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` as a task the node waits for (a grace period) when it stops."""
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the node begins to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+
+    async def begin_stop(self) -> None:
+        """Stop taking new work: loops end, long-polls and event streams return at once."""
+        self.stopping.set()
+        async with self.inbox_changed:
+            self.inbox_changed.notify_all()
+
+    async def stop(self, grace: float) -> None:
+        """Stop the loops; in-flight tasks get ``grace`` seconds, then are cancelled."""
+        await self.begin_stop()
+        self.outbox_wake.set()
+        self.receipt_wake.set()
+        tasks = list(self._tasks)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,151 @@
+"""The inbox for adapters: long-poll, event stream, ack and reject (docs/architecture.md).
+
+Messages wait in the store's inbox until the adapter settles them; settling queues the matching
+receipt (``accepted`` or ``rejected``) in the same transaction. Handing a message out the first
+time writes a ``message.deliver`` record, and an ``access`` record for the actor who asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from gateway.core import jose
+from gateway.core.audit import Actor, MessageFields, access_record, message_record
+from gateway.core.delivery import InboundEvent, InboundState, inbound_move, receipt_status
+from gateway.core.receipts import ReceiptInfo
+from gateway.node.context import NodeContext
+from gateway.node.problems import ApiError
+from gateway.node.store import QueueReceipt, SettleInbox
+from schemas import strictjson
+from schemas.api import InboxItem
+from schemas.claims import parse_claims
+
+__all__ = ["Inbox"]
+
+
+class Inbox:
+    """What adapters read from and settle in the node's inbox."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    async def waiting(
+        self, *, limit: int, wait: float, actor: Actor | None = None
+    ) -> list[InboxItem]:
+        """The oldest unacknowledged messages; waits up to ``wait`` seconds for one to arrive."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            rows = await self.ctx.store.take_inbox(limit)
+            if rows or wait <= 0:
+                break
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.ctx.stopping.is_set():
+                break
+            async with self.ctx.inbox_changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ctx.inbox_changed.wait(), timeout=remaining)
+        if not rows:
+            return []
+        now = self.ctx.now()
+        first = [r for r in rows if r.handed_out == 0]
+        claims = {r.message_id: strictjson.loads(r.claims) for r in rows}
+        records = [
+            self.ctx.record(
+                "message.deliver",
+                message_id=r.message_id,
+                peer=r.sender,
+                purpose=claims[r.message_id]["purpose"],
+                message_type=claims[r.message_id]["message_type"],
+                case_ref=claims[r.message_id]["case_ref"],
+            )
+            for r in first
+        ]
+        if actor is not None:
+            # One access record per message handed out to an actor the first time: adapters
+            # that poll and ack later would otherwise log every poll (NEN 7513 asks who saw
+            # what, not how often a system asked again).
+            records += [
+                self.ctx.record(
+                    "access",
+                    actor=actor,
+                    message_id=r.message_id,
+                    case_ref=claims[r.message_id]["case_ref"],
+                )
+                for r in first
+            ]
+        if records:
+            await self.ctx.store.commit(self.ctx.audit.append(records, now))
+        return [
+            InboxItem(
+                message_id=r.message_id,
+                sender=r.sender,
+                recipient_roles=r.roles,
+                received_at=r.received_at,
+                redelivered=r.handed_out > 0,
+                claims=claims[r.message_id],
+            )
+            for r in rows
+        ]
+
+    async def record_access(self, actor: Actor, message_ids: Sequence[str]) -> None:
+        """Access records for messages shown to an actor (the event stream, once per message)."""
+        now = self.ctx.now()
+        records = [self.ctx.record("access", actor=actor, message_id=m) for m in message_ids]
+        await self.ctx.store.commit(self.ctx.audit.append(records, now))
+
+    async def wait(self, seconds: float) -> None:
+        """Return when the inbox changed or after ``seconds`` (server-sent events)."""
+        async with self.ctx.inbox_changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.inbox_changed.wait(), timeout=seconds)
+
+    async def settle(
+        self,
+        message_id: str,
+        *,
+        accept: bool,
+        adapter_reason: str | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
+        Raises ``ApiError`` not-found when no such message is in the inbox."""
+        ctx = self.ctx
+        now = ctx.now()
+        event = InboundEvent.ACK if accept else InboundEvent.REJECT
+        row = await ctx.store.inbox_message(message_id)
+        if row is None or row.status == InboundState.REFUSED:
+            raise ApiError("not-found", f"no delivered message {message_id} in this node's inbox")
+        new = inbound_move(row.status, event)
+        if new is None or row.claims is None:
+            return  # settled before: acking or rejecting again changes nothing
+        claims = parse_claims(row.claims, catalogue=ctx.catalogue)
+        fields = MessageFields.of(claims).with_digest(jose.b64u_encode(row.digest))
+        detail = {"adapter_reason": adapter_reason} if adapter_reason else None
+        settled = message_record(str(event), fields, at=now, detail=detail)
+        records = [settled]
+        if actor is not None:
+            records.append(access_record(actor, at=now, fields=fields))
+        committed = await ctx.store.commit(
+            SettleInbox(
+                row.sender,
+                message_id,
+                event,
+                adapter_reason,
+                now,
+                ctx.retention.inbox_purge_after(now),
+            ),
+            ctx.audit.append(records, now),
+            QueueReceipt(
+                row.sender,
+                message_id,
+                receipt_status(new),
+                None if accept else "adapter_rejected",
+                ReceiptInfo.of(claims, row.roles, row.digest),
+                proves=settled,
+                now=now,
+            ),
+        )
+        if committed.applied:  # else settled meanwhile: its receipt is queued already
+            self.ctx.receipt_wake.set()

@@ -1,0 +1,163 @@
+"""Sealing receipts for messages we received (docs/architecture.md §5.4, §9.6).
+
+Receipts are queued in the store in the same transaction as the state they describe
+(``delivered`` on arrival, ``accepted``/``rejected`` when the adapter settles). This loop seals
+them in batches: one checkpoint of our audit log covers the batch, each receipt carries the
+inclusion proof of our audit record about it, and the sealed receipts go into the outbox (and
+to the publisher) in one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from gateway.core.audit import Record
+from gateway.core.envelope import seal
+from gateway.core.outbound import Outbound as OutboundDecision
+from gateway.core.policy import Denied
+from gateway.core.receipts import receipt_claims
+from gateway.errors import LocalError, TransientError
+from gateway.node.context import NodeContext
+from gateway.node.outbox import Outbox
+from gateway.node.store import DropPendingReceipt, OutboxEntry, PendingReceipt, ReceiptSealed
+from schemas import ids
+
+__all__ = ["RECEIPT_BATCH", "ReceiptSealer"]
+
+log = logging.getLogger("gateway.node")
+
+#: Receipts sealed per batch (one checkpoint covers the whole batch).
+RECEIPT_BATCH = 128
+
+
+class ReceiptSealer:
+    """The receipt loop (module docstring)."""
+
+    def __init__(self, ctx: NodeContext, outbox: Outbox) -> None:
+        self.ctx = ctx
+        self._outbox = outbox
+
+    async def run(self) -> None:
+        """Seal pending receipts in batches (one checkpoint per batch) until stopped."""
+        while not self.ctx.stopping.is_set():
+            self.ctx.receipt_wake.clear()
+            try:
+                pending = await self.ctx.store.take_pending_receipts(RECEIPT_BATCH)
+            except TransientError:
+                pending = []
+            if pending:
+                try:
+                    await self.seal(pending)
+                except (TransientError, LocalError) as exc:
+                    log.warning("sealing receipts failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                except Exception:
+                    log.exception("sealing receipts failed unexpectedly; retrying")
+                    await asyncio.sleep(5.0)
+                    continue
+                self.ctx.outbox_wake.set()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.receipt_wake.wait(), timeout=5.0)
+
+    async def seal(self, pending: Sequence[PendingReceipt]) -> None:
+        """Seal a batch of receipts: one checkpoint, one read of the proved records, one commit."""
+        checkpoint = await self.ctx.audit.checkpoint(
+            min_size=max(p.record_idx for p in pending) + 1
+        )
+        if checkpoint is None:
+            raise TransientError("no checkpoint yet")
+        views = self.ctx.audit.views([p.record_idx for p in pending])
+        now = self.ctx.now()
+        sealed: list[tuple[PendingReceipt, OutboxEntry]] = []
+        records: list[Record] = []
+        for p in pending:
+            try:
+                key = self.ctx.directory.encryption_key(p.sender, now)
+            except LocalError:
+                log.warning(
+                    "no encryption key for %s: receipt for %s dropped", p.sender, p.message_id
+                )
+                await self.ctx.store.commit(DropPendingReceipt(p.id))
+                continue
+            proof = self.ctx.audit.tlog_proof(p.record_idx, views[p.record_idx], checkpoint)
+            out = self._receipt_claims(p, now, proof.decode("utf-8"))
+            if isinstance(out.decision, Denied):
+                log.warning(
+                    "the policy denies a receipt to %s (%s): receipt for %s dropped",
+                    p.sender,
+                    out.decision.reason,
+                    p.message_id,
+                )
+                await self.ctx.store.commit(DropPendingReceipt(p.id))
+                continue
+            claims = out.claims
+            envelope = seal(
+                claims,
+                signing_key=self.ctx.keys.signing,
+                recipients=[key],
+                rand=self.ctx.rand,
+                limits=self.ctx.envelope_limits,
+            )
+            sealed.append(
+                (
+                    p,
+                    OutboxEntry(
+                        message_id=claims.message_id,
+                        message_type="receipt",
+                        purpose=claims.purpose,
+                        case_ref=claims.case_ref,
+                        in_reply_to=p.message_id,
+                        created_at=claims.created_at,
+                        expires_at=claims.expires_at,
+                        digest=envelope.digest,
+                        envelope=envelope.raw,
+                        recipients=((p.sender, (claims.recipients[0].role,)),),
+                        purge_after=self.ctx.retention.outbox_purge_after(claims.expires_at),
+                    ),
+                )
+            )
+            records.append(
+                self.ctx.record(
+                    "receipt.send",
+                    message_id=p.message_id,
+                    peer=p.sender,
+                    purpose=claims.purpose,
+                    legal_basis=claims.legal_basis,
+                    case_ref=claims.case_ref,
+                    reason=p.reason,
+                    detail={"status": p.status, "receipt_id": claims.message_id},
+                    trace_id=claims.trace.split("-")[1],
+                    span_id=claims.trace.split("-")[2],
+                )
+            )
+        if sealed:
+            await self.ctx.store.commit(
+                *(ReceiptSealed(p, entry, now) for p, entry in sealed),
+                self.ctx.audit.append(records, now),
+            )
+            for _p, entry in sealed:
+                self._outbox.hand_over(entry)
+
+    def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> OutboundDecision:
+        ctx = self.ctx
+        checkpoint = ctx.audit.latest
+        return receipt_claims(
+            ctx.sender,
+            info=p.info,
+            to=p.sender,
+            message_id=p.message_id,
+            status=p.status,
+            reason=p.reason,
+            now=now,
+            receipt_id=ids.uuid7(int(now.timestamp() * 1000), ctx.rand(10)),
+            span_id=ctx.rand(8).hex(),
+            proof=proof,
+            checkpoint=checkpoint.note.decode("utf-8") if checkpoint is not None else None,
+            directory=ctx.directory.payload,
+        )

@@ -1,0 +1,116 @@
+"""The node's durable state: outbox, inbox, seen message ids, per-recipient delivery status.
+
+The loops of the node use exactly the :class:`Store` protocol: writes are commands, values
+(:mod:`.commands`), applied together in one transaction by :meth:`Store.commit`; reads return
+rows (:mod:`.rows`). :class:`~.sqlite.SqliteStore` implements it on SQLite with group commit
+(:mod:`.engine`, docs/decisions/0041-store-group-commit.md); all the node's SQL is in this
+package (:mod:`.writes`, :mod:`.sqlite`), the audit log's in :mod:`gateway.audit`. A PostgreSQL
+store implements the same protocol and the same commands (docs/decisions/0083-store-commands.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from gateway.node.store.commands import (
+    AppendAudit,
+    AppendEvidence,
+    AuditRow,
+    Command,
+    Committed,
+    DateOutbox,
+    DropPendingReceipt,
+    InsertInbox,
+    InsertOutbox,
+    KeepDirectory,
+    KeepReceipt,
+    KeepWitnessEvidence,
+    MarkReady,
+    QueueReceipt,
+    ReceiptSealed,
+    RememberIdempotency,
+    SaveWitnessHead,
+    SetStatus,
+    SettleInbox,
+)
+from gateway.node.store.rows import (
+    FinalReceipt,
+    InboxEntry,
+    InboxMessage,
+    InboxRow,
+    MessageRow,
+    OutboxEntry,
+    PendingPublish,
+    PendingReceipt,
+    RecipientRow,
+    SeenRow,
+)
+from gateway.node.store.sqlite import SqliteStore
+
+__all__ = [
+    "AppendAudit",
+    "AppendEvidence",
+    "AuditRow",
+    "Command",
+    "Committed",
+    "DateOutbox",
+    "DropPendingReceipt",
+    "FinalReceipt",
+    "InboxEntry",
+    "InboxMessage",
+    "InboxRow",
+    "InsertInbox",
+    "InsertOutbox",
+    "KeepDirectory",
+    "KeepReceipt",
+    "KeepWitnessEvidence",
+    "MarkReady",
+    "MessageRow",
+    "OutboxEntry",
+    "PendingPublish",
+    "PendingReceipt",
+    "QueueReceipt",
+    "ReceiptSealed",
+    "RecipientRow",
+    "RememberIdempotency",
+    "SaveWitnessHead",
+    "SeenRow",
+    "SetStatus",
+    "SettleInbox",
+    "SqliteStore",
+    "Store",
+]
+
+
+class Store(Protocol):
+    """What the node's loops need from its durable state, and nothing more."""
+
+    async def commit(self, *commands: Command) -> Committed:
+        """Apply ``commands`` in order in one transaction; nothing when a condition fails."""
+        ...
+
+    # outbound
+    async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None: ...
+    async def pending_publishes(
+        self, limit: int, older_than: datetime | None = None
+    ) -> list[PendingPublish]: ...
+    async def message(self, message_id: str) -> MessageRow | None: ...
+    async def final_receipt(self, message_id: str, org: str) -> FinalReceipt | None: ...
+
+    # inbound and the inbox
+    async def seen(self, sender: str, message_id: str) -> SeenRow | None: ...
+    async def take_inbox(self, limit: int) -> list[InboxRow]: ...
+    async def inbox_message(self, message_id: str) -> InboxMessage | None: ...
+
+    # receipts
+    async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]: ...
+    async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]: ...
+
+    # retention and gauges
+    async def undated_outbox(self) -> list[tuple[str, datetime, datetime | None]]: ...
+    async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
+    async def purge(self, now: datetime) -> tuple[int, int, int]: ...
+    async def gauges(self, now: datetime) -> dict[str, float]: ...
+
+    async def close(self) -> None: ...

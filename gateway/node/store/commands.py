@@ -1,0 +1,252 @@
+"""What the node asks its store to remember, as values (docs/decisions/0083-store-commands.md).
+
+The loops build commands and hand them to :meth:`Store.commit`, which applies them in order in
+one transaction (group-committed with whatever else is waiting): the state, its audit records
+and the receipt it calls for are durable together or not at all. Some commands are
+*conditions*: when one does not hold (the inbox has the message already, the status may not
+move, the Idempotency-Key was taken meanwhile, the evidence is kept already) nothing of the
+commit is written and it reports ``applied=False``.
+
+No SQL here: :mod:`gateway.node.store.writes` applies the node's commands to SQLite, and the
+audit log (:mod:`gateway.audit.log`, :mod:`gateway.audit.witnessing`) applies its own; another
+store implements the same commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.core.audit import Record
+from gateway.core.delivery import InboundEvent, OutboundEvent
+from gateway.core.receipts import ReceiptInfo
+from gateway.core.witness import LogHead
+from gateway.node.store.rows import InboxEntry, OutboxEntry, PendingReceipt
+
+__all__ = [
+    "AppendAudit",
+    "AppendEvidence",
+    "AuditRow",
+    "Command",
+    "Committed",
+    "DateOutbox",
+    "DropPendingReceipt",
+    "InsertInbox",
+    "InsertOutbox",
+    "KeepDirectory",
+    "KeepReceipt",
+    "KeepWitnessEvidence",
+    "MarkReady",
+    "QueueReceipt",
+    "ReceiptSealed",
+    "RememberIdempotency",
+    "SaveWitnessHead",
+    "SetStatus",
+    "SettleInbox",
+]
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The outcome of :meth:`Store.commit`: whether every condition held (else nothing was
+    written), and the audit indexes the commit's records got, in order."""
+
+    applied: bool
+    indexes: tuple[int, ...] = ()
+
+
+# ---------------------------------------------------------------- outbound
+
+
+@dataclass(frozen=True)
+class InsertOutbox:
+    """A sealed message (or receipt) in the outbox, every recipient ``queued``."""
+
+    entry: OutboxEntry
+    now: datetime
+
+
+@dataclass(frozen=True)
+class RememberIdempotency:
+    """Condition: an adapter's Idempotency-Key, unless a concurrent request took it."""
+
+    client: str
+    key: str
+    request: bytes  # SHA-256 of the request body
+    message_id: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    """Condition: ``event`` moves a recipient's delivery status (``gateway.core.delivery``:
+    the outbound transition table decides; a pair not in it changes nothing)."""
+
+    message_id: str
+    org: str
+    event: OutboundEvent
+    reason: str | None
+    now: datetime
+    #: The envelope's deadline should this move make every recipient final (``None``: the one
+    #: it has stays, as for an expiry: ``RetentionPolicy.outbox_purge_after``).
+    final_purge_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DateOutbox:
+    """The envelope deadline of an outbox entry written before deadlines were stored."""
+
+    message_id: str
+    purge_after: datetime
+
+
+@dataclass(frozen=True)
+class KeepReceipt:
+    """A recipient's signed receipt, kept as evidence (``zvg audit export``)."""
+
+    message_id: str
+    org: str
+    status: str
+    inner_jws: bytes
+    now: datetime
+
+
+# ---------------------------------------------------------------- inbound
+
+
+@dataclass(frozen=True)
+class InsertInbox:
+    """Condition: an inbound message, once per (sender, message id)."""
+
+    entry: InboxEntry
+
+
+@dataclass(frozen=True)
+class SettleInbox:
+    """Condition: the adapter's ack or reject moves a message in the inbox (the inbound
+    transition table decides: only a ``delivered`` message moves, once)."""
+
+    sender: str
+    message_id: str
+    event: InboundEvent
+    reason: str | None
+    now: datetime
+    purge_after: datetime
+
+
+@dataclass(frozen=True)
+class QueueReceipt:
+    """A receipt to seal, proving ``proves``: an audit record appended by the same commit."""
+
+    sender: str
+    message_id: str
+    status: str
+    reason: str | None
+    info: ReceiptInfo
+    proves: Record
+    now: datetime
+
+
+@dataclass(frozen=True)
+class ReceiptSealed:
+    """A sealed receipt: into the outbox, remembered as answering its message, off the queue."""
+
+    pending: PendingReceipt
+    entry: OutboxEntry
+    now: datetime
+
+
+@dataclass(frozen=True)
+class DropPendingReceipt:
+    """Forget a receipt that cannot be sealed (the sender has no valid encryption key)."""
+
+    pending_id: int
+
+
+# ---------------------------------------------------------------- node state
+
+
+@dataclass(frozen=True)
+class KeepDirectory:
+    """The store's copy of the directory version the node trusts (``gateway.node.trust``)."""
+
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class MarkReady:
+    """A write ``/readyz`` makes to see that the store takes writes."""
+
+    now: datetime
+
+
+# ---------------------------------------------------------------- audit log
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit record as stored: built by ``AuditLog.append`` outside the writer thread."""
+
+    record: Record
+    leaf: bytes
+    view: str
+    personal: str
+    salt: bytes
+    purge_after: float
+
+
+@dataclass(frozen=True)
+class AppendAudit:
+    """Audit records (``AuditLog.append`` builds this command)."""
+
+    rows: tuple[AuditRow, ...]
+
+
+@dataclass(frozen=True)
+class AppendEvidence:
+    """Condition: an audit record with a partner's signed bytes verbatim beside it, once per
+    those bytes (``AuditLog.append_evidence`` builds this command)."""
+
+    append: AppendAudit
+    sha256: bytes
+    evidence: bytes
+
+
+@dataclass(frozen=True)
+class SaveWitnessHead:
+    """Condition: the head of a partner's log we cosigned moves from ``old`` to ``new``
+    (compare-and-swap: two cosigning rounds may race)."""
+
+    origin: str
+    old: LogHead | None
+    new: LogHead
+
+
+@dataclass(frozen=True)
+class KeepWitnessEvidence:
+    """Why we refused to cosign a partner's checkpoint, with the evidence."""
+
+    origin: str
+    code: str
+    evidence: str
+    now: datetime
+
+
+Command = (
+    InsertOutbox
+    | RememberIdempotency
+    | SetStatus
+    | DateOutbox
+    | KeepReceipt
+    | InsertInbox
+    | SettleInbox
+    | QueueReceipt
+    | ReceiptSealed
+    | DropPendingReceipt
+    | KeepDirectory
+    | MarkReady
+    | AppendAudit
+    | AppendEvidence
+    | SaveWitnessHead
+    | KeepWitnessEvidence
+)

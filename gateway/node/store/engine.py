@@ -1,0 +1,216 @@
+"""The SQLite engine under the node's store: one writer thread, group commit, commands.
+
+:class:`GroupCommit` keeps one SQLite file in WAL mode with ``synchronous=FULL``: a transaction
+that returned has reached the disk, so the crash-safe orders of docs/architecture.md §9 hold — a
+message is in the outbox before the API answers 202, an inbound message is in the inbox before
+the broker ack.
+
+All database work runs on one writer thread. Calls made at the same time are **group-committed**
+(docs/decisions/0041-store-group-commit.md): the thread runs every waiting job in one
+transaction (each job inside its own savepoint, so one failing job does not undo the others) and
+commits once, so a burst of deliveries costs one fsync, not one per message. A
+:meth:`GroupCommit.commit` of commands (:mod:`gateway.node.store.commands`) is one such job;
+each command type has a handler (:meth:`GroupCommit.on_command`) that holds its SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.core.audit import Record
+from gateway.errors import LocalError, TransientError
+from gateway.node.datadir import private_dir, private_file
+from gateway.node.store.commands import Command, Committed
+
+__all__ = ["MAX_GROUP", "CommitHook", "CommitState", "GroupCommit", "Handler", "Job"]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+Job = Callable[[sqlite3.Connection], T]
+CommitHook = Callable[[sqlite3.Connection], None]
+
+
+class CommitState:
+    """What the commands of one commit share: the audit indexes their records got."""
+
+    def __init__(self) -> None:
+        self.indexes: list[int] = []
+        self._by_record: dict[int, int] = {}
+
+    def appended(self, records: list[Record], indexes: list[int]) -> None:
+        self.indexes += indexes
+        self._by_record.update(
+            (id(record), index) for record, index in zip(records, indexes, strict=True)
+        )
+
+    def index_of(self, record: Record) -> int:
+        """The index of ``record``, appended earlier in this commit."""
+        try:
+            return self._by_record[id(record)]
+        except KeyError:
+            raise LocalError("a receipt must prove a record of its own commit") from None
+
+
+Handler = Callable[[sqlite3.Connection, C, CommitState], bool]
+
+
+class _NotApplied(Exception):  # noqa: N818 - a signal inside the writer thread, not an error
+    """A condition of a commit did not hold: roll its savepoint back."""
+
+
+@dataclass
+class _Pending:
+    job: Job[Any]
+    future: Future[Any]
+
+
+#: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
+MAX_GROUP = 256
+
+
+class GroupCommit:
+    """SQLite (WAL, ``synchronous=FULL``) with one writer thread and group commit."""
+
+    def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
+        self.path = path
+        self._queue: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._hooks: list[CommitHook] = []
+        self._handlers: dict[type[Any], Handler[Any]] = {}
+        private_dir(path.parent)
+        private_file(path)  # before SQLite opens it: its -wal and -shm get this file's mode
+        for sidecar in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if sidecar.exists():
+                private_file(sidecar)  # left with the umask's mode by an older version
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            for script in schemas:
+                self._db.executescript(script)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise LocalError(f"{path}: cannot open the store ({exc})") from None
+        # Reads that need no transaction run on a second connection in the caller's thread:
+        # WAL readers see committed data without waiting for the writer's fsyncs.
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._reader.execute("PRAGMA query_only=ON")
+        self._thread = threading.Thread(target=self._loop, name="zvg-store", daemon=True)
+        self._thread.start()
+
+    def on_commit(self, hook: CommitHook) -> None:
+        """Call ``hook(db)`` on the writer thread after every successful commit."""
+        self._hooks.append(hook)
+
+    def on_command(self, kind: type[C], handler: Handler[C]) -> None:
+        """Apply commands of type ``kind`` with ``handler`` (:meth:`commit`)."""
+        self._handlers[kind] = handler
+
+    async def commit(self, *commands: Command) -> Committed:
+        """Apply ``commands`` in order, in one transaction group-committed with whatever else
+        is waiting. When a condition does not hold, nothing of them is written."""
+        handlers = [(self._handler(c), c) for c in commands]
+
+        def job(db: sqlite3.Connection) -> Committed:
+            state = CommitState()
+            for handler, command in handlers:
+                if not handler(db, command, state):
+                    raise _NotApplied
+            return Committed(True, tuple(state.indexes))
+
+        try:
+            return await self.run(job)
+        except _NotApplied:
+            return Committed(False)
+
+    def _handler(self, command: Command) -> Handler[Any]:
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise LocalError(f"this store cannot apply {type(command).__name__}")
+        return handler
+
+    async def run(self, job: Job[T]) -> T:
+        """Run ``job(db)`` in a transaction (group-committed with concurrent jobs)."""
+        future: Future[T] = Future()
+        with self._cond:
+            if self._closing:
+                raise TransientError("the store is closing")
+            self._queue.append(_Pending(job, future))
+            self._cond.notify()
+        return await asyncio.wrap_future(future)
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on the read connection (committed data only)."""
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
+
+    def run_sync(self, job: Job[T]) -> T:
+        """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
+        future: Future[T] = Future()
+        with self._cond:
+            self._queue.append(_Pending(job, future))
+            self._cond.notify()
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue and self._closing:
+                    return
+                batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            self._commit_group(batch)
+
+    def _commit_group(self, batch: list[_Pending]) -> None:
+        db = self._db
+        results: list[tuple[_Pending, bool, Any]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for i, p in enumerate(batch):
+                db.execute(f"SAVEPOINT j{i}")
+                try:
+                    value = p.job(db)
+                except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
+                    db.execute(f"ROLLBACK TO j{i}")
+                    db.execute(f"RELEASE j{i}")
+                    results.append((p, False, exc))
+                else:
+                    db.execute(f"RELEASE j{i}")
+                    results.append((p, True, value))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            error = TransientError(f"store commit failed ({exc.__class__.__name__})")
+            for p in batch:
+                p.future.set_exception(error)
+            return
+        for hook in self._hooks:
+            hook(db)
+        for p, ok, value in results:
+            if ok:
+                p.future.set_result(value)
+            else:
+                p.future.set_exception(value)
+
+    async def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        await asyncio.to_thread(self._thread.join)
+        self._db.close()
+        self._reader.close()

@@ -1,0 +1,214 @@
+"""The node's store on SQLite: :class:`SqliteStore` implements :class:`gateway.node.store.Store`.
+
+Writes are commands (:mod:`gateway.node.store.commands`) applied by :mod:`gateway.node.store.writes`
+in the group commit of :class:`~gateway.node.store.engine.GroupCommit`; reads that need no
+transaction run on the read connection (committed data only). Nothing here decides anything: the
+loops call the core for every decision and use the store to remember the result.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from gateway.core.receipts import ReceiptInfo
+from gateway.node.store import writes
+from gateway.node.store.engine import GroupCommit
+from gateway.node.store.rows import (
+    FinalReceipt,
+    InboxMessage,
+    InboxRow,
+    MessageRow,
+    PendingPublish,
+    PendingReceipt,
+    RecipientRow,
+    SeenRow,
+)
+from gateway.node.store.writes import dt, ts
+
+__all__ = ["SqliteStore"]
+
+
+class SqliteStore(GroupCommit):
+    """The node's durable state in one SQLite file (module docstring)."""
+
+    def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
+        super().__init__(path, schemas=(writes.SCHEMA, *schemas))
+        writes.register(self)
+
+    async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None:
+        rows = self.read(
+            "SELECT request, message_id FROM idempotency WHERE client=? AND key=?", (client, key)
+        )
+        return None if not rows else (bytes(rows[0][0]), str(rows[0][1]))
+
+    async def pending_publishes(
+        self, limit: int, older_than: datetime | None = None
+    ) -> list[PendingPublish]:
+        """Envelopes not yet confirmed by the broker (created before ``older_than``, if given:
+        fresh ones are handed to the publisher directly and need no re-reading)."""
+        cutoff = ts(older_than) if older_than is not None else float("inf")
+        rows = self.read(
+            "SELECT r.message_id, r.org, o.envelope, o.expires_at, o.message_type, o.purpose,"
+            " o.case_ref FROM outbox_recipients r JOIN outbox o USING (message_id)"
+            " WHERE r.published = 0 AND r.status = 'queued' AND o.envelope IS NOT NULL"
+            " AND o.created_at < ? ORDER BY o.created_at LIMIT ?",
+            (cutoff, limit),
+        )
+        return [
+            PendingPublish(m, org, bytes(env), dt(exp), t, p, c)
+            for m, org, env, exp, t, p, c in rows
+        ]
+
+    async def message(self, message_id: str) -> MessageRow | None:
+        rows = self.read(
+            "SELECT message_type, purpose, case_ref, created_at, expires_at, digest FROM outbox"
+            " WHERE message_id=?",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        recipients = tuple(
+            RecipientRow(o, tuple(json.loads(r)), s, reason, dt(u))
+            for o, r, s, reason, u in self.read(
+                "SELECT org, roles, status, reason, updated_at FROM outbox_recipients"
+                " WHERE message_id=? ORDER BY rowid",
+                (message_id,),
+            )
+        )
+        return MessageRow(
+            message_id, row[0], row[1], row[2], dt(row[3]), dt(row[4]), bytes(row[5]), recipients
+        )
+
+    async def final_receipt(self, message_id: str, org: str) -> FinalReceipt | None:
+        """The final status a recipient's signed receipt gave a message we sent, with that
+        receipt; ``None`` while the recipient has given none (or only ``delivered``)."""
+        rows = self.read(
+            "SELECT r.status, r.reason, i.inner_jws FROM outbox_recipients r"
+            " LEFT JOIN receipts_in i"
+            " ON i.message_id = r.message_id AND i.org = r.org AND i.status = r.status"
+            " WHERE r.message_id=? AND r.org=? AND r.status IN ('accepted','rejected')",
+            (message_id, org),
+        )
+        if not rows:
+            return None
+        status, reason, jws = rows[0]
+        return FinalReceipt(str(status), reason, None if jws is None else bytes(jws))
+
+    async def seen(self, sender: str, message_id: str) -> SeenRow | None:
+        rows = self.read(
+            "SELECT digest, status, message_type FROM inbox WHERE sender=? AND message_id=?",
+            (sender, message_id),
+        )
+        return None if not rows else SeenRow(bytes(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
+
+    async def take_inbox(self, limit: int) -> list[InboxRow]:
+        """The oldest delivered, unsettled messages; counts each hand-out (redelivery flag)."""
+
+        def job(db: sqlite3.Connection) -> list[InboxRow]:
+            rows = db.execute(
+                "SELECT seq, sender, message_id, roles, received_at, handed_out, claims FROM inbox"
+                " WHERE status='delivered' ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE inbox SET handed_out = handed_out + 1 WHERE seq=?", [(r[0],) for r in rows]
+            )
+            return [
+                InboxRow(seq, snd, mid, tuple(json.loads(roles)), dt(rec), int(h), bytes(c))
+                for seq, snd, mid, roles, rec, h, c in rows
+            ]
+
+        return await self.run(job)
+
+    async def receipt_envelopes(self, sender: str, message_id: str) -> list[PendingPublish]:
+        """The receipts already sealed for a message (to answer a duplicate with them)."""
+
+        def job(db: sqlite3.Connection) -> list[PendingPublish]:
+            rows = db.execute(
+                "SELECT o.message_id, o.envelope, o.expires_at FROM receipts_out r JOIN outbox o"
+                " ON o.message_id = r.receipt_id WHERE r.sender=? AND r.message_id=?"
+                " AND o.envelope IS NOT NULL ORDER BY o.created_at",
+                (sender, message_id),
+            ).fetchall()
+            return [PendingPublish(m, sender, bytes(env), dt(exp)) for m, env, exp in rows]
+
+        return await self.run(job)
+
+    async def gauges(self, now: datetime) -> dict[str, float]:
+        """Counts for the metrics gauges: unconfirmed outbox entries and the age of the oldest,
+        inbox messages waiting for the adapter."""
+
+        def job(db: sqlite3.Connection) -> dict[str, float]:
+            pending, oldest = db.execute(
+                "SELECT count(*), min(o.created_at) FROM outbox_recipients r JOIN outbox o"
+                " USING (message_id) WHERE r.status = 'queued'"
+            ).fetchone()
+            waiting = db.execute("SELECT count(*) FROM inbox WHERE status='delivered'").fetchone()[
+                0
+            ]
+            age = max(0.0, ts(now) - oldest) if oldest is not None else 0.0
+            return {
+                "outbox_pending": float(pending),
+                "outbox_age": age,
+                "inbox_waiting": float(waiting),
+            }
+
+        return await self.run(job)
+
+    async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]:
+        """The oldest receipts waiting to be sealed (they stay until a ``ReceiptSealed``)."""
+
+        def job(db: sqlite3.Connection) -> list[PendingReceipt]:
+            return [
+                PendingReceipt(
+                    int(i), s, m, st, r, int(idx), ReceiptInfo.from_json(json.loads(info))
+                )
+                for i, s, m, st, r, idx, info in db.execute(
+                    "SELECT id, sender, message_id, status, reason, record_idx, info"
+                    " FROM receipts_pending ORDER BY id LIMIT ?",
+                    (limit,),
+                )
+            ]
+
+        return await self.run(job)
+
+    async def inbox_message(self, message_id: str) -> InboxMessage | None:
+        """The inbox's message ``message_id`` (the first, should two senders have used it)."""
+        rows = self.read(
+            "SELECT sender, status, digest, roles, claims FROM inbox WHERE message_id=?"
+            " ORDER BY seq LIMIT 1",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        sender, status, digest, roles, claims = rows[0]
+        return InboxMessage(
+            str(sender),
+            str(status),
+            bytes(digest),
+            tuple(json.loads(roles)),
+            None if claims is None else bytes(claims),
+        )
+
+    async def undated_outbox(self) -> list[tuple[str, datetime, datetime | None]]:
+        """Outbox entries with an envelope but no deadline (written by a version that stored
+        none): (message id, expiry, when every recipient was final)."""
+        rows = self.read(
+            "SELECT message_id, expires_at, final_at FROM outbox"
+            " WHERE purge_after IS NULL AND envelope IS NOT NULL"
+        )
+        return [(str(m), dt(e), None if f is None else dt(f)) for m, e, f in rows]
+
+    async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]:
+        """Mark every recipient still queued or sent after the message expired; return them."""
+        return await self.run(lambda db: writes.expire_outbox(db, now))
+
+    async def purge(self, now: datetime) -> tuple[int, int, int]:
+        """Delete payloads past retention; keep the metadata status and audit need.
+
+        Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
+        return await self.run(lambda db: writes.purge(db, now))

@@ -1,0 +1,85 @@
+"""``GET /v1/directory`` and what an expired directory does to the node (in process).
+
+Once the federation directory has expired (on the node's injected clock) the node sends nothing
+(``503 unavailable`` with ``Retry-After``) and takes no incoming messages (they stay queued).
+
+Replaces, e2e on RabbitMQ → here:
+
+- test_api_guide.py, the directory block → test_the_directory_shows_what_this_organisation_may_send
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from gateway.core.decisions import Retry
+from tests.unit.node._inproc import GEM, POL, InProcFederation, request_from_example
+
+
+async def test_the_directory_shows_what_this_organisation_may_send(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie", connect=False)
+    doc = (await pol.call("GET", "/v1/directory")).json()
+    directory = pol.node.service.directory
+    assert (doc["version"], doc["federation"]) == (
+        directory.version,
+        directory.payload.federation,
+    )
+    assert doc["this_org"] == {"org": POL, "name": "Politie, basisteam Veenstad", "roles": ["POL"]}
+    assert {m["org"] for m in doc["members"]} == {m.oin for m in directory.payload.members}
+    (referral,) = [r for r in doc["may_send"] if r["purpose"] == "ZVH.AANMELDING"]
+    assert (referral["rule"], referral["message_types"], referral["as_role"]) == (
+        "aanmelding-pol",
+        ["case.referral"],
+        ["POL"],
+    )
+    assert [(t["org"], t["role"]) for t in referral["to"]] == [(GEM, "ZVH")]
+    assert referral["data_categories"] == [
+        "ID_PSEUDO",
+        "CONTACT_PROF",
+        "ID_DIRECT",
+        "LEEFGEBIEDEN",
+        "SYSTEEM",
+        "POLITIE",
+        "RISICO",
+        "VRIJE_TEKST",
+    ]
+    # Only rules that let this organisation send.
+    assert all("POL" in r["as_role"] for r in doc["may_send"])
+
+
+async def test_an_expired_directory_makes_a_send_a_503_with_retry_after(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie")
+    inproc.clock.now = pol.node.service.directory.payload.expires + timedelta(seconds=1)
+    answer = await pol.call("POST", "/v1/messages", body=request_from_example("case.referral"))
+    assert "has expired" in answer.problem("unavailable")["detail"]
+    assert answer.headers["Retry-After"] == "300"
+    assert pol.node.store.read("SELECT count(*) FROM outbox") == [(0,)]
+    assert pol.node.audit() == []
+
+
+async def test_an_expired_directory_leaves_incoming_messages_queued_for_a_retry(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie")
+    expires = pol.node.service.directory.payload.expires
+
+    def expired() -> datetime:
+        return expires + timedelta(seconds=1)
+
+    gem = await inproc.start("gemeente", clock=expired)
+    message_id = await pol.send(request_from_example("case.referral"))
+
+    async def handled() -> bool:
+        return bool(inproc.broker.settled_at(GEM))
+
+    await inproc.broker.until(handled, "the ZVH's node handled the referral")
+    assert inproc.broker.settled_at(GEM) == [Retry(60.0)]
+    assert [q.delivery.message_id for q in inproc.broker.held[GEM]] == [message_id]
+    assert await gem.inbox() == []
+    assert gem.node.audit() == []
+    # The broker has it (sent), and no receipt comes.
+    await inproc.wait_status("politie", message_id, "sent")

@@ -1,0 +1,114 @@
+"""The ops routes and the API's own routing, in process: ``/healthz``, ``/readyz`` (the
+readiness of ``gateway.node.runner.Node``), ``/metrics``, ``/v1/openapi.json``; unknown routes
+and methods are problems too; the ``Server`` header names no versions.
+
+Replaces, e2e on RabbitMQ → here:
+
+- test_node_flow.py::test_ops_endpoints
+  → test_healthz_answers_while_the_process_runs,
+  test_readyz_is_200_when_the_broker_store_and_directory_are_fine,
+  test_the_openapi_document_describes_every_route, test_metrics_show_the_outbox_and_inbox_gauges
+- test_api_guide.py, the health and metrics blocks → the same tests
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.node.gauges import run_gauges
+from tests.unit.node._inproc import InProcFederation, request_from_example
+
+
+def _sample(text: str, name: str, *labels: str) -> list[float]:
+    """The values of the Prometheus samples ``name`` whose labels include ``labels``."""
+    samples = re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.M)
+    return [float(v) for found, v in samples if all(label in found for label in labels)]
+
+
+async def test_healthz_answers_while_the_process_runs(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie", connect=False)
+    answer = await pol.call("GET", "/healthz", token=None)
+    assert (answer.status, answer.json()) == (200, {"status": "ok"})
+
+
+async def test_readyz_is_503_naming_the_broker_until_connected(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie", connect=False)
+    answer = await pol.call("GET", "/readyz", token=None)
+    assert answer.status == 503
+    doc = answer.json()
+    assert doc["ready"] is False
+    assert doc["checks"]["broker"] == {"ok": False}
+    assert doc["checks"]["consumer"] == {"ok": False, "role": "stopped"}
+    assert doc["checks"]["store"] == {"ok": True}
+    assert (doc["checks"]["directory"]["ok"], doc["checks"]["directory"]["state"]) == (
+        True,
+        "valid",
+    )
+
+
+async def test_readyz_is_200_when_the_broker_store_and_directory_are_fine(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie")
+    answer = await pol.call("GET", "/readyz", token=None)
+    assert answer.status == 200, answer.body
+    doc = answer.json()
+    assert doc["ready"] is True
+    assert {name: check["ok"] for name, check in doc["checks"].items()} == {
+        "broker": True,
+        "consumer": True,
+        "directory": True,
+        "store": True,
+    }
+    assert doc["checks"]["directory"]["version"] == pol.node.service.directory.version
+
+
+async def test_the_openapi_document_describes_every_route(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie", connect=False)
+    answer = await pol.call("GET", "/v1/openapi.json")
+    assert answer.status == 200
+    paths = answer.json()["paths"]
+    served: dict[str, set[str]] = {}
+    for route in pol.client.app.router.routes() if pol.client.app else ():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method != "HEAD" and path != "/v1/openapi.json":
+            served.setdefault(path, set()).add(route.method.lower())
+    assert {p: set(ops) for p, ops in paths.items()} == served
+
+
+async def test_metrics_show_the_outbox_and_inbox_gauges(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie", connect=False)
+    await pol.send(request_from_example("case.referral"))
+    service = pol.node.service
+    service.ctx.spawn(run_gauges(service.ctx), "gauges")
+
+    async def pending_shown() -> bool:
+        text = (await pol.call("GET", "/metrics", token=None)).body.decode()
+        return _sample(text, "zvg_outbox_pending") == [1.0]
+
+    await inproc.broker.until(pending_shown, "the outbox gauge shows the queued message")
+    answer = await pol.call("GET", "/metrics", token=None)
+    assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+    text = answer.body.decode()
+    assert _sample(text, "zvg_inbox_waiting") == [0.0]
+    assert _sample(text, "zvg_messages_total", 'direction="out"', 'outcome="queued"') == [1.0]
+
+
+async def test_an_unknown_route_is_a_404_problem(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie", connect=False)
+    answer = await pol.call("GET", "/v1/nothing-here")
+    assert answer.problem("not-found")["detail"] == "no route /v1/nothing-here"
+
+
+async def test_a_method_the_route_does_not_take_is_a_400_problem(
+    inproc: InProcFederation,
+) -> None:
+    pol = await inproc.start("politie", connect=False)
+    answer = await pol.call("PUT", "/v1/inbox")
+    assert answer.problem("invalid-request")["detail"] == "PUT is not allowed on /v1/inbox"
+
+
+async def test_every_answer_names_the_server_without_versions(inproc: InProcFederation) -> None:
+    pol = await inproc.start("politie", connect=False)
+    for path in ("/healthz", "/v1/directory", "/v1/nothing-here"):
+        assert (await pol.call("GET", path)).headers["Server"] == "zv-gateway"
