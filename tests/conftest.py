@@ -1,4 +1,4 @@
-"""Session-wide fixtures for every test folder."""
+"""Session-wide fixtures and hooks for every test folder."""
 
 from __future__ import annotations
 
@@ -8,10 +8,33 @@ import pytest
 
 from tests.rabbit import finish_removals
 
+SHARED_FIXTURES = ("tls_node", "prepared")
+"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (pytest-xdist, ``--dist loadgroup`` in ``scripts/test``), keep the tests
+    that share an expensive fixture on one worker, so it is made once: the users of each fixture in
+    :data:`SHARED_FIXTURES` form a group, and so do the tests of a module with a module-scoped
+    fixture. Every other test goes to whichever worker is free."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        names = info.names_closure
+        group = next((n for n in SHARED_FIXTURES if n in names), None)
+        if group is None and any(
+            defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs
+        ):
+            group = item.nodeid.split("::")[0]
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _finish_removals() -> Iterator[None]:
-    """Throwaway vhosts and users are removed in the background while later tests run; wait for
-    all of them before the session ends, so no test object is left on the shared broker."""
+    """Throwaway vhosts and users are provisioned and removed in batches (``tests/rabbit.py``);
+    remove what is left and wait for every removal before the session ends, so no test object is
+    left on the shared broker."""
     yield
     finish_removals()

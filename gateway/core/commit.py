@@ -194,7 +194,7 @@ def record_leaf_hash(record: Mapping[str, JsonValue]) -> bytes:
 # The standard library's string encoder (ensure_ascii=False flavour, C-accelerated) escapes
 # exactly what ECMAScript JSON.stringify does: '"', '\\', the two-character forms \b \f \n \r
 # \t, and other C0 controls as \u00XX with lowercase hex; everything else is literal
-# (tests/unit/test_commit.py pins it).
+# (tests/unit/core/test_commit.py pins it).
 _string = encode_basestring
 
 

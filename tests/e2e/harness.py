@@ -1,9 +1,10 @@
 """A throwaway demo federation on the real RabbitMQ, with nodes in-process or as processes.
 
 Each test gets a unique federation id and broker-user prefix (so vhosts and users never clash
-with other tests on the shared broker), the demo policy, fresh keys, provisioning through the
-same code as ``zvg broker provision``, and ``node.toml`` files written by the same code as
-the demo (``gateway.testing.nodes``). Everything is removed afterwards.
+with other tests on the shared broker), the demo policy, fresh keys, broker definitions built by
+the same code as ``zvg broker provision`` (provisioned in batches: ``tests/rabbit.py``), and
+``node.toml`` files written by the same code as the demo (``gateway.testing.nodes``). Everything
+is removed afterwards.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -28,13 +28,7 @@ import aiohttp
 
 from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import Unavailable
-from gateway.broker.provision import (
-    Rabbitmqctl,
-    apply_definitions,
-    build_definitions,
-    password_file,
-)
-from gateway.core.broker_topology import BrokerMember, vhost_name
+from gateway.broker.provision import Rabbitmqctl, password_file
 from gateway.node.config import load_config
 from gateway.node.runner import Node
 from gateway.telemetry import Telemetry
@@ -44,7 +38,7 @@ from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.integration._private_node import TlsNode
 from tests.integration._tls import issue
-from tests.rabbit import remove_vhost
+from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,21 +50,19 @@ def free_port() -> int:
 
 
 @dataclass
-class Fed:
+class Fed(OnBroker):
     """A provisioned demo federation and the node files of its members."""
 
     root: Path
-    federation: str
+    provisioned: Provisioned
     files: FederationFiles
     nodes: dict[str, NodeFiles]
     users: list[str]
     ctl: Rabbitmqctl
+    private: bool
+    """On a private broker node (provisioned and removed on its own, not from the pool)."""
     running: dict[str, Node] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def vhost(self) -> str:
-        return vhost_name(self.federation)
 
     async def start(self, key: str, *, telemetry: Telemetry | None = None) -> Node:
         node = await Node.start(load_config(self.nodes[key].config), telemetry=telemetry)
@@ -336,9 +328,9 @@ def make_fed(
 ) -> Fed:
     """Create and provision a throwaway demo federation with nodes for ``orgs``; on the shared
     broker, or on a private TLS broker node (certificate login) when ``tls_node`` is given."""
-    tag = secrets.token_hex(3)
-    federation = f"e2e-{tag}"
-    prefix = f"zvge2e-{tag}-"
+    kind = Kind("e2e", "zvge2e", tuple((k, org_by_key(k).oin) for k in orgs))
+    made = provision(tls_node.ctl, kind, tmp) if tls_node else shared_pool().take(kind)
+    tag, prefix = made.tag, f"zvge2e-{made.tag}-"
     catalogue = default_catalogue()
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     files = create_demo_federation(
@@ -347,27 +339,18 @@ def make_fed(
         lifetime=timedelta(days=30),
         catalogue=catalogue,
         rand=os.urandom,
-        federation=federation,
+        federation=made.federation,
         user_prefix=prefix,
         orgs=orgs,
     )
-    members = [BrokerMember(org_by_key(k).oin, f"{prefix}{k}") for k in orgs]
-    secrets_dir = tmp / "secrets"
-    ctl = tls_node.ctl if tls_node is not None else Rabbitmqctl()
-    definitions = build_definitions(federation, members, secrets_dir=secrets_dir)
-    users = [m.broker_user for m in members]
-    try:
-        apply_definitions(definitions, ctl=ctl)
-    except BaseException:
-        remove_vhost(ctl, vhost_name(federation), users, wait=True)
-        raise
+    secrets_dir = made.secrets_dir
     nodes = {}
     for key in orgs:
         org = org_by_key(key)
-        broker_url = f"amqp://127.0.0.1:5672/{vhost_name(federation)}"
+        broker_url = f"amqp://127.0.0.1:5672/{made.vhost}"
         tls = None
         if tls_node is not None:
-            broker_url = f"amqps://localhost:{tls_node.port}/{vhost_name(federation)}"
+            broker_url = f"amqps://localhost:{tls_node.port}/{made.vhost}"
             cert, cert_key = issue(tls_node.ca, f"{prefix}{key}", server=False).write(
                 tmp, f"client-{key}"
             )
@@ -386,7 +369,9 @@ def make_fed(
             catalogue=catalogue,
             checkpoint_interval_s=1.0,
         )
-    return Fed(tmp, federation, files, nodes, users, ctl)
+    users = [made.users[k] for k in orgs]
+    ctl = tls_node.ctl if tls_node else shared_pool().ctl
+    return Fed(tmp, made, files, nodes, users, ctl, private=tls_node is not None)
 
 
 async def wait_witnessed(fed: Fed) -> None:
@@ -427,7 +412,10 @@ async def wait_witnessed(fed: Fed) -> None:
 def teardown_fed(fed: Fed) -> None:
     for key in list(fed.processes):
         fed.kill(key)
-    remove_vhost(fed.ctl, fed.vhost, fed.users)
+    if fed.private:
+        remove(fed.ctl, [fed.provisioned], wait=True)
+    else:
+        shared_pool().release(fed.provisioned)
 
 
 @asynccontextmanager
@@ -441,3 +429,19 @@ async def running_fed(tmp: Path, orgs: tuple[str, ...] | None = None) -> AsyncIt
         for key in list(fed.running):
             await fed.stop(key)
         teardown_fed(fed)
+
+
+@asynccontextmanager
+async def exchanged_fed(tmp: Path) -> AsyncIterator[tuple[Fed, str]]:
+    """Police refer a case to the ZVH, the ZVH acks; both logs cosigned by the partners (all three
+    nodes running). Yields the federation and the referral's message id; stops it afterwards."""
+    async with running_fed(tmp) as fed:
+        for key in ("politie", "gemeente", "ggz"):
+            await fed.start(key)
+        code, doc = await fed.client("politie").send(request_from_example("case.referral"))
+        assert code == 202
+        items = await fed.client("gemeente").inbox(wait=10)
+        assert await fed.client("gemeente").ack(items[0]["message_id"]) == 204
+        await fed.client("politie").wait_status(doc["message_id"], "accepted")
+        await wait_witnessed(fed)
+        yield fed, doc["message_id"]

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from click.testing import CliRunner, Result
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -18,19 +20,79 @@ from gateway.core.audit import leaf_of
 from gateway.telemetry import setup_telemetry
 from tests import stores
 from tests.audit_logs import alarms
-from tests.e2e.harness import Fed, request_from_example
+from tests.e2e.harness import Fed, exchanged_fed, request_from_example
 
 pytestmark = pytest.mark.broker
+
+#: The tests that only read the nodes' stores (or tamper with a copy) share one exchange.
+shared_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Fed, str]]:
+    """One :func:`exchanged_fed` for the tests of this module that leave it as it is."""
+    async with exchanged_fed(tmp_path_factory.mktemp("exchanged")) as done:
+        yield done
 
 
 def zvg(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-async def test_verify_query_export_and_verify_bundle(
-    exchanged: tuple[Fed, str], tmp_path: Path
+# First, on a federation of its own: it rewrites the police log (the others share one exchange).
+async def test_a_forked_log_is_caught_by_a_witnessing_partner_and_alarms_its_own_node_at_once(
+    exchanged: tuple[Fed, str],
 ) -> None:
-    fed, message_id = exchanged
+    fed, _ = exchanged
+    police = fed.running["politie"].service
+    cosigned = await police.audit.peer_sizes()
+    assert cosigned  # the partners cosigned the police log
+    await fed.stop("politie")
+    # The police operator rewrites history and removes the traces of the old one.
+    db_path = fed.nodes["politie"].data_dir / "node.db"
+    with stores.connect(db_path) as db:
+        db.execute("DELETE FROM audit_records WHERE idx >= 1")
+        db.execute("DELETE FROM audit_checkpoints")
+        db.execute("DELETE FROM peer_cosigned")
+    reader = InMemoryMetricReader()
+    org = fed.nodes["politie"].org
+    telemetry = setup_telemetry(org=org.oin, node_id=org.node_id, env={}, metric_readers=[reader])
+    await fed.start("politie", telemetry=telemetry)
+    police = fed.running["politie"].service
+    # At once, not only once the log has grown: the restarted node asks its partners which
+    # checkpoint they cosigned, and their answers show its log lost what they saw.
+    partners = {fed.nodes[k].org.oin for k in ("gemeente", "ggz")}
+    for _ in range(300):
+        if {p for kind, p in alarms(reader) if kind == "truncated"} == partners:
+            break
+        await asyncio.sleep(0.1)
+    assert {p for kind, p in alarms(reader) if kind == "truncated"} == partners
+    pol = fed.client("politie")
+    for _ in range(3):  # grow the new history past the size the partners cosigned
+        code, _doc = await pol.send(request_from_example("case.referral"))
+        assert code == 202
+    zvh = fed.running["gemeente"].service
+    for _ in range(100):
+        await police.witnessing.request_cosignatures()
+        with stores.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
+            evidence = db.execute("SELECT code, evidence FROM witness_evidence").fetchall()
+        if evidence:
+            break
+        await asyncio.sleep(0.1)
+    assert evidence, "the ZVH never refused the forked checkpoint"
+    assert evidence[0][0] in ("inconsistent", "bad_proof")
+    assert json.loads(evidence[0][1])["origin"] == zvh.directory.audit_origin(police.org)
+    r = zvg(
+        "audit", "query", "--config", fed.nodes["gemeente"].config, "--operation", "witness.refuse"
+    )
+    assert "witness.refuse" in r.output
+
+
+@shared_loop
+async def test_verify_query_export_and_verify_bundle(
+    shared: tuple[Fed, str], tmp_path: Path
+) -> None:
+    fed, message_id = shared
     for key in ("gemeente", "politie"):
         r = zvg("audit", "verify", "--config", fed.nodes[key].config)
         assert r.exit_code == 0, r.output
@@ -117,11 +179,12 @@ TAMPERS = {
 }
 
 
+@shared_loop
 @pytest.mark.parametrize("tamper", list(TAMPERS), ids=list(TAMPERS))
 async def test_tampering_is_found_by_verify(
-    exchanged: tuple[Fed, str], tmp_path: Path, tamper: str
+    shared: tuple[Fed, str], tmp_path: Path, tamper: str
 ) -> None:
-    fed, _ = exchanged
+    fed, _ = shared
     config, db_path = _copy_node(fed, "gemeente", tmp_path)
     sql, expected = TAMPERS[tamper]
     with stores.connect(db_path) as db:
@@ -132,10 +195,11 @@ async def test_tampering_is_found_by_verify(
     assert r.output.count("\n") == 1
 
 
+@shared_loop
 async def test_rewritten_log_with_recomputed_hashes_fails_against_the_checkpoint(
-    exchanged: tuple[Fed, str], tmp_path: Path
+    shared: tuple[Fed, str], tmp_path: Path
 ) -> None:
-    fed, _ = exchanged
+    fed, _ = shared
     config, db_path = _copy_node(fed, "gemeente", tmp_path)
     with stores.connect(db_path) as db:
         view_text = db.execute("SELECT view FROM audit_records WHERE idx = 1").fetchone()[0]
@@ -148,51 +212,3 @@ async def test_rewritten_log_with_recomputed_hashes_fails_against_the_checkpoint
     r = zvg("audit", "verify", "--config", config)
     assert r.exit_code == 1
     assert "do not reproduce its root" in r.output
-
-
-async def test_a_forked_log_is_caught_by_a_witnessing_partner_and_alarms_its_own_node_at_once(
-    exchanged: tuple[Fed, str],
-) -> None:
-    fed, _ = exchanged
-    police = fed.running["politie"].service
-    cosigned = await police.audit.peer_sizes()
-    assert cosigned  # the partners cosigned the police log
-    await fed.stop("politie")
-    # The police operator rewrites history and removes the traces of the old one.
-    db_path = fed.nodes["politie"].data_dir / "node.db"
-    with stores.connect(db_path) as db:
-        db.execute("DELETE FROM audit_records WHERE idx >= 1")
-        db.execute("DELETE FROM audit_checkpoints")
-        db.execute("DELETE FROM peer_cosigned")
-    reader = InMemoryMetricReader()
-    org = fed.nodes["politie"].org
-    telemetry = setup_telemetry(org=org.oin, node_id=org.node_id, env={}, metric_readers=[reader])
-    await fed.start("politie", telemetry=telemetry)
-    police = fed.running["politie"].service
-    # At once, not only once the log has grown: the restarted node asks its partners which
-    # checkpoint they cosigned, and their answers show its log lost what they saw.
-    partners = {fed.nodes[k].org.oin for k in ("gemeente", "ggz")}
-    for _ in range(300):
-        if {p for kind, p in alarms(reader) if kind == "truncated"} == partners:
-            break
-        await asyncio.sleep(0.1)
-    assert {p for kind, p in alarms(reader) if kind == "truncated"} == partners
-    pol = fed.client("politie")
-    for _ in range(3):  # grow the new history past the size the partners cosigned
-        code, _doc = await pol.send(request_from_example("case.referral"))
-        assert code == 202
-    zvh = fed.running["gemeente"].service
-    for _ in range(100):
-        await police.witnessing.request_cosignatures()
-        with stores.connect(fed.nodes["gemeente"].data_dir / "node.db") as db:
-            evidence = db.execute("SELECT code, evidence FROM witness_evidence").fetchall()
-        if evidence:
-            break
-        await asyncio.sleep(0.1)
-    assert evidence, "the ZVH never refused the forked checkpoint"
-    assert evidence[0][0] in ("inconsistent", "bad_proof")
-    assert json.loads(evidence[0][1])["origin"] == zvh.directory.audit_origin(police.org)
-    r = zvg(
-        "audit", "query", "--config", fed.nodes["gemeente"].config, "--operation", "witness.refuse"
-    )
-    assert "witness.refuse" in r.output

@@ -24,7 +24,8 @@ from demo.run import DemoOptions, run_demo
 from gateway.broker.provision import Rabbitmqctl
 from gateway.testing.veenstad import ORGS
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+# Every demo run uses the demo's one vhost (zvg-veenstad) and users: under pytest -n, one worker.
+pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 #: Seconds one demo run may take here before the test gives up (it takes ~20 s on 2 cores).
 RUN_TIMEOUT_S = 240

@@ -1,15 +1,13 @@
 """Fixtures for broker tests against the real RabbitMQ on 127.0.0.1:5672.
 
 Every test gets its own throwaway federation: a random vhost (``zvg-t-<hex>``) and random broker
-users (``zvgtest-<hex>-<name>``), provisioned with one ``rabbitmqctl import_definitions`` and
-always deleted afterwards (vhost and users, nothing else: the broker is shared with other
-people's tests). Connections a test opens through :meth:`Federation.connect` are closed first.
+users (``zvgtest-<hex>-<name>``), provisioned in batches and always deleted afterwards (vhost and
+users, nothing else: the broker is shared with other people's tests; see ``tests/rabbit.py``).
+Connections a test opens through :meth:`Federation.connect` are closed first.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +16,11 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from gateway.broker.provision import Rabbitmqctl, build_definitions, ensure_password
+from gateway.broker.provision import Rabbitmqctl, ensure_password
 from gateway.broker.transport import BrokerEndpoint, connect
-from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits, BrokerMember, vhost_name
+from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits
 from tests.integration._private_node import TlsNode, run_private_node
-from tests.rabbit import remove_vhost
+from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
 
 HOST = "127.0.0.1"
 PORT = 5672
@@ -47,17 +45,21 @@ class Member:
 
 
 @dataclass
-class Federation:
+class Federation(OnBroker):
     """A provisioned throwaway federation on the shared broker."""
 
-    federation: str
-    vhost: str
+    provisioned: Provisioned
     members: dict[str, Member]
-    secrets_dir: Path
     ctl: Rabbitmqctl
+    private: bool
+    """On a private broker node (provisioned and removed on its own, not from the pool)."""
     host: str = HOST
     port: int = PORT
     connections: list[AbstractRobustConnection] = field(default_factory=list)
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.provisioned.secrets_dir
 
     def __getitem__(self, name: str) -> Member:
         return self.members[name]
@@ -110,34 +112,26 @@ def provision_federation(
     limits: BrokerLimits = DEFAULT_LIMITS,
     ctl: Rabbitmqctl | None = None,
 ) -> Federation:
-    """Provision a random federation with one ``import_definitions`` call."""
-    ctl = ctl or Rabbitmqctl()
-    tag = secrets.token_hex(4)
-    federation = f"t-{tag}"
-    members = [BrokerMember(OINS[n], f"zvgtest-{tag}-{n}") for n in names]
-    secrets_dir = tmp / f"secrets-{tag}"
-    definitions = build_definitions(federation, members, secrets_dir=secrets_dir, limits=limits)
-    fed = Federation(
-        federation=federation,
-        vhost=vhost_name(federation),
+    """A random federation: from the shared pool, or provisioned on the private node ``ctl``."""
+    kind = Kind("t", "zvgtest", tuple((n, OINS[n]) for n in names), limits)
+    made = shared_pool().take(kind) if ctl is None else provision(ctl, kind, tmp)
+    return Federation(
+        provisioned=made,
         members={
-            n: Member(n, m.org, m.broker_user, ensure_password(secrets_dir, m.org))
-            for n, m in zip(names, members, strict=True)
+            n: Member(n, OINS[n], made.users[n], ensure_password(made.secrets_dir, OINS[n]))
+            for n in names
         },
-        secrets_dir=secrets_dir,
-        ctl=ctl,
+        ctl=ctl or shared_pool().ctl,
+        private=ctl is not None,
     )
-    try:
-        ctl.run("import_definitions", "--format", "json", stdin=json.dumps(definitions))
-    except BaseException:
-        remove_federation(fed, wait=True)
-        raise
-    return fed
 
 
-def remove_federation(fed: Federation, *, wait: bool = False) -> None:
-    """Delete the federation's vhost and users (in the background unless ``wait``)."""
-    remove_vhost(fed.ctl, fed.vhost, [m.user for m in fed.members.values()], wait=wait)
+def remove_federation(fed: Federation) -> None:
+    """Delete the federation's vhost and users (with the pool's next batch, unless private)."""
+    if fed.private:
+        remove(fed.ctl, [fed.provisioned], wait=True)
+    else:
+        shared_pool().release(fed.provisioned)
 
 
 async def _close_all(fed: Federation) -> None:

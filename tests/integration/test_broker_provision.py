@@ -35,7 +35,8 @@ from gateway.core.broker_topology import (
 )
 from gateway.errors import LocalError
 from tests.directories import write_directory_file
-from tests.integration.conftest import OINS, Federation, Member, remove_federation
+from tests.integration.conftest import OINS
+from tests.rabbit import Provisioned, remove
 
 pytestmark = pytest.mark.broker
 
@@ -49,11 +50,7 @@ def names() -> Iterator[tuple[str, dict[str, str]]]:
     federation = f"t-{tag}"
     users = {n: f"zvgtest-{tag}-{n}" for n in ("zvh", "pol")}
     yield federation, users
-    members = {n: Member(n, OINS[n], u, "") for n, u in users.items()}
-    remove_federation(
-        Federation(federation, vhost_name(federation), members, Path("/nonexistent"), CTL),
-        wait=True,
-    )
+    remove(CTL, [Provisioned(tag, federation, users, Path("/nonexistent"))], wait=True)
 
 
 async def _can_log_in(vhost: str, user: str, password: str) -> bool:

@@ -45,7 +45,7 @@ async def fed_on_private_node(tls_node: TlsNode, tmp_path: Path) -> AsyncIterato
     finally:
         for connection in fed.connections:
             await connection.close()
-        remove_federation(fed, wait=True)
+        remove_federation(fed)
 
 
 def _republished(records: list[logging.LogRecord]) -> Counter[str]:

@@ -39,7 +39,7 @@ async def tls_fed(tls_node: TlsNode, tmp_path: Path) -> AsyncIterator[Federation
     finally:
         for connection in fed.connections:
             await connection.close()
-        remove_federation(fed, wait=True)
+        remove_federation(fed)
 
 
 def _endpoint(

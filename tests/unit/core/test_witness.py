@@ -48,7 +48,7 @@ from gateway.core.witness import (
     verify_fork_evidence,
 )
 from gateway.errors import LocalError, RemoteError
-from tests.unit.c2sp_vectors import SPEC_CHECKPOINT_TEXT, SPEC_WITNESS_REQUEST
+from tests.unit.core.c2sp_vectors import SPEC_CHECKPOINT_TEXT, SPEC_WITNESS_REQUEST
 
 FEDERATION = "zvh-veenstad.example"
 POLITIE = "00000001003214345000"

@@ -56,7 +56,7 @@ from gateway.core.note import (
     witness_key_name,
 )
 from gateway.errors import GatewayError, LocalError, RemoteError
-from tests.unit.c2sp_vectors import (
+from tests.unit.core.c2sp_vectors import (
     GO_BAD_NOTES,
     GO_ENOCH_SIG,
     GO_ENOCH_VKEY,

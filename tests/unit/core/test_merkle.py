@@ -31,7 +31,7 @@ from gateway.core.merkle import (
     verify_inclusion,
 )
 from gateway.errors import LocalError
-from tests.unit.c2sp_vectors import (
+from tests.unit.core.c2sp_vectors import (
     RFC6962_CONSISTENCY_PROOFS,
     RFC6962_INCLUSION_PROOFS,
     RFC6962_LEAVES,

@@ -30,7 +30,7 @@ from schemas.claims import LogAnchor, claims_to_json, parse_claims
 from schemas.directory import DirectoryPayload, PartySelector, PolicyRule
 from tests.directories import member, signed_directory
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NODE_FILLS = ("spec", "message_id", "created_at", "expires_at", "sender", "trace", "log_anchor")
 CATALOGUE = default_catalogue()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parents[2] / "gateway" / "core"
+CORE = Path(__file__).resolve().parents[3] / "gateway" / "core"
 
 FORBIDDEN_MODULES = {
     "asyncio",
