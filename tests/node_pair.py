@@ -465,7 +465,12 @@ class MemoryBroker:
 
     async def _consume(self, node: InProcessNode) -> None:
         org = node.org
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: set[asyncio.Task[bool]] = set()
+
+        def done(task: asyncio.Task[bool]) -> None:
+            in_flight.discard(task)
+            self._bump()
+
         while not self._closing:
             changed = self._changed
             queue = self.queues[org]
@@ -483,7 +488,7 @@ class MemoryBroker:
                 continue
             task = asyncio.get_running_loop().create_task(self._handle(node, queued))
             in_flight.add(task)
-            task.add_done_callback(lambda t: (in_flight.discard(t), self._bump()))
+            task.add_done_callback(done)
         await asyncio.gather(*in_flight)
 
     async def _handle(self, node: InProcessNode, queued: _Queued) -> bool:
