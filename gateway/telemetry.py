@@ -21,10 +21,11 @@ two-node exchange with in-memory exporters and checks exactly that.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -50,6 +51,28 @@ def _enabled(env: Mapping[str, str], signal: str) -> bool:
 Gauge = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
 
 
+class Tally:
+    """A monotonic counter kept as plain integers and read by the metric readers when they
+    collect (an OpenTelemetry observable counter): the SDK's ``Counter.add`` costs about 35 µs a
+    call with two readers (it aggregates per reader on every call), this ``add`` well under one.
+    Same call as ``Counter.add``; the readers see the same cumulative sum."""
+
+    def __init__(self, meter: Meter, name: str, description: str) -> None:
+        self._counts: dict[frozenset[tuple[str, str]], int] = {}
+        self._lock = threading.Lock()
+        meter.create_observable_counter(name, callbacks=[self._observe], description=description)
+
+    def add(self, amount: int, attributes: Mapping[str, str] | None = None) -> None:
+        key = frozenset(attributes.items()) if attributes else frozenset()
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:  # collection runs on a reader's thread
+            counts = list(self._counts.items())
+        return [Observation(value, dict(key)) for key, value in counts]
+
+
 @dataclass
 class Telemetry:
     """One node's tracer, meter, instruments and Prometheus registry."""
@@ -62,27 +85,31 @@ class Telemetry:
     def __post_init__(self) -> None:
         meter = self.meter_provider.get_meter("zv-gateway")
         self.tracer: Tracer = self.tracer_provider.get_tracer("zv-gateway")
-        self.messages = meter.create_counter(
-            "zvg.messages", description="Messages by direction, type, purpose and outcome"
+        self.messages = Tally(
+            meter, "zvg.messages", description="Messages by direction, type, purpose and outcome"
         )
-        self.rejections = meter.create_counter(
-            "zvg.rejections", description="Refused messages by stage and coarse reason"
+        self.rejections = Tally(
+            meter, "zvg.rejections", description="Refused messages by stage and coarse reason"
         )
         self.latency = meter.create_histogram(
             "zvg.latency", unit="ms", description="Time spent per stage (send, receive, e2e)"
         )
-        self.receipts_ignored = meter.create_counter(
-            "zvg.receipts.ignored", description="Receipts that did not verify and were ignored"
+        self.receipts_ignored = Tally(
+            meter,
+            "zvg.receipts.ignored",
+            description="Receipts that did not verify and were ignored",
         )
-        self.receipt_contradictions = meter.create_counter(
+        self.receipt_contradictions = Tally(
+            meter,
             "zvg.receipts.contradictions",
             description="Signed receipts contradicting the recipient's earlier signed statement, "
             "kept as evidence, by kind (status, content) and recipient org",
         )
-        self.witness = meter.create_counter(
-            "zvg.witness", description="Peer checkpoints cosigned or refused, by outcome"
+        self.witness = Tally(
+            meter, "zvg.witness", description="Peer checkpoints cosigned or refused, by outcome"
         )
-        self.audit_alarm = meter.create_counter(
+        self.audit_alarm = Tally(
+            meter,
             "zvg.audit.alarm",
             description="Partners' evidence that this node's own audit log was rewritten or "
             "truncated, by kind (inconsistent, bad_proof, forked, truncated) and partner",

@@ -361,8 +361,11 @@ class MemoryBroker:
     node's store, a publish, a settlement.
     """
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    def __init__(self, clock: Callable[[], datetime], *, prefetch: int = 1) -> None:
         self.clock = clock
+        #: Deliveries one node handles at once (the AMQP consumer's prefetch; tests keep 1, so
+        #: deliveries are settled in queue order).
+        self.prefetch = prefetch
         self.published: list[Published] = []
         self.settled: list[Settled] = []
         self.dropped: list[Delivery] = []
@@ -462,10 +465,16 @@ class MemoryBroker:
 
     async def _consume(self, node: InProcessNode) -> None:
         org = node.org
+        in_flight: set[asyncio.Task[bool]] = set()
+
+        def done(task: asyncio.Task[bool]) -> None:
+            in_flight.discard(task)
+            self._bump()
+
         while not self._closing:
             changed = self._changed
             queue = self.queues[org]
-            if not queue or org in self.paused:
+            if not queue or org in self.paused or len(in_flight) >= self.prefetch:
                 await changed.wait()
                 continue
             queued = queue.pop(0)
@@ -473,17 +482,30 @@ class MemoryBroker:
                 self.dropped.append(queued.delivery)
                 self._bump()
                 continue
-            try:
-                decision = await node.service.inbound.on_delivery(queued.delivery)
-                node.service.inbound.on_settled(queued.delivery, decision)
-            except Exception as exc:  # noqa: BLE001 - shown to the test by until(), not lost
-                self.errors.append(exc)
-                self._bump()
-                return
-            if isinstance(decision, Retry):
-                self.held[org].append(queued)
-            self.settled.append(Settled(org, queued.delivery, decision))
+            if self.prefetch == 1:
+                if not await self._handle(node, queued):
+                    return
+                continue
+            task = asyncio.get_running_loop().create_task(self._handle(node, queued))
+            in_flight.add(task)
+            task.add_done_callback(done)
+        await asyncio.gather(*in_flight)
+
+    async def _handle(self, node: InProcessNode, queued: _Queued) -> bool:
+        """Hand one delivery to ``node`` and settle it; False when the handler raised."""
+        org = node.org
+        try:
+            decision = await node.service.inbound.on_delivery(queued.delivery)
+            node.service.inbound.on_settled(queued.delivery, decision)
+        except Exception as exc:  # noqa: BLE001 - shown to the test by until(), not lost
+            self.errors.append(exc)
             self._bump()
+            return False
+        if isinstance(decision, Retry):
+            self.held[org].append(queued)
+        self.settled.append(Settled(org, queued.delivery, decision))
+        self._bump()
+        return True
 
     async def close(self) -> None:
         """Stop the consumers once the delivery each has in hand is settled (a handler cancelled

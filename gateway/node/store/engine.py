@@ -16,6 +16,7 @@ each command type has a handler (:meth:`GroupCommit.on_command`) that holds its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -68,8 +69,28 @@ class _NotApplied(Exception):  # noqa: N818 - a signal inside the writer thread,
 
 @dataclass
 class _Pending:
+    """A queued job and where its outcome goes: an event loop's future (:meth:`GroupCommit.run`,
+    settled on that loop) or a thread's future (:meth:`GroupCommit.run_sync`, ``loop`` None)."""
+
     job: Job[Any]
-    future: Future[Any]
+    future: asyncio.Future[Any] | Future[Any]
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+#: (the pending job, whether it succeeded, its result or exception)
+_Outcome = tuple[_Pending, bool, Any]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Settle event-loop futures, on their loop. A future its caller cancelled meanwhile keeps
+    its cancellation (its job ran anyway: the caller gave up on the answer, not the write)."""
+    for p, ok, value in outcomes:
+        if p.future.done():
+            continue
+        if ok:
+            p.future.set_result(value)
+        else:
+            p.future.set_exception(value)
 
 
 #: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
@@ -83,6 +104,8 @@ class GroupCommit:
         self.path = path
         self._queue: list[_Pending] = []
         self._cond = threading.Condition()
+        #: The writer waits for work (under ``_cond``): only then does a new job notify it.
+        self._idle = False
         self._closing = False
         self._hooks: list[CommitHook] = []
         self._handlers: dict[type[Any], Handler[Any]] = {}
@@ -142,13 +165,15 @@ class GroupCommit:
 
     async def run(self, job: Job[T]) -> T:
         """Run ``job(db)`` in a transaction (group-committed with concurrent jobs)."""
-        future: Future[T] = Future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         with self._cond:
             if self._closing:
                 raise TransientError("the store is closing")
-            self._queue.append(_Pending(job, future))
-            self._cond.notify()
-        return await asyncio.wrap_future(future)
+            self._queue.append(_Pending(job, future, loop))
+            if self._idle:
+                self._cond.notify()
+        return await future
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on the read connection (committed data only)."""
@@ -162,14 +187,17 @@ class GroupCommit:
         future: Future[T] = Future()
         with self._cond:
             self._queue.append(_Pending(job, future))
-            self._cond.notify()
+            if self._idle:
+                self._cond.notify()
         return future.result()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                 if not self._queue and self._closing:
                     return
                 batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
@@ -177,7 +205,7 @@ class GroupCommit:
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         db = self._db
-        results: list[tuple[_Pending, bool, Any]] = []
+        results: list[_Outcome] = []
         try:
             db.execute("BEGIN IMMEDIATE")
             for i, p in enumerate(batch):
@@ -196,16 +224,23 @@ class GroupCommit:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             error = TransientError(f"store commit failed ({exc.__class__.__name__})")
-            for p in batch:
-                p.future.set_exception(error)
-            return
-        for hook in self._hooks:
-            hook(db)
-        for p, ok, value in results:
-            if ok:
+            results = [(p, False, error) for p in batch]
+        else:
+            for hook in self._hooks:
+                hook(db)
+        # One wake-up per event loop for the whole group, not one per job.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for outcome in results:
+            p, ok, value = outcome
+            if p.loop is not None:
+                by_loop.setdefault(p.loop, []).append(outcome)
+            elif ok:
                 p.future.set_result(value)
             else:
                 p.future.set_exception(value)
+        for loop, outcomes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, outcomes)
 
     async def close(self) -> None:
         with self._cond:
