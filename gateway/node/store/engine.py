@@ -11,11 +11,20 @@ transaction (each job inside its own savepoint, so one failing job does not undo
 commits once, so a burst of deliveries costs one fsync, not one per message. A
 :meth:`GroupCommit.commit` of commands (:mod:`gateway.node.store.commands`) is one such job;
 each command type has a handler (:meth:`GroupCommit.on_command`) that holds its SQL.
+
+A job whose caller gave up (its task was cancelled) before the writer took it is never run; one
+the writer took already is committed, and its result is dropped. An unexpected error in the
+writer itself (not in a job: the job's error goes to its caller) **fails the store closed**: the
+error is logged at CRITICAL, every waiting and later call raises :class:`LocalError`, and
+``/readyz`` reports the store not ready, until the node restarts and reads the file afresh. The
+writer's connection or the audit tree's catch-up may then not match the file, and a node must
+not write on top of a state it does not know.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -30,6 +39,8 @@ from gateway.node.datadir import private_dir, private_file
 from gateway.node.store.commands import Command, Committed
 
 __all__ = ["MAX_GROUP", "CommitHook", "CommitState", "GroupCommit", "Handler", "Job"]
+
+log = logging.getLogger("gateway.node")
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -72,6 +83,10 @@ class _Pending:
     future: Future[Any]
 
 
+def _failed_closed() -> LocalError:
+    return LocalError("the store stopped after an internal error; restart the node")
+
+
 #: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
 MAX_GROUP = 256
 
@@ -84,6 +99,8 @@ class GroupCommit:
         self._queue: list[_Pending] = []
         self._cond = threading.Condition()
         self._closing = False
+        #: Set when the writer stopped after an unexpected error (module docstring).
+        self._failed = False
         self._hooks: list[CommitHook] = []
         self._handlers: dict[type[Any], Handler[Any]] = {}
         private_dir(path.parent)
@@ -142,13 +159,7 @@ class GroupCommit:
 
     async def run(self, job: Job[T]) -> T:
         """Run ``job(db)`` in a transaction (group-committed with concurrent jobs)."""
-        future: Future[T] = Future()
-        with self._cond:
-            if self._closing:
-                raise TransientError("the store is closing")
-            self._queue.append(_Pending(job, future))
-            self._cond.notify()
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(self._submit(job))
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on the read connection (committed data only)."""
@@ -159,11 +170,18 @@ class GroupCommit:
 
     def run_sync(self, job: Job[T]) -> T:
         """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
+        return self._submit(job).result()
+
+    def _submit(self, job: Job[T]) -> Future[T]:
         future: Future[T] = Future()
         with self._cond:
+            if self._failed:
+                raise _failed_closed()
+            if self._closing:
+                raise TransientError("the store is closing")
             self._queue.append(_Pending(job, future))
             self._cond.notify()
-        return future.result()
+        return future
 
     def _loop(self) -> None:
         while True:
@@ -173,7 +191,33 @@ class GroupCommit:
                 if not self._queue and self._closing:
                     return
                 batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-            self._commit_group(batch)
+            # A cancelled caller's job is not run; a running job can no longer be cancelled,
+            # so its result can always be set (a cancelled future refuses it).
+            live = [p for p in batch if p.future.set_running_or_notify_cancel()]
+            try:
+                self._commit_group(live)
+            except BaseException as exc:  # noqa: BLE001 - the writer must never die silently
+                self._fail_closed(live, exc)
+                return
+
+    def _fail_closed(self, live: list[_Pending], exc: BaseException) -> None:
+        """Stop the store after an unexpected error in the writer (module docstring)."""
+        log.critical(
+            "the store's writer stopped after an unexpected %s; every store call fails until "
+            "the node restarts",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        error = _failed_closed()
+        with self._cond:
+            self._failed = True
+            waiting, self._queue = self._queue, []
+        for p in live:
+            if not p.future.done():
+                p.future.set_exception(error)
+        for p in waiting:
+            if p.future.set_running_or_notify_cancel():
+                p.future.set_exception(error)
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         db = self._db

@@ -5,26 +5,27 @@ awaiting task is cancelled (a drain cancels in-flight deliveries after its grace
 is cancelled), the future is cancelled too; the writer then commits the job and sets the result
 of a cancelled future, which raises ``InvalidStateError`` and ends the writer thread. Every
 later write of the node waits for ever. Found by the in-process API tests (test_api_*.py).
+
+And the wider threat: anything unexpected in the writer thread (not in a job) ends it silently.
+The store must fail closed and loudly instead (gateway/node/store/engine.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from gateway.errors import LocalError
 from gateway.node.store import SqliteStore
 from tests.node_pair import HANG_S
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SqliteStore._commit_group sets the result of a cancelled future, "
-    "InvalidStateError ends the writer thread and every later store call hangs",
-)
 async def test_a_cancelled_store_call_leaves_the_writer_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,4 +58,62 @@ async def test_a_cancelled_store_call_leaves_the_writer_running(
     finally:
         gate.set()
         died.set()
+        await store.close()
+
+
+async def test_a_job_cancelled_before_the_writer_takes_it_is_not_run(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "node.db")
+    inside, gate = threading.Event(), threading.Event()
+    ran: list[str] = []
+    try:
+
+        def hold(_db: object) -> bool:
+            inside.set()
+            return gate.wait(HANG_S)
+
+        blocker = asyncio.ensure_future(store.run(hold))
+        await asyncio.to_thread(inside.wait, HANG_S)
+        victim = asyncio.ensure_future(store.run(lambda _db: ran.append("victim")))
+        await asyncio.sleep(0)
+        victim.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await victim
+        await asyncio.sleep(0)
+        gate.set()
+        assert await blocker
+        await store.run(lambda _db: ran.append("follower"))
+        assert ran == ["follower"]
+    finally:
+        gate.set()
+        await store.close()
+
+
+async def test_an_unexpected_writer_error_fails_the_store_closed_and_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    died = threading.Event()
+    monkeypatch.setattr(threading, "excepthook", lambda _args: died.set())
+    store = SqliteStore(tmp_path / "node.db")
+    broken = True
+
+    def hook(_db: sqlite3.Connection) -> None:  # e.g. the audit tree's catch-up finds a gap
+        if broken:
+            raise RuntimeError("a commit hook failed")
+
+    store.on_commit(hook)
+    try:
+        with caplog.at_level(logging.CRITICAL, logger="gateway.node"), pytest.raises(LocalError):
+            await asyncio.wait_for(store.run(lambda _db: 1), HANG_S)
+        assert any(
+            r.levelno == logging.CRITICAL and "RuntimeError" in r.getMessage()
+            for r in caplog.records
+        )
+        broken = False
+        # Failed closed: later calls fail at once (they do not hang), until a restart.
+        with pytest.raises(LocalError, match="restart the node"):
+            await asyncio.wait_for(store.run(lambda _db: 2), HANG_S)
+        with pytest.raises(LocalError, match="restart the node"):
+            store.run_sync(lambda _db: 3)
+        assert not died.is_set(), "the writer thread ended with an unhandled exception"
+    finally:
         await store.close()
