@@ -261,6 +261,7 @@ async def _reject(request: web.Request) -> web.Response:
         request.match_info["message_id"],
         accept=False,
         adapter_reason=reject.reason,
+        note=reject.note,
         actor=_actor(request),
     )
     return web.Response(status=204)

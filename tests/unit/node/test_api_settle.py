@@ -12,6 +12,9 @@ Replaces, e2e on RabbitMQ → here:
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
 from tests.unit.node._inproc import GEM, ApiNode, InProcFederation, request_from_example
@@ -64,17 +67,43 @@ async def test_a_reject_with_a_reason_shows_rejected_at_the_sender_and_keeps_the
     assert await gem.inbox() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: docs/api.md and schemas.api.RejectRequest say the reject note stays in the "
-    "node's own audit record; gateway/node/api.py passes only the reason on and drops the note",
-)
-async def test_the_reject_note_stays_in_the_nodes_own_audit_log(inproc: InProcFederation) -> None:
-    _pol, gem, message_id = await _delivered(inproc)
-    reject = {"reason": "not_responsible", "note": "wijkagent tasks go to team Noord"}
-    assert await gem.settle(message_id, "reject", reject) == 204
+async def test_the_reject_note_stays_in_the_nodes_own_audit_log(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    pol, gem, message_id = await _delivered(inproc)
+    note = "wijkagent tasks go to team Noord"
+    with caplog.at_level(logging.DEBUG):
+        reject = {"reason": "not_responsible", "note": note}
+        assert await gem.settle(message_id, "reject", reject) == 204
+        await inproc.wait_status("politie", message_id, "rejected")
     (record,) = gem.node.audit(operation="adapter.reject")
-    assert "wijkagent tasks go to team Noord" in str(record)
+    # Personal data of our own record: in its personal part, only a commitment in its view
+    # (the view is what the rejected receipt's proof shows the sender).
+    assert record["personal"]["note"] == note
+    assert note not in json.dumps(record["view"])
+    assert "note" in record["view"]["commitments"]
+    # Nothing of it leaves the node or reaches a log line.
+    assert note not in caplog.text
+    store = pol.node.config.store_path
+    for path in (store, store.with_name(store.name + "-wal")):
+        assert not path.exists() or note.encode() not in path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("note", "field_rule"),
+    [("x" * 201, "200 characters"), ("call about 999990020 first", "BSN")],
+)
+async def test_a_reject_note_over_the_contracts_bound_or_with_a_bsn_is_refused(
+    inproc: InProcFederation, note: str, field_rule: str
+) -> None:
+    _pol, gem, message_id = await _delivered(inproc)
+    body = {"reason": "other", "note": note}
+    answer = await gem.call("POST", f"/v1/inbox/{message_id}/reject", body=body)
+    (error,) = answer.problem("invalid-message")["errors"]
+    assert error["field"] == "note"
+    assert field_rule in error["message"]
+    assert note not in answer.body.decode()
+    assert gem.node.audit(operation="adapter.reject") == []
 
 
 async def test_a_reject_after_an_ack_changes_nothing(inproc: InProcFederation) -> None:
