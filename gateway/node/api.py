@@ -6,9 +6,9 @@ Routes (OpenAPI at ``/v1/openapi.json``): ``POST /v1/messages``, ``GET /v1/messa
 ``/healthz``, ``/readyz``, ``/metrics`` for ops.
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>``; tokens are stored hashed in the
-config with a role (``adapter``: send and receive; ``auditor``: read status and directory). Every
-error is ``application/problem+json`` (RFC 9457) with a stable ``type``. Nothing about a message
-body is ever logged here.
+config with a role (``adapter``: send and receive; ``auditor``: read status, the directory and the
+OpenAPI document). Every error is ``application/problem+json`` (RFC 9457) with a stable ``type``.
+Nothing about a message body is ever logged here.
 """
 
 from __future__ import annotations
@@ -309,7 +309,10 @@ async def _directory(request: web.Request) -> web.Response:
     return web.json_response(doc, dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
-async def _openapi(_request: web.Request) -> web.Response:
+async def _openapi(request: web.Request) -> web.Response:
+    # A token like every /v1 route: the document names the node's version, and an unauthenticated
+    # caller has no use for it (docs/api.md, "Authentication").
+    _client(request, "adapter", "auditor")
     return web.json_response(openapi_document())
 
 
