@@ -77,14 +77,7 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
     except ApiError as exc:
         return problem_response(exc, request.path)
     except web.RequestPayloadError:
-        return problem_response(
-            ApiError(
-                "invalid-request",
-                "the request body cannot be read: it does not match its Content-Encoding or "
-                "Transfer-Encoding",
-            ),
-            request.path,
-        )
+        return _unreadable_body(request)
     except web.HTTPRequestEntityTooLarge:
         return problem_response(
             ApiError("too-large", "the request body is over the node's limit"), request.path
@@ -111,6 +104,25 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
             retry_after=5,
         )
         return problem_response(error, request.path)
+
+
+def _unreadable_body(request: web.Request) -> web.Response:
+    """The 400 for a body that does not decode (a broken gzip, deflate or chunked stream).
+
+    Its framing is lost, so the connection cannot carry another request: close it after the
+    answer. And end the body here: aiohttp otherwise reads on after the answer (its lingering
+    close) into the same decoding error and logs it as an unhandled exception."""
+    response = problem_response(
+        ApiError(
+            "invalid-request",
+            "the request body cannot be read: it does not match its Content-Encoding or "
+            "Transfer-Encoding",
+        ),
+        request.path,
+    )
+    response.force_close()
+    request.content.feed_eof()
+    return response
 
 
 @web.middleware
