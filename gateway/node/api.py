@@ -229,6 +229,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     sent: set[str] = set()
     limit = service.config.limits.inbox_page_max
     while not service.stopping:
+        changed = service.inbox.changes()  # before the read: an arrival after it wakes us
         items = await service.inbox.waiting(limit=limit, wait=0)
         fresh = [i for i in items if i.message_id not in sent]
         if actor is not None and fresh:
@@ -243,7 +244,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
             await response.write(b": keepalive\n\n")
         # Forget ids that were settled, so the set does not grow for ever.
         sent &= {i.message_id for i in items}
-        await service.inbox.wait(SSE_KEEPALIVE_S)
+        await service.inbox.wait(changed, SSE_KEEPALIVE_S)
     return response
 
 
