@@ -63,7 +63,7 @@ OPERATIONS = frozenset(
         "message.send",  # an adapter's message was validated, allowed, sealed and queued
         "message.publish",  # the broker confirmed the envelope for one recipient
         "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
-        "message.refuse",  # an inbound message refused by policy, or an outbound one denied
+        "message.refuse",  # a message refused by policy (in or out), or a receipt not sent
         "refusal.summary",  # unauthenticated envelopes one sender had refused in one interval
         "message.deliver",  # the adapter fetched a message from the inbox
         "message.expire",  # a sent message expired before a recipient answered
