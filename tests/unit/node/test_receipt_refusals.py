@@ -8,9 +8,7 @@ for a denial, the ``policy.decision``), in the same commit that takes the receip
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,21 +16,7 @@ import pytest
 from gateway.core.decisions import Deliver
 from gateway.core.directory import TrustedDirectory
 from gateway.errors import LocalError
-from gateway.testing.federation import FederationFiles
-from tests.node_pair import InProcessNode, open_node
-
-
-@pytest.fixture
-async def pair(
-    tmp_path: Path, federation: FederationFiles
-) -> AsyncIterator[tuple[InProcessNode, InProcessNode]]:
-    pol = await open_node(federation, "politie", tmp_path / "pol")
-    gem = await open_node(federation, "gemeente", tmp_path / "gem")
-    try:
-        yield pol, gem
-    finally:
-        await pol.close()
-        await gem.close()
+from tests.node_pair import InProcessNode
 
 
 class _Directory:
@@ -70,39 +54,38 @@ async def _refused(
     return message_id, gem.audit(operation="message.refuse")
 
 
-async def test_a_receipt_the_policy_denies_is_refused_in_the_audit_log(
-    pair: tuple[InProcessNode, InProcessNode], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("change", "status", "reason"),
+    [
+        ({"rules": False}, "denied", "policy_denied"),
+        ({"keys": False}, "error", "recipient_unavailable"),
+    ],
+    ids=["policy-denies", "no-encryption-key"],
+)
+async def test_a_receipt_the_node_may_not_send_is_refused_in_the_audit_log(
+    pair: tuple[InProcessNode, InProcessNode],
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, bool],
+    status: str,
+    reason: str,
 ) -> None:
     pol, gem = pair
-    no_rules = _Directory(gem.service.directory, rules=False)
-    message_id, (refused,) = await _refused(pol, gem, monkeypatch, no_rules)
+    directory = _Directory(gem.service.directory, **change)
+    message_id, (refused,) = await _refused(pol, gem, monkeypatch, directory)
     view = refused["view"]
-    assert (view["message_id"], view["status"], view["reason"]) == (
-        message_id,
-        "denied",
-        "policy_denied",
-    )
-    assert view["message_type"] == "receipt"
-    assert view["detail"]["status"] == "delivered"
-    (decision,) = [
+    assert (view["message_id"], view["status"], view["reason"]) == (message_id, status, reason)
+    assert (view["message_type"], view["detail"]["status"]) == ("receipt", "delivered")
+    decisions = [
         r
         for r in gem.audit(operation="policy.decision", message_id=message_id)
         if r["view"]["message_type"] == "receipt"
     ]
-    assert (decision["view"]["policy_decision"], decision["view"]["reason"]) == ("deny", "no_rule")
-    assert refused["index"] == decision["index"] + 1  # one commit: the decision, the refusal
-
-
-async def test_a_receipt_to_a_sender_without_an_encryption_key_is_refused_in_the_audit_log(
-    pair: tuple[InProcessNode, InProcessNode], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pol, gem = pair
-    no_keys = _Directory(gem.service.directory, keys=False)
-    message_id, (refused,) = await _refused(pol, gem, monkeypatch, no_keys)
-    view = refused["view"]
-    assert (view["message_id"], view["status"], view["reason"]) == (
-        message_id,
-        "error",
-        "recipient_unavailable",
-    )
-    assert view["detail"]["status"] == "delivered"
+    if status == "denied":  # the decision and the refusal, in one commit
+        (decision,) = decisions
+        assert (decision["view"]["policy_decision"], decision["view"]["reason"]) == (
+            "deny",
+            "no_rule",
+        )
+        assert refused["index"] == decision["index"] + 1
+    else:
+        assert decisions == []

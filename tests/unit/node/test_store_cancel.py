@@ -17,6 +17,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,65 +27,54 @@ from gateway.node.store import SqliteStore
 from tests.node_pair import HANG_S
 
 
+async def _cancel_a_queued_call(store: SqliteStore, job: Callable[[object], object]) -> None:
+    """Hold the writer in a job, queue ``job``, cancel its caller, then let the writer go."""
+    inside, gate = threading.Event(), threading.Event()
+
+    def hold(_db: object) -> bool:
+        inside.set()
+        return gate.wait(HANG_S)
+
+    try:
+        blocker = asyncio.ensure_future(store.run(hold))
+        await asyncio.to_thread(inside.wait, HANG_S)
+        victim = asyncio.ensure_future(store.run(job))
+        await asyncio.sleep(0)  # one turn: the victim's job is queued
+        victim.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await victim
+        await asyncio.sleep(0)  # one turn: the cancellation reaches the job's future
+    finally:
+        gate.set()
+    assert await blocker
+
+
 async def test_a_cancelled_store_call_leaves_the_writer_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     died = threading.Event()
     monkeypatch.setattr(threading, "excepthook", lambda _args: died.set())
     store = SqliteStore(tmp_path / "node.db")
-    inside, gate = threading.Event(), threading.Event()
     try:
-        # Hold the writer in a job, queue a second job, cancel its caller, let the writer go.
-
-        def hold(_db: object) -> bool:
-            inside.set()
-            return gate.wait(HANG_S)
-
-        blocker = asyncio.ensure_future(store.run(hold))
-        await asyncio.to_thread(inside.wait, HANG_S)
-        victim = asyncio.ensure_future(store.run(lambda _db: None))
-        await asyncio.sleep(0)  # one turn: the victim's job is queued
-        victim.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await victim
-        await asyncio.sleep(0)  # one turn: the cancellation reaches the job's future
-        gate.set()
-        assert await blocker
+        await _cancel_a_queued_call(store, lambda _db: None)
         follower = asyncio.ensure_future(store.run(lambda _db: 3))
         dead = asyncio.ensure_future(asyncio.to_thread(died.wait, HANG_S))
         await asyncio.wait({follower, dead}, return_when=asyncio.FIRST_COMPLETED)
         assert not died.is_set(), "the store's writer thread died"
         assert await follower == 3
     finally:
-        gate.set()
         died.set()
         await store.close()
 
 
 async def test_a_job_cancelled_before_the_writer_takes_it_is_not_run(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "node.db")
-    inside, gate = threading.Event(), threading.Event()
     ran: list[str] = []
     try:
-
-        def hold(_db: object) -> bool:
-            inside.set()
-            return gate.wait(HANG_S)
-
-        blocker = asyncio.ensure_future(store.run(hold))
-        await asyncio.to_thread(inside.wait, HANG_S)
-        victim = asyncio.ensure_future(store.run(lambda _db: ran.append("victim")))
-        await asyncio.sleep(0)
-        victim.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await victim
-        await asyncio.sleep(0)
-        gate.set()
-        assert await blocker
+        await _cancel_a_queued_call(store, lambda _db: ran.append("victim"))
         await store.run(lambda _db: ran.append("follower"))
         assert ran == ["follower"]
     finally:
-        gate.set()
         await store.close()
 
 
