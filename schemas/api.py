@@ -15,9 +15,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, ValidationError, create_model
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, create_model
 
-from schemas import limits
+from schemas import ids, limits
 from schemas._base import (
     CaseRef,
     CategoryCode,
@@ -190,12 +190,19 @@ class InboxPage(Wire):
     items: tuple[InboxItem, ...]
 
 
+def _no_bsn(note: str) -> str:
+    if ids.find_bsn(note):
+        raise ValueError("looks like a BSN (nine digits passing the 11-proef); leave it out")
+    return note
+
+
 class RejectRequest(Wire):
     """``POST /v1/inbox/{id}/reject``: why the adapter refuses the message."""
 
     reason: AdapterRejectReason
-    note: Annotated[str, Field(max_length=200)] | None = None
-    """For our own audit record only; never sent to the sender."""
+    note: Annotated[str, Field(max_length=200), AfterValidator(_no_bsn)] | None = None
+    """For our own audit record only, as personal data (a salted commitment in the leaf, the
+    text purged with the record's other personal data); never sent to the sender."""
 
 
 class FieldError(Wire):

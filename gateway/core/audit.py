@@ -13,8 +13,9 @@ Rules enforced here:
 - A record never holds payload content, a plaintext identifier (BSN, name, address) or key
   material: it has no field for them, and :func:`new_record` refuses strings that look like a
   BSN. Message bodies never reach this module.
-- The **personal** fields — ``case_ref``, ``data_subjects`` and the ``actor`` — enter the Merkle
-  leaf only as salted commitments (``gateway.core.commit``). :func:`split` returns the leaf view
+- The **personal** fields — ``case_ref``, ``data_subjects``, the ``actor`` and a ``note`` (an
+  adapter's free text about its reject, which may name people) — enter the Merkle leaf only as
+  salted commitments (``gateway.core.commit``). :func:`split` returns the leaf view
   (kept for ever, no personal data) and the personal part (deleted with its salt at the end of
   retention); :func:`leaf_of` hashes the leaf view (RFC 8785 canonical JSON, RFC 9162 leaf).
 - Records about a message are built from typed values: :class:`MessageFields` (the audit fields
@@ -62,7 +63,7 @@ OPERATIONS = frozenset(
         "message.send",  # an adapter's message was validated, allowed, sealed and queued
         "message.publish",  # the broker confirmed the envelope for one recipient
         "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
-        "message.refuse",  # an inbound message refused by policy, or an outbound one denied
+        "message.refuse",  # a message refused by policy (in or out), or a receipt not sent
         "refusal.summary",  # unauthenticated envelopes one sender had refused in one interval
         "message.deliver",  # the adapter fetched a message from the inbox
         "message.expire",  # a sent message expired before a recipient answered
@@ -127,9 +128,12 @@ class Record:
     case_ref: str | None = None
     data_subjects: tuple[str, ...] = ()
     actor: Actor | None = None
+    note: str | None = None
+    """Free text of the adapter about its reject: personal, never in the view, and so never in
+    a receipt's proof (committed only when present, so records without one keep their leaf)."""
 
 
-_PERSONAL = ("case_ref", "data_subjects", "actor")
+_PERSONAL = ("case_ref", "data_subjects", "actor", "note")
 _FIELD_NAMES = tuple(f.name for f in fields(Record))
 #: Random identifiers and digests (hex, base64): not personal, and random digits in them can
 #: look like a BSN, so the BSN guard does not search them.
@@ -260,10 +264,12 @@ def message_record(
     reason: str | None = None,
     detail: Mapping[str, int | str] | None = None,
     policy: tuple[int, str | None, Literal["allow", "deny"]] | None = None,
+    note: str | None = None,
 ) -> Record:
     """A record about one message: ``fields`` plus what happened (``name``, ``status``,
     ``reason``, ``detail``; ``policy`` is (directory version, rule, decision) for a policy
-    decision), from ``start_time`` (default ``at``) to ``at``."""
+    decision; ``note`` the adapter's own words, personal), from ``start_time`` (default ``at``)
+    to ``at``."""
     version, rule, decision = policy if policy is not None else (None, None, None)
     return _checked(
         Record(
@@ -292,6 +298,7 @@ def message_record(
             detail=detail if detail is not None else {},
             case_ref=fields.case_ref,
             data_subjects=fields.data_subjects,
+            note=note,
         )
     )
 
@@ -384,13 +391,16 @@ def _strings(value: Any) -> list[str]:
 
 def _personal_values(record: Record) -> dict[str, JsonValue]:
     actor = record.actor
-    return {
+    personal: dict[str, JsonValue] = {
         "case_ref": record.case_ref,
         "data_subjects": list(record.data_subjects),
         "actor": None
         if actor is None
         else {"id": actor.id, "role": actor.role, "responsible": actor.responsible},
     }
+    if record.note is not None:  # absent, not null: records without a note keep their leaf
+        personal["note"] = record.note
+    return personal
 
 
 def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, JsonValue]:
@@ -406,6 +416,9 @@ def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, Js
     ]
     actor = personal.get("actor")
     out["actor"] = None if actor is None else c(canonical_json(actor).decode("utf-8"), "actor")
+    note = personal.get("note")
+    if note is not None:
+        out["note"] = c(str(note), "note")
     return out
 
 

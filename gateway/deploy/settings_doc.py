@@ -29,7 +29,10 @@ END = "<!-- settings:end -->"
 
 _TOKEN_DOCS = {
     "name": "A name for the client, in the logs (lower case, digits, `.`, `_`, `-`).",
-    "role": "`adapter` (send and receive) or `auditor` (read status and the directory).",
+    "role": (
+        "`adapter` (send and receive) or `auditor` (read status, the directory and the OpenAPI "
+        "document)."
+    ),
     "sha256": "SHA-256 (hex) of the bearer token; `zvg node new-token` prints both.",
 }
 """``Token``'s fields have no docstrings of their own (its class docstring covers them)."""

@@ -6,9 +6,9 @@ Routes (OpenAPI at ``/v1/openapi.json``): ``POST /v1/messages``, ``GET /v1/messa
 ``/healthz``, ``/readyz``, ``/metrics`` for ops.
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>``; tokens are stored hashed in the
-config with a role (``adapter``: send and receive; ``auditor``: read status and directory). Every
-error is ``application/problem+json`` (RFC 9457) with a stable ``type``. Nothing about a message
-body is ever logged here.
+config with a role (``adapter``: send and receive; ``auditor``: read status, the directory and the
+OpenAPI document). Every error is ``application/problem+json`` (RFC 9457) with a stable ``type``.
+Nothing about a message body is ever logged here.
 """
 
 from __future__ import annotations
@@ -77,14 +77,7 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
     except ApiError as exc:
         return problem_response(exc, request.path)
     except web.RequestPayloadError:
-        return problem_response(
-            ApiError(
-                "invalid-request",
-                "the request body cannot be read: it does not match its Content-Encoding or "
-                "Transfer-Encoding",
-            ),
-            request.path,
-        )
+        return _unreadable_body(request)
     except web.HTTPRequestEntityTooLarge:
         return problem_response(
             ApiError("too-large", "the request body is over the node's limit"), request.path
@@ -111,6 +104,25 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
             retry_after=5,
         )
         return problem_response(error, request.path)
+
+
+def _unreadable_body(request: web.Request) -> web.Response:
+    """The 400 for a body that does not decode (a broken gzip, deflate or chunked stream).
+
+    Its framing is lost, so the connection cannot carry another request: close it after the
+    answer. And end the body here: aiohttp otherwise reads on after the answer (its lingering
+    close) into the same decoding error and logs it as an unhandled exception."""
+    response = problem_response(
+        ApiError(
+            "invalid-request",
+            "the request body cannot be read: it does not match its Content-Encoding or "
+            "Transfer-Encoding",
+        ),
+        request.path,
+    )
+    response.force_close()
+    request.content.feed_eof()
+    return response
 
 
 @web.middleware
@@ -217,6 +229,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     sent: set[str] = set()
     limit = service.config.limits.inbox_page_max
     while not service.stopping:
+        changed = service.inbox.changes()  # before the read: an arrival after it wakes us
         items = await service.inbox.waiting(limit=limit, wait=0)
         fresh = [i for i in items if i.message_id not in sent]
         if actor is not None and fresh:
@@ -231,7 +244,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
             await response.write(b": keepalive\n\n")
         # Forget ids that were settled, so the set does not grow for ever.
         sent &= {i.message_id for i in items}
-        await service.inbox.wait(SSE_KEEPALIVE_S)
+        await service.inbox.wait(changed, SSE_KEEPALIVE_S)
     return response
 
 
@@ -261,6 +274,7 @@ async def _reject(request: web.Request) -> web.Response:
         request.match_info["message_id"],
         accept=False,
         adapter_reason=reject.reason,
+        note=reject.note,
         actor=_actor(request),
     )
     return web.Response(status=204)
@@ -308,7 +322,10 @@ async def _directory(request: web.Request) -> web.Response:
     return web.json_response(doc, dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
-async def _openapi(_request: web.Request) -> web.Response:
+async def _openapi(request: web.Request) -> web.Response:
+    # A token like every /v1 route: the document names the node's version, and an unauthenticated
+    # caller has no use for it (docs/api.md, "Authentication").
+    _client(request, "adapter", "auditor")
     return web.json_response(openapi_document())
 
 

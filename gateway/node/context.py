@@ -32,7 +32,7 @@ from gateway.node.store import Store
 from gateway.telemetry import Telemetry
 from schemas.catalogue import Catalogue
 
-__all__ = ["NodeContext", "NodeKeys", "utc_now"]
+__all__ = ["Changes", "NodeContext", "NodeKeys", "utc_now"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,33 @@ class NodeKeys:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Changes:
+    """Wakes whoever waits for a change, without losing one that happens between looking and
+    waiting: take a :meth:`ticket` *before* reading, then wait on it. Every :meth:`changed` sets
+    the tickets handed out so far, so a change after the read has set the ticket by the time its
+    holder waits (a condition variable would have notified nobody then). After :meth:`close`
+    every ticket is set: nobody waits any more."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._closed = False
+
+    def ticket(self) -> asyncio.Event:
+        """Set by the next :meth:`changed` (take it before reading what may change)."""
+        return self._event
+
+    def changed(self) -> None:
+        """Wake every holder of a ticket taken before now."""
+        self._event.set()
+        if not self._closed:
+            self._event = asyncio.Event()
+
+    def close(self) -> None:
+        """Wake every holder, and leave every later ticket set."""
+        self._closed = True
+        self._event.set()
 
 
 class NodeContext:
@@ -106,7 +133,8 @@ class NodeContext:
         self.counters: dict[str, int] = {}
         self.outbox_wake = asyncio.Event()
         self.receipt_wake = asyncio.Event()
-        self.inbox_changed = asyncio.Condition()
+        #: The inbox got a message, or the node is stopping (long-polls, event streams).
+        self.inbox_changed = Changes()
         self.stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -137,8 +165,7 @@ class NodeContext:
     async def begin_stop(self) -> None:
         """Stop taking new work: loops end, long-polls and event streams return at once."""
         self.stopping.set()
-        async with self.inbox_changed:
-            self.inbox_changed.notify_all()
+        self.inbox_changed.close()
 
     async def stop(self, grace: float) -> None:
         """Stop the loops; in-flight tasks get ``grace`` seconds, then are cancelled."""

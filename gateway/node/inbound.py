@@ -214,8 +214,7 @@ class Inbound:
         self._measure(verified, started, allowed)
         ctx.receipt_wake.set()
         if allowed:
-            async with ctx.inbox_changed:
-                ctx.inbox_changed.notify_all()
+            ctx.inbox_changed.changed()
         return Deliver()
 
     def _measure(self, verified: VerifiedMessage, started: datetime, allowed: bool) -> None:

@@ -37,15 +37,14 @@ class Inbox:
         """The oldest unacknowledged messages; waits up to ``wait`` seconds for one to arrive."""
         deadline = asyncio.get_running_loop().time() + wait
         while True:
+            changed = self.changes()  # before the read: an arrival after it wakes the wait
             rows = await self.ctx.store.take_inbox(limit)
             if rows or wait <= 0:
                 break
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.ctx.stopping.is_set():
                 break
-            async with self.ctx.inbox_changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.ctx.inbox_changed.wait(), timeout=remaining)
+            await self.wait(changed, remaining)
         if not rows:
             return []
         now = self.ctx.now()
@@ -95,11 +94,15 @@ class Inbox:
         records = [self.ctx.record("access", actor=actor, message_id=m) for m in message_ids]
         await self.ctx.store.commit(self.ctx.audit.append(records, now))
 
-    async def wait(self, seconds: float) -> None:
-        """Return when the inbox changed or after ``seconds`` (server-sent events)."""
-        async with self.ctx.inbox_changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ctx.inbox_changed.wait(), timeout=seconds)
+    def changes(self) -> asyncio.Event:
+        """Set when the inbox changes from now on: take it before reading the inbox, and
+        :meth:`wait` on it after (gateway.node.context.Changes)."""
+        return self.ctx.inbox_changed.ticket()
+
+    async def wait(self, changed: asyncio.Event, seconds: float) -> None:
+        """Return when ``changed`` (from :meth:`changes`) is set, or after ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout=seconds)
 
     async def settle(
         self,
@@ -107,9 +110,12 @@ class Inbox:
         *,
         accept: bool,
         adapter_reason: str | None = None,
+        note: str | None = None,
         actor: Actor | None = None,
     ) -> None:
         """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
+        ``note`` (the adapter's words about a reject) goes into our own record only, as personal
+        data: never into the record's view, which a receipt's proof shows the sender.
         Raises ``ApiError`` not-found when no such message is in the inbox."""
         ctx = self.ctx
         now = ctx.now()
@@ -123,7 +129,7 @@ class Inbox:
         claims = parse_claims(row.claims, catalogue=ctx.catalogue)
         fields = MessageFields.of(claims).with_digest(jose.b64u_encode(row.digest))
         detail = {"adapter_reason": adapter_reason} if adapter_reason else None
-        settled = message_record(str(event), fields, at=now, detail=detail)
+        settled = message_record(str(event), fields, at=now, detail=detail, note=note)
         records = [settled]
         if actor is not None:
             records.append(access_record(actor, at=now, fields=fields))

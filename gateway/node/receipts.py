@@ -5,17 +5,24 @@ Receipts are queued in the store in the same transaction as the state they descr
 them in batches: one checkpoint of our audit log covers the batch, each receipt carries the
 inclusion proof of our audit record about it, and the sealed receipts go into the outbox (and
 to the publisher) in one commit.
+
+A receipt the node may not send — the policy denies it, or the sender has no encryption key in
+the directory we trust now (a newer version dropped it) — is dropped from the queue in one
+commit with the audit records that say so: a ``message.refuse`` about the message it answers
+(with the ``policy.decision`` when the policy denied it), as the send path records a denial.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
-from gateway.core.audit import Record
+from gateway.core.audit import MessageFields, Record, message_record, policy_record
 from gateway.core.envelope import seal
 from gateway.core.outbound import Outbound as OutboundDecision
 from gateway.core.policy import Denied
@@ -77,16 +84,9 @@ class ReceiptSealer:
         sealed: list[tuple[PendingReceipt, OutboxEntry]] = []
         records: list[Record] = []
         for p in pending:
-            try:
-                key = self.ctx.directory.encryption_key(p.sender, now)
-            except LocalError:
-                log.warning(
-                    "no encryption key for %s: receipt for %s dropped", p.sender, p.message_id
-                )
-                await self.ctx.store.commit(DropPendingReceipt(p.id))
-                continue
             proof = self.ctx.audit.tlog_proof(p.record_idx, views[p.record_idx], checkpoint)
             out = self._receipt_claims(p, now, proof.decode("utf-8"))
+            claims = out.claims
             if isinstance(out.decision, Denied):
                 log.warning(
                     "the policy denies a receipt to %s (%s): receipt for %s dropped",
@@ -94,9 +94,27 @@ class ReceiptSealer:
                     out.decision.reason,
                     p.message_id,
                 )
-                await self.ctx.store.commit(DropPendingReceipt(p.id))
+                fields = self._refused_fields(p, out)
+                await self._drop(
+                    p,
+                    policy_record(out.decision, fields, at=now),
+                    self._refusal(p, fields, now, "denied", "policy_denied", claims.message_id),
+                )
                 continue
-            claims = out.claims
+            try:
+                key = self.ctx.directory.encryption_key(p.sender, now)
+            except LocalError:
+                log.warning(
+                    "no encryption key for %s: receipt for %s dropped", p.sender, p.message_id
+                )
+                fields = self._refused_fields(p, out)
+                await self._drop(
+                    p,
+                    self._refusal(
+                        p, fields, now, "error", "recipient_unavailable", claims.message_id
+                    ),
+                )
+                continue
             envelope = seal(
                 claims,
                 signing_key=self.ctx.keys.signing,
@@ -143,6 +161,37 @@ class ReceiptSealer:
             )
             for _p, entry in sealed:
                 self._outbox.hand_over(entry)
+
+    @staticmethod
+    def _refused_fields(p: PendingReceipt, out: OutboundDecision) -> MessageFields:
+        """The audit fields of a receipt we do not send, about the message it answers (as the
+        ``receipt.send`` record of one we send is)."""
+        return dataclasses.replace(MessageFields.of(out.claims), message_id=p.message_id)
+
+    @staticmethod
+    def _refusal(
+        p: PendingReceipt,
+        fields: MessageFields,
+        now: datetime,
+        status: Literal["denied", "error"],
+        reason: str,
+        receipt_id: str,
+    ) -> Record:
+        return message_record(
+            "message.refuse",
+            fields,
+            at=now,
+            status=status,
+            reason=reason,
+            detail={"status": p.status, "receipt_id": receipt_id},
+        )
+
+    async def _drop(self, p: PendingReceipt, *records: Record) -> None:
+        """Take ``p`` off the queue, in one commit with the records that say why."""
+        now = self.ctx.now()
+        await self.ctx.store.commit(
+            DropPendingReceipt(p.id), self.ctx.audit.append(list(records), now)
+        )
 
     def _receipt_claims(self, p: PendingReceipt, now: datetime, proof: str) -> OutboundDecision:
         ctx = self.ctx

@@ -158,7 +158,8 @@ class ReceiptSealed:
 
 @dataclass(frozen=True)
 class DropPendingReceipt:
-    """Forget a receipt that cannot be sealed (the sender has no valid encryption key)."""
+    """Forget a receipt that may not be sealed (the policy denies it, or the sender has no valid
+    encryption key); commit it with the audit records that say so."""
 
     pending_id: int
 

@@ -11,12 +11,22 @@ transaction (each job inside its own savepoint, so one failing job does not undo
 commits once, so a burst of deliveries costs one fsync, not one per message. A
 :meth:`GroupCommit.commit` of commands (:mod:`gateway.node.store.commands`) is one such job;
 each command type has a handler (:meth:`GroupCommit.on_command`) that holds its SQL.
+
+A job whose caller gave up (its task was cancelled) before the writer took it is never run; one
+the writer took already is committed, and its result is dropped (results reach an event loop
+with one wake-up per group commit). An unexpected error in the
+writer itself (not in a job: the job's error goes to its caller) **fails the store closed**: the
+error is logged at CRITICAL, every waiting and later call raises :class:`LocalError`, and
+``/readyz`` reports the store not ready, until the node restarts and reads the file afresh. The
+writer's connection or the audit tree's catch-up may then not match the file, and a node must
+not write on top of a state it does not know.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -31,6 +41,8 @@ from gateway.node.datadir import private_dir, private_file
 from gateway.node.store.commands import Command, Committed
 
 __all__ = ["MAX_GROUP", "CommitHook", "CommitState", "GroupCommit", "Handler", "Job"]
+
+log = logging.getLogger("gateway.node")
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -93,6 +105,10 @@ def _settle(outcomes: list[_Outcome]) -> None:
             p.future.set_exception(value)
 
 
+def _failed_closed() -> LocalError:
+    return LocalError("the store stopped after an internal error; restart the node")
+
+
 #: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
 MAX_GROUP = 256
 
@@ -107,6 +123,8 @@ class GroupCommit:
         #: The writer waits for work (under ``_cond``): only then does a new job notify it.
         self._idle = False
         self._closing = False
+        #: Set when the writer stopped after an unexpected error (module docstring).
+        self._failed = False
         self._hooks: list[CommitHook] = []
         self._handlers: dict[type[Any], Handler[Any]] = {}
         private_dir(path.parent)
@@ -168,6 +186,8 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._cond:
+            if self._failed:
+                raise _failed_closed()
             if self._closing:
                 raise TransientError("the store is closing")
             self._queue.append(_Pending(job, future, loop))
@@ -186,6 +206,10 @@ class GroupCommit:
         """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
         future: Future[T] = Future()
         with self._cond:
+            if self._failed:
+                raise _failed_closed()
+            if self._closing:
+                raise TransientError("the store is closing")
             self._queue.append(_Pending(job, future))
             if self._idle:
                 self._cond.notify()
@@ -201,7 +225,28 @@ class GroupCommit:
                 if not self._queue and self._closing:
                     return
                 batch, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-            self._commit_group(batch)
+            # A job whose caller gave up before the writer took it is not run (a cancellation
+            # after this point leaves the job committed and its result dropped: _settle_all).
+            live = [p for p in batch if not p.future.cancelled()]
+            try:
+                self._commit_group(live)
+            except BaseException as exc:  # noqa: BLE001 - the writer must never die silently
+                self._fail_closed(live, exc)
+                return
+
+    def _fail_closed(self, live: list[_Pending], exc: BaseException) -> None:
+        """Stop the store after an unexpected error in the writer (module docstring)."""
+        log.critical(
+            "the store's writer stopped after an unexpected %s; every store call fails until "
+            "the node restarts",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        error = _failed_closed()
+        with self._cond:
+            self._failed = True
+            waiting, self._queue = self._queue, []
+        self._settle_all([(p, False, error) for p in [*live, *waiting]])
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         db = self._db
@@ -228,12 +273,20 @@ class GroupCommit:
         else:
             for hook in self._hooks:
                 hook(db)
-        # One wake-up per event loop for the whole group, not one per job.
+        self._settle_all(results)
+
+    @staticmethod
+    def _settle_all(results: list[_Outcome]) -> None:
+        """Hand every outcome to its caller: one wake-up per event loop for the whole group, not
+        one per job; a thread's future directly. A future already done (its caller gave up)
+        keeps its state."""
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         for outcome in results:
             p, ok, value = outcome
             if p.loop is not None:
                 by_loop.setdefault(p.loop, []).append(outcome)
+            elif p.future.done():
+                continue
             elif ok:
                 p.future.set_result(value)
             else:

@@ -51,7 +51,7 @@ def reference_view(record: Record) -> dict[str, Any]:
     view: dict[str, Any] = {}
     for f in fields(Record):
         value = getattr(record, f.name)
-        if f.name in ("case_ref", "data_subjects", "actor"):
+        if f.name in ("case_ref", "data_subjects", "actor", "note"):
             continue
         if isinstance(value, datetime):
             view[f.name] = reference_iso(value)
@@ -198,3 +198,24 @@ def test_iso_refuses_naive_and_non_utc_times(t: datetime) -> None:
 def test_iso_of_early_years_keeps_the_strftime_text() -> None:
     t = datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     assert audit._iso(t) == reference_iso(t)
+
+
+def test_a_note_is_personal_committed_and_never_in_the_view() -> None:
+    """The reject note of an adapter: free text that may name people. A receipt's proof shows
+    the sender our record's view, so the note must never be in it."""
+    note = "wijkagent tasks go to team Noord"
+    without = new_record(**base())
+    with_note = new_record(**base(note=note))
+    view, personal = split(with_note, SALT)
+    assert note not in canonical_json(view).decode()
+    assert personal["note"] == note
+    assert audit.check_personal(view, personal, SALT)
+    assert not audit.check_personal(view, {**personal, "note": "team Zuid"}, SALT)
+    assert not audit.check_personal(view, {k: v for k, v in personal.items() if k != "note"}, SALT)
+    # A record without a note keeps the leaf (and personal part) it had before notes existed.
+    old_view, old_personal = split(without, SALT)
+    assert "note" not in old_personal
+    assert "note" not in old_view["commitments"]  # type: ignore[operator]  # a dict here
+    assert {k: v for k, v in view.items() if k != "commitments"} == {
+        k: v for k, v in old_view.items() if k != "commitments"
+    }

@@ -22,7 +22,7 @@ from gateway.testing.nodes import NodeFiles, write_node_config
 from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.e2e.harness import free_port
-from tests.node_pair import make_federation
+from tests.node_pair import InProcessNode, make_federation, open_node
 from tests.unit.node._inproc import InProcFederation
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -188,3 +188,18 @@ async def start_node(setup: NodeSetup) -> AsyncIterator[StartNode]:
         for node in list(starter.running):
             with contextlib.suppress(Exception):
                 await starter.stop(node)
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, federation: FederationFiles
+) -> AsyncIterator[tuple[InProcessNode, InProcessNode]]:
+    """Politie (the sender) and the gemeente's ZVH (the recipient), services in this process
+    on their own temporary stores, no loops running (tests/node_pair.py)."""
+    pol = await open_node(federation, "politie", tmp_path / "pol")
+    zvh = await open_node(federation, "gemeente", tmp_path / "zvh")
+    try:
+        yield pol, zvh
+    finally:
+        await pol.close()
+        await zvh.close()

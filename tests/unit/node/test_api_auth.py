@@ -51,16 +51,13 @@ async def test_every_v1_route_needs_a_known_bearer_token(
     assert answer.headers["WWW-Authenticate"] == 'Bearer realm="zv-gateway"'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/api.md and gateway/node/api.py say every /v1 route needs a token; "
-    "/v1/openapi.json answers 200 without one (require it, or document the exception)",
-)
 async def test_the_openapi_document_needs_a_token_like_every_v1_route(
     inproc: InProcFederation,
 ) -> None:
     pol = await inproc.start("politie", connect=False)
     (await pol.call("GET", "/v1/openapi.json", token=None)).problem("unauthorized")
+    for token in ("adapter", "auditor"):
+        assert (await pol.call("GET", "/v1/openapi.json", token=token)).status == 200
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
@@ -137,7 +134,9 @@ async def test_an_actor_who_acks_gets_an_access_record(inproc: InProcFederation)
     await gem.inbox(wait=30)
     answer = await gem.call("POST", f"/v1/inbox/{message_id}/ack", headers={"ZVG-Actor": "e-1"})
     assert answer.status == 204
-    assert gem.node.audit_names(message_id)[-2:] == ["adapter.ack", "access"]
+    # The receipt loop may seal the accepted receipt before we read: leave its record out.
+    names = [n for n in gem.node.audit_names(message_id) if n != "receipt.send"]
+    assert names[-2:] == ["adapter.ack", "access"]
     assert [a["id"] for _m, a in _actors(gem.node.audit(operation="access"))] == ["e-1"]
 
 

@@ -12,7 +12,9 @@ a named regression test below.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
+import zlib
 from typing import Any
 from urllib.parse import quote
 
@@ -129,20 +131,57 @@ async def test_a_request_that_is_not_valid_http_gets_a_400_problem_without_versi
         assert b"GET /" not in reply.body, reply.body
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+_JSON = b'{"reason": "other", "note": "' + b"x" * 150 + b'"}'
+_GZIP = gzip.compress(_JSON)
+_DEFLATE = zlib.compress(_JSON)
+#: Bodies that claim a Content-Encoding they do not hold in full: truncated streams, streams
+#: with garbage inside, after or instead of them (the hypothesis test below met some of them
+#: only by chance; each made aiohttp's ``request.read()`` raise past the problem middleware).
+BROKEN_BODIES = {
+    "gzip-not-compressed": ("gzip", b"not compressed"),
+    "gzip-truncated-header": ("gzip", _GZIP[:5]),
+    "gzip-truncated": ("gzip", _GZIP[: len(_GZIP) // 2]),
+    "gzip-bad-crc": ("gzip", _GZIP[:-8] + bytes(8)),
+    "gzip-garbage-inside": ("gzip", _GZIP[:10] + b"\xff" * 20 + _GZIP[30:]),
+    "gzip-garbage-after": ("gzip", _GZIP + b"garbage"),
+    "gzip-magic-then-garbage": ("gzip", b"\x1f\x8b" + bytes(range(256))),
+    "gzip-garbage": ("gzip", bytes(range(255, 0, -1))),
+    "deflate-not-compressed": ("deflate", b"not compressed"),
+    "deflate-truncated": ("deflate", _DEFLATE[: len(_DEFLATE) // 2]),
+    "deflate-garbage-inside": ("deflate", _DEFLATE[:2] + b"\xff" * 20 + _DEFLATE[22:]),
+    "deflate-garbage-after": ("deflate", _DEFLATE + b"garbage"),
+    "deflate-garbage": ("deflate", bytes(range(255, 0, -1))),
+    "br-garbage": ("br", bytes(range(255, 0, -1))),
+    "zstd-garbage": ("zstd", bytes(range(255, 0, -1))),
+}
+# Not here: a gzip stream without its 8-byte trailer. aiohttp decodes it as far as it goes and
+# does not ask that it ended (it does for deflate); the whole JSON is then there, and the route
+# answers as for the plain body.
+
+
 @pytest.mark.parametrize("path", ["/v1/messages", f"/v1/inbox/{MID}/reject"])
-async def test_a_body_that_is_not_in_its_content_encoding_is_a_400_problem(
-    start_node: StartNode, coding: str, path: str
+@pytest.mark.parametrize("case", sorted(BROKEN_BODIES))
+async def test_an_invalid_compressed_body_is_a_400_problem_and_no_error_log(
+    start_node: StartNode, caplog: pytest.LogCaptureFixture, case: str, path: str
 ) -> None:
+    coding, body = BROKEN_BODIES[case]
     node = await start_node()
     headers: list[tuple[str | bytes, str | bytes]] = [
         ("Authorization", f"Bearer {TOKEN}"),
         ("Content-Type", "application/json"),
         ("Content-Encoding", coding),
     ]
-    data = request_bytes("POST", path, headers, b"not compressed")
-    reply = await asyncio.to_thread(exchange, _port(node), data)
+    with caplog.at_level(logging.INFO):
+        reply = await asyncio.to_thread(
+            exchange, _port(node), request_bytes("POST", path, headers, body)
+        )
     _assert_problem(reply, 400, "invalid-request")
+    errors = [
+        (r.name, r.getMessage())
+        for r in caplog.records
+        if r.name.startswith(("gateway", "aiohttp")) and r.levelno >= logging.ERROR
+    ]
+    assert errors == []
 
 
 # ------------------------------------------------------------------ the property

@@ -13,7 +13,11 @@ Replaces, e2e on RabbitMQ → here:
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
+
+import pytest
 
 from gateway.node.gauges import run_gauges
 from tests.unit.node._inproc import InProcFederation, request_from_example
@@ -44,6 +48,26 @@ async def test_readyz_is_503_naming_the_broker_until_connected(inproc: InProcFed
         True,
         "valid",
     )
+
+
+async def test_readyz_is_503_and_sends_fail_once_the_store_failed_closed(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    pol = await inproc.start("politie")
+    assert (await pol.call("GET", "/readyz", token=None)).status == 200
+
+    def broken(_db: sqlite3.Connection) -> None:  # e.g. the audit tree's catch-up finds a gap
+        raise RuntimeError("a commit hook failed")
+
+    pol.node.store.on_commit(broken)
+    with caplog.at_level(logging.CRITICAL, logger="gateway.node"):
+        first = await pol.call("GET", "/readyz", token=None)  # its store probe meets the error
+    assert any(r.levelno == logging.CRITICAL for r in caplog.records)
+    for answer in (first, await pol.call("GET", "/readyz", token=None)):
+        assert answer.status == 503
+        assert answer.json()["checks"]["store"] == {"ok": False}
+    send = await pol.call("POST", "/v1/messages", body=request_from_example("case.referral"))
+    assert send.problem("unavailable")["status"] == 503
 
 
 async def test_readyz_is_200_when_the_broker_store_and_directory_are_fine(

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from gateway.audit.inspect import open_readonly, verify_log
@@ -31,21 +29,7 @@ from gateway.node.store import PendingReceipt
 from gateway.testing.federation import FederationFiles
 from schemas.bodies import ReceiptBody
 from tests import stores
-from tests.node_pair import InProcessNode, open_node
-
-
-@pytest.fixture
-async def pair(
-    tmp_path: Path, federation: FederationFiles
-) -> AsyncIterator[tuple[InProcessNode, InProcessNode]]:
-    """Politie (the sender) and the ZVH (the recipient), each on its own temporary store."""
-    pol = await open_node(federation, "politie", tmp_path / "pol")
-    zvh = await open_node(federation, "gemeente", tmp_path / "zvh")
-    try:
-        yield pol, zvh
-    finally:
-        await pol.close()
-        await zvh.close()
+from tests.node_pair import InProcessNode
 
 
 def _sha(data: bytes) -> str:
