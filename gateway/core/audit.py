@@ -131,9 +131,14 @@ class Record:
     note: str | None = None
     """Free text of the adapter about its reject: personal, never in the view, and so never in
     a receipt's proof (committed only when present, so records without one keep their leaf)."""
+    adapter_reason: str | None = None
+    """The adapter's reason code for a reject (``unknown_subject``, ``not_responsible``…): it
+    says something about a person at this organisation (that it has no file on them), so it is
+    kept like the note: in the personal part, committed in the view, never in a receipt's proof;
+    the sender sees only ``adapter_rejected``."""
 
 
-_PERSONAL = ("case_ref", "data_subjects", "actor", "note")
+_PERSONAL = ("case_ref", "data_subjects", "actor", "note", "adapter_reason")
 _FIELD_NAMES = tuple(f.name for f in fields(Record))
 #: Random identifiers and digests (hex, base64): not personal, and random digits in them can
 #: look like a BSN, so the BSN guard does not search them.
@@ -265,11 +270,12 @@ def message_record(
     detail: Mapping[str, int | str] | None = None,
     policy: tuple[int, str | None, Literal["allow", "deny"]] | None = None,
     note: str | None = None,
+    adapter_reason: str | None = None,
 ) -> Record:
     """A record about one message: ``fields`` plus what happened (``name``, ``status``,
     ``reason``, ``detail``; ``policy`` is (directory version, rule, decision) for a policy
-    decision; ``note`` the adapter's own words, personal), from ``start_time`` (default ``at``)
-    to ``at``."""
+    decision; ``note`` and ``adapter_reason`` the adapter's words and code about a reject,
+    personal), from ``start_time`` (default ``at``) to ``at``."""
     version, rule, decision = policy if policy is not None else (None, None, None)
     return _checked(
         Record(
@@ -299,6 +305,7 @@ def message_record(
             case_ref=fields.case_ref,
             data_subjects=fields.data_subjects,
             note=note,
+            adapter_reason=adapter_reason,
         )
     )
 
@@ -398,8 +405,11 @@ def _personal_values(record: Record) -> dict[str, JsonValue]:
         if actor is None
         else {"id": actor.id, "role": actor.role, "responsible": actor.responsible},
     }
-    if record.note is not None:  # absent, not null: records without a note keep their leaf
+    # Absent, not null: records without a note or reason code keep their leaf.
+    if record.note is not None:
         personal["note"] = record.note
+    if record.adapter_reason is not None:
+        personal["adapter_reason"] = record.adapter_reason
     return personal
 
 
@@ -416,9 +426,10 @@ def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, Js
     ]
     actor = personal.get("actor")
     out["actor"] = None if actor is None else c(canonical_json(actor).decode("utf-8"), "actor")
-    note = personal.get("note")
-    if note is not None:
-        out["note"] = c(str(note), "note")
+    for name in ("note", "adapter_reason"):
+        value = personal.get(name)
+        if value is not None:
+            out[name] = c(str(value), name)
     return out
 
 

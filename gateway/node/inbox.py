@@ -114,8 +114,9 @@ class Inbox:
         actor: Actor | None = None,
     ) -> None:
         """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
-        ``note`` (the adapter's words about a reject) goes into our own record only, as personal
-        data: never into the record's view, which a receipt's proof shows the sender.
+        ``note`` and ``adapter_reason`` (the adapter's words and code about a reject) go into our
+        own record only, as personal data: never into the record's view, which a receipt's proof
+        shows the sender.
         Raises ``ApiError`` not-found when no such message is in the inbox."""
         ctx = self.ctx
         now = ctx.now()
@@ -128,8 +129,9 @@ class Inbox:
             return  # settled before: acking or rejecting again changes nothing
         claims = parse_claims(row.claims, catalogue=ctx.catalogue)
         fields = MessageFields.of(claims).with_digest(jose.b64u_encode(row.digest))
-        detail = {"adapter_reason": adapter_reason} if adapter_reason else None
-        settled = message_record(str(event), fields, at=now, detail=detail, note=note)
+        settled = message_record(
+            str(event), fields, at=now, note=note, adapter_reason=adapter_reason or None
+        )
         records = [settled]
         if actor is not None:
             records.append(access_record(actor, at=now, fields=fields))

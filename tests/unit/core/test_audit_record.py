@@ -51,7 +51,7 @@ def reference_view(record: Record) -> dict[str, Any]:
     view: dict[str, Any] = {}
     for f in fields(Record):
         value = getattr(record, f.name)
-        if f.name in ("case_ref", "data_subjects", "actor", "note"):
+        if f.name in ("case_ref", "data_subjects", "actor", "note", "adapter_reason"):
             continue
         if isinstance(value, datetime):
             view[f.name] = reference_iso(value)
