@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration._private_node import TlsNode, run_private_node
 from tests.rabbit import finish_removals
 
 SHARED_FIXTURES = ("tls_node", "prepared")
@@ -38,3 +39,10 @@ def _finish_removals() -> Iterator[None]:
     left on the shared broker."""
     yield
     finish_removals()
+
+
+@pytest.fixture(scope="session")
+def tls_node() -> Iterator[TlsNode]:
+    """A private RabbitMQ node with the example TLS config, shared by the tests that need it
+    (broker integration tests and the e2e broker restart): booting one costs ~10 s of CPU."""
+    yield from run_private_node()
