@@ -9,8 +9,9 @@ import pytest
 from tests.integration._private_node import TlsNode, run_private_node
 from tests.rabbit import finish_removals
 
-SHARED_FIXTURES = ("tls_node", "prepared")
-"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state)."""
+SHARED_FIXTURES = ("tls_node", "prepared", "fhir_url", "zaken_url")
+"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state,
+the adapters' third-party servers)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
