@@ -6,10 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration._private_node import TlsNode, run_private_node
 from tests.rabbit import finish_removals
 
-SHARED_FIXTURES = ("tls_node", "prepared")
-"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state)."""
+SHARED_FIXTURES = ("tls_node", "prepared", "fhir_url", "zaken_url")
+"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state,
+the adapters' third-party servers)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -38,3 +40,10 @@ def _finish_removals() -> Iterator[None]:
     left on the shared broker."""
     yield
     finish_removals()
+
+
+@pytest.fixture(scope="session")
+def tls_node() -> Iterator[TlsNode]:
+    """A private RabbitMQ node with the example TLS config, shared by the tests that need it
+    (broker integration tests and the e2e broker restart): booting one costs ~10 s of CPU."""
+    yield from run_private_node()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from adapters.fhir.server import FhirClient
 from schemas.claims import InfoResponse, RiskSignal
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
-from tests.adapters.thirdparty import SERVERS, ensure_node_modules, server_process
 
 EXAMPLES = Path(__file__).resolve().parent / "fhir_examples"
 GGZ, GEM = ORG["ggz"].oin, ORG["gemeente"].oin
@@ -39,13 +38,6 @@ BSN = "999990019"
 def hl7(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
     return data
-
-
-@pytest.fixture(scope="module")
-def fhir_url() -> Iterator[str]:
-    ensure_node_modules()
-    with server_process(["node", "fhir-server.mjs", "0"], r"listening (\d+)", SERVERS) as port:
-        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.adapters.conftest import free_port
 from tests.adapters.nodefake import FakeNode
 from tests.adapters.test_folder import referral_request
-from tests.adapters.test_zgw import free_port
 
 
 async def _wait_for(predicate: object, seconds: float = 20.0) -> bool:

@@ -15,7 +15,7 @@ from aiohttp import web
 from adapters._runtime import bound_port
 from adapters._upstream import request_json
 from adapters.errors import UpstreamError
-from tests.adapters.test_zgw import free_port
+from tests.adapters.conftest import free_port
 
 LIMIT = 1024
 

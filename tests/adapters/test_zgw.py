@@ -17,8 +17,7 @@ import hashlib
 import hmac
 import json
 import shutil
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +30,11 @@ from adapters.zgw.api import ZakenClient, ZgwError, zgw_jwt
 from schemas.claims import CaseReferral, CaseStatus
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
-from tests.adapters.thirdparty import SERVERS, ensure_node_modules, server_process
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "adapters" / "examples" / "gemeente"
-SPEC = Path(__file__).resolve().parent / "zgw" / "zaken-api.yaml"
 GEM, POL = ORG["gemeente"].oin, ORG["politie"].oin
 KEY = b"gemeente-veenstad-pseudonym-key!"
 SCHEMA_URL = "http://example.com"  # what Prism derives for format: uri fields
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def zaken_url() -> Iterator[str]:
-    modules = ensure_node_modules()
-    prism = modules / ".bin" / "prism"
-    port = free_port()
-    args = [str(prism), "mock", "-h", "127.0.0.1", "-p", str(port), str(SPEC)]
-    with server_process(args, r"Prism is listening on http://127\.0\.0\.1:(\d+)", SERVERS) as p:
-        yield f"http://127.0.0.1:{p}/api/v1"
 
 
 def mapping() -> ZgwMapping:

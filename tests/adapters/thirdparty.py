@@ -6,8 +6,11 @@
   the VNG Zaken API OpenAPI document in ``tests/adapters/zgw/``.
 
 Both come from the npm registry, pinned by ``servers/package-lock.json`` and installed with
-``npm ci`` into ``servers/node_modules`` on first use (about 10 s; again only when the lock file
-changes). Node.js 20.19 or newer is needed; without it the tests fail with a message saying so.
+``npm ci`` on first use into a folder of the user's cache named after the lock file's hash
+(``$XDG_CACHE_HOME`` or ``~/.cache``, ``zvg-test-servers/<hash>/``; 190 MB, ≈ 20 s of CPU and
+40 s here), which ``servers/node_modules`` links to: every checkout of the same lock file —
+a fresh clone in CI, another worktree — reuses it. Node.js 20.19 or newer is needed; without it
+the tests fail with a message saying so.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ START_SECONDS = 60.0
 
 
 def ensure_node_modules() -> Path:
-    """Install the pinned npm packages once (``npm ci``); returns ``servers/node_modules``."""
+    """Install the pinned npm packages once per lock file (``npm ci``, module docstring) and
+    link ``servers/node_modules`` to them; returns ``servers/node_modules``."""
     npm = shutil.which("npm")
     node = shutil.which("node")
     if npm is None or node is None:
@@ -41,24 +45,38 @@ def ensure_node_modules() -> Path:
             "the FHIR and ZGW adapter tests run third-party servers on Node.js: install "
             "nodejs (>= 20.19) and npm (Debian: apt-get install nodejs npm)"
         )
-    lock = SERVERS / "package-lock.json"
-    want = hashlib.sha256(lock.read_bytes()).hexdigest()
-    stamp = SERVERS / ".installed"
-    with (SERVERS / ".install.lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)  # parallel test runs install once
+    want = hashlib.sha256((SERVERS / "package-lock.json").read_bytes()).hexdigest()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    installed = cache / "zvg-test-servers" / want[:32]
+    installed.mkdir(parents=True, exist_ok=True)
+    with (installed / ".install.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # parallel test runs and checkouts install once
+        stamp = installed / ".installed"
         if not stamp.exists() or stamp.read_text() != want:
+            for name in ("package.json", "package-lock.json"):
+                shutil.copyfile(SERVERS / name, installed / name)
             done = subprocess.run(
                 [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=SERVERS,
+                cwd=installed,
                 capture_output=True,
                 text=True,
                 timeout=600,
                 check=False,
             )
             if done.returncode != 0:
-                pytest.fail(f"npm ci in {SERVERS} failed:\n{done.stderr[-2000:]}")
+                pytest.fail(f"npm ci in {installed} failed:\n{done.stderr[-2000:]}")
             stamp.write_text(want)
-    return SERVERS / "node_modules"
+    link, target = SERVERS / "node_modules", installed / "node_modules"
+    with (SERVERS / ".install.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if link.is_symlink() and link.readlink() == target:
+            return link  # a server may be running from it: leave it in place
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)  # a checkout's own install, from before the shared one
+        link.symlink_to(target, target_is_directory=True)
+    return link
 
 
 @contextmanager

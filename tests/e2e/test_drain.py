@@ -17,22 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Fed, request_from_example, running_fed
-from tests.e2e.test_crash_recovery import _wait_ready
+from tests.e2e.harness import Fed, Progress, running_fed
+from tests.e2e.test_crash_recovery import KILL_AT, MESSAGES, WINDOW, _requests, _wait_ready
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-MESSAGES = 400
+# The stream is paced as in the crash tests (tests/e2e/test_crash_recovery.py): the sender stays
+# at most WINDOW messages ahead of the receiving adapter's acks and the SIGTERM comes at KILL_AT
+# acks, so it lands with most of the stream still to be sent, however fast or loaded the machine.
 #: How long a drain may take before the test calls it hung. Typically well under a second; the
 #: node gives in-flight publishes and handlers 10 s each (DRAIN_GRACE_S, the consumer's close
 #: grace), and once, on a loaded shared broker, a drain took 22 s.
 DRAIN_BOUND_S = 45
-
-
-def _requests(n: int) -> list[dict[str, object]]:
-    return [
-        request_from_example("case.referral", case_ref=f"Veenstad-2026-{i:04d}") for i in range(n)
-    ]
 
 
 @pytest.fixture
@@ -68,9 +64,11 @@ async def test_sigterm_of_the_receiver_mid_stream_loses_nothing(two_nodes: Fed) 
     fed.spawn("gemeente")
     await _wait_ready(fed, "gemeente")
     pol, gem = fed.client("politie"), fed.client("gemeente")
-    some_acked = asyncio.Event()
-    sending = asyncio.create_task(pol.send_many(_requests(MESSAGES)))
-    draining = asyncio.create_task(gem.drain(MESSAGES, seconds=240, milestone=(50, some_acked)))
+    progress, some_acked = Progress(), asyncio.Event()
+    sending = asyncio.create_task(pol.send_many(_requests(MESSAGES), pace=(progress, WINDOW)))
+    draining = asyncio.create_task(
+        gem.drain(MESSAGES, seconds=240, milestone=(KILL_AT, some_acked), progress=progress)
+    )
     await asyncio.wait_for(some_acked.wait(), timeout=120)
     code = await asyncio.to_thread(_terminate, fed, "gemeente")
     _assert_drained_cleanly(fed, "gemeente", code)
@@ -91,15 +89,17 @@ async def test_sigterm_of_the_sender_mid_stream_loses_nothing(two_nodes: Fed) ->
     fed.spawn("politie")
     await _wait_ready(fed, "politie")
     pol, gem = fed.client("politie"), fed.client("gemeente")
-    some_acked = asyncio.Event()
+    progress, some_acked = Progress(), asyncio.Event()
     # send_many retries a request (same Idempotency-Key) while the node is down.
-    sending = asyncio.create_task(pol.send_many(_requests(MESSAGES)))
-    draining = asyncio.create_task(gem.drain(MESSAGES, seconds=240, milestone=(50, some_acked)))
+    sending = asyncio.create_task(pol.send_many(_requests(MESSAGES), pace=(progress, WINDOW)))
+    draining = asyncio.create_task(
+        gem.drain(MESSAGES, seconds=240, milestone=(KILL_AT, some_acked), progress=progress)
+    )
     await asyncio.wait_for(some_acked.wait(), timeout=120)
     code = await asyncio.to_thread(_terminate, fed, "politie")
     _assert_drained_cleanly(fed, "politie", code)
-    # Mid-stream: messages were still in the sender's outbox or on their way (and, unless the
-    # machine is slow, POSTs were still coming in).
+    # Mid-stream: messages were still in the sender's outbox or on their way, and POSTs were
+    # still coming in (the pace keeps most of the stream unsent).
     assert not draining.done(), "the SIGTERM must land mid-stream"
     fed.spawn("politie")
     sent = await sending

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -25,16 +26,13 @@ from adapters.fhir.adapter import FhirAdapter, FhirConfig, FhirSettings
 from adapters.fhir.server import FhirClient
 from adapters.folder import FolderAdapter, FolderConfig, FolderSettings
 from adapters.webhook import WebhookAdapter, WebhookConfig, WebhookSettings
-from tests.adapters.test_fhir import complete, fhir_url, hl7
+from tests.adapters.test_fhir import complete, hl7
 from tests.adapters.test_folder import EXAMPLES, drop
 from tests.adapters.test_webhook import Partner, make_cert, secrets
 from tests.adapters.test_zgw import make_adapter as make_zgw_adapter
-from tests.adapters.test_zgw import zaken_url
 from tests.e2e import harness
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-__all__ = ["fhir_url", "zaken_url"]  # fixtures used here, defined with the adapters' tests
 
 FINAL_WAIT = 60.0
 
@@ -152,6 +150,8 @@ async def test_bekendheidsvraag_answered_from_the_ehr(
         "info.request", recipients=[{"org": ggz_oin, "role": "GGZ"}]
     )
     zvh = node_client(fed, "gemeente")
+    async with aiohttp.ClientSession() as http, http.post(f"{fhir_url}/$test-reset") as reset:
+        assert reset.status == 200  # the session's server: empty, whatever ran before
     fhir = FhirClient(fhir_url)
     config = FhirConfig(
         node=NodeSettings(url=fed.nodes["ggz"].url, org=ggz_oin, token_file=tmp_path / "t"),
