@@ -14,23 +14,25 @@ SHARED_FIXTURES = ("tls_node", "prepared", "fhir_url", "zaken_url")
 the adapters' third-party servers)."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """Under ``pytest -n`` (pytest-xdist, ``--dist loadgroup`` in ``scripts/test``), keep the tests
     that share an expensive fixture on one worker, so it is made once: the users of each fixture in
     :data:`SHARED_FIXTURES` form a group, and so do the tests of a module with a module-scoped
-    fixture. Every other test goes to whichever worker is free."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        names = info.names_closure
-        group = next((n for n in SHARED_FIXTURES if n in names), None)
-        if group is None and any(
-            defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs
-        ):
-            group = item.nodeid.split("::")[0]
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    fixture. Every other test goes to whichever worker is free.
+
+    The mark is set as each test is collected: xdist turns the marks into groups in its own
+    ``pytest_collection_modifyitems``, which runs before a conftest's."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return
+    names = info.names_closure
+    group = next((n for n in SHARED_FIXTURES if n in names), None)
+    if group is None and any(
+        defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs
+    ):
+        group = item.nodeid.split("::")[0]
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)
