@@ -4,10 +4,9 @@
 Threat: case data, identifying data, pseudonyms or key material leak out of the encrypted body
 into spans, metrics, log lines or the (partner-witnessed) audit log.
 
-Replaces, e2e on RabbitMQ → here (same names):
-
-- test_telemetry.py::test_trace_crosses_organisations_and_telemetry_holds_nothing_personal
-- test_telemetry.py::test_audit_records_hold_no_payload_no_identifiers_no_keys
+These two tests ran as end-to-end tests on RabbitMQ before (same names); what the broker itself
+sees (no AMQP headers besides the agreed properties) is tested in
+tests/integration/test_broker_transport.py.
 """
 
 from __future__ import annotations
