@@ -296,7 +296,7 @@ def _decision_doc(d: Denied) -> dict[str, Any]:
 def _status_doc(row: MessageRow) -> MessageStatus:
     return MessageStatus(
         message_id=row.message_id,
-        message_type=row.message_type,  # type: ignore[arg-type]
+        message_type=row.message_type,  # type: ignore[arg-type]  # a stored str; the model checks it
         purpose=row.purpose,
         case_ref=row.case_ref,
         created_at=row.created_at,
@@ -305,8 +305,8 @@ def _status_doc(row: MessageRow) -> MessageStatus:
             RecipientStatus(
                 org=r.org,
                 role=role,
-                status=r.status,  # type: ignore[arg-type]
-                reason=r.reason,  # type: ignore[arg-type]
+                status=r.status,  # type: ignore[arg-type]  # a stored str; the model checks it
+                reason=r.reason,  # type: ignore[arg-type]  # a stored str; the model checks it
                 updated_at=r.updated_at,
             )
             for r in row.recipients
