@@ -314,7 +314,7 @@ async def raw_latency(raw: Raw, rate: float, seconds: float) -> list[float]:
 def _endpoint(fed: Fed, key: str) -> BrokerEndpoint:
     org = org_by_key(key)
     user = next(u for u in fed.users if u.endswith(f"-{key}"))
-    password = read_password_file(password_file(fed.root / "secrets", org.oin))
+    password = read_password_file(password_file(fed.provisioned.secrets_dir, org.oin))
     return BrokerEndpoint("127.0.0.1", 5672, fed.vhost, user, password)
 
 
