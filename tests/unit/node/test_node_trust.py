@@ -19,7 +19,7 @@ import pytest
 from gateway.core.directory import TrustedDirectory
 from gateway.errors import LocalError, RemoteError
 from gateway.federation import add_rule, read_directory, sign_with, write_directory
-from gateway.node import runner
+from gateway.node import preflight, runner
 from gateway.node.config import load_config
 from gateway.node.trust import TRUSTED_FILE, change_record, load_trusted_directory
 from gateway.testing.federation import create_demo_federation
@@ -105,10 +105,10 @@ def test_another_federations_directory_is_refused_after_first_use(
 def test_production_mode_fails_closed_without_the_example_key_list(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(runner, "EXAMPLE_KIDS_FILE", tmp_path / "missing.json")
+    monkeypatch.setattr(preflight, "EXAMPLE_KIDS_FILE", tmp_path / "missing.json")
     with pytest.raises(LocalError, match="reinstall"):
-        runner.example_kids()
-    assert len(runner.EXAMPLE_KIDS_FILE.parent.name) > 0
+        preflight.example_kids()
+    assert len(preflight.EXAMPLE_KIDS_FILE.parent.name) > 0
 
 
 # ---------------------------------------------------------------------------- issue 14 point 1
