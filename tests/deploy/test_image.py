@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+import gateway
+import zvg_client
 from gateway.node.runner import DRAIN_GRACE_S
 from gateway.testing.nodes import write_node_config
 from gateway.testing.veenstad import org_by_key
@@ -215,6 +217,9 @@ def test_wheel_holds_every_package_file_and_the_runtime_data(
             assert not any(n.startswith(f"{package}/") for n in names[other]), (package, other)
 
 
+VERSIONS = {"zv_gateway": gateway.__version__, "zv_gateway_client": zvg_client.__version__}
+
+
 def test_wheels_carry_the_spdx_licence_and_the_licence_text(
     wheels: dict[str, zipfile.ZipFile],
 ) -> None:
@@ -223,6 +228,7 @@ def test_wheels_carry_the_spdx_licence_and_the_licence_text(
         metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
         text = wheel.read(metadata).decode()
         assert "License-Expression: EUPL-1.2" in text, dist
+        assert f"Version: {VERSIONS[dist]}\n" in text, "one source for each version"
         assert "License-File: LICENSE" in text, dist
         licence = next(n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE"))
         assert wheel.read(licence) == (ROOT / "LICENSE").read_bytes(), dist
