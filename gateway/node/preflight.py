@@ -106,10 +106,14 @@ class Preflight:
     checked: Checked | None = None
     """Set when nothing stops the node but, perhaps, ``rollback``."""
 
-    def passed(self) -> Checked:
-        """What the node starts with; :class:`PreflightError` when there is a problem."""
+    def raise_problems(self) -> None:
+        """:class:`PreflightError` when there is a problem (a rollback is none here)."""
         if self.problems:
             raise PreflightError(list(self.problems))
+
+    def passed(self) -> Checked:
+        """What the node starts with; :class:`PreflightError` when there is a problem."""
+        self.raise_problems()
         if self.checked is None:  # only a rollback with nothing to check the rest against
             raise PreflightError(["the node's directory could not be checked"])
         return self.checked

@@ -91,9 +91,10 @@ class Node:
     @classmethod
     async def _start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
         found = preflight(config)  # the checks of `zvg node check-config` (decision 0084)
-        if found.rollback is not None and not found.problems:
+        if found.rollback is not None:  # recorded even when something else stops it too
             refused = found.rollback
             await record_rollback(config, refused.catalogue, refused.audit_key, refused.refused)
+            found.raise_problems()  # the line of check-config, which warns of the rollback
             raise PreflightError([f"{refused.refused.detail}; the node does not start"])
         checked = found.passed()
         catalogue, keys, directory = checked.catalogue, checked.keys, checked.directory

@@ -301,3 +301,17 @@ def test_a_directory_whose_digest_looks_like_a_bsn_is_still_recorded() -> None:
     record = change_record(trusted, version - 1, now)
     assert record.digest == trusted.signed.digest()
     assert record.policy_version == version
+
+
+async def test_a_rollback_is_recorded_even_when_another_problem_also_stops_the_node(
+    on_v3: tuple[Path, Path, Path],
+) -> None:
+    """Issue 18 point 7: run and check-config share their checks (gateway.node.preflight); with
+    a rollback and another problem, run still records the rollback, and refuses with the line
+    check-config gives for the other problem."""
+    config_path, _v2, _v3 = on_v3
+    text = config_path.read_text("utf-8")
+    config_path.write_text(text.replace("amqp://127.0.0.1:1/", "amqp://u:p@127.0.0.1:1/"), "utf-8")
+    line = await _refused_start(config_path)
+    assert line == "broker.url: put no credentials in the URL; use broker.password_file"
+    assert _directory_changes(config_path)[-1] == ("rejected", 2)
