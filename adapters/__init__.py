@@ -2,7 +2,7 @@
 partner system (docs/architecture.md §11). Adapters depend on ``schemas/`` and the node's HTTP
 API only, never on ``gateway`` (a test enforces it).
 
-- :mod:`adapters.client` — ``NodeClient``: send (idempotent, retried), status, inbox (long-poll
+- :mod:`zvg_client.client` — ``NodeClient``: send (idempotent, retried), status, inbox (long-poll
   and server-sent events), ack and reject, typed errors.
 - :mod:`adapters.folder` — files in, files out (legacy systems; police and OM examples).
 - :mod:`adapters.webhook` — signed HTTPS pushes out, an HTTP endpoint in (Veilig Thuis example).

@@ -47,10 +47,11 @@ from typing import Any, TextIO, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.client import Actor, NodeClient
-from adapters.errors import ConfigError, Unavailable
+from adapters.errors import ConfigError
 from schemas import ids
 from schemas.api import InboxPage
+from zvg_client.client import Actor, NodeClient
+from zvg_client.errors import Unavailable
 
 __all__ = [
     "MAX_CONFIG_BYTES",

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from adapters._runtime import StateFile
-from adapters.errors import NodeError, Unavailable
 from schemas.api import MessageStatus
+from zvg_client.errors import NodeError, Unavailable
 
 __all__ = ["FINAL", "MAX_TRACKED", "StatusFollower", "StatusSource"]
 
@@ -30,7 +30,7 @@ FINAL = frozenset({"accepted", "rejected", "expired"})
 
 
 class StatusSource(Protocol):
-    """Where statuses come from: :class:`~adapters.client.NodeClient` (or a test's stand-in).
+    """Where statuses come from: :class:`~zvg_client.client.NodeClient` (or a test's stand-in).
     Raises :class:`~adapters.errors.Unavailable` or another
     :class:`~adapters.errors.NodeError` like the client does."""
 

@@ -1,13 +1,10 @@
 """The adapters' one error tree, split by blame like the node's (``gateway.errors``).
 
-Adapters never import ``gateway``; this tree mirrors its three branches for the partner side:
+Adapters never import ``gateway``; this tree (rooted at
+:class:`~zvg_client.errors.AdapterError`) mirrors its three branches for the partner side:
 
-- :class:`NodeError` — the node refused a request or could not be reached. Subclasses say why,
-  one per problem ``type`` the node's API documents (``https://zv-gateway.example/problems/…``):
-  :class:`InvalidMessage` (``invalid-message``, ``invalid-request``), :class:`PolicyDenied`,
-  :class:`Unauthorized` (``unauthorized``, ``forbidden``), :class:`NotFound`,
-  :class:`IdempotencyConflict`, :class:`TooLarge` and :class:`Unavailable` (``unavailable``,
-  ``recipient-unavailable``, 429/502/503/504 and no answer: the only retryable one).
+- :class:`~zvg_client.errors.NodeError` — the node refused a request or could not be reached
+  (the client's errors, :mod:`zvg_client.errors`: one subclass per problem ``type``).
 - :class:`ConfigError` — the adapter's own configuration or mapping file is wrong; fix the file.
 - :class:`MappingError` — a record from the partner's system (a file, a FHIR resource, a zaak)
   cannot be turned into a message, or a message into a record. Carries a ``field`` and a rule,
@@ -21,32 +18,9 @@ Messages of all of them name fields and rules, never payload content.
 
 from __future__ import annotations
 
-from typing import Any
+from zvg_client.errors import AdapterError
 
-from schemas.api import FieldError, Problem
-
-__all__ = [
-    "PROBLEM_BASE",
-    "AdapterError",
-    "ConfigError",
-    "IdempotencyConflict",
-    "InvalidMessage",
-    "MappingError",
-    "NodeError",
-    "NotFound",
-    "PolicyDenied",
-    "TooLarge",
-    "Unauthorized",
-    "Unavailable",
-    "UpstreamError",
-]
-
-#: Prefix of every problem ``type`` the node sends.
-PROBLEM_BASE = "https://zv-gateway.example/problems/"
-
-
-class AdapterError(Exception):
-    """Root of every error an adapter raises on purpose."""
+__all__ = ["AdapterError", "ConfigError", "MappingError", "UpstreamError"]
 
 
 class ConfigError(AdapterError):
@@ -63,92 +37,6 @@ class MappingError(AdapterError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.rule = message
-
-
-class NodeError(AdapterError):
-    """The node answered with an error, or could not be reached.
-
-    ``status`` is the HTTP status (0 when no answer came), ``problem`` the RFC 9457 document
-    when the node sent one. ``str(error)`` is ``title: detail`` (no payload content).
-    """
-
-    retryable = False
-
-    def __init__(self, status: int, problem: Problem | None, message: str | None = None) -> None:
-        if message is None:
-            message = f"{problem.title}: {problem.detail}" if problem else f"HTTP {status}"
-        super().__init__(message)
-        self.status = status
-        self.problem = problem
-
-    @property
-    def type(self) -> str | None:
-        """The problem ``type`` URI, when the node sent a problem document."""
-        return self.problem.type if self.problem else None
-
-
-class InvalidMessage(NodeError):
-    """``400``/``422`` (``invalid-request``, ``invalid-message``): the message breaks the
-    contract. ``errors`` names each field and rule.
-
-    What to do: fix the mapping or the source record; resending the same message will fail again.
-    """
-
-    @property
-    def errors(self) -> tuple[FieldError, ...]:
-        return self.problem.errors if self.problem else ()
-
-
-class PolicyDenied(NodeError):
-    """``403`` ``policy-denied``: the federation policy does not allow this message.
-
-    ``decision`` holds the node's explanation (reason code, purpose, recipient, category or flag,
-    rule, directory version). What to do: send less (drop the category), to someone else, or
-    under another purpose — or ask the federation's privacy officers to change the policy.
-    """
-
-    @property
-    def decision(self) -> dict[str, Any]:
-        return dict(self.problem.decision or {}) if self.problem else {}
-
-
-class Unauthorized(NodeError):
-    """``401`` (or a ``403`` that is not a policy denial): the token is missing, wrong or lacks
-    the role. What to do: check the adapter's token file against the node's configuration."""
-
-
-class NotFound(NodeError):
-    """``404``: no such message (or inbox item) for this organisation."""
-
-
-class IdempotencyConflict(NodeError):
-    """``409`` ``idempotency-conflict``: this Idempotency-Key was used for a different message.
-    What to do: a key names one message; derive keys from the whole source record."""
-
-
-class TooLarge(NodeError):
-    """``413``: the message is larger than the node accepts. What to do: send less content."""
-
-
-class Unavailable(NodeError):
-    """``429``/``502``/``503``/``504``, a timeout or no connection: try again later.
-
-    ``retry_after`` is the node's ``Retry-After`` in seconds, when it gave one. The client
-    retries these itself with backoff; this is raised when its attempts are used up.
-    """
-
-    retryable = True
-
-    def __init__(
-        self,
-        status: int,
-        problem: Problem | None,
-        message: str | None = None,
-        *,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(status, problem, message)
-        self.retry_after = retry_after
 
 
 class UpstreamError(AdapterError):

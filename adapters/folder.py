@@ -60,17 +60,12 @@ from adapters._runtime import (
     write_atomic,
 )
 from adapters._status import StatusFollower
-from adapters.client import NodeClient
-from adapters.errors import (
-    InvalidMessage,
-    MappingError,
-    NodeError,
-    PolicyDenied,
-    Unavailable,
-)
+from adapters.errors import MappingError
 from adapters.mapping import MessageMapping, load_mapping
 from schemas import strictjson
 from schemas.api import InboxItem, MessageStatus, RejectRequest, SendRequest
+from zvg_client.client import NodeClient
+from zvg_client.errors import InvalidMessage, NodeError, PolicyDenied, Unavailable
 
 __all__ = ["FolderAdapter", "FolderConfig", "FolderSettings", "load", "run"]
 

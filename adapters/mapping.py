@@ -50,9 +50,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters._runtime import Pseudonymiser, load_toml
-from adapters.client import request_from_dict
 from adapters.errors import ConfigError, MappingError
 from schemas.api import SendRequest
+from zvg_client.client import request_from_dict
+from zvg_client.errors import InvalidMessage
 
 __all__ = [
     "FieldSpec",
@@ -208,14 +209,14 @@ class MessageMapping:
 
 def build_request(data: Mapping[str, Any]) -> SendRequest:
     """The message a partner record was mapped to (JSON-shaped ``data``, as
-    :func:`~adapters.client.request_from_dict` takes it), for a mapping file or an adapter's own
+    :func:`~zvg_client.client.request_from_dict` takes it), for a mapping file or an adapter's own
     code. Raises :class:`MappingError` with the first invalid field's path and rule (never its
     value)."""
     try:
         return request_from_dict(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise MappingError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
+    except InvalidMessage as exc:
+        first = exc.errors[0]
+        raise MappingError(first.field, first.message) from None
 
 
 def load_mapping(path: Path, pseudonyms: Pseudonymiser | None) -> MessageMapping:

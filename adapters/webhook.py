@@ -63,17 +63,12 @@ from adapters._runtime import (
     sleep_or_stop,
 )
 from adapters._status import StatusFollower
-from adapters.client import NodeClient, RetryPolicy
-from adapters.errors import (
-    PROBLEM_BASE,
-    ConfigError,
-    MappingError,
-    NodeError,
-    Unavailable,
-)
+from adapters.errors import ConfigError, MappingError
 from adapters.mapping import MessageMapping, load_mapping
 from schemas import strictjson
 from schemas.api import FieldError, InboxItem, MessageStatus, Problem, RejectRequest, SendRequest
+from zvg_client.client import NodeClient, RetryPolicy
+from zvg_client.errors import PROBLEM_BASE, NodeError, Unavailable
 
 __all__ = [
     "SIGNATURE_TOLERANCE_SECONDS",

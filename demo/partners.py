@@ -9,7 +9,7 @@
   ``adapters.webhook.verify_signature`` documents, answers ``200``, and posts its own messages to
   the webhook adapter's endpoint with the shared token.
 - **GGZ and the municipality** talk to their nodes through the client SDK
-  (``adapters.client.NodeClient``), the library the FHIR and ZGW adapters are built on; a
+  (``zvg_client.client.NodeClient``), the library the FHIR and ZGW adapters are built on; a
   background task takes every inbox item and acks it once "stored" (docs/decisions/0078).
 
 Every stand-in remembers the claims of what it received, so the demo can show that the
@@ -32,8 +32,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from adapters.client import NodeClient, RetryPolicy, request_from_dict
-from adapters.errors import NodeError, PolicyDenied
 from adapters.webhook import verify_signature
 from demo.story import Context, Send
 from demo.workspace import AdapterFiles
@@ -41,6 +39,8 @@ from gateway.errors import GatewayError
 from gateway.testing.nodes import NodeFiles
 from gateway.testing.veenstad import DemoOrg
 from schemas.api import Problem
+from zvg_client.client import NodeClient, RetryPolicy, request_from_dict
+from zvg_client.errors import NodeError, PolicyDenied
 
 __all__ = [
     "DemoFailed",

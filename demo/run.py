@@ -45,8 +45,6 @@ from typing import Any
 
 import aiohttp
 
-from adapters.client import NodeClient, RetryPolicy
-from adapters.errors import NodeError
 from demo import story
 from demo.partners import (
     DemoFailed,
@@ -74,6 +72,8 @@ from gateway.errors import GatewayError, LocalError
 from gateway.node.config import Retention
 from gateway.testing.veenstad import FEDERATION_NAME, ORGS, org_by_key
 from schemas.catalogue import default_catalogue
+from zvg_client.client import NodeClient, RetryPolicy
+from zvg_client.errors import NodeError
 
 __all__ = ["DemoInterrupted", "DemoOptions", "run_demo"]
 

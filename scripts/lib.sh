@@ -23,8 +23,11 @@ apt_install() {
 }
 
 ensure_venv() {
-    # Creates .venv and installs the project with its test extras when pyproject.toml changed.
-    local py
+    # ensure_venv [EXTRA]: creates .venv and installs the client distribution (clients/python) and
+    # the project with the extra named, when a pyproject.toml changed: by default `test` (the
+    # development tools; scripts/test), `fhir` for scripts/demo (GGZ's FHIR adapter), which
+    # needs no test tools.
+    local extra="${1-test}" py
     py=$(command -v python3 || true)
     [ -n "$py" ] || apt_install python3 python3-venv
     "${py:-python3}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -34,20 +37,23 @@ ensure_venv() {
         python3 -m venv "$ZVG_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$ZVG_VENV"; } \
             || die "could not create .venv"
     fi
-    local stamp want
-    stamp="$ZVG_VENV/.zvg-installed"
-    want=$(sha256sum "$ZVG_ROOT/pyproject.toml" | cut -d' ' -f1)
+    local stamp want project
+    stamp="$ZVG_VENV/.zvg-installed${extra:+-$extra}"
+    want=$(cat "$ZVG_ROOT/pyproject.toml" "$ZVG_ROOT/clients/python/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    project="$ZVG_ROOT${extra:+[$extra]}"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        say "installing zv-gateway and its test extras into .venv (first run takes half a minute)"
+        say "installing zv-gateway${extra:+ with its $extra extras} into .venv (first run takes half a minute)"
         # uv resolves and installs several times faster than pip (a fresh clone's first run is
         # part of CI's time); pip stays the fallback when uv cannot be installed or fails.
         if "$ZVG_VENV/bin/python" -m pip install -q uv >/dev/null 2>&1 \
-            && "$ZVG_VENV/bin/uv" pip install -q --python "$ZVG_VENV/bin/python" -e "$ZVG_ROOT[test]"; then
+            && "$ZVG_VENV/bin/uv" pip install -q --python "$ZVG_VENV/bin/python" \
+                -e "$ZVG_ROOT/clients/python" -e "$project"; then
             :
         else
             say "uv did not install the project; falling back to pip"
             "$ZVG_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-            "$ZVG_VENV/bin/python" -m pip install -q -e "$ZVG_ROOT[test]" || die "pip install failed"
+            "$ZVG_VENV/bin/python" -m pip install -q -e "$ZVG_ROOT/clients/python" -e "$project" \
+                || die "pip install failed"
         fi
         echo "$want" >"$stamp"
     fi

@@ -29,7 +29,7 @@ from gateway.core.witness import AddCheckpointRequest, Cosigned, LogHead
 from gateway.keyfiles import load_audit_key
 from gateway.node.config import load_config
 from gateway.node.ports import BrokerSlot
-from gateway.node.runner import load_keys
+from gateway.node.preflight import load_keys
 from gateway.node.service import NodeService, open_service
 from gateway.node.store import SqliteStore
 from gateway.node.trust import load_trusted_directory

@@ -43,7 +43,7 @@ from gateway.errors import LocalError
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.context import utc_now
 from gateway.node.ports import BrokerSlot
-from gateway.node.runner import load_keys
+from gateway.node.preflight import load_keys
 from gateway.node.service import NodeService, open_service
 from gateway.node.store import PendingReceipt, SetStatus, SqliteStore
 from gateway.node.trust import load_trusted_directory

@@ -24,19 +24,13 @@ from adapters._runtime import (
     serving,
     sleep_or_stop,
 )
-from adapters.client import NodeClient
-from adapters.errors import (
-    ConfigError,
-    InvalidMessage,
-    MappingError,
-    NodeError,
-    PolicyDenied,
-    Unavailable,
-)
+from adapters.errors import ConfigError, MappingError
 from adapters.fhir import resources as r
 from adapters.fhir.server import FhirClient, FhirError
 from adapters.mapping import build_request
 from schemas.api import InboxItem, SendRequest
+from zvg_client.client import NodeClient
+from zvg_client.errors import InvalidMessage, NodeError, PolicyDenied, Unavailable
 
 __all__ = ["FhirAdapter", "FhirConfig", "FhirSettings", "RiskSignalSettings", "load", "run"]
 

@@ -25,19 +25,13 @@ from adapters._runtime import (
     serving,
     sleep_or_stop,
 )
-from adapters.client import NodeClient
-from adapters.errors import (
-    ConfigError,
-    InvalidMessage,
-    MappingError,
-    NodeError,
-    PolicyDenied,
-    Unavailable,
-)
+from adapters.errors import ConfigError, MappingError
 from adapters.mapping import build_request
 from adapters.zgw.api import ZakenClient, ZgwError
 from schemas import ids
 from schemas.api import InboxItem, SendRequest
+from zvg_client.client import NodeClient
+from zvg_client.errors import InvalidMessage, NodeError, PolicyDenied, Unavailable
 
 __all__ = ["ZgwAdapter", "ZgwConfig", "ZgwMapping", "ZgwSettings", "load", "run"]
 

@@ -25,7 +25,7 @@ from gateway.audit.inspect import open_readonly, peer_heads
 from gateway.broker.transport import Publisher, connect
 from gateway.core.directory import TrustedDirectory
 from gateway.node.config import NodeConfig
-from gateway.node.runner import broker_endpoint
+from gateway.node.preflight import broker_endpoint
 
 __all__ = ["ANSWER_POLL_S", "ask_witnesses"]
 

@@ -34,7 +34,8 @@ def adapter(name: str, config_path: Path, check: bool) -> None:
     """
     from adapters import ADAPTERS
     from adapters._runtime import run_until_stopped
-    from adapters.errors import ConfigError, NodeError
+    from adapters.errors import ConfigError
+    from zvg_client.errors import NodeError
 
     module = ADAPTERS[name]()
     try:

@@ -120,7 +120,7 @@ async def _act(action: str, org: str, config_file: Path, executable: str, node: 
     from gateway.core.audit import new_record
     from gateway.core.broker_topology import BrokerMember, check_org
     from gateway.errors import LocalError
-    from gateway.node.runner import broker_vhost
+    from gateway.node.preflight import broker_vhost
     from gateway.node.store import SqliteStore
 
     config, directory, own = node_context(config_file)

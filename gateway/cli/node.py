@@ -30,63 +30,52 @@ def node() -> None:
 @_config
 @click.option("--log-level", default="INFO", show_default=True)
 def run(config_file: Path, log_level: str) -> None:
-    """Run the node (local API, outbox, inbox) until SIGTERM; then drain and exit 0."""
+    """Run the node (local API, outbox, inbox) until SIGTERM; then drain and exit 0.
+
+    Before it opens its store or connects it makes the checks of ``check-config`` (decision
+    0084) and refuses to start with the same one line."""
     import asyncio
 
     from gateway.logs import setup_logging
     from gateway.node.config import load_config
+    from gateway.node.preflight import PreflightError
     from gateway.node.runner import run_node
 
     setup_logging(log_level.upper())
     config = load_config(config_file)
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
-        asyncio.run(run_node(config))
-    else:  # libuv's event loop: the node is CPU-bound in the event loop (docs/performance.md)
-        uvloop.run(run_node(config))
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
+            asyncio.run(run_node(config))
+        else:  # libuv's event loop: the node is CPU-bound in the event loop (docs/performance.md)
+            uvloop.run(run_node(config))
+    except PreflightError as failed:
+        raise LocalError(f"{config_file}: {failed}") from None
 
 
 @node.command("check-config")
 @_config
 def check_config(config_file: Path) -> None:
-    """Validate the config file and the files it names; exit non-zero on any problem."""
-    from gateway.node.config import check_files, load_config
+    """Make every check ``zvg node run`` makes before it connects (the config file, the files
+    it names, the directory, this node in it, the broker settings); exit non-zero on any
+    problem, with the one line ``run`` would refuse with."""
+    from gateway.node.config import load_config
     from gateway.node.datadir import exposure
-    from gateway.node.runner import load_keys, production_problems
-    from gateway.node.trust import RollbackRefused, directory_for_reading, load_trusted_directory
-    from schemas.catalogue import default_catalogue, load_catalogue
+    from gateway.node.preflight import preflight
 
     config = load_config(config_file)
-    problems = check_files(config)
-    if not problems:
-        catalogue = (
-            load_catalogue(config.directory.catalogue)
-            if config.directory.catalogue
-            else default_catalogue()
+    found = preflight(config)
+    if found.problems:
+        raise LocalError(f"{config_file}: " + "; ".join(found.problems))
+    if found.rollback is not None:
+        # Not a failure here: `zvg node run` refuses it and records the attempt in the audit
+        # log, which a failed pre-start check would keep it from doing (decision 0022).
+        click.echo(
+            f"zvg: warning: {found.rollback.refused.detail}; zvg node run will refuse to start "
+            "and record the attempt in the audit log",
+            err=True,
         )
-        try:
-            directory = load_trusted_directory(config, catalogue)
-        except RollbackRefused as refused:
-            # Not a failure here: `zvg node run` refuses it and records the attempt in the audit
-            # log, which a failed pre-start check would keep it from doing.
-            click.echo(
-                f"zvg: warning: {refused.detail}; zvg node run will refuse to start "
-                "and record the attempt in the audit log",
-                err=True,
-            )
-            directory = directory_for_reading(config, catalogue)
-        keys = load_keys(config)
-        problems += [p for p in production_problems(config, directory, keys) if p not in problems]
-        if config.node.org not in {m.oin for m in directory.payload.members}:
-            problems.append(
-                f"node.org: {config.node.org} is not a member of directory v{directory.version}"
-            )
-        unknown = sorted(set(config.purposes) - set(catalogue.purpose_by_code))
-        if unknown:
-            problems.append(f"purposes: unknown purpose codes {unknown}")
-    if problems:
-        raise LocalError(f"{config_file}: " + "; ".join(problems))
     for line in exposure(config.node.data_dir):
         click.echo(f"zvg: warning: {line}", err=True)
     click.echo(

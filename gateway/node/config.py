@@ -3,7 +3,8 @@
 ``load_config(path)`` parses and validates the file and resolves relative paths against the
 file's folder. Errors are :class:`~gateway.errors.LocalError` with one line per problem, naming
 the setting (``api.listen: …``). ``check_files(config)`` additionally checks that the files the
-config names exist and are private enough; ``zvg node check-config`` runs both.
+config names exist and are private enough; ``zvg node check-config`` and ``zvg node run`` run
+both (:mod:`gateway.node.preflight`).
 
 Production mode (``node.mode = "production"``) refuses example keys and directories: any path
 inside a ``keys_example`` folder, and any key whose public part is one of ``keys_example``'s.

@@ -1,7 +1,8 @@
 """``zvg node run``: one process with the local API, the outbox publisher and the inbox consumer.
 
-Start-up order: config → catalogue → directory (trusted, not expired) → production checks (no
-example keys or directory) → keys → store and audit log (the log must reproduce its last
+Start-up order: config → the checks of ``zvg node check-config`` (:mod:`gateway.node.preflight`:
+files, catalogue, keys, directory (trusted, not expired), production checks, this node in the
+directory, purposes, broker settings) → store and audit log (the log must reproduce its last
 checkpoint) → HTTP API → broker (connected in the background; ``/readyz`` says when) → loops.
 SIGTERM or SIGINT drains: the consumer stops taking deliveries, the API stops accepting, the
 loops finish what is in flight (publishes get a grace period to be confirmed), then the store
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,147 +21,37 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
-from gateway.broker.provision import read_password_file
-from gateway.broker.transport import BrokerEndpoint, Consumer, Publisher, connect, tls_context
-from gateway.core import jose
-from gateway.core.broker_topology import inbox_queue, vhost_name
-from gateway.core.directory import TrustedDirectory
-from gateway.core.keys import KeyRing
+from gateway.broker.transport import BrokerEndpoint, Consumer, Publisher, connect
+from gateway.core.broker_topology import inbox_queue
 from gateway.errors import GatewayError, LocalError, TransientError
-from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_key, read_passphrase
 from gateway.node.api import build_app
-from gateway.node.config import NodeConfig, check_files
-from gateway.node.context import NodeKeys, utc_now
+from gateway.node.config import NodeConfig
+from gateway.node.context import utc_now
 from gateway.node.datadir import NODE_UMASK, exposure
 from gateway.node.listener import ApiSite
 from gateway.node.lock import DataDirLock
 from gateway.node.ports import BrokerSlot
+from gateway.node.preflight import PreflightError, preflight
 from gateway.node.service import NodeService, open_service
 from gateway.node.store import MarkReady, SqliteStore
-from gateway.node.trust import settle_at_start, trusted_at_start
+from gateway.node.trust import record_rollback, settle_at_start
 from gateway.telemetry import Telemetry, setup_telemetry
-from schemas.catalogue import Catalogue, default_catalogue, load_catalogue
+from schemas.catalogue import Catalogue
 
-__all__ = ["EXAMPLE_KIDS_FILE", "Node", "run_node"]
+__all__ = ["Node", "run_node"]
 
 log = logging.getLogger("gateway.node")
 
-EXAMPLE_KIDS_FILE = Path(__file__).resolve().with_name("example_kids.json")
 #: Seconds between broker connection attempts while the broker is unreachable.
 BROKER_RETRY_S = 2.0
 #: Seconds in-flight work gets to finish on SIGTERM.
 DRAIN_GRACE_S = 10.0
 #: Seconds between checks of the directory file for a newer version.
 DIRECTORY_POLL_S = 30.0
-
-
-def _catalogue(config: NodeConfig) -> Catalogue:
-    return (
-        load_catalogue(config.directory.catalogue)
-        if config.directory.catalogue
-        else default_catalogue()
-    )
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise LocalError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def example_kids() -> frozenset[str]:
-    """Key ids of keys_example/ (public demo keys). Fails closed: without the list, production
-    mode cannot tell example keys from real ones, so it refuses to start."""
-    try:
-        kids = json.loads(EXAMPLE_KIDS_FILE.read_text(encoding="utf-8"))["kids"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise LocalError(
-            f"{EXAMPLE_KIDS_FILE} is missing or unreadable; reinstall zv-gateway"
-        ) from None
-    if not isinstance(kids, list) or not kids:
-        raise LocalError(f"{EXAMPLE_KIDS_FILE} lists no key ids; reinstall zv-gateway")
-    return frozenset(str(k) for k in kids)
-
-
-def production_problems(
-    config: NodeConfig, directory: TrustedDirectory, keys: NodeKeys
-) -> list[str]:
-    """Why this node may not run in production mode (empty when it may)."""
-    if config.node.mode != "production":
-        return []
-    problems = [p for p in check_files(config) if "keys_example" in p]
-    known = example_kids()
-    own = {keys.signing.kid, *keys.ring.kids, jose.thumbprint(keys.audit.public_key())}
-    if own & known:
-        problems.append(
-            "keys: these are example keys from keys_example/; production mode refuses them"
-        )
-    if {k.kid for k in directory.payload.authority.keys} & known:
-        problems.append(
-            "directory: signed by the example authority of keys_example/; production refuses it"
-        )
-    return problems
-
-
-def load_keys(config: NodeConfig) -> NodeKeys:
-    passphrase = (
-        read_passphrase(config.keys.passphrase_file) if config.keys.passphrase_file else None
-    )
-    signing = load_signing_key(config.keys.signing, passphrase)
-    ring = KeyRing([load_decryption_key(p, passphrase) for p in config.keys.encryption])
-    audit = load_audit_key(config.keys.audit, passphrase)
-    return NodeKeys(signing, ring, audit)
-
-
-def broker_vhost(config: NodeConfig, directory: TrustedDirectory) -> str:
-    """The federation's vhost: ``broker.vhost``, else the URL's path, else ``zvg-<federation>``."""
-    path = urlsplit(config.broker.url).path
-    return config.broker.vhost or (
-        unquote(path[1:]) if len(path) > 1 else vhost_name(directory.payload.federation)
-    )
-
-
-def broker_endpoint(config: NodeConfig, directory: TrustedDirectory) -> BrokerEndpoint:
-    """Where and as whom to connect, from ``[broker]`` and the directory."""
-    url = urlsplit(config.broker.url)
-    if url.scheme not in ("amqp", "amqps"):
-        raise LocalError(f"broker.url: scheme must be amqp or amqps, not {url.scheme!r}")
-    if url.username or url.password:
-        raise LocalError("broker.url: put no credentials in the URL; use broker.password_file")
-    member = directory.member(config.node.org)
-    user = config.broker.user or (member.broker_user if member else None)
-    if user is None:
-        raise LocalError("broker.user is not set and this org is not in the directory")
-    vhost = broker_vhost(config, directory)
-    tls = None
-    if url.scheme == "amqps":
-        if config.broker.ca_file is None:
-            raise LocalError("broker.ca_file is needed for amqps://")
-        tls = tls_context(
-            str(config.broker.ca_file),
-            str(config.broker.cert_file) if config.broker.cert_file else None,
-            str(config.broker.key_file) if config.broker.key_file else None,
-        )
-    password = (
-        read_password_file(config.broker.password_file) if config.broker.password_file else None
-    )
-    if password is None and tls is None:
-        raise LocalError("broker.password_file is needed (or client-certificate TLS with amqps://)")
-    return BrokerEndpoint(
-        host=url.hostname or "127.0.0.1",
-        port=url.port or (5671 if tls else 5672),
-        vhost=vhost,
-        user=user,
-        password=password,
-        tls=tls,
-    )
 
 
 @dataclass
@@ -200,17 +90,15 @@ class Node:
 
     @classmethod
     async def _start(cls, config: NodeConfig, *, telemetry: Telemetry | None = None) -> Node:
-        catalogue = _catalogue(config)
-        keys = load_keys(config)
-        directory, history = await trusted_at_start(config, catalogue, keys.audit)
-        problems = production_problems(config, directory, keys)
-        if problems:
-            raise LocalError("; ".join(problems))
-        if config.node.org not in {m.oin for m in directory.payload.members}:
-            raise LocalError(
-                f"node.org {config.node.org} is not a member of directory v{directory.version}"
-            )
-        endpoint = broker_endpoint(config, directory)
+        found = preflight(config)  # the checks of `zvg node check-config` (decision 0084)
+        if found.rollback is not None:  # recorded even when something else stops it too
+            refused = found.rollback
+            await record_rollback(config, refused.catalogue, refused.audit_key, refused.refused)
+            found.raise_problems()  # the line of check-config, which warns of the rollback
+            raise PreflightError([f"{refused.refused.detail}; the node does not start"])
+        checked = found.passed()
+        catalogue, keys, directory = checked.catalogue, checked.keys, checked.directory
+        history, endpoint = checked.history, checked.endpoint
         telemetry = telemetry or setup_telemetry(org=config.node.org, node_id=config.node.node_id)
         broker = BrokerSlot()
         service = await open_service(

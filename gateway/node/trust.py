@@ -48,10 +48,10 @@ __all__ = [
     "load_trusted_directory",
     "make_durable",
     "read_history",
+    "record_rollback",
     "remember_directory",
     "settle_at_start",
     "stored_history",
-    "trusted_at_start",
 ]
 
 TRUSTED_FILE = "trusted-directory.json"
@@ -239,27 +239,14 @@ async def settle_at_start(
         await make_durable(config, store, audit, trusted, record, now)
 
 
-async def trusted_at_start(
-    config: NodeConfig, catalogue: Catalogue, audit_key: Ed25519PrivateKey
-) -> tuple[TrustedDirectory, TrustHistory]:
-    """The directory ``zvg node run`` starts on, and the store's history (for
-    :func:`settle_at_start` once the store is open). A rollback is recorded in the audit log and
-    raised as one ``LocalError`` line: the node does not start, and restarting does not help."""
-    history = stored_history(config)
-    try:
-        return load_trusted_directory(config, catalogue, history=history), history
-    except RollbackRefused as refused:
-        await _record_refusal(config, catalogue, audit_key, refused)
-        raise LocalError(f"{refused.detail}; the node does not start") from None
-
-
-async def _record_refusal(
+async def record_rollback(
     config: NodeConfig,
     catalogue: Catalogue,
     audit_key: Ed25519PrivateKey,
     refused: RollbackRefused,
 ) -> None:
-    """Append the refused version to the audit log (the node's next checkpoint covers it)."""
+    """Append the refused version to the audit log (the node's next checkpoint covers it);
+    ``zvg node run`` then refuses to start (:mod:`gateway.node.preflight`)."""
     federation = parse_signed(_read(config.directory.file), catalogue=catalogue).payload.federation
     now = datetime.now(UTC)
     store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))

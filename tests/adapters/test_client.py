@@ -11,14 +11,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters import client as client_mod
-from adapters.client import Actor, NodeClient, RetryPolicy, item_claims, request_from_dict
-from adapters.errors import (
+from schemas.api import SendRequest
+from schemas.claims import InfoRequest
+from tests.adapters.conftest import ORG
+from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
+from zvg_client import client as client_mod
+from zvg_client.client import Actor, NodeClient, RetryPolicy, item_claims, request_from_dict
+from zvg_client.errors import (
     IdempotencyConflict,
     InvalidMessage,
     NodeError,
@@ -27,10 +32,6 @@ from adapters.errors import (
     Unauthorized,
     Unavailable,
 )
-from schemas.api import SendRequest
-from schemas.claims import InfoRequest
-from tests.adapters.conftest import ORG
-from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
 
 GEM = ORG["gemeente"].oin
 
@@ -461,3 +462,40 @@ async def test_the_documented_example_runs(ggz_node: FakeNode) -> None:
     assert sent.claims.message_id == answer_id
     assert sent.claims.in_reply_to == question.message_id
     assert ggz_node.acked == [question.message_id]
+
+
+# ------------------------------------ issue 18: request_from_dict raised pydantic's error
+
+
+def _answer_dict(**changes: object) -> dict[str, Any]:
+    doc = json.loads(bekendheid_answer().model_dump_json(exclude_none=True))
+    doc.update(changes)
+    return cast(dict[str, Any], doc)
+
+
+def test_request_from_dict_raised_a_bare_pydantic_error_and_now_raises_invalid_message() -> None:
+    doc = _answer_dict(purpose="ZVH.ONBEKEND", case_ref="BSN 123456782")
+    del doc["recipients"]
+    with pytest.raises(InvalidMessage) as caught:
+        request_from_dict(doc)
+    error = caught.value
+    assert type(error) is InvalidMessage
+    assert error.__cause__ is None, "pydantic's error is not chained into tracebacks either"
+    assert error.status == 0, "nothing was sent"
+    assert error.type == "https://zv-gateway.example/problems/invalid-message"
+    fields = {e.field for e in error.errors}
+    assert {"recipients", "purpose"} <= fields, fields
+    assert "123456782" not in str(error), "values never appear, only fields and rules"
+    assert "123456782" not in repr(error.problem)
+    assert str(error).startswith("Invalid message: ")
+
+
+def test_request_from_dict_refuses_data_that_is_not_json_shaped_as_invalid_message() -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        request_from_dict(_answer_dict(subjects={object()}))
+    assert [e.field for e in caught.value.errors] == ["(document)"]
+
+
+def test_request_from_dict_accepts_what_it_always_accepted() -> None:
+    doc = _answer_dict()
+    assert request_from_dict(doc).model_dump(mode="json", exclude_none=True) == doc

@@ -20,7 +20,6 @@ import aiohttp
 import pytest
 
 from adapters._runtime import EventLog, NodeSettings, Pseudonymiser
-from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import MappingError
 from adapters.fhir import resources as r
 from adapters.fhir.adapter import FhirAdapter, FhirConfig, FhirSettings
@@ -28,6 +27,7 @@ from adapters.fhir.server import FhirClient
 from schemas.claims import InfoResponse, RiskSignal
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
+from zvg_client.client import NodeClient, RetryPolicy
 
 EXAMPLES = Path(__file__).resolve().parent / "fhir_examples"
 GGZ, GEM = ORG["ggz"].oin, ORG["gemeente"].oin

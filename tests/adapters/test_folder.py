@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from adapters._runtime import EventLog, NodeSettings, load_config
-from adapters.client import NodeClient, RetryPolicy
 from adapters.folder import FolderAdapter, FolderConfig, FolderSettings
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
+from zvg_client.client import NodeClient, RetryPolicy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "adapters" / "examples"
 ZVH = {"org": ORG["gemeente"].oin, "role": "ZVH"}

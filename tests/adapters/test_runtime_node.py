@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from adapters import _runtime as rt
-from adapters.client import NodeClient, RetryPolicy
-from adapters.errors import ConfigError, Unauthorized
+from adapters.errors import ConfigError
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
+from zvg_client.client import NodeClient, RetryPolicy
+from zvg_client.errors import Unauthorized
 
 
 def token_file(folder: Path, token: str, mode: int = 0o600) -> Path:

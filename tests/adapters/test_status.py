@@ -14,9 +14,9 @@ import pytest
 
 from adapters._runtime import StateFile
 from adapters._status import FINAL, StatusFollower
-from adapters.errors import NodeError, NotFound, Unavailable
 from schemas.api import MessageStatus
 from tests.adapters.conftest import ORG
+from zvg_client.errors import NodeError, NotFound, Unavailable
 
 IDS = [f"019cc5a1-8c00-7b3e-9a41-3f2c1d0e5b7{n}" for n in range(10)]
 POLITIE, OM = ORG["politie"].oin, ORG["om"].oin

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.errors import AdapterError, UpstreamError
+from adapters.errors import UpstreamError
 from adapters.fhir.server import FhirError
 from adapters.zgw.api import ZgwError
+from zvg_client.errors import AdapterError
 
 
 def test_messages_name_the_system_the_request_and_the_codes() -> None:

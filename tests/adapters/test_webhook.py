@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from adapters._runtime import EventLog, NodeSettings, bound_port
-from adapters.client import NodeClient, RetryPolicy
 from adapters.errors import ConfigError
 from adapters.webhook import (
     WebhookAdapter,
@@ -38,6 +37,7 @@ from adapters.webhook import (
 from schemas.claims import RiskSignal
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
+from zvg_client.client import NodeClient, RetryPolicy
 
 SECRET = b"s" * 32
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs/adapters/examples/veiligthuis"

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 
 from adapters._runtime import EventLog, Pseudonymiser, load_config
-from adapters.client import NodeClient, RetryPolicy
 from adapters.zgw.adapter import ZgwAdapter, ZgwConfig, ZgwMapping, load_mapping
 from adapters.zgw.api import ZakenClient, ZgwError, zgw_jwt
 from schemas.claims import CaseReferral, CaseStatus
 from tests.adapters.conftest import ORG
 from tests.adapters.nodefake import FakeNode, fresh_copy, load_example
+from zvg_client.client import NodeClient, RetryPolicy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "adapters" / "examples" / "gemeente"
 GEM, POL = ORG["gemeente"].oin, ORG["politie"].oin

@@ -18,7 +18,6 @@ import pytest
 from pydantic import ValidationError
 
 from adapters._runtime import Pseudonymiser
-from adapters.client import request_from_dict
 from adapters.mapping import load_mapping
 from demo import story
 from gateway.core.directory import TrustedDirectory
@@ -28,6 +27,7 @@ from schemas import ids
 from schemas.api import SendRequest
 from schemas.catalogue import default_catalogue
 from schemas.claims import ClaimsBase, parse_claims
+from zvg_client.client import request_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

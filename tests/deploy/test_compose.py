@@ -34,7 +34,8 @@ from cryptography.x509.oid import NameOID
 from gateway.cli import cli
 from gateway.federation import read_directory
 from gateway.node.config import load_config
-from gateway.node.runner import DRAIN_GRACE_S, Node, example_kids
+from gateway.node.preflight import example_kids
+from gateway.node.runner import DRAIN_GRACE_S, Node
 from gateway.testing.nodes import NodeFiles
 from gateway.testing.veenstad import ORGS, org_by_key
 from schemas.catalogue import default_catalogue

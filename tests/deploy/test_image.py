@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+import gateway
+import zvg_client
 from gateway.node.runner import DRAIN_GRACE_S
 from gateway.testing.nodes import write_node_config
 from gateway.testing.veenstad import org_by_key
@@ -34,7 +36,13 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 ENTRYPOINT = DEPLOY / "docker-entrypoint.sh"
 HEALTHCHECK = DEPLOY / "healthcheck.py"
 INSTALL_SECRETS = DEPLOY / "install-secrets.sh"
-PACKAGES = ("gateway", "schemas", "adapters")
+#: Package → the distribution whose wheel holds it (decision 0095: the client's is its own).
+PACKAGES = {
+    "gateway": "zv_gateway",
+    "adapters": "zv_gateway",
+    "schemas": "zv_gateway_client",
+    "zvg_client": "zv_gateway_client",
+}
 NODE_START_S = 30.0
 """Bound on a node's start-up here (≈ 1 s); only stops a hang."""
 
@@ -89,10 +97,15 @@ def test_image_copies_no_keys_tests_or_docs() -> None:
     """Only the packages, pyproject/README and the three deploy scripts enter the image."""
     build, runtime = _copy_sources("build"), _copy_sources("node")
     assert sorted(build) == sorted(
-        ["pyproject.toml", "README.md", "gateway/", "schemas/", "adapters/"]
+        ["pyproject.toml", "README.md", "LICENSE", "clients/python/", *(f"{p}/" for p in PACKAGES)]
     )
     assert sorted(runtime) == sorted(
-        ["deploy/docker-entrypoint.sh", "deploy/healthcheck.py", "deploy/install-secrets.sh"]
+        [
+            "deploy/requirements.lock",
+            "deploy/docker-entrypoint.sh",
+            "deploy/healthcheck.py",
+            "deploy/install-secrets.sh",
+        ]
     )
     for source in build + runtime:
         assert (ROOT / source).exists(), source
@@ -117,9 +130,23 @@ def test_dockerignore_keeps_example_keys_and_local_state_out_of_the_context() ->
         assert required in patterns, required
 
 
+def test_image_installs_the_locked_dependencies_with_their_hashes() -> None:
+    """Dependencies come from deploy/requirements.lock only (pinned, hashed, wheels), the two
+    distributions of this checkout without theirs (tests/deploy/test_lock.py keeps the lock in
+    step with pyproject.toml)."""
+    runtime = [a for st, w, a in _instructions() if st == "node" and w == "RUN"]
+    install = " ".join(next(a for a in runtime if "requirements.lock" in a).split())
+    assert "--require-hashes --no-deps --only-binary :all: -r /tmp/requirements.lock" in install
+    assert "--no-index --no-deps /wheels/*.whl" in install
+    assert "pip check" in install
+    build = [a for st, w, a in _instructions() if st == "build" and w == "RUN"]
+    assert build == ["pip wheel --no-deps --wheel-dir /wheels ./clients/python ."]
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    """The wheel built from exactly what the Dockerfile's build stage copies (≈ 3 s)."""
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, zipfile.ZipFile]:
+    """The two wheels built from exactly what the Dockerfile's build stage copies (≈ 5 s), by
+    distribution; with the build's output, to check it warns of nothing."""
     src = tmp_path_factory.mktemp("context")
     for source in _copy_sources("build"):
         origin = ROOT / source
@@ -130,46 +157,91 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         else:
             shutil.copyfile(origin, src / source)
     out = tmp_path_factory.mktemp("wheels")
+    client = src / "clients" / "python"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-v",
+            "-w",
+            str(out),
+            str(client),
+            str(src),
+        ],
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (built,) = out.glob("zv_gateway-*.whl")
-    return zipfile.ZipFile(built)
+    (out / "build.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    built = {w.name.split("-")[0]: zipfile.ZipFile(w) for w in out.glob("*.whl")}
+    assert sorted(built) == ["zv_gateway", "zv_gateway_client"]
+    return built
 
 
-def test_wheel_holds_every_package_file_and_the_runtime_data(wheel: zipfile.ZipFile) -> None:
-    names = set(wheel.namelist())
-    for required in (
-        "schemas/catalogue.json",
-        "gateway/node/example_kids.json",
-        "gateway/py.typed",
-        "schemas/py.typed",
-        "adapters/py.typed",
+@pytest.fixture(scope="module")
+def wheel(wheels: dict[str, zipfile.ZipFile]) -> zipfile.ZipFile:
+    return wheels["zv_gateway"]
+
+
+def test_wheel_holds_every_package_file_and_the_runtime_data(
+    wheels: dict[str, zipfile.ZipFile],
+) -> None:
+    names = {dist: set(w.namelist()) for dist, w in wheels.items()}
+    for dist, required in (
+        ("zv_gateway_client", "schemas/catalogue.json"),
+        ("zv_gateway", "gateway/node/example_kids.json"),
+        ("zv_gateway", "gateway/py.typed"),
+        ("zv_gateway_client", "schemas/py.typed"),
+        ("zv_gateway", "adapters/py.typed"),
+        ("zv_gateway_client", "zvg_client/py.typed"),
     ):
-        assert required in names, required
+        assert required in names[dist], required
     schema_files = {p.name for p in (ROOT / "schemas" / "json").glob("*.json")}
     assert schema_files, "schemas/json/*.json exist"
-    assert {f"schemas/json/{n}" for n in schema_files} <= names
+    assert {f"schemas/json/{n}" for n in schema_files} <= names["zv_gateway_client"]
     missing = []
-    for package in PACKAGES:
+    for package, dist in PACKAGES.items():
         for path in (ROOT / package).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 rel = path.relative_to(ROOT).as_posix()
-                if rel not in names:
+                if rel not in names[dist]:
                     missing.append(rel)
-    assert missing == [], f"in the source tree but not in the wheel: {missing}"
+    assert missing == [], f"in the source tree but not in its wheel: {missing}"
+    for package, dist in PACKAGES.items():
+        for other in set(names) - {dist}:
+            assert not any(n.startswith(f"{package}/") for n in names[other]), (package, other)
 
 
-def test_wheel_holds_no_key_material(wheel: zipfile.ZipFile) -> None:
-    for name in wheel.namelist():
-        assert "keys_example" not in name
-        assert not name.endswith((".pem", ".key")), name
-        assert b"PRIVATE KEY" not in wheel.read(name), name
+VERSIONS = {"zv_gateway": gateway.__version__, "zv_gateway_client": zvg_client.__version__}
+
+
+def test_wheels_carry_the_spdx_licence_and_the_licence_text(
+    wheels: dict[str, zipfile.ZipFile],
+) -> None:
+    """Issue 18: `license = { text = ... }` made setuptools warn on every build and install."""
+    for dist, wheel in wheels.items():
+        metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        text = wheel.read(metadata).decode()
+        assert "License-Expression: EUPL-1.2" in text, dist
+        assert f"Version: {VERSIONS[dist]}\n" in text, "one source for each version"
+        assert "License-File: LICENSE" in text, dist
+        licence = next(n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE"))
+        assert wheel.read(licence) == (ROOT / "LICENSE").read_bytes(), dist
+    log = (Path(next(iter(wheels.values())).filename or "").parent / "build.log").read_text()
+    assert "Deprecat" not in log, [x for x in log.splitlines() if "Deprecat" in x]
+
+
+def test_wheel_holds_no_key_material(wheels: dict[str, zipfile.ZipFile]) -> None:
+    for wheel in wheels.values():
+        for name in wheel.namelist():
+            assert "keys_example" not in name
+            assert not name.endswith((".pem", ".key")), name
+            assert b"PRIVATE KEY" not in wheel.read(name), name
 
 
 def test_wheel_installs_the_zvg_command(wheel: zipfile.ZipFile) -> None:

@@ -26,8 +26,6 @@ from typing import Any
 
 import aiohttp
 
-from adapters.client import NodeClient, RetryPolicy
-from adapters.errors import Unavailable
 from gateway.broker.provision import Rabbitmqctl, password_file
 from gateway.node.config import load_config
 from gateway.node.runner import Node
@@ -39,6 +37,8 @@ from schemas.catalogue import default_catalogue
 from tests.integration._private_node import TlsNode
 from tests.integration._tls import issue
 from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
+from zvg_client.client import NodeClient, RetryPolicy
+from zvg_client.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.broker
 
 
 async def test_server_sent_events_push_the_inbox_to_the_client_sdk(fed: Fed) -> None:
-    from adapters.client import NodeClient
+    from zvg_client.client import NodeClient
 
     await fed.start("politie")
     await fed.start("gemeente")

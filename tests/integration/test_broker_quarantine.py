@@ -35,7 +35,7 @@ from gateway.core.broker_topology import (
 )
 from gateway.core.directory import TrustedDirectory
 from gateway.node.config import load_config
-from gateway.node.runner import broker_endpoint
+from gateway.node.preflight import broker_endpoint
 from schemas.catalogue import default_catalogue
 from tests.e2e.harness import Fed, make_fed, teardown_fed
 from tests.integration._envelopes import soon

@@ -12,9 +12,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from adapters.client import NodeClient, item_claims, request_from_dict
-from adapters.errors import InvalidMessage, NodeError, PolicyDenied
 from schemas.claims import InfoRequest
+from zvg_client.client import NodeClient, item_claims, request_from_dict
+from zvg_client.errors import InvalidMessage, NodeError, PolicyDenied
 
 
 async def answer_one_question(url: str, token: str, *, wait: float = 30) -> str | None:

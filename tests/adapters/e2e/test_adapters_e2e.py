@@ -20,7 +20,6 @@ import pytest
 from aiohttp import web
 
 from adapters._runtime import EventLog, NodeSettings, Pseudonymiser
-from adapters.client import NodeClient, request_from_dict
 from adapters.fhir import resources as r
 from adapters.fhir.adapter import FhirAdapter, FhirConfig, FhirSettings
 from adapters.fhir.server import FhirClient
@@ -31,6 +30,7 @@ from tests.adapters.test_folder import EXAMPLES, drop
 from tests.adapters.test_webhook import Partner, make_cert, secrets
 from tests.adapters.test_zgw import make_adapter as make_zgw_adapter
 from tests.e2e import harness
+from zvg_client.client import NodeClient, request_from_dict
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -26,8 +26,9 @@ from gateway.broker.transport import Consumer
 from gateway.core.directory import SignedDirectory
 from gateway.federation import now_utc, read_directory, sign_with, write_directory
 from gateway.node.api import PROBLEM_JSON, build_app
+from gateway.node.preflight import broker_endpoint
 from gateway.node.problems import PROBLEM_BASE, PROBLEM_TYPES
-from gateway.node.runner import Node, broker_endpoint
+from gateway.node.runner import Node
 from gateway.testing.federation import FederationFiles
 from schemas.catalogue import Catalogue, default_catalogue
 from tests.e2e.harness import request_from_example

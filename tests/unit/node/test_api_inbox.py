@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
-from adapters.client import NodeClient
 from gateway.node.store import InboxRow
 from tests.unit.node._inproc import POL, InProcFederation, request_from_example
+from zvg_client.client import NodeClient
 
 
 async def test_a_long_poll_answers_when_a_message_arrives(inproc: InProcFederation) -> None:

@@ -4,15 +4,20 @@ a new token's config lines are valid and hold the hash of the printed token."""
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from click.testing import CliRunner, Result
 
 from gateway.cli import cli
+from gateway.errors import LocalError
+from gateway.node import runner
 from gateway.node.config import hash_token, load_config
 from gateway.node.trust import TRUSTED_FILE
 from gateway.testing.veenstad import org_by_key
@@ -158,3 +163,168 @@ def test_check_config_warns_of_a_rollback_and_leaves_the_refusal_to_node_run(
     assert warning[0].startswith("zvg: warning: "), warning[0]
     assert "directory version 2, older than version 3" in warning[0], warning[0]
     assert "zvg node run will refuse to start" in warning[0], warning[0]
+
+
+# ------------------------------------------------------------- issue 18 point 7: check-config = run
+
+
+def _no_scheme(setup: NodeSetup) -> None:
+    setup.edit('url = "amqp://127.0.0.1:5672/zvg-veenstad"', 'url = "http://127.0.0.1:5672/x"')
+
+
+def _credentials_in_url(setup: NodeSetup) -> None:
+    setup.edit(
+        'url = "amqp://127.0.0.1:5672/zvg-veenstad"',
+        'url = "amqp://politie:hunter2@127.0.0.1:5672/zvg-veenstad"',
+    )
+
+
+def _amqps_without_ca(setup: NodeSetup) -> None:
+    setup.edit('url = "amqp://127.0.0.1:5672/zvg-veenstad"', 'url = "amqps://127.0.0.1/zvg"')
+
+
+def _no_password_file(setup: NodeSetup) -> None:
+    text = setup.config.read_text("utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("password_file"))
+    setup.edit(line, "")
+
+
+def _node_id_not_in_directory(setup: NodeSetup) -> None:
+    setup.edit('node_id = "pol-veenstad-1"', 'node_id = "pol-elders-9"')
+
+
+def _org_not_in_directory(setup: NodeSetup) -> None:
+    setup.edit('org = "00000001999000002000"', 'org = "00000001999000003000"')
+
+
+def _unknown_purpose(setup: NodeSetup) -> None:
+    setup.append('[purposes."ZVH.ONBEKEND"]\nlegal_basis = ["WGS"]\nprocessing_activity = "x"')
+
+
+def _bad_setting(setup: NodeSetup) -> None:
+    setup.edit('org = "00000001999000002000"', 'org = "1999000002000"')
+
+
+def _key_readable_by_others(setup: NodeSetup) -> None:
+    load_config(setup.config).keys.signing.chmod(0o644)
+
+
+def _key_missing(setup: NodeSetup) -> None:
+    load_config(setup.config).keys.audit.unlink()
+
+
+def _not_a_key(setup: NodeSetup) -> None:
+    load_config(setup.config).keys.signing.write_text("not a key\n", "utf-8")
+
+
+def _example_keys_in_production(setup: NodeSetup) -> None:
+    keys = load_config(setup.config).keys.signing.parent
+    for pem in (EXAMPLE_KEYS / "orgs" / "politie").glob("*.pem"):
+        (keys / pem.name).write_bytes(pem.read_bytes())
+
+
+def _directory(setup: NodeSetup, content: bytes) -> None:
+    """Point the config at a directory file of its own (the federation's is shared)."""
+    own = setup.config.with_name("own-directory.json")
+    own.write_bytes(content)
+    setup.edit(str(load_config(setup.config).directory.file), str(own))
+
+
+def _example_directory_in_production(setup: NodeSetup) -> None:
+    _directory(setup, (EXAMPLE_KEYS / "directory.json").read_bytes())
+
+
+def _directory_not_signed(setup: NodeSetup) -> None:
+    _directory(setup, b'{"payload": "x"}')
+
+
+#: Every refusal `zvg node run` makes before it opens its store or connects, but the one it must
+#: record first (a directory rollback: check-config warns, see the test above and decision 0022).
+RUN_REFUSALS: dict[str, tuple[Callable[[NodeSetup], None], str]] = {
+    "a setting that is not valid": (_bad_setting, "node.org: String should match pattern"),
+    "a key file missing": (_key_missing, "does not exist"),
+    "a key file readable by others": (_key_readable_by_others, "readable by group or others"),
+    "a key file that holds no key": (_not_a_key, "is not a PKCS#8 PEM private key"),
+    "example keys in production": (_example_keys_in_production, "these are example keys"),
+    "the example directory in production": (
+        _example_directory_in_production,
+        "directory: signed by the example authority",
+    ),
+    "a directory file that is not signed": (_directory_not_signed, "directory.file: refused"),
+    "node.org not in the directory": (_org_not_in_directory, "node.org: 00000001999000003000"),
+    "node.node_id not in the directory": (_node_id_not_in_directory, "node.node_id: pol-elders"),
+    "an unknown purpose": (_unknown_purpose, "purposes: unknown purpose codes"),
+    "broker.url not amqp": (_no_scheme, "broker.url: scheme must be amqp or amqps"),
+    "credentials in broker.url": (_credentials_in_url, "broker.url: put no credentials"),
+    "amqps without broker.ca_file": (_amqps_without_ca, "broker.ca_file is needed"),
+    "no broker password and no client certificate": (
+        _no_password_file,
+        "broker.password_file is needed",
+    ),
+}
+
+_PAST_THE_CHECKS = "got past the pre-connect checks"
+
+
+@pytest.fixture
+def run_stops_after_its_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`zvg node run` in this process, stopped where it would open its store: a config that
+    passes its checks ends with one known line rather than a node running until SIGTERM. The
+    process-wide state `run` sets (umask, root logger) is put back."""
+
+    async def past_the_checks(*args: object, **kwargs: object) -> NoReturn:
+        raise LocalError(_PAST_THE_CHECKS)
+
+    monkeypatch.setattr(runner, "open_service", past_the_checks)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    umask = os.umask(0o022)  # reading the umask sets it: put it back at once
+    os.umask(umask)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        os.umask(umask)
+
+
+def test_a_good_config_passes_check_config_and_run_gets_past_the_same_checks(
+    setup: NodeSetup, run_stops_after_its_checks: None
+) -> None:
+    assert zvg("node", "check-config", "--config", setup.config).exit_code == 0
+    ran = zvg("node", "run", "--config", setup.config)
+    assert ran.exit_code == 2
+    assert ran.stderr.splitlines()[-1] == f"zvg: error: {_PAST_THE_CHECKS}"
+
+
+@pytest.mark.parametrize(("refusal", "says"), RUN_REFUSALS.values(), ids=RUN_REFUSALS.keys())
+def test_every_refusal_of_run_is_a_refusal_of_check_config_with_the_same_line(
+    setup: NodeSetup,
+    run_stops_after_its_checks: None,
+    refusal: Callable[[NodeSetup], None],
+    says: str,
+) -> None:
+    refusal(setup)
+    checked = _one_error_line(zvg("node", "check-config", "--config", setup.config), setup.config)
+    ran = _one_error_line(zvg("node", "run", "--config", setup.config), setup.config)
+    assert ran == checked
+    assert says in ran
+    assert _PAST_THE_CHECKS not in ran
+
+
+def test_check_config_refuses_a_node_id_the_directory_does_not_list(setup: NodeSetup) -> None:
+    """Issue 18: check-config passed it, and run started with it."""
+    _node_id_not_in_directory(setup)
+    line = _one_error_line(zvg("node", "check-config", "--config", setup.config), setup.config)
+    assert line.endswith(
+        "node.node_id: pol-elders-9 is not a node of 00000001999000002000 in directory v2 "
+        "(it lists pol-veenstad-1)"
+    )
+
+
+def test_check_config_refuses_credentials_in_the_broker_url(setup: NodeSetup) -> None:
+    """Issue 18: run refused them, check-config passed them (and never prints them)."""
+    _credentials_in_url(setup)
+    line = _one_error_line(zvg("node", "check-config", "--config", setup.config), setup.config)
+    assert line.endswith("broker.url: put no credentials in the URL; use broker.password_file")
+    assert "hunter2" not in line

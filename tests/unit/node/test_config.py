@@ -13,7 +13,7 @@ import pytest
 
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig, check_files, hash_token, load_config
-from gateway.node.runner import (
+from gateway.node.preflight import (
     EXAMPLE_KIDS_FILE,
     example_kids,
     load_keys,

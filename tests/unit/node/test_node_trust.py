@@ -19,7 +19,7 @@ import pytest
 from gateway.core.directory import TrustedDirectory
 from gateway.errors import LocalError, RemoteError
 from gateway.federation import add_rule, read_directory, sign_with, write_directory
-from gateway.node import runner
+from gateway.node import preflight, runner
 from gateway.node.config import load_config
 from gateway.node.trust import TRUSTED_FILE, change_record, load_trusted_directory
 from gateway.testing.federation import create_demo_federation
@@ -105,10 +105,10 @@ def test_another_federations_directory_is_refused_after_first_use(
 def test_production_mode_fails_closed_without_the_example_key_list(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(runner, "EXAMPLE_KIDS_FILE", tmp_path / "missing.json")
+    monkeypatch.setattr(preflight, "EXAMPLE_KIDS_FILE", tmp_path / "missing.json")
     with pytest.raises(LocalError, match="reinstall"):
-        runner.example_kids()
-    assert len(runner.EXAMPLE_KIDS_FILE.parent.name) > 0
+        preflight.example_kids()
+    assert len(preflight.EXAMPLE_KIDS_FILE.parent.name) > 0
 
 
 # ---------------------------------------------------------------------------- issue 14 point 1
@@ -301,3 +301,17 @@ def test_a_directory_whose_digest_looks_like_a_bsn_is_still_recorded() -> None:
     record = change_record(trusted, version - 1, now)
     assert record.digest == trusted.signed.digest()
     assert record.policy_version == version
+
+
+async def test_a_rollback_is_recorded_even_when_another_problem_also_stops_the_node(
+    on_v3: tuple[Path, Path, Path],
+) -> None:
+    """Issue 18 point 7: run and check-config share their checks (gateway.node.preflight); with
+    a rollback and another problem, run still records the rollback, and refuses with the line
+    check-config gives for the other problem."""
+    config_path, _v2, _v3 = on_v3
+    text = config_path.read_text("utf-8")
+    config_path.write_text(text.replace("amqp://127.0.0.1:1/", "amqp://u:p@127.0.0.1:1/"), "utf-8")
+    line = await _refused_start(config_path)
+    assert line == "broker.url: put no credentials in the URL; use broker.password_file"
+    assert _directory_changes(config_path)[-1] == ("rejected", 2)

@@ -40,7 +40,20 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from adapters.errors import (
+from schemas import strictjson
+from schemas.api import (
+    AdapterRejectReason,
+    FieldError,
+    InboxItem,
+    InboxPage,
+    MessageStatus,
+    Problem,
+    RejectRequest,
+    SendAccepted,
+    SendRequest,
+)
+from schemas.claims import ClaimsBase, parse_claims
+from zvg_client.errors import (
     PROBLEM_BASE,
     IdempotencyConflict,
     InvalidMessage,
@@ -51,18 +64,6 @@ from adapters.errors import (
     Unauthorized,
     Unavailable,
 )
-from schemas import strictjson
-from schemas.api import (
-    AdapterRejectReason,
-    InboxItem,
-    InboxPage,
-    MessageStatus,
-    Problem,
-    RejectRequest,
-    SendAccepted,
-    SendRequest,
-)
-from schemas.claims import ClaimsBase, parse_claims
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -138,9 +139,29 @@ class Actor:
 
 def request_from_dict(data: Mapping[str, Any]) -> SendRequest:
     """A :class:`SendRequest` from JSON-shaped data (lists, strings for dates), as a mapping
-    builds it. Validates in JSON mode, so the strict models accept lists for tuples. Raises
-    ``pydantic.ValidationError`` (field-named, values hidden)."""
-    return SendRequest.model_validate_json(json.dumps(data, ensure_ascii=False))
+    builds it. Validates in JSON mode, so the strict models accept lists for tuples.
+
+    Raises :class:`~zvg_client.errors.InvalidMessage` when the data breaks the contract, as the
+    node would answer it (``invalid-message``), but without sending anything: ``status`` is 0
+    (no request made), ``errors`` names each field and rule, never a value."""
+    try:
+        return SendRequest.model_validate_json(json.dumps(data, ensure_ascii=False))
+    except ValidationError as exc:
+        errors = tuple(
+            FieldError(field=".".join(str(p) for p in e["loc"]) or "(document)", message=e["msg"])
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+    except (TypeError, ValueError) as exc:  # not JSON-shaped: a set, bytes, a datetime object
+        errors = (FieldError(field="(document)", message=f"not JSON-shaped data ({exc})"),)
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    problem = Problem(
+        type=f"{PROBLEM_BASE}invalid-message",
+        title="Invalid message",
+        status=422,
+        detail=f"the request breaks the contract (checked before sending): {detail}",
+        errors=errors,
+    )
+    raise InvalidMessage(0, problem)
 
 
 def item_claims(item: InboxItem) -> ClaimsBase:
