@@ -2,13 +2,16 @@
 
 The guide's ``sh`` blocks run in order in one working folder with this environment's ``zvg``
 first on PATH (``deploy`` there links to the repository's ``deploy/``, as if run from the
-repository root); a ``toml`` block preceded by ``<!-- file: PATH -->`` is written to PATH
-before the next block runs. ``text`` blocks (Docker, systemd as PID 1, a cluster, root on the
-broker) are not run; the test checks that every fenced block is one of those three kinds, so a
-command cannot hide in an unmarked block.
+repository root), ``DESTDIR`` a scratch root for the server install (systemd) and ``ZVG_USER``
+the user running the tests; a ``toml`` block preceded by ``<!-- file: PATH -->`` is written to
+PATH before the next block runs. What the install and the Kubernetes block made is checked after
+the walk-through: file modes, and the rendered manifests against the Kubernetes API schemas.
+``text`` blocks (Docker, systemd as PID 1, a cluster, a new system user, root on the broker) are
+not run; the test checks that every fenced block is one of those three kinds, so a command
+cannot hide in an unmarked block.
 
-Threats: a guide whose commands no longer work (ops follow it during an incident); a settings
-table or metric list that drifted from the code.
+Threats: a guide whose commands no longer work (ops follow it during an incident), or that
+installs a node without its keys; a settings table or metric list that drifted from the code.
 """
 
 from __future__ import annotations
