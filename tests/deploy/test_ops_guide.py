@@ -42,7 +42,7 @@ BLOCK = re.compile(
 )
 KINDS = {"sh", "toml", "text"}
 BLOCK_TIMEOUT_S = 120
-#: The system's own unit files (Debian), which the scratch root of the systemd block links to.
+#: The system's own unit files (Debian's systemd package), whose targets the scratch root gets.
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
@@ -72,15 +72,19 @@ def test_every_block_is_run_written_or_marked_as_not_runnable() -> None:
 def _scratch_root(root: Path) -> Path:
     """The server the systemd block installs into: the program of section 1 at
     ``/opt/zv-gateway/bin/zvg`` (a wrapper of this environment's ``zvg``: with ``--root``,
-    systemd-analyze resolves every path inside the root) and the system's own units (which the
-    template's ``After=``/``WantedBy=`` name)."""
+    systemd-analyze resolves every path inside the root) and the system's targets (which the
+    template's ``After=``/``WantedBy=`` and systemd's default dependencies name; copies, since
+    a link out of the root would be resolved inside it)."""
     program = root / "opt" / "zv-gateway" / "bin" / "zvg"
     program.parent.mkdir(parents=True)
     program.write_text(f'#!/bin/sh\nexec "{VENV_BIN / "zvg"}" "$@"\n', encoding="utf-8")
     program.chmod(0o755)
-    units = root / "usr" / "lib" / "systemd"
+    units = root / "usr" / "lib" / "systemd" / "system"
     units.mkdir(parents=True)
-    (units / "system").symlink_to(SYSTEM_UNITS)
+    targets = [p for p in SYSTEM_UNITS.glob("*.target") if p.is_file() and not p.is_symlink()]
+    assert targets, f"no systemd targets in {SYSTEM_UNITS}"
+    for target in targets:
+        shutil.copyfile(target, units / target.name)
     return root
 
 
