@@ -2,10 +2,12 @@
 
 Every manifest is valid against the Kubernetes API's JSON schemas with unknown fields refused
 (``kubernetes-validate``, schemas shipped in the package, no network); ``kubectl kustomize``
-renders the base; the names the Deployment uses (ConfigMap, Secret, PVC, port) are the ones the
-guide's kustomization and ``kubectl create secret`` make; the probes ask paths the node serves on
-the port its config listens on; every file ``node.toml`` names is where a volume puts it; the
-NetworkPolicy lets in only the adapters and Prometheus, and out only the broker and DNS.
+(or, without kubectl, the tests' fallback in kustomize.py, compared with kubectl where both
+are there) renders the base; the names the Deployment uses (ConfigMap, Secret, PVC, port) are
+the ones the guide's kustomization and ``kubectl create secret`` make; the probes ask paths the
+node serves on the port its config listens on; every file ``node.toml`` names is where a volume
+puts it; the NetworkPolicy lets in only the adapters and Prometheus, and out only the broker and
+DNS.
 Threats: real or placeholder key material applied from a manifest; two pods writing one SQLite
 store; a pod running as root or with a writable root file system; key files the node would refuse
 (group-readable) or could not find; a pod that anything in the cluster can reach; a manifest with
@@ -18,7 +20,7 @@ import copy
 import re
 import shutil
 import subprocess
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -27,6 +29,7 @@ import yaml
 
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.runner import DRAIN_GRACE_S
+from tests.deploy import kustomize
 from tests.deploy.conftest import DEPLOY, ROOT
 
 K8S = DEPLOY / "kubernetes"
@@ -125,17 +128,68 @@ def test_the_base_holds_no_secret_and_no_configuration() -> None:
     assert set(kustomization) == {"apiVersion", "kind", "resources"}, "no generators"
 
 
-def test_kubectl_kustomize_renders_the_set() -> None:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed; the manifests are parsed with PyYAML above")
+def _kubectl_kustomize(folder: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=False, timeout=60
+        ["kubectl", "kustomize", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    rendered = list(yaml.safe_load_all(result.stdout))
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _render(folder: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize``, or where kubectl is missing the tests' fallback."""
+    if shutil.which("kubectl") is None:
+        return kustomize.render(folder)
+    return _kubectl_kustomize(folder)
+
+
+def test_kustomize_renders_the_base() -> None:
+    rendered = _render(K8S)
     assert tuple(sorted(d["kind"] for d in rendered)) == K8S_BASE_KINDS
     for doc in rendered:
         validate_strictly(doc)
+
+
+def _guide_overlay(tmp_path: Path) -> Path:
+    """The guide's organisation kustomization, made as its Kubernetes block makes it."""
+    (tmp_path / "deploy").symlink_to(DEPLOY)
+    overlay = tmp_path / "politie" / "k8s"
+    overlay.mkdir(parents=True)
+    shutil.copy(K8S / "node.toml", overlay)
+    for name in ("directory.json", "ca.pem", "client.pem"):
+        (overlay / name).write_text(f"{name} of the guide\n", encoding="utf-8")
+    guide = GUIDE.read_text(encoding="utf-8")
+    text = guide[guide.index("cat > politie/k8s/kustomization.yaml <<'EOF'\n") :]
+    (overlay / "kustomization.yaml").write_text(
+        text.split("\n", 1)[1].split("\nEOF\n", 1)[0] + "\n", encoding="utf-8"
+    )
+    return overlay
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(objects, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def test_the_fallback_renders_what_kubectl_renders(tmp_path: Path) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: nothing to compare the fallback with")
+    overlay = _guide_overlay(tmp_path)
+    assert _by_kind(kustomize.render(overlay)) == _by_kind(_kubectl_kustomize(overlay))
+    assert _by_kind(kustomize.render(K8S)) == _by_kind(_kubectl_kustomize(K8S))
+
+
+def test_the_fallback_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
+    overlay = _guide_overlay(tmp_path)
+    kustomization = overlay / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text(encoding="utf-8") + "namePrefix: gemeente-\n", encoding="utf-8"
+    )
+    with pytest.raises(kustomize.UnsupportedError, match="namePrefix"):
+        kustomize.render(overlay)
 
 
 def _pod_labels() -> dict[str, str]:

@@ -88,18 +88,31 @@ def _scratch_root(root: Path) -> Path:
     return root
 
 
+def _kubectl_stand_in(folder: Path) -> Path:
+    """A ``kubectl`` that knows only ``kustomize`` (tests/deploy/kustomize.py)."""
+    folder.mkdir()
+    script = folder / "kubectl"
+    script.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("kustomize.py")}" "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return folder
+
+
 @pytest.mark.slow
 def test_every_command_in_the_guide_runs(tmp_path: Path) -> None:
     """≈ 20 s: key generation, federation, directory, TLS, provisioning, check-config, the
     systemd install into a scratch root, the Kubernetes kustomization, a node run of 10 s,
     backups — one block after the other, each must exit 0."""
     assert shutil.which("systemd-analyze"), "scripts/test installs it (ensure_systemd_analyze)"
-    assert shutil.which("kubectl"), "the Kubernetes block renders with kubectl kustomize"
     (tmp_path / "deploy").symlink_to(DEPLOY)
     server = _scratch_root(tmp_path / "server")
     user = pwd.getpwuid(os.getuid()).pw_name
     assert grp.getgrgid(os.getgid()).gr_name == user, "the guide's install uses group = user"
     env = tool_env(ZVG_PYTHON=sys.executable, DESTDIR=str(server), ZVG_USER=user)
+    if shutil.which("kubectl") is None:  # not in Debian: the tests' kustomize stands in
+        env["PATH"] = f"{_kubectl_stand_in(tmp_path / 'bin')}{os.pathsep}{env['PATH']}"
     for block in _blocks():
         if block.lang == "toml" and block.file:
             target = tmp_path / block.file
