@@ -43,7 +43,10 @@ __all__ = ["main"]
 @click.option(
     "--keep",
     is_flag=True,
-    help="Keep the broker's demo vhost and users afterwards (the next run removes them).",
+    help=(
+        "Keep this run's broker vhost and users afterwards, as long as --work is this run's "
+        "folder (a later demo removes them once the folder is gone or reused)."
+    ),
 )
 def main(example_keys: bool, work: Path, keep: bool) -> None:
     """Run a five-partner federation and play case Veenstad-2026-031 end to end.

@@ -4,8 +4,9 @@ One run, in order:
 
 1. **Set up** — a fresh working folder (the previous run's is wiped), a federation (fresh keys
    and a directory signed by two of three administrators, or ``keys_example/``), the broker
-   (a previous demo's vhost and users removed, then provisioned as ``zvg broker provision``
-   does), and the configuration of five nodes and three adapters.
+   (a vhost and users of this run's own, provisioned as ``zvg broker provision`` does; earlier
+   runs' objects are removed unless a working folder still keeps them), and the configuration of
+   five nodes and three adapters.
 2. **Start** five node processes (``zvg node run``) and the police's and OM's folder adapters and
    Veilig Thuis' webhook adapter (``zvg adapter …``), and wait until each answers ``/readyz`` or
    ``/healthz``. The partners' own systems are stand-ins (:mod:`demo.partners`).
@@ -18,8 +19,9 @@ One run, in order:
 5. **Stop** every process it started, run ``zvg audit verify`` on every node, and print the
    summary (:mod:`demo.report`).
 6. **Clean up** — on every exit path (success, failure, Ctrl-C, SIGTERM) every started process
-   is stopped (SIGTERM, then SIGKILL after a grace period); the broker's demo vhost and users
-   are removed unless ``--keep``. The working folder stays, for ``zvg audit query``.
+   is stopped (SIGTERM, then SIGKILL after a grace period); the run's broker vhost and users
+   are removed unless ``--keep`` (then they stay while the working folder is this run's).
+   The working folder stays, for ``zvg audit query``.
 
 Failures raise :class:`~demo.partners.DemoFailed` (or ``LocalError`` for set-up
 problems) with one line saying what and where to look; :class:`DemoInterrupted` on a signal.
@@ -64,6 +66,7 @@ from demo.workspace import (
     check_work_dir,
     demo_broker,
     make_federation,
+    new_run_id,
     prepare_work_dir,
 )
 from gateway.audit.inspect import VerificationFailed
@@ -174,8 +177,9 @@ def _lock_path() -> Path:
 
 
 def _one_demo_at_a_time(out: Console) -> int:
-    """Take the machine-wide demo lock (a second demo would remove the first one's broker
-    vhost); wait for a running demo to finish. Returns the locked file descriptor."""
+    """Take the machine-wide demo lock (one demo's clean-up of earlier runs' broker objects
+    must not race another's set-up, and with ``--example-keys`` two runs share user names);
+    wait for a running demo to finish. Returns the locked file descriptor."""
     try:
         # Read-only is enough for flock, so another user can share the lock file.
         fd = os.open(_lock_path(), os.O_RDONLY | os.O_CREAT, 0o644)
@@ -197,7 +201,7 @@ def _one_demo_at_a_time(out: Console) -> int:
                 if not told:
                     out.line(
                         "  waiting for another demo on this machine to finish (they share "
-                        "the broker's demo vhost)..."
+                        "the broker)..."
                     )
                     told = True
                 time.sleep(0.5)
@@ -214,18 +218,20 @@ def _run_locked(options: DemoOptions, out: Console, started: float) -> None:
     broker = None
     try:
         with _signals(_raise_interrupted):
-            work = prepare_work_dir(options.work)
+            run = new_run_id()
+            work = prepare_work_dir(options.work, run)
             out.heading("Setting up")
             fed = make_federation(
                 work / "federation",
                 example_keys=options.example_keys,
                 now=now,
                 catalogue=catalogue,
+                run=run,
             )
             broker, members = demo_broker(
-                fed, ctl=options.rabbitmqctl, now=now, catalogue=catalogue
+                fed, ctl=options.rabbitmqctl, now=now, catalogue=catalogue, run=run, work=work
             )
-            removed = broker.clear()
+            removed = broker.sweep()
             broker.provision(members, work / "broker-secrets")
             ws = build_workspace(
                 work,
@@ -256,8 +262,8 @@ def _run_locked(options: DemoOptions, out: Console, started: float) -> None:
             if broker is not None and broker.provisioned:
                 if options.keep:
                     cleaned = (
-                        f"; broker vhost {broker.vhost} and its users kept (--keep; the next "
-                        "run removes them)"
+                        f"; broker vhost {broker.vhost} and its users kept (--keep) as long as "
+                        f"{display_path(broker.work)}/ is this run's working folder"
                     )
                 else:
                     try:
@@ -298,7 +304,7 @@ def _describe_setup(out: Console, ws: Workspace, removed: list[str]) -> None:
         15,
         first="  federation   ",
     )
-    again = f" (removed the previous demo's {', '.join(removed)})" if removed else ""
+    again = f" (removed earlier demos' {', '.join(removed)})" if removed else ""
     out.wrapped(
         f"RabbitMQ on {BROKER_HOST}:{BROKER_PORT}, vhost {ws.broker.vhost}, one user per "
         f"organisation that may only publish as itself (as zvg broker provision does){again}",

@@ -10,11 +10,14 @@ Guarantees:
 - **Keys** are fresh for every run (a new federation: authority keys, member keys, a directory
   signed by two of three administrators), or copied from ``keys_example/`` with
   ``--example-keys`` and made ``0600`` (git does not keep file modes).
-- **The broker**: the demo's vhost and its users are provisioned with the same code as
-  ``zvg broker provision`` and carry the tag :data:`DEMO_TAG` (vhost metadata and user tags).
-  :meth:`DemoBroker.clear` removes only objects with that tag and the demo federation's names;
-  an existing vhost or user of the same name *without* the tag belongs to somebody else and
-  stops the demo with an error instead (docs/decisions/0075).
+- **The broker**: each run has a vhost and (with fresh keys) users of its own, named with a
+  random run id (``zvg-veenstad-<run>``, ``zvg-<run>-politie``), provisioned with the same code
+  as ``zvg broker provision`` and tagged :data:`DEMO_TAG` and with the run's tag; the vhost's
+  description records the working folder. A run kept with ``--keep`` lives as long as that
+  folder names it: another demo elsewhere never changes its passwords, and
+  :meth:`DemoBroker.sweep` removes only tagged objects of runs whose folder is gone or was taken
+  by a later run. An existing vhost or user of one of our names *without* the tag belongs to
+  somebody else and stops the demo with an error instead (docs/decisions/0075, 0092).
 - Every secret the demo writes (broker passwords, API tokens, pseudonym keys, webhook secrets,
   the TLS key) is a ``0600`` file in the working folder; nothing personal or secret is printed.
 """
@@ -26,9 +29,9 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tomllib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
@@ -65,15 +68,20 @@ __all__ = [
     "BROKER_HOST",
     "BROKER_PORT",
     "DEMO_TAG",
+    "RUN_TAG",
     "WORK_MARKER",
     "AdapterFiles",
     "DemoBroker",
+    "DemoFederation",
     "Workspace",
     "build_workspace",
     "check_work_dir",
     "demo_broker",
+    "demo_federations",
     "make_federation",
+    "new_run_id",
     "prepare_work_dir",
+    "work_run",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +92,15 @@ WORK_MARKER = ".zvg-demo-work"
 
 #: Tag on the demo's broker vhost and users; the demo removes nothing without it.
 DEMO_TAG = "zvg-demo"
+
+#: Prefix of the tag naming the run that made a vhost or user: ``zvg-demo-run-<run id>``.
+RUN_TAG = DEMO_TAG + "-run-"
+
+#: A run's vhost description: this, then the working folder that keeps the run's objects.
+KEPT_WITH = "zv-gateway demo federation, kept while this working folder names its run: "
+
+#: Random bytes of a run id (8 hex digits: names stay short, collisions stay negligible).
+RUN_ID_BYTES = 4
 
 #: Where the demo expects RabbitMQ (``scripts/lib.sh`` makes sure it answers there).
 BROKER_HOST = "127.0.0.1"
@@ -120,18 +137,33 @@ def check_work_dir(work: Path) -> Path:
     return work
 
 
-def prepare_work_dir(work: Path) -> Path:
-    """Make ``work`` an empty demo working folder (wiping the previous run's) and return its
-    absolute path. Raises :class:`LocalError` for a folder the demo did not make."""
+def prepare_work_dir(work: Path, run: str) -> Path:
+    """Make ``work`` an empty demo working folder of run ``run`` (wiping the previous run's)
+    and return its absolute path. Raises :class:`LocalError` for a folder the demo did not
+    make."""
     work = check_work_dir(work)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     (work / WORK_MARKER).write_text(
-        "zv-gateway demo working folder: the demo wipes it at the start of its next run.\n",
+        "zv-gateway demo working folder: the demo wipes it at the start of its next run.\n"
+        "Its broker vhost and users stay while this file names their run (--keep).\n"
+        f"run = {run}\n",
         encoding="utf-8",
     )
     return work
+
+
+def work_run(work: Path) -> str | None:
+    """The run whose working folder ``work`` is (its marker's ``run = ...``), if any."""
+    try:
+        text = (work / WORK_MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    runs = [
+        ln.removeprefix("run = ").strip() for ln in text.splitlines() if ln.startswith("run = ")
+    ]
+    return runs[0] if runs else None
 
 
 def free_port() -> int:
@@ -166,8 +198,10 @@ def copy_example_federation(root: Path) -> FederationFiles:
 
 
 def make_federation(
-    root: Path, *, example_keys: bool, now: datetime, catalogue: Catalogue
+    root: Path, *, example_keys: bool, now: datetime, catalogue: Catalogue, run: str
 ) -> FederationFiles:
+    """The run's federation: fresh keys, and broker users named for the run; or the example
+    federation, whose directory fixes the user names (``zvg-<org key>``)."""
     if example_keys:
         return copy_example_federation(root)
     return create_demo_federation(
@@ -176,96 +210,169 @@ def make_federation(
         lifetime=DIRECTORY_LIFETIME,
         catalogue=catalogue,
         rand=os.urandom,
+        user_prefix=demo_user_prefix(run),
     )
 
 
 # ------------------------------------------------------------------ broker
 
 
+def new_run_id() -> str:
+    """A fresh id for one run: it names the run's broker vhost and (fresh keys) users."""
+    return secrets.token_hex(RUN_ID_BYTES)
+
+
+def demo_vhost(federation: str, run: str) -> str:
+    """The vhost of one run: ``zvg-<federation>-<run>``."""
+    return f"{vhost_name(federation)}-{run}"
+
+
+def demo_user_prefix(run: str) -> str:
+    """The prefix of one run's broker users (fresh keys): ``zvg-<run>-`` + the org key."""
+    return f"zvg-{run}-"
+
+
+@dataclass(frozen=True)
+class DemoFederation:
+    """One demo run's objects as the broker lists them (tagged :data:`DEMO_TAG`)."""
+
+    run: str | None  # None: made by a demo from before per-run names
+    vhosts: tuple[str, ...]
+    work: Path | None  # the working folder the run recorded on its vhost
+    users: tuple[str, ...]
+
+    def kept(self) -> bool:
+        """It still belongs to a working folder: that folder's marker names this run. A
+        federation whose folder is gone, or was taken by a later run, is stale."""
+        return (
+            self.run is not None
+            and bool(self.vhosts)
+            and self.work is not None
+            and work_run(self.work) == self.run
+        )
+
+
+def demo_federations(ctl: Rabbitmqctl) -> list[DemoFederation]:
+    """Every demo run's vhosts and users on the broker, grouped by run."""
+    vhosts: dict[str | None, list[str]] = {}
+    works: dict[str | None, Path] = {}
+    for row in ctl.json("list_vhosts", "name", "description", "tags"):
+        tags = _tags(row.get("tags"))
+        if DEMO_TAG in tags:
+            run = _run_of(tags)
+            vhosts.setdefault(run, []).append(str(row.get("name")))
+            description = str(row.get("description") or "")
+            if description.startswith(KEPT_WITH):
+                works[run] = Path(description.removeprefix(KEPT_WITH))
+    users: dict[str | None, list[str]] = {}
+    for row in ctl.json("list_users"):
+        tags = _tags(row.get("tags"))
+        if DEMO_TAG in tags:
+            users.setdefault(_run_of(tags), []).append(str(row.get("user")))
+    return [
+        DemoFederation(run, tuple(vhosts.get(run, ())), works.get(run), tuple(users.get(run, ())))
+        for run in sorted(vhosts.keys() | users.keys(), key=lambda r: r or "")
+    ]
+
+
+def _run_of(tags: Sequence[str]) -> str | None:
+    runs = [t.removeprefix(RUN_TAG) for t in tags if t.startswith(RUN_TAG)]
+    return runs[0] if runs else None
+
+
 @dataclass
 class DemoBroker:
-    """The demo federation's vhost and users on the local RabbitMQ."""
+    """One run's vhost and users on the local RabbitMQ (docs/decisions/0092)."""
 
     ctl: Rabbitmqctl
     federation: str
     users: tuple[str, ...]
+    run: str
+    work: Path
     provisioned: bool = False
 
     @property
     def vhost(self) -> str:
-        return vhost_name(self.federation)
+        return demo_vhost(self.federation, self.run)
 
-    def existing(self) -> tuple[bool, list[str]]:
-        """Whether our vhost exists, and which of our users do. Raises :class:`LocalError` when
-        one of them exists without the demo's tag (somebody else's)."""
-        vhosts = {
-            str(row.get("name")): row
-            for row in self.ctl.json("list_vhosts", "name", "description", "tags")
-        }
-        has_vhost = self.vhost in vhosts
-        if has_vhost and DEMO_TAG not in _tags(vhosts[self.vhost].get("tags")):
+    def check_names(self) -> list[DemoFederation]:
+        """The demo federations on the broker. Raises :class:`LocalError` when our vhost or one
+        of our users exists without the demo's tag (somebody else's)."""
+        federations = demo_federations(self.ctl)
+        ours = {name for f in federations for name in (*f.vhosts, *f.users)}
+        vhosts = {str(row.get("name")) for row in self.ctl.json("list_vhosts", "name")}
+        if self.vhost in vhosts and self.vhost not in ours:
             raise LocalError(
                 f"broker vhost {self.vhost} exists but was not made by the demo (no {DEMO_TAG} "
                 f"tag); the demo does not touch it. If it is left from an interrupted demo, "
                 f"remove it with: rabbitmqctl delete_vhost {self.vhost}"
             )
-        users = {str(row.get("user")): row for row in self.ctl.json("list_users")}
-        ours = [u for u in self.users if u in users]
-        for user in ours:
-            if DEMO_TAG not in _tags(users[user].get("tags")):
+        users = {str(row.get("user")) for row in self.ctl.json("list_users")}
+        for user in self.users:
+            if user in users and user not in ours:
                 raise LocalError(
                     f"broker user {user} exists but was not made by the demo (no {DEMO_TAG} "
                     f"tag); the demo does not touch it. If it is left from an interrupted demo, "
                     f"remove it with: rabbitmqctl delete_user {user}"
                 )
-        return has_vhost, ours
+        return federations
 
-    def clear(self) -> list[str]:
-        """Remove a previous demo run's vhost and users (only those: see :meth:`existing`).
-        Returns what was removed."""
-        has_vhost, users = self.existing()
-        commands = [["delete_vhost", self.vhost]] if has_vhost else []
-        commands += [["delete_user", u] for u in users]
-        self._run_all(commands)
-        return ([self.vhost] if has_vhost else []) + users
+    def sweep(self) -> list[str]:
+        """Remove the broker objects of earlier runs that no working folder keeps any more
+        (:meth:`DemoFederation.kept`); kept ones stay. Raises :class:`LocalError` when a kept
+        run owns one of our user names (both use ``--example-keys``): importing ours would
+        change its passwords. Returns what was removed."""
+        federations = self.check_names()
+        stale = [f for f in federations if not f.kept()]
+        for kept in (f for f in federations if f.kept()):
+            taken = sorted(set(kept.users) & set(self.users))
+            if taken:
+                raise LocalError(
+                    f"broker user {taken[0]} belongs to the demo federation kept with "
+                    f"{kept.work} (--keep); --example-keys gives every run the same user names, "
+                    "so this run would change its passwords. Remove that folder (the next demo "
+                    "then removes its broker objects) or run without --example-keys"
+                )
+        removed = [name for f in stale for name in (*f.vhosts, *f.users)]
+        self._delete(stale)
+        return removed
 
     def provision(self, members: Sequence[BrokerMember], secrets_dir: Path) -> dict[str, Any]:
         """Provision the vhost, users, permissions, exchanges, queues and policies (the same
-        definitions as ``zvg broker provision``), tagged as the demo's."""
-        definitions = mark_as_demo(
-            build_definitions(self.federation, members, secrets_dir=secrets_dir)
-        )
+        definitions as ``zvg broker provision``, in this run's vhost), tagged as this run's."""
+        built = build_definitions(self.federation, members, secrets_dir=secrets_dir)
+        definitions = mark_as_demo(in_vhost(built, self.vhost), run=self.run, work=self.work)
         self.provisioned = True  # from here on, clean up even if the import fails half-way
         apply_definitions(definitions, ctl=self.ctl)
         return definitions
 
     def remove(self) -> None:
-        """Remove the demo's vhost and users (at the end of a run, unless ``--keep``)."""
-        self.clear()
+        """Remove this run's vhost and users (at the end of a run, unless ``--keep``)."""
+        self._delete([f for f in demo_federations(self.ctl) if f.run == self.run])
         self.provisioned = False
 
-    def _run_all(self, commands: list[list[str]]) -> None:
-        """Run rabbitmqctl commands at once (each one starts an Erlang VM, ~0.5 s)."""
-        base = [self.ctl.executable, "-q"] + (["-n", self.ctl.node] if self.ctl.node else [])
-        running = [
-            (
-                cmd,
-                subprocess.Popen(
-                    [*base, *cmd],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                ),
-            )
-            for cmd in commands
-        ]
-        failures = []
-        for cmd, process in running:
-            _out, err = process.communicate(timeout=120)
-            if process.returncode != 0 and b"not found" not in err.lower():
-                failures.append(f"rabbitmqctl {' '.join(cmd)}: {err.decode(errors='replace')}")
+    def _delete(self, federations: Sequence[DemoFederation]) -> None:
+        """Delete the vhosts and users, all at once (each rabbitmqctl call starts an Erlang VM,
+        about a second)."""
+        commands = [("delete_vhost", v) for f in federations for v in f.vhosts]
+        commands += [("delete_user", u) for f in federations for u in f.users]
+        if not commands:
+            return
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+            results = list(pool.map(lambda cmd: self._try(*cmd), commands))
+        failures = [r for r in results if r]
         if failures:
             raise LocalError("; ".join(" ".join(f.split()) for f in failures)[:300])
+
+    def _try(self, *command: str) -> str:
+        """Run one command; '' when it worked or the object was gone already, else why not."""
+        try:
+            self.ctl.run(*command)
+        except LocalError as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                return ""
+            return str(exc)
+        return ""
 
 
 def _tags(value: Any) -> list[str]:
@@ -276,21 +383,30 @@ def _tags(value: Any) -> list[str]:
     return []
 
 
-def mark_as_demo(definitions: Mapping[str, Any]) -> dict[str, Any]:
-    """The definitions with :data:`DEMO_TAG` on the vhost (metadata) and on every user."""
+def in_vhost(definitions: Mapping[str, Any], vhost: str) -> dict[str, Any]:
+    """The definitions with every object moved to ``vhost`` (one vhost in, one out)."""
+    moved: dict[str, Any] = json.loads(json.dumps(definitions))
+    (old,) = [v["name"] for v in moved["vhosts"]]
+    moved["vhosts"] = [{**v, "name": vhost} for v in moved["vhosts"]]
+    for section, items in moved.items():
+        if section != "vhosts" and isinstance(items, list):
+            for item in items:
+                if isinstance(item, dict) and item.get("vhost") == old:
+                    item["vhost"] = vhost
+    return moved
+
+
+def mark_as_demo(definitions: Mapping[str, Any], *, run: str, work: Path) -> dict[str, Any]:
+    """The definitions with :data:`DEMO_TAG` and the run's tag on the vhost (metadata, with the
+    working folder that keeps it) and on every user."""
     marked: dict[str, Any] = json.loads(json.dumps(definitions))
+    tags = [DEMO_TAG, RUN_TAG + run]
     marked["vhosts"] = [
-        {
-            "name": v["name"],
-            "metadata": {
-                "description": "zv-gateway demo federation (the demo removes it)",
-                "tags": [DEMO_TAG],
-            },
-        }
+        {"name": v["name"], "metadata": {"description": f"{KEPT_WITH}{work}", "tags": tags}}
         for v in marked["vhosts"]
     ]
     for user in marked["users"]:
-        user["tags"] = [MEMBER_TAG, DEMO_TAG]
+        user["tags"] = [MEMBER_TAG, *tags]
     return marked
 
 
@@ -492,11 +608,19 @@ class Workspace:
 
 
 def demo_broker(
-    fed: FederationFiles, *, ctl: Rabbitmqctl, now: datetime, catalogue: Catalogue
+    fed: FederationFiles,
+    *,
+    ctl: Rabbitmqctl,
+    now: datetime,
+    catalogue: Catalogue,
+    run: str,
+    work: Path,
 ) -> tuple[DemoBroker, list[BrokerMember]]:
-    """The broker objects of the federation in ``fed`` (read from its verified directory)."""
+    """The broker objects of run ``run`` of the federation in ``fed`` (read from its verified
+    directory), kept with the working folder ``work``."""
     federation, members = members_from_directory(fed.directory, now=now, catalogue=catalogue)
-    return DemoBroker(ctl, federation, tuple(m.broker_user for m in members)), members
+    users = tuple(m.broker_user for m in members)
+    return DemoBroker(ctl, federation, users, run, work), members
 
 
 def build_workspace(

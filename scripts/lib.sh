@@ -106,3 +106,10 @@ ensure_rabbitmq() {
     done
     die "RabbitMQ did not answer on 127.0.0.1:5672 within 90 s; see /var/log/rabbitmq/"
 }
+
+ensure_systemd_analyze() {
+    # The deployment tests check the systemd unit with systemd-analyze (Debian's systemd
+    # package; no systemd needs to run). Installs the package when it is missing and we are root.
+    command -v systemd-analyze >/dev/null 2>&1 && return 0
+    apt_install systemd
+}

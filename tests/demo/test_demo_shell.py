@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from demo.__main__ import main as demo_command
 from demo.processes import ProcessGroup
 from demo.report import Console
 from demo.story import EXAMPLES_DIR
-from gateway.core.broker_topology import MEMBER_TAG
+from gateway.core.broker_topology import MEMBER_TAG, BrokerMember, definitions
 from gateway.errors import LocalError
 from gateway.testing.nodes import NodeFiles, write_node_config
 from gateway.testing.veenstad import org_by_key
@@ -49,7 +50,7 @@ def _eventually(check: object, what: str) -> None:
 def test_a_folder_the_demo_did_not_make_is_never_wiped(tmp_path: Path) -> None:
     (tmp_path / "thesis.tex").write_text("years of work")
     with pytest.raises(LocalError, match="not a demo working folder"):
-        workspace.prepare_work_dir(tmp_path)
+        workspace.prepare_work_dir(tmp_path, "0a1b2c3d")
     assert (tmp_path / "thesis.tex").read_text() == "years of work"
 
 
@@ -59,21 +60,23 @@ def test_a_file_or_a_symlink_is_not_a_working_folder(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "target")
     for name in ("file", "link"):
         with pytest.raises(LocalError, match="not a folder"):
-            workspace.prepare_work_dir(tmp_path / name)
+            workspace.prepare_work_dir(tmp_path / name, "0a1b2c3d")
 
 
 def test_the_previous_runs_folder_is_wiped(tmp_path: Path) -> None:
-    work = workspace.prepare_work_dir(tmp_path / "demo-work")
+    work = workspace.prepare_work_dir(tmp_path / "demo-work", "0a1b2c3d")
     (work / "nodes").mkdir()
     (work / "nodes" / "old.db").write_text("previous run")
-    again = workspace.prepare_work_dir(tmp_path / "demo-work")
+    again = workspace.prepare_work_dir(tmp_path / "demo-work", "0a1b2c3d")
     assert again == work
     assert sorted(p.name for p in work.iterdir()) == [workspace.WORK_MARKER]
 
 
 def test_an_empty_folder_may_be_used(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    assert (workspace.prepare_work_dir(tmp_path / "empty") / workspace.WORK_MARKER).is_file()
+    assert (
+        workspace.prepare_work_dir(tmp_path / "empty", "0a1b2c3d") / workspace.WORK_MARKER
+    ).is_file()
 
 
 def test_a_wrong_work_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -98,59 +101,33 @@ def test_example_keys_are_copied_private(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ broker objects
 
 
-def test_the_demos_broker_objects_carry_its_tag() -> None:
+def test_the_demos_broker_objects_carry_its_tag_and_the_runs(tmp_path: Path) -> None:
     definitions: dict[str, list[dict[str, object]]] = {
         "vhosts": [{"name": "zvg-veenstad"}],
         "users": [{"name": "zvg-ggz", "tags": [MEMBER_TAG]}],
         "queues": [],
     }
-    marked = workspace.mark_as_demo(definitions)
-    assert marked["vhosts"][0]["metadata"]["tags"] == [workspace.DEMO_TAG]
-    assert marked["users"][0]["tags"] == [MEMBER_TAG, workspace.DEMO_TAG]
+    marked = workspace.mark_as_demo(definitions, run="0a1b2c3d", work=tmp_path)
+    tags = [workspace.DEMO_TAG, workspace.RUN_TAG + "0a1b2c3d"]
+    assert marked["vhosts"][0]["metadata"]["tags"] == tags
+    assert marked["vhosts"][0]["metadata"]["description"].endswith(str(tmp_path))
+    assert marked["users"][0]["tags"] == [MEMBER_TAG, *tags]
     assert definitions["users"][0]["tags"] == [MEMBER_TAG], "the input is not changed"
 
 
-class _Ctl:
-    """rabbitmqctl answers for :meth:`DemoBroker.existing`, without a broker."""
-
-    executable = "rabbitmqctl"
-    node = None
-
-    def __init__(self, vhost_tags: list[str] | None, user_tags: list[str] | None) -> None:
-        self.vhost_tags, self.user_tags = vhost_tags, user_tags
-
-    def json(self, *args: str) -> list[dict[str, object]]:
-        if args[0] == "list_vhosts":
-            rows: list[dict[str, object]] = [{"name": "/", "tags": []}]
-            if self.vhost_tags is not None:
-                rows.append({"name": "zvg-veenstad", "tags": self.vhost_tags})
-            return rows
-        rows = [{"user": "guest", "tags": ["administrator"]}]
-        if self.user_tags is not None:
-            rows.append({"user": "zvg-ggz", "tags": self.user_tags})
-        return rows
-
-
-@pytest.mark.parametrize(
-    ("vhost_tags", "user_tags", "refused"),
-    [
-        (None, None, None),
-        ([workspace.DEMO_TAG], [MEMBER_TAG, workspace.DEMO_TAG], None),
-        ([], None, "vhost zvg-veenstad"),  # somebody's real federation called veenstad
-        (None, [MEMBER_TAG], "user zvg-ggz"),  # provisioned by zvg broker provision, not the demo
-    ],
-)
-def test_only_the_demos_own_objects_are_removed(
-    vhost_tags: list[str] | None, user_tags: list[str] | None, refused: str | None
-) -> None:
-    broker = workspace.DemoBroker(_Ctl(vhost_tags, user_tags), "veenstad", ("zvg-ggz",))  # type: ignore[arg-type]
-    if refused is None:
-        has_vhost, users = broker.existing()
-        assert has_vhost == (vhost_tags is not None)
-        assert users == (["zvg-ggz"] if user_tags is not None else [])
-    else:
-        with pytest.raises(LocalError, match=refused):
-            broker.existing()
+def test_definitions_move_whole_into_the_runs_vhost() -> None:
+    built = definitions(
+        "veenstad",
+        [BrokerMember(org="00000001999000002000", broker_user="zvg-politie")],
+        password_hashes={"zvg-politie": ""},
+    )
+    moved = workspace.in_vhost(built, "zvg-veenstad-0a1b2c3d")
+    text = json.dumps(moved)
+    assert '"zvg-veenstad"' not in text
+    assert moved["vhosts"] == [{"name": "zvg-veenstad-0a1b2c3d"}]
+    for section in ("permissions", "topic_permissions", "exchanges", "queues", "bindings"):
+        assert moved[section], section
+        assert {item["vhost"] for item in moved[section]} == {"zvg-veenstad-0a1b2c3d"}
 
 
 # ------------------------------------------------------------------ adapter configurations

@@ -1,5 +1,6 @@
 """The compose federation (deploy/compose/) without Docker.
 
+``compose.yaml`` is valid against the Compose Specification schema (vendored in schemas/);
 ``prepare.sh`` runs for real (fixture ``prepared``); ``compose.yaml`` is parsed with PyYAML and
 every file it mounts is looked up in what ``prepare.sh`` made; every ``node.toml`` passes
 ``zvg node check-config`` in production mode; and (slow, root) the broker half runs: a private
@@ -17,6 +18,7 @@ plain AMQP or the guest user.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import socket
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -48,6 +51,8 @@ COMPOSE = COMPOSE_DIR / "compose.yaml"
 STATE_VAR = "${ZVG_STATE:-./state}"
 NODE_KEYS = tuple(org.key for org in ORGS)
 TLS_CONF = DEPLOY / "rabbitmq" / "rabbitmq-tls.conf"
+#: The Compose Specification's JSON Schema, vendored (source and licence: schemas/README.md).
+COMPOSE_SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
 
 
 def _compose() -> dict[str, Any]:
@@ -82,6 +87,30 @@ def _host(source: str, state: Path) -> Path:
 
 
 # ------------------------------------------------------------------ structure
+
+
+def _compose_schema_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(
+        schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+    )
+
+
+def test_compose_file_is_valid_against_the_compose_specification_schema() -> None:
+    """The vendored Compose Specification schema (tests/deploy/schemas/README.md) refuses
+    unknown keys, so a misspelt setting that Docker would reject, or ignore, fails here."""
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _compose_schema_validator().iter_errors(_compose())
+    ]
+    assert errors == []
+
+
+def test_the_compose_schema_catches_a_misspelt_setting() -> None:
+    doc = _compose()
+    doc["services"]["politie"]["read_olny"] = True
+    assert not _compose_schema_validator().is_valid(doc)
 
 
 def test_compose_runs_a_tls_broker_and_the_five_partners() -> None:

@@ -1,30 +1,56 @@
 """The Kubernetes manifests for one node (deploy/kubernetes/), without a cluster.
 
-Every YAML document parses; the names the Deployment uses (ConfigMap, Secret, PVC, port) exist
-in the other manifests; the probes ask paths the node serves on the port its config listens on;
-every file ``node.toml`` names is where a volume puts it; ``kubectl kustomize`` (if installed)
-renders the set. Threats: real or example key material committed in a manifest; two pods
-writing one SQLite store; a pod running as root or with a writable root file system; key files
-the node would refuse (group-readable) or could not find.
+Every manifest is valid against the Kubernetes API's JSON schemas with unknown fields refused
+(``kubernetes-validate``, schemas shipped in the package, no network); ``kubectl kustomize``
+(or, without kubectl, the tests' fallback in kustomize.py, compared with kubectl where both
+are there) renders the base; the names the Deployment uses (ConfigMap, Secret, PVC, port) are
+the ones the guide's kustomization and ``kubectl create secret`` make; the probes ask paths the
+node serves on the port its config listens on; every file ``node.toml`` names is where a volume
+puts it; the NetworkPolicy lets in only the adapters and Prometheus, and out only the broker and
+DNS.
+Threats: real or placeholder key material applied from a manifest; two pods writing one SQLite
+store; a pod running as root or with a writable root file system; key files the node would refuse
+(group-readable) or could not find; a pod that anything in the cluster can reach; a manifest with
+a misspelt field that the API server would drop silently.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.runner import DRAIN_GRACE_S
+from tests.deploy import kustomize
 from tests.deploy.conftest import DEPLOY, ROOT
 
 K8S = DEPLOY / "kubernetes"
 API_SOURCE = ROOT / "gateway" / "node" / "api.py"
+GUIDE = ROOT / "docs" / "ops.md"
+#: What the base holds: no ConfigMap (the organisation's kustomization adds it), no Secret.
+K8S_BASE_KINDS = (
+    "Deployment",
+    "NetworkPolicy",
+    "PersistentVolumeClaim",
+    "PodDisruptionBudget",
+    "Service",
+)
+#: The oldest Kubernetes minor the manifests must be valid for (unhealthyPodEvictionPolicy is
+#: there from 1.27; kubernetes-validate ships schemas from 1.29 on).
+K8S_VERSION = "1.29"
+
+
+def validate_strictly(doc: dict[str, Any]) -> None:
+    """Raise unless ``doc`` is valid for :data:`K8S_VERSION`, unknown fields refused."""
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
 def _documents() -> list[dict[str, Any]]:
@@ -52,34 +78,151 @@ def _container(name: str = "node") -> dict[str, Any]:
     return dict(container)
 
 
-def _config(tmp_path: Path) -> NodeConfig:
-    path = tmp_path / "node.toml"
-    path.write_text(_one("ConfigMap")["data"]["node.toml"], encoding="utf-8")
-    return load_config(path)
+def _config() -> NodeConfig:
+    return load_config(K8S / "node.toml")
+
+
+def _secret_keys() -> set[str]:
+    """The keys of the Secret the guide's ``kubectl create secret generic`` makes."""
+    guide = GUIDE.read_text(encoding="utf-8")
+    command = guide[guide.index("kubectl create secret generic zvg-politie-keys") :]
+    command = command[: command.index("\n```")]
+    return set(re.findall(r"--from-file=([a-z.]+)=", command))
+
+
+def _guide_config_map() -> tuple[str, set[str]]:
+    """Name and files of the ConfigMap the guide's kustomization generates."""
+    guide = GUIDE.read_text(encoding="utf-8")
+    text = guide[guide.index("cat > politie/k8s/kustomization.yaml <<'EOF'\n") :]
+    text = text.split("\n", 1)[1].split("\nEOF\n", 1)[0]
+    kustomization = yaml.safe_load(text)
+    (generator,) = kustomization["configMapGenerator"]
+    assert kustomization["resources"] == ["../../deploy/kubernetes"]
+    return generator["name"], set(generator["files"])
+
+
+def test_every_manifest_is_valid_against_the_api_schemas_with_unknown_fields_refused() -> None:
+    for doc in _documents():
+        validate_strictly(doc)
+
+
+def test_the_strict_validation_catches_a_misspelt_field() -> None:
+    deployment = copy.deepcopy(_one("Deployment"))
+    deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_strictly(deployment)
 
 
 def test_every_manifest_parses_and_kustomization_lists_them_all() -> None:
-    kinds = sorted(d["kind"] for d in _documents())
-    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
+    assert tuple(sorted(d["kind"] for d in _documents())) == K8S_BASE_KINDS
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
     listed = set(kustomization["resources"])
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
-def test_kubectl_kustomize_renders_the_set() -> None:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed; the manifests are parsed with PyYAML above")
+def test_the_base_holds_no_secret_and_no_configuration() -> None:
+    """Applying the base can never put a placeholder over a real Secret or ConfigMap."""
+    kinds = {d["kind"] for d in _documents()}
+    assert not kinds & {"Secret", "ConfigMap"}
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert set(kustomization) == {"apiVersion", "kind", "resources"}, "no generators"
+
+
+def _kubectl_kustomize(folder: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=False, timeout=60
+        ["kubectl", "kustomize", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(d["kind"] for d in yaml.safe_load_all(result.stdout)) == [
-        "ConfigMap",
-        "Deployment",
-        "PersistentVolumeClaim",
-        "Secret",
-        "Service",
-    ]
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _render(folder: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize``, or where kubectl is missing the tests' fallback."""
+    if shutil.which("kubectl") is None:
+        return kustomize.render(folder)
+    return _kubectl_kustomize(folder)
+
+
+def test_kustomize_renders_the_base() -> None:
+    rendered = _render(K8S)
+    assert tuple(sorted(d["kind"] for d in rendered)) == K8S_BASE_KINDS
+    for doc in rendered:
+        validate_strictly(doc)
+
+
+def _guide_overlay(tmp_path: Path) -> Path:
+    """The guide's organisation kustomization, made as its Kubernetes block makes it."""
+    (tmp_path / "deploy").symlink_to(DEPLOY)
+    overlay = tmp_path / "politie" / "k8s"
+    overlay.mkdir(parents=True)
+    shutil.copy(K8S / "node.toml", overlay)
+    for name in ("directory.json", "ca.pem", "client.pem"):
+        (overlay / name).write_text(f"{name} of the guide\n", encoding="utf-8")
+    guide = GUIDE.read_text(encoding="utf-8")
+    text = guide[guide.index("cat > politie/k8s/kustomization.yaml <<'EOF'\n") :]
+    (overlay / "kustomization.yaml").write_text(
+        text.split("\n", 1)[1].split("\nEOF\n", 1)[0] + "\n", encoding="utf-8"
+    )
+    return overlay
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(objects, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def test_the_fallback_renders_what_kubectl_renders(tmp_path: Path) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: nothing to compare the fallback with")
+    overlay = _guide_overlay(tmp_path)
+    assert _by_kind(kustomize.render(overlay)) == _by_kind(_kubectl_kustomize(overlay))
+    assert _by_kind(kustomize.render(K8S)) == _by_kind(_kubectl_kustomize(K8S))
+
+
+def test_the_fallback_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
+    overlay = _guide_overlay(tmp_path)
+    kustomization = overlay / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text(encoding="utf-8") + "namePrefix: gemeente-\n", encoding="utf-8"
+    )
+    with pytest.raises(kustomize.UnsupportedError, match="namePrefix"):
+        kustomize.render(overlay)
+
+
+def _pod_labels() -> dict[str, str]:
+    return dict(_one("Deployment")["spec"]["template"]["metadata"]["labels"])
+
+
+def test_network_policy_admits_only_the_adapters_and_prometheus_to_the_api() -> None:
+    policy = _one("NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= _pod_labels().items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"], "deny all else both ways"
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "api", "protocol": "TCP"}]
+    adapters, prometheus = rule["from"]
+    assert adapters == {"podSelector": {"matchLabels": {"zv-gateway.example/client-of": "politie"}}}
+    assert set(prometheus) == {"namespaceSelector", "podSelector"}, "both: one peer, not two"
+
+
+def test_network_policy_lets_out_only_the_broker_and_dns() -> None:
+    egress = _one("NetworkPolicy")["spec"]["egress"]
+    ports = sorted((p["port"], p["protocol"]) for rule in egress for p in rule["ports"])
+    assert ports == [(53, "TCP"), (53, "UDP"), (5671, "TCP")]
+    (dns,) = [r for r in egress if r.get("to")]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    url = _config().broker.url
+    assert url.startswith("amqps://")
+    assert url.split("/")[2].endswith(":5671"), "the port the policy lets out"
+
+
+def test_disruption_budget_covers_the_pod_and_never_blocks_on_a_broken_one() -> None:
+    spec = _one("PodDisruptionBudget")["spec"]
+    assert spec["selector"]["matchLabels"].items() <= _pod_labels().items()
+    assert spec["maxUnavailable"] == 0, "drains wait until ops stop the single node"
+    assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 def test_one_pod_at_a_time_on_one_store() -> None:
@@ -107,8 +250,10 @@ def test_pod_runs_non_root_with_a_read_only_root_file_system() -> None:
 
 def test_deployment_references_exist_in_the_other_manifests() -> None:
     volumes = {v["name"]: v for v in _pod()["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == _one("ConfigMap")["metadata"]["name"]
-    assert volumes["secret"]["secret"]["secretName"] == _one("Secret")["metadata"]["name"]
+    assert volumes["config"]["configMap"]["name"] == _guide_config_map()[0]
+    guide = GUIDE.read_text(encoding="utf-8")
+    secret = volumes["secret"]["secret"]["secretName"]
+    assert f"kubectl create secret generic {secret} " in guide
     claim = volumes["data"]["persistentVolumeClaim"]["claimName"]
     assert claim == _one("PersistentVolumeClaim")["metadata"]["name"]
     for container in _pod()["containers"] + _pod()["initContainers"]:
@@ -124,10 +269,10 @@ def test_deployment_references_exist_in_the_other_manifests() -> None:
         assert port["targetPort"] in port_names
 
 
-def test_probes_ask_served_paths_on_the_configured_port(tmp_path: Path) -> None:
+def test_probes_ask_served_paths_on_the_configured_port() -> None:
     container = _container()
     (api_port,) = [p for p in container["ports"] if p["name"] == "api"]
-    listen = _config(tmp_path).api.listen
+    listen = _config().api.listen
     assert listen.rpartition(":")[2] == str(api_port["containerPort"])
     served = set(re.findall(r'add_get\("(/[a-z]+)"', API_SOURCE.read_text(encoding="utf-8")))
     assert {"/healthz", "/readyz"} <= served
@@ -153,12 +298,12 @@ def _mount_of(container: dict[str, Any], path: str) -> dict[str, Any]:
     return max(candidates, key=lambda m: len(m["mountPath"]))
 
 
-def test_every_file_in_node_toml_is_where_a_volume_puts_it(tmp_path: Path) -> None:
-    config = _config(tmp_path)
+def test_every_file_in_node_toml_is_where_a_volume_puts_it() -> None:
+    config = _config()
     container, init = _container(), _container_init()
     volumes = {v["name"]: v for v in _pod()["volumes"]}
-    config_map = _one("ConfigMap")["data"]
-    secret = _one("Secret")["stringData"]
+    config_map = _guide_config_map()[1]
+    secret = _secret_keys()
     # ConfigMap files: under the config mount, each a key of the ConfigMap.
     for path in (config.directory.file, config.broker.ca_file, config.broker.cert_file):
         assert path is not None
@@ -192,11 +337,11 @@ def _container_init() -> dict[str, Any]:
 
 
 def test_manifests_hold_no_key_material_and_no_example_key() -> None:
-    text = "\n".join(p.read_text(encoding="utf-8") for p in K8S.glob("*.yaml"))
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in [*K8S.glob("*.yaml"), K8S / "node.toml"]
+    )
     assert "PRIVATE KEY" not in text
     assert "BEGIN CERTIFICATE" not in text
-    for value in _one("Secret")["stringData"].values():
-        assert value.startswith("REPLACE:"), value
     example_lines = set()
     for path in (ROOT / "keys_example").rglob("*"):
         if path.is_file():

@@ -2,28 +2,39 @@
 
 The guide's ``sh`` blocks run in order in one working folder with this environment's ``zvg``
 first on PATH (``deploy`` there links to the repository's ``deploy/``, as if run from the
-repository root); a ``toml`` block preceded by ``<!-- file: PATH -->`` is written to PATH
-before the next block runs. ``text`` blocks (Docker, systemd as PID 1, a cluster, root on the
-broker) are not run; the test checks that every fenced block is one of those three kinds, so a
-command cannot hide in an unmarked block.
+repository root), ``DESTDIR`` a scratch root for the server install (systemd) and ``ZVG_USER``
+the user running the tests; a ``toml`` block preceded by ``<!-- file: PATH -->`` is written to
+PATH before the next block runs. What the install and the Kubernetes block made is checked after
+the walk-through: file modes, and the rendered manifests against the Kubernetes API schemas.
+``text`` blocks (Docker, systemd as PID 1, a cluster, a new system user, root on the broker) are
+not run; the test checks that every fenced block is one of those three kinds, so a command
+cannot hide in an unmarked block.
 
-Threats: a guide whose commands no longer work (ops follow it during an incident); a settings
-table or metric list that drifted from the code.
+Threats: a guide whose commands no longer work (ops follow it during an incident), or that
+installs a node without its keys; a settings table or metric list that drifted from the code.
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
+import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.deploy.settings_doc import BEGIN, END, render_settings_table
+from gateway.node.config import load_config
 from gateway.telemetry import setup_telemetry
-from tests.deploy.conftest import DEPLOY, ROOT, tool_env
+from tests.deploy.conftest import DEPLOY, ROOT, VENV_BIN, tool_env
+from tests.deploy.test_kubernetes import K8S_BASE_KINDS, validate_strictly
 
 GUIDE = ROOT / "docs" / "ops.md"
 BLOCK = re.compile(
@@ -31,6 +42,8 @@ BLOCK = re.compile(
 )
 KINDS = {"sh", "toml", "text"}
 BLOCK_TIMEOUT_S = 120
+#: The system's own unit files (Debian's systemd package), whose targets the scratch root gets.
+SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
 @dataclass(frozen=True)
@@ -56,12 +69,50 @@ def test_every_block_is_run_written_or_marked_as_not_runnable() -> None:
     assert sum(b.lang == "sh" for b in blocks) >= 10
 
 
+def _scratch_root(root: Path) -> Path:
+    """The server the systemd block installs into: the program of section 1 at
+    ``/opt/zv-gateway/bin/zvg`` (a wrapper of this environment's ``zvg``: with ``--root``,
+    systemd-analyze resolves every path inside the root) and the system's targets (which the
+    template's ``After=``/``WantedBy=`` and systemd's default dependencies name; copies, since
+    a link out of the root would be resolved inside it)."""
+    program = root / "opt" / "zv-gateway" / "bin" / "zvg"
+    program.parent.mkdir(parents=True)
+    program.write_text(f'#!/bin/sh\nexec "{VENV_BIN / "zvg"}" "$@"\n', encoding="utf-8")
+    program.chmod(0o755)
+    units = root / "usr" / "lib" / "systemd" / "system"
+    units.mkdir(parents=True)
+    targets = [p for p in SYSTEM_UNITS.glob("*.target") if p.is_file() and not p.is_symlink()]
+    assert targets, f"no systemd targets in {SYSTEM_UNITS}"
+    for target in targets:
+        shutil.copyfile(target, units / target.name)
+    return root
+
+
+def _kubectl_stand_in(folder: Path) -> Path:
+    """A ``kubectl`` that knows only ``kustomize`` (tests/deploy/kustomize.py)."""
+    folder.mkdir()
+    script = folder / "kubectl"
+    script.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("kustomize.py")}" "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return folder
+
+
 @pytest.mark.slow
 def test_every_command_in_the_guide_runs(tmp_path: Path) -> None:
-    """≈ 20 s: key generation, federation, directory, TLS, provisioning, check-config, a node
-    run of 10 s, backups — one block after the other, each must exit 0."""
+    """≈ 20 s: key generation, federation, directory, TLS, provisioning, check-config, the
+    systemd install into a scratch root, the Kubernetes kustomization, a node run of 10 s,
+    backups — one block after the other, each must exit 0."""
+    assert shutil.which("systemd-analyze"), "scripts/test installs it (ensure_systemd_analyze)"
     (tmp_path / "deploy").symlink_to(DEPLOY)
-    env = tool_env(ZVG_PYTHON=sys.executable)
+    server = _scratch_root(tmp_path / "server")
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert grp.getgrgid(os.getgid()).gr_name == user, "the guide's install uses group = user"
+    env = tool_env(ZVG_PYTHON=sys.executable, DESTDIR=str(server), ZVG_USER=user)
+    if shutil.which("kubectl") is None:  # not in Debian: the tests' kustomize stands in
+        env["PATH"] = f"{_kubectl_stand_in(tmp_path / 'bin')}{os.pathsep}{env['PATH']}"
     for block in _blocks():
         if block.lang == "toml" and block.file:
             target = tmp_path / block.file
@@ -85,6 +136,38 @@ def test_every_command_in_the_guide_runs(tmp_path: Path) -> None:
     assert (tmp_path / "backup" / "node.db").is_file()
     assert (tmp_path / "definitions.json").is_file()
     assert (tmp_path / "federation" / "directory.v4.json").is_file()
+    _check_systemd_install(server / "etc" / "zvg" / "politie")
+    _check_kubernetes_render(tmp_path / "politie" / "k8s.yaml")
+
+
+def _check_systemd_install(etc: Path) -> None:
+    """Every file the installed node.toml names is there, keys 0600 and nothing else private."""
+    config = load_config(etc / "node.toml")
+    assert config.node.data_dir == etc.parents[2] / "var" / "lib" / "zvg" / "politie"
+    assert config.broker.key_file is not None
+    keys = [p for _, p in config.key_files()] + [config.broker.key_file]
+    for path in keys:
+        assert path.is_relative_to(etc), path
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for public in (config.directory.file, config.broker.ca_file, config.broker.cert_file):
+        assert public is not None
+        assert stat.S_IMODE(public.stat().st_mode) == 0o640, public
+    assert stat.S_IMODE((etc / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE(etc.stat().st_mode) == 0o750
+    unit = etc.parents[1] / "systemd" / "system" / "zvg-node@.service"
+    assert unit.read_bytes() == (DEPLOY / "systemd" / "zvg-node@.service").read_bytes()
+
+
+def _check_kubernetes_render(rendered: Path) -> None:
+    """The guide's kustomization renders the base plus its ConfigMap, no Secret, every object
+    valid against the Kubernetes API schemas with unknown fields refused."""
+    docs = [d for d in yaml.safe_load_all(rendered.read_text(encoding="utf-8")) if d]
+    assert sorted(d["kind"] for d in docs) == sorted([*K8S_BASE_KINDS, "ConfigMap"])
+    for doc in docs:
+        validate_strictly(doc)
+    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert set(config_map["data"]) == {"node.toml", "directory.json", "ca.pem", "client.pem"}
+    assert "PRIVATE KEY" not in rendered.read_text(encoding="utf-8")
 
 
 def test_settings_table_matches_the_config_models() -> None:

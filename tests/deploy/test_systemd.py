@@ -1,7 +1,9 @@
 """The systemd unit (deploy/systemd/zvg-node@.service).
 
 ``systemd-analyze verify`` and ``systemd-analyze security --offline`` check the unit where
-systemd is installed (it is here: Debian's systemd 252; no systemd needs to be running). The
+systemd is installed (Debian's systemd package; ``scripts/test`` installs it when missing,
+``ensure_systemd_analyze`` in scripts/lib.sh; no systemd needs to be running). The guide's
+install steps, which verify the unit as installed, run in tests/deploy/test_ops_guide.py. The
 unit names ``/opt/zv-gateway/bin/zvg``, which ``verify`` requires to exist, so the checked copy
 has only that path replaced by this environment's ``zvg``. A small parser checks the settings
 the node relies on everywhere, with or without systemd.

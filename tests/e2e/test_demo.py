@@ -21,10 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 from demo.__main__ import main as demo_command
+from demo.workspace import demo_federations
 from gateway.broker.provision import Rabbitmqctl
-from gateway.testing.veenstad import ORGS
 
-# Every demo run uses the demo's one vhost (zvg-veenstad) and users: under pytest -n, one worker.
+# Demos run one at a time on a machine (a lock; they share the broker): under pytest -n, one worker.
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 #: Seconds one demo run may take here before the test gives up (it takes ~20 s on 2 cores).
@@ -60,12 +60,10 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def demo_broker_objects() -> list[str]:
-    ctl = Rabbitmqctl()
-    users = {f"zvg-{o.key}" for o in ORGS}
-    left = [r["name"] for r in ctl.json("list_vhosts", "name") if r.get("name") == "zvg-veenstad"]
-    left += [r["user"] for r in ctl.json("list_users") if r.get("user") in users]
-    return [str(x) for x in left]
+def demo_broker_objects(work: Path) -> list[str]:
+    """The broker vhosts and users of demo runs in the working folder ``work``."""
+    federations = demo_federations(Rabbitmqctl())
+    return [n for f in federations if f.work == work for n in (*f.vhosts, *f.users)]
 
 
 def check_outcome(out: str) -> None:
@@ -125,7 +123,7 @@ def test_the_demo_plays_the_case_leaves_nothing_behind_and_a_sigterm_stops_its_n
     assert "\033[" not in result.stdout, "no colour codes when stdout is not a terminal"
     assert "demo-work/nodes/gemeente/node.toml --case Veenstad-2026-031" in result.stdout
     assert processes_mentioning(str(work)) == [], "the play left processes behind"
-    assert demo_broker_objects() == [], "the play left its vhost or users"
+    assert demo_broker_objects(work) == [], "the play left its vhost or users"
 
     # The command the demo suggests answers from the gemeente node's audit log.
     query = subprocess.run(
@@ -176,4 +174,4 @@ def test_the_demo_plays_the_case_leaves_nothing_behind_and_a_sigterm_stops_its_n
     ]
     assert re.search(r"Stopped all 8 processes the demo started; broker vhost", out)
     assert processes_mentioning(str(work)) == []
-    assert demo_broker_objects() == []
+    assert demo_broker_objects(work) == []
