@@ -146,7 +146,7 @@ async def test_a_long_poll_longer_than_the_idle_timeout_is_answered(
     node = await start_node(api=SMALL, limits={"inbox_wait_max_seconds": 2})
     data = request_bytes("GET", "/v1/inbox?wait=2", [("Authorization", f"Bearer {TOKEN}")])
     reply = await asyncio.to_thread(exchange, _port(node), data)
-    assert (reply.status, reply.body) == (200, b'{"items":[]}')
+    assert (reply.status, reply.body) == (200, b'{"items":[],"next_cursor":null}')
 
 
 async def test_an_event_stream_outlives_the_idle_timeout(
