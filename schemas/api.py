@@ -237,7 +237,7 @@ class FieldError(Wire):
 
 
 class Problem(Wire):
-    """RFC 9457 problem details. ``type`` is stable (``https://zv-gateway.example/problems/…``)."""
+    """RFC 9457 problem details. ``type`` is stable: ``/problems/<slug>``, a page on the node."""
 
     type: str
     title: str

@@ -276,8 +276,12 @@ async def _openapi(request: web.Request) -> web.Response:
     # A token like every /v1 route: the document names the node's version, and an unauthenticated
     # caller has no use for it (docs/api.md, "Authentication").
     client_of(request, "adapter", "auditor")
-    listen = request.app[SERVICE].config.api.listen
-    return web.json_response(openapi_document(f"http://{listen}"))
+    config = request.app[SERVICE].config
+    lim = config.limits
+    document = openapi_document(
+        f"http://{config.api.listen}", lim.inbox_wait_max_seconds, lim.inbox_page_max
+    )
+    return web.json_response(document)
 
 
 async def _healthz(_request: web.Request) -> web.Response:

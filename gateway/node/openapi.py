@@ -49,8 +49,11 @@ _MODELS = (
 
 
 @cache
-def openapi_document(server: str = "http://127.0.0.1:8400") -> dict[str, Any]:
-    """The document served at ``/v1/openapi.json`` for a node listening at ``server``."""
+def openapi_document(
+    server: str = "http://127.0.0.1:8400", wait_max: int = 60, page_max: int = 100
+) -> dict[str, Any]:
+    """The document served at ``/v1/openapi.json`` for a node listening at ``server`` with
+    these inbox limits (``limits.inbox_wait_max_seconds``, ``limits.inbox_page_max``)."""
     _, defs = models_json_schema(
         [(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}"
     )
@@ -78,5 +81,5 @@ def openapi_document(server: str = "http://127.0.0.1:8400") -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": defs.get("$defs", {}),
         },
-        "paths": paths(),
+        "paths": paths(wait_max, page_max),
     }

@@ -33,7 +33,7 @@ _ALLOW = {"Allow": {"description": "The methods the route takes.", **_HEADER}}
 
 def _problems(*slugs: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for slug in slugs:
+    for slug in dict.fromkeys(slugs):  # once each, in order
         status, title = PROBLEM_TYPES[slug]
         entry = out.setdefault(
             str(status),
@@ -81,7 +81,7 @@ _LINK = {
     }
 }
 #: Every route: the token and the node (no request, however malformed, gets another 5xx).
-_ALWAYS = ("unauthorized", "forbidden", "method-not-allowed", "unavailable")
+_ALWAYS = ("invalid-request", "unauthorized", "forbidden", "method-not-allowed", "unavailable")
 
 
 def _op(
@@ -97,7 +97,8 @@ def _op(
     }
 
 
-def paths() -> dict[str, Any]:
+def paths(wait_max: int, page_max: int) -> dict[str, Any]:
+    """The paths, with the bounds of this node's limits (``limits.inbox_*``)."""
     return {
         "/v1/messages": {
             "post": _op(
@@ -233,14 +234,14 @@ def paths() -> dict[str, Any]:
                     {
                         "name": "wait",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 60},
+                        "schema": {"type": "integer", "minimum": 0, "maximum": wait_max},
                         "description": "Seconds to wait for a message (at most "
                         "limits.inbox_wait_max_seconds).",
                     },
                     {
                         "name": "limit",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": page_max},
                         "description": "At most this many (at most limits.inbox_page_max).",
                     },
                     _CURSOR,
