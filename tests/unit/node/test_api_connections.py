@@ -268,3 +268,26 @@ async def test_a_client_that_closes_an_event_stream_is_logged_at_info(
     assert [(r.name, r.getMessage()) for r in _records(caplog, logging.WARNING)] == []
     gone = [r.getMessage() for r in _records(caplog, logging.INFO) if r.name == "gateway.api"]
     assert gone == ["the client closed the connection during GET /v1/inbox/stream"], gone
+
+
+async def test_the_access_log_never_shows_a_query_string(
+    start_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sent list's filters include a case reference: the request line is logged without
+    its query (issue 18: GET /v1/messages?case_ref=…)."""
+    node = await start_node()
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    path = "/v1/messages?case_ref=Secret-Case-4711&status=queued"
+    data = request_bytes("GET", path, [("Authorization", f"Bearer {TOKEN}")])
+    reply = await asyncio.to_thread(exchange, _port(node), data)
+    assert reply.status == 200
+
+    async def logged() -> bool:
+        return any(r.name == "aiohttp.access" for r in caplog.records)
+
+    async with asyncio.timeout(HANG_S):
+        while not await logged():
+            await asyncio.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any('"GET /v1/messages HTTP/1.1" 200' in line for line in lines), lines
+    assert "Secret-Case-4711" not in caplog.text
