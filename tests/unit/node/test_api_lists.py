@@ -140,3 +140,16 @@ async def test_the_sent_list_filters_by_status_case_ref_purpose_and_time(
     assert {r["status"] for r in status["recipients"]} == {"delivered"}
     cursor = (await pol.call("GET", "/v1/messages?limit=1&case_ref=Veenstad-2026-102")).json()
     assert "Veenstad" not in _decoded(cursor["next_cursor"]), "no case reference in a cursor"
+
+
+async def test_sent_pages_split_messages_created_in_the_same_instant(
+    inproc: InProcFederation,
+) -> None:
+    """The keyset is (created_at, message_id): messages of one clock tick page apart, each once."""
+    pol = await inproc.start("politie", connect=False)
+    sent = {await pol.send(request_from_example("case.referral")) for _ in range(3)}
+    pages = await _pages(pol, "/v1/messages?limit=1")
+    seen = [m["message_id"] for p in pages for m in p]
+    assert sorted(seen) == sorted(sent)
+    assert seen == sorted(sent, reverse=True), "newest first, then by id"
+    assert len({m["created_at"] for p in pages for m in p}) == 1, "one instant"
