@@ -3,6 +3,7 @@ headers and query parameters (:mod:`gateway.node.api`, :mod:`gateway.node.lists`
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp import web
@@ -74,9 +75,10 @@ class QueryFreeAccessLogger(AccessLogger):
     """aiohttp's access log with the request line's query string left out: the filters of
     ``GET /v1/messages`` include a case reference, which a log must never show."""
 
-    def compile_format(self, log_format: str) -> tuple[str, list[KeyMethod]]:
-        text, methods = super().compile_format(log_format)
-        return text, [
+    def __init__(self, logger: logging.Logger, log_format: str = AccessLogger.LOG_FORMAT) -> None:
+        super().__init__(logger, log_format)
+        # aiohttp shares compiled formats between loggers: replace the method in our copy only.
+        self._methods = [
             KeyMethod(km.key, _request_line) if km.key == "first_request_line" else km
-            for km in methods
+            for km in self._methods
         ]

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from aiohttp.web_log import AccessLogger
 
 from gateway.node import api
 from gateway.node.runner import Node
@@ -275,6 +276,8 @@ async def test_the_access_log_never_shows_a_query_string(
 ) -> None:
     """The sent list's filters include a case reference: the request line is logged without
     its query (issue 18: GET /v1/messages?case_ref=…)."""
+    # aiohttp caches compiled log formats per process: a default logger compiles this one first.
+    AccessLogger(logging.getLogger("aiohttp.access"))
     node = await start_node()
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     logged = asyncio.Event()  # the line is written after the answer went out
