@@ -84,8 +84,9 @@ class Outbound:
         ctx = self.ctx
         started = ctx.now()
         request = _parse_request(body, ctx.catalogue)
-        request_hash = request_fingerprint(request)  # the same request however it is formatted
+        request_hash = b""  # what a key is bound to: the request however it is formatted
         if idempotency_key is not None:
+            request_hash = request_fingerprint(request)
             if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
                 raise ApiError(
                     "invalid-request", "Idempotency-Key must be 1-200 printable characters"
