@@ -233,6 +233,14 @@ def _send_examples(schema: Any, base_url: str, headers: dict[str, str]) -> list[
     return statuses
 
 
+def _inbox_item_conforms(schema: Any, base_url: str, headers: dict[str, str]) -> int:
+    """``GET /v1/inbox`` with a message waiting, checked like the fuzzed calls; its item count."""
+    case = schema["/v1/inbox"]["GET"].Case(query={"limit": 10})
+    response = case.call(base_url=base_url, headers=headers, timeout=30)
+    case.validate_response(response, checks=CHECKS)
+    return len(response.json()["items"])
+
+
 def _bounded(doc: dict[str, Any]) -> dict[str, Any]:
     """The document with ``wait`` held at 0: a fuzzer must not sit in long-polls."""
     fuzzed = copy.deepcopy(doc)
@@ -249,8 +257,15 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 async def test_schemathesis_finds_no_mismatch_and_no_5xx(inproc: InProcFederation) -> None:
     gem = await inproc.start("gemeente")  # connected: /readyz is 200, not its documented 503
+    pol = await inproc.start("politie")
+    # A message waiting in the ZVH's inbox: its item is checked against the typed claims.
+    referral = await pol.send(request_from_example("case.referral"))
+    await inproc.wait_status("politie", referral, "delivered")
+    inbox = (await gem.call("GET", "/v1/inbox")).json()["items"]
+    assert [i["message_id"] for i in inbox] == [referral]
     schema = schemathesis.openapi.from_dict(_bounded(await _document(gem)))
     headers = {"Authorization": f"Bearer {gem.token}"}
+    assert await _in_thread(_inbox_item_conforms, schema, _url(gem), headers) == 1
     statuses = await _in_thread(_send_examples, schema, _url(gem), headers)
     assert statuses, "hypothesis generated no message"
     assert set(statuses) == {202}, statuses
