@@ -12,6 +12,8 @@ so reads of the inbox are attributed too; the node logs them as separate access 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -42,6 +44,7 @@ __all__ = [
     "FieldError",
     "InboxItem",
     "InboxPage",
+    "MessagePage",
     "MessageStatus",
     "Problem",
     "RecipientStatus",
@@ -50,6 +53,7 @@ __all__ = [
     "SendRequest",
     "field_errors",
     "parse_send_request",
+    "request_fingerprint",
 ]
 
 #: Headers naming the acting employee (NEN 7513 access records): pseudonymous id, role, and the
@@ -131,6 +135,16 @@ def parse_send_request(raw: bytes | str, *, catalogue: Catalogue | None = None) 
     return SendRequest.model_validate_json(raw, context=context)
 
 
+def request_fingerprint(request: SendRequest) -> bytes:
+    """SHA-256 of the parsed request in one canonical form (sorted keys, no whitespace, defaults
+    filled in): what an ``Idempotency-Key`` is bound to. The same JSON pretty-printed, with its
+    keys in another order or a default spelled out is the same request."""
+    canonical = json.dumps(
+        request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).digest()
+
+
 def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     """Field-named errors without input values (a ValidationError from the contract models)."""
     out = []
@@ -188,6 +202,16 @@ class InboxPage(Wire):
     """``GET /v1/inbox``: the oldest unacknowledged messages."""
 
     items: tuple[InboxItem, ...]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the messages after these; ``null`` when the page is not full."""
+
+
+class MessagePage(Wire):
+    """``GET /v1/messages``: messages this node sent, newest first."""
+
+    items: tuple[MessageStatus, ...]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` (with the same filters) for the next page; ``null`` on the last."""
 
 
 def _no_bsn(note: str) -> str:
@@ -213,7 +237,7 @@ class FieldError(Wire):
 
 
 class Problem(Wire):
-    """RFC 9457 problem details. ``type`` is stable (``https://zv-gateway.example/problems/…``)."""
+    """RFC 9457 problem details. ``type`` is stable: ``/problems/<slug>``, a page on the node."""
 
     type: str
     title: str

@@ -524,7 +524,8 @@ def _error(status: int, raw: bytes, retry_after: str | None) -> NodeError:
     problem: Problem | None = None
     with contextlib.suppress(ValidationError):
         problem = Problem.model_validate_json(raw)
-    kind = problem.type.removeprefix(PROBLEM_BASE) if problem else ""
+    # The last path segment: the node's relative /problems/<slug>, or an absolute type URI.
+    kind = problem.type.rsplit("/", 1)[-1] if problem else ""
     if kind == "policy-denied":
         return PolicyDenied(status, problem)
     if kind in ("unavailable", "recipient-unavailable") or status in _RETRY_STATUSES:

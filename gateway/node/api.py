@@ -1,9 +1,10 @@
 """The node's local HTTP API for adapters and auditors (``/v1``), on aiohttp.
 
-Routes (OpenAPI at ``/v1/openapi.json``): ``POST /v1/messages``, ``GET /v1/messages/{id}``,
-``GET /v1/inbox`` (long-poll), ``GET /v1/inbox/stream`` (server-sent events),
-``POST /v1/inbox/{id}/ack``, ``POST /v1/inbox/{id}/reject``, ``GET /v1/directory``, and
-``/healthz``, ``/readyz``, ``/metrics`` for ops.
+Routes (OpenAPI at ``/v1/openapi.json``): ``POST /v1/messages``, ``GET /v1/messages`` (what
+this node sent, paged: :mod:`gateway.node.lists`), ``GET /v1/messages/{id}``, ``GET /v1/inbox``
+(long-poll, paged), ``GET /v1/inbox/stream`` (server-sent events), ``POST /v1/inbox/{id}/ack``,
+``POST /v1/inbox/{id}/reject``, ``GET /v1/directory``; ``/healthz``, ``/readyz``, ``/metrics``
+for ops, and ``/problems/{type}``, the page each problem ``type`` resolves to.
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>``; tokens are stored hashed in the
 config with a role (``adapter``: send and receive; ``auditor``: read status, the directory and the
@@ -16,22 +17,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.core.audit import Actor
-from gateway.node.config import Token
+from gateway.node.api_common import SERVICE, TOKENS, actor_of, client_of
+from gateway.node.lists import inbox_handler, sent_handler
 from gateway.node.openapi import openapi_document
-from gateway.node.problems import ApiError
+from gateway.node.problems import ApiError, problem_page
 from gateway.node.service import NodeService
 from schemas import strictjson
-from schemas.api import ACTOR_HEADERS, InboxPage, RejectRequest, SendAccepted, field_errors
+from schemas.api import RejectRequest, SendAccepted, field_errors
 
-__all__ = ["PROBLEM_JSON", "READINESS", "build_app", "problem_response"]
+__all__ = ["PROBLEM_JSON", "READINESS", "SERVICE", "build_app", "problem_response"]
 
 log = logging.getLogger("gateway.api")
 
@@ -40,14 +40,8 @@ PROBLEM_JSON = "application/problem+json"
 SSE_KEEPALIVE_S = 15.0
 #: Key in the app holding the readiness check (set by the runner).
 READINESS: web.AppKey[Callable[[], Awaitable[dict[str, Any]]]] = web.AppKey("readiness")
-SERVICE: web.AppKey[NodeService] = web.AppKey("service")
-TOKENS: web.AppKey[tuple[Token, ...]] = web.AppKey("tokens")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: A number in a query parameter: ASCII digits only (``str.isdigit`` also takes superscripts and
-#: fullwidth or Arabic-Indic digits, which ``int`` then refuses or reads), and few enough that
-#: ``int`` never refuses the length.
-_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def problem_response(error: ApiError, instance: str | None) -> web.Response:
@@ -82,14 +76,17 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         return problem_response(
             ApiError("too-large", "the request body is over the node's limit"), request.path
         )
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        error = ApiError(
+            "method-not-allowed", f"{request.method} is not allowed on this route; use {allowed}"
+        )
+        response = problem_response(error, request.path)
+        response.headers["Allow"] = allowed
+        return response
     except web.HTTPException as exc:
         if exc.status == 404:
-            return problem_response(ApiError("not-found", f"no route {request.path}"), request.path)
-        if exc.status == 405:
-            error = ApiError(
-                "invalid-request", f"{request.method} is not allowed on {request.path}"
-            )
-            return problem_response(error, request.path)
+            return problem_response(ApiError("no-route", "the API has no such route"), request.path)
         raise
     except Exception:
         if _client_gone(request):  # an adapter restarting, a closed event stream: not an error
@@ -141,34 +138,8 @@ async def _whole_body(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-def _client(request: web.Request, *roles: str) -> Token:
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    presented = presented.strip()
-    if scheme.lower() != "bearer" or not presented:
-        raise ApiError("unauthorized", "send Authorization: Bearer <token>")
-    if not presented.isascii():  # a token is ASCII (RFC 6750 b64token); never hash other bytes
-        raise ApiError("unauthorized", "the bearer token is not known to this node")
-    for token in request.app[TOKENS]:
-        if token.matches(presented):
-            if token.role not in roles:
-                raise ApiError("forbidden", f"role {token.role!r} may not use {request.path}")
-            return token
-    raise ApiError("unauthorized", "the bearer token is not known to this node")
-
-
-def _actor(request: web.Request) -> Actor | None:
-    actor_id, role, responsible = (request.headers.get(h) for h in ACTOR_HEADERS)
-    if actor_id is None:
-        return None
-    for name, value in zip(ACTOR_HEADERS, (actor_id, role, responsible), strict=True):
-        if value is not None and (not 1 <= len(value) <= 128 or not value.isprintable()):
-            raise ApiError("invalid-request", f"header {name} must be 1-128 printable characters")
-    return Actor(id=actor_id, role=role, responsible=responsible)
-
-
 async def _send(request: web.Request) -> web.Response:
-    client = _client(request, "adapter")
+    client = client_of(request, "adapter")
     if request.content_type != "application/json":
         raise ApiError("unsupported-media-type", "send the message as application/json")
     body = await request.read()
@@ -177,7 +148,7 @@ async def _send(request: web.Request) -> web.Response:
         body,
         client=client.name,
         idempotency_key=request.headers.get("Idempotency-Key"),
-        actor=_actor(request),
+        actor=actor_of(request),
     )
     accepted = SendAccepted(message_id=message_id, status_url=f"/v1/messages/{message_id}")
     headers = {"Location": accepted.status_url}
@@ -192,36 +163,15 @@ async def _send(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    _client(request, "adapter", "auditor")
+    client_of(request, "adapter", "auditor")
     status = await request.app[SERVICE].outbound.status(request.match_info["message_id"])
     return web.json_response(text=status.model_dump_json())
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not _NUMBER.fullmatch(raw) or not low <= int(raw) <= high:
-        raise ApiError(
-            "invalid-request", f"query parameter {name} must be an integer from {low} to {high}"
-        )
-    return int(raw)
-
-
-async def _inbox(request: web.Request) -> web.Response:
-    _client(request, "adapter")
-    service = request.app[SERVICE]
-    lim = service.config.limits
-    wait = _int_param(request, "wait", 0, 0, lim.inbox_wait_max_seconds)
-    limit = _int_param(request, "limit", lim.inbox_page_max, 1, lim.inbox_page_max)
-    items = await service.inbox.waiting(limit=limit, wait=wait, actor=_actor(request))
-    return web.json_response(text=InboxPage(items=tuple(items)).model_dump_json())
-
-
 async def _stream(request: web.Request) -> web.StreamResponse:
-    _client(request, "adapter")
+    client_of(request, "adapter")
     service = request.app[SERVICE]
-    actor = _actor(request)
+    actor = actor_of(request)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
@@ -249,15 +199,15 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _ack(request: web.Request) -> web.Response:
-    _client(request, "adapter")
+    client_of(request, "adapter")
     await request.app[SERVICE].inbox.settle(
-        request.match_info["message_id"], accept=True, actor=_actor(request)
+        request.match_info["message_id"], accept=True, actor=actor_of(request)
     )
     return web.Response(status=204)
 
 
 async def _reject(request: web.Request) -> web.Response:
-    _client(request, "adapter")
+    client_of(request, "adapter")
     body = await request.read()
     try:
         strictjson.loads(body)
@@ -275,13 +225,13 @@ async def _reject(request: web.Request) -> web.Response:
         accept=False,
         adapter_reason=reject.reason,
         note=reject.note,
-        actor=_actor(request),
+        actor=actor_of(request),
     )
     return web.Response(status=204)
 
 
 async def _directory(request: web.Request) -> web.Response:
-    _client(request, "adapter", "auditor")
+    client_of(request, "adapter", "auditor")
     service = request.app[SERVICE]
     payload = service.directory.payload
     me = service.org
@@ -325,8 +275,13 @@ async def _directory(request: web.Request) -> web.Response:
 async def _openapi(request: web.Request) -> web.Response:
     # A token like every /v1 route: the document names the node's version, and an unauthenticated
     # caller has no use for it (docs/api.md, "Authentication").
-    _client(request, "adapter", "auditor")
-    return web.json_response(openapi_document())
+    client_of(request, "adapter", "auditor")
+    config = request.app[SERVICE].config
+    lim = config.limits
+    document = openapi_document(
+        f"http://{config.api.listen}", lim.inbox_wait_max_seconds, lim.inbox_page_max
+    )
+    return web.json_response(document)
 
 
 async def _healthz(_request: web.Request) -> web.Response:
@@ -362,8 +317,9 @@ def build_app(
     app[READINESS] = readiness
     app.on_response_prepare.append(_hide_server)
     app.router.add_post("/v1/messages", _send)
+    app.router.add_get("/v1/messages", sent_handler)
     app.router.add_get("/v1/messages/{message_id}", _status)
-    app.router.add_get("/v1/inbox", _inbox)
+    app.router.add_get("/v1/inbox", inbox_handler)
     app.router.add_get("/v1/inbox/stream", _stream)
     app.router.add_post("/v1/inbox/{message_id}/ack", _ack)
     app.router.add_post("/v1/inbox/{message_id}/reject", _reject)
@@ -372,4 +328,5 @@ def build_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/problems/{slug}", problem_page)
     return app

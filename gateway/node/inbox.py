@@ -35,10 +35,18 @@ class Inbox:
         self, *, limit: int, wait: float, actor: Actor | None = None
     ) -> list[InboxItem]:
         """The oldest unacknowledged messages; waits up to ``wait`` seconds for one to arrive."""
+        return (await self.page(limit=limit, wait=wait, actor=actor))[0]
+
+    async def page(
+        self, *, limit: int, wait: float, actor: Actor | None = None, after: int = 0
+    ) -> tuple[list[InboxItem], int]:
+        """The oldest unacknowledged messages after inbox position ``after`` (waits up to
+        ``wait`` seconds for one to arrive), and the position of the last (``after`` if none):
+        the cursor of the page that follows."""
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             changed = self.changes()  # before the read: an arrival after it wakes the wait
-            rows = await self.ctx.store.take_inbox(limit)
+            rows = await self.ctx.store.take_inbox(limit, after)
             if rows or wait <= 0:
                 break
             remaining = deadline - asyncio.get_running_loop().time()
@@ -46,7 +54,7 @@ class Inbox:
                 break
             await self.wait(changed, remaining)
         if not rows:
-            return []
+            return [], after
         now = self.ctx.now()
         first = [r for r in rows if r.handed_out == 0]
         claims = {r.message_id: strictjson.loads(r.claims) for r in rows}
@@ -76,7 +84,7 @@ class Inbox:
             ]
         if records:
             await self.ctx.store.commit(self.ctx.audit.append(records, now))
-        return [
+        items = [
             InboxItem(
                 message_id=r.message_id,
                 sender=r.sender,
@@ -87,6 +95,7 @@ class Inbox:
             )
             for r in rows
         ]
+        return items, rows[-1].seq
 
     async def record_access(self, actor: Actor, message_ids: Sequence[str]) -> None:
         """Access records for messages shown to an actor (the event stream, once per message)."""

@@ -36,6 +36,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from gateway.node.api import PROBLEM_JSON, problem_response
+from gateway.node.api_common import QueryFreeAccessLogger
 from gateway.node.config import ApiSettings
 from gateway.node.problems import ApiError
 
@@ -168,6 +169,7 @@ class ApiSite(web.BaseSite):
             loop=asyncio.get_running_loop(),
             keepalive_timeout=self._settings.idle_timeout_seconds,
             lingering_time=LINGER_S,
+            access_log_class=QueryFreeAccessLogger,  # no case reference from a query in a log
         )
 
     async def start(self) -> None:

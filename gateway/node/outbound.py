@@ -8,9 +8,9 @@ in the outbox (with its audit records) before answering; then hands it to the ou
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,7 @@ from gateway.node.store import (
     MessageRow,
     OutboxEntry,
     RememberIdempotency,
+    SentQuery,
 )
 from schemas import ids, strictjson
 from schemas.api import (
@@ -49,6 +50,7 @@ from schemas.api import (
     SendRequest,
     field_errors,
     parse_send_request,
+    request_fingerprint,
 )
 from schemas.catalogue import Catalogue
 
@@ -82,8 +84,9 @@ class Outbound:
         ctx = self.ctx
         started = ctx.now()
         request = _parse_request(body, ctx.catalogue)
-        request_hash = hashlib.sha256(body).digest()
+        request_hash = b""  # what a key is bound to: the request however it is formatted
         if idempotency_key is not None:
+            request_hash = request_fingerprint(request)
             if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
                 raise ApiError(
                     "invalid-request", "Idempotency-Key must be 1-200 printable characters"
@@ -247,7 +250,8 @@ class Outbound:
 
     async def status(self, message_id: str) -> MessageStatus:
         """The delivery status per recipient of a message this node sent."""
-        row = await self.ctx.store.message(message_id)
+        rows = await self.ctx.store.messages(SentQuery(message_id=message_id))
+        row = rows[0] if rows else None
         if row is None or row.message_type == "receipt":
             raise ApiError(
                 "not-found",
@@ -255,6 +259,11 @@ class Outbound:
                 reason="invalid_claims",
             )
         return _status_doc(row)
+
+    async def sent(self, query: SentQuery) -> list[MessageStatus]:
+        """The messages this node sent that ``query`` selects (receipts left out), newest first."""
+        rows = await self.ctx.store.messages(replace(query, not_type="receipt"))
+        return [_status_doc(row) for row in rows]
 
 
 def _parse_request(body: bytes, catalogue: Catalogue) -> SendRequest:

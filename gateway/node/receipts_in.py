@@ -25,7 +25,7 @@ from gateway.core.jose import b64u_encode
 from gateway.core.receipts import ContentContradiction, SentMessage, verify_receipt
 from gateway.errors import RemoteError
 from gateway.node.context import NodeContext
-from gateway.node.store import KeepReceipt, SetStatus
+from gateway.node.store import KeepReceipt, SentQuery, SetStatus
 from schemas.bodies import ReceiptBody
 
 __all__ = ["IncomingReceipts"]
@@ -45,7 +45,8 @@ class IncomingReceipts:
         claims = verified.claims
         body = claims.body
         assert isinstance(body, ReceiptBody)  # noqa: S101 - on_delivery dispatches on the type
-        row = await self.ctx.store.message(body.message_id)
+        rows = await self.ctx.store.messages(SentQuery(message_id=body.message_id))
+        row = rows[0] if rows else None
         sent = (
             None
             if row is None

@@ -426,12 +426,15 @@ async def test_caller_session_is_not_closed(ggz_node: FakeNode) -> None:
         (415, "unsupported-media-type", NodeError),
     ],
 )
+@pytest.mark.parametrize("base", ["https://zv-gateway.example/problems/", "/problems/"])
 async def test_every_documented_problem_type_is_typed(
-    status: int, kind: str, expected: type[NodeError]
+    status: int, kind: str, expected: type[NodeError], base: str
 ) -> None:
+    """``base``: the absolute type URIs of older nodes, and the relative ones nodes serve now."""
+
     async def handler(request: web.Request) -> web.Response:
         problem = {
-            "type": f"https://zv-gateway.example/problems/{kind}",
+            "type": f"{base}{kind}",
             "title": kind,
             "status": status,
             "detail": "d",

@@ -45,6 +45,7 @@ from gateway.node.store.rows import (
     PendingReceipt,
     RecipientRow,
     SeenRow,
+    SentQuery,
 )
 from gateway.node.store.sqlite import SqliteStore
 
@@ -76,6 +77,7 @@ __all__ = [
     "RememberIdempotency",
     "SaveWitnessHead",
     "SeenRow",
+    "SentQuery",
     "SetStatus",
     "SettleInbox",
     "SqliteStore",
@@ -95,12 +97,15 @@ class Store(Protocol):
     async def pending_publishes(
         self, limit: int, older_than: datetime | None = None
     ) -> list[PendingPublish]: ...
-    async def message(self, message_id: str) -> MessageRow | None: ...
+    async def messages(self, query: SentQuery) -> list[MessageRow]:
+        """Messages this node sent: one by id, or a filtered page, newest first."""
+        ...
+
     async def final_receipt(self, message_id: str, org: str) -> FinalReceipt | None: ...
 
     # inbound and the inbox
     async def seen(self, sender: str, message_id: str) -> SeenRow | None: ...
-    async def take_inbox(self, limit: int) -> list[InboxRow]: ...
+    async def take_inbox(self, limit: int, after: int = 0) -> list[InboxRow]: ...
     async def inbox_message(self, message_id: str) -> InboxMessage | None: ...
 
     # receipts

@@ -22,6 +22,7 @@ __all__ = [
     "PendingReceipt",
     "RecipientRow",
     "SeenRow",
+    "SentQuery",
 ]
 
 
@@ -73,6 +74,24 @@ class MessageRow:
     expires_at: datetime
     digest: bytes
     recipients: tuple[RecipientRow, ...]
+
+
+@dataclass(frozen=True)
+class SentQuery:
+    """Which messages this node sent to read (:meth:`gateway.node.store.Store.messages`): one by
+    id, or a page newest first, filtered. ``before`` is the keyset of the last message of the
+    previous page, ``(created_at, message_id)``; every filter is exact, times are
+    ``since <= created_at < until``."""
+
+    message_id: str | None = None
+    status: str | None = None  # a message matches when any recipient has this status
+    case_ref: str | None = None
+    purpose: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: tuple[datetime, str] | None = None
+    not_type: str | None = None  # leave this message type out (the list leaves receipts out)
+    limit: int = 1
 
 
 @dataclass(frozen=True)

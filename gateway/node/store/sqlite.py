@@ -25,6 +25,7 @@ from gateway.node.store.rows import (
     PendingReceipt,
     RecipientRow,
     SeenRow,
+    SentQuery,
 )
 from gateway.node.store.writes import dt, ts
 
@@ -63,25 +64,61 @@ class SqliteStore(GroupCommit):
         ]
 
     async def message(self, message_id: str) -> MessageRow | None:
-        rows = self.read(
-            "SELECT message_type, purpose, case_ref, created_at, expires_at, digest FROM outbox"
-            " WHERE message_id=?",
-            (message_id,),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        recipients = tuple(
-            RecipientRow(o, tuple(json.loads(r)), s, reason, dt(u))
-            for o, r, s, reason, u in self.read(
-                "SELECT org, roles, status, reason, updated_at FROM outbox_recipients"
-                " WHERE message_id=? ORDER BY rowid",
-                (message_id,),
+        """The message ``message_id`` this node sent (a shorthand of :meth:`messages`)."""
+        rows = await self.messages(SentQuery(message_id=message_id))
+        return rows[0] if rows else None
+
+    async def messages(self, query: SentQuery) -> list[MessageRow]:
+        """Messages this node sent, newest first (``query``: :class:`SentQuery`)."""
+        where: list[str] = []
+        args: list[str | float] = []
+        for column, value in (
+            ("message_id", query.message_id),
+            ("case_ref", query.case_ref),
+            ("purpose", query.purpose),
+        ):
+            if value is not None:
+                where.append(f"o.{column} = ?")
+                args.append(value)
+        if query.not_type is not None:
+            where.append("o.message_type != ?")
+            args.append(query.not_type)
+        if query.status is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM outbox_recipients s"
+                " WHERE s.message_id = o.message_id AND s.status = ?)"
             )
+            args.append(query.status)
+        if query.since is not None:
+            where.append("o.created_at >= ?")
+            args.append(ts(query.since))
+        if query.until is not None:
+            where.append("o.created_at < ?")
+            args.append(ts(query.until))
+        if query.before is not None:
+            where.append("(o.created_at, o.message_id) < (?, ?)")
+            args += [ts(query.before[0]), query.before[1]]
+        # Only the fixed conditions above are joined in; every value is a placeholder.
+        condition = " AND ".join(where) or "1"
+        sql = (
+            "SELECT o.message_id, o.message_type, o.purpose, o.case_ref, o.created_at,"  # noqa: S608 - see above
+            f" o.expires_at, o.digest FROM outbox o WHERE {condition}"
+            " ORDER BY o.created_at DESC, o.message_id DESC LIMIT ?"
         )
-        return MessageRow(
-            message_id, row[0], row[1], row[2], dt(row[3]), dt(row[4]), bytes(row[5]), recipients
-        )
+        rows = self.read(sql, (*args, query.limit))
+        recipients: dict[str, list[RecipientRow]] = {str(r[0]): [] for r in rows}
+        if recipients:
+            marks = ",".join("?" * len(recipients))
+            sql = (
+                "SELECT message_id, org, roles, status, reason, updated_at"  # noqa: S608 - placeholders only
+                f" FROM outbox_recipients WHERE message_id IN ({marks}) ORDER BY rowid"
+            )
+            for m, o, r, s, reason, u in self.read(sql, tuple(recipients)):
+                recipients[m].append(RecipientRow(o, tuple(json.loads(r)), s, reason, dt(u)))
+        return [
+            MessageRow(m, t, p, c, dt(cr), dt(ex), bytes(d), tuple(recipients[m]))
+            for m, t, p, c, cr, ex, d in rows
+        ]
 
     async def final_receipt(self, message_id: str, org: str) -> FinalReceipt | None:
         """The final status a recipient's signed receipt gave a message we sent, with that
@@ -105,14 +142,15 @@ class SqliteStore(GroupCommit):
         )
         return None if not rows else SeenRow(bytes(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
 
-    async def take_inbox(self, limit: int) -> list[InboxRow]:
-        """The oldest delivered, unsettled messages; counts each hand-out (redelivery flag)."""
+    async def take_inbox(self, limit: int, after: int = 0) -> list[InboxRow]:
+        """The oldest delivered, unsettled messages (after inbox position ``after``: a cursor);
+        counts each hand-out (redelivery flag)."""
 
         def job(db: sqlite3.Connection) -> list[InboxRow]:
             rows = db.execute(
                 "SELECT seq, sender, message_id, roles, received_at, handed_out, claims FROM inbox"
-                " WHERE status='delivered' ORDER BY seq LIMIT ?",
-                (limit,),
+                " WHERE status='delivered' AND seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
             db.executemany(
                 "UPDATE inbox SET handed_out = handed_out + 1 WHERE seq=?", [(r[0],) for r in rows]

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS outbox_recipients (
     published   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (message_id, org)
 );
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_at, message_id);
+CREATE INDEX IF NOT EXISTS outbox_case ON outbox (case_ref, created_at);
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox_recipients (published, message_id)
     WHERE published = 0;
 CREATE TABLE IF NOT EXISTS idempotency (

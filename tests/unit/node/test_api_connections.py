@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from aiohttp.web_log import AccessLogger
 
 from gateway.node import api
 from gateway.node.runner import Node
@@ -146,7 +147,7 @@ async def test_a_long_poll_longer_than_the_idle_timeout_is_answered(
     node = await start_node(api=SMALL, limits={"inbox_wait_max_seconds": 2})
     data = request_bytes("GET", "/v1/inbox?wait=2", [("Authorization", f"Bearer {TOKEN}")])
     reply = await asyncio.to_thread(exchange, _port(node), data)
-    assert (reply.status, reply.body) == (200, b'{"items":[]}')
+    assert (reply.status, reply.body) == (200, b'{"items":[],"next_cursor":null}')
 
 
 async def test_an_event_stream_outlives_the_idle_timeout(
@@ -268,3 +269,34 @@ async def test_a_client_that_closes_an_event_stream_is_logged_at_info(
     assert [(r.name, r.getMessage()) for r in _records(caplog, logging.WARNING)] == []
     gone = [r.getMessage() for r in _records(caplog, logging.INFO) if r.name == "gateway.api"]
     assert gone == ["the client closed the connection during GET /v1/inbox/stream"], gone
+
+
+async def test_the_access_log_never_shows_a_query_string(
+    start_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sent list's filters include a case reference: the request line is logged without
+    its query (issue 18: GET /v1/messages?case_ref=…)."""
+    # aiohttp caches compiled log formats per process: a default logger compiles this one first.
+    AccessLogger(logging.getLogger("aiohttp.access"))
+    node = await start_node()
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    logged = asyncio.Event()  # the line is written after the answer went out
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name == "aiohttp.access":
+                logged.set()
+
+    seen = Seen()
+    logging.getLogger("aiohttp.access").addHandler(seen)
+    try:
+        path = "/v1/messages?case_ref=Secret-Case-4711&status=queued"
+        data = request_bytes("GET", path, [("Authorization", f"Bearer {TOKEN}")])
+        reply = await asyncio.to_thread(exchange, _port(node), data)
+        assert reply.status == 200
+        await asyncio.wait_for(logged.wait(), HANG_S)
+    finally:
+        logging.getLogger("aiohttp.access").removeHandler(seen)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any('"GET /v1/messages HTTP/1.1" 200' in line for line in lines), lines
+    assert "Secret-Case-4711" not in caplog.text

@@ -34,8 +34,8 @@ async def test_a_long_poll_answers_when_a_message_arrives(inproc: InProcFederati
     looked = asyncio.Event()
     read = store.take_inbox
 
-    async def take_inbox(limit: int) -> list[InboxRow]:
-        rows = await read(limit)
+    async def take_inbox(limit: int, after: int = 0) -> list[InboxRow]:
+        rows = await read(limit, after)
         if not rows:
             looked.set()  # the poll found nothing and waits
         return rows
@@ -52,7 +52,7 @@ async def test_a_poll_without_wait_answers_at_once_with_nothing(
     inproc: InProcFederation,
 ) -> None:
     gem = await inproc.start("gemeente")
-    assert (await gem.call("GET", "/v1/inbox")).json() == {"items": []}
+    assert (await gem.call("GET", "/v1/inbox")).json() == {"items": [], "next_cursor": None}
     assert await gem.inbox(wait=0) == []
 
 

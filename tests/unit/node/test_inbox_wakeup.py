@@ -34,8 +34,8 @@ async def _arrival_in_the_gap(
     take_inbox = gem.store.take_inbox
     arrived: list[str] = []
 
-    async def read_then_deliver(limit: int) -> list[InboxRow]:
-        rows = await take_inbox(limit)
+    async def read_then_deliver(limit: int, after: int = 0) -> list[InboxRow]:
+        rows = await take_inbox(limit, after)
         if not rows and not arrived:
             arrived.append(await pol.send_example("case.referral"))
             assert await pol.carry_to(gem) == [Deliver()]
@@ -68,8 +68,8 @@ async def test_a_message_arriving_between_the_read_and_the_wait_wakes_the_event_
     take_inbox = gem.node.store.take_inbox
     arrived: list[str] = []
 
-    async def read_then_deliver(limit: int) -> list[InboxRow]:
-        rows = await take_inbox(limit)
+    async def read_then_deliver(limit: int, after: int = 0) -> list[InboxRow]:
+        rows = await take_inbox(limit, after)
         if not rows and not arrived:
             arrived.append(await pol.send(request_from_example("case.referral")))
             await inproc.wait_status("politie", arrived[0], "delivered")  # stored at gem
