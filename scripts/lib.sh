@@ -100,3 +100,13 @@ ensure_rabbitmq() {
     done
     die "RabbitMQ did not answer on 127.0.0.1:5672 within 90 s; see /var/log/rabbitmq/"
 }
+
+ensure_promtool() {
+    # Makes sure `promtool` (Debian's `prometheus` package) is on PATH: the metrics and alert-rule
+    # tests run it. Installing the package does not start a Prometheus server where services are
+    # not started by package installs (containers, CI); elsewhere stop it if you do not want it.
+    command -v promtool >/dev/null 2>&1 && return 0
+    is_root || die "promtool is not installed; run: sudo apt-get install -y --no-install-recommends prometheus"
+    apt_install --no-install-recommends prometheus
+    command -v promtool >/dev/null 2>&1 || die "the prometheus package did not install promtool"
+}
