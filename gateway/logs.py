@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 __all__ = ["AccessLog", "JsonFormatter", "setup_logging"]
@@ -60,7 +61,9 @@ class AccessLog(AbstractAccessLogger):
     the head included, as aiohttp counts them) and ``remote``."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        match_info = getattr(request, "match_info", None)
+        # Not ``request.match_info``: it asserts on a request refused before routing (aiohttp's
+        # parser errors, a body that does not decode), which is logged too.
+        match_info: UrlMappingMatchInfo | None = getattr(request, "_match_info", None)
         resource = match_info.route.resource if match_info is not None else None
         path = resource.canonical if resource is not None else "(no route)"
         self.logger.info(
