@@ -43,3 +43,23 @@ async def test_access_log_lines_are_fields_with_the_route_template(
     text = json.dumps(line)
     assert CASE_REF not in text
     assert "msg-does-not-exist" not in text
+
+
+async def test_a_request_refused_before_routing_is_logged_without_a_route(
+    start_node: StartNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's ``request.match_info`` asserts on a request its parser refused; the access log
+    asked for it and raised instead of logging the 400."""
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    node = await start_node()
+    port = int(node.config.api.listen.rpartition(":")[2])
+    reply = await asyncio.to_thread(
+        exchange, port, b"GET /v1/inbox HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n"
+    )
+    assert reply.status == 400
+    async with asyncio.timeout(30):
+        while not [r for r in caplog.records if r.name == "aiohttp.access"]:  # noqa: ASYNC110 - logged after the answer is sent
+            await asyncio.sleep(0.01)
+    (record,) = [r for r in caplog.records if r.name == "aiohttp.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["path"], line["status"]) == ("(no route)", 400)
