@@ -89,6 +89,8 @@ async def test_every_counter_is_present_from_the_start_at_zero(inproc: InProcFed
             0.0
         ]
         assert _sample(text, "zvg_audit_alarm_total", 'kind="forked"', f'partner="{peer}"') == [0.0]
+    # Bounded by the directory and the catalogue: 13 reasons per partner (and `unknown`).
+    assert len(_sample(text, "zvg_rejections_total")) == 13 * (len(peers) + 1)
     assert _sample(
         text,
         "zvg_messages_total",
