@@ -6,9 +6,10 @@ secrets and pseudonyms.
   adapter config has ``[node]`` (:class:`NodeSettings`), ``[health]`` and ``[log]``. Secrets
   (the node token, the pseudonym key, shared webhook secrets) are read from files that only the
   owner may read (:func:`read_secret`), never written in the TOML itself.
-- **Logs**: one JSON object per line on stderr (:class:`EventLog`): time, level, adapter,
-  event name and fields. Fields are ids, counts, types and error classes — never message
-  content or personal data (the adapters log message ids and source-record ids only).
+- **Logs**: one JSON object per line on stderr (:class:`EventLog`), the node's shape: ``time``,
+  ``level``, ``logger``, ``message`` (the event name), ``adapter`` and the event's fields.
+  Fields are ids, counts, types and error classes — never message content or personal data
+  (the adapters log message ids and source-record ids only).
 - **Node**: :func:`node_client` connects as ``[node]`` says; :func:`fetch_inbox` reads one inbox
   page and records whether the node answered.
 - **Health**: ``GET /healthz`` (the process runs) and ``GET /readyz`` (the node and the partner
@@ -42,10 +43,12 @@ import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from adapters.errors import ConfigError
 from schemas import ids
@@ -239,22 +242,45 @@ async def fetch_inbox(
 # ---------------------------------------------------------------- logs
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for key, value in fields.items():
-                line[f"field_{key}" if key in line else key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            # The exception class only: messages of foreign exceptions may echo input values.
-            line["exception"] = record.exc_info[0].__name__
-        return json.dumps(line, ensure_ascii=False, default=str)
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+class _JsonFormatter(OrjsonFormatter):
+    """The node's log shape (``gateway/logs.py``: ``time``, ``level``, ``logger``, ``message``,
+    ``exception`` as the class only, the caller's fields at the top level), built by the same
+    library the same way: the adapters do not import ``gateway``; a test compares the two."""
+
+    def __init__(self) -> None:
+        super().__init__(rename_fields={"exc_info": "exception"})
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
+        log_data["level"] = record.levelname.lower()
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        if not record.exc_info:  # the text another formatter cached: a traceback, never here
+            message_dict.pop("exc_info", None)
+        super().add_fields(log_data, record, message_dict)
+
+    def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802 - logging.Formatter's name
+        """The exception class only: messages of foreign exceptions may echo input values."""
+        return ei[0].__name__ if ei[0] is not None else ""
+
+
+#: Field names a caller's field must not take (the line's own, and the ``LogRecord``'s, which
+#: ``logging`` refuses as ``extra``): such a field is logged as ``field_<name>``.
+_TAKEN = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "time",
+    "level",
+    "logger",
+    "exception",
+}
 
 
 class EventLog:
@@ -276,9 +302,11 @@ class EventLog:
             self._logger.addHandler(handler)
 
     def _log(self, level: int, event: str, fields: Mapping[str, Any], exc: bool = False) -> None:
-        self._logger.log(
-            level, event, extra={"fields": {"adapter": self.adapter, **fields}}, exc_info=exc
-        )
+        if not self._logger.isEnabledFor(level):
+            return
+        extra: dict[str, Any] = {"adapter": self.adapter}
+        extra.update((f"field_{k}" if k in _TAKEN else k, v) for k, v in fields.items())
+        self._logger.log(level, event, extra=extra, exc_info=exc)
 
     def debug(self, event: str, /, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)

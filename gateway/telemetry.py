@@ -4,8 +4,12 @@
 - **Traces**: a span per send, receive, policy decision, delivery and receipt. The W3C trace
   context of the send span travels *inside the signed claims* (``trace``), so the receiving node
   continues the trace across organisations: its receive span links to the sender's span.
-- **Metrics**: messages by direction, type, purpose and outcome; rejections by reason; latency;
-  outbox age, inbox depth and broker queue depth (observable gauges).
+- **Metrics**: messages by direction, type, purpose and outcome; rejections by reason; latency
+  in seconds; outbox, inbox, broker queue, receipts awaited, directory and key expiry, witness
+  conflicts (observable gauges). ``/metrics`` follows Prometheus' conventions
+  (docs/decisions/0087-prometheus-metrics-conventions.md): base units, no ``otel_scope_*`` labels,
+  the ``process_*`` metrics of ``prometheus_client``, and counters seeded at 0
+  (:meth:`Tally.seed`).
 - **Export**: set by the standard ``OTEL_*`` variables (``OTEL_EXPORTER_OTLP_ENDPOINT`` or the
   per-signal ``..._TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``; ``OTEL_TRACES_EXPORTER`` /
   ``OTEL_METRICS_EXPORTER`` ``none`` turns a signal off; ``OTEL_SDK_DISABLED=true`` turns all
@@ -33,9 +37,76 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Tracer
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
-__all__ = ["Telemetry", "setup_telemetry"]
+__all__ = ["GAUGES", "LATENCY_BUCKETS_S", "Telemetry", "setup_telemetry"]
+
+#: Histogram buckets of ``zvg_latency_seconds``: a millisecond (a send on an idle node) to an
+#: hour (end to end, while a recipient's node was down).
+LATENCY_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
+
+#: The observable gauges: OpenTelemetry name, description, unit. Their values come from
+#: ``Telemetry.gauges`` (gateway/node/gauges.py fills it).
+GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("zvg.outbox.age", "Age of the oldest unpublished outbox entry", "s"),
+    ("zvg.outbox.pending", "Outbox entries not yet confirmed by the broker (the backlog)", "1"),
+    (
+        "zvg.outbox.backlog_limit",
+        "limits.max_outbox_backlog: at this many pending publishes sends get 429",
+        "1",
+    ),
+    ("zvg.inbox.waiting", "Delivered messages the adapter has not acked", "1"),
+    ("zvg.queue.depth", "Messages waiting in this organisation's broker queue", "1"),
+    (
+        "zvg.receipts.awaited",
+        "Published (message, recipient organisation) pairs without a receipt yet",
+        "1",
+    ),
+    (
+        "zvg.receipts.awaited.age",
+        "Age of the oldest published message a recipient organisation has not receipted",
+        "s",
+    ),
+    (
+        "zvg.directory.expiry_timestamp",
+        "When the trusted federation directory expires (Unix time)",
+        "s",
+    ),
+    (
+        "zvg.key.expiry_timestamp",
+        "When each active key of this organisation in the directory expires (Unix time)",
+        "s",
+    ),
+    (
+        "zvg.witness.conflicts",
+        "Peer checkpoints refused as a proven fork or a bad proof, kept as evidence",
+        "1",
+    ),
+)
 
 
 def _enabled(env: Mapping[str, str], signal: str) -> bool:
@@ -67,6 +138,14 @@ class Tally:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + amount
 
+    def seed(self, attribute_sets: Iterable[Mapping[str, str]]) -> None:
+        """Show these series at 0 until they are counted: Prometheus' ``rate``/``increase`` and
+        an alert on the first increase need the series to exist before it."""
+        keys = [frozenset(a.items()) for a in attribute_sets]
+        with self._lock:
+            for key in keys:
+                self._counts.setdefault(key, 0)
+
     def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:  # collection runs on a reader's thread
             counts = list(self._counts.items())
@@ -92,7 +171,10 @@ class Telemetry:
             meter, "zvg.rejections", description="Refused messages by stage and coarse reason"
         )
         self.latency = meter.create_histogram(
-            "zvg.latency", unit="ms", description="Time spent per stage (send, receive, e2e)"
+            "zvg.latency",
+            unit="s",
+            description="Time spent per stage (send, receive, e2e)",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
         )
         self.receipts_ignored = Tally(
             meter,
@@ -114,12 +196,7 @@ class Telemetry:
             description="Partners' evidence that this node's own audit log was rewritten or "
             "truncated, by kind (inconsistent, bad_proof, forked, truncated) and partner",
         )
-        for name, description, unit in (
-            ("zvg.outbox.age", "Age of the oldest unpublished outbox entry", "s"),
-            ("zvg.outbox.pending", "Outbox entries not yet confirmed by the broker", "1"),
-            ("zvg.inbox.waiting", "Delivered messages the adapter has not acked", "1"),
-            ("zvg.queue.depth", "Messages waiting in this organisation's broker queue", "1"),
-        ):
+        for name, description, unit in GAUGES:
             meter.create_observable_gauge(
                 name, callbacks=[self._observe(name)], unit=unit, description=description
             )
@@ -173,7 +250,14 @@ def setup_telemetry(
     if processor is not None:
         tracer_provider.add_span_processor(processor)
     registry = CollectorRegistry(auto_describe=True)
-    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry), *metric_readers]
+    # The standard process_* (CPU seconds, resident memory bytes, open fds, start time) and
+    # python_info series, as every Prometheus client library exports them (Linux: /proc).
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    # No otel_scope_* labels: this process has one instrumentation scope, and the labels only
+    # lengthen every series (docs/decisions/0087-prometheus-metrics-conventions.md).
+    prometheus = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+    readers: list[MetricReader] = [prometheus, *metric_readers]
     if _enabled(env, "METRICS"):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 

@@ -113,3 +113,17 @@ ensure_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1 && return 0
     apt_install systemd
 }
+
+ensure_promtool() {
+    # Makes sure `promtool` (Debian's `prometheus` package) is on PATH: the metrics and alert-rule
+    # tests run it. Only the tool is wanted: where the install started the Prometheus server
+    # (a host with systemd), it is stopped and disabled again.
+    command -v promtool >/dev/null 2>&1 && return 0
+    is_root || die "promtool is not installed; run: sudo apt-get install -y --no-install-recommends prometheus"
+    apt_install --no-install-recommends prometheus
+    command -v promtool >/dev/null 2>&1 || die "the prometheus package did not install promtool"
+    if [ -d /run/systemd/system ] && systemctl is-active --quiet prometheus 2>/dev/null; then
+        say "stopping the Prometheus server the package started (only promtool is needed)"
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+}

@@ -243,7 +243,8 @@ async def witnessed_node(
 
 
 def alarms(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
-    """The metric ``zvg.audit.alarm`` as {(kind, partner): count}."""
+    """The metric ``zvg.audit.alarm`` as {(kind, partner): count}, the series a running node
+    seeds at 0 left out (docs/decisions/0087-prometheus-metrics-conventions.md)."""
     data = reader.get_metrics_data()
     out: dict[tuple[str, str], int] = {}
     for rm in data.resource_metrics if data else ():
@@ -253,7 +254,8 @@ def alarms(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
                     for point in metric.data.data_points:
                         attrs = dict(point.attributes or {})
                         value = getattr(point, "value", 0)
-                        out[(str(attrs["kind"]), str(attrs["partner"]))] = int(value)
+                        if value:
+                            out[(str(attrs["kind"]), str(attrs["partner"]))] = int(value)
     return out
 
 

@@ -3,11 +3,9 @@ headers and query parameters (:mod:`gateway.node.api`, :mod:`gateway.node.lists`
 
 from __future__ import annotations
 
-import logging
 import re
 
 from aiohttp import web
-from aiohttp.web_log import AccessLogger, KeyMethod
 
 from gateway.core.audit import Actor
 from gateway.node.config import Token
@@ -15,7 +13,7 @@ from gateway.node.problems import ApiError
 from gateway.node.service import NodeService
 from schemas.api import ACTOR_HEADERS
 
-__all__ = ["SERVICE", "TOKENS", "QueryFreeAccessLogger", "actor_of", "client_of", "int_param"]
+__all__ = ["SERVICE", "TOKENS", "actor_of", "client_of", "int_param"]
 
 SERVICE: web.AppKey[NodeService] = web.AppKey("service")
 TOKENS: web.AppKey[tuple[Token, ...]] = web.AppKey("tokens")
@@ -64,21 +62,3 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
             "invalid-request", f"query parameter {name} must be an integer from {low} to {high}"
         )
     return int(raw)
-
-
-def _request_line(request: web.BaseRequest, _response: web.StreamResponse, _time: float) -> str:
-    version = request.version
-    return f"{request.method} {request.path} HTTP/{version.major}.{version.minor}"
-
-
-class QueryFreeAccessLogger(AccessLogger):
-    """aiohttp's access log with the request line's query string left out: the filters of
-    ``GET /v1/messages`` include a case reference, which a log must never show."""
-
-    def __init__(self, logger: logging.Logger, log_format: str = AccessLogger.LOG_FORMAT) -> None:
-        super().__init__(logger, log_format)
-        # aiohttp shares compiled formats between loggers: replace the method in our copy only.
-        self._methods = [
-            KeyMethod(km.key, _request_line) if km.key == "first_request_line" else km
-            for km in self._methods
-        ]

@@ -235,10 +235,8 @@ class Inbound:
                 1, {"stage": "receive", "reason": "policy_denied", "sender": claims.sender.org}
             )
         now = self.ctx.now()
-        t.latency.record((now - started).total_seconds() * 1000, {"stage": "receive"})
-        t.latency.record(
-            max(0.0, (now - claims.created_at).total_seconds() * 1000), {"stage": "e2e"}
-        )
+        t.latency.record((now - started).total_seconds(), {"stage": "receive"})
+        t.latency.record(max(0.0, (now - claims.created_at).total_seconds()), {"stage": "e2e"})
 
     async def _republish_receipts(self, sender: str, message_id: str) -> None:
         ctx = self.ctx

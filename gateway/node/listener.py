@@ -22,6 +22,8 @@ handler with these guarantees on top:
   aiohttp's own answer was ``text/plain``, quoted the request line back and named the Python
   and aiohttp versions. It is logged at INFO (a client sent something wrong), with the client's
   address and the error class, never the bytes.
+- **The access log is fields** (:class:`gateway.logs.AccessLog`): method, route template, status,
+  duration, bytes — not aiohttp's Apache line with the raw path and query.
 - An exception that escapes the API's own error handling (it should not happen) is a ``503``
   problem, as in the API, and is logged at ERROR.
 """
@@ -35,8 +37,8 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from gateway.logs import AccessLog
 from gateway.node.api import PROBLEM_JSON, problem_response
-from gateway.node.api_common import QueryFreeAccessLogger
 from gateway.node.config import ApiSettings
 from gateway.node.problems import ApiError
 
@@ -169,7 +171,7 @@ class ApiSite(web.BaseSite):
             loop=asyncio.get_running_loop(),
             keepalive_timeout=self._settings.idle_timeout_seconds,
             lingering_time=LINGER_S,
-            access_log_class=QueryFreeAccessLogger,  # no case reference from a query in a log
+            access_log_class=AccessLog,  # the route template, never a raw path or query (0088)
         )
 
     async def start(self) -> None:

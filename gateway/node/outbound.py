@@ -192,9 +192,7 @@ class Outbound:
                 )
         self._outbox.hand_over(entry)
         self._count(claims.message_type, claims.purpose, "queued")
-        ctx.telemetry.latency.record(
-            (ctx.now() - started).total_seconds() * 1000, {"stage": "send"}
-        )
+        ctx.telemetry.latency.record((ctx.now() - started).total_seconds(), {"stage": "send"})
         return claims.message_id, True
 
     def _count(self, message_type: str, purpose: str, outcome: str) -> None:

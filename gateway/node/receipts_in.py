@@ -62,7 +62,7 @@ class IncomingReceipts:
             )
         except RemoteError as exc:
             self.ctx.count("receipts_ignored")
-            self.ctx.telemetry.receipts_ignored.add(1, {"why": exc.detail})
+            self.ctx.telemetry.receipts_ignored.add(1, {"reason": exc.reason})
             log.warning(
                 "ignored a receipt from %s for %s: %s",
                 claims.sender.org,

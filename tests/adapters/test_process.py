@@ -71,7 +71,7 @@ port = {port}
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
     lines = [json.loads(line) for line in stderr.decode().splitlines() if line.strip()]
-    events = [line["event"] for line in lines]
+    events = [line["message"] for line in lines]
     assert events[0] == "health_listening"
     assert "sent" in events
     assert events[-1] == "stopped"

@@ -32,7 +32,7 @@ import yaml
 
 from gateway.deploy.settings_doc import BEGIN, END, render_settings_table
 from gateway.node.config import load_config
-from gateway.telemetry import setup_telemetry
+from gateway.telemetry import GAUGES, setup_telemetry
 from tests.deploy.conftest import DEPLOY, ROOT, VENV_BIN, tool_env
 from tests.deploy.test_kubernetes import K8S_BASE_KINDS, validate_strictly
 
@@ -207,12 +207,7 @@ def test_metric_names_in_the_guide_are_the_ones_the_node_exports() -> None:
         ):
             counter.add(1)
         telemetry.latency.record(1.0)
-        for gauge in (
-            "zvg.outbox.age",
-            "zvg.outbox.pending",
-            "zvg.inbox.waiting",
-            "zvg.queue.depth",
-        ):
+        for gauge, _description, _unit in GAUGES:
             telemetry.gauges[gauge] = lambda: [(1.0, {})]
         exported = telemetry.prometheus_text().decode()
     finally:

@@ -354,6 +354,7 @@ def make_fed(
             cert, cert_key = issue(tls_node.ca, f"{prefix}{key}", server=False).write(
                 tmp, f"client-{key}"
             )
+            cert_key.chmod(0o600)  # a node refuses a key file others can read (preflight)
             tls = (Path(tls_node.ca_file), cert, cert_key)
         nodes[key] = write_node_config(
             tmp / "nodes" / key / "node.toml",

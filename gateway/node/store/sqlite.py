@@ -8,6 +8,7 @@ loops call the core for every decision and use the store to remember the result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from datetime import datetime
@@ -178,7 +179,9 @@ class SqliteStore(GroupCommit):
 
     async def gauges(self, now: datetime) -> dict[str, float]:
         """Counts for the metrics gauges: unconfirmed outbox entries and the age of the oldest,
-        inbox messages waiting for the adapter."""
+        inbox messages waiting for the adapter, published messages without a receipt yet and
+        the age of the oldest, witness conflicts kept as evidence (when the audit schema is
+        there)."""
 
         def job(db: sqlite3.Connection) -> dict[str, float]:
             pending, oldest = db.execute(
@@ -189,11 +192,20 @@ class SqliteStore(GroupCommit):
                 0
             ]
             age = max(0.0, ts(now) - oldest) if oldest is not None else 0.0
-            return {
+            awaited, since = db.execute(
+                "SELECT count(*), min(updated_at) FROM outbox_recipients WHERE status = 'sent'"
+            ).fetchone()
+            gauges = {
                 "outbox_pending": float(pending),
                 "outbox_age": age,
                 "inbox_waiting": float(waiting),
+                "receipts_awaited": float(awaited),
+                "receipts_awaited_age": max(0.0, ts(now) - since) if since is not None else 0.0,
             }
+            with contextlib.suppress(sqlite3.OperationalError):  # no audit schema in this store
+                row = db.execute("SELECT count(*) FROM witness_evidence").fetchone()
+                gauges["witness_conflicts"] = float(row[0])
+            return gauges
 
         return await self.run(job)
 

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from gateway.broker.transport import Consumer
 from gateway.core.directory import SignedDirectory
 from gateway.federation import now_utc, read_directory, sign_with, write_directory
+from gateway.logs import AccessLog
 from gateway.node.api import PROBLEM_JSON, build_app
 from gateway.node.preflight import broker_endpoint
 from gateway.node.problems import PROBLEM_BASE, PROBLEM_TYPES
@@ -190,7 +191,9 @@ class InProcFederation:
             broker_endpoint(node.config, service.directory),
             node.broker,
         )
-        client = TestClient(TestServer(build_app(service, runner.readiness)))
+        # The node's access log (gateway.node.listener serves with it), not aiohttp's.
+        server = TestServer(build_app(service, runner.readiness), access_log_class=AccessLog)
+        client = TestClient(server)
         await client.start_server()
         api = self.nodes[key] = ApiNode(node, client, runner)
         self.broker.watch(node)

@@ -17,6 +17,7 @@ import logging
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway.logs import JsonFormatter
 from tests.unit.node._inproc import ApiNode, InProcFederation, request_from_example
 
 #: Strings from the referral's body and claims that must never leave the encrypted body:
@@ -94,7 +95,10 @@ async def test_trace_crosses_organisations_and_telemetry_holds_nothing_personal(
         }
         telemetry_text.append((await api.call("GET", "/metrics", token=None)).body.decode())
     assert {"zvg.messages", "zvg.latency"} <= names
-    logs = [r.getMessage() for r in caplog.records]
+    # Whole lines as the node writes them: the message and every field (access log included).
+    formatter = JsonFormatter()
+    logs = [formatter.format(r) for r in caplog.records]
+    assert any('"logger":"aiohttp.access"' in line for line in logs)
     for secret in NOT_IN_TELEMETRY:
         assert not any(secret in t for t in telemetry_text), f"{secret!r} in telemetry"
         assert not any(secret in line for line in logs), f"{secret!r} in a log line"

@@ -319,3 +319,17 @@ async def test_the_kept_receipt_goes_with_the_personal_part_at_the_end_of_retent
         )
     assert report.shredded > 0
     assert report.evidence == 0
+
+
+async def test_an_ignored_receipt_is_counted_by_its_coarse_reason_not_its_detail(
+    pair: tuple[InProcessNode, InProcessNode],
+) -> None:
+    """The metric's label was the error's free-text detail (which can name organisations and
+    grows without bound); it is the coarse reason (docs/decisions/0087)."""
+    pol, zvh = pair
+    message_id, accepted = await _accepted(pol, zvh)
+    never_sent = message_id[:-4] + ("0000" if message_id[-4:] != "0000" else "1111")
+    await zvh.seal_receipts([replace(accepted, message_id=never_sent)])
+    assert await zvh.carry_to(pol) == [Deliver()]
+    assert pol.service.counters.get("receipts_ignored", 0) == 1
+    assert pol.metric("zvg.receipts.ignored") == [({"reason": "invalid_claims"}, 1)]
