@@ -13,6 +13,7 @@ content than we sent) is kept verbatim as evidence in a ``receipt.contradiction`
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import datetime
@@ -26,6 +27,7 @@ from gateway.core.envelope import VerifiedMessage
 from gateway.core.jose import b64u_encode
 from gateway.core.receipts import (
     ContentContradiction,
+    EntryOutcome,
     SentMessage,
     UnverifiedEntry,
     VerifiedReceipt,
@@ -84,7 +86,25 @@ class IncomingReceipts:
             if isinstance(body, ReceiptBody)
             else EVIDENCE_REF + b64u_encode(verified.digest).encode()
         )
+        # Entries about different messages commit side by side (one group commit); those about
+        # one message (delivered, then accepted) in their order.
+        per_message: dict[str, list[EntryOutcome]] = {}
         for outcome in outcomes:
+            per_message.setdefault(outcome.body.message_id, []).append(outcome)
+        await asyncio.gather(
+            *(self._settle(verified, chain, rows, shared, now) for chain in per_message.values())
+        )
+        return Deliver()
+
+    async def _settle(
+        self,
+        verified: VerifiedMessage,
+        chain: list[EntryOutcome],
+        rows: dict[str, MessageRow],
+        shared: bytes | None,
+        now: datetime,
+    ) -> None:
+        for outcome in chain:
             if isinstance(outcome, UnverifiedEntry):
                 self._ignored(verified, outcome.body, outcome.error)
             elif isinstance(outcome, ContentContradiction):
@@ -92,7 +112,6 @@ class IncomingReceipts:
                 await self._other_content(outcome, rows[outcome.body.message_id], now)
             else:
                 await self._apply(outcome, rows[outcome.body.message_id], shared, now)
-        return Deliver()
 
     def _ignored(self, verified: VerifiedMessage, entry: ReceiptEntry, exc: RemoteError) -> None:
         self.ctx.count("receipts_ignored")
