@@ -31,22 +31,35 @@ from gateway.core.audit import MessageFields, Record, message_record, policy_rec
 from gateway.core.envelope import seal
 from gateway.core.outbound import Outbound as OutboundDecision
 from gateway.core.policy import Denied
-from gateway.core.receipts import Acknowledgement, coalesce, receipt_batch_claims, receipt_claims
+from gateway.core.receipts import (
+    RECEIPT_BATCH_BYTES,
+    Acknowledgement,
+    coalesce,
+    receipt_batch_claims,
+    receipt_claims,
+)
 from gateway.errors import LocalError, TransientError
 from gateway.node.context import NodeContext
 from gateway.node.outbox import Outbox
 from gateway.node.store import DropPendingReceipt, OutboxEntry, PendingReceipt, ReceiptSealed
 from schemas import ids
 
-__all__ = ["RECEIPT_BATCH", "ReceiptSealer"]
+__all__ = ["RECEIPT_BATCH", "ReceiptSealer", "proof_budget"]
 
 log = logging.getLogger("gateway.node")
 
 #: Receipts sealed per batch (one checkpoint covers the whole batch).
 RECEIPT_BATCH = 128
 
-#: Receipts taken off the queue at once, each with the proof of our audit record of it.
+#: Receipts that share one envelope, each with the tlog-proof of our audit record of it.
 Group = Sequence[tuple[PendingReceipt, str]]
+
+
+def proof_budget(max_envelope_bytes: int) -> int:
+    """Proof text one coalesced receipt may carry so that it seals within ``max_envelope_bytes``
+    (``limits.max_envelope_bytes``): signing and encrypting base64-encode the claims twice
+    (by 16/9), and a checkpoint of up to 16 KiB rides along. 112 KiB at the default 256 KiB."""
+    return min(RECEIPT_BATCH_BYTES, max(0, max_envelope_bytes // 2 - 16 * 1024))
 
 
 class ReceiptSealer:
@@ -100,6 +113,7 @@ class ReceiptSealer:
             statement=lambda pp: (pp[0].message_id, pp[0].status),
             size=lambda pp: len(pp[1]),
             max_entries=self.ctx.config.limits.receipt_entries,
+            max_bytes=proof_budget(self.ctx.envelope_limits.max_envelope_bytes),
         )
         sealed: list[tuple[Sequence[PendingReceipt], OutboxEntry]] = []
         records: list[Record] = []

@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from gateway.cli import cli
 from gateway.core import jose
 from gateway.core.decisions import Deliver
+from gateway.core.receipts import RECEIPT_BATCH_BYTES
+from gateway.node.receipts import proof_budget
 from gateway.node.store import EVIDENCE_REF
 from gateway.testing.federation import FederationFiles
 from schemas import limits
@@ -197,3 +199,26 @@ async def test_an_evidence_bundle_of_a_coalesced_receipt_verifies_offline(
     forged = runner.invoke(cli, ["audit", "verify-bundle", str(bundle), "--directory", directory])
     assert forged.exit_code == 1
     assert f"receipt for {other}: it says something else" in forged.output
+
+
+async def test_a_smaller_envelope_limit_makes_smaller_batches_that_all_seal(
+    pair: tuple[InProcessNode, InProcessNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``limits.max_envelope_bytes`` bounds the proofs one envelope carries (proof_budget), so
+    a burst never makes an envelope the node cannot seal (the loop would retry it forever)."""
+    pol, gem = pair
+    ctx = gem.service.ctx
+    small = 48 * 1024
+    monkeypatch.setattr(
+        ctx, "envelope_limits", replace(ctx.envelope_limits, max_envelope_bytes=small)
+    )
+    assert proof_budget(small) == 8 * 1024
+    assert proof_budget(256 * 1024) == RECEIPT_BATCH_BYTES
+    ids = await _burst(pol, gem, 12)
+    await gem.seal_receipts()
+    envelopes = await gem.store.pending_publishes(1000)
+    assert 1 < len(envelopes) < 12
+    assert all(len(e.envelope) <= small for e in envelopes)
+    assert await gem.carry_to(pol) == [Deliver()] * len(envelopes)
+    for message_id in ids:
+        assert (await pol.service.outbound.status(message_id)).recipients[0].status == "delivered"
