@@ -222,3 +222,21 @@ async def test_a_smaller_envelope_limit_makes_smaller_batches_that_all_seal(
     assert await gem.carry_to(pol) == [Deliver()] * len(envelopes)
     for message_id in ids:
         assert (await pol.service.outbound.status(message_id)).recipients[0].status == "delivered"
+
+
+async def test_a_batch_the_senders_policy_denies_is_ignored_and_counted_per_entry(
+    pair: tuple[InProcessNode, InProcessNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's side of a denial: as a single receipt the policy denies, every entry is
+    ignored and counted, and no status moves."""
+    pol, gem = pair
+    ids = await _burst(pol, gem, 3)
+    await gem.seal_receipts()
+    monkeypatch.setattr(
+        pol.service.ctx, "directory", _Directory(pol.service.directory, rules=False)
+    )
+    assert await gem.carry_to(pol) == [Deliver()]
+    assert pol.service.counters.get("receipts_ignored", 0) == 3
+    assert pol.audit(operation="receipt.receive") == []
+    for message_id in ids:
+        assert (await pol.service.outbound.status(message_id)).recipients[0].status == "sent"
