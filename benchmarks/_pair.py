@@ -191,13 +191,20 @@ async def node_throughput(bench: Bench, n: int, concurrency: int = HTTP_CONCURRE
 
 
 @asynccontextmanager
-async def running_pair(prefix: str, extra_orgs: tuple[str, ...] = ()) -> AsyncIterator[Bench]:
+async def running_pair(
+    prefix: str, extra_orgs: tuple[str, ...] = (), receipt_entries: int | None = None
+) -> AsyncIterator[Bench]:
     """A provisioned federation of the receiver, the sender and ``extra_orgs`` (not started),
-    with the receiver and sender nodes running as processes and ready."""
+    with the receiver and sender nodes running as processes and ready (with
+    ``limits.receipt_entries`` set when given: ``1`` turns coalesced receipts off)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs))
         bench: Bench | None = None
         try:
+            if receipt_entries is not None:
+                for key in (RECEIVER, SENDER):
+                    with fed.nodes[key].config.open("a", encoding="utf-8") as toml:
+                        toml.write(f"\n[limits]\nreceipt_entries = {receipt_entries}\n")
             for key in (RECEIVER, SENDER):
                 fed.spawn(key)
             for key in (RECEIVER, SENDER):

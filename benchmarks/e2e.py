@@ -3,8 +3,8 @@ message durably in the other node's inbox, against the raw aio-pika ceiling meas
 run (issue 6 §9).
 
 Run: ``.venv/bin/python -m benchmarks.e2e [--messages N] [--rounds R] [--rates 50,100,200]
-[--seconds S] [--profile DIR [--gil]]`` (the defaults, 1,000 messages and 3 rounds, take a few
-minutes) (needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl, as the tests
+[--seconds S] [--profile DIR [--gil]] [--receipt-entries N]`` (the defaults, 1,000 messages and
+3 rounds, take a few minutes) (needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl, as the tests
 do). It provisions a throwaway federation (politie, gemeente, ggz) on its own vhost with the
 same code as ``zvg broker provision``, starts the police and municipality nodes as their own
 processes (``zvg node run``, like a deployment), and measures:
@@ -34,6 +34,10 @@ processes (``zvg node run``, like a deployment), and measures:
   the ``POST`` round trip alone, both counting any wait for one of the client's 64 connections
   (half the node's ``api.max_connections``: past the node's capacity more would be refused with
   ``503``); the same for raw aio-pika (publish start to consume).
+
+- **receipts per envelope**: the receiver's receipts over the receipt envelopes it sealed, per
+  throughput round and per latency rate (receipts pending together for one sender under one
+  purpose and legal basis coalesce: docs/decisions/0006-coalesced-receipts.md).
 
 It prints a table, writes ``benchmarks/results/e2e.json``, and reports each node process's peak
 RSS (``VmHWM`` from ``/proc/<pid>/status``) and the CPU time per message of every process in
@@ -347,9 +351,10 @@ async def run(
     seconds: float,
     profile: Path | None,
     gil: bool = False,
+    receipt_entries: int | None = None,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()
-    async with running_pair("zvg-bench-e2e-", (SPARE,)) as bench:
+    async with running_pair("zvg-bench-e2e-", (SPARE,), receipt_entries) as bench:
         data = await _measure(bench, messages, rounds, rates, seconds, profile, gil)
     # The machine is shared: say how busy it was (1-minute load average).
     data["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0]}
@@ -400,6 +405,8 @@ async def _measure(
     #: the same for the raw rounds: this client and the broker
     raw_cpu_us: dict[str, list[tuple[float, float]]] = {"bench": [], "broker": []}
     watched = {**bench.pids, "bench": os.getpid(), "broker": _broker_pid(fed)}
+    #: receipts per receipt envelope, per node round (sealed until the pipeline settled)
+    coalesced: list[float] = []
 
     def per_message(
         before: dict[str, tuple[float, float]], into: dict[str, list[tuple[float, float]]]
@@ -427,6 +434,7 @@ async def _measure(
                             _profile(pid, profile / f"{key}.txt", 60, gil)
                             for key, pid in bench.pids.items()
                         ]
+                    sealed = _receipts_sent(bench)
                     elapsed = await node_throughput(bench, messages)
                     for p in profilers:
                         p.send_signal(signal.SIGINT)
@@ -435,6 +443,7 @@ async def _measure(
                     # the next round's (every round leaves about the same tail).
                     per_message(before, cpu_us)
                     await settle(bench)
+                    coalesced.append(_per_envelope(sealed, _receipts_sent(bench)))
                 throughput[kind].append(messages / elapsed)
             # Between rounds, nothing else runs: the JOSE work in this process, on one core.
             jose_us.append(jose_work.measure(JOSE_ITERATIONS))
@@ -442,11 +451,14 @@ async def _measure(
         half = round(HALF_CAPACITY * median(throughput["node"]))
         latency: dict[str, Any] = {}
         for rate in [half, *(r for r in rates if r != half)]:
+            sealed = _receipts_sent(bench)
             node = await node_latency(bench, rate, seconds)
             await settle(bench)
+            per_envelope = _per_envelope(sealed, _receipts_sent(bench))
             raw_ms = await raw_latency(raw, rate, seconds)
             latency[str(int(rate))] = {
                 "half_capacity": rate == half,
+                "receipts_per_envelope": per_envelope,
                 "node_e2e_ms": summary(node["e2e_ms"]),
                 "node_post_ms": summary(node["post_ms"]),
                 "raw_ms": summary(raw_ms),
@@ -486,6 +498,7 @@ async def _measure(
         "unavoidable_us_per_msg": unavoidable,
         "nodes_cpu_us_per_msg": nodes,
         "cpu_ratio_rounds": [n / u for n, u in zip(nodes, unavoidable, strict=True)],
+        "receipts_per_envelope_rounds": coalesced,
         "half_capacity_rate": half,
         "latency": latency,
         "latency_seconds_per_rate": seconds,
@@ -493,6 +506,20 @@ async def _measure(
         "cpus": os.cpu_count(),
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _receipts_sent(bench: Bench) -> tuple[int, int]:
+    """(receipts, receipt envelopes) the receiver has sealed so far: several receipts share an
+    envelope when they coalesce (docs/decisions/0006-coalesced-receipts.md)."""
+    receipts, envelopes = bench.receiver.db.execute(
+        "SELECT count(*), count(DISTINCT receipt_id) FROM receipts_out"
+    ).fetchone()
+    return int(receipts), int(envelopes)
+
+
+def _per_envelope(before: tuple[int, int], after: tuple[int, int]) -> float:
+    receipts, envelopes = after[0] - before[0], after[1] - before[1]
+    return receipts / envelopes if envelopes else 0.0
 
 
 def _broker_pid(fed: Fed) -> int:
@@ -519,13 +546,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per rate")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
     parser.add_argument(
+        "--receipt-entries",
+        type=int,
+        default=None,
+        help="the nodes' limits.receipt_entries (1: no coalesced receipts; default: the node's)",
+    )
+    parser.add_argument(
         "--gil", action="store_true", help="profile only the thread holding the GIL"
     )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    data = asyncio.run(run(args.messages, args.rounds, rates, args.seconds, args.profile, args.gil))
+    data = asyncio.run(
+        run(
+            args.messages,
+            args.rounds,
+            rates,
+            args.seconds,
+            args.profile,
+            args.gil,
+            args.receipt_entries,
+        )
+    )
+    data["receipt_entries"] = args.receipt_entries
     raw, node = (median(data["throughput_rounds"][k]) for k in ("raw", "node"))
     paired = median(
         n / r
@@ -596,6 +640,7 @@ def main() -> None:
                 lat["node_post_ms"]["p99"],
                 lat["raw_ms"]["p50"],
                 lat["raw_ms"]["p99"],
+                lat.get("receipts_per_envelope", "-"),
             ]
         )
     print_table(
@@ -608,8 +653,13 @@ def main() -> None:
             "POST p99 ms",
             "raw p50 ms",
             "raw p99 ms",
+            "receipts/envelope",
         ],
         rows,
+    )
+    print(
+        "receipts per receipt envelope in the throughput rounds: "
+        f"{[round(r, 1) for r in data.get('receipts_per_envelope_rounds', [])]}"
     )
     print()
     print_table(

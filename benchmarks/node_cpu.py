@@ -18,8 +18,9 @@ stores' writer threads included):
 The unavoidable figure is what ``benchmarks.e2e`` counts, less the AMQP client work: the four
 JOSE operations of one message (sign + encrypt, decrypt + verify: ``JoseWork``), measured after
 every round in this process on the claims of a message the nodes really exchanged. Beside it,
-sealing and opening one of the receipts they exchanged (claims included): the per-envelope work
-that coalescing receipts would share among several messages. Results go to
+sealing and opening one of the receipt envelopes they exchanged (claims included): the
+per-envelope work that coalesced receipts share among several messages (decision 0006; the
+receiver seals what is pending, so this is usually a coalesced envelope here). Results go to
 benchmarks/results/node_cpu.json: µs per message per node and each node / the JOSE work.
 ``--profile FILE`` writes a cProfile of the event loop thread over all rounds (``pstats``).
 """
@@ -77,6 +78,8 @@ class Pair:
         self._seen = self._seen_settled = 0
         self._published: dict[str, int] = {}
         self._settled_by: dict[str, int] = {}
+        #: receipt envelopes the receiver published so far (fewer than messages when coalesced)
+        self.receipt_envelopes = 0
 
     def _count(self, source: str) -> int:
         """Messages published by ``source`` so far (counted incrementally: ``until`` asks after
@@ -114,12 +117,22 @@ class Pair:
         self.broker.resume(self.receiver.org)
         target = self.sent
         org = self.receiver.org
-        await self.broker.until(lambda: _true(self._count(org) >= target), "receipts published")
+
+        def done() -> bool:
+            # Every message has its receipt sealed, and every receipt envelope is published
+            # (under load several receipts share one: docs/decisions/0006-coalesced-receipts.md).
+            [(sealed, envelopes)] = self.receiver.store.read(
+                "SELECT count(*), count(DISTINCT receipt_id) FROM receipts_out"
+            )
+            return int(sealed) >= target and self._count(org) >= int(envelopes)
+
+        await self.broker.until(lambda: _true(done()), "receipts published")
+        self.receipt_envelopes = self._count(org)
         self.broker.pause(self.receiver.org)
 
     async def take_receipts(self) -> None:
         self.broker.resume(self.sender.org)
-        target = self.sent
+        target = self.receipt_envelopes
         await self.broker.until(
             lambda: _true(self._settled(self.sender.org) >= target),
             "receipts settled",
@@ -196,8 +209,8 @@ def _mkdir(path: Path) -> Path:
 
 
 def _receipt_work(sender: InProcessNode, receiver: InProcessNode) -> JoseWork:
-    """The same JOSE operations on a receipt the receiver really sealed (what coalescing
-    receipts would do once per envelope instead of once per message)."""
+    """The same JOSE operations on a receipt envelope the receiver really sealed (once per
+    envelope: a coalesced one, with an entry per message, when several were pending)."""
     [(envelope,)] = receiver.store.read(
         "SELECT envelope FROM outbox WHERE message_type='receipt' ORDER BY rowid DESC LIMIT 1"
     )

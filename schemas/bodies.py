@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Discriminator, Field, Tag, model_validator
 
 from schemas import limits
 from schemas._base import CategoryCode, FreeText, ShortText, Uuid, Uuid7, Wire, rule_error
@@ -42,7 +42,10 @@ __all__ = [
     "LandelijkeCriteria",
     "MeetingInvitationBody",
     "PlanTaskBody",
+    "ReceiptBatchBody",
+    "ReceiptBodies",
     "ReceiptBody",
+    "ReceiptEntry",
     "ReferralBody",
     "RiskSignalBody",
 ]
@@ -388,7 +391,31 @@ class ClosureBody(Wire):
 # ---------------------------------------------------------------- receipt
 
 
-class ReceiptBody(Wire):
+class ReceiptEntry(Wire):
+    """One recipient node's signed statement about one message: a whole ``receipt`` body
+    (:class:`ReceiptBody`) or one entry of a coalesced one (:class:`ReceiptBatchBody`).
+
+    ``delivered``: stored in the recipient's inbox; ``accepted``: its adapter took it;
+    ``rejected``: refused, with a coarse reason (never which internal check failed). ``proof`` is
+    the recipient's C2SP tlog-proof of its audit record of the event, and required: a receipt
+    without one proves nothing and is ignored (docs/decisions/0005-receipts-carry-their-proof.md).
+    """
+
+    status: Literal["delivered", "accepted", "rejected"]
+    message_id: Uuid7
+    inner_jws_sha256: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    at: AwareDatetime
+    reason: RejectReason | None = None
+    proof: Annotated[str, Field(min_length=1, max_length=limits.MAX_PROOF_TEXT_CHARS)]
+
+    @model_validator(mode="after")
+    def _reason(self) -> ReceiptEntry:
+        if (self.status == "rejected") != (self.reason is not None):
+            raise rule_error(("reason",), "required when, and only when, status is 'rejected'")
+        return self
+
+
+class ReceiptBody(ReceiptEntry):
     """``receipt`` (docs/architecture.md §5.4): a recipient node's signed statement about one
     message.
 
@@ -399,19 +426,47 @@ class ReceiptBody(Wire):
     ``checkpoint`` is the recipient's latest checkpoint.
     """
 
-    status: Literal["delivered", "accepted", "rejected"]
-    message_id: Uuid7
-    inner_jws_sha256: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
-    at: AwareDatetime
-    reason: RejectReason | None = None
-    proof: Annotated[str, Field(min_length=1, max_length=limits.MAX_PROOF_TEXT_CHARS)]
+    checkpoint: Annotated[str, Field(max_length=limits.MAX_PROOF_TEXT_CHARS)] | None = None
+
+
+class ReceiptBatchBody(Wire):
+    """``receipt`` with ``entries`` (docs/decisions/0006-coalesced-receipts.md): a recipient
+    node's signed statements about several messages of one sender, sent under one purpose and
+    legal basis, in one envelope.
+
+    Each entry is what a single receipt's body says about its message, with its own inclusion
+    proof; every proof is against the same checkpoint. No two entries state the same status
+    about the same message. ``checkpoint`` is the recipient's latest checkpoint.
+    """
+
+    entries: Annotated[
+        tuple[ReceiptEntry, ...], Field(min_length=2, max_length=limits.MAX_RECEIPT_ENTRIES)
+    ]
     checkpoint: Annotated[str, Field(max_length=limits.MAX_PROOF_TEXT_CHARS)] | None = None
 
     @model_validator(mode="after")
-    def _reason(self) -> ReceiptBody:
-        if (self.status == "rejected") != (self.reason is not None):
-            raise rule_error(("reason",), "required when, and only when, status is 'rejected'")
+    def _distinct(self) -> ReceiptBatchBody:
+        seen: set[tuple[str, str]] = set()
+        for i, e in enumerate(self.entries):
+            if (e.message_id, e.status) in seen:
+                raise rule_error(
+                    ("entries", i), "states the same status about the same message twice"
+                )
+            seen.add((e.message_id, e.status))
         return self
+
+
+def _receipt_shape(value: object) -> str:
+    if isinstance(value, dict):
+        return "batch" if "entries" in value else "single"
+    return "batch" if isinstance(value, ReceiptBatchBody) else "single"
+
+
+#: The body of a ``receipt``: one statement, or several coalesced (``entries``).
+ReceiptBodies = Annotated[
+    Annotated[ReceiptBody, Tag("single")] | Annotated[ReceiptBatchBody, Tag("batch")],
+    Discriminator(_receipt_shape),
+]
 
 
 #: Message type → body model.

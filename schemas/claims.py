@@ -59,6 +59,8 @@ from schemas.bodies import (
     InfoResponseBody,
     MeetingInvitationBody,
     PlanTaskBody,
+    ReceiptBatchBody,
+    ReceiptBodies,
     ReceiptBody,
     ReferralBody,
     RiskSignalBody,
@@ -372,13 +374,15 @@ def _check_no_bsn(strings: Iterable[tuple[tuple[str | int, ...], str]]) -> None:
 def _check_type_specific(c: ClaimsBase) -> None:
     if c.message_type in ("info.response", "receipt") and c.in_reply_to is None:
         raise rule_error(("in_reply_to",), f"a {c.message_type} names the message it answers")
-    if isinstance(c.body, ReceiptBody):
+    if isinstance(c.body, ReceiptBody | ReceiptBatchBody):
         if c.data_categories or c.subjects:
             raise rule_error(
                 ("data_categories",), "a receipt carries no data categories or subjects"
             )
-        if c.in_reply_to != c.body.message_id:
+        if isinstance(c.body, ReceiptBody) and c.in_reply_to != c.body.message_id:
             raise rule_error(("in_reply_to",), "must equal body.message_id")
+        if isinstance(c.body, ReceiptBatchBody) and c.in_reply_to != c.body.entries[0].message_id:
+            raise rule_error(("in_reply_to",), "must equal body.entries[0].message_id")
     if isinstance(c.body, MeetingInvitationBody):
         invited = {(r.org, r.role) for r in c.recipients}
         for i, inv in enumerate(c.body.invitees):
@@ -436,7 +440,7 @@ class CaseClosure(ClaimsBase):
 
 class Receipt(ClaimsBase):
     message_type: Literal["receipt"]
-    body: ReceiptBody
+    body: ReceiptBodies
 
 
 MessageClaims = Annotated[

@@ -13,6 +13,7 @@ __all__ = [
     "MAX_LIST_ITEMS",
     "MAX_MESSAGE_LIFETIME",
     "MAX_PROOF_TEXT_CHARS",
+    "MAX_RECEIPT_ENTRIES",
     "MAX_RECIPIENTS",
     "MAX_RETENTION_DAYS",
     "MAX_SHORT_TEXT_CHARS",
@@ -47,3 +48,8 @@ MAX_RETENTION_DAYS = 20 * 366
 #: Characters of a C2SP tlog-proof or checkpoint note carried in a receipt (63 hashes of 44
 #: characters plus a checkpoint with a few cosignatures fit in well under this).
 MAX_PROOF_TEXT_CHARS = 16 * 1024
+
+#: Entries in one coalesced receipt (docs/decisions/0006-coalesced-receipts.md). A proof is about
+#: 2-4 KiB, so 32 entries stay well inside the envelope's claims limit (160 KiB) while one
+#: signature and one encryption cover them; a node seals more receipts as several envelopes.
+MAX_RECEIPT_ENTRIES = 32

@@ -54,7 +54,7 @@ from gateway.core.merkle import MerkleTree, leaf_hash, verify_consistency
 from gateway.core.witness import compare_with_log
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
-from schemas.bodies import ReceiptBody
+from schemas.bodies import ReceiptBatchBody, ReceiptBody, ReceiptEntry
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -575,7 +575,9 @@ def export_bundle(
                 {"message_id": mid, "sender": sender, "inner_jws": bytes(jws).decode("ascii")}
             )
         for rorg, status, jws in db.execute(
-            "SELECT org, status, inner_jws FROM receipts_in WHERE message_id=?", (mid,)
+            "SELECT i.org, i.status, coalesce(e.inner_jws, i.inner_jws) FROM receipts_in i"
+            " LEFT JOIN receipt_evidence e ON e.ref = i.inner_jws WHERE i.message_id=?",
+            (mid,),
         ):
             receipts.append(
                 {
@@ -682,12 +684,8 @@ def verify_bundle(
             claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
         except RemoteError as exc:
             raise VerificationFailed(f"receipt for {rc['message_id']}: {exc.detail}") from None
-        body = claims.body
-        if (
-            not isinstance(body, ReceiptBody)
-            or body.message_id != rc["message_id"]
-            or claims.sender.org != rc["from"]
-        ):
+        body = _statement(claims.body, rc["message_id"], rc.get("status"))
+        if body is None or claims.sender.org != rc["from"]:
             raise VerificationFailed(f"receipt for {rc['message_id']}: it says something else")
         if body.proof is not None:
             receiver_keys, _, _ = _verifiers(directory, claims.sender.org, now)
@@ -712,6 +710,23 @@ def verify_bundle(
     return report
 
 
+def _statement(body: object, message_id: object, status: object) -> ReceiptEntry | None:
+    """What a kept receipt says about ``message_id``: the body of a single receipt, or the entry
+    of a coalesced one with that message (and ``status``, when given); ``None`` if it says
+    nothing about it."""
+    entries: tuple[ReceiptEntry, ...] = (
+        (body,)
+        if isinstance(body, ReceiptBody)
+        else body.entries
+        if isinstance(body, ReceiptBatchBody)
+        else ()
+    )
+    for entry in entries:
+        if entry.message_id == message_id and status in (None, entry.status):
+            return entry
+    return None
+
+
 def _verify_contradiction(
     kept: dict[str, Any], by_index: dict[int, dict[str, Any]], directory: TrustedDirectory
 ) -> str:
@@ -727,8 +742,8 @@ def _verify_contradiction(
         claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
     except RemoteError as exc:
         raise VerificationFailed(f"contradiction {index}: {exc.detail}") from None
-    body = claims.body
-    if not isinstance(body, ReceiptBody) or claims.sender.org != view.get("peer"):
+    body = _statement(claims.body, view.get("message_id"), detail.get("status"))
+    if body is None or claims.sender.org != view.get("peer"):
         raise VerificationFailed(f"contradiction {index}: it says something else")
     what = (
         "names other content"

@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.errors import LocalError
 from schemas._base import NodeId, Oin, describe_errors
+from schemas.limits import MAX_RECEIPT_ENTRIES
 
 __all__ = [
     "ApiSettings",
@@ -201,6 +202,12 @@ class Limits(_Settings):
     docs/performance.md: a sustained overload is refused within seconds and memory stays
     flat, while a broker outage of hours at ordinary traffic (a few messages a minute) is
     absorbed without a refusal."""
+    receipt_entries: Annotated[int, Field(ge=1, le=MAX_RECEIPT_ENTRIES)] = MAX_RECEIPT_ENTRIES
+    """Most receipts one receipt envelope acknowledges. Receipts pending together for one sender
+    under one purpose and legal basis share a signed envelope, one entry and inclusion proof
+    each (docs/decisions/0006-coalesced-receipts.md); a receipt alone always leaves at once.
+    ``1`` sends every receipt in its own envelope, for a partner still on a release that cannot
+    read coalesced receipts."""
 
 
 class Retention(_Settings):

@@ -34,7 +34,7 @@ from gateway.node.context import NodeContext
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.store import InboxEntry, InsertInbox, QueueReceipt
-from schemas.bodies import ReceiptBody
+from schemas.bodies import ReceiptBatchBody, ReceiptBody
 from schemas.claims import claims_to_json
 
 __all__ = ["EXPIRED_DIRECTORY_RETRY_S", "Inbound", "refuse"]
@@ -139,7 +139,7 @@ class Inbound:
                 delivery,
                 claims.message_id,
             )
-        if isinstance(claims.body, ReceiptBody):
+        if isinstance(claims.body, ReceiptBody | ReceiptBatchBody):
             return await self._receipts.on_receipt(verified, started)
         return await self._on_message(verified, started)
 

@@ -565,6 +565,50 @@ def _vectors() -> list[Vector]:
         "invalid_claims",
     )
 
+    # --- receipts: single, and coalesced (docs/decisions/0006-coalesced-receipts.md)
+    add(
+        "p256-receipt",
+        "A single receipt (one message's status with its inclusion proof): opens.",
+        _case("receipt", P256, "receipt"),
+        good,
+    )
+    add(
+        "curve25519-receipt-coalesced",
+        "A coalesced receipt: two entries, each with its own proof against one checkpoint.",
+        _case("receipt-coalesced", X25519, "receipt-batch"),
+        good,
+    )
+
+    def resigned(c: Case, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        data = json.loads(claims_to_json(c.claims))
+        change(data)
+        payload = json.dumps(data, separators=(",", ":")).encode()
+        return c.envelope(inner=env._sign_jws(payload, c.sender))
+
+    def twice(data: dict[str, Any]) -> None:
+        data["body"]["entries"][1] = data["body"]["entries"][0]
+
+    def too_many(data: dict[str, Any]) -> None:
+        first = data["body"]["entries"][0]
+        data["body"]["entries"] = [first] + [
+            {**first, "message_id": f"019cadd4-5700-7a41-9c3e-{i:012x}"} for i in range(32)
+        ]
+
+    add(
+        "p256-receipt-coalesced-duplicate-entry",
+        "A coalesced receipt stating the same status about the same message twice.",
+        _case("receipt-twice", P256, "receipt-batch"),
+        lambda c: resigned(c, twice),
+        "invalid_claims",
+    )
+    add(
+        "p256-receipt-coalesced-too-many-entries",
+        "A coalesced receipt with 33 entries (at most 32).",
+        _case("receipt-33", P256, "receipt-batch"),
+        lambda c: resigned(c, too_many),
+        "invalid_claims",
+    )
+
     # --- time, replay
     add(
         "p256-expired",
@@ -669,6 +713,8 @@ EXPECTED_DETAIL = {
     "p256-routing-mismatch-message-id": "signed message_id",
     "curve25519-routing-mismatch-recipients": "signed recipients",
     "p256-claims-contract-violation": "flags.police_data",
+    "p256-receipt-coalesced-duplicate-entry": "receipt.body.batch.entries.1",
+    "p256-receipt-coalesced-too-many-entries": "receipt.body.batch.entries",
     "p256-expired": "exp has passed",
     "curve25519-iat-too-old": "iat is older",
     "p256-iat-in-future": "iat lies further in the future",

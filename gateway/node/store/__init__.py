@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gateway.node.store.commands import (
+    EVIDENCE_REF,
     AppendAudit,
     AppendEvidence,
     AuditRow,
@@ -50,6 +51,7 @@ from gateway.node.store.rows import (
 from gateway.node.store.sqlite import SqliteStore
 
 __all__ = [
+    "EVIDENCE_REF",
     "AppendAudit",
     "AppendEvidence",
     "AuditRow",

@@ -24,6 +24,7 @@ from gateway.core.witness import LogHead
 from gateway.node.store.rows import InboxEntry, OutboxEntry, PendingReceipt
 
 __all__ = [
+    "EVIDENCE_REF",
     "AppendAudit",
     "AppendEvidence",
     "AuditRow",
@@ -102,13 +103,22 @@ class DateOutbox:
 
 @dataclass(frozen=True)
 class KeepReceipt:
-    """A recipient's signed receipt, kept as evidence (``zvg audit export``)."""
+    """A recipient's signed receipt, kept as evidence (``zvg audit export``).
+
+    A coalesced receipt is evidence for each of its entries: with ``shared`` (its reference,
+    :data:`EVIDENCE_REF` and the base64url SHA-256 of ``inner_jws``) the bytes are kept once in
+    ``receipt_evidence`` and each entry's row holds the reference."""
 
     message_id: str
     org: str
     status: str
     inner_jws: bytes
     now: datetime
+    shared: bytes | None = None
+
+
+#: Prefix of a reference to kept evidence (``KeepReceipt.shared``); a compact JWS never starts so.
+EVIDENCE_REF = b"sha256:"
 
 
 # ---------------------------------------------------------------- inbound
@@ -149,9 +159,10 @@ class QueueReceipt:
 
 @dataclass(frozen=True)
 class ReceiptSealed:
-    """A sealed receipt: into the outbox, remembered as answering its message, off the queue."""
+    """A sealed receipt envelope: into the outbox, remembered as answering each of its messages
+    (one pending receipt, or several coalesced), off the queue."""
 
-    pending: PendingReceipt
+    pending: tuple[PendingReceipt, ...]
     entry: OutboxEntry
     now: datetime
 

@@ -125,9 +125,10 @@ class SqliteStore(GroupCommit):
         """The final status a recipient's signed receipt gave a message we sent, with that
         receipt; ``None`` while the recipient has given none (or only ``delivered``)."""
         rows = self.read(
-            "SELECT r.status, r.reason, i.inner_jws FROM outbox_recipients r"
-            " LEFT JOIN receipts_in i"
+            "SELECT r.status, r.reason, coalesce(e.inner_jws, i.inner_jws)"
+            " FROM outbox_recipients r LEFT JOIN receipts_in i"
             " ON i.message_id = r.message_id AND i.org = r.org AND i.status = r.status"
+            " LEFT JOIN receipt_evidence e ON e.ref = i.inner_jws"
             " WHERE r.message_id=? AND r.org=? AND r.status IN ('accepted','rejected')",
             (message_id, org),
         )

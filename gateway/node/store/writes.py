@@ -97,8 +97,13 @@ CREATE TABLE IF NOT EXISTS receipts_in (
     org         TEXT NOT NULL,
     status      TEXT NOT NULL,
     received_at REAL NOT NULL,
-    inner_jws   BLOB NOT NULL,      -- the recipient's signed receipt (evidence)
+    inner_jws   BLOB NOT NULL,      -- the recipient's signed receipt (evidence), or a
+                                    -- reference into receipt_evidence (a coalesced receipt)
     PRIMARY KEY (message_id, org, status)
+);
+CREATE TABLE IF NOT EXISTS receipt_evidence (
+    ref         BLOB PRIMARY KEY,   -- 'sha256:' + base64url SHA-256 of inner_jws
+    inner_jws   BLOB NOT NULL       -- a coalesced receipt, kept once for all its entries
 );
 CREATE TABLE IF NOT EXISTS receipts_pending (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -241,10 +246,17 @@ def _date_outbox(db: sqlite3.Connection, c: DateOutbox, _state: CommitState) -> 
 
 
 def _keep_receipt(db: sqlite3.Connection, c: KeepReceipt, _state: CommitState) -> bool:
+    kept = c.inner_jws
+    if c.shared is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO receipt_evidence (ref, inner_jws) VALUES (?,?)",
+            (c.shared, c.inner_jws),
+        )
+        kept = c.shared
     db.execute(
         "INSERT OR IGNORE INTO receipts_in (message_id, org, status, received_at, inner_jws)"
         " VALUES (?,?,?,?,?)",
-        (c.message_id, c.org, c.status, ts(c.now), c.inner_jws),
+        (c.message_id, c.org, c.status, ts(c.now), kept),
     )
     return True
 
@@ -309,12 +321,12 @@ def _queue_receipt(db: sqlite3.Connection, c: QueueReceipt, state: CommitState) 
 
 def _receipt_sealed(db: sqlite3.Connection, c: ReceiptSealed, _state: CommitState) -> bool:
     _outbox_row(db, c.entry, c.now)
-    db.execute(
+    db.executemany(
         "INSERT OR REPLACE INTO receipts_out (sender, message_id, status, receipt_id)"
         " VALUES (?,?,?,?)",
-        (c.pending.sender, c.pending.message_id, c.pending.status, c.entry.message_id),
+        [(p.sender, p.message_id, p.status, c.entry.message_id) for p in c.pending],
     )
-    db.execute("DELETE FROM receipts_pending WHERE id=?", (c.pending.id,))
+    db.executemany("DELETE FROM receipts_pending WHERE id=?", [(p.id,) for p in c.pending])
     return True
 
 

@@ -82,7 +82,11 @@ def _assemble(claims: dict[str, Any], request: SendRequest, **overrides: Any) ->
     return assemble_claims(request, SenderContext(**context), **kwargs)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.json")))
+# A coalesced receipt (receipt-batch) is sealed by a node's receipt loop, never sent by an adapter:
+# the API's request bodies are the single-message ones (schemas.bodies.BODY_TYPES).
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in EXAMPLES.glob("*.json") if p.stem != "receipt-batch")
+)
 def test_assembled_claims_equal_the_parsed_message(name: str) -> None:
     claims = _example(name)
     request = parse_send_request(_request(claims), catalogue=CATALOGUE)

@@ -190,7 +190,7 @@ def _opened(claims: ClaimsBase, sender: Org = ZVH_ORG, to: Org | None = None) ->
     )
 
 
-SENT = SentMessage(ORIGINAL, SENT_DIGEST, frozenset({ZVH}))
+SENT = SentMessage(ORIGINAL, SENT_DIGEST, frozenset({ZVH}), "ZVH.AANMELDING")
 
 
 def _verify(verified: VerifiedMessage, **changes: Any) -> VerifiedReceipt | ContentContradiction:
@@ -272,7 +272,8 @@ def test_receipts_of_one_batch_share_one_checkpoint_verification() -> None:
 
 def test_other_content_is_a_contradiction_not_an_error() -> None:
     result = _verify(
-        _opened(_receipt()), sent=SentMessage(ORIGINAL, b"\x08" * 32, frozenset({ZVH}))
+        _opened(_receipt()),
+        sent=SentMessage(ORIGINAL, b"\x08" * 32, frozenset({ZVH}), "ZVH.AANMELDING"),
     )
     assert isinstance(result, ContentContradiction)
     assert result.sent_digest == b"\x08" * 32
@@ -287,12 +288,14 @@ def _refused(verified: VerifiedMessage, reason: str, detail: str, **changes: Any
 
 def test_a_receipt_about_a_message_we_did_not_send_is_refused() -> None:
     _refused(_opened(_receipt()), "invalid_claims", "no such message", sent=None)
-    other = SentMessage("019cadd4-5620-7d6f-bd7a-8c9a07606e07", SENT_DIGEST, frozenset({ZVH}))
+    other = SentMessage(
+        "019cadd4-5620-7d6f-bd7a-8c9a07606e07", SENT_DIGEST, frozenset({ZVH}), "ZVH.AANMELDING"
+    )
     _refused(_opened(_receipt()), "invalid_claims", "no such message", sent=other)
 
 
 def test_a_receipt_from_an_organisation_we_did_not_send_to_is_refused() -> None:
-    sent = SentMessage(ORIGINAL, SENT_DIGEST, frozenset({"00000001999000003000"}))
+    sent = SentMessage(ORIGINAL, SENT_DIGEST, frozenset({"00000001999000003000"}), "ZVH.AANMELDING")
     _refused(_opened(_receipt()), "invalid_claims", "was not a recipient", sent=sent)
 
 

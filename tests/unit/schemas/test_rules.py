@@ -555,14 +555,14 @@ CASES: list[tuple[str, str, Mutation, tuple[str | int, ...], str]] = [
         "receipt-carries-its-proof",
         "receipt",
         _del("body.proof"),
-        ("body", "proof"),
+        ("body", "single", "proof"),
         "Field required",
     ),
     (
         "rejected-receipt-needs-reason",
         "receipt",
         _set("body.status", "rejected"),
-        ("body", "reason"),
+        ("body", "single", "reason"),
         "rejected",
     ),
 ]
