@@ -8,22 +8,27 @@ case to the gemeente's ZVH (Curve25519, ``Ed25519``); the ZVH accepts, then sign
 ``rejected``. Written to ``fixtures/``: ``directory.json`` (the federation directory),
 ``sent.json`` (politie's bundle: two receipts with the ZVH's inclusion proofs and the kept
 contradiction, its checkpoint cosigned by the ZVH as witness), ``received.json`` (the ZVH's
-bundle: the signed referral) and ``now.txt`` (the time both verifiers check at).
+bundle: the signed referral), ``now.txt`` (the time both verifiers check at), and in
+``signed/`` the tampered bundles that need a signer's private key to make (a member signing
+what it should not), which the tests cannot make without keys (tests/console/evidence/tampers.py
+lists what each one must fail with).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from gateway.audit.inspect import export_bundle, open_readonly
-from gateway.core import note
-from gateway.core.keys import Suite
+from gateway.core import jose, note
+from gateway.core.keys import SigningKey, Suite
 from gateway.testing.federation import create_demo_federation
 from schemas.catalogue import default_catalogue
 from tests.node_pair import open_node
@@ -77,6 +82,14 @@ async def main() -> None:
                 timestamp=int(now.timestamp()),
             )
             bundles["sent"]["checkpoint"] = note.add_signatures(signed, [line]).decode("utf-8")
+            signed_tampers(
+                bundles,
+                zvh_signing=zvh.service.ctx.keys.signing,
+                pol_signing=pol.service.ctx.keys.signing,
+                zvh_audit=zvh.service.ctx.keys.audit,
+                witness=directory.witness_name(zvh.org),
+                now=int(now.timestamp()),
+            )
             FIXTURES.mkdir(exist_ok=True)
             (FIXTURES / "directory.json").write_bytes(fed.directory.read_bytes())
             for name, bundle in bundles.items():
@@ -86,6 +99,91 @@ async def main() -> None:
         finally:
             await pol.close()
             await zvh.close()
+
+
+def _resign(jws: str, key: SigningKey, change: Any) -> str:
+    """``jws`` with its claims changed by ``change(claims)`` and signed again by ``key``."""
+    _header, payload, _sig = jws.split(".")
+    claims = json.loads(jose.b64u_decode(payload))
+    change(claims)
+    head = jose.b64u_encode(
+        jose.json_dumps({"alg": key.suite.signature_alg, "kid": key.kid, "typ": "zvg-message+jws"})
+    )
+    signing_input = head + "." + jose.b64u_encode(jose.json_dumps(claims))
+    return signing_input + "." + jose.b64u_encode(key.sign(signing_input.encode("ascii")))
+
+
+def _unchanged(claims: dict[str, Any]) -> None:
+    del claims
+
+
+def _bad_hash(proof: str) -> str:
+    """The tlog-proof with its first inclusion hash replaced by another valid hash."""
+    lines = proof.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("index ")) + 1
+    lines[at] = jose.b64u_encode(bytes(32)).replace("-", "+").replace("_", "/") + "="
+    return "\n".join(lines)
+
+
+def signed_tampers(
+    bundles: dict[str, Any],
+    *,
+    zvh_signing: SigningKey,
+    pol_signing: SigningKey,
+    zvh_audit: Any,
+    witness: str,
+    now: int,
+) -> None:
+    out = FIXTURES / "signed"
+    out.mkdir(parents=True, exist_ok=True)
+    sent, received = bundles["sent"], bundles["received"]
+
+    def write(name: str, bundle: dict[str, Any]) -> None:
+        (out / f"{name}.json").write_text(json.dumps(bundle, ensure_ascii=False) + "\n", "utf-8")
+
+    # The ZVH signs a receipt whose proof of its own record is wrong.
+    doc = copy.deepcopy(sent)
+    rc = doc["receipts"][0]
+    rc["inner_jws"] = _resign(
+        rc["inner_jws"],
+        zvh_signing,
+        lambda c: c["body"].update(proof=_bad_hash(c["body"]["proof"])),
+    )
+    write("receipt_proof_bad_hash", doc)
+
+    # ... or a proof that carries no record (no extra line).
+    def no_extra(c: dict[str, Any]) -> None:
+        lines = c["body"]["proof"].split("\n")
+        c["body"]["proof"] = "\n".join(line for line in lines if not line.startswith("extra "))
+
+    doc = copy.deepcopy(sent)
+    rc = doc["receipts"][0]
+    rc["inner_jws"] = _resign(rc["inner_jws"], zvh_signing, no_extra)
+    write("receipt_proof_without_record", doc)
+
+    # Politie's referral signed by a key the directory does not hold for politie.
+    doc = copy.deepcopy(received)
+    stranger = SigningKey.derive(Suite.P256, os.urandom)
+    doc["messages"][0]["inner_jws"] = _resign(doc["messages"][0]["inner_jws"], stranger, _unchanged)
+    write("message_signed_by_stranger", doc)
+
+    # The ZVH signs its receipt with its key but a message sender's kid (politie's key id).
+    doc = copy.deepcopy(sent)
+    jws = _resign(doc["receipts"][0]["inner_jws"], zvh_signing, _unchanged)
+    head = jose.b64u_encode(
+        jose.json_dumps({"alg": "Ed25519", "kid": pol_signing.kid, "typ": "zvg-message+jws"})
+    )
+    doc["receipts"][0]["inner_jws"] = head + "." + ".".join(jws.split(".")[1:])
+    write("receipt_kid_of_another_member", doc)
+
+    # A cosignature dated an hour ahead: it does not count (the bundle verifies, unwitnessed).
+    doc = copy.deepcopy(sent)
+    plain = note.parse_note(doc["checkpoint"].encode("utf-8"))
+    own = [s for s in plain.signatures if s.name != witness]
+    text = plain.text + b"\n" + "".join(s.line for s in own).encode("utf-8")
+    line = note.cosign_checkpoint(plain.text, name=witness, key=zvh_audit, timestamp=now + 7200)
+    doc["checkpoint"] = note.add_signatures(text, [line]).decode("utf-8")
+    write("cosignature_from_the_future", doc)
 
 
 if __name__ == "__main__":

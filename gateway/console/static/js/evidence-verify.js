@@ -53,7 +53,7 @@ const EM_DASH = "\u2014";
 const TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1";
 const KID_PATTERN = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
-const subtle = globalThis.crypto.subtle;
+const subtle = globalThis.crypto?.subtle;
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -719,14 +719,34 @@ async function checkBundle(bundle, directory, now) {
   return report;
 }
 
+/** Whether this WebCrypto has every algorithm a bundle needs (Ed25519 is the one older
+ * browsers lack). Resolves to null when it does, else the name of what is missing. */
+export async function missingAlgorithm() {
+  if (!globalThis.crypto || !globalThis.crypto.subtle) return "WebCrypto";
+  try {
+    // Any 32 bytes import as an Ed25519 public key where the algorithm exists.
+    await subtle.importKey("raw", new Uint8Array(32).fill(1), { name: "Ed25519" }, false, ["verify"]);
+  } catch (exc) {
+    if (exc && exc.name === "NotSupportedError") return "Ed25519";
+  }
+  return null;
+}
+
 const asBytes = (input) => (typeof input === "string" ? utf8.encode(input) : input instanceof Uint8Array ? input : new Uint8Array(input));
 
 /**
  * Verify a zvg-evidence/v1 bundle against a federation directory, at `now`.
  * `bundle` and `directory` are the files' bytes (Uint8Array or ArrayBuffer) or text.
  * Resolves to {ok: true, report} or {ok: false, reason, detail}; never rejects for any input.
+ * `reason` is one of REASONS, or `verifier_unsupported` when this WebCrypto cannot check a
+ * bundle at all (see missingAlgorithm).
  */
 export async function verifyBundle(bundle, directory, { now = new Date() } = {}) {
+  const missing = await missingAlgorithm();
+  if (missing) {
+    // Not a verdict on the bundle: this browser cannot check it (docs/evidence-bundle.md §7).
+    return { ok: false, reason: "verifier_unsupported", detail: `this browser's WebCrypto lacks ${missing}` };
+  }
   try {
     const trusted = await loadDirectory(asBytes(directory), now);
     let parsed;
