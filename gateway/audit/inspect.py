@@ -617,6 +617,8 @@ class BundleReport:
     cosigners: list[str] = field(default_factory=list)
     checkpoint_size: int = 0
     lines: list[str] = field(default_factory=list)
+    origin: str = ""
+    """The verified checkpoint's origin: the exporter's log."""
 
 
 def _fail(code: str, detail: str, index: int | None = None) -> VerificationFailed:
@@ -687,7 +689,9 @@ def verify_bundle(
         )
     except RemoteError as exc:
         raise _fail("checkpoint_invalid", f"checkpoint: {exc.detail}") from None
-    report = BundleReport(checkpoint_size=checkpoint.checkpoint.size)
+    report = BundleReport(
+        checkpoint_size=checkpoint.checkpoint.size, origin=checkpoint.checkpoint.origin
+    )
     report.cosigners = sorted(
         names.get(c.verifier.name, c.verifier.name) for c in checkpoint.cosignatures
     )

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from gateway.audit.evidence import REASONS, BundleCheck, check_bundle, load_directory
 from gateway.audit.inspect import VerificationFailed
+from gateway.cli import cli
 from gateway.core.directory import TrustedDirectory
 from schemas.catalogue import default_catalogue
 from tests.console.evidence.tampers import CASES, FIXTURES, SIGNED, UNREACHED, build
@@ -86,6 +88,7 @@ def _same_report(python: BundleCheck, js: dict[str, Any]) -> None:
     assert js["report"]["lines"] == report["lines"]
     assert js["report"]["cosigners"] == report["cosigners"]
     assert js["report"]["checkpointSize"] == report["checkpoint_size"]
+    assert js["report"]["origin"] == report["origin"]
     for count in ("records", "messages", "receipts", "contradictions"):
         assert js["report"][count] == report[count], count
 
@@ -227,3 +230,24 @@ def test_one_byte_changes_anywhere_give_the_same_outcome_in_both(
             _same_report(python, js[path.name])
         reasons.add(python.reason)
     assert len(reasons) >= 5  # the changes reached several steps, not only the JSON parser
+
+
+def test_zvg_audit_verify_bundle_names_the_reason_code(tmp_path: Path) -> None:
+    """The CLI says the code the console's browser check gives for the same bundle."""
+    runner = CliRunner()
+    directory = str(FIXTURES / "directory.json")
+    good = runner.invoke(
+        cli, ["audit", "verify-bundle", str(FIXTURES / "sent.json"), "--directory", directory]
+    )
+    assert good.exit_code == 0, good.output
+    sent = json.loads((FIXTURES / "sent.json").read_text())
+    assert (
+        f"{len(sent['records'])} record(s) proved in checkpoint {sent['records'][-1]['index'] + 1} "
+        "of veenstad.zvg/00000001999000002000/audit-log, cosigned by Gemeente Veenstad"
+    ) in good.output
+    case = next(c for c in CASES if c.name == "record_view_changed")
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(build(case))
+    bad = runner.invoke(cli, ["audit", "verify-bundle", str(forged), "--directory", directory])
+    assert bad.exit_code == 1
+    assert "record_proof_invalid: record 0:" in bad.output
