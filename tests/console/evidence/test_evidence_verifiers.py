@@ -251,3 +251,38 @@ def test_zvg_audit_verify_bundle_names_the_reason_code(tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["audit", "verify-bundle", str(forged), "--directory", directory])
     assert bad.exit_code == 1
     assert "record_proof_invalid: record 0:" in bad.output
+
+
+#: Values whose canonical form is easy to get wrong: member order by UTF-16 code units (not
+#: code points: U+FB01 sorts after U+1F600's surrogates), escapes, non-ASCII, integer edges.
+CANONICAL_CASES: list[Any] = [
+    {"b": 1, "a": [True, False, None], "": "empty name"},
+    {"\ufb01": 1, "\U0001f600": 2, "z": 3, "é": 4, "Z": 5},
+    {"s": 'tab\tnl\ncr\rbs\\q"ctl\x01\x1fdel\x7fsep\u2028é😀'},
+    {"n": [0, -1, 9007199254740991, -9007199254740991]},
+    {"nested": {"b": {"d": [], "c": {}}, "a": []}},
+]
+
+
+def test_both_verifiers_write_the_same_canonical_json() -> None:
+    """The leaf data of a record (docs/evidence-bundle.md §4.4) is the same bytes in both."""
+    from gateway.core.commit import canonical_json
+
+    script = (
+        f'const m = await import("{VERIFIER.as_uri()}");'
+        "const input = await new Promise(r => { let d = ''; process.stdin.on('data', c => d += c);"
+        " process.stdin.on('end', () => r(d)); });"
+        "const out = JSON.parse(input).map(t => m.canonicalJson(m.parseStrictJson(t)));"
+        "process.stdout.write(JSON.stringify(out));"
+    )
+    texts = [json.dumps(v, ensure_ascii=bool(i % 2)) for i, v in enumerate(CANONICAL_CASES)]
+    assert NODE is not None
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        input=json.dumps(texts).encode(),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    js = json.loads(done.stdout)
+    assert js == [canonical_json(v).decode("utf-8") for v in CANONICAL_CASES]

@@ -162,7 +162,12 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
 const isInt = (v) => typeof v === "number" && Number.isSafeInteger(v);
 const has = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
 
-/** RFC 8785 canonical JSON of a parsed value (safe integers only, as the node writes). */
+/** RFC 8785 canonical JSON text of a value from parseStrictJson (safe integers only, as the
+ * node writes; anything else throws). */
+export function canonicalJson(value) {
+  return canonical(value);
+}
+
 function canonical(v) {
   if (v === null || v === true || v === false) return String(v);
   if (typeof v === "number") return String(v);
