@@ -392,6 +392,17 @@ CASES: tuple[Case, ...] = (
         "a proof cut off after its header",
     ),
     Case(
+        "record_proof_long_line",
+        "sent",
+        _with(
+            lambda d: d["records"][0].update(
+                tlog_proof="c2sp.org/tlog-proof@v1\nindex 0\n" + "A" * 120_000 + "\n\n"
+            )
+        ),
+        "record_proof_invalid",
+        "a proof line of 120,000 characters",
+    ),
+    Case(
         "record_index_moved",
         "sent",
         _set(("records", 0, "index"), 1),

@@ -499,7 +499,7 @@ function parseTlogProof(raw) {
     const bytes = raw.slice(pos, end);
     if (bytes.some((b) => b > 0x7f)) throw malformed("tlog-proof: non-ASCII line");
     pos = end + 1;
-    return String.fromCharCode(...bytes);
+    return strictUtf8.decode(bytes); // ASCII, checked above: valid UTF-8 of the same text
   };
   if (nextLine() !== TLOG_PROOF_HEADER) throw malformed("tlog-proof header");
   let line = nextLine();
