@@ -55,6 +55,7 @@ from gateway.core.witness import compare_with_log
 from gateway.errors import LocalError, RemoteError
 from schemas import strictjson
 from schemas.bodies import ReceiptBatchBody, ReceiptBody, ReceiptEntry
+from schemas.claims import ClaimsBase
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -74,11 +75,15 @@ BUNDLE_FORMAT = "zvg-evidence/v1"
 
 
 class VerificationFailed(RemoteError):  # noqa: N818 - a refusal, named for what failed
-    """The audit log or a bundle did not verify; ``index`` names the first bad record."""
+    """The audit log or a bundle did not verify; ``index`` names the first bad record.
 
-    def __init__(self, detail: str, index: int | None = None) -> None:
+    ``code`` is the bundle reason code (:data:`gateway.audit.evidence.REASONS`, the same codes
+    the browser's JavaScript verifier reports; docs/evidence-bundle.md); ``None`` for a log."""
+
+    def __init__(self, detail: str, index: int | None = None, *, code: str | None = None) -> None:
         super().__init__("bad_signature", detail)
         self.index = index
+        self.code = code
 
 
 @contextmanager
@@ -614,18 +619,70 @@ class BundleReport:
     cosigners: list[str] = field(default_factory=list)
     checkpoint_size: int = 0
     lines: list[str] = field(default_factory=list)
+    origin: str = ""
+    """The verified checkpoint's origin: the exporter's log."""
+
+
+def _fail(code: str, detail: str, index: int | None = None) -> VerificationFailed:
+    return VerificationFailed(detail, index, code=code)
+
+
+#: Largest index a bundle may name: the largest integer every JSON reader holds exactly (I-JSON,
+#: RFC 7493 §2.2), so that a browser reads the same index.
+MAX_BUNDLE_INDEX = 2**53 - 1
+
+
+def _is_index(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_BUNDLE_INDEX
+
+
+def _check_shape(bundle: object) -> None:
+    """The members and types docs/evidence-bundle.md §2 requires (``bundle_malformed``), after
+    the format (``bundle_format``). Nothing is verified yet."""
+    if not isinstance(bundle, dict):
+        raise _fail("bundle_malformed", "the bundle is not a JSON object")
+    if bundle.get("format") != BUNDLE_FORMAT:
+        raise _fail("bundle_format", f"not a {BUNDLE_FORMAT} bundle")
+    if not isinstance(bundle.get("org"), str) or not isinstance(bundle.get("checkpoint"), str):
+        raise _fail("bundle_malformed", "the bundle lacks org or checkpoint")
+    lists = ("records", "messages", "receipts", "contradictions")
+    if not all(isinstance(bundle.get(k, []), list) for k in lists) or not all(
+        k in bundle for k in lists[:3]
+    ):
+        raise _fail("bundle_malformed", "records, messages, receipts must be lists")
+    wanted: dict[str, tuple[tuple[str, type], ...]] = {
+        "records": (("index", int), ("view", dict), ("tlog_proof", str)),
+        "messages": (("message_id", str), ("inner_jws", str)),
+        "receipts": (("message_id", str), ("from", str), ("inner_jws", str)),
+        "contradictions": (("index", int), ("inner_jws", str)),
+    }
+    for key, members in wanted.items():
+        for item in bundle.get(key, []):
+            if not isinstance(item, dict) or not all(type(item.get(m)) is t for m, t in members):
+                raise _fail("bundle_malformed", f"an entry of {key} lacks a member or its type")
+            if "index" in item and not _is_index(item["index"]):
+                raise _fail("bundle_malformed", f"an entry of {key} has an index out of range")
+            if "inner_jws" in item and not item["inner_jws"].isascii():
+                raise _fail("bundle_malformed", f"an entry of {key} has a non-ASCII JWS")
+
+
+def _signed_claims(jws: bytes, directory: TrustedDirectory, code: str, what: str) -> ClaimsBase:
+    try:
+        return verify_signed_claims(jws, sender_keys=directory.signing_key)
+    except RemoteError as exc:
+        raise _fail(code, f"{what}: {exc.detail}") from None
 
 
 def verify_bundle(
     bundle: dict[str, Any], *, directory: TrustedDirectory, now: datetime
 ) -> BundleReport:
-    """Check a bundle with only the (threshold-verified) directory. Raises
-    :class:`VerificationFailed` at the first problem."""
-    if bundle.get("format") != BUNDLE_FORMAT:
-        raise VerificationFailed(f"not a {BUNDLE_FORMAT} bundle")
+    """Check a bundle with only the (threshold-verified) directory, in the order of
+    docs/evidence-bundle.md §4. Raises :class:`VerificationFailed` with its ``code`` at the
+    first problem."""
+    _check_shape(bundle)
     org = str(bundle["org"])
     if directory.member(org) is None:
-        raise VerificationFailed(f"{org} is not a member of directory v{directory.version}")
+        raise _fail("org_unknown", f"{org} is not a member of directory v{directory.version}")
     log_keys, cosigners, names = _verifiers(directory, org, now)
     checkpoint_raw = str(bundle["checkpoint"]).encode("utf-8")
     try:
@@ -633,8 +690,10 @@ def verify_bundle(
             checkpoint_raw, log_keys=log_keys, cosigners=cosigners, now=now
         )
     except RemoteError as exc:
-        raise VerificationFailed(f"checkpoint: {exc.detail}") from None
-    report = BundleReport(checkpoint_size=checkpoint.checkpoint.size)
+        raise _fail("checkpoint_invalid", f"checkpoint: {exc.detail}") from None
+    report = BundleReport(
+        checkpoint_size=checkpoint.checkpoint.size, origin=checkpoint.checkpoint.origin
+    )
     report.cosigners = sorted(
         names.get(c.verifier.name, c.verifier.name) for c in checkpoint.cosignatures
     )
@@ -642,36 +701,45 @@ def verify_bundle(
     by_index: dict[int, dict[str, Any]] = {}
     for rec in bundle["records"]:
         view = rec["view"]
-        leaf = leaf_of(view)
+        try:
+            leaf = leaf_of(view)
+        except LocalError:
+            raise _fail(
+                "bundle_malformed", f"record {rec['index']}: its view is not canonical JSON"
+            ) from None
         try:
             proved = note.verify_tlog_proof(
-                str(rec["tlog_proof"]).encode("utf-8"), leaf_hash=leaf, log_keys=log_keys
+                rec["tlog_proof"].encode("utf-8"), leaf_hash=leaf, log_keys=log_keys
             )
         except RemoteError as exc:
-            raise VerificationFailed(f"record {rec['index']}: {exc.detail}", rec["index"]) from None
+            raise _fail(
+                "record_proof_invalid", f"record {rec['index']}: {exc.detail}", rec["index"]
+            ) from None
         if (
             proved.index != rec["index"]
             or proved.checkpoint.checkpoint.root != checkpoint.checkpoint.root
         ):
-            raise VerificationFailed(
-                f"record {rec['index']}: proved against another checkpoint", rec["index"]
+            raise _fail(
+                "record_checkpoint_mismatch",
+                f"record {rec['index']}: proved against another checkpoint",
+                rec["index"],
             )
-        if view.get("message_id"):
+        if isinstance(view.get("message_id"), str) and view["message_id"]:
             by_message.setdefault(view["message_id"], []).append(view)
         by_index[proved.index] = view
         report.records += 1
     for msg in bundle["messages"]:
-        jws = str(msg["inner_jws"]).encode("ascii")
-        try:
-            claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
-        except RemoteError as exc:
-            raise VerificationFailed(f"message {msg['message_id']}: {exc.detail}") from None
+        jws = msg["inner_jws"].encode("ascii")
+        claims = _signed_claims(
+            jws, directory, "message_signature_invalid", f"message {msg['message_id']}"
+        )
         digest = _b64u_sha256(jws)
         if claims.message_id != msg["message_id"] or not any(
             v.get("digest") == digest for v in by_message.get(claims.message_id, [])
         ):
-            raise VerificationFailed(
-                f"message {msg['message_id']}: no proved record names this content"
+            raise _fail(
+                "message_unproved",
+                f"message {msg['message_id']}: no proved record names this content",
             )
         report.messages += 1
         report.lines.append(
@@ -679,31 +747,8 @@ def verify_bundle(
             f"signed by {claims.sender.org}"
         )
     for rc in bundle["receipts"]:
-        jws = str(rc["inner_jws"]).encode("ascii")
-        try:
-            claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
-        except RemoteError as exc:
-            raise VerificationFailed(f"receipt for {rc['message_id']}: {exc.detail}") from None
-        body = _statement(claims.body, rc["message_id"], rc.get("status"))
-        if body is None or claims.sender.org != rc["from"]:
-            raise VerificationFailed(f"receipt for {rc['message_id']}: it says something else")
-        if body.proof is not None:
-            receiver_keys, _, _ = _verifiers(directory, claims.sender.org, now)
-            try:
-                proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
-                if proof.extra is None:
-                    raise VerificationFailed(
-                        f"receipt for {rc['message_id']}: its proof carries no record"
-                    )
-                note.verify_tlog_proof(
-                    proof, leaf_hash=leaf_hash(proof.extra), log_keys=receiver_keys
-                )
-            except RemoteError as exc:
-                raise VerificationFailed(f"receipt for {rc['message_id']}: {exc.detail}") from None
+        report.lines.append(_verify_receipt(rc, directory, now))
         report.receipts += 1
-        report.lines.append(
-            f"receipt {body.status} for {body.message_id} signed by {claims.sender.org}"
-        )
     for kept in bundle.get("contradictions", []):
         report.lines.append(_verify_contradiction(kept, by_index, directory))
         report.contradictions += 1
@@ -727,24 +772,50 @@ def _statement(body: object, message_id: object, status: object) -> ReceiptEntry
     return None
 
 
+def _verify_receipt(rc: dict[str, Any], directory: TrustedDirectory, now: datetime) -> str:
+    """Check one received receipt: signed by the member it names, about the message it names,
+    and its own inclusion proof in the receiver's log (a single receipt, or the entry of a
+    coalesced one that names the message and status)."""
+    what = f"receipt for {rc['message_id']}"
+    claims = _signed_claims(
+        rc["inner_jws"].encode("ascii"), directory, "receipt_signature_invalid", what
+    )
+    body = _statement(claims.body, rc["message_id"], rc.get("status"))
+    if body is None or claims.sender.org != rc["from"]:
+        raise _fail("receipt_mismatch", f"{what}: it says something else")
+    receiver_keys, _, _ = _verifiers(directory, claims.sender.org, now)
+    try:
+        proof = note.parse_tlog_proof(body.proof.encode("utf-8"))
+        if proof.extra is None:
+            raise _fail("receipt_proof_invalid", f"{what}: its proof carries no record")
+        note.verify_tlog_proof(proof, leaf_hash=leaf_hash(proof.extra), log_keys=receiver_keys)
+    except RemoteError as exc:
+        if isinstance(exc, VerificationFailed):
+            raise
+        raise _fail("receipt_proof_invalid", f"{what}: {exc.detail}") from None
+    return f"receipt {body.status} for {body.message_id} signed by {claims.sender.org}"
+
+
 def _verify_contradiction(
     kept: dict[str, Any], by_index: dict[int, dict[str, Any]], directory: TrustedDirectory
 ) -> str:
     """Check one kept contradicting receipt: a proved record names exactly these bytes, and
     they are a receipt signed by the member the record names. Returns a line for the report."""
-    index = kept.get("index")
-    view = by_index.get(index) if isinstance(index, int) else None
-    jws = str(kept.get("inner_jws", "")).encode("ascii", errors="replace")
-    detail = (view or {}).get("detail") or {}
+    index = kept["index"]
+    view = by_index.get(index)
+    jws = kept["inner_jws"].encode("ascii")
+    detail = (view or {}).get("detail")
+    detail = detail if isinstance(detail, dict) else {}
     if view is None or detail.get("evidence_sha256") != _b64u_sha256(jws):
-        raise VerificationFailed(f"contradiction {index}: no proved record names these bytes")
-    try:
-        claims = verify_signed_claims(jws, sender_keys=directory.signing_key)
-    except RemoteError as exc:
-        raise VerificationFailed(f"contradiction {index}: {exc.detail}") from None
+        raise _fail(
+            "contradiction_unproved", f"contradiction {index}: no proved record names these bytes"
+        )
+    claims = _signed_claims(
+        jws, directory, "contradiction_signature_invalid", f"contradiction {index}"
+    )
     body = _statement(claims.body, view.get("message_id"), detail.get("status"))
     if body is None or claims.sender.org != view.get("peer"):
-        raise VerificationFailed(f"contradiction {index}: it says something else")
+        raise _fail("contradiction_mismatch", f"contradiction {index}: it says something else")
     what = (
         "names other content"
         if detail.get("kind") == "content"

@@ -258,27 +258,24 @@ def export(config_file: Path, message_id: str | None, case_ref: str | None, out:
     help="The federation directory (public; verified against its own authority threshold).",
 )
 def verify_bundle_cmd(bundle_file: Path, directory_file: Path) -> None:
-    """Check an evidence bundle offline: signatures, proofs, checkpoint and cosignatures."""
-    from gateway.audit.inspect import verify_bundle
-    from gateway.core.directory import TrustedDirectory
-    from gateway.errors import LocalError
-    from schemas import strictjson
+    """Check an evidence bundle offline: signatures, proofs, checkpoint and cosignatures
+    (docs/evidence-bundle.md). A failure names its reason code, as the console's browser check
+    does for the same bundle."""
+    from gateway.audit.evidence import check_bundle, load_directory
+    from gateway.audit.inspect import VerificationFailed
     from schemas.catalogue import default_catalogue
 
     now = datetime.now(UTC)
-    directory = TrustedDirectory.first(
-        directory_file.read_bytes(), now=now, catalogue=default_catalogue()
-    )
-    try:
-        bundle = strictjson.loads(bundle_file.read_bytes())
-    except ValueError as exc:
-        raise LocalError(f"{bundle_file}: {exc}") from None
-    report = verify_bundle(bundle, directory=directory, now=now)
+    directory = load_directory(directory_file.read_bytes(), now=now, catalogue=default_catalogue())
+    check = check_bundle(bundle_file.read_bytes(), directory=directory, now=now)
+    if check.report is None:
+        raise VerificationFailed(f"{check.reason}: {check.detail}", code=check.reason)
+    report = check.report
     for line in report.lines:
         click.echo(line)
     click.echo(
         f"{report.records} record(s) proved in checkpoint {report.checkpoint_size} of "
-        f"{bundle['origin']}, cosigned by {', '.join(report.cosigners) or 'no partner'}"
+        f"{report.origin}, cosigned by {', '.join(report.cosigners) or 'no partner'}"
     )
     click.echo("OK")
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from gateway.node.receipts import proof_budget
 from gateway.node.store import EVIDENCE_REF
 from gateway.testing.federation import FederationFiles
 from schemas import limits
+from tests.console.evidence.test_evidence_verifiers import run_js
 from tests.node_pair import InProcessNode
 from tests.unit.node.test_receipt_refusals import _Directory
 
@@ -195,10 +198,22 @@ async def test_an_evidence_bundle_of_a_coalesced_receipt_verifies_offline(
     assert f"receipt delivered for {ids[1]} signed by {gem.org}" in checked.output
     # The same envelope offered as the receipt of a message it does not name is refused.
     doc["receipts"][0]["message_id"] = other = ids[1][:-1] + ("0" if ids[1][-1] != "0" else "1")
-    bundle.write_text(json.dumps(doc))
-    forged = runner.invoke(cli, ["audit", "verify-bundle", str(bundle), "--directory", directory])
+    forged_bundle = tmp_path / "forged.json"
+    forged_bundle.write_text(json.dumps(doc))
+    forged = runner.invoke(
+        cli, ["audit", "verify-bundle", str(forged_bundle), "--directory", directory]
+    )
     assert forged.exit_code == 1
     assert f"receipt for {other}: it says something else" in forged.output
+    # The browser's verifier (docs/evidence-bundle.md §4.6) reads coalesced receipts the same way.
+    if shutil.which("node") is not None:  # without Node.js, tests/console/evidence says why
+        js = run_js(federation.directory, datetime.now(UTC), [bundle, forged_bundle])
+        assert js["bundle.json"]["ok"] is True, js
+        assert (
+            f"receipt delivered for {ids[1]} signed by {gem.org}"
+            in (js["bundle.json"]["report"]["lines"])
+        )
+        assert js["forged.json"]["reason"] == "receipt_mismatch", js
 
 
 async def test_a_smaller_envelope_limit_makes_smaller_batches_that_all_seal(
