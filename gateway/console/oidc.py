@@ -55,7 +55,7 @@ LOGIN_COOKIE: Final = "zvg_oidc_login"
 ASYMMETRIC_ALGS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-_MAX_PENDING: Final = 1000
+_MAX_PENDING: Final = 10_000
 _MAX_RESPONSE: Final = 256 * 1024
 _JWKS_REFRESH_S: Final = 60.0
 
@@ -137,6 +137,16 @@ class PendingLogin:
     nonce: str
     verifier: str
     created: float
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The whole body of a provider's answer, or None when it is larger than we accept."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > _MAX_RESPONSE:
+            return None
+    return bytes(body)
 
 
 def _b64url(data: bytes) -> str:
@@ -278,8 +288,8 @@ class OidcClient:
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
             async with self._session().get(url, allow_redirects=False) as resp:
-                body = await resp.content.read(_MAX_RESPONSE + 1)
-                if resp.status != 200 or len(body) > _MAX_RESPONSE:
+                body = await _read_capped(resp)
+                if resp.status != 200 or body is None:
                     raise OidcError("provider")
             data = json.loads(body)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -403,9 +413,9 @@ class OidcClient:
             async with self._session().post(
                 meta.token_endpoint, data=form, headers=headers, allow_redirects=False
             ) as resp:
-                body = await resp.content.read(_MAX_RESPONSE + 1)
-                ok = resp.status == 200 and len(body) <= _MAX_RESPONSE
-            data = json.loads(body) if ok else None
+                body = await _read_capped(resp)
+                ok = resp.status == 200 and body is not None
+            data = json.loads(body) if ok and body is not None else None
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise OidcError("token-exchange") from exc
         raw = data.get("id_token") if isinstance(data, dict) else None

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from joserfc import jws
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 from yarl import URL
 
 from gateway.console.identity import Identity
@@ -112,6 +112,7 @@ class MakeConsole(Protocol):
         confidential: bool = False,
         now: Callable[[], float] = ...,
         role_claim: str = ...,
+        default_failure: bool = ...,
     ) -> Awaitable[Console]: ...
 
 
@@ -127,6 +128,7 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
         confidential: bool = False,
         now: Callable[[], float] = time.time,
         role_claim: str = "groups",
+        default_failure: bool = False,
     ) -> Console:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -161,7 +163,10 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
             return web.Response(status=403, text=error.reason)
 
         app = web.Application()
-        add_oidc_routes(app, settings, on_identity, on_failure=on_failure, client=client)
+        if default_failure:
+            add_oidc_routes(app, settings, on_identity, client=client)
+        else:
+            add_oidc_routes(app, settings, on_identity, on_failure=on_failure, client=client)
         runner = web.AppRunner(app)
         await runner.setup()
         runners.append(runner)
@@ -276,6 +281,23 @@ def test_role_mapping_is_ordered_and_reads_dotted_paths() -> None:
     assert map_role({"realm_access": {"roles": ["ZVH-CISO"]}}, settings) is None  # exact match
     assert map_role({"realm_access": ["zvh-ciso"]}, settings) is None
     assert map_role({"realm_access": {"roles": [1, None]}}, settings) is None
+
+
+async def test_without_a_failure_page_a_refusal_is_403_for_no_role_and_400_otherwise(
+    make_console: MakeConsole,
+) -> None:
+    console = await make_console(default_failure=True)
+    async with console.browser.get(f"{console.url}/login/oidc") as resp:  # follows to the form
+        assert resp.status == 200
+    status, text = await console.login("kees")
+    assert status == 403
+    assert "no-role" in text
+    status, text = await console.visit(
+        _with_query(await console.until_callback("sanne"), state="x")
+    )
+    assert status == 400
+    assert "state" in text
+    assert console.identities == []
 
 
 # ------------------------------------------------------------------ attacks on the callback
@@ -426,6 +448,28 @@ def replace_clock(console: Console, now: float) -> OidcClient:
     client._metadata = console.client._metadata
     client._keys = console.client._keys
     return client
+
+
+async def test_a_key_the_client_has_not_seen_is_fetched_again_from_the_jwks_once_a_minute(
+    real_token: tuple[Console, str, str, dict[str, Any]],
+) -> None:
+    """Key rotation: the keys were fetched before the provider's key was published. An unknown
+    key id makes the client fetch the JWKS again, but not more than once a minute (a stream of
+    tokens with made-up key ids must not make it hammer the provider)."""
+    console, token, nonce, _ = real_token
+    clock = [time.time()]
+    client = OidcClient(console.settings, now=lambda: clock[0])
+    try:
+        await client.keys()
+        old = ECKey.generate_key("P-256", {"kid": "old-1"}, private=False)
+        client._keys = KeySet([old])  # as if fetched before the provider published its keys
+        with pytest.raises(OidcError, match="signature"):
+            await client.validate(token, nonce=nonce)
+        clock[0] += 61
+        assert (await client.validate(token, nonce=nonce))["sub"] == "sanne"
+        assert {k.kid for k in client._keys.keys} == {"rs-1", "es-1"}
+    finally:
+        await client.close()
 
 
 async def test_an_id_token_from_another_issuer_is_refused(
