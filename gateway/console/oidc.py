@@ -13,7 +13,9 @@ The flow (OpenID Connect Core 1.0, section 3.1):
    :attr:`OidcSettings.id_token_algs` (never ``none``, never HMAC: a provider's public key is no
    shared secret), a signature by a key
    of the provider's JWKS, the exact issuer, this client in the audience (and as ``azp`` when
-   there are several), not expired, not issued in the future, and the nonce of this login.
+   there are several), not expired, not issued in the future, the nonce of this login, and,
+   when :attr:`OidcSettings.acr_values` is set, one of those authentication contexts (the
+   provider's multi-factor login).
 3. The role comes from one claim (:attr:`OidcSettings.role_claim`, a dotted path such as
    ``groups`` or ``realm_access.roles``) through an ordered mapping: the first configured value
    the user has gives the role. No match, no login (deny by default).
@@ -67,7 +69,8 @@ class OidcError(Exception):
     """A login that did not succeed. ``reason`` is a short code, safe to log and to show:
     ``discovery``, ``provider``, ``no-login`` (no pending login for this browser), ``state``,
     ``provider-denied``, ``token-exchange``, ``malformed``, ``alg``, ``signature``, ``issuer``,
-    ``audience``, ``azp``, ``expired``, ``issued-in-future``, ``nonce``, ``no-role``."""
+    ``audience``, ``azp``, ``expired``, ``issued-in-future``, ``nonce``, ``acr`` (not the
+    required authentication context, such as multi-factor), ``no-role``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -89,6 +92,10 @@ class OidcSettings:
     scopes: tuple[str, ...] = ("openid", "profile")
     display_name_claims: tuple[str, ...] = ("name", "preferred_username")
     id_token_algs: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+    acr_values: tuple[str, ...] = ()
+    """When set: asked for in the authorization request, and the ID token's ``acr`` (the
+    authentication context the provider reached, such as its multi-factor login) must be one of
+    them. Empty: any login the provider accepts."""
     leeway_s: int = 60
     login_ttl_s: int = 600
     cookie_secure: bool = True
@@ -251,6 +258,8 @@ def validate_id_token(
         raise OidcError("nonce")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise OidcError("malformed")
+    if settings.acr_values and claims.get("acr") not in settings.acr_values:
+        raise OidcError("acr")
     return claims
 
 
@@ -357,18 +366,19 @@ class OidcClient:
         self._pending[handle] = login
         while len(self._pending) > _MAX_PENDING:
             self._pending.popitem(last=False)
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": self.settings.client_id,
-                "redirect_uri": self.settings.redirect_uri,
-                "scope": " ".join(self.settings.scopes),
-                "state": login.state,
-                "nonce": login.nonce,
-                "code_challenge": pkce_challenge(login.verifier),
-                "code_challenge_method": "S256",
-            }
-        )
+        params = {
+            "response_type": "code",
+            "client_id": self.settings.client_id,
+            "redirect_uri": self.settings.redirect_uri,
+            "scope": " ".join(self.settings.scopes),
+            "state": login.state,
+            "nonce": login.nonce,
+            "code_challenge": pkce_challenge(login.verifier),
+            "code_challenge_method": "S256",
+        }
+        if self.settings.acr_values:
+            params["acr_values"] = " ".join(self.settings.acr_values)
+        query = urlencode(params)
         sep = "&" if "?" in meta.authorization_endpoint else "?"
         return handle, f"{meta.authorization_endpoint}{sep}{query}"
 

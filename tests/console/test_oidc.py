@@ -113,6 +113,7 @@ class MakeConsole(Protocol):
         now: Callable[[], float] = ...,
         role_claim: str = ...,
         default_failure: bool = ...,
+        acr_values: tuple[str, ...] = ...,
     ) -> Awaitable[Console]: ...
 
 
@@ -129,6 +130,7 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
         now: Callable[[], float] = time.time,
         role_claim: str = "groups",
         default_failure: bool = False,
+        acr_values: tuple[str, ...] = (),
     ) -> Console:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -146,6 +148,7 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
             role_map=ROLE_MAP,
             role_claim=role_claim,
             scopes=("openid", "profile", "groups"),
+            acr_values=acr_values,
         )
         client = OidcClient(settings, now=now)
         browser = aiohttp.ClientSession(
@@ -298,6 +301,30 @@ async def test_without_a_failure_page_a_refusal_is_403_for_no_role_and_400_other
     assert status == 400
     assert "state" in text
     assert console.identities == []
+
+
+MFA = "urn:zvg:test:mfa"
+
+
+async def test_a_console_that_requires_multi_factor_asks_for_it_and_gets_it(
+    make_console: MakeConsole,
+) -> None:
+    console = await make_console(acr_values=(MFA,))
+    assert _query(await console.authorization_url())["acr_values"] == MFA
+    status, _ = await console.login("sanne")
+    assert status == 200
+    assert [i.subject for i in console.identities] == ["sanne"]
+
+
+async def test_a_password_only_login_is_refused_where_multi_factor_is_required(
+    make_console: MakeConsole,
+) -> None:
+    """bram is a security officer whose login at the provider reached only the password context."""
+    strict = await make_console(acr_values=(MFA,))
+    assert await strict.login("bram") == (403, "acr")
+    assert strict.identities == []
+    lenient = await make_console()
+    assert (await lenient.login("bram"))[0] == 200
 
 
 # ------------------------------------------------------------------ attacks on the callback

@@ -17,12 +17,18 @@ import Provider from 'oidc-provider';
 
 const PASSWORD = 'correct horse battery staple';
 
+// The provider's "second factor" is a flag per account: it says which authentication context
+// (acr) a login of that account reached, as an organisation's provider does after password + OTP.
+const ACR_MFA = 'urn:zvg:test:mfa';
+const ACR_PASSWORD = 'urn:zvg:test:password';
+
 const ACCOUNTS = {
-  sanne: { name: 'Sanne de Vries', groups: ['zvh-ciso', 'zvh-medewerkers'] },
-  fatima: { name: 'Fatima El Amrani', groups: ['zvh-fg'] },
-  jeroen: { name: 'Jeroen Bakker', groups: ['zvh-audit'] },
-  kees: { name: 'Kees Jansen', groups: ['zvh-medewerkers'] },
-  mila: { name: 'Mila <script>alert(1)</script>' },
+  sanne: { name: 'Sanne de Vries', groups: ['zvh-ciso', 'zvh-medewerkers'], mfa: true },
+  fatima: { name: 'Fatima El Amrani', groups: ['zvh-fg'], mfa: true },
+  jeroen: { name: 'Jeroen Bakker', groups: ['zvh-audit'], mfa: true },
+  bram: { name: 'Bram Visser', groups: ['zvh-ciso'], mfa: false },
+  kees: { name: 'Kees Jansen', groups: ['zvh-medewerkers'], mfa: true },
+  mila: { name: 'Mila <script>alert(1)</script>', mfa: true },
 };
 
 function signingKeys() {
@@ -88,7 +94,14 @@ async function interaction(provider, req, res) {
   await provider.interactionFinished(
     req,
     res,
-    { login: { accountId }, consent: { grantId } },
+    {
+      login: {
+        accountId,
+        acr: ACCOUNTS[accountId].mfa ? ACR_MFA : ACR_PASSWORD,
+        amr: ACCOUNTS[accountId].mfa ? ['pwd', 'otp'] : ['pwd'],
+      },
+      consent: { grantId },
+    },
     { mergeWithLastSubmission: false },
   );
 }
@@ -105,7 +118,8 @@ async function startProvider(name, jwks) {
         ? {
             accountId: id,
             async claims() {
-              return { sub: id, preferred_username: id, ...ACCOUNTS[id] };
+              const { name, groups } = ACCOUNTS[id];
+              return { sub: id, preferred_username: id, name, ...(groups ? { groups } : {}) };
             },
           }
         : undefined,
@@ -117,6 +131,7 @@ async function startProvider(name, jwks) {
     // Put the scopes' claims in the ID token itself (an organisation's provider is set up to do
     // so for its groups claim); the console reads its role from the ID token.
     conformIdTokenClaims: false,
+    acrValues: [ACR_PASSWORD, ACR_MFA],
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: true },
