@@ -10,13 +10,12 @@ The flow (OpenID Connect Core 1.0, section 3.1):
    login is taken (once: a second use of the same callback finds nothing), its ``state`` must
    match, the code is exchanged at the token endpoint with the PKCE verifier, and the ID token is
    validated (section 3.1.3.7): an asymmetric signature algorithm of
-   :attr:`OidcSettings.id_token_algs` (never ``none``, never HMAC: a provider's public key is no
-   shared secret), a signature by a key
-   of the provider's JWKS, the exact issuer, this client in the audience (and as ``azp`` when
-   there are several), not expired, not issued in the future, the nonce of this login, and,
-   when :attr:`OidcSettings.acr_values` is set, one of those authentication contexts (the
-   provider's multi-factor login).
-3. The role comes from one claim (:attr:`OidcSettings.role_claim`, a dotted path such as
+   :attr:`OidcClientSettings.id_token_algs` (never ``none``, never HMAC: a provider's public key
+   is no shared secret), a signature by a key of the provider's JWKS, the exact issuer, this
+   client in the audience (and as ``azp`` when there are several), not expired, not issued in
+   the future, the nonce of this login, and, when :attr:`OidcClientSettings.acr_values` is set,
+   one of those authentication contexts (the provider's multi-factor login).
+3. The role comes from one claim (:attr:`OidcClientSettings.role_claim`, a dotted path such as
    ``groups`` or ``realm_access.roles``) through an ordered mapping: the first configured value
    the user has gives the role. No match, no login (deny by default).
 
@@ -35,107 +34,62 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from ipaddress import ip_address
+from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
-from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from gateway.console.identity import Identity
-from gateway.console.roles import Role
+from gateway.console.oidc_tokens import (
+    ASYMMETRIC_ALGS,
+    CALLBACK_PATH,
+    OidcClientSettings,
+    OidcConfig,
+    OidcError,
+    ProviderMetadata,
+    check_url,
+    claim_at,
+    client_settings,
+    header_of,
+    identity_from_claims,
+    map_role,
+    validate_id_token,
+)
+
+__all__ = [
+    "ASYMMETRIC_ALGS",
+    "CALLBACK_PATH",
+    "LOGIN_COOKIE",
+    "LOGIN_PATH",
+    "OidcClient",
+    "OidcClientSettings",
+    "OidcConfig",
+    "OidcError",
+    "ProviderMetadata",
+    "add_oidc_routes",
+    "check_url",
+    "claim_at",
+    "client_settings",
+    "identity_from_claims",
+    "map_role",
+    "pkce_challenge",
+    "validate_id_token",
+]
 
 log = logging.getLogger(__name__)
 
 LOGIN_PATH: Final = "/login/oidc"
-CALLBACK_PATH: Final = "/auth/callback"
 LOGIN_COOKIE: Final = "zvg_oidc_login"
-ASYMMETRIC_ALGS: Final = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
 _MAX_PENDING: Final = 10_000
 _MAX_RESPONSE: Final = 256 * 1024
 _JWKS_REFRESH_S: Final = 60.0
 
 OnIdentity = Callable[[web.Request, Identity], Awaitable[web.StreamResponse]]
-OnFailure = Callable[[web.Request, "OidcError"], Awaitable[web.StreamResponse]]
-
-
-class OidcError(Exception):
-    """A login that did not succeed. ``reason`` is a short code, safe to log and to show:
-    ``discovery``, ``provider``, ``no-login`` (no pending login for this browser), ``state``,
-    ``provider-denied``, ``token-exchange``, ``malformed``, ``alg``, ``signature``, ``issuer``,
-    ``audience``, ``azp``, ``expired``, ``issued-in-future``, ``nonce``, ``acr`` (not the
-    required authentication context, such as multi-factor), ``no-role``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class OidcSettings:
-    """The ``[console.oidc]`` settings (parsed and checked by the console's config)."""
-
-    issuer: str
-    client_id: str
-    redirect_uri: str
-    role_map: tuple[tuple[str, Role], ...]
-    """Ordered (claim value, role) pairs: the first value the user has gives the role."""
-    client_secret: str | None = field(default=None, repr=False)
-    """None: a public client (PKCE only); else ``client_secret_basic`` at the token endpoint."""
-    role_claim: str = "groups"
-    scopes: tuple[str, ...] = ("openid", "profile")
-    display_name_claims: tuple[str, ...] = ("name", "preferred_username")
-    id_token_algs: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
-    acr_values: tuple[str, ...] = ()
-    """When set: asked for in the authorization request, and the ID token's ``acr`` (the
-    authentication context the provider reached, such as its multi-factor login) must be one of
-    them. Empty: any login the provider accepts."""
-    leeway_s: int = 60
-    login_ttl_s: int = 600
-    cookie_secure: bool = True
-
-    def __post_init__(self) -> None:
-        for url in (self.issuer, self.redirect_uri):
-            check_url(url)
-        if urlsplit(self.redirect_uri).path != CALLBACK_PATH:
-            raise ValueError(f"redirect_uri must end in the console's {CALLBACK_PATH}")
-        bad = set(self.id_token_algs) - ASYMMETRIC_ALGS
-        if bad or not self.id_token_algs:
-            raise ValueError(f"id_token_algs must be asymmetric signature algorithms, not {bad}")
-        if "openid" not in self.scopes:
-            raise ValueError("scopes must include openid")
-
-
-def check_url(url: str) -> None:
-    """https, or http on a loopback address (the tests' provider, a provider on the same host)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname:
-        host = parts.hostname
-        try:
-            if host == "localhost" or ip_address(host).is_loopback:
-                return
-        except ValueError:
-            pass
-    raise ValueError(
-        f"{url!r}: an OpenID provider or callback must use https (http: loopback only)"
-    )
-
-
-@dataclass(frozen=True)
-class ProviderMetadata:
-    issuer: str
-    authorization_endpoint: str
-    token_endpoint: str
-    jwks_uri: str
-    id_token_algs: frozenset[str]
+OnFailure = Callable[[web.Request, OidcError], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -160,107 +114,9 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def pkce_challenge(verifier: str) -> str:
     """The S256 code challenge of a verifier (RFC 7636, section 4.2)."""
     return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-
-
-def claim_at(claims: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path (``realm_access.roles``), or None."""
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def map_role(claims: Mapping[str, Any], settings: OidcSettings) -> Role | None:
-    """The role the user's claim values give (first configured match), else None: deny."""
-    value = claim_at(claims, settings.role_claim)
-    values = {value} if isinstance(value, str) else value
-    if not isinstance(values, list | set):
-        return None
-    held = {v for v in values if isinstance(v, str)}
-    return next((role for wanted, role in settings.role_map if wanted in held), None)
-
-
-def identity_from_claims(claims: Mapping[str, Any], settings: OidcSettings) -> Identity:
-    """The console identity of validated ID token claims; OidcError("no-role") without a role."""
-    role = map_role(claims, settings)
-    if role is None:
-        raise OidcError("no-role")
-    subject = str(claims["sub"])
-    name = next(
-        (v for c in settings.display_name_claims if isinstance(v := claims.get(c), str) and v),
-        subject,
-    )
-    return Identity(subject=subject, display_name=name[:200], role=role, method="oidc")
-
-
-def _header(raw: str) -> dict[str, Any]:
-    parts = raw.split(".")
-    if len(parts) != 3:
-        raise OidcError("malformed")
-    try:
-        header = json.loads(_b64url_decode(parts[0]))
-    except ValueError as exc:
-        raise OidcError("malformed") from exc
-    if not isinstance(header, dict):
-        raise OidcError("malformed")
-    return header
-
-
-def validate_id_token(
-    raw: str,
-    *,
-    keys: KeySet,
-    settings: OidcSettings,
-    metadata: ProviderMetadata,
-    nonce: str,
-    now: float,
-) -> dict[str, Any]:
-    """The claims of a valid ID token (OpenID Connect Core 1.0, 3.1.3.7); else OidcError."""
-    header = _header(raw)
-    alg = header.get("alg")
-    allowed = set(settings.id_token_algs) & metadata.id_token_algs
-    if not isinstance(alg, str) or alg not in allowed:
-        raise OidcError("alg")
-    try:
-        signed = jws.deserialize_compact(raw, keys, algorithms=[alg])
-        claims = json.loads(signed.payload)
-    except (JoseError, ValueError) as exc:
-        raise OidcError("signature") from exc
-    if not isinstance(claims, dict):
-        raise OidcError("malformed")
-    if claims.get("iss") != metadata.issuer:
-        raise OidcError("issuer")
-    aud = claims.get("aud")
-    audience = [aud] if isinstance(aud, str) else aud
-    if not isinstance(audience, list) or settings.client_id not in audience:
-        raise OidcError("audience")
-    azp = claims.get("azp")
-    if (len(audience) > 1 or azp is not None) and azp != settings.client_id:
-        raise OidcError("azp")
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
-        raise OidcError("malformed")
-    if now >= exp + settings.leeway_s:
-        raise OidcError("expired")
-    if iat > now + settings.leeway_s:
-        raise OidcError("issued-in-future")
-    got = claims.get("nonce")
-    if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
-        raise OidcError("nonce")
-    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-        raise OidcError("malformed")
-    if settings.acr_values and claims.get("acr") not in settings.acr_values:
-        raise OidcError("acr")
-    return claims
 
 
 class OidcClient:
@@ -269,7 +125,7 @@ class OidcClient:
 
     def __init__(
         self,
-        settings: OidcSettings,
+        settings: OidcClientSettings,
         *,
         http: aiohttp.ClientSession | None = None,
         now: Callable[[], float] = time.time,
@@ -437,7 +293,7 @@ class OidcClient:
         """:func:`validate_id_token` with the provider's keys, refetched once for a new key id."""
         meta = await self.metadata()
         keys = await self.keys()
-        kid = _header(raw).get("kid")
+        kid = header_of(raw).get("kid")
         if kid is not None and not any(k.kid == kid for k in keys.keys):
             keys = await self.keys(refresh=True)
         return validate_id_token(
@@ -452,7 +308,7 @@ async def _default_failure(_request: web.Request, error: OidcError) -> web.Strea
 
 def add_oidc_routes(
     app: web.Application,
-    settings: OidcSettings,
+    settings: OidcClientSettings,
     on_identity: OnIdentity,
     *,
     on_failure: OnFailure = _default_failure,

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -30,9 +31,10 @@ from gateway.console.identity import Identity
 from gateway.console.oidc import (
     LOGIN_COOKIE,
     OidcClient,
+    OidcClientSettings,
     OidcError,
-    OidcSettings,
     add_oidc_routes,
+    client_settings,
     map_role,
 )
 from gateway.console.roles import Role
@@ -63,7 +65,7 @@ class Console:
     """A minimal aiohttp app with the OIDC routes, its settings, and a browser for it."""
 
     url: str
-    settings: OidcSettings
+    settings: OidcClientSettings
     client: OidcClient
     browser: aiohttp.ClientSession
     password: str
@@ -140,7 +142,7 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
         client_id, secret = await register_client(
             http, provider.main, redirect_uri, confidential=confidential
         )
-        settings = OidcSettings(
+        settings = OidcClientSettings(
             issuer=issuer or provider.main,
             client_id=client_id,
             client_secret=secret,
@@ -271,7 +273,7 @@ async def test_the_role_claim_is_configurable(make_console: MakeConsole) -> None
 
 
 def test_role_mapping_is_ordered_and_reads_dotted_paths() -> None:
-    settings = OidcSettings(
+    settings = OidcClientSettings(
         issuer="https://idp.example",
         client_id="console",
         redirect_uri="https://console.example/auth/callback",
@@ -611,7 +613,7 @@ def test_the_settings_refuse_symmetric_and_none_algorithms() -> None:
     }
     for algs in (("HS256",), ("none",), ("RS256", "HS256"), ()):
         with pytest.raises(ValueError, match="id_token_algs"):
-            OidcSettings(**base, id_token_algs=algs)  # type: ignore[arg-type] # the dict's values
+            OidcClientSettings(**base, id_token_algs=algs)  # type: ignore[arg-type] # the dict's values
 
 
 async def test_a_changed_claim_breaks_the_signature(
@@ -665,15 +667,54 @@ def test_the_settings_refuse_plain_http_off_loopback_and_another_callback_path()
     base: dict[str, Any] = {"client_id": "c", "role_map": ROLE_MAP}
     good_cb = "https://console.example/auth/callback"
     with pytest.raises(ValueError, match="https"):
-        OidcSettings(issuer="http://idp.example", redirect_uri=good_cb, **base)
+        OidcClientSettings(issuer="http://idp.example", redirect_uri=good_cb, **base)
     with pytest.raises(ValueError, match="https"):
-        OidcSettings(
+        OidcClientSettings(
             issuer="https://idp.example", redirect_uri="http://10.0.0.1/auth/callback", **base
         )
     with pytest.raises(ValueError, match="/auth/callback"):
-        OidcSettings(issuer="https://idp.example", redirect_uri="https://c.example/cb", **base)
-    ok = OidcSettings(
+        OidcClientSettings(
+            issuer="https://idp.example", redirect_uri="https://c.example/cb", **base
+        )
+    ok = OidcClientSettings(
         issuer="http://127.0.0.1:9/", redirect_uri="http://[::1]:8/auth/callback", **base
     )
     assert "secret" not in repr(replace(ok, client_secret="s3cr3t-value"))
     assert "s3cr3t-value" not in repr(replace(ok, client_secret="s3cr3t-value"))
+
+
+@dataclass(frozen=True)
+class _Config:
+    """The shape of the console config's ``[console.oidc]`` section."""
+
+    issuer: str | None = "https://idp.example"
+    client_id: str | None = "zvg-console"
+    client_secret_file: Path | None = None
+    redirect_url: str | None = "https://console.example/auth/callback"
+    scopes: tuple[str, ...] = ("openid", "profile", "groups")
+    role_claim: str = "groups"
+    role_mapping: dict[str, Role] = field(
+        default_factory=lambda: {"zvh-audit": Role.AUDITOR, "zvh-ciso": Role.SECURITY_OFFICER}
+    )
+
+
+def test_client_settings_from_the_console_config(tmp_path: Path) -> None:
+    assert client_settings(_Config(issuer=None)) is None
+    secret = tmp_path / "oidc-secret"
+    secret.write_text("s3cr3t\n")
+    settings = client_settings(_Config(client_secret_file=secret))
+    assert settings is not None
+    assert settings.client_secret == "s3cr3t"
+    assert settings.redirect_uri == "https://console.example/auth/callback"
+    # the file's order is the order of precedence
+    assert settings.role_map == (("zvh-audit", Role.AUDITOR), ("zvh-ciso", Role.SECURITY_OFFICER))
+    assert map_role({"groups": ["zvh-ciso", "zvh-audit"]}, settings) is Role.AUDITOR
+    with pytest.raises(ValueError, match="client_id"):
+        client_settings(_Config(client_id=None))
+    with pytest.raises(ValueError, match="role_mapping"):
+        client_settings(_Config(role_mapping={}))
+    secret.write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        client_settings(_Config(client_secret_file=secret))
+    with pytest.raises(ValueError, match="https"):
+        client_settings(_Config(issuer="http://idp.example"))
