@@ -33,9 +33,11 @@ from gateway.console.oidc import (
     OidcClient,
     OidcClientSettings,
     OidcError,
+    ProviderMetadata,
     add_oidc_routes,
     client_settings,
     map_role,
+    validate_id_token,
 )
 from gateway.console.roles import Role
 from tests.console._oidc_provider import (
@@ -718,3 +720,44 @@ def test_client_settings_from_the_console_config(tmp_path: Path) -> None:
         client_settings(_Config(client_secret_file=secret))
     with pytest.raises(ValueError, match="https"):
         client_settings(_Config(issuer="http://idp.example"))
+
+
+def test_several_audiences_need_this_client_as_authorized_party() -> None:
+    """OpenID Connect Core 3.1.3.7 (3, 4): with other audiences beside this client, ``azp``
+    must name this client. Signed here with a key of our own (the validator's inputs are values)."""
+    key = ECKey.generate_key("P-256", {"kid": "k1"})
+    settings = OidcClientSettings(
+        issuer="https://idp.example",
+        client_id="console",
+        redirect_uri="https://console.example/auth/callback",
+        role_map=ROLE_MAP,
+    )
+    meta = ProviderMetadata(
+        issuer="https://idp.example",
+        authorization_endpoint="https://idp.example/auth",
+        token_endpoint="https://idp.example/token",
+        jwks_uri="https://idp.example/jwks",
+        id_token_algs=frozenset({"ES256"}),
+    )
+    now = time.time()
+    base = {"iss": "https://idp.example", "sub": "s", "iat": now, "exp": now + 60, "nonce": "n"}
+
+    def check(**claims: Any) -> dict[str, Any]:
+        raw = jws.serialize_compact(
+            {"alg": "ES256", "kid": "k1"}, json.dumps({**base, **claims}).encode(), key
+        )
+        return validate_id_token(
+            raw, keys=KeySet([key]), settings=settings, metadata=meta, nonce="n", now=now
+        )
+
+    assert check(aud="console")["sub"] == "s"
+    assert check(aud=["console", "other"], azp="console")["sub"] == "s"
+    for claims in (
+        {"aud": ["console", "other"]},
+        {"aud": ["console", "other"], "azp": "other"},
+        {"aud": "console", "azp": "other"},
+    ):
+        with pytest.raises(OidcError, match="azp"):
+            check(**claims)
+    with pytest.raises(OidcError, match="audience"):
+        check(aud=["other"], azp="console")
