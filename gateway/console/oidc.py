@@ -338,17 +338,22 @@ def add_oidc_routes(
         )
         return resp
 
+    def used_up(resp: web.StreamResponse) -> web.StreamResponse:
+        resp.del_cookie(LOGIN_COOKIE, path=CALLBACK_PATH)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     async def callback(request: web.Request) -> web.StreamResponse:
         try:
             identity = await oidc.finish(request.cookies.get(LOGIN_COOKIE), request.query)
         except OidcError as exc:
             log.warning("console OIDC login failed: %s", exc.reason)
-            resp = await on_failure(request, exc)
-        else:
-            resp = await on_identity(request, identity)
-        resp.del_cookie(LOGIN_COOKIE, path=CALLBACK_PATH)
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+            return used_up(await on_failure(request, exc))
+        try:
+            return used_up(await on_identity(request, identity))
+        except web.HTTPException as exc:  # on_identity may raise its redirect, aiohttp's idiom
+            used_up(exc)
+            raise
 
     async def close(_app: web.Application) -> None:
         await oidc.close()

@@ -118,6 +118,7 @@ class MakeConsole(Protocol):
         role_claim: str = ...,
         default_failure: bool = ...,
         acr_values: tuple[str, ...] = ...,
+        redirect_after_login: bool = ...,
     ) -> Awaitable[Console]: ...
 
 
@@ -135,6 +136,7 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
         role_claim: str = "groups",
         default_failure: bool = False,
         acr_values: tuple[str, ...] = (),
+        redirect_after_login: bool = False,
     ) -> Console:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -163,6 +165,8 @@ async def make_console(provider: Provider) -> AsyncIterator[MakeConsole]:
 
         async def on_identity(request: web.Request, identity: Identity) -> web.StreamResponse:
             console.identities.append(identity)
+            if redirect_after_login:
+                raise web.HTTPSeeOther("/")
             return web.Response(text=f"welkom {identity.display_name} ({identity.role})")
 
         async def on_failure(request: web.Request, error: OidcError) -> web.StreamResponse:
@@ -305,6 +309,19 @@ async def test_without_a_failure_page_a_refusal_is_403_for_no_role_and_400_other
     assert status == 400
     assert "state" in text
     assert console.identities == []
+
+
+@pytest.mark.parametrize("redirect", [False, True], ids=["returns", "raises-redirect"])
+async def test_the_login_cookie_is_deleted_whatever_on_identity_answers(
+    make_console: MakeConsole, redirect: bool
+) -> None:
+    console = await make_console(redirect_after_login=redirect)
+    callback = await console.until_callback("sanne")
+    async with console.browser.get(callback, allow_redirects=False) as resp:
+        assert resp.status == (303 if redirect else 200)
+        assert resp.cookies[LOGIN_COOKIE].value == ""
+        assert resp.headers["Cache-Control"] == "no-store"
+    assert len(console.identities) == 1
 
 
 MFA = "urn:zvg:test:mfa"
