@@ -1,4 +1,5 @@
-"""Who is using the console: the result of a login, by OpenID Connect or a local account."""
+"""Who is logged in to the console: the result of a login by OpenID Connect or by a local account
+(password + TOTP), and what a session carries."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from typing import Literal
 
 from gateway.console.roles import Role
 
+__all__ = ["Identity"]
+
 
 @dataclass(frozen=True)
 class Identity:
+    """A logged-in person. ``subject`` is stable per person (the OIDC ``sub`` or the local user
+    name); ``display_name`` is what the console shows and the access records carry beside it."""
+
     subject: str
     display_name: str
     role: Role

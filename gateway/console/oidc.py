@@ -83,7 +83,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LOGIN_PATH: Final = "/login/oidc"
-LOGIN_COOKIE: Final = "zvg_oidc_login"
+LOGIN_COOKIE: Final = "__Secure-zvg-console-oidc"
+"""The pending login's handle. ``__Secure-``: a browser takes it only with ``Secure`` (which
+browsers honour on loopback http too); not ``__Host-``, as its path is the callback's."""
 _MAX_PENDING: Final = 10_000
 _MAX_RESPONSE: Final = 256 * 1024
 _JWKS_REFRESH_S: Final = 60.0
@@ -332,14 +334,16 @@ def add_oidc_routes(
             handle,
             max_age=settings.login_ttl_s,
             path=CALLBACK_PATH,
-            secure=settings.cookie_secure,
+            secure=True,
             httponly=True,
             samesite="Lax",
         )
         return resp
 
     def used_up(resp: web.StreamResponse) -> web.StreamResponse:
-        resp.del_cookie(LOGIN_COOKIE, path=CALLBACK_PATH)
+        resp.del_cookie(
+            LOGIN_COOKIE, path=CALLBACK_PATH, secure=True, httponly=True, samesite="Lax"
+        )
         resp.headers["Cache-Control"] = "no-store"
         return resp
 

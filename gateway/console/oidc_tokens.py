@@ -65,7 +65,6 @@ class OidcClientSettings:
     them. Empty: any login the provider accepts."""
     leeway_s: int = 60
     login_ttl_s: int = 600
-    cookie_secure: bool = True
 
     def __post_init__(self) -> None:
         for url in (self.issuer, self.redirect_uri):

@@ -320,6 +320,7 @@ async def test_the_login_cookie_is_deleted_whatever_on_identity_answers(
     async with console.browser.get(callback, allow_redirects=False) as resp:
         assert resp.status == (303 if redirect else 200)
         assert resp.cookies[LOGIN_COOKIE].value == ""
+        assert resp.cookies[LOGIN_COOKIE]["secure"]  # else a browser ignores a __Secure- cookie
         assert resp.headers["Cache-Control"] == "no-store"
     assert len(console.identities) == 1
 
