@@ -127,3 +127,28 @@ ensure_promtool() {
         systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
 }
+
+ensure_node() {
+    # Node.js 20 or newer with npm (the console's test OpenID provider); Debian's package when missing.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' \
+        || die "Node.js 20 or newer is needed for the console's test OpenID provider (found $(node --version))"
+}
+
+ensure_oidc_provider() {
+    # The real OpenID provider the console's OIDC tests start on loopback (tests/console/oidc_provider:
+    # the npm package oidc-provider, pinned by the committed package-lock.json): `npm ci` when the
+    # lock file changed since the last install.
+    local dir="$ZVG_ROOT/tests/console/oidc_provider" stamp want
+    ensure_node
+    stamp="$dir/node_modules/.zvg-installed"
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        say "installing the console tests' OpenID provider (npm ci in tests/console/oidc_provider)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+            || die "npm ci in tests/console/oidc_provider failed"
+        echo "$want" >"$stamp"
+    fi
+}
