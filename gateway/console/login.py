@@ -75,6 +75,9 @@ async def start_session(request: web.Request, identity: Identity) -> web.StreamR
     """Log ``identity`` in: a new session (new id), its ``console.login`` record, the cookie,
     and a redirect to the page asked for (``next`` in the query) or the start page."""
     console = request.app[CONSOLE]
+    previous = session_of(request)
+    if previous is not None:  # one session per browser
+        console.sessions.end(previous.id)
     session = console.sessions.start(identity, console.clock())
     try:
         await _record(
