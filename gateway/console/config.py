@@ -10,6 +10,7 @@ The field docstrings are the meaning column of the settings table in ``docs/ops.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from pathlib import Path
 from typing import Annotated
@@ -21,12 +22,17 @@ from pydantic_core import PydanticCustomError
 from gateway.console.roles import Role
 
 __all__ = [
+    "CONSOLE_PACKAGES",
     "ConsoleSettings",
     "OidcSettings",
     "console_problems",
     "is_loopback",
     "split_listen",
 ]
+
+
+CONSOLE_PACKAGES = ("aiohttp_jinja2", "jinja2", "argon2", "pyotp")
+"""What the console needs beyond the node (the ``console`` extra: ``zv-gateway[console]``)."""
 
 
 class _Settings(BaseModel):
@@ -120,6 +126,11 @@ def console_problems(settings: ConsoleSettings, users_file: Path) -> list[str]:
     if not settings.enabled:
         return []
     problems: list[str] = []
+    missing = [name for name in CONSOLE_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        problems.append(
+            f"console: enabled, but {', '.join(missing)} not installed; install zv-gateway[console]"
+        )
     if settings.oidc.issuer is None and not users_file.is_file():
         problems.append(
             f"console: no way to log in: no [console.oidc] issuer and no local accounts in "

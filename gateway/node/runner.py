@@ -27,7 +27,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.broker.transport import BrokerEndpoint, Consumer, Publisher, connect
-from gateway.console.app import start_console
 from gateway.core.broker_topology import inbox_queue
 from gateway.errors import GatewayError, LocalError, TransientError
 from gateway.node.api import build_app
@@ -125,7 +124,10 @@ class Node:
             host, _, port = config.api.listen.rpartition(":")
             site = ApiSite(runner, host.strip("[]"), int(port), config.api)
             await site.start()
-            node.console = await start_console(service)
+            if config.console.enabled:  # its packages (the console extra) only when enabled
+                from gateway.console.app import start_console
+
+                node.console = await start_console(service)
         except BaseException:
             if api is not None:  # the console's listener did not start: nor does the API's
                 await api.cleanup()

@@ -140,3 +140,30 @@ async def test_a_node_without_the_console_section_starts_no_console(
         assert await start_console(node.service) is None
     finally:
         await node.close()
+
+
+def test_an_enabled_console_without_its_packages_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyotp" else real(name, *a)
+    )
+    _with_users(tmp_path)
+    (problem,) = _problems(tmp_path)
+    assert problem == "console: enabled, but pyotp not installed; install zv-gateway[console]"
+
+
+def test_the_node_does_not_import_the_console_unless_enabled() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.node.runner, gateway.node.preflight, gateway.cli;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('aiohttp_jinja2', 'jinja2', 'argon2', 'pyotp')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
