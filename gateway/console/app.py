@@ -71,6 +71,7 @@ CSP = "; ".join(
 origin, no framing, forms only to the console."""
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -247,7 +248,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if session is None:
         return see_other("/login?expired=1")
     token = request.headers.get("X-CSRF-Token")
-    if token is None and request.content_type == "application/x-www-form-urlencoded":
+    if token is None and request.content_type in FORM_TYPES:
         token = str((await request.post()).get("csrf", ""))
     if not same_token(token, session.csrf):
         return error_page(request, "error.csrf", 403)
@@ -265,9 +266,12 @@ def build_console_app(
 ) -> web.Application:
     """The console of the node ``service`` (module docstring). ``hasher`` verifies local
     passwords (default: argon2-cffi's RFC 9106 parameters); ``clock`` defaults to the node's."""
-    from gateway.console import login, pages
+    from gateway.console import evidence, login, pages
 
-    app = web.Application(middlewares=[security_headers, sessions, csrf], client_max_size=2**20)
+    app = web.Application(
+        middlewares=[security_headers, sessions, csrf],
+        client_max_size=evidence.MAX_BUNDLE_BYTES + 64 * 1024,
+    )
     console = Console(
         settings=settings,
         service=service,
@@ -293,6 +297,7 @@ def build_console_app(
     )
     login.add_routes(app)
     pages.add_routes(app)
+    evidence.add_routes(app)
     app.router.add_get("/lang/{lang}", switch_language)
     app.router.add_static("/static", STATIC, follow_symlinks=False)
     _mount_oidc(app, settings)

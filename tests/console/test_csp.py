@@ -17,7 +17,10 @@ IMG = '<img src=x onerror="alert(2)">'
 
 
 def _pages(message_id: str) -> list[str]:
-    return ["/", "/search", f"/message/{message_id}", "/access", "/login", "/no-such-page"]
+    return [
+        *("/", "/search", f"/message/{message_id}", "/access", "/evidence", "/login"),
+        "/no-such-page",
+    ]
 
 
 async def test_every_page_has_the_strict_csp_and_no_inline_script_or_style(

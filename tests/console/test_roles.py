@@ -24,7 +24,10 @@ async def test_every_route_but_login_language_and_static_names_its_roles(
         roles = getattr(route.handler, "roles", None)
         assert roles, f"{route.method} {path} names no roles"
         guarded.append(path)
-    assert {"/", "/search", "/search.csv", "/message/{message_id}", "/access"} <= set(guarded)
+    assert {
+        *("/", "/search", "/search.csv", "/message/{message_id}", "/access"),
+        *("/evidence", "/evidence/export", "/evidence/verify"),
+    } <= set(guarded)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from gateway.console.roles import Role
 from gateway.console.session import SESSION_COOKIE
 from tests.console.conftest import ConsoleUnderTest
 
-PAGES = ("/", "/search", "/search.csv", "/message/m-1", "/access")
+PAGES = ("/", "/search", "/search.csv", "/message/m-1", "/access", "/evidence", "/evidence/export")
 
 
 @pytest.mark.parametrize("path", PAGES)
