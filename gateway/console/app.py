@@ -12,10 +12,11 @@ except the login, logout, language switch and static files.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,6 +78,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """The result of the last full verification run from the console."""
+
+    at: datetime
+    ok: bool
+    records: int
+    witnessed: int
+    failure: str
+
+
 @dataclass
 class Console:
     """What the console's handlers share."""
@@ -89,6 +101,8 @@ class Console:
     access: AccessLog
     clock: Callable[[], datetime]
     tls: bool
+    verification: Verification | None = None
+    verifying: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def org(self) -> str:

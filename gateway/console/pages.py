@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from gateway.audit.inspect import open_readonly
+from gateway.audit.inspect import open_readonly, verify_log
 from gateway.console.access import Access
 from gateway.console.app import (
     CONSOLE,
     Console,
+    Verification,
     allow,
     error_page,
     render,
@@ -45,6 +46,7 @@ from gateway.console.reads import (
 from gateway.console.roles import OFFICERS, Role
 from gateway.console.session import Session
 from gateway.core.audit import OPERATIONS
+from gateway.errors import RemoteError
 from schemas import ids
 
 __all__ = ["SearchRefusedError", "add_routes", "parse_search"]
@@ -99,12 +101,47 @@ async def overview(request: web.Request) -> web.StreamResponse:
         return see_other("/search")
     console = request.app[CONSOLE]
     now = console.clock()
-    found = await _read(console, health, console.directory, console.org)
+    wait = timedelta(hours=console.settings.receipt_wait_hours)
+    found = await _read(console, health, console.directory, console.org, waiting_before=now - wait)
     await console.look(Access(session.identity, "overview", found.records))
     age = None
     if found.checkpoint_at is not None:
         age = _age(now - found.checkpoint_at)
-    return render(request, "overview.html", {"health": found, "checkpoint_age": age})
+    context = {"health": found, "checkpoint_age": age, "verification": console.verification}
+    return render(request, "overview.html", context)
+
+
+@allow(*OFFICERS, Role.AUDITOR)
+async def verify_now(request: web.Request) -> web.StreamResponse:
+    """Verify the whole log now (``zvg audit verify``, without asking the witnesses); the
+    result stays on the overview until the next run or a restart."""
+    console = request.app[CONSOLE]
+    session = _session(request)
+    config = console.service.config
+    retention = timedelta(days=config.retention.audit_personal_days)
+    started = console.clock()
+
+    def run() -> Verification:
+        with open_readonly(console.store_path) as db:
+            try:
+                report = verify_log(
+                    db,
+                    directory=console.directory,
+                    org=console.org,
+                    now=started,
+                    personal_retention=retention,
+                )
+            except RemoteError as exc:
+                return Verification(started, False, 0, 0, exc.detail)
+        return Verification(started, True, report.records, report.witnessed, "")
+
+    if console.verifying.locked():
+        return see_other("/")
+    async with console.verifying:
+        result = await asyncio.to_thread(run)
+    console.verification = result
+    await console.look(Access(session.identity, "verify", result.records, {"ok": str(result.ok)}))
+    return see_other("/")
 
 
 def _age(delta: timedelta) -> str:
@@ -386,6 +423,7 @@ async def access_page(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", overview)
+    app.router.add_post("/verify", verify_now)
     app.router.add_get("/search", search_page)
     app.router.add_get("/search.csv", search_csv)
     app.router.add_get("/message/{message_id}", message_page)

@@ -33,6 +33,7 @@ __all__ = [
     "ReceiptCheck",
     "RecordRow",
     "SearchQuery",
+    "WaitingRow",
     "WitnessedRow",
     "access_rows",
     "health",
@@ -73,6 +74,16 @@ class EvidenceRow:
 
 
 @dataclass(frozen=True)
+class WaitingRow:
+    """A message a partner has stored (``delivered``) but not yet accepted or rejected."""
+
+    message_id: str
+    org: str
+    name: str
+    since: datetime
+
+
+@dataclass(frozen=True)
 class Health:
     records: int
     checkpoint_size: int | None
@@ -81,6 +92,9 @@ class Health:
     peers: tuple[PeerRow, ...]
     witnessed: tuple[WitnessedRow, ...]
     evidence: tuple[EvidenceRow, ...]
+    waiting: tuple[WaitingRow, ...] = ()
+    """Receipts still ``delivered`` but not ``accepted`` after the configured time (oldest
+    first, at most 50)."""
 
 
 def _time(value: float) -> datetime:
@@ -92,8 +106,15 @@ def _origins(directory: TrustedDirectory) -> dict[str, str]:
     return {directory.audit_origin(m.oin): m.oin for m in directory.payload.members}
 
 
-def health(db: sqlite3.Connection, directory: TrustedDirectory, org: str) -> Health:
-    """The audit log's health (overview page)."""
+def health(
+    db: sqlite3.Connection,
+    directory: TrustedDirectory,
+    org: str,
+    *,
+    waiting_before: datetime | None = None,
+) -> Health:
+    """The audit log's health (overview page); with ``waiting_before``, the messages a partner
+    has held ``delivered`` since before then."""
     names = directory.names()
     records = int(db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records").fetchone()[0])
     row = db.execute(
@@ -127,7 +148,17 @@ def health(db: sqlite3.Connection, directory: TrustedDirectory, org: str) -> Hea
             "SELECT origin, code, created_at FROM witness_evidence ORDER BY id DESC LIMIT 50"
         )
     )
-    return Health(records, size, at, tuple(cosigners), peers, witnessed, evidence)
+    waiting: tuple[WaitingRow, ...] = ()
+    if waiting_before is not None:
+        waiting = tuple(
+            WaitingRow(m, o, names.get(o, o), _time(u))
+            for m, o, u in db.execute(
+                "SELECT message_id, org, updated_at FROM outbox_recipients"
+                " WHERE status = 'delivered' AND updated_at < ? ORDER BY updated_at LIMIT 50",
+                (waiting_before.timestamp(),),
+            )
+        )
+    return Health(records, size, at, tuple(cosigners), peers, witnessed, evidence, waiting)
 
 
 # ---------------------------------------------------------------------------- search

@@ -151,3 +151,46 @@ async def test_an_unknown_message_is_404(cut: ConsoleUnderTest) -> None:
     answer = await cut.client.get("/message/no-such-message")
     assert answer.status == 404
     assert "Geen records over dit bericht." in await answer.text()
+
+
+async def test_a_full_verification_from_the_overview_shows_its_result(
+    cut: ConsoleUnderTest,
+) -> None:
+    await referral_accepted(cut)
+    await cut.login(Role.AUDITOR)
+    before = await (await cut.client.get("/")).text()
+    assert "Nog niet uitgevoerd" in before
+    answer = await cut.client.post("/verify", data={"csrf": cut.csrf}, allow_redirects=False)
+    assert answer.status == 303
+    page = await (await cut.client.get("/")).text()
+    assert "✔ Geslaagd op" in page
+    assert cut.records("console.access")[-2]["view"]["detail"]["page"] == "verify"
+
+    def tamper(db: object) -> None:
+        db.execute(  # type: ignore[attr-defined]  # a sqlite3 connection
+            "UPDATE audit_records SET view = replace(view, 'case.referral', 'case.Referral')"
+            " WHERE idx = 1"
+        )
+
+    await cut.politie.node.store.run(tamper)
+    await cut.client.post("/verify", data={"csrf": cut.csrf})
+    page = await (await cut.client.get("/")).text()
+    assert "✘ Mislukt op" in page
+    assert "record 1" in page
+
+
+async def test_the_overview_lists_messages_delivered_but_not_accepted_in_time(
+    cut: ConsoleUnderTest,
+) -> None:
+    from tests.unit.node._inproc import request_from_example
+
+    message_id = await cut.politie.send(request_from_example("case.referral"))
+    await cut.federation.wait_status("politie", message_id, "delivered")
+    await cut.login(Role.SECURITY_OFFICER)
+    assert f'href="/message/{message_id}"' not in await (await cut.client.get("/")).text()
+    cut.federation.clock.move(hours=24, minutes=1)
+    cut.client.session.cookie_jar.clear()  # the session idled out meanwhile
+    await cut.login(Role.SECURITY_OFFICER)
+    page = await (await cut.client.get("/")).text()
+    assert f'href="/message/{message_id}"' in page
+    assert "Gemeente Veenstad" in page
