@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -72,6 +72,10 @@ CSP = "; ".join(
 origin, no framing, forms only to the console."""
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+ADDRESS_FACTOR = 4
+"""An address may fail this many times more often than an account before it is refused: many
+people may share one address (an office's NAT, a reverse proxy), and one person's typos must
+not lock out the rest."""
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -254,7 +258,9 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in SAFE_METHODS:
         return await handler(request)
     origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    # The host only: behind a reverse proxy that ends TLS the console sees http, the browser
+    # sends https; an opaque origin ("null": a sandboxed frame, a redirect) is refused.
+    if origin is not None and urlsplit(origin).netloc != request.host:
         return error_page(request, "error.csrf", 403)
     if request.path == "/login":
         return await handler(request)
@@ -297,6 +303,7 @@ def build_console_app(
         throttle=LoginThrottle(
             max_failures=settings.max_failed_logins,
             window=timedelta(minutes=settings.lockout_minutes),
+            address_factor=ADDRESS_FACTOR,
         ),
         access=AccessLog(service.audit.store, service.audit.append),
         clock=clock or service.clock,

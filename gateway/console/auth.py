@@ -153,13 +153,14 @@ def add_account(
 
 
 class LoginThrottle:
-    """Failed logins per key (an account, a client address) in a sliding window."""
+    """Failed logins per key (``account:<name>``, ``address:<ip>``) in a sliding window."""
 
     MAX_KEYS = 10_000
 
-    def __init__(self, *, max_failures: int, window: timedelta) -> None:
+    def __init__(self, *, max_failures: int, window: timedelta, address_factor: int = 1) -> None:
         self.max_failures = max_failures
         self.window = window
+        self.address_factor = address_factor
         self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:
@@ -172,8 +173,13 @@ class LoginThrottle:
             del self._failures[key]
         return times
 
+    def limit(self, key: str) -> int:
+        """Failures ``key`` may have in the window (addresses: ``address_factor`` times more)."""
+        factor = self.address_factor if key.startswith("address:") else 1
+        return self.max_failures * factor
+
     def locked(self, keys: tuple[str, ...], now: datetime) -> bool:
-        return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
+        return any(len(self._recent(k, now)) >= self.limit(k) for k in keys)
 
     def failed(self, keys: tuple[str, ...], now: datetime) -> int:
         """Count a failure for every key; returns the most failures any of them has now."""

@@ -80,8 +80,9 @@ class ConsoleSettings(_Settings):
     absolute_timeout_hours: Annotated[float, Field(gt=0, le=24)] = 8
     """A session ends this many hours after the login, however active."""
     max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5
-    """Failed logins per account (and per client address) within ``lockout_minutes`` after
-    which further attempts are refused (``429``) until the window has passed."""
+    """Failed logins per account (four times as many per client address) within
+    ``lockout_minutes`` after which further attempts are refused (``429``) until the window has
+    passed."""
     lockout_minutes: Annotated[float, Field(gt=0, le=1440)] = 15
     """The window of ``max_failed_logins``."""
     page_size: Annotated[int, Field(ge=10, le=500)] = 50

@@ -35,6 +35,8 @@ log = logging.getLogger("gateway.console")
 LOGIN_FORM_SECONDS = 1800
 """How long a login form stays valid (its CSRF cookie)."""
 _MAX_FIELD = 256
+MAX_LOGIN_BYTES = 8 * 1024
+"""Largest login form body (before there is a session nobody may send more)."""
 
 
 def safe_next(target: str | None) -> str:
@@ -125,6 +127,8 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
+    if request.content_length is None or request.content_length > MAX_LOGIN_BYTES:
+        return _login_page(request, status=413, error="login.failed")
     form = await request.post()
     if not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")):
         return _login_page(request, status=403, error="error.csrf")

@@ -228,3 +228,33 @@ def test_zvg_console_add_user_writes_the_account_and_prints_the_totp_secret_once
     )
     assert again.exit_code == 2
     assert "exists already" in again.output
+
+
+async def test_one_address_may_fail_more_often_than_one_account(cut: ConsoleUnderTest) -> None:
+    """Many people may share an address (a NAT, a reverse proxy): another account from the same
+    address still logs in after one account is locked."""
+    for _ in range(5):
+        await cut.login(Role.AUDITOR, password="wrong password 123")
+    assert (await cut.login(Role.AUDITOR)).status == 429
+    assert (await cut.login(Role.SECURITY_OFFICER)).status == 303
+    cut.client.session.cookie_jar.clear()
+    for i in range(15):  # other (unknown) accounts, none of which gets locked on its own
+        token = await cut.login_form_token()
+        answer = await cut.client.post(
+            "/login",
+            data={"csrf": token, "user": f"guess{i}", "password": "x", "code": "123456"},
+            allow_redirects=False,
+        )
+        assert answer.status == 401
+    # 20 failures from this address now: the address is locked for every account
+    assert (await cut.login(Role.CONTACTPUNT)).status == 429
+
+
+async def test_an_oversized_login_form_is_refused_before_it_is_read(
+    cut: ConsoleUnderTest,
+) -> None:
+    token = await cut.login_form_token()
+    answer = await cut.client.post(
+        "/login", data={"csrf": token, "user": "x" * 20_000}, allow_redirects=False
+    )
+    assert answer.status == 413

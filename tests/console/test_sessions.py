@@ -82,3 +82,17 @@ async def test_the_csrf_token_is_accepted_in_its_header_too(cut: ConsoleUnderTes
     )
     assert answer.status == 303
     assert len(cut.console.sessions) == 0
+
+
+async def test_a_proxy_ending_tls_keeps_posts_from_the_same_host_working(
+    cut: ConsoleUnderTest,
+) -> None:
+    await cut.login(Role.SECURITY_OFFICER)
+    host = cut.client.make_url("/").authority
+    answer = await cut.client.post(
+        "/logout",
+        data={"csrf": cut.csrf},
+        headers={"Origin": f"https://{host}"},
+        allow_redirects=False,
+    )
+    assert answer.status == 303
