@@ -1,4 +1,4 @@
-"""The Evidence page: export the bundle (``zvg-evidence/v1``, docs/evidence-bundle.md) of a
+"""The Evidence page: export the bundle (format ``zvg-evidence/v1``) of a
 message or a case, and verify an uploaded bundle on the server with only the directory
 (:func:`gateway.audit.inspect.export_bundle`, :func:`gateway.audit.inspect.verify_bundle`).
 
