@@ -167,3 +167,55 @@ def test_the_node_does_not_import_the_console_unless_enabled() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_zvg_node_run_starts_the_console_after_the_api_and_stops_it_first(
+    tmp_path: Path, veenstad: FederationFiles
+) -> None:
+    """``Node.start`` (what ``zvg node run`` runs) with ``[console] enabled``: the console
+    answers on its own listener while the node runs, and is gone after ``stop``. The broker is
+    not needed for this: the node connects to it in the background."""
+    from gateway.console.auth import add_account
+    from gateway.console.roles import Role
+    from gateway.node.runner import Node
+
+    port, api_port = _free_port(), _free_port()
+    users = tmp_path / "users.json"
+    add_account(
+        users,
+        name="sanne",
+        display_name="Sanne",
+        role=Role.SECURITY_OFFICER,
+        password=PASSWORD,
+        hasher=FAST,
+    )
+    users.chmod(0o600)
+    made = await open_node(
+        veenstad,
+        "politie",
+        tmp_path / "n",
+        console__enabled=True,
+        console__listen=f"127.0.0.1:{port}",
+        console__users_file=str(users),
+    )
+    await made.close()
+    source = made.config.source
+    text = source.read_text("utf-8")
+    assert '"127.0.0.1:8400"' in text
+    source.write_text(text.replace('"127.0.0.1:8400"', f'"127.0.0.1:{api_port}"'), "utf-8")
+    node = await Node.start(load_config(source))
+    try:
+        assert node.console is not None
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(f"http://127.0.0.1:{port}/login") as answer,
+        ):
+            assert answer.status == 200
+    finally:
+        await node.stop()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(f"http://127.0.0.1:{port}/login"),
+        ):
+            pass
