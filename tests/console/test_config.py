@@ -11,6 +11,7 @@ import pytest
 
 from gateway.console.app import start_console
 from gateway.console.config import ConsoleSettings, console_problems
+from gateway.errors import LocalError
 from gateway.node.config import load_config
 from gateway.node.preflight import preflight
 from gateway.testing.federation import FederationFiles
@@ -219,3 +220,59 @@ async def test_zvg_node_run_starts_the_console_after_the_api_and_stops_it_first(
             client.get(f"http://127.0.0.1:{port}/login"),
         ):
             pass
+
+
+def test_the_oidc_settings_must_be_complete_and_https(tmp_path: Path) -> None:
+    from gateway.console.config import OidcSettings
+    from gateway.console.roles import Role
+
+    good = OidcSettings(
+        issuer="https://login.example.nl/realms/zorg",
+        client_id="zvg-console",
+        redirect_url="https://zvg.example.nl/auth/callback",
+        role_mapping={"zvg-ciso": Role.SECURITY_OFFICER},
+    )
+    assert _problems(tmp_path, oidc=good) == []  # no local accounts needed with a provider
+    loopback = good.model_copy(update={"issuer": "http://127.0.0.1:9000"})
+    assert _problems(tmp_path, oidc=loopback) == []
+    bad = OidcSettings(issuer="http://login.example.nl", scopes=("profile",))
+    assert _problems(tmp_path, oidc=bad) == [
+        "console.oidc: issuer needs client_id and redirect_url",
+        "console.oidc.issuer: must be https:// (or http:// on loopback)",
+        "console.oidc.scopes: must include openid",
+        "console.oidc.role_mapping: maps no claim value to a role",
+    ]
+
+
+def test_node_toml_reads_the_console_section_with_its_oidc_subsection(
+    tmp_path: Path, veenstad: FederationFiles
+) -> None:
+    import asyncio
+
+    from gateway.console.roles import Role
+
+    async def make() -> Path:
+        node = await open_node(veenstad, "politie", tmp_path / "n")
+        await node.close()
+        return node.config.source
+
+    source = asyncio.run(make())
+    source.write_text(
+        source.read_text("utf-8")
+        + '\n[console]\nenabled = true\nusers_file = "users.json"\nidle_timeout_minutes = 10\n'
+        '[console.oidc]\nissuer = "https://login.example.nl"\nclient_id = "zvg"\n'
+        'client_secret_file = "oidc.secret"\nscopes = ["openid", "email"]\n'
+        'redirect_url = "https://zvg.example.nl/auth/callback"\n'
+        'role_mapping = { "zvg-fg" = "privacy-officer" }\n',
+        "utf-8",
+    )
+    config = load_config(source)
+    assert config.console.enabled
+    assert config.console.idle_timeout_minutes == 10
+    assert config.console_users_file == source.parent / "users.json"
+    assert config.console.oidc.client_secret_file == source.parent / "oidc.secret"
+    assert config.console.oidc.scopes == ("openid", "email")
+    assert config.console.oidc.role_mapping == {"zvg-fg": Role.PRIVACY_OFFICER}
+    source.write_text(source.read_text("utf-8").replace('"privacy-officer"', '"admin"'), "utf-8")
+    with pytest.raises(LocalError, match=r"console\.oidc\.role_mapping"):
+        load_config(source)
