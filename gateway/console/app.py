@@ -347,7 +347,13 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
         target = "/"
     response = see_other(target)
     response.set_cookie(
-        LANG_COOKIE, lang, max_age=365 * 86400, path="/", secure=True, samesite="Strict"
+        LANG_COOKIE,
+        lang,
+        max_age=365 * 86400,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
     )
     return response
 
