@@ -101,15 +101,28 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 
 def _check(bundle_bytes: bytes, console: Console) -> tuple[BundleReport | None, str | None]:
+    """The report, or the failure as ``reason code: detail`` (the code where the verifier
+    gives one: the browser's verifier gives the same)."""
     try:
         bundle = json.loads(bundle_bytes)
         if not isinstance(bundle, dict):
-            return None, "not a zvg-evidence/v1 bundle (not a JSON object)"
+            return None, "bundle_malformed: not a zvg-evidence/v1 bundle (not a JSON object)"
         return verify_bundle(bundle, directory=console.directory, now=console.clock()), None
     except RemoteError as exc:
-        return None, exc.detail
+        code = getattr(exc, "code", None)
+        return None, f"{code}: {exc.detail}" if code else exc.detail
     except (ValueError, KeyError, TypeError, AttributeError, LocalError) as exc:
-        return None, f"not a well-formed bundle ({type(exc).__name__})"
+        return None, f"bundle_malformed: not a well-formed bundle ({type(exc).__name__})"
+
+
+@allow(*OFFICERS, Role.AUDITOR)
+async def directory_file(request: web.Request) -> web.StreamResponse:
+    """The signed directory this node trusts, for the browser's verifier (public data)."""
+    return web.Response(
+        body=request.app[CONSOLE].directory.raw,
+        content_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="directory.json"'},
+    )
 
 
 @allow(*OFFICERS, Role.AUDITOR)
@@ -145,3 +158,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/evidence", evidence_page)
     app.router.add_get("/evidence/export", export)
     app.router.add_post("/evidence/verify", verify)
+    app.router.add_get("/evidence/directory.json", directory_file)

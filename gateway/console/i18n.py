@@ -137,6 +137,14 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "evidence.ok": "Geldig: {records} records bewezen tegen checkpoint {size}",
         "evidence.failed": "Ongeldig: {reason}",
         "nav.evidence": "Bewijs",
+        "evidence.browser": "In uw eigen browser controleren",
+        "evidence.browser.intro": "Een tweede controle, in deze browser, onafhankelijk van dit "
+        "knooppunt: kies de bundel en, als u die zelf heeft, de ondertekende deelnemerslijst; "
+        "anders wordt die van dit knooppunt gebruikt.",
+        "evidence.browser.directory": "Deelnemerslijst (JSON, optioneel)",
+        "evidence.browser.submit": "In de browser controleren",
+        "evidence.browser.ok": "Geldig volgens de controle in uw browser",
+        "evidence.browser.failed": "Ongeldig volgens de controle in uw browser",
         "message.evidence": "Bewijsbundel van dit bericht downloaden",
         "access.title": "Inzage in de console",
         "access.intro": "Wie in deze console welke records bekeek of exporteerde.",
@@ -271,6 +279,14 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "evidence.ok": "Valid: {records} records proved against checkpoint {size}",
         "evidence.failed": "Invalid: {reason}",
         "nav.evidence": "Evidence",
+        "evidence.browser": "Verify in your own browser",
+        "evidence.browser.intro": "A second check, in this browser, independent of this node: "
+        "choose the bundle and, if you have it yourself, the signed directory; otherwise this "
+        "node's is used.",
+        "evidence.browser.directory": "Directory (JSON, optional)",
+        "evidence.browser.submit": "Verify in the browser",
+        "evidence.browser.ok": "Valid according to the check in your browser",
+        "evidence.browser.failed": "Invalid according to the check in your browser",
         "message.evidence": "Download this message's evidence bundle",
         "access.title": "Console access log",
         "access.intro": "Who looked at or exported which records in this console.",

@@ -88,3 +88,25 @@ async def test_an_export_of_nothing_or_of_both_is_refused(cut: ConsoleUnderTest)
     assert none.status == 404
     both = await cut.client.get("/evidence/export?case_ref=a&message_id=b")
     assert both.status == 400
+
+
+async def test_the_browser_check_is_a_module_file_with_the_nodes_directory_beside_it(
+    cut: ConsoleUnderTest,
+) -> None:
+    await cut.login(Role.AUDITOR)
+    page = await (await cut.client.get("/evidence")).text()
+    # Without JavaScript the section stays hidden: the server's check works on its own.
+    assert '<section aria-labelledby="browser" id="browser-verify" hidden' in page
+    assert '<script type="module" src="/static/js/evidence-page.js"></script>' in page
+    script = await cut.client.get("/static/js/evidence-page.js")
+    assert script.status == 200
+    assert "javascript" in script.headers["Content-Type"]
+    text = await script.text()
+    assert 'from "./evidence-verify.js"' in text
+    assert "innerHTML" not in text  # results are set as text
+    directory = await cut.client.get("/evidence/directory.json")
+    assert directory.status == 200
+    assert await directory.read() == cut.politie.node.service.directory.raw
+    cut.client.session.cookie_jar.clear()
+    await cut.login(Role.CONTACTPUNT)
+    assert (await cut.client.get("/evidence/directory.json")).status == 403
