@@ -326,15 +326,19 @@ def build_console_app(
 
 
 def _mount_oidc(app: web.Application, settings: ConsoleSettings) -> None:
-    """The OpenID Connect routes (``gateway.console.oidc``), when an issuer is configured."""
+    """The OpenID Connect routes (``gateway.console.oidc``: ``/login/oidc``, ``/auth/callback``)
+    when an issuer is configured; a login ends in :func:`gateway.console.login.start_session`,
+    a failed one on the login page with its reason code."""
     if settings.oidc.issuer is None:
         return
     import importlib
 
-    from gateway.console.login import start_session
+    from gateway.console.login import oidc_failed, start_session
 
-    module = importlib.import_module("gateway.console.oidc")
-    module.add_oidc_routes(app, settings.oidc, start_session)
+    oidc = importlib.import_module("gateway.console.oidc")
+    client = oidc.client_settings(settings.oidc)
+    if client is not None:
+        oidc.add_oidc_routes(app, client, start_session, on_failure=oidc_failed)
 
 
 async def switch_language(request: web.Request) -> web.StreamResponse:

@@ -51,6 +51,9 @@ class OidcSettings(_Settings):
     """The console's callback as the provider knows it (``https://…/auth/callback``)."""
     scopes: tuple[str, ...] = ("openid", "profile")
     """The scopes asked for; ``openid`` must be among them."""
+    acr_values: tuple[str, ...] = ()
+    """Authentication contexts to ask the provider for, one of which the ID token's ``acr`` must
+    name (its multi-factor login, for instance); empty: whatever login the provider accepts."""
     role_claim: str = "groups"
     """The ID-token claim (a string or a list of strings) whose values ``role_mapping`` maps
     to console roles."""

@@ -28,7 +28,7 @@ from gateway.console.session import (
 )
 from gateway.errors import GatewayError, LocalError
 
-__all__ = ["add_routes", "safe_next", "start_session"]
+__all__ = ["add_routes", "oidc_failed", "safe_next", "start_session"]
 
 log = logging.getLogger("gateway.console")
 
@@ -117,6 +117,15 @@ def _login_page(
     )
     set_cookie(response, LOGIN_COOKIE, token, LOGIN_FORM_SECONDS)
     return response
+
+
+async def oidc_failed(request: web.Request, error: Exception) -> web.StreamResponse:
+    """A failed OpenID Connect login: the login page with the reason code (safe to show: no
+    token, code or claim), recorded like a failed local login."""
+    reason = str(getattr(error, "reason", "failed"))
+    await _record(request, account="(oidc)", method="oidc", reason=f"oidc:{reason}")
+    status = 403 if reason == "no-role" else 400
+    return _login_page(request, status=status, error="login.oidc.failed", reason=reason)
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:

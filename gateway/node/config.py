@@ -313,8 +313,9 @@ def _paths(raw: dict[str, Any], base: Path) -> None:
     if isinstance(oidc, dict):
         if isinstance(oidc.get("client_secret_file"), str):
             oidc["client_secret_file"] = (base / oidc["client_secret_file"]).resolve()
-        if isinstance(oidc.get("scopes"), list):
-            oidc["scopes"] = tuple(oidc["scopes"])
+        for name in ("scopes", "acr_values"):
+            if isinstance(oidc.get(name), list):
+                oidc[name] = tuple(oidc[name])
     api = raw.get("api")
     if isinstance(api, dict) and isinstance(api.get("tokens"), list):
         api["tokens"] = tuple(api["tokens"])
