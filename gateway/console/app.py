@@ -220,6 +220,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         else:
             _harden(request, exc)
             raise
+    except Exception as exc:  # noqa: BLE001 - an answer with the headers, not aiohttp's bare 500
+        # The class only, no traceback: an exception's text may hold what a record held.
+        name = type(exc).__name__
+        log.error("console: %s %s failed (%s)", request.method, request.path, name)  # noqa: TRY400 - no traceback, on purpose
+        response = error_page(request, "error.internal", 500)
     _harden(request, response)
     return response
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
+
 from gateway.console.roles import Role
 from gateway.core.audit import new_record
 from tests.console.conftest import ConsoleUnderTest
@@ -110,3 +112,21 @@ async def test_a_csv_cell_that_looks_like_a_formula_is_defused(cut: ConsoleUnder
     text = await (await cut.client.get("/search.csv?message_id=m-formula-1")).text()
     assert "'=HYPERLINK" in text
     assert ",=HYPERLINK" not in text
+
+
+async def test_an_unexpected_error_is_a_page_with_the_headers_and_no_details(
+    cut: ConsoleUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    await cut.login(Role.SECURITY_OFFICER)
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("VH-2026-0001 leaked into an exception")
+
+    cut.console.access.write = broken  # type: ignore[method-assign,assignment]  # it breaks
+    answer = await cut.client.get("/search")
+    assert answer.status == 500
+    assert "Content-Security-Policy" in answer.headers
+    page = await answer.text()
+    assert "VH-2026-0001" not in page
+    assert "VH-2026-0001" not in caplog.text
+    assert "RuntimeError" in caplog.text
