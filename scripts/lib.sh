@@ -26,7 +26,7 @@ ensure_venv() {
     # ensure_venv [EXTRA]: creates .venv and installs the client distribution (clients/python) and
     # the project with the extra named, when a pyproject.toml changed: by default `test` (the
     # development tools; scripts/test), `fhir` for scripts/demo (GGZ's FHIR adapter), which
-    # needs no test tools.
+    # needs no test tools (it passes `fhir,console`).
     local extra="${1-test}" py
     py=$(command -v python3 || true)
     [ -n "$py" ] || apt_install python3 python3-venv

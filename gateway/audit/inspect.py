@@ -428,13 +428,27 @@ def query(
     since: datetime | None = None,
     until: datetime | None = None,
     operation: str | None = None,
+    trace_id: str | None = None,
+    status: str | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
     limit: int = 10_000,
 ) -> list[dict[str, Any]]:
-    """Records matching every given filter, oldest first (views plus what personal data is
-    still held: case reference and subject pseudonyms; and, for a record that keeps a
+    """Records matching every given filter, oldest first (``newest_first``: newest first; with
+    ``before``, only records with a smaller index: the next page) (views plus what personal data
+    is still held: case reference and subject pseudonyms; and, for a record that keeps a
     partner's signed bytes as evidence, those bytes as ``evidence``)."""
     where: list[str] = ["1=1"]
     params: list[Any] = []
+    if trace_id is not None:
+        where.append("trace_id = ?")
+        params.append(trace_id)
+    if status is not None:
+        where.append("json_extract(view, '$.status') = ?")
+        params.append(status)
+    if before is not None:
+        where.append("idx < ?")
+        params.append(before)
     if case_ref is not None:
         where.append("case_ref = ?")
         params.append(case_ref)
@@ -467,7 +481,7 @@ def query(
     sql = (
         "SELECT idx, view, personal FROM audit_records WHERE "  # noqa: S608 - fixed clauses, bound values
         + " AND ".join(where)
-        + " ORDER BY idx LIMIT ?"
+        + (" ORDER BY idx DESC LIMIT ?" if newest_first else " ORDER BY idx LIMIT ?")
     )
     out = []
     for idx, view_text, personal_text in db.execute(sql, (*params, limit)):

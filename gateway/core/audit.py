@@ -80,6 +80,8 @@ OPERATIONS = frozenset(
         "key.change",  # this node started using another key
         "witness.refuse",  # we refused a peer's checkpoint (conflict, bad proof, fork)
         "access",  # an actor at the partner read or changed something through the API
+        "console.access",  # someone looked at or exported records in the officer console
+        "console.login",  # a login to the officer console, succeeded or failed
     }
 )
 

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from gateway.console import config as console_config_module
 from gateway.node import config as config_module
 from gateway.node.config import NodeConfig, PurposeDefaults, Token
 
@@ -39,8 +40,15 @@ _TOKEN_DOCS = {
 
 
 def field_docs() -> dict[str, dict[str, str]]:
-    """class name -> field name -> the docstring under the field in ``config.py``."""
-    tree = ast.parse(inspect.getsource(config_module))
+    """class name -> field name -> the docstring under the field in ``config.py`` (the node's
+    and the console's, ``gateway/console/config.py``)."""
+    docs: dict[str, dict[str, str]] = {}
+    for module in (config_module, console_config_module):
+        docs.update(_field_docs_of(ast.parse(inspect.getsource(module))))
+    return docs
+
+
+def _field_docs_of(tree: ast.Module) -> dict[str, dict[str, str]]:
     docs: dict[str, dict[str, str]] = {}
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
@@ -83,6 +91,12 @@ def _cell(text: str) -> str:
 def _rows(prefix: str, model: type[BaseModel], docs: dict[str, str]) -> list[str]:
     rows = []
     for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            # a subsection ([console.oidc]): its own rows, one level deeper
+            rows += _rows(
+                f"{prefix}{name}.", info.annotation, field_docs()[info.annotation.__name__]
+            )
+            continue
         doc = docs.get(name)
         if doc is None:
             raise ValueError(f"{model.__name__}.{name} has no docstring in config.py")

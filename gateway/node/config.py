@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from gateway.console.config import ConsoleSettings
 from gateway.errors import LocalError
 from schemas._base import NodeId, Oin, describe_errors
 from schemas.limits import MAX_RECEIPT_ENTRIES
@@ -255,6 +256,7 @@ class NodeConfig(_Settings):
     limits: Limits = Limits()
     retention: Retention = Retention()
     audit: AuditSettings = AuditSettings()
+    console: ConsoleSettings = ConsoleSettings()
     purposes: dict[str, PurposeDefaults] = {}
     """Per purpose code: default legal basis and processing activity."""
     source: Path = Path("node.toml")
@@ -263,6 +265,11 @@ class NodeConfig(_Settings):
     @property
     def store_path(self) -> Path:
         return self.node.data_dir / "node.db"
+
+    @property
+    def console_users_file(self) -> Path:
+        """The console's local accounts: ``console.users_file``, else in the data directory."""
+        return self.console.users_file or self.node.data_dir / "console-users.json"
 
     def key_files(self) -> list[tuple[str, Path]]:
         """Every key file the node will read, with the setting that names it."""
@@ -284,6 +291,9 @@ _PATH_FIELDS = {
     ("broker", "cert_file"),
     ("broker", "key_file"),
     ("audit", "pseudonym_key_file"),
+    ("console", "tls_cert"),
+    ("console", "tls_key"),
+    ("console", "users_file"),
 }
 
 
@@ -305,6 +315,14 @@ def _paths(raw: dict[str, Any], base: Path) -> None:
             keys["encryption"] = tuple(
                 (base / p).resolve() if isinstance(p, str) else p for p in enc
             )
+    console = raw.get("console")
+    oidc = console.get("oidc") if isinstance(console, dict) else None
+    if isinstance(oidc, dict):
+        if isinstance(oidc.get("client_secret_file"), str):
+            oidc["client_secret_file"] = (base / oidc["client_secret_file"]).resolve()
+        for name in ("scopes", "acr_values"):
+            if isinstance(oidc.get(name), list):
+                oidc[name] = tuple(oidc[name])
     api = raw.get("api")
     if isinstance(api, dict) and isinstance(api.get("tokens"), list):
         api["tokens"] = tuple(api["tokens"])

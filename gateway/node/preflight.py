@@ -13,7 +13,9 @@
 - this node in the directory: ``node.org`` a member, ``node.node_id`` one of its nodes;
 - ``purposes``: known purpose codes;
 - ``[broker]``: scheme, no credentials in the URL, a user, the CA for ``amqps://``, a password
-  file or a client certificate.
+  file or a client certificate;
+- ``[console]``, when enabled: loopback only without TLS, the TLS files, a way to log in
+  (:func:`gateway.console.config.console_problems`).
 
 One check is not a refusal here: a directory file older than the version the node trusted
 (``rollback``). ``zvg node run`` records that attempt in its audit log before it refuses to
@@ -24,7 +26,7 @@ warns (decision 0022).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.broker.provision import read_password_file
 from gateway.broker.transport import BrokerEndpoint, tls_context
+from gateway.console.config import console_problems
 from gateway.core import jose
 from gateway.core.broker_topology import vhost_name
 from gateway.core.directory import TrustedDirectory
@@ -230,6 +233,14 @@ def _membership(config: NodeConfig, directory: TrustedDirectory) -> list[str]:
 def preflight(config: NodeConfig) -> Preflight:
     """Every check ``zvg node run`` makes before it opens its store or connects (module
     docstring). Never raises for a problem of the node's files: it reports them all."""
+    found = _preflight(config)
+    console = console_problems(config.console, config.console_users_file)
+    if not console:
+        return found
+    return replace(found, problems=found.problems + tuple(console), checked=None)
+
+
+def _preflight(config: NodeConfig) -> Preflight:
     problems = check_files(config)
     if problems:  # the rest reads those files
         return Preflight(tuple(problems))

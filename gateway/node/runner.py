@@ -3,7 +3,8 @@
 Start-up order: config → the checks of ``zvg node check-config`` (:mod:`gateway.node.preflight`:
 files, catalogue, keys, directory (trusted, not expired), production checks, this node in the
 directory, purposes, broker settings) → store and audit log (the log must reproduce its last
-checkpoint) → HTTP API → broker (connected in the background; ``/readyz`` says when) → loops.
+checkpoint) → HTTP API → the officer console when enabled (its own listener) → broker
+(connected in the background; ``/readyz`` says when) → loops.
 SIGTERM or SIGINT drains: the consumer stops taking deliveries, the API stops accepting, the
 loops finish what is in flight (publishes get a grace period to be confirmed), then the store
 closes. Nothing is lost: whatever was not published stays in the outbox for the next start.
@@ -66,6 +67,8 @@ class Node:
     #: The node's broker port: not connected until :meth:`_keep_connected` attaches the publisher.
     broker: BrokerSlot
     runner: web.AppRunner | None = None
+    #: The officer console's listener, when ``[console]`` enables it (gateway.console).
+    console: web.AppRunner | None = None
     connection: Any = None
     consumer: Consumer | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,17 +113,24 @@ class Node:
             broker=broker,
         )
         store = service.audit.store  # the SQLite store the node and its audit log share
+        api: web.AppRunner | None = None
         try:
             # durable, then used
             await settle_at_start(config, store, service.audit, directory, history)
             await service.outbox.count_backlog()  # before the API accepts: the 429 limit holds
             node = cls(config, service, store, telemetry, endpoint, broker)
-            runner = node.runner = web.AppRunner(build_app(service, node.readiness))
+            runner = api = node.runner = web.AppRunner(build_app(service, node.readiness))
             await runner.setup()
             host, _, port = config.api.listen.rpartition(":")
             site = ApiSite(runner, host.strip("[]"), int(port), config.api)
             await site.start()
+            if config.console.enabled:  # its packages (the console extra) only when enabled
+                from gateway.console.app import start_console
+
+                node.console = await start_console(service)
         except BaseException:
+            if api is not None:  # the console's listener did not start: nor does the API's
+                await api.cleanup()
             await store.close()
             raise
         service.start_loops(node.queue_depth)
@@ -238,6 +248,8 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.consumer.close()
         await self.service.begin_stop()  # long-polls and event streams return now
+        if self.console is not None:
+            await self.console.cleanup()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.service.stop(DRAIN_GRACE_S)

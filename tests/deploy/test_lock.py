@@ -79,7 +79,10 @@ def test_the_lock_is_what_scripts_lock_writes() -> None:
     header = LOCK.read_text(encoding="utf-8").splitlines()[1].lstrip("# ").strip()
     assert header == command
     inputs = (ROOT / "deploy" / "requirements.in").read_text(encoding="utf-8").splitlines()
-    assert [x for x in inputs if x and not x.startswith("#")] == ["-e ./clients/python", "-e ."]
+    assert [x for x in inputs if x and not x.startswith("#")] == [
+        "-e ./clients/python",
+        "-e .[console]",
+    ]
 
 
 def test_the_image_installs_from_the_lock() -> None:

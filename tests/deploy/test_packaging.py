@@ -1,7 +1,7 @@
 """What each README command installs is enough for what it runs, and no more (issue 18 point 9):
-``./scripts/demo`` installs the node with the ``fhir`` extra only — no test tools — so every
-third-party module the product and the demo import must come from the node's dependencies, the
-client distribution's, or that extra."""
+``./scripts/demo`` installs the node with the ``fhir`` and ``console`` extras only — no test
+tools — so every third-party module the product and the demo import must come from the node's
+dependencies, the client distribution's, or those extras."""
 
 from __future__ import annotations
 
@@ -55,9 +55,11 @@ def _third_party_imports() -> set[str]:
     return {m for m in found if m not in local and m != "__future__"}
 
 
-def test_the_demo_installs_the_fhir_extra_and_not_the_test_tools() -> None:
+def test_the_demo_installs_the_fhir_and_console_extras_and_not_the_test_tools() -> None:
     demo = (ROOT / "scripts" / "demo").read_text(encoding="utf-8")
-    assert re.search(r"^ensure_venv fhir\b", demo, re.MULTILINE), "scripts/demo: ensure_venv fhir"
+    assert re.search(r"^ensure_venv fhir,console\s", demo, re.MULTILINE), (
+        "scripts/demo: ensure_venv fhir,console"
+    )
     test = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
     assert re.search(r"^ensure_venv(\s|$)", test, re.MULTILINE), "scripts/test: the default, test"
     lib = (ROOT / "scripts" / "lib.sh").read_text(encoding="utf-8")
@@ -65,8 +67,8 @@ def test_the_demo_installs_the_fhir_extra_and_not_the_test_tools() -> None:
 
 
 def test_everything_the_demo_imports_is_installed_without_the_test_extra() -> None:
-    installed = _closure("zv-gateway", frozenset({"fhir"}))
-    assert "pytest" not in installed, "the fhir extra does not pull in the test tools"
+    installed = _closure("zv-gateway", frozenset({"fhir", "console"}))
+    assert "pytest" not in installed, "the demo's extras do not pull in the test tools"
     owners = packages_distributions()
     missing = {
         module: owners.get(module)
