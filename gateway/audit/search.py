@@ -2,7 +2,7 @@
 
 The leaf view keeps the exchange fields as JSON and the personal part keeps the subject
 pseudonyms, so "every record about this pseudonym" or "every record with this partner last
-week" would scan the whole log. Three side tables, written in the same transaction as the
+week" would scan the whole log. Side tables, written in the same transaction as the
 records (:func:`index_rows`, called by the audit log's append) make them index seeks:
 
 - ``audit_subjects (subject, time, idx)``: one row per pseudonym of a record. Personal data:
@@ -11,7 +11,9 @@ records (:func:`index_rows`, called by the audit log's append) make them index s
   recipients, peer). Not personal: kept for ever, like the leaf view.
 - ``audit_hourly (hour, name, status, purpose, party, n)``: counts per UTC hour, operation,
   status, purpose and party (``*``: every record once, however many parties it names), for the
-  overview's 30-day charts and the review report's baselines without reading records.
+  overview's 30-day charts and the review report's baselines without reading records;
+- ``audit_notable (name, time, idx)``: the records of rare operations (:data:`NOTABLE`, and every
+  ``console.*`` record: accesses, acknowledgements, sign-offs), listed one by one.
 
 ``audit_indexed.upto`` says up to which index the side tables cover the log; :func:`catch_up`
 indexes records written before this module existed (run when the log opens), so an upgraded
@@ -34,6 +36,7 @@ from gateway.core.audit import Record
 
 __all__ = [
     "ALL_PARTIES",
+    "NOTABLE",
     "SEARCH_SCHEMA",
     "AuditHit",
     "HourCount",
@@ -42,6 +45,8 @@ __all__ = [
     "count_by_hour",
     "forget_subjects",
     "index_rows",
+    "is_notable",
+    "notable",
     "receipt_statuses",
     "search",
 ]
@@ -70,11 +75,37 @@ CREATE TABLE IF NOT EXISTS audit_hourly (
     n       INTEGER NOT NULL,
     PRIMARY KEY (hour, name, status, purpose, party)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_notable (
+    name    TEXT NOT NULL,       -- one of NOTABLE: rare operations the review and alerts list
+    time    REAL NOT NULL,
+    idx     INTEGER NOT NULL,
+    PRIMARY KEY (name, time, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_indexed (
     id      INTEGER PRIMARY KEY CHECK (id = 0),
     upto    INTEGER NOT NULL     -- the side tables cover records with idx < upto
 );
 """
+
+#: Operations rare enough to list one by one (the log review, alerts, acknowledgements): every
+#: console record and what an officer must see individually. Indexed by name and time.
+NOTABLE = frozenset(
+    {
+        "receipt.contradiction",
+        "witness.refuse",
+        "broker.quarantine",
+        "broker.release",
+        "directory.change",
+        "key.change",
+        "retention.purge",
+        "refusal.summary",
+    }
+)
+
+
+def is_notable(name: str) -> bool:
+    return name in NOTABLE or name.startswith("console.")
+
 
 #: The ``party`` of the hourly counts that counts every record once.
 ALL_PARTIES = "*"
@@ -106,6 +137,10 @@ def _index(
             counts[key] = counts.get(key, 0) + 1
     db.executemany("INSERT OR IGNORE INTO audit_subjects VALUES (?,?,?)", subjects)
     db.executemany("INSERT OR IGNORE INTO audit_parties VALUES (?,?,?)", parties)
+    db.executemany(
+        "INSERT OR IGNORE INTO audit_notable VALUES (?,?,?)",
+        [(name, t, i) for i, t, name, _, _, _, _ in rows if is_notable(name)],
+    )
     db.executemany(
         "INSERT INTO audit_hourly VALUES (?,?,?,?,?,?) ON CONFLICT"
         " (hour, name, status, purpose, party) DO UPDATE SET n = n + excluded.n",
@@ -355,3 +390,27 @@ def receipt_statuses(
         if isinstance(status, str) and org:
             out.setdefault(str(mid), {})[str(org)] = status
     return out
+
+
+def notable(
+    db: sqlite3.Connection,
+    names: Sequence[str],
+    since: float,
+    until: float,
+    *,
+    limit: int = 1000,
+) -> tuple[list[AuditHit], bool]:
+    """Records of the notable operations ``names`` with ``since <= time < until``, newest
+    first, at most ``limit`` (and whether there were more)."""
+    marks = ",".join("?" * len(names))
+    rows = db.execute(
+        "SELECT a.idx, a.time, a.view, a.personal FROM audit_notable n"  # noqa: S608 - placeholders only
+        f" JOIN audit_records a ON a.idx = n.idx WHERE n.name IN ({marks})"
+        " AND n.time >= ? AND n.time < ? ORDER BY n.time DESC, n.idx DESC LIMIT ?",
+        (*names, since, until, limit + 1),
+    ).fetchall()
+    hits = [
+        AuditHit(int(i), float(t), json.loads(v), json.loads(p) if p else None)
+        for i, t, v, p in rows[:limit]
+    ]
+    return hits, len(rows) > limit

@@ -295,7 +295,13 @@ async def test_a_log_written_before_the_console_indexes_is_indexed_when_it_opens
     )
 
     def forget(db: sqlite3.Connection) -> None:  # as an older node left its store
-        for table in ("audit_subjects", "audit_parties", "audit_hourly", "audit_indexed"):
+        for table in (
+            "audit_subjects",
+            "audit_parties",
+            "audit_hourly",
+            "audit_notable",
+            "audit_indexed",
+        ):
             db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     await audit.store.run(forget)
