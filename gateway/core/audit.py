@@ -60,6 +60,8 @@ __all__ = [
 #: Operation names (``name``), one per kind of event the node logs.
 OPERATIONS = frozenset(
     {
+        "console.acknowledge",  # an officer acknowledged a console alert, with a comment
+        "console.review",  # an officer signed off a log review report, with a comment
         "message.send",  # an adapter's message was validated, allowed, sealed and queued
         "message.publish",  # the broker confirmed the envelope for one recipient
         "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
@@ -80,6 +82,8 @@ OPERATIONS = frozenset(
         "key.change",  # this node started using another key
         "witness.refuse",  # we refused a peer's checkpoint (conflict, bad proof, fork)
         "access",  # an actor at the partner read or changed something through the API
+        "console.access",  # someone looked at or exported records in the officer console
+        "console.login",  # a login to the officer console, succeeded or failed
     }
 )
 
