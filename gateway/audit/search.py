@@ -48,6 +48,7 @@ __all__ = [
     "is_notable",
     "notable",
     "receipt_statuses",
+    "records_between",
     "search",
 ]
 
@@ -408,6 +409,30 @@ def notable(
         f" JOIN audit_records a ON a.idx = n.idx WHERE n.name IN ({marks})"
         " AND n.time >= ? AND n.time < ? ORDER BY n.time DESC, n.idx DESC LIMIT ?",
         (*names, since, until, limit + 1),
+    ).fetchall()
+    hits = [
+        AuditHit(int(i), float(t), json.loads(v), json.loads(p) if p else None)
+        for i, t, v, p in rows[:limit]
+    ]
+    return hits, len(rows) > limit
+
+
+def records_between(
+    db: sqlite3.Connection,
+    names: Sequence[str],
+    since: float,
+    until: float,
+    *,
+    limit: int = 10_000,
+) -> tuple[list[AuditHit], bool]:
+    """Records of operations ``names`` with ``since <= time < until``, oldest first, at most
+    ``limit`` (and whether there were more). Reads the time index over the period: meant for a
+    day or a week (the log review), not for a year."""
+    marks = ",".join("?" * len(names))
+    rows = db.execute(
+        "SELECT idx, time, view, personal FROM audit_records"  # noqa: S608 - placeholders only
+        f" WHERE time >= ? AND time < ? AND name IN ({marks}) ORDER BY time, idx LIMIT ?",
+        (since, until, *names, limit + 1),
     ).fetchall()
     hits = [
         AuditHit(int(i), float(t), json.loads(v), json.loads(p) if p else None)

@@ -47,6 +47,7 @@ __all__ = [
     "acknowledge_record",
     "compute_alerts",
     "gauge_points",
+    "officer_comment_record",
 ]
 
 KINDS = (
@@ -345,7 +346,7 @@ def acknowledge_record(identity: Identity, alert: Alert, comment: str, *, at: da
     empty or too long comment, or one holding a BSN-shaped number."""
     if identity.role not in OFFICERS:
         raise NotAllowed("only officers acknowledge alerts")
-    return _signed_comment_record(
+    return officer_comment_record(
         "console.acknowledge",
         identity,
         comment,
@@ -354,9 +355,12 @@ def acknowledge_record(identity: Identity, alert: Alert, comment: str, *, at: da
     )
 
 
-def _signed_comment_record(
+def officer_comment_record(
     name: str, identity: Identity, comment: str, *, at: datetime, detail: dict[str, int | str]
 ) -> Record:
+    """A record of an officer's act with a comment (an acknowledgement, a sign-off): ``detail``
+    in the view, the officer and the comment in the personal part. Raises :class:`BadQuery` for
+    an empty or too long comment, or one holding a BSN-shaped number."""
     text = comment.strip()
     if not text:
         raise BadQuery("a comment is required")
