@@ -40,8 +40,10 @@ from typing import Any
 from benchmarks._report import print_table, write_results
 from gateway.audit import inspect
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
+from gateway.console.data.alerts import compute_alerts
 from gateway.console.data.overview import overview
 from gateway.console.data.records import SearchRequest, search_records
+from gateway.console.data.review import day_bounds, review_report
 from gateway.console.roles import Role
 from gateway.core.audit import Record, record_time
 from gateway.node.store import AppendAudit, AuditRow, SqliteStore
@@ -241,6 +243,14 @@ def measure(path: Path, runs: int) -> list[dict[str, Any]]:
     def the_overview() -> object:
         return overview(db, now=NOW, own_org=OWN, names={}, log_size=size)
 
+    def the_alerts() -> object:
+        return compute_alerts(db, now=NOW, own_org=OWN, names={})
+
+    def a_review() -> object:
+        day = (NOW - timedelta(days=rng.randrange(1, DAYS - 30))).date()
+        start, end = day_bounds(day, UTC)
+        return review_report(db, Role.PRIVACY_OFFICER, start=start, end=end, own_org=OWN, names={})
+
     def baseline() -> object:
         start = rng.randrange(max(size - PAGE, 1))
         return [
@@ -254,7 +264,7 @@ def measure(path: Path, runs: int) -> list[dict[str, Any]]:
     def unindexed() -> object:
         return inspect.query(db, subject=rng.choice(subjects), limit=PAGE)
 
-    for fn in (by_subject, by_case, by_partner_time, the_overview, baseline):
+    for fn in (by_subject, by_case, by_partner_time, the_overview, the_alerts, a_review, baseline):
         _timed(fn, 5)  # warm the page cache: an officer's console runs on a warm node
     rows = []
     base = _timed(baseline, runs)
@@ -270,6 +280,8 @@ def measure(path: Path, runs: int) -> list[dict[str, Any]]:
             max(runs // 4, 20),
             TARGET_OVERVIEW_MS,
         ),
+        ("alerts (all kinds, 30-day spike baseline)", the_alerts, max(runs // 4, 20), None),
+        ("log review report, one day", a_review, max(runs // 4, 20), None),
         ("unindexed subject scan (zvg audit query)", unindexed, 3, None),
     ):
         ms = base if fn is baseline else _timed(fn, n)

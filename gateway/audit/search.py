@@ -30,7 +30,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gateway.core.audit import Record
 
@@ -39,10 +39,8 @@ __all__ = [
     "NOTABLE",
     "SEARCH_SCHEMA",
     "AuditHit",
-    "HourCount",
     "RecordQuery",
     "catch_up",
-    "count_by_hour",
     "forget_subjects",
     "index_rows",
     "is_notable",
@@ -50,6 +48,7 @@ __all__ = [
     "receipt_statuses",
     "records_between",
     "search",
+    "sum_by_hour",
 ]
 
 SEARCH_SCHEMA = """
@@ -330,43 +329,6 @@ def search(db: sqlite3.Connection, q: RecordQuery) -> tuple[list[AuditHit], bool
     return hits, len(rows) > q.limit
 
 
-@dataclass(frozen=True)
-class HourCount:
-    """How many records of one operation and status, about one purpose and party, one hour."""
-
-    hour: int
-    name: str
-    status: str
-    purpose: str
-    party: str
-    n: int
-
-
-def count_by_hour(
-    db: sqlite3.Connection,
-    since: float,
-    until: float,
-    *,
-    names: Sequence[str] | None = None,
-    per_party: bool = False,
-) -> list[HourCount]:
-    """The hourly counts of ``since <= hour start < until`` (POSIX seconds): per party
-    (``per_party``), else each record once (party ``*``); only operations ``names`` if given."""
-    party = "party != '*'" if per_party else "party = '*'"
-    sql = (
-        "SELECT hour, name, status, purpose, party, n FROM audit_hourly"  # noqa: S608 - fixed clauses, bound values
-        f" WHERE hour >= ? AND hour < ? AND {party}"
-    )
-    args: list[Any] = [int(since // 3600), int(-(-until // 3600))]
-    if names is not None:
-        sql += f" AND name IN ({','.join('?' * len(names))})"
-        args += list(names)
-    return [
-        HourCount(int(h), str(n), str(s), str(p), str(o), int(c))
-        for h, n, s, p, o, c in db.execute(sql, args)
-    ]
-
-
 def receipt_statuses(
     db: sqlite3.Connection, message_ids: Sequence[str]
 ) -> dict[str, dict[str, str]]:
@@ -439,3 +401,30 @@ def records_between(
         for i, t, v, p in rows[:limit]
     ]
     return hits, len(rows) > limit
+
+
+def sum_by_hour(
+    db: sqlite3.Connection,
+    since: float,
+    until: float,
+    *,
+    names: Sequence[str],
+    by: Literal["purpose", "party"],
+    status: str | None = None,
+) -> list[tuple[int, str, int]]:
+    """``(hour, purpose or party, count)`` of the records of operations ``names`` (and
+    ``status``, if given) with ``since <= hour start < until``, summed in SQL: each record once
+    per purpose, or once per party it names. The overview's charts read a few thousand rows this
+    way instead of every hourly row of the month."""
+    party = "party = '*'" if by == "purpose" else "party != '*'"
+    sql = (
+        f"SELECT hour, {by}, sum(n) FROM audit_hourly"  # noqa: S608 - fixed clauses, bound values
+        f" WHERE hour >= ? AND hour < ? AND {party}"
+        f" AND name IN ({','.join('?' * len(names))})"
+    )
+    args: list[Any] = [int(since // 3600), int(-(-until // 3600)), *names]
+    if status is not None:
+        sql += " AND status = ?"
+        args.append(status)
+    sql += f" GROUP BY hour, {by}"
+    return [(int(h), str(k), int(n)) for h, k, n in db.execute(sql, args)]

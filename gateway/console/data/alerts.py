@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from gateway.audit.search import count_by_hour, notable
+from gateway.audit.search import notable, sum_by_hour
 from gateway.console.data.records import BadQuery, NotAllowed, OrgRef, org_ref
 from gateway.console.identity import Identity
 from gateway.console.roles import OFFICERS
@@ -197,18 +197,16 @@ def _spike_alerts(
     base_start = day_start - timedelta(days=30)
     recent: dict[tuple[str, str], int] = {}
     base: dict[tuple[str, str], int] = {}
-    for c in count_by_hour(
-        db,
-        base_start.timestamp(),
-        now.timestamp() + 1,
-        names=("policy.decision", "message.refuse"),
-        per_party=True,
+    since, until = base_start.timestamp(), now.timestamp() + 1
+    for kind, ops, status in (
+        ("denials", ("policy.decision",), "denied"),
+        ("refusals", ("message.refuse",), None),
     ):
-        if c.party == own or c.status not in ("denied", "rejected", "error"):
-            continue
-        kind = "denials" if c.name == "policy.decision" else "refusals"
-        target = recent if c.hour * 3600 >= day_start.timestamp() else base
-        target[(kind, c.party)] = target.get((kind, c.party), 0) + c.n
+        for hour, party, n in sum_by_hour(db, since, until, names=ops, by="party", status=status):
+            if party == own:
+                continue
+            target = recent if hour * 3600 >= day_start.timestamp() else base
+            target[(kind, party)] = target.get((kind, party), 0) + n
     out = []
     for (kind, party), n in sorted(recent.items()):
         mean = base.get((kind, party), 0) / 30

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from xml.sax.saxutils import escape, quoteattr
 
-from gateway.audit.search import ALL_PARTIES, count_by_hour
+from gateway.audit.search import sum_by_hour
 from gateway.console.data.records import OrgRef, org_ref
 
 __all__ = [
@@ -129,32 +129,40 @@ def overview(
     """The overview at ``now`` (days in ``tz``; ``log_size`` from the running log's tree)."""
     days = _days(now, tz)
     since, until = _start(days, tz), now.timestamp() + 1
+    day_of: dict[int, date] = {}  # 720 distinct hours: convert each once
 
     def day(hour: int) -> date:
-        return datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).date()
+        d = day_of.get(hour)
+        if d is None:
+            d = day_of[hour] = datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).date()
+        return d
+
+    label_of: dict[str, str] = {}
+
+    def label(party: str) -> str:
+        text = label_of.get(party)
+        if text is None:
+            text = label_of[party] = str(org_ref(party, names))
+        return text
+
+    def add(target: dict[str, dict[date, int]], key: str, hour: int, n: int) -> None:
+        per = target.setdefault(key, {})
+        d = day(hour)
+        per[d] = per.get(d, 0) + n
 
     purposes: dict[str, dict[date, int]] = {}
-    for c in count_by_hour(db, since, until, names=_MESSAGE_OPS):
-        d = day(c.hour)
-        per = purposes.setdefault(c.purpose or "-", {})
-        per[d] = per.get(d, 0) + c.n
+    for hour, purpose, n in sum_by_hour(db, since, until, names=_MESSAGE_OPS, by="purpose"):
+        add(purposes, purpose or "-", hour, n)
     partners: dict[str, dict[date, int]] = {}
+    for hour, party, n in sum_by_hour(db, since, until, names=_MESSAGE_OPS, by="party"):
+        if party != own_org:
+            add(partners, label(party), hour, n)
     denials: dict[str, dict[date, int]] = {}
-    for c in count_by_hour(
-        db, since, until, names=(*_MESSAGE_OPS, "policy.decision"), per_party=True
+    for hour, party, n in sum_by_hour(
+        db, since, until, names=("policy.decision",), by="party", status="denied"
     ):
-        if c.party in (own_org, ALL_PARTIES):
-            continue
-        label = str(org_ref(c.party, names))
-        if c.name == "policy.decision":
-            if c.status != "denied":
-                continue
-            target = denials
-        else:
-            target = partners
-        d = day(c.hour)
-        per = target.setdefault(label, {})
-        per[d] = per.get(d, 0) + c.n
+        if party != own_org:
+            add(denials, label(party), hour, n)
     return Overview(
         health=_health(db, now, log_size, names),
         witnessed=_witnessed(db),

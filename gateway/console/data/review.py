@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from gateway.audit.search import ALL_PARTIES, AuditHit, count_by_hour, notable, records_between
+from gateway.audit.search import AuditHit, notable, records_between, sum_by_hour
 from gateway.console.data.alerts import officer_comment_record
 from gateway.console.data.records import NotAllowed, OrgRef, org_ref
 from gateway.console.identity import Identity
@@ -193,36 +193,45 @@ def review_report(
     days = (e - s) / 86400
     base_s = s - BASELINE_DAYS * 86400
 
+    local_of: dict[int, datetime] = {}
+    label_of: dict[str, str] = {}
+
     def local(hour: int) -> datetime:
-        return datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz)
+        t = local_of.get(hour)
+        if t is None:
+            t = local_of[hour] = datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz)
+        return t
+
+    def label(party: str) -> str:
+        text = label_of.get(party)
+        if text is None:
+            text = label_of[party] = str(org_ref(party, names))
+        return text
+
+    def add(now_: dict[str, int], base: dict[str, int], hour: int, key: str, n: int) -> None:
+        target = now_ if hour * 3600 >= s else base
+        target[key] = target.get(key, 0) + n
 
     partner_now: dict[str, int] = {}
     partner_base: dict[str, int] = {}
     off_now: dict[str, int] = {}
     off_base: dict[str, int] = {}
+    for hour, party, n in sum_by_hour(db, base_s, e, names=_MESSAGES, by="party"):
+        if party == own_org:
+            continue
+        add(partner_now, partner_base, hour, label(party), n)
+        if not hours.contains(local(hour)):
+            add(off_now, off_base, hour, label(party), n)
     denied_now: dict[str, int] = {}
     denied_base: dict[str, int] = {}
-    for c in count_by_hour(
-        db, base_s, e, names=(*_MESSAGES, "policy.decision", "message.refuse"), per_party=True
-    ):
-        if c.party in (own_org, ALL_PARTIES):
-            continue
-        label = str(org_ref(c.party, names))
-        in_period = c.hour * 3600 >= s
-        if c.name in _MESSAGES:
-            target = partner_now if in_period else partner_base
-            target[label] = target.get(label, 0) + c.n
-            if not hours.contains(local(c.hour)):
-                off = off_now if in_period else off_base
-                off[label] = off.get(label, 0) + c.n
-        elif c.status in ("denied", "rejected", "error"):
-            target = denied_now if in_period else denied_base
-            target[label] = target.get(label, 0) + c.n
+    for names_, status in ((("policy.decision",), "denied"), (("message.refuse",), None)):
+        for hour, party, n in sum_by_hour(db, base_s, e, names=names_, by="party", status=status):
+            if party != own_org:
+                add(denied_now, denied_base, hour, label(party), n)
     purpose_now: dict[str, int] = {}
     purpose_base: dict[str, int] = {}
-    for c in count_by_hour(db, base_s, e, names=_MESSAGES):
-        target = purpose_now if c.hour * 3600 >= s else purpose_base
-        target[c.purpose or "-"] = target.get(c.purpose or "-", 0) + c.n
+    for hour, purpose, n in sum_by_hour(db, base_s, e, names=_MESSAGES, by="purpose"):
+        add(purpose_now, purpose_base, hour, purpose or "-", n)
 
     truncated = False
     receipts, more = records_between(
