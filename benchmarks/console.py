@@ -32,13 +32,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from benchmarks._report import print_table, write_results
 from gateway.audit import inspect
+from gateway.audit import search as audit_search
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.console.data.alerts import compute_alerts
 from gateway.console.data.overview import overview
@@ -190,6 +191,55 @@ async def build(path: Path, records: int) -> float:
     return time.perf_counter() - started
 
 
+def _drop_console_indexes(db: sqlite3.Connection) -> None:
+    db.execute("DROP INDEX audit_by_time")
+    db.execute("DROP INDEX audit_by_case_time")
+
+
+async def append_cost(records: int) -> dict[str, float]:
+    """µs per record of the audit log's append command (1,000-record commits, as a busy node
+    group-commits), with the console's side tables and indexes and, in the same run, without
+    them."""
+
+    rng = random.Random(3)
+    rows: list[AuditRow] = []
+    message = 0
+    # A node appends as things happen: in time order, at its pace (here 500 records a second,
+    # a busy ZVH at its peak); the store built for the queries holds a year in random order,
+    # which only the queries do not mind.
+    while len(rows) < records:
+        for r in _records(message, rng):
+            when = NOW + timedelta(milliseconds=2 * len(rows))
+            rows.append(_row(replace(r, start_time=when, end_time=when), rng))
+        message += 1
+    out: dict[str, float] = {}
+    real = audit_search.index_rows
+    for label, hook in (
+        ("without", lambda *_: None),
+        ("with", real),
+        ("without_again", lambda *_: None),
+    ):
+        audit_search.index_rows = hook
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SqliteStore(Path(tmp) / "n.db", schemas=(AUDIT_SCHEMA,))
+            await AuditLog.open(
+                store,
+                origin="bench.example/x/audit-log",
+                key=None,
+                rand=os.urandom,
+                retention_s=1e10,
+            )
+            if hook is not real:  # the log as it was before the console: no index of its own
+                await store.run(_drop_console_indexes)
+            t = time.perf_counter()
+            for i in range(0, records, 1_000):
+                await store.commit(AppendAudit(tuple(rows[i : i + 1_000])))
+            out[label] = (time.perf_counter() - t) / records * 1e6
+            await store.close()
+    audit_search.index_rows = real
+    return out
+
+
 def _timed(fn: Callable[[], object], runs: int) -> list[float]:
     out = []
     for _ in range(runs):
@@ -318,6 +368,7 @@ def main() -> None:
         db.close()
         size_mb = path.stat().st_size / 1e6
         rows = measure(path, args.runs)
+    append = asyncio.run(append_cost(50_000))
     print(f"\n{records:,} audit records, store {size_mb:,.0f} MB")
     print_table(
         ["measurement", "runs", "p50 ms", "p95 ms", "x baseline", "target p95 ms", "meets"],
@@ -334,6 +385,11 @@ def main() -> None:
             for r in rows
         ],
     )
+    base_us = min(append["without"], append["without_again"])
+    print(
+        f"\nappend, 1,000-record commits: {append['with']:.1f} µs/record with the console's"
+        f" indexes, {base_us:.1f} without ({append['with'] / base_us:.2f}x)"
+    )
     write_results(
         "console",
         {
@@ -342,6 +398,11 @@ def main() -> None:
             "build_seconds": None if build_s is None else round(build_s, 1),
             "page_size": PAGE,
             "results": rows,
+            "append_us_per_record": {
+                "with_console_indexes": round(append["with"], 1),
+                "without": round(base_us, 1),
+                "ratio": round(append["with"] / base_us, 2),
+            },
         },
     )
 

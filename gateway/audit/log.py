@@ -76,7 +76,6 @@ CREATE TABLE IF NOT EXISTS audit_records (
     purge_after  REAL
 );
 CREATE INDEX IF NOT EXISTS audit_by_message ON audit_records (message_id);
-CREATE INDEX IF NOT EXISTS audit_by_case ON audit_records (case_ref);
 CREATE INDEX IF NOT EXISTS audit_by_trace ON audit_records (trace_id);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     size        INTEGER PRIMARY KEY,

@@ -54,6 +54,7 @@ __all__ = [
 SEARCH_SCHEMA = """
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit_records (time);
 CREATE INDEX IF NOT EXISTS audit_by_case_time ON audit_records (case_ref, time);
+DROP INDEX IF EXISTS audit_by_case;  -- of older stores: audit_by_case_time serves its queries
 CREATE TABLE IF NOT EXISTS audit_subjects (
     subject TEXT NOT NULL,       -- a data subject's pseudonym (personal: shredded with the record)
     time    REAL NOT NULL,
