@@ -41,12 +41,12 @@ __all__ = [
     "AuditHit",
     "RecordQuery",
     "catch_up",
+    "findings",
     "forget_subjects",
     "index_rows",
     "is_notable",
     "notable",
     "receipt_statuses",
-    "records_between",
     "search",
     "sum_by_hour",
 ]
@@ -380,21 +380,39 @@ def notable(
     return hits, len(rows) > limit
 
 
-def records_between(
+#: The review's one-by-one findings among ordinary records, as SQL conditions on the leaf view:
+#: receipts that say ``rejected`` (a partner's or ours), and urgent risk signals.
+_FINDINGS = {
+    "rejected_receipts": (
+        ("receipt.receive", "receipt.send"),
+        "json_extract(view, '$.detail.status') = 'rejected'",
+    ),
+    "risk_signals": (
+        ("message.send", "message.receive"),
+        (
+            "(json_extract(view, '$.message_type') = 'risk.signal' OR EXISTS"
+            " (SELECT 1 FROM json_each(view, '$.flags') WHERE value = 'emergency'))"
+        ),
+    ),
+}
+
+
+def findings(
     db: sqlite3.Connection,
-    names: Sequence[str],
+    kind: Literal["rejected_receipts", "risk_signals"],
     since: float,
     until: float,
     *,
-    limit: int = 10_000,
+    limit: int = 1000,
 ) -> tuple[list[AuditHit], bool]:
-    """Records of operations ``names`` with ``since <= time < until``, oldest first, at most
-    ``limit`` (and whether there were more). Reads the time index over the period: meant for a
-    day or a week (the log review), not for a year."""
-    marks = ",".join("?" * len(names))
+    """The records of one kind of review finding with ``since <= time < until``, oldest first,
+    at most ``limit`` (and whether there were more). Reads the time index over the period and
+    filters in SQLite: meant for a day or a week, not for a year."""
+    names, condition = _FINDINGS[kind]
     rows = db.execute(
-        "SELECT idx, time, view, personal FROM audit_records"  # noqa: S608 - placeholders only
-        f" WHERE time >= ? AND time < ? AND name IN ({marks}) ORDER BY time, idx LIMIT ?",
+        "SELECT idx, time, view, personal FROM audit_records"  # noqa: S608 - fixed clauses, bound values
+        f" WHERE time >= ? AND time < ? AND name IN ({','.join('?' * len(names))})"
+        f" AND {condition} ORDER BY time, idx LIMIT ?",
         (since, until, *names, limit + 1),
     ).fetchall()
     hits = [

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from gateway.audit.search import AuditHit, notable, records_between, sum_by_hour
+from gateway.audit.search import AuditHit, findings, notable, sum_by_hour
 from gateway.console.data.alerts import officer_comment_record
 from gateway.console.data.records import NotAllowed, OrgRef, org_ref
 from gateway.console.identity import Identity
@@ -233,25 +233,12 @@ def review_report(
     for hour, purpose, n in sum_by_hour(db, base_s, e, names=_MESSAGES, by="purpose"):
         add(purpose_now, purpose_base, hour, purpose or "-", n)
 
-    truncated = False
-    receipts, more = records_between(
-        db, ("receipt.receive", "receipt.send"), s, e, limit=50 * MAX_LISTED
+    receipts, more_receipts = findings(db, "rejected_receipts", s, e, limit=MAX_LISTED)
+    risks, more_risks = findings(db, "risk_signals", s, e, limit=MAX_LISTED)
+    contradictions, more_contradictions = notable(
+        db, ("receipt.contradiction",), s, e, limit=MAX_LISTED
     )
-    truncated |= more
-    rejected = [
-        _item(h, names, str((h.view.get("detail") or {}).get("status")))
-        for h in receipts
-        if (h.view.get("detail") or {}).get("status") == "rejected"
-    ]
-    contradictions, more = notable(db, ("receipt.contradiction",), s, e, limit=MAX_LISTED)
-    truncated |= more
-    messages, more = records_between(db, _MESSAGES, s, e, limit=50 * MAX_LISTED)
-    truncated |= more
-    risks = [
-        _item(h, names, ",".join(h.view.get("flags") or ()))
-        for h in messages
-        if h.view.get("message_type") == "risk.signal" or "emergency" in (h.view.get("flags") or ())
-    ]
+    truncated = more_receipts or more_risks or more_contradictions
     accesses, more = notable(db, ("console.access",), s, e, limit=MAX_LISTED)
     truncated |= more
     logins, more = notable(db, ("console.login",), s, e, limit=MAX_LISTED)
@@ -263,9 +250,9 @@ def review_report(
         per_purpose=_volumes(purpose_now, purpose_base, days),
         outside_office_hours=_volumes(off_now, off_base, days),
         denials=_volumes(denied_now, denied_base, days),
-        rejected_receipts=tuple(rejected[:MAX_LISTED]),
+        rejected_receipts=tuple(_item(h, names, "rejected") for h in receipts),
         contradictions=tuple(_item(h, names) for h in reversed(contradictions)),
-        risk_signals=tuple(risks[:MAX_LISTED]),
+        risk_signals=tuple(_item(h, names, ",".join(h.view.get("flags") or ())) for h in risks),
         console_accesses=tuple(_access(h, tz, hours) for h in reversed(accesses)),
         failed_logins=tuple(
             _item(h, names, str(h.view.get("reason") or ""))
@@ -273,7 +260,7 @@ def review_report(
             if h.view.get("status") == "denied"
         ),
         signoffs=_signoffs(db, start, end, show_comment=role in OFFICERS),
-        truncated=truncated or len(rejected) > MAX_LISTED or len(risks) > MAX_LISTED,
+        truncated=truncated,
     )
 
 
