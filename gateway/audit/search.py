@@ -9,7 +9,7 @@ records (:func:`index_rows`, called by the audit log's append) make them index s
   deleted with the record's personal part at the end of retention (:func:`forget_subjects`).
 - ``audit_parties (org, time, idx)``: one row per organisation a record names (sender,
   recipients, peer). Not personal: kept for ever, like the leaf view.
-- ``audit_hourly (hour, name, status, purpose, party, n)``: counts per UTC hour, operation,
+- ``audit_hourly (name, hour, status, purpose, party, n)``: counts per UTC hour, operation,
   status, purpose and party (``*``: every record once, however many parties it names), for the
   overview's 30-day charts and the review report's baselines without reading records;
 - ``audit_notable (name, time, idx)``: the records of rare operations (:data:`NOTABLE`, and every
@@ -68,13 +68,13 @@ CREATE TABLE IF NOT EXISTS audit_parties (
     PRIMARY KEY (org, time, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_hourly (
+    name    TEXT NOT NULL,       -- first: every reader asks for a few operations
     hour    INTEGER NOT NULL,    -- UTC hours since the epoch
-    name    TEXT NOT NULL,
     status  TEXT NOT NULL,
     purpose TEXT NOT NULL,       -- '' for records about no message
     party   TEXT NOT NULL,       -- an organisation, or '*' (each record counted once)
     n       INTEGER NOT NULL,
-    PRIMARY KEY (hour, name, status, purpose, party)
+    PRIMARY KEY (name, hour, status, purpose, party)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_notable (
     name    TEXT NOT NULL,       -- one of NOTABLE: rare operations the review and alerts list
@@ -130,11 +130,11 @@ def _index(
     """Index ``(idx, time, name, status, purpose, parties, subjects)`` rows."""
     subjects = [(s, t, i) for i, t, _, _, _, _, subs in rows for s in subs]
     parties = [(o, t, i) for i, t, _, _, _, orgs, _ in rows for o in orgs]
-    counts: dict[tuple[int, str, str, str, str], int] = {}
+    counts: dict[tuple[str, int, str, str, str], int] = {}
     for _, t, name, status, purpose, orgs, _ in rows:
         hour = int(t // 3600)
         for party in (ALL_PARTIES, *orgs):
-            key = (hour, name, status, purpose, party)
+            key = (name, hour, status, purpose, party)
             counts[key] = counts.get(key, 0) + 1
     db.executemany("INSERT OR IGNORE INTO audit_subjects VALUES (?,?,?)", subjects)
     db.executemany("INSERT OR IGNORE INTO audit_parties VALUES (?,?,?)", parties)
@@ -144,7 +144,7 @@ def _index(
     )
     db.executemany(
         "INSERT INTO audit_hourly VALUES (?,?,?,?,?,?) ON CONFLICT"
-        " (hour, name, status, purpose, party) DO UPDATE SET n = n + excluded.n",
+        " (name, hour, status, purpose, party) DO UPDATE SET n = n + excluded.n",
         [(*k, n) for k, n in counts.items()],
     )
     if rows:

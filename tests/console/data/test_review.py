@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -144,3 +145,16 @@ async def test_only_officers_sign_off_and_a_contactpunt_reads_no_review(
 def test_a_day_in_amsterdam_has_23_hours_when_summer_time_starts() -> None:
     start, end = day_bounds(date(2026, 3, 29), AMS)
     assert end.timestamp() - start.timestamp() == timedelta(hours=23).total_seconds()
+
+
+async def test_any_message_flagged_emergency_is_an_urgent_risk_signal(
+    audit: Log, reader: sqlite3.Connection
+) -> None:
+    flagged = msg(1, "message.receive", at=at(12), sender=GGZ, recipients=(ZVH,))
+    await audit.add(
+        replace(flagged, flags=("emergency",)),
+        msg(2, "message.receive", at=at(13), sender=GGZ, recipients=(ZVH,)),
+    )
+    assert [(i.message_id, i.detail) for i in report(reader).risk_signals] == [
+        (flagged.message_id, "emergency")
+    ]
