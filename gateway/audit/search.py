@@ -209,9 +209,22 @@ def catch_up(db: sqlite3.Connection) -> int:
 
 
 def forget_subjects(db: sqlite3.Connection, cutoff: float) -> None:
-    """Delete the pseudonym index rows of records at or before ``cutoff`` (a POSIX time): they
-    go with the records' personal parts (the audit log's shred)."""
-    db.execute("DELETE FROM audit_subjects WHERE time <= ?", (cutoff,))
+    """Delete the pseudonym index rows of the records the audit log's shred is about to shred
+    (time at or before ``cutoff``, a POSIX time, personal part still held): they go with the
+    personal parts. Run it in the shred's transaction, before the personal parts are cleared.
+
+    It reads the same records the shred's own update does (by the time index) and deletes by
+    primary key, so a shred that finds nothing to do costs no scan of the pseudonym index."""
+    rows = db.execute(
+        "SELECT idx, time, personal FROM audit_records WHERE time <= ? AND personal IS NOT NULL",
+        (cutoff,),
+    ).fetchall()
+    gone = [
+        (str(subject), t, idx)
+        for idx, t, personal in rows
+        for subject in json.loads(personal).get("data_subjects") or ()
+    ]
+    db.executemany("DELETE FROM audit_subjects WHERE subject = ? AND time = ? AND idx = ?", gone)
 
 
 # ---------------------------------------------------------------------------- reading
