@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit import witnessing
+from gateway.audit import search, witnessing
 from gateway.core import jose, note
 from gateway.core.audit import Record, split
 from gateway.core.commit import SALT_SIZE, canonical_json
@@ -60,7 +60,8 @@ __all__ = [
     "highest_directory_version",
 ]
 
-AUDIT_SCHEMA = """
+AUDIT_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS audit_records (
     idx          INTEGER PRIMARY KEY,
     leaf         BLOB NOT NULL,
@@ -75,7 +76,6 @@ CREATE TABLE IF NOT EXISTS audit_records (
     purge_after  REAL
 );
 CREATE INDEX IF NOT EXISTS audit_by_message ON audit_records (message_id);
-CREATE INDEX IF NOT EXISTS audit_by_case ON audit_records (case_ref);
 CREATE INDEX IF NOT EXISTS audit_by_trace ON audit_records (trace_id);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     size        INTEGER PRIMARY KEY,
@@ -116,6 +116,8 @@ CREATE TABLE IF NOT EXISTS witness_evidence (
     created_at  REAL NOT NULL
 );
 """
+    + search.SEARCH_SCHEMA
+)
 
 Rand = Callable[[int], bytes]
 
@@ -191,6 +193,7 @@ class AuditLog:
             return leaves, latest
 
         leaves, latest = await store.run(load)
+        await store.run(search.catch_up)  # a log written before the console's indexes
         log._tree = MerkleTree(leaves)
         if latest is not None and (
             latest.size > log._tree.size or log._tree.root(latest.size) != latest.root
@@ -319,6 +322,7 @@ class AuditLog:
 
         def job(db: sqlite3.Connection) -> int:
             cutoff = self.personal_cutoff(now).timestamp()
+            search.forget_subjects(db, cutoff)
             db.execute(
                 "DELETE FROM audit_evidence WHERE idx IN"
                 " (SELECT idx FROM audit_records WHERE time <= ?)",
@@ -473,7 +477,9 @@ def _append_rows(db: sqlite3.Connection, command: AppendAudit, state: CommitStat
             for i, row in zip(indexes, command.rows, strict=True)
         ],
     )
-    state.appended([row.record for row in command.rows], indexes)
+    records = [row.record for row in command.rows]
+    search.index_rows(db, records, indexes)
+    state.appended(records, indexes)
     return True
 
 

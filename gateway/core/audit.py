@@ -60,6 +60,8 @@ __all__ = [
 #: Operation names (``name``), one per kind of event the node logs.
 OPERATIONS = frozenset(
     {
+        "console.acknowledge",  # an officer acknowledged a console alert, with a comment
+        "console.review",  # an officer signed off a log review report, with a comment
         "message.send",  # an adapter's message was validated, allowed, sealed and queued
         "message.publish",  # the broker confirmed the envelope for one recipient
         "message.receive",  # an envelope was opened, verified, allowed and stored in the inbox
