@@ -9,9 +9,9 @@ import pytest
 from tests.integration._private_node import TlsNode, run_private_node
 from tests.rabbit import finish_removals
 
-SHARED_FIXTURES = ("tls_node", "prepared", "fhir_url", "zaken_url")
-"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state,
-the adapters' third-party servers)."""
+SHARED_FIXTURES = ("tls_node", "rabbit_cluster", "prepared", "fhir_url", "zaken_url")
+"""Session fixtures that boot something expensive (a private RabbitMQ node or cluster, the
+compose state, the adapters' third-party servers)."""
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

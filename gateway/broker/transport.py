@@ -34,10 +34,11 @@ Design: docs/architecture.md §8 and docs/ops/broker.md. Guarantees:
   the prefetch setting are restored after a broker restart or a dropped connection. Given
   several members of a cluster, a connection reconnects to the next member after losing one
   (``gateway/broker/cluster.py``); publishes interrupted by the switch are sent again on the new
-  member like after any reconnect, and the receiver dedupes the ones whose confirm was lost. aio-pika does
-  not replay failed publishes (we do, above), holds channels weakly (we keep references) and
-  raises on acks across a reconnect (we log it and rely on the broker's redelivery, which the
-  next :class:`Delivery` shows as ``redelivered`` with a higher ``delivery_count``).
+  member like after any reconnect, and the receiver dedupes the ones whose confirm was lost.
+  aio-pika does not replay failed publishes (we do, above), holds channels weakly (we keep
+  references) and raises on acks across a reconnect (we log it and rely on the broker's
+  redelivery, which the next :class:`Delivery` shows as ``redelivered`` with a higher
+  ``delivery_count``).
 
 Nothing here logs message bodies; logs carry message ids and coarse reasons only.
 """
@@ -54,7 +55,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
@@ -76,10 +76,10 @@ from aiormq.exceptions import (
     PublishError,
 )
 
+from gateway.broker.cluster import ClusterConnection
 from gateway.core import broker_topology as topology
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
-from gateway.broker.cluster import ClusterConnection
-from gateway.errors import GatewayError, LocalError, RemoteError, TransientError
+from gateway.errors import LocalError, RemoteError, TransientError
 
 __all__ = [
     "CONFIRM_TIMEOUT_S",
@@ -270,14 +270,11 @@ async def connect(
     ]
     # The first connection tries each member once, in order; the connection it makes then
     # moves round the members by itself on every reconnection (ClusterConnection).
-    failure: GatewayError | None = None
-    for start in range(len(urls)):
-        try:
+    last = len(urls) - 1
+    for start in range(last):
+        with contextlib.suppress(TransientError):
             return await _connect_member(urls, start, endpoint, name, options, timeout_s)
-        except TransientError as exc:
-            failure = exc
-    assert failure is not None
-    raise failure
+    return await _connect_member(urls, last, endpoint, name, options, timeout_s)
 
 
 async def _connect_member(

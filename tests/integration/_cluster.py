@@ -3,8 +3,9 @@
 Like the private TLS node (``_private_node.py``, decision 0037) it never touches the shared broker
 on 5672: three nodes ``zvgc<tag>-<i>@localhost``, each with its own data, log, config, plugins
 (none: management is off) and env files in one temporary directory, free AMQP and distribution
-ports on loopback, and one Erlang cookie written for them (``HOME`` points at the directory, so
-``rabbitmqctl`` addressed at them reads that cookie, not root's). The three boot at the same time;
+ports on loopback, and the machine's Erlang cookie (``/var/lib/rabbitmq/.erlang.cookie``: the
+server and ``rabbitmqctl`` run as root both run as the ``rabbitmq`` user, whose cookie it is, so
+every member and every ``rabbitmqctl -n`` share it). The three boot at the same time;
 members 2 and 3 then join member 1 with ``rabbitmqctl join_cluster`` (also at the same time).
 Every command names its node (``-n``); at the end each is stopped by name (or its own pid
 SIGTERMed) and the directory removed.
@@ -15,6 +16,7 @@ cluster size).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -22,7 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,7 @@ class ClusterMember:
         return Rabbitmqctl(node=self.node)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``rabbitmqctl -n <this member> args`` with the cluster's cookie."""
+        """``rabbitmqctl -n <this member> args``; raises on failure when ``check``."""
         return subprocess.run(
             ["rabbitmqctl", "-q", "-n", self.node, *args],
             env=self.env,
@@ -89,7 +91,6 @@ class RabbitCluster:
 
 def _env(directory: Path, node: str, dist_port: int) -> dict[str, str]:
     return os.environ | {
-        "HOME": str(directory),  # the Erlang cookie of this cluster: $HOME/.erlang.cookie
         "RABBITMQ_NODENAME": node,
         "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
         "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
@@ -106,7 +107,7 @@ def _env(directory: Path, node: str, dist_port: int) -> dict[str, str]:
     }
 
 
-def _prepare(root: Path, tag: str, index: int, cookie: str) -> ClusterMember:
+def _prepare(root: Path, tag: str, index: int) -> ClusterMember:
     directory = root / f"m{index}"
     directory.mkdir()
     port = _free_port()
@@ -116,8 +117,6 @@ def _prepare(root: Path, tag: str, index: int, cookie: str) -> ClusterMember:
     )
     (directory / "enabled_plugins").write_text("[].\n", "utf-8")
     (directory / "rabbitmq-env.conf").write_text("", "utf-8")
-    (directory / ".erlang.cookie").write_text(cookie, "ascii")
-    (directory / ".erlang.cookie").chmod(0o400)
     for path in [directory, *directory.iterdir()]:
         shutil.chown(path, "rabbitmq", "rabbitmq")
     return ClusterMember(node, port, directory, _env(directory, node, _free_port()))
@@ -163,9 +162,10 @@ def _stop(member: ClusterMember) -> None:
         os.kill(int(pid_file.read_text(encoding="ascii").strip()), signal.SIGTERM)
 
 
-def _each(function: object, members: Sequence[ClusterMember]) -> None:
+def _each(function: Callable[[ClusterMember], None], members: Sequence[ClusterMember]) -> None:
+    """Run ``function`` on every member at once (booting and joining are mostly waiting)."""
     with ThreadPoolExecutor(len(members)) as pool:
-        for future in [pool.submit(function, m) for m in members]:  # type: ignore[arg-type]  # a callable of one member
+        for future in [pool.submit(function, m) for m in members]:
             future.result()
 
 
@@ -177,15 +177,14 @@ def run_cluster() -> Iterator[RabbitCluster]:
     root = Path(tempfile.mkdtemp(prefix="zvgc-"))
     shutil.chown(root, "rabbitmq", "rabbitmq")
     tag = secrets.token_hex(3)
-    cookie = secrets.token_hex(16).upper()
-    members = tuple(_prepare(root, tag, i + 1, cookie) for i in range(SIZE))
+    members = tuple(_prepare(root, tag, i + 1) for i in range(SIZE))
     started = time.monotonic()
     try:
         _each(_boot, members)
         seed = members[0]
         _each(lambda m: _join(m, seed), members[1:])
-        status = seed.run("cluster_status", "--formatter", "json").stdout
-        missing = [m.node for m in members if m.node not in status]
+        status = json.loads(seed.run("cluster_status", "--formatter", "json").stdout)
+        missing = [m.node for m in members if m.node not in status["running_nodes"]]
         assert not missing, f"members that did not join: {missing}"
         yield RabbitCluster(members, root, time.monotonic() - started)
     finally:
