@@ -31,7 +31,7 @@ from tests.integration._cluster import RabbitCluster
 from tests.integration._envelopes import fake_envelope, sender_of, soon
 from tests.integration._relay import TcpRelay
 from tests.integration._wait import get_one, until
-from tests.integration.conftest import Federation, provision_federation, remove_federation
+from tests.integration.conftest import Federation, provision_federation
 
 pytestmark = [pytest.mark.broker]
 
@@ -96,13 +96,14 @@ async def test_the_first_connection_skips_a_member_that_is_down(fed: Federation)
 async def fed_on_cluster(
     rabbit_cluster: RabbitCluster, tmp_path: Path
 ) -> AsyncIterator[Federation]:
+    """A federation on the private cluster. Not removed: the cluster goes, with all on it, at
+    the end of the session (a removal would cost a rabbitmqctl call for nothing)."""
     fed = provision_federation(tmp_path, names=("zvh", "pol"), ctl=rabbit_cluster.ctl)
     try:
         yield fed
     finally:
         for connection in fed.connections:
             await connection.close()
-        remove_federation(fed)
 
 
 def _cluster_endpoint(cluster: RabbitCluster, fed: Federation, name: str) -> BrokerEndpoint:
