@@ -8,7 +8,7 @@ Connections a test opens through :meth:`Federation.connect` are closed first.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from aio_pika.abc import AbstractRobustConnection
 from gateway.broker.provision import Rabbitmqctl, ensure_password
 from gateway.broker.transport import BrokerEndpoint, connect
 from gateway.core.broker_topology import DEFAULT_LIMITS, BrokerLimits
-from tests.integration._cluster import RabbitCluster, run_cluster
 from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
 
 HOST = "127.0.0.1"
@@ -167,10 +166,3 @@ async def make_federation(tmp_path: Path) -> AsyncIterator[MakeFederation]:
 async def fed(make_federation: MakeFederation) -> Federation:
     """A provisioned federation with the default limits and members zvh, pol, ggz."""
     return await make_federation()
-
-
-@pytest.fixture(scope="session")
-def rabbit_cluster() -> Iterator[RabbitCluster]:
-    """A private three-member RabbitMQ cluster (``_cluster.py``, decision 0093), booted once per
-    session for the tests that need one and removed afterwards (~16 s to boot here)."""
-    yield from run_cluster()
