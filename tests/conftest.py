@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration._cluster import RabbitCluster, run_cluster
 from tests.integration._private_node import TlsNode, run_private_node
 from tests.rabbit import finish_removals
 
-SHARED_FIXTURES = ("tls_node", "prepared", "fhir_url", "zaken_url")
-"""Session fixtures that boot something expensive (a private RabbitMQ node, the compose state,
-the adapters' third-party servers)."""
+SHARED_FIXTURES = ("tls_node", "rabbit_cluster", "prepared", "fhir_url", "zaken_url")
+"""Session fixtures that boot something expensive (a private RabbitMQ node or cluster, the
+compose state, the adapters' third-party servers)."""
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -49,3 +50,11 @@ def tls_node() -> Iterator[TlsNode]:
     """A private RabbitMQ node with the example TLS config, shared by the tests that need it
     (broker integration tests and the e2e broker restart): booting one costs ~10 s of CPU."""
     yield from run_private_node()
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster() -> Iterator[RabbitCluster]:
+    """A private three-member RabbitMQ cluster (``tests/integration/_cluster.py``, decision
+    0093), booted once per session for the tests that need one and removed afterwards (15-25 s
+    to boot here). A test that stops a member starts it again."""
+    yield from run_cluster()

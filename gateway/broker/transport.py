@@ -31,10 +31,14 @@ Design: docs/architecture.md §8 and docs/ops/broker.md. Guarantees:
   single-active-consumer; two processes registering within the same moment both think they are
   active, and the broker's single-active-consumer still delivers to one only.
 - **Reconnects**: connections are aio-pika *robust* connections; channels, the consumer and
-  the prefetch setting are restored after a broker restart or a dropped connection. aio-pika does
-  not replay failed publishes (we do, above), holds channels weakly (we keep references) and
-  raises on acks across a reconnect (we log it and rely on the broker's redelivery, which the
-  next :class:`Delivery` shows as ``redelivered`` with a higher ``delivery_count``).
+  the prefetch setting are restored after a broker restart or a dropped connection. Given
+  several members of a cluster, a connection reconnects to the next member after losing one
+  (``gateway/broker/cluster.py``); publishes interrupted by the switch are sent again on the new
+  member like after any reconnect, and the receiver dedupes the ones whose confirm was lost.
+  aio-pika does not replay failed publishes (we do, above), holds channels weakly (we keep
+  references) and raises on acks across a reconnect (we log it and rely on the broker's
+  redelivery, which the next :class:`Delivery` shows as ``redelivered`` with a higher
+  ``delivery_count``).
 
 Nothing here logs message bodies; logs carry message ids and coarse reasons only.
 """
@@ -51,7 +55,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
@@ -73,6 +76,7 @@ from aiormq.exceptions import (
     PublishError,
 )
 
+from gateway.broker.cluster import ClusterConnection
 from gateway.core import broker_topology as topology
 from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.errors import LocalError, RemoteError, TransientError
@@ -202,6 +206,13 @@ class BrokerEndpoint:
     user: str
     password: str | None = field(default=None, repr=False)
     tls: ssl.SSLContext | None = None
+    others: tuple[tuple[str, int], ...] = ()
+    """Further members of the same cluster (host, port): same vhost, login and TLS."""
+
+    @property
+    def members(self) -> tuple[tuple[str, int], ...]:
+        """Every member address, ``(host, port)`` first."""
+        return ((self.host, self.port), *self.others)
 
 
 def tls_context(
@@ -229,6 +240,10 @@ async def connect(
 ) -> AbstractRobustConnection:
     """Open a robust connection (reconnects by itself after the first success).
 
+    With several cluster members (``endpoint.others``) the first connection tries each once, in
+    order, and the connection then reconnects round the members: after losing one it tries the
+    next (:class:`~gateway.broker.cluster.ClusterConnection`).
+
     Raises :class:`LocalError` when the broker refuses the login, when no password is given
     without a client certificate, or when the TLS handshake fails with a TLS alert (wrong CA,
     missing certificate). :class:`TransientError` when it cannot be reached — which is also what
@@ -241,20 +256,43 @@ async def connect(
         if endpoint.tls is None:
             raise LocalError("a broker login without password needs TLS with a client certificate")
         options["auth"] = "external"
-    # What aio_pika.connect_robust does, keeping hold of the connection: its first attempt runs
-    # in a task of aio-pika's own that outlives a cancelled connect() and swallows further
-    # cancellation until the connection is closed (a SIGTERM during the first connect left the
-    # node process running for ever), so whatever ends the attempt early closes it.
-    connection = aio_pika.RobustConnection(
+    urls = [
         make_url(
-            host=endpoint.host,
-            port=endpoint.port,
+            host=host,
+            port=port,
             login=endpoint.user,
             password=endpoint.password or "",
             virtualhost=endpoint.vhost,
             ssl=endpoint.tls is not None,
             **options,
-        ),
+        )
+        for host, port in endpoint.members
+    ]
+    # The first connection tries each member once, in order; the connection it makes then
+    # moves round the members by itself on every reconnection (ClusterConnection).
+    last = len(urls) - 1
+    for start in range(last):
+        with contextlib.suppress(TransientError):
+            return await _connect_member(urls, start, endpoint, name, options, timeout_s)
+    return await _connect_member(urls, last, endpoint, name, options, timeout_s)
+
+
+async def _connect_member(
+    urls: list[Any],
+    start: int,
+    endpoint: BrokerEndpoint,
+    name: str,
+    options: dict[str, Any],
+    timeout_s: float,
+) -> AbstractRobustConnection:
+    host, port = endpoint.members[start]
+    # What aio_pika.connect_robust does, keeping hold of the connection: its first attempt runs
+    # in a task of aio-pika's own that outlives a cancelled connect() and swallows further
+    # cancellation until the connection is closed (a SIGTERM during the first connect left the
+    # node process running for ever), so whatever ends the attempt early closes it.
+    connection = ClusterConnection(
+        urls,
+        start=start,
         ssl_context=endpoint.tls,
         client_properties={"connection_name": name},
         **options,
@@ -274,7 +312,8 @@ async def connect(
         tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
         if isinstance(tls_error, ssl.SSLError):
             raise LocalError(f"TLS handshake with the broker failed: {tls_error.reason}") from None
-        raise TransientError(f"broker unreachable: {type(exc).__name__}") from None
+        where = f" ({host}:{port})" if endpoint.others else ""
+        raise TransientError(f"broker unreachable{where}: {type(exc).__name__}") from None
 
 
 # ------------------------------------------------------------------------------ publisher

@@ -114,6 +114,10 @@ class DirectorySettings(_Settings):
 class BrokerSettings(_Settings):
     url: str = "amqp://127.0.0.1:5672/"
     """AMQP URL without credentials: host, port, and the federation's vhost path."""
+    urls: tuple[str, ...] = ()
+    """Instead of ``url``: the members of a RabbitMQ cluster, each an AMQP URL like ``url`` (all
+    ``amqp://`` or all ``amqps://``, one vhost path). The node connects to the first that
+    answers and, when its member dies, to the next; TLS and the password file apply to all."""
     vhost: str | None = None
     """The vhost (default ``zvg-<federation>`` from the directory)."""
     user: str | None = None

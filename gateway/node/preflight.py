@@ -12,8 +12,9 @@
 - production mode: no example keys, no directory signed by the example authority;
 - this node in the directory: ``node.org`` a member, ``node.node_id`` one of its nodes;
 - ``purposes``: known purpose codes;
-- ``[broker]``: scheme, no credentials in the URL, a user, the CA for ``amqps://``, a password
-  file or a client certificate;
+- ``[broker]``: ``url`` or ``urls`` (not both); scheme (all members alike), no credentials in a
+  URL, one vhost, no member twice, a user, the CA for ``amqps://``, a password file or a client
+  certificate (these apply to every member).
 - ``[console]``, when enabled: loopback only without TLS, the TLS files, a way to log in
   (:func:`gateway.console.config.console_problems`).
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -59,6 +60,7 @@ __all__ = [
     "PreflightError",
     "Rollback",
     "broker_endpoint",
+    "broker_urls",
     "broker_vhost",
     "example_kids",
     "load_catalogue_of",
@@ -175,21 +177,45 @@ def load_keys(config: NodeConfig) -> NodeKeys:
     return NodeKeys(signing, ring, audit)
 
 
+def broker_urls(config: NodeConfig) -> list[SplitResult]:
+    """The broker member URLs: ``broker.urls``, else the one ``broker.url``; all ``amqp`` or all
+    ``amqps``, no credentials, one vhost path, no member twice. Raises :class:`LocalError`."""
+    settings = config.broker
+    if settings.urls and "url" in settings.model_fields_set:
+        raise LocalError("broker: set broker.url (one address) or broker.urls, not both")
+    key = "broker.urls" if settings.urls else "broker.url"
+    urls = [urlsplit(url) for url in settings.urls or (settings.url,)]
+    for url in urls:
+        if url.scheme not in ("amqp", "amqps"):
+            raise LocalError(f"{key}: scheme must be amqp or amqps, not {url.scheme!r}")
+        if url.username or url.password:
+            raise LocalError(f"{key}: put no credentials in the URL; use broker.password_file")
+        try:
+            url.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise LocalError(f"{key}: {url.netloc!r} has no valid port") from None
+    if len({url.scheme for url in urls}) > 1:
+        raise LocalError(f"{key}: mix of amqp and amqps (TLS applies to every member)")
+    if len({url.path.rstrip("/") for url in urls}) > 1:
+        raise LocalError(f"{key}: the members name different vhosts")
+    if len({url.netloc for url in urls}) < len(urls):
+        raise LocalError(f"{key}: a member is listed twice")
+    return urls
+
+
 def broker_vhost(config: NodeConfig, directory: TrustedDirectory) -> str:
-    """The federation's vhost: ``broker.vhost``, else the URL's path, else ``zvg-<federation>``."""
-    path = urlsplit(config.broker.url).path
+    """The federation's vhost: ``broker.vhost``, else the URLs' path, else ``zvg-<federation>``."""
+    path = broker_urls(config)[0].path
     return config.broker.vhost or (
         unquote(path[1:]) if len(path) > 1 else vhost_name(directory.payload.federation)
     )
 
 
 def broker_endpoint(config: NodeConfig, directory: TrustedDirectory) -> BrokerEndpoint:
-    """Where and as whom to connect, from ``[broker]`` and the directory."""
-    url = urlsplit(config.broker.url)
-    if url.scheme not in ("amqp", "amqps"):
-        raise LocalError(f"broker.url: scheme must be amqp or amqps, not {url.scheme!r}")
-    if url.username or url.password:
-        raise LocalError("broker.url: put no credentials in the URL; use broker.password_file")
+    """Where and as whom to connect, from ``[broker]`` and the directory. TLS, the login and
+    the password file apply to every member."""
+    urls = broker_urls(config)
+    url = urls[0]
     member = directory.member(config.node.org)
     user = config.broker.user or (member.broker_user if member else None)
     if user is None:
@@ -209,13 +235,15 @@ def broker_endpoint(config: NodeConfig, directory: TrustedDirectory) -> BrokerEn
     )
     if password is None and tls is None:
         raise LocalError("broker.password_file is needed (or client-certificate TLS with amqps://)")
+    members = [(u.hostname or "127.0.0.1", u.port or (5671 if tls else 5672)) for u in urls]
     return BrokerEndpoint(
-        host=url.hostname or "127.0.0.1",
-        port=url.port or (5671 if tls else 5672),
+        host=members[0][0],
+        port=members[0][1],
         vhost=vhost,
         user=user,
         password=password,
         tls=tls,
+        others=tuple(members[1:]),
     )
 
 

@@ -45,11 +45,13 @@ def write_node_config(
     mode: str = "demo",
     checkpoint_interval_s: float = 5.0,
     broker_tls: tuple[Path, Path, Path] | None = None,
+    broker_urls: tuple[str, ...] = (),
 ) -> NodeFiles:
     """Write a ``node.toml`` for one demo organisation; returns where everything is.
 
     ``broker_tls`` = (CA, client certificate, client key) switches to certificate login over TLS
-    (``amqps://`` URL, no password)."""
+    (``amqps://`` URL, no password). ``broker_urls`` (the members of a cluster) replaces
+    ``broker_url``."""
     role = org.roles[0]
     lines = [
         "# zv-gateway node configuration (generated for the demo federation).",
@@ -68,7 +70,11 @@ def write_node_config(
         f"file = {_s(directory)}",
         "",
         "[broker]",
-        f"url = {_s(broker_url)}",
+        (
+            "urls = [" + ", ".join(_s(u) for u in broker_urls) + "]"
+            if broker_urls
+            else f"url = {_s(broker_url)}"
+        ),
         *([f"password_file = {_s(password_file)}"] if password_file else []),
         *(
             [

@@ -34,6 +34,7 @@ from gateway.testing.federation import FederationFiles, create_demo_federation
 from gateway.testing.nodes import NodeFiles, write_node_config
 from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
+from tests.integration._cluster import RabbitCluster
 from tests.integration._private_node import TlsNode
 from tests.integration._tls import issue
 from tests.rabbit import Kind, OnBroker, Provisioned, provision, remove, shared_pool
@@ -325,11 +326,14 @@ def make_fed(
     orgs: tuple[str, ...] = ("gemeente", "politie", "ggz"),
     *,
     tls_node: TlsNode | None = None,
+    cluster: RabbitCluster | None = None,
 ) -> Fed:
     """Create and provision a throwaway demo federation with nodes for ``orgs``; on the shared
-    broker, or on a private TLS broker node (certificate login) when ``tls_node`` is given."""
+    broker, on a private TLS broker node (certificate login) when ``tls_node`` is given, or on
+    the private three-member ``cluster`` (every node gets every member in ``broker.urls``)."""
     kind = Kind("e2e", "zvge2e", tuple((k, org_by_key(k).oin) for k in orgs))
-    made = provision(tls_node.ctl, kind, tmp) if tls_node else shared_pool().take(kind)
+    private = tls_node.ctl if tls_node else cluster.ctl if cluster else None
+    made = provision(private, kind, tmp) if private else shared_pool().take(kind)
     tag, prefix = made.tag, f"zvge2e-{made.tag}-"
     catalogue = default_catalogue()
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -365,14 +369,17 @@ def make_fed(
             broker_url=broker_url,
             password_file=None if tls else password_file(secrets_dir, org.oin),
             broker_tls=tls,
+            broker_urls=tuple(
+                f"amqp://127.0.0.1:{m.port}/{made.vhost}"
+                for m in (cluster.members if cluster else ())
+            ),
             listen=f"127.0.0.1:{free_port()}",
             token=f"token-{key}-{tag}-0123456789abcdef",
             catalogue=catalogue,
             checkpoint_interval_s=1.0,
         )
     users = [made.users[k] for k in orgs]
-    ctl = tls_node.ctl if tls_node else shared_pool().ctl
-    return Fed(tmp, made, files, nodes, users, ctl, private=tls_node is not None)
+    return Fed(tmp, made, files, nodes, users, private or shared_pool().ctl, private=bool(private))
 
 
 async def wait_witnessed(fed: Fed) -> None:

@@ -286,3 +286,26 @@ async def test_a_cancelled_connect_leaves_no_reconnecting_task_behind() -> None:
 
 def test_endpoint_repr_hides_the_password() -> None:
     assert "s3cret" not in repr(BrokerEndpoint("h", 1, "v", "u", "s3cret"))
+
+
+async def test_the_first_connection_tries_every_member_in_order_before_it_gives_up() -> None:
+    """Issue 19 point 3 (decision 0093): members that close at once are tried in list order,
+    each once, and the error names the last one."""
+    contacted: list[int] = []
+
+    def closing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        contacted.append(writer.get_extra_info("sockname")[1])
+        writer.close()
+
+    servers = [await asyncio.start_server(closing, "127.0.0.1", 0) for _ in range(3)]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    endpoint = BrokerEndpoint(
+        "127.0.0.1", ports[0], "v", "u", "p", others=tuple(("127.0.0.1", p) for p in ports[1:])
+    )
+    try:
+        with pytest.raises(TransientError, match=f"127.0.0.1:{ports[2]}"):
+            await connect(endpoint, timeout_s=10)
+    finally:
+        for server in servers:
+            server.close()
+    assert contacted == ports

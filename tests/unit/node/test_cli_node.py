@@ -19,6 +19,7 @@ from gateway.cli import cli
 from gateway.errors import LocalError
 from gateway.node import runner
 from gateway.node.config import hash_token, load_config
+from gateway.node.preflight import preflight
 from gateway.node.trust import TRUSTED_FILE
 from gateway.testing.veenstad import org_by_key
 from tests.directories import revoke_signing_keys
@@ -189,6 +190,37 @@ def _no_password_file(setup: NodeSetup) -> None:
     setup.edit(line, "")
 
 
+_URL_LINE = 'url = "amqp://127.0.0.1:5672/zvg-veenstad"'
+
+
+def _urls(*urls: str) -> str:
+    return "urls = [" + ", ".join(f'"{u}"' for u in urls) + "]"
+
+
+def _url_and_urls(setup: NodeSetup) -> None:
+    setup.edit(_URL_LINE, f"{_URL_LINE}\n{_urls('amqp://127.0.0.1:5673/zvg-veenstad')}")
+
+
+def _urls_mixing_tls(setup: NodeSetup) -> None:
+    setup.edit(_URL_LINE, _urls("amqp://a:5672/zvg-veenstad", "amqps://b:5671/zvg-veenstad"))
+
+
+def _urls_with_two_vhosts(setup: NodeSetup) -> None:
+    setup.edit(_URL_LINE, _urls("amqp://a:5672/zvg-veenstad", "amqp://b:5672/zvg-elders"))
+
+
+def _urls_with_a_member_twice(setup: NodeSetup) -> None:
+    setup.edit(_URL_LINE, _urls("amqp://a:5672/zvg-veenstad", "amqp://a:5672/zvg-veenstad"))
+
+
+def _urls_with_credentials(setup: NodeSetup) -> None:
+    setup.edit(_URL_LINE, _urls("amqp://a:5672/zvg-veenstad", "amqp://u:hunter2@b/zvg-veenstad"))
+
+
+def _urls_with_a_bad_port(setup: NodeSetup) -> None:
+    setup.edit(_URL_LINE, _urls("amqp://a:5672/zvg-veenstad", "amqp://b:99999/zvg-veenstad"))
+
+
 def _node_id_not_in_directory(setup: NodeSetup) -> None:
     setup.edit('node_id = "pol-veenstad-1"', 'node_id = "pol-elders-9"')
 
@@ -257,6 +289,12 @@ RUN_REFUSALS: dict[str, tuple[Callable[[NodeSetup], None], str]] = {
     "broker.url not amqp": (_no_scheme, "broker.url: scheme must be amqp or amqps"),
     "credentials in broker.url": (_credentials_in_url, "broker.url: put no credentials"),
     "amqps without broker.ca_file": (_amqps_without_ca, "broker.ca_file is needed"),
+    "broker.url and broker.urls": (_url_and_urls, "set broker.url (one address) or broker.urls"),
+    "broker.urls mixing amqp and amqps": (_urls_mixing_tls, "broker.urls: mix of amqp and amqps"),
+    "broker.urls with two vhosts": (_urls_with_two_vhosts, "members name different vhosts"),
+    "broker.urls with a member twice": (_urls_with_a_member_twice, "a member is listed twice"),
+    "credentials in broker.urls": (_urls_with_credentials, "broker.urls: put no credentials"),
+    "a port out of range in broker.urls": (_urls_with_a_bad_port, "has no valid port"),
     "no broker password and no client certificate": (
         _no_password_file,
         "broker.password_file is needed",
@@ -328,3 +366,20 @@ def test_check_config_refuses_credentials_in_the_broker_url(setup: NodeSetup) ->
     line = _one_error_line(zvg("node", "check-config", "--config", setup.config), setup.config)
     assert line.endswith("broker.url: put no credentials in the URL; use broker.password_file")
     assert "hunter2" not in line
+
+
+def test_broker_urls_pass_check_config_and_name_every_member_in_order(
+    setup: NodeSetup, run_stops_after_its_checks: None
+) -> None:
+    """Issue 19 point 3: several cluster members; the login, vhost and password file apply to
+    each, and a member without a port gets the AMQP default."""
+    members = ("amqp://rabbit-1:5672/zvg-veenstad", "amqp://rabbit-2/zvg-veenstad")
+    setup.edit(_URL_LINE, _urls(*members, "amqp://10.0.0.3:5673/zvg-veenstad"))
+    assert zvg("node", "check-config", "--config", setup.config).exit_code == 0
+    ran = zvg("node", "run", "--config", setup.config)
+    assert ran.stderr.splitlines()[-1] == f"zvg: error: {_PAST_THE_CHECKS}"
+    checked = preflight(load_config(setup.config)).checked
+    assert checked is not None
+    endpoint = checked.endpoint
+    assert endpoint.members == (("rabbit-1", 5672), ("rabbit-2", 5672), ("10.0.0.3", 5673))
+    assert (endpoint.vhost, endpoint.password is not None) == ("zvg-veenstad", True)
