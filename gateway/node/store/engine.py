@@ -6,11 +6,11 @@ message is in the outbox before the API answers 202, an inbound message is in th
 the broker ack.
 
 All database work runs on one writer thread. Calls made at the same time are **group-committed**
-(docs/decisions/0041-store-group-commit.md): the thread runs every waiting job in one
-transaction (each job inside its own savepoint, so one failing job does not undo the others) and
-commits once, so a burst of deliveries costs one fsync, not one per message. A
-:meth:`GroupCommit.commit` of commands (:mod:`gateway.node.store.commands`) is one such job;
-each command type has a handler (:meth:`GroupCommit.on_command`) that holds its SQL.
+(docs/decisions/0041-store-group-commit.md): the thread runs every waiting job in one transaction
+(each job of a group of several inside its own savepoint, so one failing job does not undo the
+others; a job alone needs none) and commits once, so a burst of deliveries costs one fsync, not one
+per message. A :meth:`GroupCommit.commit` of commands (:mod:`gateway.node.store.commands`) is one
+such job; each command type has a handler (:meth:`GroupCommit.on_command`) that holds its SQL.
 
 A job whose caller gave up (its task was cancelled) before the writer took it is never run; one
 the writer took already is committed, and its result is dropped (results reach an event loop
@@ -253,7 +253,18 @@ class GroupCommit:
         results: list[_Outcome] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            for i, p in enumerate(batch):
+            if len(batch) == 1:
+                # A job alone needs no savepoint: if it fails, the whole transaction is its own.
+                p = batch[0]
+                try:
+                    value = p.job(db)
+                except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    self._settle_all([(p, False, exc)])
+                    return
+                results.append((p, True, value))
+            for i, p in enumerate(batch if len(batch) > 1 else ()):
                 db.execute(f"SAVEPOINT j{i}")
                 try:
                     value = p.job(db)

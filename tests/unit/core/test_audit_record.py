@@ -8,7 +8,7 @@ leaf view that differs from what a partner or ``zvg audit verify`` recomputes.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -219,3 +219,121 @@ def test_a_note_is_personal_committed_and_never_in_the_view() -> None:
     assert {k: v for k, v in view.items() if k != "commitments"} == {
         k: v for k, v in old_view.items() if k != "commitments"
     }
+
+
+# ------------------------------------------------------- records of one message: the guard once
+
+_clear = st.one_of(
+    st.text(max_size=8).map(lambda t: "".join(c for c in t if not c.isdigit())),
+    st.sampled_from(["99999", "0020", "1" + A_BSN, "é٣", "ZVH.ZORG"]),
+)
+_clears = st.lists(_clear, max_size=2).map(tuple)
+_bsn_bearing = st.sampled_from([A_BSN, f"x {A_BSN}", OPAQUE_WITH_BSN])
+_FIELD_STRS = ("legal_basis", "recipients", "data_categories", "flags", "data_subjects")
+_FIELD_STR = ("processing_activity_id", "message_type", "purpose", "sender", "case_ref")
+_OWN = ("reason", "note", "adapter_reason", "detail", "policy_rule")
+
+
+@st.composite
+def _message_and_record(draw: st.DrawFn) -> tuple[audit.MessageFields, dict[str, Any]]:
+    """Clear fields and record arguments, then a BSN-bearing value (a BSN, one in text, one in
+    an opaque-looking value the guard does not refuse) in at most one place, field or own."""
+    values: dict[str, Any] = {name: draw(_clear) for name in _FIELD_STR}
+    values |= {name: draw(_clears) for name in _FIELD_STRS}
+    opaque = ("trace_id", "span_id", "message_id", "digest", "key_id")
+    values |= {name: draw(_clear | _bsn_bearing) for name in opaque}
+    values["foreign_operation"] = draw(st.none() | st.dictionaries(st.just("x"), _bsn_bearing))
+    rule = draw(st.none() | _clear)
+    args: dict[str, Any] = {
+        "name": draw(st.sampled_from(["message.send", "policy.decision", "no.such"])),
+        "status": draw(st.sampled_from(["ok", "denied"])),
+        "reason": draw(st.none() | _clear),
+        "note": draw(st.none() | _clear),
+        "adapter_reason": draw(st.none() | _clear),
+        "detail": draw(
+            st.dictionaries(st.sampled_from(["category", "flag"]), _clear | st.integers(0, 10**12))
+        ),
+    }
+    place = draw(st.sampled_from([None, *_FIELD_STR, *_FIELD_STRS, *_OWN]))
+    bsn = draw(_bsn_bearing)
+    if place in _FIELD_STR:
+        values[place] = bsn
+    elif place in _FIELD_STRS:
+        values[place] = (*values[place], bsn)
+    elif place == "detail":
+        args["detail"] = {**args["detail"], "recipient": bsn}
+    elif place == "policy_rule":
+        rule = bsn
+    elif place is not None:
+        args[place] = bsn
+    if rule is not None or draw(st.booleans()):
+        args["policy"] = (draw(st.integers(0, 99)), rule, draw(st.sampled_from(["allow", "deny"])))
+    return audit.MessageFields(**values), args
+
+
+def _outcome(fields: audit.MessageFields, args: dict[str, Any]) -> tuple[str, object]:
+    try:
+        return "ok", audit.message_record(fields=fields, at=NOW, **args)
+    except LocalError as exc:
+        return "refused", str(exc)
+
+
+@settings(max_examples=300)
+@given(case=_message_and_record())
+def test_message_record_with_checked_fields_refuses_exactly_what_the_full_guard_refuses(
+    case: tuple[audit.MessageFields, dict[str, Any]],
+) -> None:
+    fields, args = case
+    # Fields whose guard ran once (as MessageFields.of does) against the same fields unchecked
+    # (built directly: every record runs the full _checked guard), and both against the
+    # per-field guard as first written.
+    assert fields._bsn_free is None
+    guarded = audit._guarded(
+        audit.MessageFields(
+            **{
+                f.name: getattr(fields, f.name)
+                for f in fields.__dataclass_fields__.values()
+                if f.init
+            }
+        )
+    )
+    assert guarded == fields
+    fast, full = _outcome(guarded, args), _outcome(fields, args)
+    assert fast == full
+    if full[0] == "ok":
+        record = full[1]
+        assert isinstance(record, Record)
+        assert reference_guard(record) is None
+    else:
+        assert "BSN" in str(full[1]) or "unknown audit operation" in str(full[1])
+
+
+def test_the_guard_result_survives_only_opaque_changes() -> None:
+    fields = audit._guarded(
+        audit.MessageFields(
+            trace_id="t",
+            span_id="s",
+            processing_activity_id="pa",
+            message_id="m",
+            message_type="case.referral",
+            purpose="ZVH.X",
+            legal_basis=("WGS",),
+            sender="o",
+            recipients=("r",),
+            data_categories=(),
+            flags=(),
+            case_ref="c",
+            data_subjects=(),
+        )
+    )
+    assert fields._bsn_free is True
+    assert fields.with_digest("d", "k")._bsn_free is True
+    with_bsn = audit._guarded(replace(fields, case_ref=A_BSN))
+    assert with_bsn._bsn_free is False
+    assert with_bsn.with_digest("d")._bsn_free is False
+    with pytest.raises(LocalError, match="case_ref"):
+        audit.message_record("message.send", with_bsn.with_digest("d"), at=NOW)
+    with pytest.raises(LocalError, match="reason"):
+        audit.message_record("message.refuse", fields, at=NOW, reason=f"x {A_BSN}")
+    with pytest.raises(LocalError, match="detail"):
+        audit.message_record("message.refuse", fields, at=NOW, detail={"category": A_BSN})

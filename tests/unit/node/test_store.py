@@ -351,6 +351,26 @@ async def test_one_failing_job_does_not_undo_the_others_in_its_group(store: Sqli
     assert await store.seen(POL, MID) is not None
 
 
+async def test_a_failing_job_alone_in_its_group_writes_nothing_and_the_store_goes_on(
+    store: SqliteStore,
+) -> None:
+    # A group of one job runs without a savepoint: its failure rolls the whole transaction back.
+    commits: list[int] = []
+    store.on_commit(lambda _db: commits.append(1))
+
+    def failing(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta VALUES ('alone', 'x')")
+        raise RuntimeError("this job fails after writing")
+
+    with pytest.raises(RuntimeError):
+        await store.run(failing)
+    assert commits == [], "a failed job alone commits nothing (no commit hook ran)"
+    assert store.run_sync(lambda db: db.execute("SELECT key FROM meta").fetchall()) == []
+    assert await store.commit(InsertInbox(_inbox())) == Committed(True)
+    assert await store.seen(POL, MID) is not None
+    assert commits == [1, 1], "the read above and the insert each committed"
+
+
 async def test_a_failing_command_undoes_its_whole_commit(store: SqliteStore) -> None:
     with pytest.raises(LocalError):
         await _add_inbox(store, _inbox(), _unprovable())
