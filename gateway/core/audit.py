@@ -28,12 +28,13 @@ Rules enforced here:
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gateway.core.commit import SALT_SIZE, JsonValue, canonical_json, commitment
+from gateway.core.commit import COMMITMENT_DOMAIN, SALT_SIZE, JsonValue, canonical_json
 from gateway.core.merkle import leaf_hash
 from gateway.core.policy import Allowed, PolicyDecision
 from gateway.errors import LocalError
@@ -455,9 +456,20 @@ def _personal_values(record: Record) -> dict[str, JsonValue]:
     return personal
 
 
+#: The message prefix of ``gateway.core.commit.commitment`` for each personal field name.
+_COMMIT_PREFIX = {
+    name: COMMITMENT_DOMAIN + b"\x00" + name.encode("ascii") + b"\x00"
+    for name in ("case_ref", "data_subject", "actor", "note", "adapter_reason")
+}
+
+
 def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, JsonValue]:
+    if type(salt) is not bytes or len(salt) != SALT_SIZE:
+        raise LocalError(f"commitment salt must be exactly {SALT_SIZE} bytes")
+
     def c(value: str, name: str) -> str:
-        return commitment(salt, value.encode("utf-8"), field=name).hex()
+        # commitment(salt, value, field=name), its salt check done once above
+        return hmac.digest(salt, _COMMIT_PREFIX[name] + value.encode("utf-8"), "sha256").hex()
 
     out: dict[str, JsonValue] = {}
     case_ref = personal.get("case_ref")

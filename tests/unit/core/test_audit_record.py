@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gateway.core import audit
 from gateway.core.audit import Actor, Record, new_record, split
-from gateway.core.commit import canonical_json
+from gateway.core.commit import canonical_json, commitment
 from gateway.errors import LocalError
 from schemas import ids
 
@@ -337,3 +337,57 @@ def test_the_guard_result_survives_only_opaque_changes() -> None:
         audit.message_record("message.refuse", fields, at=NOW, reason=f"x {A_BSN}")
     with pytest.raises(LocalError, match="detail"):
         audit.message_record("message.refuse", fields, at=NOW, detail={"category": A_BSN})
+
+
+@settings(max_examples=200)
+@given(
+    case_ref=_opt,
+    subjects=st.lists(_text, max_size=3),
+    actor=st.none() | st.builds(Actor, _text, _opt, _opt),
+    note=_opt,
+    adapter_reason=_opt,
+    salt=st.binary(min_size=32, max_size=32),
+)
+def test_commitments_are_the_commitment_of_each_personal_value(
+    case_ref: str | None,
+    subjects: list[str],
+    actor: Actor | None,
+    note: str | None,
+    adapter_reason: str | None,
+    salt: bytes,
+) -> None:
+    record = Record(
+        name="access",
+        status="ok",
+        start_time=NOW,
+        end_time=NOW,
+        case_ref=case_ref,
+        data_subjects=tuple(subjects),
+        actor=actor,
+        note=note,
+        adapter_reason=adapter_reason,
+    )
+    personal = audit._personal_values(record)
+
+    def c(value: str, name: str) -> str:
+        return commitment(salt, value.encode("utf-8"), field=name).hex()
+
+    expected: dict[str, Any] = {
+        "case_ref": None if case_ref is None else c(case_ref, "case_ref"),
+        "data_subjects": [c(s, "data_subject") for s in subjects],
+        "actor": None
+        if personal["actor"] is None
+        else c(canonical_json(personal["actor"]).decode("utf-8"), "actor"),
+    }
+    if note is not None:
+        expected["note"] = c(note, "note")
+    if adapter_reason is not None:
+        expected["adapter_reason"] = c(adapter_reason, "adapter_reason")
+    assert audit._commitments(personal, salt) == expected
+    assert audit.check_personal({"commitments": expected}, personal, salt)
+
+
+def test_commitments_refuse_a_salt_of_the_wrong_size() -> None:
+    with pytest.raises(LocalError):
+        audit._commitments({"case_ref": "c"}, bytes(31))
+    assert not audit.check_personal({"commitments": {}}, {}, bytes(31))
