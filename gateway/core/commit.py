@@ -29,6 +29,7 @@ Pure: the salt comes in as an argument (the shell draws it from ``os.urandom``).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
@@ -88,7 +89,7 @@ def commitment(salt: bytes, value: bytes, *, field: str = "") -> bytes:
     if "\x00" in field:
         raise LocalError("commitment field name must not contain NUL")
     message = COMMITMENT_DOMAIN + b"\x00" + field.encode("utf-8") + b"\x00" + value
-    return hmac.digest(salt, message, "sha256")  # one-shot HMAC-SHA-256 (OpenSSL), same bytes
+    return hmac.new(salt, message, hashlib.sha256).digest()
 
 
 def verify_commitment(salt: bytes, value: bytes, expected: bytes, *, field: str = "") -> bool:
