@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import witnessing
 from gateway.core import jose, note
-from gateway.core.audit import Record, split
-from gateway.core.commit import SALT_SIZE, canonical_json
+from gateway.core.audit import Record, split, view_json
+from gateway.core.commit import SALT_SIZE
 from gateway.core.merkle import MerkleTree, leaf_hash
 from gateway.core.witness import HeadAgreement, compare_with_log
 from gateway.errors import LocalError, RemoteError
@@ -228,7 +228,7 @@ class AuditLog:
         for i, record in enumerate(records):
             salt = salts[i * SALT_SIZE : (i + 1) * SALT_SIZE]
             view, personal = split(record, salt)
-            view_bytes = canonical_json(view)
+            view_bytes = view_json(view)
             rows.append(
                 AuditRow(
                     record,

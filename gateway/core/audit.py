@@ -34,7 +34,15 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gateway.core.commit import COMMITMENT_DOMAIN, SALT_SIZE, JsonValue, canonical_json
+import orjson
+
+from gateway.core.commit import (
+    COMMITMENT_DOMAIN,
+    MAX_SAFE_INTEGER,
+    SALT_SIZE,
+    JsonValue,
+    canonical_json,
+)
 from gateway.core.merkle import leaf_hash
 from gateway.core.policy import Allowed, PolicyDecision
 from gateway.errors import LocalError
@@ -56,6 +64,7 @@ __all__ = [
     "policy_record",
     "record_time",
     "split",
+    "view_json",
 ]
 
 #: Operation names (``name``), one per kind of event the node logs.
@@ -524,7 +533,55 @@ def split(record: Record, salt: bytes) -> tuple[dict[str, JsonValue], dict[str, 
 
 def leaf_of(view: Mapping[str, JsonValue]) -> bytes:
     """The RFC 9162 leaf hash of a leaf view (canonical JSON, RFC 8785)."""
-    return leaf_hash(canonical_json(view))
+    return leaf_hash(view_json(view))
+
+
+def view_json(view: Mapping[str, JsonValue]) -> bytes:
+    """``canonical_json(view)`` — the same bytes, the same refusals — for a leaf view, faster:
+    one flat pass over the shapes :func:`split` makes (strings, ``None``, booleans, safe
+    integers, lists of strings, maps of those) instead of the general walk, and orjson, whose
+    UTF-8 check stands in for the per-string one (a string that is not valid Unicode makes it
+    raise, and ``canonical_json`` then refuses it). Anything else takes ``canonical_json``."""
+    if type(view) is dict and _flat_plain(view):
+        try:
+            return orjson.dumps(view, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+    return canonical_json(view)
+
+
+def _flat_plain(view: dict[str, Any]) -> bool:
+    """True when every key of ``view`` and of its maps is an ASCII ``str`` and every value is a
+    string, ``None``, a boolean, a safe integer, a list of strings, or (at the top) a map of
+    those: then ``canonical_json``'s fast path applies, less its check of each string's Unicode
+    (exact types only, as there)."""
+    for key, value in view.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is int:
+            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                return False
+        elif kind is list:
+            if not all(type(v) is str for v in value):
+                return False
+        elif kind is dict:
+            for k, v in value.items():
+                if type(k) is not str or not k.isascii():
+                    return False
+                vkind = type(v)
+                if vkind is str or v is None or vkind is bool:
+                    continue
+                if vkind is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    continue
+                if vkind is list and all(type(x) is str for x in v):
+                    continue
+                return False
+        else:
+            return False
+    return True
 
 
 def check_personal(

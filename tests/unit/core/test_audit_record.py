@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gateway.core import audit
 from gateway.core.audit import Actor, Record, new_record, split
 from gateway.core.commit import canonical_json, commitment
+from gateway.core.merkle import leaf_hash
 from gateway.errors import LocalError
 from schemas import ids
 
@@ -391,3 +392,62 @@ def test_commitments_refuse_a_salt_of_the_wrong_size() -> None:
     with pytest.raises(LocalError):
         audit._commitments({"case_ref": "c"}, bytes(31))
     assert not audit.check_personal({"commitments": {}}, {}, bytes(31))
+
+
+def _canonical_outcome(encode: Any, value: Any) -> tuple[str, object]:
+    try:
+        return "ok", encode(value)
+    except LocalError as exc:
+        return "refused", str(exc)
+
+
+_surrogate_text = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1)
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    _surrogate_text,
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=4) | _surrogate_text, inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(view=st.dictionaries(st.text(max_size=6), _json_value, max_size=6))
+def test_view_json_is_canonical_json_for_any_map(view: dict[str, Any]) -> None:
+    # Same bytes or the same refusal as canonical_json, whatever the map holds (floats, unsafe
+    # integers, invalid Unicode, non-ASCII keys, tuples, nesting).
+    assert _canonical_outcome(audit.view_json, view) == _canonical_outcome(canonical_json, view)
+
+
+@settings(max_examples=300)
+@given(values=_records)
+def test_view_json_of_a_records_view_is_its_canonical_json(values: dict[str, Any]) -> None:
+    try:
+        record = new_record(**values)
+    except LocalError:
+        return  # refused by the BSN guard (the test above covers that)
+    view, _ = split(record, SALT)
+    assert audit.view_json(view) == canonical_json(view)
+    assert audit.leaf_of(view) == leaf_hash(canonical_json(view))
+
+
+def test_view_json_refuses_what_canonical_json_refuses() -> None:
+    refused: list[Any] = [{"x": 1.5}, {"x": 2**53}, {"x": "\ud800"}, {"d": {"x": [1.0]}}]
+    for bad in refused:
+        with pytest.raises(LocalError):
+            canonical_json(bad)
+        with pytest.raises(LocalError):
+            audit.view_json(bad)
+    # Keys sort in UTF-16 order (RFC 8785), not in code point order: U+1F600 before U+FF61.
+    for non_ascii_keys in ({"\U0001f600": 1, "\uff61": 2}, {"z": {"\U0001f600": 1, "\uff61": 2}}):
+        assert audit.view_json(non_ascii_keys) == canonical_json(non_ascii_keys)
