@@ -142,6 +142,13 @@ class Catalogue(_Entry):
         return {c.code: c for c in self.data_categories}
 
     @cached_property
+    def implied_flags(self) -> tuple[tuple[str, FlagName], ...]:
+        """(category code, flag) for every category that implies a claims flag, in order."""
+        return tuple(
+            (c.code, c.implies_flag) for c in self.data_categories if c.implies_flag is not None
+        )
+
+    @cached_property
     def legal_basis_by_code(self) -> dict[str, LegalBasis]:
         return {b.code: b for b in self.legal_bases}
 

@@ -247,12 +247,10 @@ def _check_categories_and_flags(c: ClaimsBase, cat: Catalogue) -> None:
     if len(declared) != len(c.data_categories):
         raise rule_error(("data_categories",), "a category is declared twice")
     flags = c.flags
-    for code, entry in cat.category_by_code.items():
-        if entry.implies_flag is None:
-            continue
-        if (code in declared) != getattr(flags, entry.implies_flag):
+    for code, implied in cat.implied_flags:
+        if (code in declared) != getattr(flags, implied):
             raise rule_error(
-                ("flags", entry.implies_flag),
+                ("flags", implied),
                 f"must be {str(code in declared).lower()}: it is set exactly when "
                 f"data_categories declares {code}",
             )

@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import search, witnessing
 from gateway.core import jose, note
-from gateway.core.audit import Record, split
-from gateway.core.commit import SALT_SIZE, canonical_json
+from gateway.core.audit import Record, split, view_json
+from gateway.core.commit import SALT_SIZE
 from gateway.core.merkle import MerkleTree, leaf_hash
 from gateway.core.witness import HeadAgreement, compare_with_log
 from gateway.errors import LocalError, RemoteError
@@ -220,16 +220,18 @@ class AuditLog:
     def append(self, records: Sequence[Record], now: datetime) -> AppendAudit:
         """The command that appends ``records`` (commit it with the state it describes).
 
-        Salts come from the log's random source. The rows are built here, in the caller's
-        thread; applying the command only assigns indexes and inserts, so the store's writer
-        thread spends its time in SQLite (which releases the GIL), not in Python.
+        Salts come from the log's random source (one draw for all of them). The rows are built here,
+        in the caller's thread; applying the command only assigns indexes and inserts, so the
+        store's writer thread spends its time in SQLite (which releases the GIL), not in Python.
         """
         purge_after = now.timestamp() + self._retention_s
         rows = []
-        for record in records:
-            salt = self._rand(SALT_SIZE)
+        # One draw from the random source for all the records' salts (independent slices).
+        salts = self._rand(SALT_SIZE * len(records))
+        for i, record in enumerate(records):
+            salt = salts[i * SALT_SIZE : (i + 1) * SALT_SIZE]
             view, personal = split(record, salt)
-            view_bytes = canonical_json(view)
+            view_bytes = view_json(view)
             rows.append(
                 AuditRow(
                     record,

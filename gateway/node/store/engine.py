@@ -6,11 +6,14 @@ message is in the outbox before the API answers 202, an inbound message is in th
 the broker ack.
 
 All database work runs on one writer thread. Calls made at the same time are **group-committed**
-(docs/decisions/0041-store-group-commit.md): the thread runs every waiting job in one
-transaction (each job inside its own savepoint, so one failing job does not undo the others) and
-commits once, so a burst of deliveries costs one fsync, not one per message. A
-:meth:`GroupCommit.commit` of commands (:mod:`gateway.node.store.commands`) is one such job;
-each command type has a handler (:meth:`GroupCommit.on_command`) that holds its SQL.
+(docs/decisions/0041-store-group-commit.md): the thread runs every waiting job in one transaction
+and commits once, so a burst of deliveries costs one fsync, not one per message. One failing job
+does not undo the others: a group of commits of commands (:meth:`GroupCommit.commit`, jobs that may
+run again) runs without savepoints and, only when one of its jobs fails, is rolled back and run
+again with each job in its own savepoint; a group with any other job runs with savepoints from the
+start; a job alone needs none. A :meth:`GroupCommit.commit` of commands
+(:mod:`gateway.node.store.commands`) is one such job; each command type has a handler
+(:meth:`GroupCommit.on_command`) that holds its SQL.
 
 A job whose caller gave up (its task was cancelled) before the writer took it is never run; one
 the writer took already is committed, and its result is dropped (results reach an event loop
@@ -87,6 +90,9 @@ class _Pending:
     job: Job[Any]
     future: asyncio.Future[Any] | Future[Any]
     loop: asyncio.AbstractEventLoop | None = None
+    #: The job may run again after a rollback (a commit of commands: its only effects are on the
+    #: database and on state it makes afresh each run).
+    rerunnable: bool = False
 
 
 #: (the pending job, whether it succeeded, its result or exception)
@@ -171,7 +177,7 @@ class GroupCommit:
             return Committed(True, tuple(state.indexes))
 
         try:
-            return await self.run(job)
+            return await self._submit(job, rerunnable=True)
         except _NotApplied:
             return Committed(False)
 
@@ -183,6 +189,9 @@ class GroupCommit:
 
     async def run(self, job: Job[T]) -> T:
         """Run ``job(db)`` in a transaction (group-committed with concurrent jobs)."""
+        return await self._submit(job, rerunnable=False)
+
+    async def _submit(self, job: Job[T], *, rerunnable: bool) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._cond:
@@ -190,7 +199,7 @@ class GroupCommit:
                 raise _failed_closed()
             if self._closing:
                 raise TransientError("the store is closing")
-            self._queue.append(_Pending(job, future, loop))
+            self._queue.append(_Pending(job, future, loop, rerunnable))
             if self._idle:
                 self._cond.notify()
         return await future
@@ -250,29 +259,25 @@ class GroupCommit:
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         db = self._db
-        results: list[_Outcome] = []
+        committed = True
         try:
-            db.execute("BEGIN IMMEDIATE")
-            for i, p in enumerate(batch):
-                db.execute(f"SAVEPOINT j{i}")
-                try:
-                    value = p.job(db)
-                except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
-                    db.execute(f"ROLLBACK TO j{i}")
-                    db.execute(f"RELEASE j{i}")
-                    results.append((p, False, exc))
-                else:
-                    db.execute(f"RELEASE j{i}")
-                    results.append((p, True, value))
-            db.execute("COMMIT")
+            if len(batch) == 1 or all(p.rerunnable for p in batch):
+                results = _without_savepoints(db, batch)
+                if results is None:  # a job of the group failed and undid the group: again,
+                    results = _with_savepoints(db, batch)  # each job in its savepoint
+                elif len(batch) == 1 and not results[0][1]:
+                    committed = False
+            else:
+                results = _with_savepoints(db, batch)
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             error = TransientError(f"store commit failed ({exc.__class__.__name__})")
             results = [(p, False, error) for p in batch]
         else:
-            for hook in self._hooks:
-                hook(db)
+            if committed:
+                for hook in self._hooks:
+                    hook(db)
         self._settle_all(results)
 
     @staticmethod
@@ -302,3 +307,41 @@ class GroupCommit:
         await asyncio.to_thread(self._thread.join)
         self._db.close()
         self._reader.close()
+
+
+def _without_savepoints(db: sqlite3.Connection, batch: list[_Pending]) -> list[_Outcome] | None:
+    """Run ``batch`` in one transaction without savepoints and commit it. A failing job rolls
+    the transaction back: alone, its error is its outcome (nothing was written); in a group
+    (only of jobs that may run again), ``None``: the caller runs the group with savepoints.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    results: list[_Outcome] = []
+    for p in batch:
+        try:
+            results.append((p, True, p.job(db)))
+        except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return [(p, False, exc)] if len(batch) == 1 else None
+    db.execute("COMMIT")
+    return results
+
+
+def _with_savepoints(db: sqlite3.Connection, batch: list[_Pending]) -> list[_Outcome]:
+    """Run ``batch`` in one transaction, each job in its own savepoint (a failing job undoes
+    only its own writes), and commit it."""
+    results: list[_Outcome] = []
+    db.execute("BEGIN IMMEDIATE")
+    for i, p in enumerate(batch):
+        db.execute(f"SAVEPOINT j{i}")
+        try:
+            value = p.job(db)
+        except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
+            db.execute(f"ROLLBACK TO j{i}")
+            db.execute(f"RELEASE j{i}")
+            results.append((p, False, exc))
+        else:
+            db.execute(f"RELEASE j{i}")
+            results.append((p, True, value))
+    db.execute("COMMIT")
+    return results

@@ -210,10 +210,12 @@ def move_status(
     """Move a recipient's status as the outbound transition table says; False when it stays.
     When every recipient is final, the message's ``final_at`` is set, and its envelope's deadline
     moves to ``final_purge_after`` if that is earlier."""
-    row = db.execute(
-        "SELECT status FROM outbox_recipients WHERE message_id=? AND org=?", (message_id, org)
-    ).fetchone()
-    new = None if row is None else outbound_move(str(row[0]), event)
+    # Every recipient's status in one read: this one's to move, the others' for final_at.
+    statuses = dict(
+        db.execute("SELECT org, status FROM outbox_recipients WHERE message_id=?", (message_id,))
+    )
+    current = statuses.get(org)
+    new = None if current is None else outbound_move(str(current), event)
     if new is None:
         return False
     db.execute(
@@ -221,13 +223,8 @@ def move_status(
         " WHERE message_id=? AND org=?",
         (str(new), reason, ts(now), message_id, org),
     )
-    states = [
-        r[0]
-        for r in db.execute(
-            "SELECT status FROM outbox_recipients WHERE message_id=?", (message_id,)
-        )
-    ]
-    if all_final(states):
+    statuses[org] = str(new)
+    if all_final(list(statuses.values())):
         db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (ts(now), message_id))
         if final_purge_after is not None:
             db.execute(

@@ -8,7 +8,7 @@ leaf view that differs from what a partner or ``zvg audit verify`` recomputes.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from gateway.core import audit
 from gateway.core.audit import Actor, Record, new_record, split
-from gateway.core.commit import canonical_json
+from gateway.core.commit import canonical_json, commitment
+from gateway.core.merkle import leaf_hash
 from gateway.errors import LocalError
 from schemas import ids
 
@@ -219,3 +220,234 @@ def test_a_note_is_personal_committed_and_never_in_the_view() -> None:
     assert {k: v for k, v in view.items() if k != "commitments"} == {
         k: v for k, v in old_view.items() if k != "commitments"
     }
+
+
+# ------------------------------------------------------- records of one message: the guard once
+
+_clear = st.one_of(
+    st.text(max_size=8).map(lambda t: "".join(c for c in t if not c.isdigit())),
+    st.sampled_from(["99999", "0020", "1" + A_BSN, "é٣", "ZVH.ZORG"]),
+)
+_clears = st.lists(_clear, max_size=2).map(tuple)
+_bsn_bearing = st.sampled_from([A_BSN, f"x {A_BSN}", OPAQUE_WITH_BSN])
+_FIELD_STRS = ("legal_basis", "recipients", "data_categories", "flags", "data_subjects")
+_FIELD_STR = ("processing_activity_id", "message_type", "purpose", "sender", "case_ref")
+_OWN = ("reason", "note", "adapter_reason", "detail", "policy_rule")
+
+
+@st.composite
+def _message_and_record(draw: st.DrawFn) -> tuple[audit.MessageFields, dict[str, Any]]:
+    """Clear fields and record arguments, then a BSN-bearing value (a BSN, one in text, one in
+    an opaque-looking value the guard does not refuse) in at most one place, field or own."""
+    values: dict[str, Any] = {name: draw(_clear) for name in _FIELD_STR}
+    values |= {name: draw(_clears) for name in _FIELD_STRS}
+    opaque = ("trace_id", "span_id", "message_id", "digest", "key_id")
+    values |= {name: draw(_clear | _bsn_bearing) for name in opaque}
+    values["foreign_operation"] = draw(st.none() | st.dictionaries(st.just("x"), _bsn_bearing))
+    rule = draw(st.none() | _clear)
+    args: dict[str, Any] = {
+        "name": draw(st.sampled_from(["message.send", "policy.decision", "no.such"])),
+        "status": draw(st.sampled_from(["ok", "denied"])),
+        "reason": draw(st.none() | _clear),
+        "note": draw(st.none() | _clear),
+        "adapter_reason": draw(st.none() | _clear),
+        "detail": draw(
+            st.dictionaries(st.sampled_from(["category", "flag"]), _clear | st.integers(0, 10**12))
+        ),
+    }
+    place = draw(st.sampled_from([None, *_FIELD_STR, *_FIELD_STRS, *_OWN]))
+    bsn = draw(_bsn_bearing)
+    if place in _FIELD_STR:
+        values[place] = bsn
+    elif place in _FIELD_STRS:
+        values[place] = (*values[place], bsn)
+    elif place == "detail":
+        args["detail"] = {**args["detail"], "recipient": bsn}
+    elif place == "policy_rule":
+        rule = bsn
+    elif place is not None:
+        args[place] = bsn
+    if rule is not None or draw(st.booleans()):
+        args["policy"] = (draw(st.integers(0, 99)), rule, draw(st.sampled_from(["allow", "deny"])))
+    return audit.MessageFields(**values), args
+
+
+def _outcome(fields: audit.MessageFields, args: dict[str, Any]) -> tuple[str, object]:
+    try:
+        return "ok", audit.message_record(fields=fields, at=NOW, **args)
+    except LocalError as exc:
+        return "refused", str(exc)
+
+
+@settings(max_examples=300)
+@given(case=_message_and_record())
+def test_message_record_with_checked_fields_refuses_exactly_what_the_full_guard_refuses(
+    case: tuple[audit.MessageFields, dict[str, Any]],
+) -> None:
+    fields, args = case
+    # Fields whose guard ran once (as MessageFields.of does) against the same fields unchecked
+    # (built directly: every record runs the full _checked guard), and both against the
+    # per-field guard as first written.
+    assert fields._bsn_free is None
+    guarded = audit._guarded(
+        audit.MessageFields(
+            **{
+                f.name: getattr(fields, f.name)
+                for f in fields.__dataclass_fields__.values()
+                if f.init
+            }
+        )
+    )
+    assert guarded == fields
+    fast, full = _outcome(guarded, args), _outcome(fields, args)
+    assert fast == full
+    if full[0] == "ok":
+        record = full[1]
+        assert isinstance(record, Record)
+        assert reference_guard(record) is None
+    else:
+        assert "BSN" in str(full[1]) or "unknown audit operation" in str(full[1])
+
+
+def test_the_guard_result_survives_only_opaque_changes() -> None:
+    fields = audit._guarded(
+        audit.MessageFields(
+            trace_id="t",
+            span_id="s",
+            processing_activity_id="pa",
+            message_id="m",
+            message_type="case.referral",
+            purpose="ZVH.X",
+            legal_basis=("WGS",),
+            sender="o",
+            recipients=("r",),
+            data_categories=(),
+            flags=(),
+            case_ref="c",
+            data_subjects=(),
+        )
+    )
+    assert fields._bsn_free is True
+    assert fields.with_digest("d", "k")._bsn_free is True
+    with_bsn = audit._guarded(replace(fields, case_ref=A_BSN))
+    assert with_bsn._bsn_free is False
+    assert with_bsn.with_digest("d")._bsn_free is False
+    with pytest.raises(LocalError, match="case_ref"):
+        audit.message_record("message.send", with_bsn.with_digest("d"), at=NOW)
+    with pytest.raises(LocalError, match="reason"):
+        audit.message_record("message.refuse", fields, at=NOW, reason=f"x {A_BSN}")
+    with pytest.raises(LocalError, match="detail"):
+        audit.message_record("message.refuse", fields, at=NOW, detail={"category": A_BSN})
+
+
+@settings(max_examples=200)
+@given(
+    case_ref=_opt,
+    subjects=st.lists(_text, max_size=3),
+    actor=st.none() | st.builds(Actor, _text, _opt, _opt),
+    note=_opt,
+    adapter_reason=_opt,
+    salt=st.binary(min_size=32, max_size=32),
+)
+def test_commitments_are_the_commitment_of_each_personal_value(
+    case_ref: str | None,
+    subjects: list[str],
+    actor: Actor | None,
+    note: str | None,
+    adapter_reason: str | None,
+    salt: bytes,
+) -> None:
+    record = Record(
+        name="access",
+        status="ok",
+        start_time=NOW,
+        end_time=NOW,
+        case_ref=case_ref,
+        data_subjects=tuple(subjects),
+        actor=actor,
+        note=note,
+        adapter_reason=adapter_reason,
+    )
+    personal = audit._personal_values(record)
+
+    def c(value: str, name: str) -> str:
+        return commitment(salt, value.encode("utf-8"), field=name).hex()
+
+    expected: dict[str, Any] = {
+        "case_ref": None if case_ref is None else c(case_ref, "case_ref"),
+        "data_subjects": [c(s, "data_subject") for s in subjects],
+        "actor": None
+        if personal["actor"] is None
+        else c(canonical_json(personal["actor"]).decode("utf-8"), "actor"),
+    }
+    if note is not None:
+        expected["note"] = c(note, "note")
+    if adapter_reason is not None:
+        expected["adapter_reason"] = c(adapter_reason, "adapter_reason")
+    assert audit._commitments(personal, salt) == expected
+    assert audit.check_personal({"commitments": expected}, personal, salt)
+
+
+def test_commitments_refuse_a_salt_of_the_wrong_size() -> None:
+    with pytest.raises(LocalError):
+        audit._commitments({"case_ref": "c"}, bytes(31))
+    assert not audit.check_personal({"commitments": {}}, {}, bytes(31))
+
+
+def _canonical_outcome(encode: Any, value: Any) -> tuple[str, object]:
+    try:
+        return "ok", encode(value)
+    except LocalError as exc:
+        return "refused", str(exc)
+
+
+_surrogate_text = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1)
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    _surrogate_text,
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=4) | _surrogate_text, inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(view=st.dictionaries(st.text(max_size=6), _json_value, max_size=6))
+def test_view_json_is_canonical_json_for_any_map(view: dict[str, Any]) -> None:
+    # Same bytes or the same refusal as canonical_json, whatever the map holds (floats, unsafe
+    # integers, invalid Unicode, non-ASCII keys, tuples, nesting).
+    assert _canonical_outcome(audit.view_json, view) == _canonical_outcome(canonical_json, view)
+
+
+@settings(max_examples=300)
+@given(values=_records)
+def test_view_json_of_a_records_view_is_its_canonical_json(values: dict[str, Any]) -> None:
+    try:
+        record = new_record(**values)
+    except LocalError:
+        return  # refused by the BSN guard (the test above covers that)
+    view, _ = split(record, SALT)
+    assert audit.view_json(view) == canonical_json(view)
+    assert audit.leaf_of(view) == leaf_hash(canonical_json(view))
+
+
+def test_view_json_refuses_what_canonical_json_refuses() -> None:
+    refused: list[Any] = [{"x": 1.5}, {"x": 2**53}, {"x": "\ud800"}, {"d": {"x": [1.0]}}]
+    for bad in refused:
+        with pytest.raises(LocalError):
+            canonical_json(bad)
+        with pytest.raises(LocalError):
+            audit.view_json(bad)
+    # Keys sort in UTF-16 order (RFC 8785), not in code point order: U+1F600 before U+FF61.
+    for non_ascii_keys in ({"\U0001f600": 1, "\uff61": 2}, {"z": {"\U0001f600": 1, "\uff61": 2}}):
+        assert audit.view_json(non_ascii_keys) == canonical_json(non_ascii_keys)

@@ -351,6 +351,92 @@ async def test_one_failing_job_does_not_undo_the_others_in_its_group(store: Sqli
     assert await store.seen(POL, MID) is not None
 
 
+async def test_a_group_of_commits_without_savepoints_is_run_again_with_them_when_one_fails(
+    store: SqliteStore,
+) -> None:
+    # A group of commits of commands first runs without savepoints; one failing commit (an
+    # exception) and one whose condition does not hold (a duplicate inbox entry) roll it back,
+    # and it runs again with savepoints: the others are written once, those two not at all.
+    assert await _add_inbox(store, _inbox(message_id=MID2))
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(_db: sqlite3.Connection) -> None:
+        holding.set()
+        gate.wait(10)
+
+    held = asyncio.ensure_future(store.run(hold))
+    await asyncio.to_thread(holding.wait, 10)
+    commits: list[int] = []
+    store.on_commit(lambda _db: commits.append(1))
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # the writer's connection (test only)
+    jobs: list[Coroutine[Any, Any, object]] = [
+        store.commit(_evidence("first")),
+        store.commit(InsertOutbox(_outbox(), T0), _unprovable()),
+        store.commit(InsertInbox(_inbox(message_id=MID2))),
+        store.commit(_evidence("last")),
+    ]
+    futures = [asyncio.ensure_future(j) for j in jobs]
+    await asyncio.sleep(0)
+    gate.set()
+    await held
+    results: list[object] = list(await asyncio.gather(*futures, return_exceptions=True))
+    store._db.set_trace_callback(None)
+    assert results[0] == Committed(True, ())
+    assert isinstance(results[1], LocalError)
+    assert results[2] == Committed(False)
+    assert results[3] == Committed(True, ())
+    assert len(commits) == 2, "the held job's commit, then the group's once (the retry)"
+    assert await store.message(MID) is None, "the failing commit wrote nothing"
+    assert _count(store, "SELECT count(*) FROM receipts_in") == 2, "the others, once each"
+    assert statements.count("ROLLBACK") == 1, "the group without savepoints was undone once"
+    assert "SAVEPOINT j0" in statements, "then run again with savepoints"
+
+
+async def test_a_group_of_commits_that_all_hold_runs_without_savepoints(
+    store: SqliteStore,
+) -> None:
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(_db: sqlite3.Connection) -> None:
+        holding.set()
+        gate.wait(10)
+
+    held = asyncio.ensure_future(store.run(hold))
+    await asyncio.to_thread(holding.wait, 10)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # the writer's connection (test only)
+    futures = [asyncio.ensure_future(store.commit(_evidence(label))) for label in ("a", "b", "c")]
+    await asyncio.sleep(0)
+    gate.set()
+    await held
+    assert await asyncio.gather(*futures) == [Committed(True, ())] * 3
+    store._db.set_trace_callback(None)
+    assert _count(store, "SELECT count(*) FROM receipts_in") == 3
+    assert not [s for s in statements if "SAVEPOINT" in s or "ROLLBACK" in s]
+    assert statements.count("COMMIT") == 2, "the held job's commit and the group's"
+
+
+async def test_a_failing_job_alone_in_its_group_writes_nothing_and_the_store_goes_on(
+    store: SqliteStore,
+) -> None:
+    # A group of one job runs without a savepoint: its failure rolls the whole transaction back.
+    commits: list[int] = []
+    store.on_commit(lambda _db: commits.append(1))
+
+    def failing(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta VALUES ('alone', 'x')")
+        raise RuntimeError("this job fails after writing")
+
+    with pytest.raises(RuntimeError):
+        await store.run(failing)
+    assert commits == [], "a failed job alone commits nothing (no commit hook ran)"
+    assert store.run_sync(lambda db: db.execute("SELECT key FROM meta").fetchall()) == []
+    assert await store.commit(InsertInbox(_inbox())) == Committed(True)
+    assert await store.seen(POL, MID) is not None
+    assert commits == [1, 1], "the read above and the insert each committed"
+
+
 async def test_a_failing_command_undoes_its_whole_commit(store: SqliteStore) -> None:
     with pytest.raises(LocalError):
         await _add_inbox(store, _inbox(), _unprovable())
