@@ -42,6 +42,7 @@ __all__ = [
     "NodeConfig",
     "PurposeDefaults",
     "Retention",
+    "StoreSettings",
     "Token",
     "check_files",
     "hash_token",
@@ -237,6 +238,14 @@ class AuditSettings(_Settings):
     quickly while it costs at most 1,440 records a day per sender, however many envelopes."""
 
 
+class StoreSettings(_Settings):
+    url: Annotated[str, StringConstraints(pattern=r"^postgres(ql)?://")] | None = None
+    """Where the node's state lives: unset (the default) for the SQLite file ``node.db`` in
+    ``node.data_dir``, or a ``postgresql://user@host/db`` URL for a PostgreSQL database
+    (decision 0086; create its schema with ``zvg node migrate``). Put a password in
+    ``PGPASSFILE``, not here."""
+
+
 class PurposeDefaults(_Settings):
     legal_basis: Annotated[tuple[str, ...], Field(min_length=1)]
     """Legal-basis codes used when an adapter does not name them for this purpose."""
@@ -251,6 +260,7 @@ class NodeConfig(_Settings):
     keys: KeySettings
     directory: DirectorySettings
     broker: BrokerSettings = BrokerSettings()
+    store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     limits: Limits = Limits()
     retention: Retention = Retention()

@@ -1,4 +1,5 @@
-"""The node's store (``SqliteStore``): the rules the crash-safety and status guarantees rest on.
+"""The node's store (``SqliteStore``; ``PostgresStore`` too, where a test takes the ``store``
+fixture): the rules the crash-safety and status guarantees rest on.
 
 Threats: a late or replayed receipt moving a status backwards (``accepted`` → ``delivered``);
 one bad job in a group commit undoing the durable writes of the others (a 202 or a broker ack
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from gateway.core.audit import new_record
@@ -39,6 +41,9 @@ from gateway.node.store import (
     SqliteStore,
     Store,
 )
+from tests.pg import STORES, fresh_store, pg_url
+
+__all__ = ["pg_url"]  # the fixture fresh_store's callers request
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GEM, POL, GGZ, OM = (f"00000001999000{n}000" for n in ("001", "002", "004", "003"))
@@ -53,9 +58,13 @@ def _satisfies_protocol(store: SqliteStore) -> Store:
     return checked
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "node.db")
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """Each test of this fixture runs on SQLite and on PostgreSQL (tests/pg.py)."""
+    if request.param == "postgres":
+        s: SqliteStore = fresh_store(request.getfixturevalue("pg_url"))
+    else:
+        s = SqliteStore(tmp_path / "node.db")
     try:
         yield s
     finally:
@@ -338,7 +347,8 @@ async def test_one_failing_job_does_not_undo_the_others_in_its_group(store: Sqli
     assert results[1] == "before"
     assert isinstance(results[2], RuntimeError)
     assert results[3] == Committed(True)
-    assert isinstance(results[4], sqlite3.IntegrityError)
+    # the engine's own constraint error reaches the job's caller
+    assert isinstance(results[4], sqlite3.IntegrityError | psycopg.errors.UniqueViolation)
     assert results[5] == "after"
     assert len(commits) == 2, "the held job's commit, then one group commit for all six"
     assert sorted(
