@@ -10,16 +10,18 @@ empty tables (``TRUNCATE``, a few milliseconds), not a new database.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from gateway.node.pg_store import VERSION, migrate
+from gateway.node.store import SqliteStore
 from gateway.node.store.postgres import PostgresStore
 
-__all__ = ["STORES", "fresh_store", "pg_url"]
+__all__ = ["STORES", "fresh_store", "in_schema", "pg_url", "schema_url", "store"]
 
 ADMIN_URL = os.environ.get("ZVG_TEST_PG", "postgresql://zvg_test@127.0.0.1/zvg_test")
 
@@ -51,8 +53,33 @@ def pg_url(worker_id: str) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def fresh_store(url: str) -> PostgresStore:
-    """A store on ``url`` with every table emptied (the schema stays)."""
+def in_schema(url: str, schema: str) -> str:
+    """``url`` with its tables in ``schema`` (``search_path``): one database holds several
+    nodes' stores, as separate databases would."""
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+_migrated: set[str] = set()
+
+
+def schema_url(url: str, schema: str, *, migrate_it: bool = True) -> str:
+    """A store URL in ``schema`` of the worker's database ``url``: migrated once per session,
+    emptied for each test; with ``migrate_it=False`` a fresh schema without tables."""
+    target = in_schema(url, schema)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not migrate_it or target not in _migrated:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+            _migrated.discard(target)
+    if migrate_it and target not in _migrated:
+        migrate(target)
+        _migrated.add(target)
+    elif migrate_it:
+        _truncate(target)
+    return target
+
+
+def _truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         tables = [
             r[0]
@@ -64,4 +91,21 @@ def fresh_store(url: str) -> PostgresStore:
         conn.execute(
             "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
         )
-    return PostgresStore(url, version=VERSION)
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """The node's store, empty: each test that takes it runs on SQLite and on PostgreSQL."""
+    if request.param == "postgres":
+        s: SqliteStore = fresh_store(request.getfixturevalue("pg_url"))
+    else:
+        s = SqliteStore(tmp_path / "node.db")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def fresh_store(url: str) -> PostgresStore:
+    """A store on ``url`` (a worker's database) with every table empty."""
+    return PostgresStore(schema_url(url, "store"), version=VERSION)

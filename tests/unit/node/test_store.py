@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ from gateway.node.store import (
     SqliteStore,
     Store,
 )
-from tests.pg import STORES, fresh_store, pg_url
+from tests.pg import store
 
-__all__ = ["pg_url"]  # the fixture fresh_store's callers request
+__all__ = ["store"]  # fixtures: each test taking ``store`` runs on both stores
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GEM, POL, GGZ, OM = (f"00000001999000{n}000" for n in ("001", "002", "004", "003"))
@@ -56,19 +56,6 @@ def _satisfies_protocol(store: SqliteStore) -> Store:
     # compatible signature (a PostgreSQL store must do the same).
     checked: Store = store
     return checked
-
-
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """Each test of this fixture runs on SQLite and on PostgreSQL (tests/pg.py)."""
-    if request.param == "postgres":
-        s: SqliteStore = fresh_store(request.getfixturevalue("pg_url"))
-    else:
-        s = SqliteStore(tmp_path / "node.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 #: The outbox retention of these tests: envelopes go a week after expiry or final answers.
