@@ -4,7 +4,9 @@
 (``ensure_postgres`` in scripts/lib.sh); ``ZVG_TEST_PG`` overrides where
 (``postgresql://zvg_test@127.0.0.1/zvg_test``). Each pytest worker gets its own database,
 ``zvg_test_<worker>``, created afresh and migrated once per session; each test starts from
-empty tables (``TRUNCATE``, a few milliseconds), not a new database.
+empty tables (``DELETE``, a few milliseconds), not a new database. Commits there do not wait
+for the WAL's flush (``synchronous_commit = off``): no test here pulls the plug, and the
+product's own setting stays PostgreSQL's default.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def pg_url(worker_id: str) -> Iterator[str]:
     with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     migrate(url)
     yield url
@@ -80,17 +83,27 @@ def schema_url(url: str, schema: str, *, migrate_it: bool = True) -> str:
 
 
 def _truncate(url: str) -> None:
+    """Empty every table and restart its identity column: ``DELETE`` (tables holding a foreign
+    key first), many times faster than ``TRUNCATE`` on tables this small."""
     with psycopg.connect(url, autocommit=True) as conn:
         tables = [
             r[0]
             for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                " AND tablename != 'schema_migrations'"
+                "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r'"
+                " AND c.relnamespace = current_schema()::regnamespace"
+                " AND c.relname != 'schema_migrations' ORDER BY EXISTS (SELECT 1 FROM"
+                " pg_constraint f WHERE f.conrelid = c.oid AND f.contype = 'f') DESC"
             )
         ]
-        conn.execute(
-            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-        )
+        sequences = [
+            r[0]
+            for r in conn.execute(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+            )
+        ]
+        script = "".join(f'DELETE FROM "{t}";' for t in tables)  # noqa: S608 - names from pg_class
+        script += "".join(f"SELECT setval('\"{q}\"', 1, false);" for q in sequences)
+        conn.execute(script.encode("utf-8"))
 
 
 @pytest.fixture(params=STORES)

@@ -52,6 +52,8 @@ _INSERT_OR = re.compile(r"^\s*INSERT OR (IGNORE|REPLACE) INTO (\w+)", re.IGNOREC
 _JSON_MAX = re.compile(r"max\(json_extract\((\w+), '\$\.([\w.]+)'\)\)")
 _JSON = re.compile(r"json_extract\((\w+), '\$\.([\w.]+)'\)")
 _MIN2 = re.compile(r"\bmin\(([\w.]+), \?\)")
+_JSON_EACH = re.compile(r"json_each\((\w+), '\$\.([\w.]+)'\)")
+_SQLITE_TABLE = re.compile(r"FROM sqlite_master WHERE type='table' AND name=")
 
 
 def _path(dotted: str) -> str:
@@ -63,9 +65,10 @@ def translate(sql: str) -> str:
     """One statement of the store's SQL (SQLite's dialect) in PostgreSQL's.
 
     The store's SQL uses a small, fixed part of SQLite: ``?`` placeholders, ``INSERT OR
-    IGNORE``/``OR REPLACE``, ``json_extract`` on a record's leaf view, the two-argument
-    ``min``, ``rowid`` and ``WHERE 1``. Anything else is written so that both engines read it
-    the same (``tests/unit/node/test_pg_store.py`` runs the store's tests on both)."""
+    IGNORE``/``OR REPLACE``, ``json_extract`` and ``json_each`` on a record's leaf view, the
+    two-argument ``min``, ``rowid``, ``WHERE 1`` and a table's presence in ``sqlite_master``.
+    Anything else is written so that both engines read it the same (the store's tests run on
+    both: ``tests/pg.py``)."""
     suffix = ""
     match = _INSERT_OR.match(sql)
     if match is not None:
@@ -79,6 +82,12 @@ def translate(sql: str) -> str:
         sql = f"INSERT INTO {table}" + sql[match.end() :]
     sql = sql.replace("%", "%%")
     sql = _JSON_MAX.sub(lambda m: f"max(({m[1]}::jsonb #>> '{_path(m[2])}')::numeric)", sql)
+    sql = _JSON_EACH.sub(
+        lambda m: f"jsonb_array_elements_text({m[1]}::jsonb #> '{_path(m[2])}') AS e(value)", sql
+    )
+    sql = _SQLITE_TABLE.sub(
+        "FROM pg_tables WHERE schemaname = current_schema() AND tablename=", sql
+    )
     sql = _JSON.sub(lambda m: f"({m[1]}::jsonb #>> '{_path(m[2])}')", sql)
     sql = _MIN2.sub(r"LEAST(\1, ?)", sql)
     sql = re.sub(r"\bORDER BY rowid\b", "ORDER BY seq", sql)

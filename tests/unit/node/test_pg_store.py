@@ -72,6 +72,20 @@ def test_migration_1_is_pinned() -> None:
             "SELECT 1 FROM outbox o WHERE TRUE ORDER BY seq",
         ),
         ("SELECT '50%' WHERE x=?", "SELECT '50%%' WHERE x=%s"),
+        (
+            "EXISTS (SELECT 1 FROM json_each(view, '$.recipients') WHERE value = ?)",
+            (
+                "EXISTS (SELECT 1 FROM jsonb_array_elements_text(view::jsonb #> '{recipients}')"
+                " AS e(value) WHERE value = %s)"
+            ),
+        ),
+        (
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit_evidence'",
+            (
+                "SELECT 1 FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename='audit_evidence'"
+            ),
+        ),
     ],
 )
 def test_the_sqlite_dialect_in_postgresql(sqlite: str, postgres: str) -> None:
