@@ -14,10 +14,6 @@ same code in PostgreSQL's types; every later change is a new migration (a test p
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
-
 from gateway.audit.log import AUDIT_SCHEMA
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
@@ -25,6 +21,7 @@ from gateway.node.store import SqliteStore, writes
 from gateway.node.store.postgres import (
     PgConnection,
     PostgresStore,
+    connect,
     redact,
     schema_version,
     translate_schema,
@@ -49,20 +46,11 @@ def open_store(config: NodeConfig) -> SqliteStore:
     return SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(url, autocommit=True)
-    except psycopg.Error as exc:
-        raise LocalError(
-            f"store.url: cannot connect to {redact(url)} ({type(exc).__name__})"
-        ) from None
-
-
 def migrate(url: str) -> tuple[int, int]:
     """Apply the migrations the database at ``url`` lacks; (version before, version after).
 
     Raises :class:`LocalError` for a database newer than this code (a downgrade)."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
             conn.execute(
@@ -90,7 +78,7 @@ def migrate(url: str) -> tuple[int, int]:
 def pg_history(url: str) -> TrustHistory:
     """:func:`~gateway.node.trust.stored_history` of a PostgreSQL store: where ``check-config``
     and ``run`` refuse a schema that is not at :data:`VERSION`."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         found = schema_version(conn)
         if found != VERSION:
             raise LocalError(

@@ -35,7 +35,15 @@ from gateway.errors import LocalError, TransientError
 from gateway.node.store import writes
 from gateway.node.store.sqlite import SqliteStore
 
-__all__ = ["PgConnection", "PostgresStore", "redact", "translate", "translate_schema"]
+__all__ = [
+    "PgConnection",
+    "PostgresStore",
+    "connect",
+    "redact",
+    "schema_version",
+    "translate",
+    "translate_schema",
+]
 
 #: ``INSERT OR REPLACE`` of SQLite, per table: the conflict target and what to overwrite.
 _UPSERT = {
@@ -191,12 +199,14 @@ class _Rows:
         return self._rows
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: str) -> psycopg.Connection[Any]:
+    """A connection in autocommit mode; :class:`LocalError` in one line (``store.url`` named,
+    no password) when the server does not take it."""
     try:
         return psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
         raise LocalError(
-            f"{redact(url)}: cannot connect to the store ({type(exc).__name__})"
+            f"store.url: cannot connect to {redact(url)} ({type(exc).__name__})"
         ) from None
 
 
@@ -218,7 +228,7 @@ class PostgresStore(SqliteStore):
         self._failed = False
         self._hooks = []
         self._handlers = {}
-        conn = _connect(url)
+        conn = connect(url)
         found = schema_version(conn)
         if found != version:
             conn.close()

@@ -167,3 +167,12 @@ async def test_a_lost_database_connection_fails_the_store_closed(pg_url: str) ->
             await asyncio.wait_for(store.run(lambda _db: 2), HANG_S)
     finally:
         await store.close()
+
+
+def test_a_database_that_does_not_answer_is_one_line_without_the_password() -> None:
+    with pytest.raises(LocalError) as refused:
+        PostgresStore("postgresql://zvg:s3cret@127.0.0.1:1/zvg?connect_timeout=5", version=VERSION)
+    assert str(refused.value) == (
+        "store.url: cannot connect to postgresql://zvg:***@127.0.0.1:1/zvg?connect_timeout=5"
+        " (OperationalError)"
+    )
