@@ -161,7 +161,7 @@ class PgConnection:
         return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        return _Cursor(self._conn.execute(translate(sql), tuple(params) or None))
+        return _Cursor(self._conn.execute(translate(sql), tuple(params)))
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> _Cursor:
         cur = self._conn.cursor()
@@ -184,7 +184,7 @@ class _Pool:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         with self._pool.connection() as conn:
-            rows = conn.execute(translate(sql), tuple(params) or None).fetchall()
+            rows = conn.execute(translate(sql), tuple(params)).fetchall()
         return _Rows(rows)  # type: ignore[return-value]  # duck-typed: fetchall only
 
     def close(self) -> None:

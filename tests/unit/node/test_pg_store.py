@@ -176,3 +176,13 @@ def test_a_database_that_does_not_answer_is_one_line_without_the_password() -> N
         "store.url: cannot connect to postgresql://zvg:***@127.0.0.1:1/zvg?connect_timeout=5"
         " (OperationalError)"
     )
+
+
+@pytest.mark.postgres
+async def test_a_percent_sign_in_a_statement_without_parameters_stays_one(pg_url: str) -> None:
+    store = PostgresStore(schema_url(pg_url, "percent"), version=VERSION)
+    try:
+        assert store.read("SELECT '50%'") == [("50%",)]
+        assert await store.run(lambda db: db.execute("SELECT '50%'").fetchone()) == ("50%",)
+    finally:
+        await store.close()
