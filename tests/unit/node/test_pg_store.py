@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.audit.log import AuditLog
 from gateway.cli import cli
+from gateway.core.audit import new_record
 from gateway.errors import LocalError
 from gateway.node.pg_store import MIGRATIONS, VERSION, migrate
 from gateway.node.store import SqliteStore
@@ -186,3 +191,51 @@ async def test_a_percent_sign_in_a_statement_without_parameters_stays_one(pg_url
         assert await store.run(lambda db: db.execute("SELECT '50%'").fetchone()) == ("50%",)
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_the_audit_log_on_postgresql_is_one_tree_that_reopens_and_catches_tampering(
+    pg_url: str,
+) -> None:
+    url = schema_url(pg_url, "audit")
+    key = Ed25519PrivateKey.generate()
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    async def opened() -> tuple[PostgresStore, AuditLog]:
+        store = PostgresStore(url, version=VERSION)
+        try:
+            log = await AuditLog.open(
+                store, origin="o/x/audit-log", key=key, rand=os.urandom, retention_s=86400.0
+            )
+        except BaseException:
+            await store.close()
+            raise
+        return store, log
+
+    records = [
+        new_record(name="message.receive", status="ok", start_time=t0, end_time=t0)
+        for _ in range(5)
+    ]
+    store, log = await opened()
+    try:
+        # two commits at once: one group commit or two, the indexes are one sequence
+        first, second = await asyncio.gather(
+            store.commit(log.append(records[:2], t0)), store.commit(log.append(records[2:], t0))
+        )
+        assert sorted(first.indexes + second.indexes) == [0, 1, 2, 3, 4]
+        signed = await log.checkpoint()
+        assert signed is not None
+        assert signed.size == 5
+    finally:
+        await store.close()
+    store, again = await opened()  # rebuilt from the stored leaves: the checkpoint's root
+    try:
+        assert again.size == 5
+        assert again.latest == signed
+        await store.run(
+            lambda db: db.execute("UPDATE audit_records SET leaf=? WHERE idx=2", (bytes(32),))
+        )
+    finally:
+        await store.close()
+    with pytest.raises(LocalError, match="does not reproduce its checkpoint of size 5"):
+        await opened()
