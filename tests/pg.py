@@ -3,7 +3,7 @@
 ``scripts/test`` starts PostgreSQL and makes the role and database ``zvg_test``
 (``ensure_postgres`` in scripts/lib.sh); ``ZVG_TEST_PG`` overrides where
 (``postgresql://zvg_test@127.0.0.1/zvg_test``). Each pytest worker gets its own database,
-``zvg_test_<worker>``, created afresh and migrated once per session; each test starts from
+``zvg_test_<worker>_<random>``, created afresh and migrated once per session; each test starts from
 empty tables (``DELETE``, a few milliseconds), not a new database. Commits there do not wait
 for the WAL's flush (``synchronous_commit = off``): no test here pulls the plug, and the
 product's own setting stays PostgreSQL's default.
@@ -12,6 +12,7 @@ product's own setting stays PostgreSQL's default.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ def _admin() -> psycopg.Connection[Any]:
 
 @pytest.fixture(scope="session")
 def pg_url(worker_id: str) -> Iterator[str]:
-    """A migrated database of this pytest worker's own."""
-    name = f"zvg_test_{worker_id}"
+    """A migrated database of this pytest worker's own (a random suffix: test runs of other
+    checkouts on this machine have theirs)."""
+    name = f"zvg_test_{worker_id}_{secrets.token_hex(4)}"
     with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
