@@ -107,6 +107,60 @@ ensure_rabbitmq() {
     die "RabbitMQ did not answer on 127.0.0.1:5672 within 90 s; see /var/log/rabbitmq/"
 }
 
+ZVG_PG_HOST=127.0.0.1
+ZVG_PG_PORT=5432
+ZVG_PG_ROLE=zvg_test
+
+pg_answers() {
+    # True when PostgreSQL accepts connections on 127.0.0.1:5432.
+    pg_isready -q -h "$ZVG_PG_HOST" -p "$ZVG_PG_PORT" >/dev/null 2>&1
+}
+
+pg_admin() {
+    # pg_admin SQL: run SQL as PostgreSQL's superuser (peer auth on the socket as root, else
+    # the postgres role over TCP).
+    if is_root && id postgres >/dev/null 2>&1; then
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$ZVG_PG_PORT" -Atc "$1"
+    else
+        psql -X -q -v ON_ERROR_STOP=1 -h "$ZVG_PG_HOST" -p "$ZVG_PG_PORT" -U postgres -Atc "$1"
+    fi
+}
+
+ensure_postgres() {
+    # Makes sure PostgreSQL answers on 127.0.0.1:5432 (installing and starting Debian's package
+    # when root) and that the test role and database zvg_test exist (tests/pg.py: the role may
+    # create one database per pytest worker). The role logs in without a password: only on
+    # loopback, as Debian's pg_hba.conf trusts it for tests or as ZVG_TEST_PG says otherwise.
+    if ! pg_answers; then
+        if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+            is_root || die "PostgreSQL is not installed; run: sudo apt-get install -y postgresql"
+            apt_install postgresql
+        fi
+        is_root || die "PostgreSQL is not running on $ZVG_PG_HOST:$ZVG_PG_PORT; run: sudo pg_ctlcluster --help"
+        local version
+        version=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1 {print $1}')
+        [ -n "$version" ] || die "no PostgreSQL cluster found (pg_lsclusters)"
+        say "starting PostgreSQL $version (pg_ctlcluster $version main start)"
+        pg_ctlcluster "$version" main start >/dev/null 2>&1 || true
+        local i
+        for i in $(seq 1 60); do
+            pg_answers && break
+            sleep 1
+        done
+        pg_answers || die "PostgreSQL did not answer on $ZVG_PG_HOST:$ZVG_PG_PORT within 60 s"
+    fi
+    if [ "$(pg_admin "SELECT 1 FROM pg_roles WHERE rolname = '$ZVG_PG_ROLE'")" != 1 ]; then
+        say "creating the PostgreSQL test role $ZVG_PG_ROLE"
+        pg_admin "CREATE ROLE $ZVG_PG_ROLE LOGIN CREATEDB" || die "cannot create role $ZVG_PG_ROLE"
+    fi
+    pg_admin "ALTER ROLE $ZVG_PG_ROLE CREATEDB" || die "cannot let $ZVG_PG_ROLE create databases"
+    if [ "$(pg_admin "SELECT 1 FROM pg_database WHERE datname = '$ZVG_PG_ROLE'")" != 1 ]; then
+        pg_admin "CREATE DATABASE $ZVG_PG_ROLE OWNER $ZVG_PG_ROLE" || die "cannot create database $ZVG_PG_ROLE"
+    fi
+    psql -X -q -h "$ZVG_PG_HOST" -p "$ZVG_PG_PORT" -U "$ZVG_PG_ROLE" -Atc "SELECT 1" "$ZVG_PG_ROLE" >/dev/null 2>&1 \
+        || die "the role $ZVG_PG_ROLE cannot log in on $ZVG_PG_HOST:$ZVG_PG_PORT (pg_hba.conf: trust it on loopback for tests)"
+}
+
 ensure_systemd_analyze() {
     # The deployment tests check the systemd unit with systemd-analyze (Debian's systemd
     # package; no systemd needs to run). Installs the package when it is missing and we are root.

@@ -8,6 +8,7 @@ import pytest
 
 from tests.integration._cluster import RabbitCluster, run_cluster
 from tests.integration._private_node import TlsNode, run_private_node
+from tests.pg import pg_url  # noqa: F401 - a session fixture: one PostgreSQL database per worker
 from tests.rabbit import finish_removals
 
 SHARED_FIXTURES = ("tls_node", "rabbit_cluster", "prepared", "fhir_url", "zaken_url")

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -46,6 +47,7 @@ from gateway.node.ports import BrokerSlot
 from gateway.node.preflight import load_keys
 from gateway.node.service import NodeService, open_service
 from gateway.node.store import PendingReceipt, SetStatus, SqliteStore
+from gateway.node.store.postgres import PgConnection
 from gateway.node.trust import load_trusted_directory
 from gateway.telemetry import Telemetry, setup_telemetry
 from gateway.testing.federation import FederationFiles, create_demo_federation
@@ -172,6 +174,9 @@ class InProcessNode:
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
         """This node's audit records matching ``filters`` (those of ``zvg audit query``:
         ``operation=``, ``message_id=``, ...), oldest first: index, view, personal part."""
+        if self.config.store.url is not None:
+            with psycopg.connect(self.config.store.url, autocommit=True) as conn:
+                return query(PgConnection(conn), **filters)  # type: ignore[arg-type]  # sqlite3's subset
         with open_readonly(self.config.store_path) as db:
             return query(db, **filters)
 

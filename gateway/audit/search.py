@@ -144,13 +144,14 @@ def _index(
     )
     db.executemany(
         "INSERT INTO audit_hourly VALUES (?,?,?,?,?,?) ON CONFLICT"
-        " (name, hour, status, purpose, party) DO UPDATE SET n = n + excluded.n",
+        " (name, hour, status, purpose, party) DO UPDATE SET n = audit_hourly.n + excluded.n",
         [(*k, n) for k, n in counts.items()],
     )
     if rows:
         db.execute(
             "INSERT INTO audit_indexed (id, upto) VALUES (0, ?)"
-            " ON CONFLICT (id) DO UPDATE SET upto = max(upto, excluded.upto)",
+            " ON CONFLICT (id) DO UPDATE SET upto = excluded.upto"
+            " WHERE excluded.upto > audit_indexed.upto",  # SQLite's and PostgreSQL's upsert
             (rows[-1][0] + 1,),
         )
 

@@ -113,15 +113,15 @@ async def _act(action: str, org: str, config_file: Path, executable: str, node: 
     import os
     from datetime import UTC, datetime
 
-    from gateway.audit.log import AUDIT_SCHEMA, AuditLog
+    from gateway.audit.log import AuditLog
     from gateway.broker import quarantine as q
     from gateway.broker.provision import Rabbitmqctl
     from gateway.cli.audit import node_context
     from gateway.core.audit import new_record
     from gateway.core.broker_topology import BrokerMember, check_org
     from gateway.errors import LocalError
+    from gateway.node.pg_store import open_store
     from gateway.node.preflight import broker_vhost
-    from gateway.node.store import SqliteStore
 
     config, directory, own = node_context(config_file)
     check_org(org)
@@ -133,7 +133,7 @@ async def _act(action: str, org: str, config_file: Path, executable: str, node: 
     target = BrokerMember(org, member.broker_user)
     vhost = broker_vhost(config, directory)
     ctl = Rabbitmqctl(executable, node)
-    store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
+    store = open_store(config)
     try:
         audit = await AuditLog.open(
             store,

@@ -1,4 +1,4 @@
-"""``zvg node``: run a node, check its config, make API tokens."""
+"""``zvg node``: run a node, check its config, migrate its store, make API tokens."""
 
 from __future__ import annotations
 
@@ -82,6 +82,26 @@ def check_config(config_file: Path) -> None:
         f"{config_file}: OK ({config.node.mode} mode, org {config.node.org}, "
         f"node {config.node.node_id})"
     )
+
+
+@node.command("migrate")
+@_config
+def migrate(config_file: Path) -> None:
+    """Bring the PostgreSQL store's schema (``store.url``) to this version's: apply the
+    migrations it lacks, each in one transaction (decision 0094). Run it before ``zvg node run``
+    after an install or an upgrade; the SQLite store needs none."""
+    from gateway.node.config import load_config
+    from gateway.node.pg_store import migrate as apply
+
+    config = load_config(config_file)
+    if config.store.url is None:
+        click.echo(f"{config_file}: the store is SQLite ({config.store_path}): nothing to migrate")
+        return
+    before, after = apply(config.store.url)
+    if before == after:
+        click.echo(f"{config_file}: the store's schema is at version {after}: nothing to do")
+    else:
+        click.echo(f"{config_file}: migrated the store's schema from version {before} to {after}")
 
 
 @node.command("new-token")

@@ -2,9 +2,9 @@
 
 ``load_config(path)`` parses and validates the file and resolves relative paths against the
 file's folder. Errors are :class:`~gateway.errors.LocalError` with one line per problem, naming
-the setting (``api.listen: …``). ``check_files(config)`` additionally checks that the files the
-config names exist and are private enough; ``zvg node check-config`` and ``zvg node run`` run
-both (:mod:`gateway.node.preflight`).
+the setting (``api.listen: …``). :mod:`gateway.node.preflight` checks the rest before
+``zvg node check-config`` and ``zvg node run`` go on: that the files the config names exist and
+are private enough (``check_files``), and everything else a start needs.
 
 Production mode (``node.mode = "production"``) refuses example keys and directories: any path
 inside a ``keys_example`` folder, and any key whose public part is one of ``keys_example``'s.
@@ -43,13 +43,11 @@ __all__ = [
     "NodeConfig",
     "PurposeDefaults",
     "Retention",
+    "StoreSettings",
     "Token",
-    "check_files",
     "hash_token",
     "load_config",
 ]
-
-_EXAMPLE_DIR = "keys_example"
 
 
 class _Settings(BaseModel):
@@ -242,6 +240,14 @@ class AuditSettings(_Settings):
     quickly while it costs at most 1,440 records a day per sender, however many envelopes."""
 
 
+class StoreSettings(_Settings):
+    url: Annotated[str, StringConstraints(pattern=r"^postgres(ql)?://")] | None = None
+    """Where the node's state lives: unset (the default) for the SQLite file ``node.db`` in
+    ``node.data_dir``, or a ``postgresql://user@host/db`` URL for a PostgreSQL database
+    (decision 0094; create its schema with ``zvg node migrate``). Put a password in
+    ``PGPASSFILE``, not here."""
+
+
 class PurposeDefaults(_Settings):
     legal_basis: Annotated[tuple[str, ...], Field(min_length=1)]
     """Legal-basis codes used when an adapter does not name them for this purpose."""
@@ -256,6 +262,7 @@ class NodeConfig(_Settings):
     keys: KeySettings
     directory: DirectorySettings
     broker: BrokerSettings = BrokerSettings()
+    store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     limits: Limits = Limits()
     retention: Retention = Retention()
@@ -352,45 +359,3 @@ def load_config(path: Path) -> NodeConfig:
         return NodeConfig.model_validate(raw, strict=False)
     except ValidationError as exc:
         raise LocalError(f"{path}: {describe_errors(exc)}") from None
-
-
-def _is_example(path: Path) -> bool:
-    return _EXAMPLE_DIR in path.resolve().parts
-
-
-def check_files(config: NodeConfig) -> list[str]:
-    """Problems with the files the config names (missing, too readable, example keys in
-    production). Empty when all is well. Never reads key material into the result."""
-    problems: list[str] = []
-    named = [*config.key_files(), ("directory.file", config.directory.file)]
-    for opt in ("passphrase_file",):
-        value = getattr(config.keys, opt)
-        if value is not None:
-            named.append((f"keys.{opt}", value))
-    if config.broker.password_file is not None:
-        named.append(("broker.password_file", config.broker.password_file))
-    for name in ("ca_file", "cert_file", "key_file"):
-        value = getattr(config.broker, name)
-        if value is not None:
-            named.append((f"broker.{name}", value))
-    if config.directory.trust_anchor is not None:
-        named.append(("directory.trust_anchor", config.directory.trust_anchor))
-    secret = {n for n, _ in config.key_files()} | {
-        "keys.passphrase_file",
-        "broker.password_file",
-        "broker.key_file",
-    }
-    for setting, path in named:
-        if not path.is_file():
-            problems.append(f"{setting}: {path} does not exist")
-            continue
-        if setting in secret and path.stat().st_mode & 0o077:
-            problems.append(
-                f"{setting}: {path} is readable by group or others; run: chmod 600 {path}"
-            )
-        if config.node.mode == "production" and _is_example(path):
-            problems.append(
-                f"{setting}: {path} is an example file from keys_example/; production mode "
-                "refuses example keys and directories"
-            )
-    return problems

@@ -5,7 +5,7 @@
 (decision 0084). It checks, and reports every problem it finds, not just the first:
 
 - the files the config names (missing, readable by group or others, example files in
-  production mode: :func:`gateway.node.config.check_files`);
+  production mode: :func:`check_files`);
 - the catalogue, the keys (readable, the right kinds, the passphrase);
 - the directory the node would start on (signatures, expiry, the update rules from the version
   it trusted last);
@@ -42,7 +42,7 @@ from gateway.core.directory import TrustedDirectory
 from gateway.core.keys import KeyRing
 from gateway.errors import LocalError, RemoteError
 from gateway.keyfiles import load_audit_key, load_decryption_key, load_signing_key, read_passphrase
-from gateway.node.config import NodeConfig, check_files
+from gateway.node.config import NodeConfig
 from gateway.node.context import NodeKeys
 from gateway.node.trust import (
     RollbackRefused,
@@ -62,6 +62,7 @@ __all__ = [
     "broker_endpoint",
     "broker_urls",
     "broker_vhost",
+    "check_files",
     "example_kids",
     "load_catalogue_of",
     "load_keys",
@@ -304,3 +305,48 @@ def _preflight(config: NodeConfig) -> Preflight:
         return Preflight(tuple(problems), rollback)
     checked = Checked(catalogue, keys, directory, history, endpoint)
     return Preflight(tuple(problems), rollback, checked)
+
+
+_EXAMPLE_DIR = "keys_example"
+
+
+def _is_example(path: Path) -> bool:
+    return _EXAMPLE_DIR in path.resolve().parts
+
+
+def check_files(config: NodeConfig) -> list[str]:
+    """Problems with the files the config names (missing, too readable, example keys in
+    production). Empty when all is well. Never reads key material into the result."""
+    problems: list[str] = []
+    named = [*config.key_files(), ("directory.file", config.directory.file)]
+    for opt in ("passphrase_file",):
+        value = getattr(config.keys, opt)
+        if value is not None:
+            named.append((f"keys.{opt}", value))
+    if config.broker.password_file is not None:
+        named.append(("broker.password_file", config.broker.password_file))
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(config.broker, name)
+        if value is not None:
+            named.append((f"broker.{name}", value))
+    if config.directory.trust_anchor is not None:
+        named.append(("directory.trust_anchor", config.directory.trust_anchor))
+    secret = {n for n, _ in config.key_files()} | {
+        "keys.passphrase_file",
+        "broker.password_file",
+        "broker.key_file",
+    }
+    for setting, path in named:
+        if not path.is_file():
+            problems.append(f"{setting}: {path} does not exist")
+            continue
+        if setting in secret and path.stat().st_mode & 0o077:
+            problems.append(
+                f"{setting}: {path} is readable by group or others; run: chmod 600 {path}"
+            )
+        if config.node.mode == "production" and _is_example(path):
+            problems.append(
+                f"{setting}: {path} is an example file from keys_example/; production mode "
+                "refuses example keys and directories"
+            )
+    return problems

@@ -25,7 +25,7 @@ import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from gateway.audit.log import AUDIT_SCHEMA, AuditLog
+from gateway.audit.log import AuditLog
 from gateway.audit.witness_loop import Witnessing
 from gateway.core.directory import TrustedDirectory
 from gateway.errors import LocalError, RemoteError, TransientError
@@ -36,12 +36,12 @@ from gateway.node.inbound import Inbound
 from gateway.node.inbox import Inbox
 from gateway.node.outbound import Outbound
 from gateway.node.outbox import Outbox
+from gateway.node.pg_store import open_store
 from gateway.node.ports import BrokerPort
 from gateway.node.receipts import ReceiptSealer
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.retention import Retention
-from gateway.node.store import SqliteStore
 from gateway.node.trust import change_record, make_durable
 from gateway.telemetry import Telemetry
 from schemas.catalogue import Catalogue
@@ -158,7 +158,7 @@ async def open_service(
 ) -> NodeService:
     """A node on its store: opens the store (``config.store_path``) and the audit log, and builds
     the loops (not started). The caller closes ``service.store`` when done."""
-    store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
+    store = open_store(config)
     try:
         audit = await AuditLog.open(
             store,

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.log import AUDIT_SCHEMA, AuditLog, highest_directory_version
+from gateway.audit.log import AuditLog, highest_directory_version
 from gateway.core import note
 from gateway.core.audit import Record, new_record
 from gateway.core.directory import TrustedDirectory, parse_signed
 from gateway.errors import LocalError, RemoteError
 from gateway.node.config import NodeConfig
 from gateway.node.datadir import private_dir, write_private
-from gateway.node.store import Command, KeepDirectory, SqliteStore, Store
+from gateway.node.store import Command, KeepDirectory, Store
 from gateway.node.store.writes import stored_directory
 from schemas.catalogue import Catalogue
 
@@ -89,7 +89,12 @@ def read_history(db: sqlite3.Connection) -> TrustHistory:
 
 def stored_history(config: NodeConfig) -> TrustHistory:
     """:func:`read_history` for a tool that does not run the node: the store read-only, and no
-    history when there is no store yet."""
+    history when there is no store yet. A PostgreSQL store (``store.url``) must be at the schema
+    version this code needs (:func:`gateway.node.pg_store.pg_history`)."""
+    if config.store.url is not None:
+        from gateway.node.pg_store import pg_history
+
+        return pg_history(config.store.url)
     if not config.store_path.exists():
         return TrustHistory()
     try:
@@ -248,8 +253,10 @@ async def record_rollback(
     """Append the refused version to the audit log (the node's next checkpoint covers it);
     ``zvg node run`` then refuses to start (:mod:`gateway.node.preflight`)."""
     federation = parse_signed(_read(config.directory.file), catalogue=catalogue).payload.federation
+    from gateway.node.pg_store import open_store
+
     now = datetime.now(UTC)
-    store = SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
+    store = open_store(config)
     try:
         audit = await AuditLog.open(
             store,

@@ -4,8 +4,9 @@ The loops of the node use exactly the :class:`Store` protocol: writes are comman
 (:mod:`.commands`), applied together in one transaction by :meth:`Store.commit`; reads return
 rows (:mod:`.rows`). :class:`~.sqlite.SqliteStore` implements it on SQLite with group commit
 (:mod:`.engine`, docs/decisions/0041-store-group-commit.md); all the node's SQL is in this
-package (:mod:`.writes`, :mod:`.sqlite`), the audit log's in :mod:`gateway.audit`. A PostgreSQL
-store implements the same protocol and the same commands (docs/decisions/0083-store-commands.md).
+package (:mod:`.writes`, :mod:`.sqlite`), the audit log's in :mod:`gateway.audit`.
+:class:`~.postgres.PostgresStore` runs the same commands and queries on PostgreSQL
+(docs/decisions/0094-postgresql-store-on-the-same-commands.md).
 """
 
 from __future__ import annotations

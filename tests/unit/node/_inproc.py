@@ -155,6 +155,8 @@ class InProcFederation:
     clock: Clock = field(default_factory=Clock)
     broker: MemoryBroker = field(init=False)
     nodes: dict[str, ApiNode] = field(default_factory=dict)
+    #: The ``store.url`` of organisation ``key``'s node (None: its SQLite file).
+    store_url: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         self.broker = MemoryBroker(self.clock)
@@ -173,6 +175,8 @@ class InProcFederation:
         to the broker (its loops and consumer run). The node runs on the federation's clock
         unless given its own ``clock``; its spans go to ``spans``; ``settings`` as for
         ``open_node``."""
+        if self.store_url is not None and "store__url" not in settings:
+            settings["store__url"] = self.store_url(key)
         node = await open_node(
             self.files,
             key,

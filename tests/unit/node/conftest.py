@@ -6,6 +6,7 @@ clock and a broker in memory (tests/unit/node/_inproc.py), for the API behaviour
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,11 +24,15 @@ from gateway.testing.veenstad import org_by_key
 from schemas.catalogue import default_catalogue
 from tests.e2e.harness import free_port
 from tests.node_pair import InProcessNode, make_federation, open_node
+from tests.pg import STORES, schema_url
 from tests.unit.node._inproc import InProcFederation
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_KEYS = ROOT / "keys_example"
 TOKEN = "token-politie-unit-0123456789abcdef0123456789"
+
+#: ``pytestmark`` of a module whose in-process tests (``inproc``) run on both stores.
+BOTH_STORES = pytest.mark.parametrize("inproc", STORES, indirect=True)
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,18 @@ def veenstad(tmp_path_factory: pytest.TempPathFactory) -> FederationFiles:
 
 
 @pytest.fixture
-async def inproc(tmp_path: Path, veenstad: FederationFiles) -> AsyncIterator[InProcFederation]:
+async def inproc(
+    request: pytest.FixtureRequest, tmp_path: Path, veenstad: FederationFiles
+) -> AsyncIterator[InProcFederation]:
     """The ``veenstad`` federation's nodes in this process: ``await inproc.start("politie")``
-    serves one behind its HTTP API, connected to the broker in memory."""
-    federation = InProcFederation(veenstad, tmp_path)
+    serves one behind its HTTP API, connected to the broker in memory. Their stores are SQLite
+    files; a module with ``pytestmark = BOTH_STORES`` runs each of its tests on SQLite and on
+    PostgreSQL (a schema per node in the worker's database, tests/pg.py)."""
+    stores: Callable[[str], str] | None = None
+    if getattr(request, "param", "sqlite") == "postgres":
+        url = request.getfixturevalue("pg_url")
+        stores = functools.partial(schema_url, url)
+    federation = InProcFederation(veenstad, tmp_path, store_url=stores)
     try:
         yield federation
     finally:

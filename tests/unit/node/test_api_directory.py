@@ -14,6 +14,9 @@ from datetime import datetime, timedelta
 
 from gateway.core.decisions import Retry
 from tests.unit.node._inproc import GEM, POL, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 async def test_the_directory_shows_what_this_organisation_may_send(

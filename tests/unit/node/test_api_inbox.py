@@ -24,7 +24,10 @@ from aiohttp import ClientResponse
 
 from gateway.node.store import InboxRow
 from tests.unit.node._inproc import POL, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
 from zvg_client.client import NodeClient
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 async def test_a_long_poll_answers_when_a_message_arrives(inproc: InProcFederation) -> None:

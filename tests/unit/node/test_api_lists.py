@@ -14,6 +14,9 @@ import pytest
 
 from gateway.node.lists import encode_cursor
 from tests.unit.node._inproc import ApiNode, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 def _decoded(cursor: str) -> str:

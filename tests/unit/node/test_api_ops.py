@@ -21,6 +21,9 @@ import pytest
 
 from gateway.node.gauges import run_gauges
 from tests.unit.node._inproc import InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 def _sample(text: str, name: str, *labels: str) -> list[float]:

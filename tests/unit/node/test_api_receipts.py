@@ -21,6 +21,9 @@ from typing import Any
 
 from gateway.core.decisions import Deliver
 from tests.unit.node._inproc import GEM, GGZ, POL, ApiNode, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 def _receipts_in(node: ApiNode, message_id: str) -> list[str]:

@@ -27,6 +27,9 @@ from click.testing import CliRunner
 from gateway.cli import cli
 from gateway.core.decisions import Deliver, Reject
 from tests.unit.node._inproc import GEM, GGZ, ApiNode, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 RETENTION: dict[str, Any] = {
     "retention__inbox_after_ack_days": 2,
@@ -205,6 +208,8 @@ async def test_audit_personal_parts_are_shredded_and_the_log_still_verifies(
     ) == [(0,)]
     assert _purges(gem)[-1]["audit_personal_parts"] > 0
     await gem.node.service.audit.checkpoint()
+    if inproc.store_url is not None:
+        return  # zvg audit verify reads a SQLite store only (docs/decisions/0094: not yet)
     result = CliRunner().invoke(cli, ["audit", "verify", "--config", str(gem.node.config.source)])
     # Consistent, and the shredding is the node's own (its retention.purge record names the
     # cut-off), not an erasure (exit 1). Exit 3: no partner cosigned a checkpoint here.

@@ -24,6 +24,9 @@ import re
 import pytest
 
 from tests.unit.node._inproc import GEM, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 

@@ -17,9 +17,11 @@ import logging
 
 import pytest
 
-from gateway.audit.inspect import open_readonly
 from gateway.core import jose, note
 from tests.unit.node._inproc import GEM, ApiNode, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 UNKNOWN = "01a2b3c4-0000-7000-8000-000000000000"
 
@@ -98,11 +100,10 @@ async def test_the_adapters_reject_reason_is_not_in_the_receipt_the_sender_keeps
     pol, gem, message_id = await _delivered(inproc)
     assert await gem.settle(message_id, "reject", {"reason": "unknown_subject"}) == 204
     await inproc.wait_status("politie", message_id, "rejected")
-    with open_readonly(pol.node.config.store_path) as db:
-        (row,) = db.execute(
-            "SELECT inner_jws FROM receipts_in WHERE message_id=? AND status='rejected'",
-            (message_id,),
-        ).fetchall()
+    (row,) = pol.node.store.read(
+        "SELECT inner_jws FROM receipts_in WHERE message_id=? AND status='rejected'",
+        (message_id,),
+    )
     claims = json.loads(jose.b64u_decode(bytes(row[0]).split(b".")[1]))
     proof = note.parse_tlog_proof(claims["body"]["proof"].encode("utf-8"))
     assert proof.extra is not None

@@ -17,6 +17,9 @@ from gateway.core.directory import SignedDirectory
 from gateway.federation import add_member
 from schemas.catalogue import Catalogue
 from tests.unit.node._inproc import GEM, GGZ, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 async def test_a_message_is_queued_until_the_broker_confirms_it_then_sent(

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import LocalError
-from gateway.node.config import NodeConfig, check_files, hash_token, load_config
+from gateway.node.config import NodeConfig, hash_token, load_config
 from gateway.node.preflight import (
     EXAMPLE_KIDS_FILE,
+    check_files,
     example_kids,
     load_keys,
     production_problems,

@@ -11,6 +11,9 @@ from __future__ import annotations
 from gateway.core import note
 from gateway.core.broker_topology import WITNESS_CONTENT_TYPE
 from tests.unit.node._inproc import GGZ, POL, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
+
+pytestmark = BOTH_STORES  # each test runs on SQLite and on PostgreSQL
 
 
 async def test_peers_cosign_each_others_checkpoints(inproc: InProcFederation) -> None:
