@@ -49,7 +49,7 @@ from gateway.core.audit import OPERATIONS
 from gateway.errors import RemoteError
 from schemas import ids
 
-__all__ = ["SearchRefusedError", "add_routes", "parse_search"]
+__all__ = ["SearchRefusedError", "add_routes", "parse_search", "read_store", "request_session"]
 
 T = TypeVar("T")
 
@@ -88,6 +88,12 @@ def _session(request: web.Request) -> Session:
     if session is None:  # allow() lets only sessions through
         raise web.HTTPForbidden
     return session
+
+
+read_store = _read
+"""For the other page modules: a job on a read-only store connection, in a thread."""
+request_session = _session
+"""For the other page modules: the session :func:`gateway.console.app.allow` let through."""
 
 
 # ---------------------------------------------------------------------------- overview
