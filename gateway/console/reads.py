@@ -1,11 +1,10 @@
-"""What the console's basic pages read: the log's health, a page of search results, one
-message's story, the console's own access records.
+"""What the console's basic pages read: the log's health, one message's story, the console's
+own access records.
 
 Plain functions of a read-only SQLite connection (:func:`gateway.audit.inspect.open_readonly`;
 the app runs them in a thread) and plain values, returning frozen dataclasses; no HTTP. The
-search rides on :func:`gateway.audit.inspect.query` (the indexes of ``audit_records``). The
-heavier pages (subject search by BSN, case timeline, charts, policy, alerts, review) read
-through ``gateway/console/data/``.
+search (by subject, typed BSN too, case, partner, legal basis ...), the case timeline, charts,
+policy, alerts and review read through ``gateway/console/data/`` and the audit side tables.
 """
 
 from __future__ import annotations
@@ -32,13 +31,11 @@ __all__ = [
     "PeerRow",
     "ReceiptCheck",
     "RecordRow",
-    "SearchQuery",
     "WaitingRow",
     "WitnessedRow",
     "access_rows",
     "health",
     "message_story",
-    "search",
 ]
 
 
@@ -165,24 +162,6 @@ def health(
 
 
 @dataclass(frozen=True)
-class SearchQuery:
-    """A search of the basic page; every filter optional, all must hold."""
-
-    message_id: str | None = None
-    case_ref: str | None = None
-    trace_id: str | None = None
-    subject: str | None = None
-    partner: str | None = None
-    purpose: str | None = None
-    operation: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    before: int | None = None
-    """Page cursor: records with a smaller index (newest first)."""
-
-
-@dataclass(frozen=True)
 class RecordRow:
     index: int
     time: str
@@ -259,30 +238,6 @@ def _receipt_statuses(db: sqlite3.Connection, message_ids: Sequence[str]) -> dic
         ):
             out.setdefault(mid, []).append(str(status))
     return {k: ", ".join(v) for k, v in out.items()}
-
-
-def search(db: sqlite3.Connection, q: SearchQuery, *, limit: int) -> list[RecordRow]:
-    """Up to ``limit`` records matching ``q``, newest first."""
-    hits = query(
-        db,
-        case_ref=q.case_ref,
-        purpose=q.purpose,
-        partner=q.partner,
-        subject=q.subject,
-        message_id=q.message_id,
-        since=q.since,
-        until=q.until,
-        operation=q.operation,
-        trace_id=q.trace_id,
-        status=q.status,
-        before=q.before,
-        newest_first=True,
-        limit=limit,
-    )
-    receipts = _receipt_statuses(
-        db, [h["view"]["message_id"] for h in hits if h["view"].get("message_id")]
-    )
-    return [_row(h, receipts) for h in hits]
 
 
 def access_rows(db: sqlite3.Connection, *, before: int | None, limit: int) -> list[RecordRow]:

@@ -40,7 +40,7 @@ async def test_search_by_message_id_case_trace_and_partner_finds_the_exchange(
         assert f'href="/message/{exchange.message_id}"' in page, query
         assert "message.send" in page
         assert "Gemeente Veenstad" in page  # organisation names beside OINs
-        assert f"{GEM}: accepted" in page  # the receipt status column
+        assert f"{GEM}</span>: accepted" in page  # the receipt status column
     nothing = await (await cut.client.get("/search?case_ref=no-such-case")).text()
     assert "Geen records gevonden." in nothing
 
@@ -60,10 +60,10 @@ async def test_search_pages_through_the_records_newest_first(cut: ConsoleUnderTe
             for line in page.splitlines()
             if "utrecht-table__cell--numeric" in line
         ]
-        marker = 'href="/search?before='
+        marker = 'href="/search?cursor='
         if marker not in page:
             break
-        url = "/search?before=" + page.split(marker)[1].split('"')[0]
+        url = "/search?cursor=" + page.split(marker)[1].split('"')[0]
     assert len(seen) > 10  # more than one page (page_size 10)
     assert seen == sorted(seen, reverse=True)
     assert len(set(seen)) == len(seen)
@@ -88,7 +88,7 @@ async def test_an_invalid_search_is_answered_400_with_the_reason(cut: ConsoleUnd
         ("partner=gemeente", "OIN"),
         ("since=yesterday", "YYYY-MM-DD"),
         ("operation=drop.table", "unknown operation"),
-        ("before=abc", "record number"),
+        ("cursor=abc", "not a page of this search"),
     ):
         answer = await cut.client.get(f"/search?{query}")
         assert answer.status == 400, query
