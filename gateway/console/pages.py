@@ -46,7 +46,7 @@ from gateway.console.data.records import (
 )
 from gateway.console.data.records import RecordRow as SearchRowT
 from gateway.console.data.subject import NotABsn, looks_like_bsn, subject_pseudonym
-from gateway.console.reads import access_rows, health, message_story
+from gateway.console.reads import access_rows, health, message_story, policy_sentence
 from gateway.console.roles import OFFICERS, Role
 from gateway.console.session import Session
 from gateway.core.audit import OPERATIONS
@@ -416,7 +416,12 @@ async def message_page(request: web.Request) -> web.StreamResponse:
         )
     )
     first = next((r for r in reversed(story.records) if r.message_type), None)
-    policy = [r for r in story.records if r.operation == "policy.decision"]
+    names = console.directory.names()
+    policy = [
+        (r, policy_sentence(view, names))
+        for r, view in zip(story.records, story.views, strict=True)
+        if r.operation == "policy.decision"
+    ]
     return render(
         request,
         "message.html",

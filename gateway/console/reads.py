@@ -36,6 +36,7 @@ __all__ = [
     "access_rows",
     "health",
     "message_story",
+    "policy_sentence",
 ]
 
 
@@ -192,6 +193,43 @@ def _policy(view: dict[str, Any]) -> str:
     return f"{view['policy_decision']} {rule} v{view.get('policy_version')}".replace("  ", " ")
 
 
+_DENIALS = {
+    "unknown_sender": "the sender is not a member of the federation",
+    "sender_role": "the sender does not hold the role it sent in",
+    "unknown_recipient": "the recipient is not a member of the federation",
+    "recipient_role": "the recipient does not hold that role",
+    "no_rule": "no rule allows this purpose, type and pair of parties",
+    "category_not_allowed": "data category {category} is not allowed (rule {rule})",
+    "flag_not_allowed": "flag {flag} is not allowed (rule {rule})",
+}
+
+
+def policy_sentence(view: dict[str, Any], names: dict[str, str]) -> str:
+    """The one sentence that explains a ``policy.decision`` record, from its view (codes and
+    organisation names only, as :meth:`gateway.core.policy.Denied.explain` words it)."""
+    decision = view.get("policy_decision")
+    if decision not in ("allow", "deny"):
+        return ""
+
+    def who(oin: object) -> str:
+        return names.get(str(oin), str(oin))
+
+    version, rule = view.get("policy_version"), view.get("policy_rule") or ""
+    head = (
+        f"policy (directory v{version}) {'allows' if decision == 'allow' else 'denies'}"
+        f" {view.get('message_type')} under"
+        f" {view.get('purpose')} from {who(view.get('sender'))}"
+    )
+    if decision == "allow":
+        to = ", ".join(who(r) for r in view.get("recipients") or ())
+        return f"{head} to {to} (rule {rule.replace(',', ', ')})"
+    detail = view.get("detail") or {}
+    to = f" to {who(detail['recipient'])}" if detail.get("recipient") else ""
+    why = _DENIALS.get(str(view.get("reason")), str(view.get("reason") or "denied"))
+    why = why.format(category=detail.get("category"), flag=detail.get("flag"), rule=rule)
+    return f"{head}{to}: {why}"
+
+
 def _row(hit: dict[str, Any], receipts: dict[str, str]) -> RecordRow:
     view, personal = hit["view"], hit["personal"]
     actor = (personal or {}).get("actor") or {}
@@ -270,6 +308,8 @@ class ReceiptCheck:
 class MessageStory:
     records: tuple[RecordRow, ...]
     receipts: tuple[ReceiptCheck, ...]
+    views: tuple[dict[str, Any], ...] = ()
+    """The records' leaf views, in the order of ``records``."""
 
 
 def _witness_keys(
@@ -369,4 +409,4 @@ def message_story(
                 org, names.get(org, org), status, _time(received_at), ok, reason, size, cosigners
             )
         )
-    return MessageStory(records, tuple(checks))
+    return MessageStory(records, tuple(checks), tuple(dict(h["view"]) for h in hits))

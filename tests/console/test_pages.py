@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
+from gateway.console.reads import policy_sentence
 from gateway.console.roles import Role
 from tests.console.conftest import ConsoleUnderTest
 from tests.console.exchange import CASE_REF, referral_accepted
@@ -194,3 +196,34 @@ async def test_the_overview_lists_messages_delivered_but_not_accepted_in_time(
     page = await (await cut.client.get("/")).text()
     assert f'href="/message/{message_id}"' in page
     assert "Gemeente Veenstad" in page
+
+
+async def test_the_message_page_explains_the_policy_decision_in_one_sentence(
+    cut: ConsoleUnderTest,
+) -> None:
+    exchange = await referral_accepted(cut)
+    await cut.login(Role.SECURITY_OFFICER)
+    page = await (await cut.client.get(f"/message/{exchange.message_id}")).text()
+    (sentence,) = re.findall(r'<span class="zvg-explanation">([^<]+)</span>', page)
+    assert sentence.startswith("policy (directory v")
+    assert "allows case.referral under ZVH.AANMELDING from Politie, basisteam Veenstad" in sentence
+    assert "to Gemeente Veenstad (Zorg- en Veiligheidshuis Veenstad) (rule " in sentence
+    assert f'href="/case?ref={CASE_REF}"' in page  # on to the case's timeline
+
+
+def test_a_denial_is_explained_with_its_reason_and_what_was_at_fault() -> None:
+    view = {
+        "policy_decision": "deny",
+        "policy_rule": "r-zvh-aanmelding",
+        "policy_version": 7,
+        "message_type": "case.referral",
+        "purpose": "ZVH.AANMELDING",
+        "sender": "01",
+        "reason": "category_not_allowed",
+        "detail": {"category": "MEDISCH", "recipient": "02"},
+    }
+    assert policy_sentence(view, {"01": "Politie", "02": "Gemeente"}) == (
+        "policy (directory v7) denies case.referral under ZVH.AANMELDING from Politie to"
+        " Gemeente: data category MEDISCH is not allowed (rule r-zvh-aanmelding)"
+    )
+    assert policy_sentence({"policy_decision": None}, {}) == ""
