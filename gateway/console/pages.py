@@ -241,6 +241,27 @@ def pseudonym_key(console: Console) -> bytes | None:
     return key
 
 
+_BSN_REFUSALS = {
+    "invalid": ("search.bad", "not a valid BSN"),
+    "no-key": ("search.bad", "this console has no pseudonym key"),
+    "short-key": ("search.bad", "the pseudonym key is too short"),
+    "forbidden": ("error.forbidden", ""),
+    "only-subject": ("search.only_subject", ""),
+    "elsewhere": ("search.bsn", ""),
+    "other": ("search.bad", "the search was refused (the BSN typed was not kept)"),
+}
+"""A search with a typed BSN (as subject, or where none may be typed) that is refused is
+answered by a redirect to ``/search?bsn=<code>`` (the page then shows the refusal), so the BSN is
+not in the page or its links either."""
+
+
+def _bsn_refused(problem: SearchRefusedError) -> web.Response:
+    code = next(
+        (c for c, kp in _BSN_REFUSALS.items() if kp == (problem.key, problem.problem)), "other"
+    )
+    return see_other(f"/search?bsn={code}")
+
+
 def _bsn_to_pseudonym(console: Console, form: dict[str, str]) -> dict[str, str] | None:
     """``form`` with a typed BSN in ``subject`` replaced by its pseudonym (``None``: no BSN
     typed). The BSN goes nowhere else: not into a record, a log line, an exception, or the
@@ -302,15 +323,22 @@ async def search_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     role = session.identity.role
     form = dict(request.query)
+    refusal = _BSN_REFUSALS.get(form.get("bsn", ""))
+    if refusal is not None:  # after a refused BSN search (the BSN is not in this URL)
+        problem = SearchRefusedError(*refusal)
+        context: dict[str, Any] = {"form": {}, "page": None, "problem": problem}
+        return render(
+            request, "search.html", {**context, **_columns(role)}, status=_refused(problem)
+        )
     try:
         q, asked = parse_search(form, role)  # the role may search by subject, if it is one
         pseudonymised = _bsn_to_pseudonym(console, form)
         if pseudonymised is not None:
             return see_other("/search?" + urlencode(pseudonymised))
     except SearchRefusedError as problem:
-        if looks_like_bsn(form.get("subject", "")):
-            form = {k: v for k, v in form.items() if k != "subject"}
-        context: dict[str, Any] = {"form": form, "page": None, "problem": problem}
+        if looks_like_bsn(form.get("subject", "")) or problem.key == "search.bsn":
+            return _bsn_refused(problem)
+        context = {"form": form, "page": None, "problem": problem}
         return render(
             request, "search.html", {**context, **_columns(role)}, status=_refused(problem)
         )

@@ -79,7 +79,9 @@ async def test_a_bsn_typed_into_the_search_is_refused_and_never_recorded(
     before = cut.politie.node.service.audit.size
     answer = await cut.client.get("/search?case_ref=111222333")
     assert answer.status == 400
-    assert "Typ hier geen BSN" in await answer.text()
+    page = await answer.text()
+    assert "Typ hier geen BSN" in page
+    assert "111222333" not in page  # the refusal is a redirect: not even in the links
     assert cut.politie.node.service.audit.size == before
     assert "111222333" not in str(cut.politie.node.audit())
 

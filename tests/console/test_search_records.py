@@ -88,7 +88,8 @@ async def test_an_invalid_bsn_is_refused_without_repeating_it(keyed: ConsoleUnde
     page = await answer.text()
     assert answer.status == 400
     assert "not a valid BSN" in page
-    assert "123456789" not in page.split("<main", 1)[1]
+    assert "123456789" not in page  # not even in the links: the refusal is a redirect
+    assert "123456789" not in str(answer.url)
     assert keyed.politie.node.service.audit.size == before
 
 
@@ -96,13 +97,16 @@ async def test_a_bsn_without_a_pseudonym_key_is_refused(cut: ConsoleUnderTest) -
     await cut.login(Role.SECURITY_OFFICER)
     answer = await cut.client.get(f"/search?subject={BSN}")
     assert answer.status == 400
-    assert "no pseudonym key" in await answer.text()
+    page = await answer.text()
+    assert "no pseudonym key" in page
+    assert BSN not in page
 
 
 async def test_an_auditor_may_not_search_by_a_bsn(keyed: ConsoleUnderTest) -> None:
     await keyed.login(Role.AUDITOR)
-    answer = await keyed.client.get(f"/search?subject={BSN}", allow_redirects=False)
+    answer = await keyed.client.get(f"/search?subject={BSN}")
     assert answer.status == 403
+    assert BSN not in await answer.text()
 
 
 async def test_search_by_legal_basis(cut: ConsoleUnderTest) -> None:
