@@ -97,6 +97,11 @@ class ConsoleSettings(_Settings):
     receipt_wait_hours: Annotated[float, Field(gt=0, le=720)] = 24
     """A message still ``delivered`` but not ``accepted`` after this long is listed on the
     overview."""
+    pseudonym_key_file: Path | None = None
+    """A 0600 file with this organisation's subject pseudonym key (the adapters'
+    ``pseudonym_key_file``, at least 32 bytes), so an officer can search by a typed BSN: the
+    console turns it into the pseudonym the adapters send and never keeps the BSN. Unset: search
+    by pseudonym only."""
     oidc: OidcSettings = OidcSettings()
     """Login by OpenID Connect (``[console.oidc]``)."""
 
@@ -164,6 +169,7 @@ def console_problems(settings: ConsoleSettings, users_file: Path) -> list[str]:
             f"console.tls_key: {settings.tls_key} is readable by group or others; "
             f"run: chmod 600 {settings.tls_key}"
         )
+    problems += _pseudonym_key_problems(settings.pseudonym_key_file)
     oidc = settings.oidc
     if oidc.issuer is not None:
         if not (oidc.client_id and oidc.redirect_url):
@@ -180,3 +186,22 @@ def console_problems(settings: ConsoleSettings, users_file: Path) -> list[str]:
 def _loopback_url(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme == "http" and is_loopback(parts.hostname or "")
+
+
+PSEUDONYM_KEY_MIN_BYTES = 32
+"""As the adapters require of the same key (``gateway.console.data.subject.MIN_KEY_BYTES``)."""
+
+
+def _pseudonym_key_problems(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    if not path.is_file():
+        return [f"console.pseudonym_key_file: {path} does not exist"]
+    if path.stat().st_mode & 0o077:
+        loose = f"console.pseudonym_key_file: {path} is readable by group or others"
+        return [f"{loose}; run: chmod 600 {path}"]
+    if len(path.read_bytes().rstrip(b"\r\n")) < PSEUDONYM_KEY_MIN_BYTES:
+        return [
+            f"console.pseudonym_key_file: {path} holds fewer than {PSEUDONYM_KEY_MIN_BYTES} bytes"
+        ]
+    return []

@@ -13,13 +13,13 @@ What a role sees (deny by default, :mod:`gateway.console.roles`):
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -35,21 +35,25 @@ from gateway.console.app import (
     see_other,
     session_of,
 )
-from gateway.console.reads import (
-    RecordRow,
-    SearchQuery,
-    access_rows,
-    health,
-    message_story,
-    search,
+from gateway.console.data.records import (
+    MAX_PAGE,
+    BadQuery,
+    NotAllowed,
+    SearchPage,
+    SearchRequest,
+    search_records,
+    to_csv,
 )
+from gateway.console.data.records import RecordRow as SearchRowT
+from gateway.console.data.subject import NotABsn, looks_like_bsn, subject_pseudonym
+from gateway.console.reads import access_rows, health, message_story, policy_sentence
 from gateway.console.roles import OFFICERS, Role
 from gateway.console.session import Session
 from gateway.core.audit import OPERATIONS
-from gateway.errors import RemoteError
+from gateway.errors import LocalError, RemoteError
 from schemas import ids
 
-__all__ = ["SearchRefusedError", "add_routes", "parse_search"]
+__all__ = ["SearchRefusedError", "add_routes", "parse_search", "read_store", "request_session"]
 
 T = TypeVar("T")
 
@@ -57,11 +61,8 @@ READERS = (*OFFICERS, Role.AUDITOR)
 _MAX_TEXT = 200
 _OIN = re.compile(r"^[0-9]{20}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._:/+=-]{1,200}$")
+_CURSOR = re.compile(r"^\d{1,12}(?:\.\d{1,6})?~\d{1,15}$")
 STATUSES = ("ok", "denied", "rejected", "error")
-_FILTERS = (
-    *("message_id", "case_ref", "trace_id", "subject", "partner", "purpose"),
-    *("operation", "status", "since", "until", "before"),
-)
 
 
 class SearchRefusedError(ValueError):
@@ -88,6 +89,12 @@ def _session(request: web.Request) -> Session:
     if session is None:  # allow() lets only sessions through
         raise web.HTTPForbidden
     return session
+
+
+read_store = _read
+"""For the other page modules: a job on a read-only store connection, in a thread."""
+request_session = _session
+"""For the other page modules: the session :func:`gateway.console.app.allow` let through."""
 
 
 # ---------------------------------------------------------------------------- overview
@@ -158,18 +165,18 @@ def _age(delta: timedelta) -> str:
 # ---------------------------------------------------------------------------- search
 
 
-def _text(query: dict[str, str], name: str) -> str | None:
+def _text(query: Mapping[str, str], name: str) -> str | None:
     value = query.get(name, "").strip()
     if not value:
         return None
     if len(value) > _MAX_TEXT:
         raise SearchRefusedError("search.bad", f"{name} is too long")
-    if ids.find_bsn(value):
+    if ids.find_bsn(value) and not (name == "subject" and looks_like_bsn(value)):
         raise SearchRefusedError("search.bsn")
     return value
 
 
-def _day(query: dict[str, str], name: str, *, end: bool) -> datetime | None:
+def _day(query: Mapping[str, str], name: str, *, end: bool) -> datetime | None:
     value = query.get(name, "").strip()
     if not value:
         return None
@@ -181,10 +188,12 @@ def _day(query: dict[str, str], name: str, *, end: bool) -> datetime | None:
     return start + timedelta(days=1) if end else start
 
 
-def parse_search(query: dict[str, str], role: Role) -> tuple[SearchQuery, bool]:
+def parse_search(query: Mapping[str, str], role: Role) -> tuple[SearchRequest, bool]:
     """The search in ``query`` (the page's form) as ``role`` may ask it, and whether anything
-    was asked. Raises :class:`SearchRefusedError`."""
-    q = SearchQuery(
+    was asked. The subject may be a pseudonym or a typed BSN (the only field where a BSN is
+    not refused; :func:`search_page` turns it into the pseudonym before anything else).
+    Raises :class:`SearchRefusedError`."""
+    q = SearchRequest(
         message_id=_text(query, "message_id"),
         case_ref=_text(query, "case_ref"),
         trace_id=_text(query, "trace_id"),
@@ -192,41 +201,29 @@ def parse_search(query: dict[str, str], role: Role) -> tuple[SearchQuery, bool]:
         partner=_text(query, "partner"),
         purpose=_text(query, "purpose"),
         operation=_text(query, "operation"),
+        legal_basis=_text(query, "legal_basis"),
         status=_text(query, "status"),
         since=_day(query, "since", end=False),
         until=_day(query, "until", end=True),
+        cursor=_text(query, "cursor"),
     )
-    for name in ("message_id", "trace_id", "purpose"):
+    for name in ("message_id", "trace_id", "purpose", "legal_basis"):
         value = getattr(q, name)
         if value is not None and not _TOKEN.match(value):
             raise SearchRefusedError("search.bad", f"{name} has characters it cannot have")
+    if q.subject is not None and not looks_like_bsn(q.subject) and not _TOKEN.match(q.subject):
+        raise SearchRefusedError("search.bad", "subject has characters it cannot have")
     if q.partner is not None and not _OIN.match(q.partner):
         raise SearchRefusedError("search.bad", "partner must be an OIN (20 digits)")
     if q.operation is not None and q.operation not in OPERATIONS:
         raise SearchRefusedError("search.bad", "unknown operation")
     if q.status is not None and q.status not in STATUSES:
         raise SearchRefusedError("search.bad", "unknown status")
-    before = query.get("before", "").strip()
-    if before:
-        if not before.isdigit() or len(before) > 18:
-            raise SearchRefusedError("search.bad", "before must be a record number")
-        q = replace(q, before=int(before))
-    asked = any(getattr(q, n) is not None for n in _FILTERS)
+    if q.cursor is not None and not _CURSOR.match(q.cursor):
+        raise SearchRefusedError("search.bad", "cursor is not a page of this search")
+    asked = bool(q.filters())
     if role is Role.CONTACTPUNT:
-        others = [
-            n
-            for n in (
-                "message_id",
-                "case_ref",
-                "trace_id",
-                "partner",
-                "purpose",
-                "operation",
-                "status",
-            )
-            if getattr(q, n) is not None
-        ]
-        if others:
+        if set(q.filters()) - {"subject"}:
             raise SearchRefusedError("search.only_subject")
         return q, q.subject is not None
     if role is Role.AUDITOR and (q.case_ref is not None or q.subject is not None):
@@ -234,21 +231,75 @@ def parse_search(query: dict[str, str], role: Role) -> tuple[SearchQuery, bool]:
     return q, asked
 
 
-def _filters(q: SearchQuery) -> dict[str, str]:
+def pseudonym_key(console: Console) -> bytes | None:
+    """This organisation's subject pseudonym key (``console.pseudonym_key_file``), or ``None``
+    when none is configured (then a subject is searched by pseudonym only)."""
+    path = console.settings.pseudonym_key_file
+    if path is None:
+        return None
+    key: bytes = path.read_bytes().rstrip(b"\r\n")
+    return key
+
+
+_BSN_REFUSALS = {
+    "invalid": ("search.bad", "not a valid BSN"),
+    "no-key": ("search.bad", "this console has no pseudonym key"),
+    "short-key": ("search.bad", "the pseudonym key is too short"),
+    "forbidden": ("error.forbidden", ""),
+    "only-subject": ("search.only_subject", ""),
+    "elsewhere": ("search.bsn", ""),
+    "other": ("search.bad", "the search was refused (the BSN typed was not kept)"),
+}
+"""A search with a typed BSN (as subject, or where none may be typed) that is refused is
+answered by a redirect to ``/search?bsn=<code>`` (the page then shows the refusal), so the BSN is
+not in the page or its links either."""
+
+
+def _bsn_refused(problem: SearchRefusedError) -> web.Response:
+    code = next(
+        (c for c, kp in _BSN_REFUSALS.items() if kp == (problem.key, problem.problem)), "other"
+    )
+    return see_other(f"/search?bsn={code}")
+
+
+def _bsn_to_pseudonym(console: Console, form: dict[str, str]) -> dict[str, str] | None:
+    """``form`` with a typed BSN in ``subject`` replaced by its pseudonym (``None``: no BSN
+    typed). The BSN goes nowhere else: not into a record, a log line, an exception, or the
+    page (the answer is a redirect to the pseudonym's search)."""
+    subject = form.get("subject", "").strip()
+    if not looks_like_bsn(subject):
+        return None
+    try:
+        key = pseudonym_key(console)
+    except OSError:
+        key = None
+    if key is None:
+        raise SearchRefusedError("search.bad", "this console has no pseudonym key")
+    try:
+        pseudonym = subject_pseudonym(key, subject)
+    except NotABsn:
+        raise SearchRefusedError("search.bad", "not a valid BSN") from None
+    except LocalError:
+        raise SearchRefusedError("search.bad", "the pseudonym key is too short") from None
+    return {**form, "subject": pseudonym}
+
+
+def _filters(q: SearchRequest) -> dict[str, str]:
     """The non-personal filters, as the access record keeps them."""
     out = {
         "partner": q.partner or "",
         "purpose": q.purpose or "",
         "operation": q.operation or "",
+        "legal_basis": q.legal_basis or "",
         "status": q.status or "",
         "since": q.since.date().isoformat() if q.since else "",
         "until": (q.until - timedelta(days=1)).date().isoformat() if q.until else "",
-        "before": str(q.before) if q.before is not None else "",
+        "cursor": q.cursor or "",
     }
     return {k: v for k, v in out.items() if v}
 
 
-def _access(session: Session, page: str, q: SearchQuery, count: int) -> Access:
+def _access(session: Session, page: str, q: SearchRequest, count: int) -> Access:
     return Access(
         session.identity,
         page,
@@ -261,6 +312,10 @@ def _access(session: Session, page: str, q: SearchQuery, count: int) -> Access:
     )
 
 
+def _refused(problem: SearchRefusedError) -> int:
+    return 403 if problem.key in ("error.forbidden", "search.only_subject") else 400
+
+
 @allow(*READERS, Role.CONTACTPUNT)
 async def search_page(request: web.Request) -> web.StreamResponse:
     """Search the audit log (form and one page of results, newest first)."""
@@ -268,30 +323,49 @@ async def search_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     role = session.identity.role
     form = dict(request.query)
+    refusal = _BSN_REFUSALS.get(form.get("bsn", ""))
+    if refusal is not None:  # after a refused BSN search (the BSN is not in this URL)
+        problem = SearchRefusedError(*refusal)
+        context: dict[str, Any] = {"form": {}, "page": None, "problem": problem}
+        return render(
+            request, "search.html", {**context, **_columns(role)}, status=_refused(problem)
+        )
     try:
-        q, asked = parse_search(form, role)
+        q, asked = parse_search(form, role)  # the role may search by subject, if it is one
+        pseudonymised = _bsn_to_pseudonym(console, form)
+        if pseudonymised is not None:
+            return see_other("/search?" + urlencode(pseudonymised))
     except SearchRefusedError as problem:
-        status = 403 if problem.key in ("error.forbidden", "search.only_subject") else 400
-        context: dict[str, Any] = {"form": form, "rows": None, "problem": problem}
-        context["next_before"] = None
-        return render(request, "search.html", {**context, **_columns(role)}, status=status)
-    rows: list[RecordRow] | None = None
-    next_before = None
+        if looks_like_bsn(form.get("subject", "")) or problem.key == "search.bsn":
+            return _bsn_refused(problem)
+        context = {"form": form, "page": None, "problem": problem}
+        return render(
+            request, "search.html", {**context, **_columns(role)}, status=_refused(problem)
+        )
+    page: SearchPage | None = None
     if asked or role is not Role.CONTACTPUNT:
-        size = console.settings.page_size
-        found = await _read(console, search, q, limit=size + 1)
-        rows = found[:size]
-        if len(found) > size:
-            next_before = rows[-1].index
-        await console.look(_access(session, "search", q, len(rows)))
-    context = {"form": form, "rows": rows, "problem": None}
-    context["next_before"] = next_before
+        request_ = replace(q, page_size=console.settings.page_size)
+        try:
+            page = await _read(
+                console,
+                search_records,
+                role,
+                request_,
+                pseudonym_key=None,
+                names=console.directory.names(),
+            )
+        except (BadQuery, NotAllowed) as exc:
+            refused = SearchRefusedError("search.bad", str(exc))
+            context = {"form": form, "page": None, "problem": refused}
+            return render(request, "search.html", {**context, **_columns(role)}, status=400)
+        await console.look(_access(session, "search", q, len(page.rows)))
+    context = {"form": form, "page": page, "problem": None}
     return render(request, "search.html", {**context, **_columns(role)})
 
 
 def _columns(role: Role) -> dict[str, Any]:
     return {
-        "personal": role in OFFICERS,
+        "personal": role is not Role.AUDITOR,
         "contactpunt": role is Role.CONTACTPUNT,
         "operations": sorted(OPERATIONS),
         "statuses": STATUSES,
@@ -299,68 +373,50 @@ def _columns(role: Role) -> dict[str, Any]:
     }
 
 
-def _cell(value: str) -> str:
-    """A CSV cell a spreadsheet will not run as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 @allow(*READERS)
 async def search_csv(request: web.Request) -> web.StreamResponse:
-    """The search's records as CSV (up to ``console.export_max_rows``)."""
+    """The search's records as CSV (up to ``console.export_max_rows``, in pages of
+    :data:`MAX_PAGE` read one after the other)."""
     console = request.app[CONSOLE]
     session = _session(request)
     role = session.identity.role
+    if looks_like_bsn(request.query.get("subject", "")):  # the page turns it into a pseudonym
+        return error_page(request, "error.not_found", 400)
     try:
         q, _ = parse_search(dict(request.query), role)
     except SearchRefusedError as problem:
         return error_page(
             request, problem.key if problem.key != "search.bad" else "error.not_found", 400
         )
-    rows = await _read(console, search, q, limit=console.settings.export_max_rows)
+    names = console.directory.names()
+    limit = console.settings.export_max_rows
+
+    def run(db: sqlite3.Connection) -> list[SearchRowT]:
+        rows: list[SearchRowT] = []
+        cursor = q.cursor
+        while len(rows) < limit:
+            size = min(MAX_PAGE, limit - len(rows))
+            found = search_records(
+                db,
+                role,
+                replace(q, cursor=cursor, page_size=size),
+                pseudonym_key=None,
+                names=names,
+            )
+            rows += found.rows
+            cursor = found.next_cursor
+            if cursor is None:
+                break
+        return rows
+
+    try:
+        rows = await _read(console, run)
+    except (BadQuery, NotAllowed):
+        return error_page(request, "error.not_found", 400)
     await console.look(_access(session, "search.csv", q, len(rows)))
-    personal = role in OFFICERS
-    out = io.StringIO()
-    writer = csv.writer(out)
-    header = [
-        "index",
-        "time",
-        "operation",
-        "status",
-        "message_id",
-        "trace_id",
-        "type",
-        "purpose",
-        "partner",
-        "recipients",
-        "legal_basis",
-        "policy",
-        "reason",
-        "receipt",
-    ]
-    writer.writerow(header + (["case_ref", "subjects"] if personal else []))
-    for r in rows:
-        cells = [
-            str(r.index),
-            r.time,
-            r.operation,
-            r.status,
-            r.message_id or "",
-            r.trace_id or "",
-            r.message_type or "",
-            r.purpose or "",
-            r.partner or "",
-            " ".join(r.recipients),
-            " ".join(r.legal_basis),
-            r.policy,
-            r.reason,
-            r.receipt,
-        ]
-        if personal:
-            cells += [r.case_ref or "", " ".join(r.subjects)]
-        writer.writerow([_cell(c) for c in cells])
     stamp = console.clock().strftime("%Y%m%dT%H%M%SZ")
     return web.Response(
-        body=out.getvalue().encode("utf-8"),
+        body=to_csv(rows).encode("utf-8"),
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="zvg-audit-{stamp}.csv"'},
@@ -388,7 +444,12 @@ async def message_page(request: web.Request) -> web.StreamResponse:
         )
     )
     first = next((r for r in reversed(story.records) if r.message_type), None)
-    policy = [r for r in story.records if r.operation == "policy.decision"]
+    names = console.directory.names()
+    policy = [
+        (r, policy_sentence(view, names))
+        for r, view in zip(story.records, story.views, strict=True)
+        if r.operation == "policy.decision"
+    ]
     return render(
         request,
         "message.html",

@@ -1,11 +1,10 @@
-"""What the console's basic pages read: the log's health, a page of search results, one
-message's story, the console's own access records.
+"""What the console's basic pages read: the log's health, one message's story, the console's
+own access records.
 
 Plain functions of a read-only SQLite connection (:func:`gateway.audit.inspect.open_readonly`;
 the app runs them in a thread) and plain values, returning frozen dataclasses; no HTTP. The
-search rides on :func:`gateway.audit.inspect.query` (the indexes of ``audit_records``). The
-heavier pages (subject search by BSN, case timeline, charts, policy, alerts, review) read
-through ``gateway/console/data/``.
+search (by subject, typed BSN too, case, partner, legal basis ...), the case timeline, charts,
+policy, alerts and review read through ``gateway/console/data/`` and the audit side tables.
 """
 
 from __future__ import annotations
@@ -32,13 +31,12 @@ __all__ = [
     "PeerRow",
     "ReceiptCheck",
     "RecordRow",
-    "SearchQuery",
     "WaitingRow",
     "WitnessedRow",
     "access_rows",
     "health",
     "message_story",
-    "search",
+    "policy_sentence",
 ]
 
 
@@ -165,24 +163,6 @@ def health(
 
 
 @dataclass(frozen=True)
-class SearchQuery:
-    """A search of the basic page; every filter optional, all must hold."""
-
-    message_id: str | None = None
-    case_ref: str | None = None
-    trace_id: str | None = None
-    subject: str | None = None
-    partner: str | None = None
-    purpose: str | None = None
-    operation: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    before: int | None = None
-    """Page cursor: records with a smaller index (newest first)."""
-
-
-@dataclass(frozen=True)
 class RecordRow:
     index: int
     time: str
@@ -211,6 +191,43 @@ def _policy(view: dict[str, Any]) -> str:
         return ""
     rule = view.get("policy_rule") or ""
     return f"{view['policy_decision']} {rule} v{view.get('policy_version')}".replace("  ", " ")
+
+
+_DENIALS = {
+    "unknown_sender": "the sender is not a member of the federation",
+    "sender_role": "the sender does not hold the role it sent in",
+    "unknown_recipient": "the recipient is not a member of the federation",
+    "recipient_role": "the recipient does not hold that role",
+    "no_rule": "no rule allows this purpose, type and pair of parties",
+    "category_not_allowed": "data category {category} is not allowed (rule {rule})",
+    "flag_not_allowed": "flag {flag} is not allowed (rule {rule})",
+}
+
+
+def policy_sentence(view: dict[str, Any], names: dict[str, str]) -> str:
+    """The one sentence that explains a ``policy.decision`` record, from its view (codes and
+    organisation names only, as :meth:`gateway.core.policy.Denied.explain` words it)."""
+    decision = view.get("policy_decision")
+    if decision not in ("allow", "deny"):
+        return ""
+
+    def who(oin: object) -> str:
+        return names.get(str(oin), str(oin))
+
+    version, rule = view.get("policy_version"), view.get("policy_rule") or ""
+    head = (
+        f"policy (directory v{version}) {'allows' if decision == 'allow' else 'denies'}"
+        f" {view.get('message_type')} under"
+        f" {view.get('purpose')} from {who(view.get('sender'))}"
+    )
+    if decision == "allow":
+        to = ", ".join(who(r) for r in view.get("recipients") or ())
+        return f"{head} to {to} (rule {rule.replace(',', ', ')})"
+    detail = view.get("detail") or {}
+    to = f" to {who(detail['recipient'])}" if detail.get("recipient") else ""
+    why = _DENIALS.get(str(view.get("reason")), str(view.get("reason") or "denied"))
+    why = why.format(category=detail.get("category"), flag=detail.get("flag"), rule=rule)
+    return f"{head}{to}: {why}"
 
 
 def _row(hit: dict[str, Any], receipts: dict[str, str]) -> RecordRow:
@@ -261,30 +278,6 @@ def _receipt_statuses(db: sqlite3.Connection, message_ids: Sequence[str]) -> dic
     return {k: ", ".join(v) for k, v in out.items()}
 
 
-def search(db: sqlite3.Connection, q: SearchQuery, *, limit: int) -> list[RecordRow]:
-    """Up to ``limit`` records matching ``q``, newest first."""
-    hits = query(
-        db,
-        case_ref=q.case_ref,
-        purpose=q.purpose,
-        partner=q.partner,
-        subject=q.subject,
-        message_id=q.message_id,
-        since=q.since,
-        until=q.until,
-        operation=q.operation,
-        trace_id=q.trace_id,
-        status=q.status,
-        before=q.before,
-        newest_first=True,
-        limit=limit,
-    )
-    receipts = _receipt_statuses(
-        db, [h["view"]["message_id"] for h in hits if h["view"].get("message_id")]
-    )
-    return [_row(h, receipts) for h in hits]
-
-
 def access_rows(db: sqlite3.Connection, *, before: int | None, limit: int) -> list[RecordRow]:
     """The console's own access and login records, newest first."""
     rows: list[RecordRow] = []
@@ -315,6 +308,8 @@ class ReceiptCheck:
 class MessageStory:
     records: tuple[RecordRow, ...]
     receipts: tuple[ReceiptCheck, ...]
+    views: tuple[dict[str, Any], ...] = ()
+    """The records' leaf views, in the order of ``records``."""
 
 
 def _witness_keys(
@@ -414,4 +409,4 @@ def message_story(
                 org, names.get(org, org), status, _time(received_at), ok, reason, size, cosigners
             )
         )
-    return MessageStory(records, tuple(checks))
+    return MessageStory(records, tuple(checks), tuple(dict(h["view"]) for h in hits))

@@ -69,6 +69,22 @@ def test_tls_needs_both_files_and_a_private_key(tmp_path: Path) -> None:
     assert "readable by group or others" in problem
 
 
+def test_the_pseudonym_key_must_exist_be_private_and_long_enough(tmp_path: Path) -> None:
+    _with_users(tmp_path)
+    key = tmp_path / "pseudonym.key"
+    (problem,) = _problems(tmp_path, pseudonym_key_file=key)
+    assert problem == f"console.pseudonym_key_file: {key} does not exist"
+    key.write_bytes(b"k" * 31 + b"\n")
+    key.chmod(0o640)
+    (problem,) = _problems(tmp_path, pseudonym_key_file=key)
+    assert "readable by group or others" in problem
+    key.chmod(0o600)
+    (problem,) = _problems(tmp_path, pseudonym_key_file=key)
+    assert "fewer than 32 bytes" in problem
+    key.write_bytes(b"k" * 32 + b"\n")
+    assert _problems(tmp_path, pseudonym_key_file=key) == []
+
+
 def test_a_console_without_a_way_to_log_in_is_refused(tmp_path: Path) -> None:
     (problem,) = _problems(tmp_path)
     assert "no way to log in" in problem

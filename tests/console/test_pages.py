@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
+from gateway.console.reads import policy_sentence
 from gateway.console.roles import Role
 from tests.console.conftest import ConsoleUnderTest
 from tests.console.exchange import CASE_REF, referral_accepted
@@ -40,7 +42,7 @@ async def test_search_by_message_id_case_trace_and_partner_finds_the_exchange(
         assert f'href="/message/{exchange.message_id}"' in page, query
         assert "message.send" in page
         assert "Gemeente Veenstad" in page  # organisation names beside OINs
-        assert f"{GEM}: accepted" in page  # the receipt status column
+        assert f"{GEM}</span>: accepted" in page  # the receipt status column
     nothing = await (await cut.client.get("/search?case_ref=no-such-case")).text()
     assert "Geen records gevonden." in nothing
 
@@ -60,10 +62,10 @@ async def test_search_pages_through_the_records_newest_first(cut: ConsoleUnderTe
             for line in page.splitlines()
             if "utrecht-table__cell--numeric" in line
         ]
-        marker = 'href="/search?before='
+        marker = 'href="/search?cursor='
         if marker not in page:
             break
-        url = "/search?before=" + page.split(marker)[1].split('"')[0]
+        url = "/search?cursor=" + page.split(marker)[1].split('"')[0]
     assert len(seen) > 10  # more than one page (page_size 10)
     assert seen == sorted(seen, reverse=True)
     assert len(set(seen)) == len(seen)
@@ -77,7 +79,9 @@ async def test_a_bsn_typed_into_the_search_is_refused_and_never_recorded(
     before = cut.politie.node.service.audit.size
     answer = await cut.client.get("/search?case_ref=111222333")
     assert answer.status == 400
-    assert "Typ hier geen BSN" in await answer.text()
+    page = await answer.text()
+    assert "Typ hier geen BSN" in page
+    assert "111222333" not in page  # the refusal is a redirect: not even in the links
     assert cut.politie.node.service.audit.size == before
     assert "111222333" not in str(cut.politie.node.audit())
 
@@ -88,7 +92,7 @@ async def test_an_invalid_search_is_answered_400_with_the_reason(cut: ConsoleUnd
         ("partner=gemeente", "OIN"),
         ("since=yesterday", "YYYY-MM-DD"),
         ("operation=drop.table", "unknown operation"),
-        ("before=abc", "record number"),
+        ("cursor=abc", "not a page of this search"),
     ):
         answer = await cut.client.get(f"/search?{query}")
         assert answer.status == 400, query
@@ -194,3 +198,34 @@ async def test_the_overview_lists_messages_delivered_but_not_accepted_in_time(
     page = await (await cut.client.get("/")).text()
     assert f'href="/message/{message_id}"' in page
     assert "Gemeente Veenstad" in page
+
+
+async def test_the_message_page_explains_the_policy_decision_in_one_sentence(
+    cut: ConsoleUnderTest,
+) -> None:
+    exchange = await referral_accepted(cut)
+    await cut.login(Role.SECURITY_OFFICER)
+    page = await (await cut.client.get(f"/message/{exchange.message_id}")).text()
+    (sentence,) = re.findall(r'<span class="zvg-explanation">([^<]+)</span>', page)
+    assert sentence.startswith("policy (directory v")
+    assert "allows case.referral under ZVH.AANMELDING from Politie, basisteam Veenstad" in sentence
+    assert "to Gemeente Veenstad (Zorg- en Veiligheidshuis Veenstad) (rule " in sentence
+    assert f'href="/case?ref={CASE_REF}"' in page  # on to the case's timeline
+
+
+def test_a_denial_is_explained_with_its_reason_and_what_was_at_fault() -> None:
+    view = {
+        "policy_decision": "deny",
+        "policy_rule": "r-zvh-aanmelding",
+        "policy_version": 7,
+        "message_type": "case.referral",
+        "purpose": "ZVH.AANMELDING",
+        "sender": "01",
+        "reason": "category_not_allowed",
+        "detail": {"category": "MEDISCH", "recipient": "02"},
+    }
+    assert policy_sentence(view, {"01": "Politie", "02": "Gemeente"}) == (
+        "policy (directory v7) denies case.referral under ZVH.AANMELDING from Politie to"
+        " Gemeente: data category MEDISCH is not allowed (rule r-zvh-aanmelding)"
+    )
+    assert policy_sentence({"policy_decision": None}, {}) == ""
