@@ -244,6 +244,8 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "review.bad_date": "Geef datums als JJJJ-MM-DD.",
         "review.bad_order": "De einddatum ligt voor de begindatum.",
         "review.too_long": "Een rapport beslaat hoogstens 366 dagen.",
+        "review.pdf_unavailable": "Deze node kan geen PDF maken (WeasyPrint of pango ontbreekt). "
+        "Gebruik de afdrukversie.",
         "review.generated": "Opgesteld op {at} UTC voor {who}.",
         "overview.charts": "Berichten in de laatste 30 dagen",
         "overview.chart.purpose": "Berichten per dag per doel",
@@ -485,6 +487,8 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "review.bad_date": "Give dates as YYYY-MM-DD.",
         "review.bad_order": "The end date is before the start date.",
         "review.too_long": "A report covers at most 366 days.",
+        "review.pdf_unavailable": "This node cannot make a PDF (WeasyPrint or pango is missing). "
+        "Use the print view.",
         "review.generated": "Made on {at} UTC for {who}.",
         "overview.charts": "Messages in the last 30 days",
         "overview.chart.purpose": "Messages per day per purpose",

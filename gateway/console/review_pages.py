@@ -335,7 +335,11 @@ async def review_pdf(request: web.Request) -> web.StreamResponse:
     page = render(request, "review_print.html", {**context, "pdf": True})
     assert isinstance(page.text, str)  # noqa: S101 - a rendered template is text
     static = STATIC.as_uri() + "/"
-    pdf = await asyncio.to_thread(report_pdf, page.text, static)
+    try:
+        pdf = await asyncio.to_thread(report_pdf, page.text, static)
+    except (ImportError, OSError) as exc:  # WeasyPrint or Debian's pango missing on this host
+        log.warning("console: no PDF of the log review (%s)", type(exc).__name__)
+        return error_page(request, "review.pdf_unavailable", 503)
     report: ReviewReport = context["report"]
     name = f"zvg-log-review-{report.start.date().isoformat()}"
     if not context["one_day"]:

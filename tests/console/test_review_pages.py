@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
+
+from gateway.console import review_pages
 from gateway.console.review_pages import alert_points
 from gateway.console.roles import Role
 from tests.console.conftest import ConsoleUnderTest
@@ -170,6 +173,19 @@ async def test_the_review_prints_and_downloads_as_a_pdf(cut: ConsoleUnderTest) -
     assert len(body) > 5_000  # pages of tables, not an empty document
     pages = [r["view"]["detail"]["page"] for r in cut.records("console.access")[-2:]]
     assert pages == ["review.print", "review.pdf"]
+
+
+async def test_without_weasyprint_the_pdf_is_refused_and_the_print_view_offered(
+    cut: ConsoleUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pango(html: str, base_url: str) -> bytes:
+        raise OSError("cannot load library 'libpango-1.0-0'")
+
+    monkeypatch.setattr(review_pages, "report_pdf", no_pango)
+    await cut.login(Role.SECURITY_OFFICER)
+    answer = await cut.client.get("/review.pdf")
+    assert answer.status == 503
+    assert "Gebruik de afdrukversie." in await answer.text()
 
 
 async def test_a_bad_review_period_is_answered_400(cut: ConsoleUnderTest) -> None:
