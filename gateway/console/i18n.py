@@ -198,7 +198,7 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "alerts.fact.last_hour": "Laatste uur",
         "alerts.fact.report_day": "Rapport van",
         "review.title": "Logcontrole",
-        "review.intro": "Het rapport van een dag (standaard: gisteren, UTC) of van een periode: "
+        "review.intro": "Het rapport van een dag (standaard: gisteren) of van een periode: "
         "activiteit buiten kantoortijd, volumes tegen het gemiddelde van de 30 dagen ervoor, "
         "weigeringen, afgewezen en tegenstrijdige ontvangstbevestigingen, urgente risicosignalen, "
         "inzage in de console en mislukte inlogpogingen.",
@@ -207,7 +207,7 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "review.show": "Rapport tonen",
         "review.print": "Afdrukversie",
         "review.pdf": "Downloaden als PDF",
-        "review.period": "Periode: {start} tot {end} UTC",
+        "review.period": "Periode: {start} tot {end}; tijden hieronder in UTC",
         "review.digest": "Vingerafdruk van dit rapport (SHA-256)",
         "review.truncated": "Niet elk item staat hieronder: een onderdeel had er meer dan 1000. "
         "Gebruik Zoeken voor de rest.",
@@ -443,7 +443,7 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "alerts.fact.last_hour": "Last hour",
         "alerts.fact.report_day": "Report of",
         "review.title": "Log review",
-        "review.intro": "The report of a day (default: yesterday, UTC) or of a period: activity "
+        "review.intro": "The report of a day (default: yesterday) or of a period: activity "
         "outside office hours, volumes against the mean of the 30 days before, denials, rejected "
         "and contradictory receipts, urgent risk signals, console accesses and failed logins.",
         "review.start": "From (date)",
@@ -451,7 +451,7 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "review.show": "Show the report",
         "review.print": "Print view",
         "review.pdf": "Download as PDF",
-        "review.period": "Period: {start} to {end} UTC",
+        "review.period": "Period: {start} to {end}; times below in UTC",
         "review.digest": "Fingerprint of this report (SHA-256)",
         "review.truncated": "Not every item is listed below: a section had more than 1000. Use "
         "Search for the rest.",

@@ -114,7 +114,12 @@ def _overview_read(
 ) -> tuple[Health, Overview]:
     found = health(db, console.directory, console.org, waiting_before=waiting_before)
     figures = overview_figures(
-        db, now=now, own_org=console.org, names=console.directory.names(), log_size=found.records
+        db,
+        now=now,
+        own_org=console.org,
+        names=console.directory.names(),
+        log_size=found.records,
+        tz=console.settings.tz,
     )
     return found, figures
 

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -87,10 +87,10 @@ def _session(request: web.Request) -> Session:
     return session
 
 
-def _first_use(db: sqlite3.Connection) -> date | None:
+def _first_use(db: sqlite3.Connection, tz: tzinfo) -> date | None:
     """The day of the console's first login: days before it have no review to miss."""
     row = db.execute("SELECT min(time) FROM audit_notable WHERE name = 'console.login'").fetchone()
-    return None if row is None or row[0] is None else datetime.fromtimestamp(row[0], UTC).date()
+    return None if row is None or row[0] is None else datetime.fromtimestamp(row[0], tz).date()
 
 
 def _alerts(console: Console, db: sqlite3.Connection, *, show_comments: bool) -> tuple[Alert, ...]:
@@ -101,9 +101,12 @@ def _alerts(console: Console, db: sqlite3.Connection, *, show_comments: bool) ->
     for key in member.keys if member is not None else ():
         if key.status == "active":
             expiries[f"key:{key.kid}"] = key.not_after
-    first = _first_use(db)
+    tz = console.settings.tz
+    first = _first_use(db, tz)
     unreviewed = (
-        unreviewed_days(db, today=now.date(), days=_LOOKBACK_DAYS, since=first)
+        unreviewed_days(
+            db, today=now.astimezone(tz).date(), days=_LOOKBACK_DAYS, tz=tz, since=first
+        )
         if first is not None
         else ()
     )
@@ -215,12 +218,13 @@ class _BadPeriodError(ValueError):
     pass
 
 
-def _period(query: dict[str, str], now: datetime) -> tuple[datetime, datetime, bool]:
-    """``[start, end)`` of the report asked for (dates, the end day included; default:
-    yesterday), and whether it is one day."""
+def _period(query: dict[str, str], now: datetime, tz: tzinfo) -> tuple[datetime, datetime, bool]:
+    """``[start, end)`` of the report asked for (dates in ``tz``, the end day included;
+    default: yesterday), and whether it is one day."""
     text_start, text_end = query.get("start", "").strip(), query.get("end", "").strip()
     try:
-        first = date.fromisoformat(text_start) if text_start else now.date() - timedelta(days=1)
+        today = now.astimezone(tz).date()
+        first = date.fromisoformat(text_start) if text_start else today - timedelta(days=1)
         last = date.fromisoformat(text_end) if text_end else first
     except ValueError:
         raise _BadPeriodError("review.bad_date") from None
@@ -228,8 +232,8 @@ def _period(query: dict[str, str], now: datetime) -> tuple[datetime, datetime, b
         raise _BadPeriodError("review.bad_order")
     if (last - first).days >= MAX_REVIEW_DAYS:
         raise _BadPeriodError("review.too_long")
-    start, _ = day_bounds(first, UTC)
-    _, end = day_bounds(last, UTC)
+    start, _ = day_bounds(first, tz)
+    _, end = day_bounds(last, tz)
     return start, end, first == last
 
 
@@ -237,7 +241,13 @@ async def _report(console: Console, role: Role, start: datetime, end: datetime) 
     def run() -> ReviewReport:
         with open_readonly(console.store_path) as db:
             return review_report(
-                db, role, start=start, end=end, own_org=console.org, names=console.directory.names()
+                db,
+                role,
+                start=start,
+                end=end,
+                own_org=console.org,
+                names=console.directory.names(),
+                tz=console.settings.tz,
             )
 
     return await asyncio.to_thread(run)
@@ -261,12 +271,15 @@ async def _review(
     now = console.clock()
     query = dict(request.query)
     try:
-        start, end, one_day = _period(query, now)
+        start, end, one_day = _period(query, now, console.settings.tz)
     except _BadPeriodError as exc:
         bad = {"report": None, "problem": str(exc), "form": query}
         return render(request, "review.html", {**bad, **_empty()}, status=400)
     report = await _report(console, session.identity.role, start, end)
-    filters = {"start": start.date().isoformat(), "end": (end - timedelta(days=1)).isoformat()[:10]}
+    filters = {
+        "start": start.date().isoformat(),
+        "end": (end - timedelta(days=1)).date().isoformat(),
+    }
     await console.look(Access(session.identity, page, _items(report), filters))
     context: dict[str, Any] = {
         "report": report,
@@ -360,7 +373,7 @@ async def sign_off(request: web.Request) -> web.StreamResponse:
     now = console.clock()
     query = {"start": str(form.get("start", "")), "end": str(form.get("end", ""))}
     try:
-        start, end, _ = _period(query, now)
+        start, end, _ = _period(query, now, console.settings.tz)
     except _BadPeriodError:
         return error_page(request, "review.bad_date", 400)
     where = f"/review?start={query['start']}&end={query['end']}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,7 @@ from gateway.console.roles import Role
 from tests.console.conftest import ConsoleUnderTest
 from tests.console.exchange import referral_accepted
 
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")  # console.timezone's default
 _DIGEST = re.compile(r'name="digest" value="([0-9a-f]{64})"')
 
 
@@ -109,7 +111,7 @@ async def test_the_daily_review_is_signed_off_with_a_comment_bound_to_its_digest
     cut: ConsoleUnderTest,
 ) -> None:
     await referral_accepted(cut)
-    day = cut.federation.clock.now.date()
+    day = cut.federation.clock.now.astimezone(AMSTERDAM).date()
     await cut.login(Role.PRIVACY_OFFICER)
     today = await (await cut.client.get(f"/review?start={day}")).text()
     assert "Berichten per partner" in today
@@ -128,7 +130,7 @@ async def test_the_daily_review_is_signed_off_with_a_comment_bound_to_its_digest
     cut.client.session.cookie_jar.clear()
     await cut.login(Role.PRIVACY_OFFICER)
     page = await (await cut.client.get("/review")).text()  # default: yesterday
-    assert f"Periode: {day} 00:00 tot " in page
+    assert re.search(rf"Periode: {day} 00:00 CES?T tot ", page)
     assert "Nog niet afgetekend." in page
     digest = _DIGEST.search(page)
     assert digest is not None
@@ -140,7 +142,7 @@ async def test_the_daily_review_is_signed_off_with_a_comment_bound_to_its_digest
     assert answer.status == 303
     [record] = cut.records("console.review")
     assert record["view"]["detail"]["digest"] == digest.group(1)
-    assert record["view"]["detail"]["period"].startswith(f"{day}T00:00:00+00:00/")
+    assert re.match(rf"{day}T00:00:00\+0[12]:00/", record["view"]["detail"]["period"])
     assert record["personal"]["note"] == "Geen bijzonderheden <b>gezien</b>."
     page = await (await cut.client.get(answer.headers["Location"])).text()
     assert "Afgetekend door pieter (privacy-officer)" in page
@@ -157,7 +159,7 @@ async def test_the_daily_review_is_signed_off_with_a_comment_bound_to_its_digest
 
 async def test_the_review_prints_and_downloads_as_a_pdf(cut: ConsoleUnderTest) -> None:
     await referral_accepted(cut)
-    day = cut.federation.clock.now.date()
+    day = cut.federation.clock.now.astimezone(AMSTERDAM).date()
     await cut.login(Role.SECURITY_OFFICER)
     printed = await cut.client.get(f"/review/print?start={day}&end={day}")
     text = await printed.text()
@@ -202,7 +204,7 @@ async def test_a_bad_review_period_is_answered_400(cut: ConsoleUnderTest) -> Non
 
 async def test_an_unreviewed_day_raises_the_review_overdue_alert(cut: ConsoleUnderTest) -> None:
     await cut.login(Role.SECURITY_OFFICER)  # the console's first use: the review days begin
-    first = cut.federation.clock.now.date()
+    first = cut.federation.clock.now.astimezone(AMSTERDAM).date()
     cut.federation.clock.move(days=cut.console.settings.review_unreviewed_days + 1)
     cut.client.session.cookie_jar.clear()
     await cut.login(Role.SECURITY_OFFICER)
