@@ -328,11 +328,16 @@ async def review_print(request: web.Request) -> web.StreamResponse:
     return render(request, "review_print.html", context, status=status)
 
 
-def report_pdf(html: str, base_url: str) -> bytes:
-    """``html`` (the print page) as a PDF, by WeasyPrint (imported here: only this needs it)."""
-    from weasyprint import HTML  # only the PDF needs it (and pango)
+def report_pdf(html: str) -> bytes:
+    """``html`` (the print page) as a PDF, by WeasyPrint, with the print stylesheet and nothing
+    fetched: no URL of any kind is followed (the page's text is escaped, this is the second
+    guard)."""
+    from weasyprint import CSS, HTML  # only the PDF needs it (and pango)
+    from weasyprint.urls import URLFetcher
 
-    pdf = HTML(string=html, base_url=base_url).write_pdf()
+    nothing = URLFetcher(allowed_protocols=())
+    css = CSS(string=(STATIC / "review-print.css").read_text(encoding="utf-8"), url_fetcher=nothing)
+    pdf = HTML(string=html, url_fetcher=nothing).write_pdf(stylesheets=[css])
     if not isinstance(pdf, bytes):  # write_pdf without a target returns the bytes
         raise TypeError("WeasyPrint returned no PDF")
     return pdf
@@ -347,9 +352,8 @@ async def review_pdf(request: web.Request) -> web.StreamResponse:
     context, _ = found
     page = render(request, "review_print.html", {**context, "pdf": True})
     assert isinstance(page.text, str)  # noqa: S101 - a rendered template is text
-    static = STATIC.as_uri() + "/"
     try:
-        pdf = await asyncio.to_thread(report_pdf, page.text, static)
+        pdf = await asyncio.to_thread(report_pdf, page.text)
     except (ImportError, OSError) as exc:  # WeasyPrint or Debian's pango missing on this host
         log.warning("console: no PDF of the log review (%s)", type(exc).__name__)
         return error_page(request, "review.pdf_unavailable", 503)

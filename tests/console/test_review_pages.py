@@ -180,7 +180,7 @@ async def test_the_review_prints_and_downloads_as_a_pdf(cut: ConsoleUnderTest) -
 async def test_without_weasyprint_the_pdf_is_refused_and_the_print_view_offered(
     cut: ConsoleUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_pango(html: str, base_url: str) -> bytes:
+    def no_pango(html: str) -> bytes:
         raise OSError("cannot load library 'libpango-1.0-0'")
 
     monkeypatch.setattr(review_pages, "report_pdf", no_pango)
