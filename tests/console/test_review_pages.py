@@ -235,3 +235,13 @@ async def test_the_overview_charts_thirty_days_with_the_numbers_beside_them(
     page = await (await cut.client.get("/")).text()
     assert "Open meldingen" not in page  # alerts are the officers'
     assert page.count("<svg") == 3
+
+
+async def test_overview_title_holds_no_copy_of_the_waiting_section(cut: ConsoleUnderTest) -> None:
+    """Bug on main: overview.html's title block held a copy of the "waiting" section, so the
+    page's <title> carried a heading and a table as text."""
+    await cut.login(Role.AUDITOR)
+    page = await (await cut.client.get("/")).text()
+    title = page[page.index("<title>") : page.index("</title>")]
+    assert title == "<title>Overzicht · Beheerconsole · Politie, basisteam Veenstad"
+    assert page.count('id="waiting"') == 1
