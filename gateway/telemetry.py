@@ -106,6 +106,11 @@ GAUGES: tuple[tuple[str, str, str], ...] = (
         "Peer checkpoints refused as a proven fork or a bad proof, kept as evidence",
         "1",
     ),
+    (
+        "zvg.console.alerts",
+        "Officer console alerts per kind and state (open, acknowledged); none without a console",
+        "1",
+    ),
 )
 
 

@@ -182,6 +182,17 @@ ensure_promtool() {
     fi
 }
 
+ensure_weasyprint_libs() {
+    # WeasyPrint (the console's log review PDF) loads pango and harfbuzz through cffi: Debian's
+    # libpango-1.0-0, libpangoft2-1.0-0 and libharfbuzz-subset0, installed when missing and we are root.
+    local missing=() lib
+    for lib in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
+        dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q 'ok installed' || missing+=("$lib")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    apt_install --no-install-recommends "${missing[@]}"
+}
+
 ensure_node() {
     # Node.js 20 or newer with npm (the console's test OpenID provider); Debian's package when missing.
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -15,6 +15,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
@@ -94,6 +95,9 @@ class ConsoleSettings(_Settings):
     """Most rows a CSV export of a search holds."""
     review_unreviewed_days: Annotated[int, Field(ge=1, le=90)] = 3
     """A daily log review report not signed off after this many days raises an alert."""
+    timezone: str = "Europe/Amsterdam"
+    """The officers' time zone (IANA name): the days of the log review and of the overview's
+    charts, and the review's office hours, are in it."""
     receipt_wait_hours: Annotated[float, Field(gt=0, le=720)] = 24
     """A message still ``delivered`` but not ``accepted`` after this long is listed on the
     overview."""
@@ -104,6 +108,21 @@ class ConsoleSettings(_Settings):
     by pseudonym only."""
     oidc: OidcSettings = OidcSettings()
     """Login by OpenID Connect (``[console.oidc]``)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "zvg_timezone", "an IANA time zone name, such as Europe/Amsterdam"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("listen")
     @classmethod

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import Markup
 
 from gateway.audit.inspect import open_readonly, verify_log
 from gateway.console.access import Access
@@ -31,10 +32,14 @@ from gateway.console.app import (
     Verification,
     allow,
     error_page,
+    lang_of,
     render,
     see_other,
     session_of,
 )
+from gateway.console.data.alerts import Alert
+from gateway.console.data.overview import Chart, Overview, chart_rows, chart_svg
+from gateway.console.data.overview import overview as overview_figures
 from gateway.console.data.records import (
     MAX_PAGE,
     BadQuery,
@@ -46,7 +51,8 @@ from gateway.console.data.records import (
 )
 from gateway.console.data.records import RecordRow as SearchRowT
 from gateway.console.data.subject import NotABsn, looks_like_bsn, subject_pseudonym
-from gateway.console.reads import access_rows, health, message_story, policy_sentence
+from gateway.console.i18n import translate
+from gateway.console.reads import Health, access_rows, health, message_story, policy_sentence
 from gateway.console.roles import OFFICERS, Role
 from gateway.console.session import Session
 from gateway.core.audit import OPERATIONS
@@ -100,21 +106,72 @@ request_session = _session
 # ---------------------------------------------------------------------------- overview
 
 
+@dataclass(frozen=True)
+class _ChartView:
+    key: str
+    chart: Chart
+    svg: Markup
+    rows: Sequence[tuple[date, tuple[int, ...], int]]
+
+
+def _overview_read(
+    db: sqlite3.Connection, console: Console, now: datetime, waiting_before: datetime
+) -> tuple[Health, Overview]:
+    found = health(db, console.directory, console.org, waiting_before=waiting_before)
+    figures = overview_figures(
+        db,
+        now=now,
+        own_org=console.org,
+        names=console.directory.names(),
+        log_size=found.records,
+        tz=console.settings.tz,
+    )
+    return found, figures
+
+
 @allow(*READERS, Role.CONTACTPUNT)
 async def overview(request: web.Request) -> web.StreamResponse:
-    """The log's health (records, checkpoint, cosigners, witnessing, fork evidence)."""
+    """The log's health (records, checkpoint, cosigners, witnessing, fork evidence), the open
+    alerts (officers) and 30 days of messages per purpose and per partner and of policy denials
+    (SVG charts, each with its numbers as a table)."""
+    from gateway.console.review_pages import read_alerts
+
     session = _session(request)
-    if session.identity.role is Role.CONTACTPUNT:
+    role = session.identity.role
+    if role is Role.CONTACTPUNT:
         return see_other("/search")
     console = request.app[CONSOLE]
     now = console.clock()
     wait = timedelta(hours=console.settings.receipt_wait_hours)
-    found = await _read(console, health, console.directory, console.org, waiting_before=now - wait)
+    found, figures = await _read(console, _overview_read, console, now, now - wait)
+    alerts: tuple[Alert, ...] | None = await read_alerts(console) if role in OFFICERS else None
     await console.look(Access(session.identity, "overview", found.records))
     age = None
     if found.checkpoint_at is not None:
         age = _age(now - found.checkpoint_at)
-    context = {"health": found, "checkpoint_age": age, "verification": console.verification}
+    lang = lang_of(request)
+    charts = [
+        _ChartView(
+            key,
+            chart,
+            Markup(chart_svg(chart, label=translate(lang, key))),  # noqa: S704 - chart_svg escapes every text
+            chart_rows(chart),
+        )
+        for key, chart in (
+            ("overview.chart.purpose", figures.per_purpose),
+            ("overview.chart.partner", figures.per_partner),
+            ("overview.chart.denials", figures.denials),
+        )
+    ]
+    open_alerts = [a for a in alerts or () if a.acknowledged is None]
+    context = {
+        "health": found,
+        "checkpoint_age": age,
+        "verification": console.verification,
+        "charts": charts,
+        "alerts": None if alerts is None else open_alerts,
+        "critical": sum(1 for a in open_alerts if a.severity == "critical"),
+    }
     return render(request, "overview.html", context)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from gateway.console.app import start_console
 from gateway.console.config import ConsoleSettings, console_problems
@@ -292,3 +293,11 @@ def test_node_toml_reads_the_console_section_with_its_oidc_subsection(
     source.write_text(source.read_text("utf-8").replace('"privacy-officer"', '"admin"'), "utf-8")
     with pytest.raises(LocalError, match=r"console\.oidc\.role_mapping"):
         load_config(source)
+
+
+def test_the_console_time_zone_must_be_a_known_iana_name() -> None:
+    assert ConsoleSettings().tz.key == "Europe/Amsterdam"
+    assert ConsoleSettings(timezone="UTC").tz.key == "UTC"
+    for bad in ("Europe/Veenstad", "../etc/passwd", ""):
+        with pytest.raises(ValidationError, match="an IANA time zone name"):
+            ConsoleSettings(timezone=bad)

@@ -265,7 +265,7 @@ def chart_svg(
                 f' height="{h:.1f}" fill="{_PALETTE[k % len(_PALETTE)]}">'
                 f"<title>{escape(f'{d.isoformat()} {s.label}: {value}')}</title></rect>"
             )
-        if i % 7 == 0 or i == n - 1:
+        if (i % 7 == 0 and n - 1 - i >= 3) or i == n - 1:  # weekly, without crowding the last
             out.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 14}" text-anchor="middle"'
                 f' font-size="10">{escape(d.strftime("%d-%m"))}</text>'
