@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from gateway.broker.provision import Rabbitmqctl
+from tests.integration._private_node import rabbitmq_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBITMQ_DIR = ROOT / "deploy" / "rabbitmq"
@@ -89,21 +90,7 @@ def boot(tls_dir: Path, definitions_dir: Path) -> Iterator[BootedBroker]:
     (directory / "rabbitmq-env.conf").write_text("", "utf-8")
     for path in [directory, *directory.rglob("*")]:
         shutil.chown(path, "rabbitmq", "rabbitmq")
-    env = os.environ | {
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
-        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
-        "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(directory / "log"),
-        "RABBITMQ_PID_FILE": str(directory / "pid"),
-        "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins-expand"),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-    }
+    env = rabbitmq_env(directory, node, dist_port)
     try:
         subprocess.run(
             ["rabbitmq-server", "-detached"],

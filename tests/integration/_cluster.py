@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from gateway.broker.provision import Rabbitmqctl
-from tests.integration._private_node import _free_port, _why_no_private_node
+from tests.integration._private_node import _free_port, _why_no_private_node, rabbitmq_env
 
 SIZE = 3
 START_WAIT_S = 120.0
@@ -91,24 +91,6 @@ class RabbitCluster:
         return next(m for m in self.members if m.port == port)
 
 
-def _env(directory: Path, node: str, dist_port: int) -> dict[str, str]:
-    return os.environ | {
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
-        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
-        "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(directory / "log"),
-        "RABBITMQ_PID_FILE": str(directory / "pid"),
-        "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins-expand"),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-    }
-
-
 def _prepare(root: Path, tag: str, index: int) -> ClusterMember:
     directory = root / f"m{index}"
     directory.mkdir()
@@ -121,7 +103,7 @@ def _prepare(root: Path, tag: str, index: int) -> ClusterMember:
     (directory / "rabbitmq-env.conf").write_text("", "utf-8")
     for path in [directory, *directory.iterdir()]:
         shutil.chown(path, "rabbitmq", "rabbitmq")
-    return ClusterMember(node, port, directory, _env(directory, node, _free_port()))
+    return ClusterMember(node, port, directory, rabbitmq_env(directory, node, _free_port()))
 
 
 def _boot(member: ClusterMember) -> None:

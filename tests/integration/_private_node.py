@@ -107,21 +107,7 @@ def run_private_node() -> Iterator[TlsNode]:
     (directory / "rabbitmq-env.conf").write_text("", "utf-8")
     for path in [directory, *directory.iterdir()]:
         shutil.chown(path, "rabbitmq", "rabbitmq")
-    env = os.environ | {
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
-        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
-        "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(directory / "log"),
-        "RABBITMQ_PID_FILE": str(directory / "pid"),
-        "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins-expand"),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-    }
+    env = rabbitmq_env(directory, node, dist_port)
     try:
         subprocess.run(
             ["rabbitmq-server", "-detached"],
@@ -160,3 +146,24 @@ def cert_endpoint(
     cert, key = issue(ca or node.ca, cn or user, server=False).write(node.directory, name)
     context = tls_context(node.ca_file, str(cert), str(key))
     return BrokerEndpoint("localhost", node.port, vhost, user, None, context)
+
+
+def rabbitmq_env(directory: Path, node: str, dist_port: int) -> dict[str, str]:
+    """The environment of a private RabbitMQ node ``node`` whose files all live in ``directory``
+    and whose Erlang distribution listens on loopback at ``dist_port`` (shared by the private
+    TLS node, the test cluster's members and the deployment tests' broker)."""
+    return os.environ | {
+        "RABBITMQ_NODENAME": node,
+        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(directory / "log"),
+        "RABBITMQ_PID_FILE": str(directory / "pid"),
+        "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins-expand"),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+    }
