@@ -75,17 +75,14 @@ async def test_every_record_of_an_exchange_has_a_trace_id_and_a_span_id(
     # The records of a message join its trace on both sides (deliver, receipts, access, ack),
     # or, where the receiving node began its own trace (receive and its policy decision), name
     # the sender's as their foreign operation: an officer follows one exchange across the two
-    # logs by one trace id. (A publish record is its own trace: the outbox does not keep the
-    # message's; its message id links it. A coalesced receipt answers several messages in the
-    # trace of one: its receive record names the recipient's receipt as foreign operation.)
+    # logs by one trace id. (A coalesced receipt answers several messages in the trace of one:
+    # its receive record names the recipient's receipt as foreign operation.)
     for message_id in message_ids:
         (sent,) = pol.node.audit(operation="message.send", message_id=message_id)
         trace = sent["view"]["trace_id"]
         for node in (pol, gem):
             for r in node.node.audit(message_id=message_id):
                 view = r["view"]
-                if view["name"] == "message.publish":
-                    continue
                 if view["name"] == "receipt.receive":
                     assert view["foreign_operation"]["org"] == GEM, view
                     continue
