@@ -216,14 +216,33 @@ def query_cmd(
 @click.option("--message", "message_id", help="Export the evidence for this message.")
 @click.option("--case", "case_ref", help="Export the evidence for this case.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def export(config_file: Path, message_id: str | None, case_ref: str | None, out: Path) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["bundle", "ldv"]),
+    default="bundle",
+    show_default=True,
+    help="bundle: an evidence bundle for a message or case; ldv: the whole log as Logboek "
+    "Dataverwerkingen lines (JSON lines, one per record and data subject).",
+)
+def export(
+    config_file: Path, message_id: str | None, case_ref: str | None, out: Path, fmt: str
+) -> None:
     """Write an evidence bundle: records with inclusion proofs, the cosigned checkpoint, the
-    signed messages and receipts. Check it anywhere with ``zvg audit verify-bundle``."""
+    signed messages and receipts. Check it anywhere with ``zvg audit verify-bundle``.
+
+    With ``--format ldv``: the records with the attribute names of the Logboek
+    Dataverwerkingen standard, one line per data subject (docs/security-officers.md)."""
     from gateway.audit.inspect import export_bundle, open_readonly
     from gateway.errors import LocalError
 
     if out.exists():
         raise LocalError(f"{out} already exists")
+    if fmt == "ldv":
+        if message_id or case_ref:
+            raise LocalError("--format ldv exports the whole log: drop --message and --case")
+        _export_ldv(config_file, out)
+        return
     config, directory, org = node_context(config_file)
     with open_readonly(config.store_path) as db:
         bundle = export_bundle(
@@ -245,6 +264,39 @@ def export(config_file: Path, message_id: str | None, case_ref: str | None, out:
             else ""
         )
         + "; it contains message content: handle it as the case file it is"
+    )
+
+
+def _export_ldv(config_file: Path, out: Path) -> None:
+    from gateway.audit.inspect import open_readonly
+    from gateway.audit.ldv import LdvExport, ldv_lines
+    from gateway.node.activities import processing_activity
+
+    config, _directory, org = node_context(config_file)
+    report = LdvExport()
+    with open_readonly(config.store_path) as db, out.open("x", encoding="utf-8") as f:
+        out.chmod(0o600)
+        for line in ldv_lines(
+            db,
+            org=org,
+            activity_of=lambda purpose: processing_activity(config, purpose),
+            report=report,
+        ):
+            f.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+    left = [
+        f"{n} {what}"
+        for n, what in (
+            (report.no_subject, "about no data subject"),
+            (report.shredded, "past retention (subjects shredded)"),
+            (report.no_trace, "without a trace id (written before 0098)"),
+        )
+        if n
+    ]
+    kept = report.records - report.no_subject - report.shredded - report.no_trace
+    click.echo(
+        f"wrote {out}: {report.lines} LDV line(s) from {kept} of {report.records} record(s)"
+        + (f"; left out: {', '.join(left)}" if left else "")
+        + "; it holds subject pseudonyms: handle it as personal data"
     )
 
 

@@ -14,6 +14,7 @@ or the code typed).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,7 +61,10 @@ def access_record(access: Access, at: datetime) -> Record:
         start_time=at,
         end_time=at,
         message_id=access.message_id,
-        trace_id=access.trace_id,
+        # Logboek Dataverwerkingen: every record has a trace and a span; a look at a message
+        # joins its trace, any other page is a trace of its own (docs/decisions/0098).
+        trace_id=access.trace_id or os.urandom(16).hex(),
+        span_id=os.urandom(8).hex(),
         case_ref=access.case_ref,
         data_subjects=access.subjects,
         actor=_actor(access.identity),

@@ -242,16 +242,22 @@ class MessageFields:
 
     @classmethod
     def of(
-        cls, claims: ClaimsBase, *, trace_id: str | None = None, span_id: str | None = None
+        cls,
+        claims: ClaimsBase,
+        *,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        processing_activity: str | None = None,
     ) -> MessageFields:
         """The fields of ``claims``; the operation is ``trace_id``/``span_id`` (our span) when
-        given, else the one the claims carry."""
+        given, else the one the claims carry; ``processing_activity`` the one in our register
+        when given (a receiver's), else the one the claims name (the sender's)."""
         _, claims_trace, claims_span, _ = claims.trace.split("-")
         flags = claims.flags
         fields = cls(
             trace_id=trace_id if trace_id is not None else claims_trace,
             span_id=span_id if span_id is not None else claims_span,
-            processing_activity_id=claims.processing_activity,
+            processing_activity_id=processing_activity or claims.processing_activity,
             message_id=claims.message_id,
             message_type=claims.message_type,
             purpose=claims.purpose,

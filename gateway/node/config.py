@@ -234,6 +234,10 @@ class AuditSettings(_Settings):
     """How long ``zvg audit verify --witnesses`` waits for the partners to say which checkpoint
     they cosigned. A partner answers in well under a second when it and the broker are up; 30 s
     rides out a busy partner without keeping the officer waiting long for one that is down."""
+    processing_activities: str | None = None
+    """Base URI of this organisation's register of processing activities: audit records name a
+    purpose without ``purposes."<CODE>".processing_activity`` as ``<this>/<code in lower case>``;
+    unset, ``urn:zvg:<OIN>:verwerkingsactiviteit:<code in lower case>`` (decision 0098)."""
     refusal_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60
     """How often refused inbound envelopes are summarised: one ``refusal.summary`` audit record
     and one log line per sender per interval, with counts per reason. A minute shows a flood

@@ -145,10 +145,18 @@ class NodeContext:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def record(self, name: str, status: str = "ok", **fields: Any) -> Record:
-        """An audit record at the node's current time (unless the fields give the times)."""
+        """An audit record at the node's current time (unless the fields give the times).
+
+        Every record carries a trace id and a span id (Logboek Dataverwerkingen): the caller
+        passes the message's trace where it knows it; the span is this operation's own, fresh
+        unless given; a record with no trace to join starts its own (docs/decisions/0098)."""
         now = self.now()
         fields.setdefault("start_time", now)
         fields.setdefault("end_time", now)
+        if not fields.get("trace_id"):
+            fields["trace_id"] = self.rand(16).hex()
+        if not fields.get("span_id"):
+            fields["span_id"] = self.rand(8).hex()
         return new_record(name=name, status=status, **fields)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -30,6 +30,7 @@ from gateway.core.decisions import Decision, Deliver, Reject, Retry
 from gateway.core.envelope import EnvelopeHeader, VerifiedMessage, open_envelope, peek_header
 from gateway.core.inbound import decide_inbound
 from gateway.errors import LocalError, RemoteError, TransientError
+from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
@@ -167,7 +168,10 @@ class Inbound:
             sc = span.get_span_context()
             fields = (
                 MessageFields.of(
-                    claims, trace_id=f"{sc.trace_id:032x}", span_id=f"{sc.span_id:016x}"
+                    claims,
+                    trace_id=f"{sc.trace_id:032x}",
+                    span_id=f"{sc.span_id:016x}",
+                    processing_activity=processing_activity(ctx.config, claims.purpose),
                 )
                 .with_foreign_operation(claims)
                 .with_digest(jose.b64u_encode(verified.digest), verified.sender_kid)

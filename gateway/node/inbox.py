@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.core import jose
 from gateway.core.audit import Actor, MessageFields, access_record, message_record
 from gateway.core.delivery import InboundEvent, InboundState, inbound_move, receipt_status
 from gateway.core.receipts import ReceiptInfo
+from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
 from gateway.node.problems import ApiError
 from gateway.node.store import QueueReceipt, SettleInbox
@@ -61,6 +63,7 @@ class Inbox:
         records = [
             self.ctx.record(
                 "message.deliver",
+                trace_id=_trace_id(claims[r.message_id]),
                 message_id=r.message_id,
                 peer=r.sender,
                 purpose=claims[r.message_id]["purpose"],
@@ -76,6 +79,7 @@ class Inbox:
             records += [
                 self.ctx.record(
                     "access",
+                    trace_id=_trace_id(claims[r.message_id]),
                     actor=actor,
                     message_id=r.message_id,
                     case_ref=claims[r.message_id]["case_ref"],
@@ -137,7 +141,11 @@ class Inbox:
         if new is None or row.claims is None:
             return  # settled before: acking or rejecting again changes nothing
         claims = parse_claims(row.claims, catalogue=ctx.catalogue)
-        fields = MessageFields.of(claims).with_digest(jose.b64u_encode(row.digest))
+        fields = MessageFields.of(
+            claims,
+            span_id=ctx.rand(8).hex(),  # our operation, in the message's trace
+            processing_activity=processing_activity(ctx.config, claims.purpose),
+        ).with_digest(jose.b64u_encode(row.digest))
         settled = message_record(
             str(event), fields, at=now, note=note, adapter_reason=adapter_reason or None
         )
@@ -166,3 +174,9 @@ class Inbox:
         )
         if committed.applied:  # else settled meanwhile: its receipt is queued already
             self.ctx.receipt_wake.set()
+
+
+def _trace_id(claims: dict[str, Any]) -> str | None:
+    """The trace id of a message's W3C traceparent (``None`` if it has none)."""
+    trace = claims.get("trace")
+    return trace.split("-")[1] if isinstance(trace, str) and trace.count("-") == 3 else None

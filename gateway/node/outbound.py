@@ -172,6 +172,7 @@ class Outbound:
                 envelope=sealed.raw,
                 recipients=tuple((org, tuple(rs)) for org, rs in roles.items()),
                 purge_after=ctx.retention.outbox_purge_after(claims.expires_at),
+                trace_id=fields.trace_id,
             )
             fields = fields.with_digest(jose.b64u_encode(digest), ctx.keys.signing.kid)
             sent = message_record("message.send", fields, at=ctx.now(), start_time=started)

@@ -58,6 +58,7 @@ class Outbox:
                 entry.message_type,
                 entry.purpose,
                 entry.case_ref,
+                entry.trace_id,
             )
         self.backlog += len(entry.recipients)
         self.ctx.outbox_wake.set()
@@ -131,6 +132,7 @@ class Outbox:
             now = ctx.now()
             record = ctx.record(
                 "message.publish",
+                trace_id=p.trace_id,  # empty (a trace of its own) when re-read after a restart
                 message_id=p.message_id,
                 peer=p.org,
                 purpose=p.purpose,

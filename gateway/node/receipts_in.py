@@ -188,6 +188,15 @@ class IncomingReceipts:
         return self.ctx.record(
             name,
             status,
+            # The receipt's trace: the message's for a single receipt (a coalesced one answers
+            # several messages in the trace of its first); the recipient's operation that sent
+            # it is the foreign one (Logboek Dataverwerkingen).
+            trace_id=claims.trace.split("-")[1],
+            foreign_operation={
+                "trace_id": claims.trace.split("-")[1],
+                "span_id": claims.trace.split("-")[2],
+                "org": claims.sender.org,
+            },
             message_id=body.message_id,
             peer=claims.sender.org,
             purpose=claims.purpose,

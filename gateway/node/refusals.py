@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -107,6 +108,9 @@ class Refusals:
                 start_time=since[sender],
                 end_time=now,
                 peer=sender,
+                # A summary joins no message's trace: it is its own (docs/decisions/0098).
+                trace_id=os.urandom(16).hex(),
+                span_id=os.urandom(8).hex(),
                 detail={"total": sum(by_reason.values()), **dict(sorted(by_reason.items()))},
             )
             for sender, by_reason in sorted(counts.items())

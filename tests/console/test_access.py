@@ -25,6 +25,9 @@ async def test_a_search_leaves_who_what_and_how_many(cut: ConsoleUnderTest) -> N
     assert view["detail"]["filter.partner"] == GEM
     assert view["detail"]["count"] == len(cut.politie.node.audit(case_ref=CASE_REF, partner=GEM))
     assert view["detail"]["method"] == "local"
+    # Logboek Dataverwerkingen (issue 17): a console look has a trace and a span of its own.
+    assert len(view["trace_id"]) == 32
+    assert len(view["span_id"]) == 16
     assert personal["actor"]["id"] == "pieter"
     assert personal["actor"]["role"] == "privacy-officer"
     assert personal["case_ref"] == CASE_REF

@@ -42,6 +42,8 @@ class OutboxEntry:
     recipients: tuple[tuple[str, tuple[str, ...]], ...]  # (org, roles addressed there)
     #: When the envelope may go (``RetentionPolicy.outbox_purge_after``); earlier once final.
     purge_after: datetime
+    #: The send's trace id (not stored: a publish handed over at once joins it).
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class PendingPublish:
     message_type: str = ""
     purpose: str = ""
     case_ref: str = ""
+    #: The send's trace id when handed over at once; empty when re-read from the store.
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)

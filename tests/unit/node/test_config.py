@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import LocalError
+from gateway.node.activities import processing_activity
 from gateway.node.config import NodeConfig, hash_token, load_config
 from gateway.node.preflight import (
     EXAMPLE_KIDS_FILE,
@@ -74,6 +75,35 @@ def test_a_minimal_file_gets_every_default(tmp_path: Path) -> None:
     defaults = NodeConfig.model_fields
     for section in ("broker", "api", "limits", "retention", "audit"):
         assert getattr(config, section) == defaults[section].default, section
+
+
+def test_the_processing_activity_of_a_purpose_is_its_setting_else_derived_from_its_code(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.toml"
+    text = (
+        '[node]\norg = "00000001999000002000"\nnode_id = "pol-1"\n'
+        '[keys]\nsigning = "s.pem"\nencryption = "e.pem"\naudit = "a.pem"\n'
+        '[directory]\nfile = "directory.json"\n'
+        '[purposes."ZVH.BEKENDHEID"]\nlegal_basis = ["WGS"]\n'
+        'processing_activity = "https://register.example/verwerkingen/bekendheid/v2"\n'
+    )
+    path.write_text(text, "utf-8")
+    config = load_config(path)
+    assert processing_activity(config, "ZVH.BEKENDHEID") == (
+        "https://register.example/verwerkingen/bekendheid/v2"
+    )
+    assert processing_activity(config, "ZVH.AANMELDING") == (
+        "urn:zvg:00000001999000002000:verwerkingsactiviteit:zvh.aanmelding"
+    )
+    path.write_text(
+        text + '[audit]\nprocessing_activities = "https://register.example/verwerkingen/"\n',
+        "utf-8",
+    )
+    config = load_config(path)
+    assert processing_activity(config, "ZVH.AANMELDING") == (
+        "https://register.example/verwerkingen/zvh.aanmelding"
+    )
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,9 @@ async def test_one_interval_gives_one_record_per_sender_with_counts_per_reason(
     )
     assert dict(pol.detail) == {"total": 1000, "expired": 100, "malformed": 900}
     assert dict(by_peer[UNKNOWN_SENDER].detail) == {"total": 1, "malformed": 1}
+    # Logboek Dataverwerkingen: every record has a trace and a span (its own: it joins no
+    # message's trace); issue 17.
+    assert all(len(r.trace_id or "") == 32 and len(r.span_id or "") == 16 for r in store.records)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert f"1000 envelope(s) from {POL} " in lines[0]
