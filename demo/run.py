@@ -295,6 +295,12 @@ def _spawn(procs: ProcessGroup, ws: Workspace) -> None:
         )
 
 
+def _respawn(procs: ProcessGroup, ws: Workspace) -> None:
+    """Start every node and adapter again (``--console``, after the summary stopped them)."""
+    procs.children = [c for c in procs.children if c.process.poll() is None]
+    _spawn(procs, ws)
+
+
 def _describe_setup(out: Console, ws: Workspace, removed: list[str]) -> None:
     keys = (
         "the public example keys of keys_example/"
@@ -359,7 +365,7 @@ async def _play(
         await _summary(ws, out, started, denial)
         if login is not None:
             serving = True
-            await serve_console(login, SHORT[CONSOLE_ORG], lambda: _spawn(procs, ws), out)
+            await serve_console(login, SHORT[CONSOLE_ORG], lambda: _respawn(procs, ws), out)
     except asyncio.CancelledError:
         if caught and serving:  # --console: Ctrl-C is how it ends
             out.end_line()

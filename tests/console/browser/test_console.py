@@ -140,6 +140,19 @@ async def test_login_through_the_openid_provider(site: Site) -> None:
     assert oidc[-1]["personal"]["actor"]["id"] == "fatima"
 
 
+async def test_an_auditor_sees_html_in_a_name_as_text_and_no_case_reference(site: Site) -> None:
+    context = await site.context()
+    page = await context.new_page()
+    await login_local(page, site, "anouk")
+    await expect(page).to_have_url(f"{site.url}/")
+    who = page.locator(".zvg-header__who")
+    await expect(who).to_contain_text("Anouk <script>alert(1)</script> Smit")
+    assert await page.locator("header script").count() == 0
+    await page.goto(f"/message/{site.message_id}")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(site.message_id)
+    assert site.case_ref not in await page.content()
+
+
 @pytest.mark.parametrize("spec", PAGES, ids=[p.name for p in PAGES])
 async def test_every_page_opens_has_no_axe_violations_and_is_photographed(
     site: Site, officer: BrowserContext, spec: PageSpec
@@ -194,15 +207,16 @@ async def test_a_message_shows_both_receipts_verified(site: Site, officer: Brows
 
 
 async def _download_bundle(site: Site, officer: BrowserContext, tmp_path: Path) -> Path:
+    """The message's bundle, downloaded by the browser from the Evidence page's export form."""
     page = await officer.new_page()
-    await page.goto(f"/message/{site.message_id}")
+    await page.goto("/evidence")
+    await page.locator("#message_id").fill(site.message_id)
     async with page.expect_download() as info:
-        await page.get_by_role("link", name="Bewijsbundel").click()
+        await page.get_by_role("button", name="Download bundel").click()
     download = await info.value
-    assert await download.failure() is None
-    assert download.suggested_filename.startswith("zvg-evidence-message-")
     bundle = tmp_path / "bundle.json"
     await download.save_as(bundle)
+    assert download.suggested_filename.startswith("zvg-evidence-message-")
     await page.close()
     return bundle
 
