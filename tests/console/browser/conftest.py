@@ -52,8 +52,10 @@ AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
 AXE_PATH = "/__axe/axe.min.js"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 """The axe-core rules run: WCAG 2.0 and 2.1, levels A and AA, and axe's best practices."""
-SHOTS = ROOT / "docs" / "console"
-"""Where the tests save a screenshot of every page (committed: docs/security-officers.md)."""
+SHOTS_ENV = "ZVG_CONSOLE_SCREENSHOTS"
+"""Set to a folder (``docs/console`` to refresh the committed set that docs/security-officers.md
+shows) to keep the screenshots there; unset, they go to the session's temporary folder, so a test
+run leaves the working tree as it was."""
 
 #: Cheap argon2id parameters (the hash records them; the console verifies with what it records).
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -85,6 +87,8 @@ class Site:
     message_id: str
     """The demo referral (politie → ZVH), accepted."""
     case_ref: str
+    shots: Path
+    """Where each page's screenshot goes (:data:`SHOTS_ENV`)."""
     contexts: list[BrowserContext] = field(default_factory=list)
 
     def totp(self, user: str) -> str:
@@ -197,8 +201,16 @@ async def site(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> 
         browser = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), env={**os.environ, "LANG": "nl_NL.UTF-8"}
         )
+        shots = Path(os.environ.get(SHOTS_ENV) or tmp / "screenshots")
         found = Site(
-            fed, url, browser, provider, accounts, doc["message_id"], str(request["case_ref"])
+            fed,
+            url,
+            browser,
+            provider,
+            accounts,
+            doc["message_id"],
+            str(request["case_ref"]),
+            shots if shots.is_absolute() else ROOT / shots,
         )
         try:
             yield found

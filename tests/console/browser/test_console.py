@@ -22,7 +22,6 @@ from playwright.async_api import BrowserContext, Page, expect
 from tests.console.browser.conftest import (
     OFFICER,
     PASSWORD,
-    SHOTS,
     Site,
     axe_violations,
 )
@@ -165,8 +164,8 @@ async def test_every_page_opens_has_no_axe_violations_and_is_photographed(
     assert answer.status == 200, spec
     assert page.url.startswith(f"{site.url}/login") == (not spec.logged_in)
     await expect(page.get_by_role("heading", level=1)).to_be_visible()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=SHOTS / f"{spec.name}.png")  # the laptop-sized viewport
+    site.shots.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=site.shots / f"{spec.name}.png")  # the laptop-sized viewport
     violations = await axe_violations(page)
     assert violations == [], json.dumps(violations, indent=1)
     if spec.looks:
@@ -284,6 +283,20 @@ def _reason(pattern: str, text: str) -> str:
     """The reason code in a failure line."""
     match = re.search(pattern, text)
     return match.group(1) if match else ""
+
+
+async def test_a_form_post_from_the_console_itself_is_not_refused_as_cross_origin(
+    site: Site, officer: BrowserContext
+) -> None:
+    """The bug: under ``Referrer-Policy: no-referrer`` the browser sent ``Origin: null`` with
+    every form POST, and the CSRF check refused the console's own forms (the local login too)."""
+    page = await officer.new_page()
+    before = len(looks(site, "verify"))
+    await page.goto("/")
+    await page.get_by_role("button", name="Nu volledig verifiëren").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    assert len(looks(site, "verify")) == before + 1
+    await page.close()
 
 
 async def test_a_cross_site_post_without_the_csrf_token_is_refused(
