@@ -9,6 +9,8 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pyotp
 from aiohttp import web
@@ -18,6 +20,8 @@ from click.testing import CliRunner
 from demo.__main__ import main
 from demo.console import USER, DemoLogin, enable_console, login_lines, serve_console
 from demo.report import Console
+from demo.run import _summary_next
+from demo.workspace import Workspace
 from gateway.console.auth import LocalAccounts
 from gateway.console.config import ConsoleSettings, console_problems
 from gateway.testing.nodes import NodeFiles
@@ -102,3 +106,11 @@ def test_the_demo_command_has_a_console_option() -> None:
     answer = CliRunner().invoke(main, ["--help"])
     assert answer.exit_code == 0
     assert "--console" in answer.output
+
+
+def test_the_demos_closing_lines_say_how_to_open_the_console(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    _summary_next(Console(stream), cast(Workspace, SimpleNamespace(work=tmp_path)))
+    text = stream.getvalue()
+    assert "./scripts/demo --console" in text
+    assert "docs/console.md" in text
