@@ -198,6 +198,23 @@ async def test_the_demo_case_is_found_by_its_case_reference(
     await page.close()
 
 
+async def test_the_demo_case_is_found_by_its_subjects_pseudonym(
+    site: Site, officer: BrowserContext
+) -> None:
+    (send,) = [
+        r for r in site.records("message.send") if r["view"]["message_id"] == site.message_id
+    ]
+    pseudonym = send["personal"]["data_subjects"][0]
+    page = await officer.new_page()
+    await page.goto("/search")
+    await page.get_by_label("Betrokkene (pseudoniem)").fill(pseudonym)
+    await page.get_by_role("button", name="Zoeken").click()
+    await expect(page.get_by_role("link", name=site.message_id).first).to_be_visible()
+    record = looks(site, "search")[-1]
+    assert pseudonym in record["personal"]["data_subjects"]
+    await page.close()
+
+
 async def test_a_message_shows_both_receipts_verified(site: Site, officer: BrowserContext) -> None:
     page = await officer.new_page()
     await page.goto(f"/message/{site.message_id}")
