@@ -48,15 +48,25 @@ __all__ = ["main"]
         "folder (a later demo removes them once the folder is gone or reused)."
     ),
 )
-def main(example_keys: bool, work: Path, keep: bool) -> None:
+@click.option(
+    "--console",
+    is_flag=True,
+    help=(
+        "Afterwards keep the federation and Gemeente Veenstad's officer console running, "
+        "printing its URL and a login made for this run, until Ctrl-C."
+    ),
+)
+def main(example_keys: bool, work: Path, keep: bool, console: bool) -> None:
     """Run a five-partner federation and play case Veenstad-2026-031 end to end.
 
     Starts five nodes and three adapters as processes, plays the case (referral, screening,
     bekendheidsvraag with a policy denial, enrichment, case meeting, plan, risk signal,
     de-escalation, warm handover, closure), waits until the partners have cosigned each
-    other's audit logs, runs `zvg audit verify` on every node and prints a summary.
+    other's audit logs, runs `zvg audit verify` on every node and prints a summary. With
+    --console the federation then keeps running with one organisation's officer console.
     """
-    one_line_errors(lambda: _run(DemoOptions(work=work, example_keys=example_keys, keep=keep)))
+    options = DemoOptions(work=work, example_keys=example_keys, keep=keep, console=console)
+    one_line_errors(lambda: _run(options))
 
 
 def _run(options: DemoOptions) -> None:

@@ -48,6 +48,7 @@ from typing import Any
 import aiohttp
 
 from demo import story
+from demo.console import CONSOLE_ORG, DemoLogin, enable_console, serve_console
 from demo.partners import (
     DemoFailed,
     FolderSystem,
@@ -124,6 +125,8 @@ class DemoOptions:
     work: Path = Path("demo-work")
     example_keys: bool = False
     keep: bool = False
+    console: bool = False
+    """Afterwards keep the federation and Gemeente's officer console running (demo.console)."""
     rabbitmqctl: Rabbitmqctl = field(default_factory=Rabbitmqctl)
 
 
@@ -241,10 +244,11 @@ def _run_locked(options: DemoOptions, out: Console, started: float) -> None:
                 now=now,
                 catalogue=catalogue,
             )
+            login = enable_console(ws.nodes[CONSOLE_ORG], work) if options.console else None
             _describe_setup(out, ws, removed)
             procs = ProcessGroup(ws.logs, cwd=ws.work)
             _spawn(procs, ws)
-            asyncio.run(_play(ws, procs, out, started))
+            asyncio.run(_play(ws, procs, out, started, login))
     finally:
         stopped = 0
 
@@ -291,6 +295,12 @@ def _spawn(procs: ProcessGroup, ws: Workspace) -> None:
         )
 
 
+def _respawn(procs: ProcessGroup, ws: Workspace) -> None:
+    """Start every node and adapter again (``--console``, after the summary stopped them)."""
+    procs.children = [c for c in procs.children if c.process.poll() is None]
+    _spawn(procs, ws)
+
+
 def _describe_setup(out: Console, ws: Workspace, removed: list[str]) -> None:
     keys = (
         "the public example keys of keys_example/"
@@ -334,10 +344,13 @@ def _systems(ws: Workspace) -> dict[str, PartnerSystem]:
     }
 
 
-async def _play(ws: Workspace, procs: ProcessGroup, out: Console, started: float) -> None:
+async def _play(
+    ws: Workspace, procs: ProcessGroup, out: Console, started: float, login: DemoLogin | None
+) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     caught: list[int] = []
+    serving = False
 
     def on_signal(signum: int) -> None:
         caught.append(signum)
@@ -350,7 +363,13 @@ async def _play(ws: Workspace, procs: ProcessGroup, out: Console, started: float
         denial = await _run_case(ws, procs, out)
         procs.stop_all()
         await _summary(ws, out, started, denial)
+        if login is not None:
+            serving = True
+            await serve_console(login, SHORT[CONSOLE_ORG], lambda: _respawn(procs, ws), out)
     except asyncio.CancelledError:
+        if caught and serving:  # --console: Ctrl-C is how it ends
+            out.end_line()
+            return
         if caught:
             out.end_line()
             raise DemoInterrupted(caught[0]) from None
@@ -817,4 +836,9 @@ def _summary_next(out: Console, ws: Workspace) -> None:
     out.line(
         f"    every node's and adapter's configuration: {work}/nodes/, {work}/adapters/; logs: "
         f"{work}/logs/"
+    )
+    out.line(
+        "    the officer console (the audit log in a browser: search, messages, evidence): "
+        "./scripts/demo --console runs the case again and keeps the federation and "
+        f"{SHORT[CONSOLE_ORG]}'s console running, with its URL and a login; docs/console.md"
     )

@@ -217,3 +217,26 @@ ensure_oidc_provider() {
         echo "$want" >"$stamp"
     fi
 }
+
+ensure_chromium() {
+    # Debian's headless-capable Chromium (/usr/bin/chromium), the browser the console's browser
+    # tests (tests/console/browser) drive with Playwright: never a downloaded browser
+    # (`playwright install` is not used).
+    [ -x /usr/bin/chromium ] && return 0
+    apt_install chromium chromium-driver
+}
+
+ensure_axe_core() {
+    # axe-core (npm, pinned by tests/console/browser/package-lock.json), injected into every page
+    # the browser tests open: `npm ci` when the lock file changed since the last install.
+    local dir="$ZVG_ROOT/tests/console/browser" stamp want
+    ensure_node
+    stamp="$dir/node_modules/.zvg-installed"
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        say "installing axe-core for the console's browser tests (npm ci in tests/console/browser)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+            || die "npm ci in tests/console/browser failed"
+        echo "$want" >"$stamp"
+    fi
+}

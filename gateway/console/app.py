@@ -233,7 +233,10 @@ def _harden(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
     headers["Content-Security-Policy"] = CSP
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with every
+    # form POST, even to the console itself, and the CSRF check refuses an opaque origin; the
+    # console links nowhere else, so no URL (a search with a case reference) leaves the origin.
+    headers["Referrer-Policy"] = "same-origin"
     headers["X-Frame-Options"] = "DENY"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"

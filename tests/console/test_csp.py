@@ -39,7 +39,7 @@ async def test_every_page_has_the_strict_csp_and_no_inline_script_or_style(
         assert "frame-ancestors 'none'" in csp
         assert "unsafe" not in csp
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
-        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert answer.headers["Referrer-Policy"] == "same-origin"
         assert answer.headers["Cache-Control"] == "no-store"
         page = await answer.text()
         # scripts only as files of this console (the evidence page's module), never inline

@@ -103,6 +103,7 @@ def check_outcome(out: str) -> None:
     assert "--case Veenstad-2026-031" in out
     assert "docs/api.md" in out
     assert "docs/integrators.md" in out
+    assert "./scripts/demo --console" in out  # how to open the officer console
     assert "Stopped all 8 processes the demo started" in out
 
 
