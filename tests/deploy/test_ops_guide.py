@@ -32,9 +32,9 @@ import yaml
 
 from gateway.deploy.settings_doc import BEGIN, END, render_settings_table
 from gateway.node.config import load_config
-from gateway.telemetry import GAUGES, setup_telemetry
 from tests.deploy.conftest import DEPLOY, ROOT, VENV_BIN, tool_env
 from tests.deploy.test_kubernetes import K8S_BASE_KINDS, validate_strictly
+from tests.deploy.test_observability import exported_names
 
 GUIDE = ROOT / "docs" / "ops.md"
 BLOCK = re.compile(
@@ -195,26 +195,10 @@ def test_settings_table_names_every_setting_of_the_example_config() -> None:
 
 
 def test_metric_names_in_the_guide_are_the_ones_the_node_exports() -> None:
-    telemetry = setup_telemetry(org="00000001999000002000", node_id="pol-1", env={})
-    try:
-        for counter in (
-            telemetry.messages,
-            telemetry.rejections,
-            telemetry.receipts_ignored,
-            telemetry.receipt_contradictions,
-            telemetry.witness,
-            telemetry.audit_alarm,
-        ):
-            counter.add(1)
-        telemetry.latency.record(1.0)
-        for gauge, _description, _unit in GAUGES:
-            telemetry.gauges[gauge] = lambda: [(1.0, {})]
-        exported = telemetry.prometheus_text().decode()
-    finally:
-        telemetry.shutdown()
     names = {
         re.sub(r"_(bucket|count|sum|created)$", "", n)
-        for n in re.findall(r"^(zvg_[a-z_]+)", exported, re.M)
+        for n in exported_names()
+        if n.startswith("zvg_")
     }
     text = GUIDE.read_text(encoding="utf-8")
     section = text[text.index("<!-- metrics:") :]

@@ -354,11 +354,7 @@ async def test_a_group_of_commits_without_savepoints_is_run_again_with_them_when
     # A group of commits of commands first runs without savepoints; one failing commit (an
     # exception) and one whose condition does not hold (a duplicate inbox entry) roll it back,
     # and it runs again with savepoints: the others are written once, those two not at all.
-    if not isinstance(store._db, sqlite3.Connection):  # the writer's connection (test only)
-        pytest.skip(
-            "counts statements with SQLite's trace callback; PostgreSQL runs the same "
-            "group commit code (gateway/node/store/engine.py)"
-        )
+    _counting_statements_needs_sqlite(store)
     assert await _add_inbox(store, _inbox(message_id=MID2))
     gate, holding = threading.Event(), threading.Event()
 
@@ -398,11 +394,7 @@ async def test_a_group_of_commits_without_savepoints_is_run_again_with_them_when
 async def test_a_group_of_commits_that_all_hold_runs_without_savepoints(
     store: SqliteStore,
 ) -> None:
-    if not isinstance(store._db, sqlite3.Connection):  # the writer's connection (test only)
-        pytest.skip(
-            "counts statements with SQLite's trace callback; PostgreSQL runs the same "
-            "group commit code (gateway/node/store/engine.py)"
-        )
+    _counting_statements_needs_sqlite(store)
     gate, holding = threading.Event(), threading.Event()
 
     def hold(_db: sqlite3.Connection) -> None:
@@ -675,3 +667,13 @@ async def test_an_entry_from_before_stored_deadlines_gets_one_and_goes(store: Sq
     assert await store.undated_outbox() == []
     assert await store.purge(deadline) == (0, 1, 0), "only the entry that had no deadline yet"
     assert await store.purge(T0 + timedelta(days=3) + WEEK) == (0, 1, 0), "the other kept its own"
+
+
+def _counting_statements_needs_sqlite(store: SqliteStore) -> None:
+    """Skip on PostgreSQL: these tests count statements with SQLite's trace callback, and
+    PostgreSQL runs the same group commit code (gateway/node/store/engine.py)."""
+    if not isinstance(store._db, sqlite3.Connection):  # the writer's connection (test only)
+        pytest.skip(
+            "counts statements with SQLite's trace callback; PostgreSQL runs the same "
+            "group commit code (gateway/node/store/engine.py)"
+        )
