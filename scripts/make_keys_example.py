@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.core.directory import parse_signed  # noqa: E402
-from gateway.node.preflight import EXAMPLE_KIDS_FILE  # noqa: E402
-from gateway.testing.federation import create_demo_federation  # noqa: E402
-from schemas.catalogue import default_catalogue  # noqa: E402
+from gateway.core.directory import parse_signed  # noqa: E402 - after the sys.path line above
+from gateway.node.preflight import EXAMPLE_KIDS_FILE  # noqa: E402 - after the sys.path line above
+from gateway.testing.federation import create_demo_federation  # noqa: E402 - after the sys.path line above
+from schemas.catalogue import default_catalogue  # noqa: E402 - after the sys.path line above
 
 OUT = ROOT / "keys_example"
 KIDS = EXAMPLE_KIDS_FILE

@@ -320,7 +320,7 @@ def test_a_receipt_the_policy_denies_is_refused() -> None:
             "another",
         ),
         (_proof(_view(digest=jose.b64u_encode(b"\x09" * 32))), "invalid_claims", "another"),
-        (_proof(["a", "list"]), "invalid_claims", "another"),  # type: ignore[arg-type]
+        (_proof(["a", "list"]), "invalid_claims", "another"),  # type: ignore[arg-type]  # a record that is no map, on purpose
     ],
     ids=[
         "garbage",
