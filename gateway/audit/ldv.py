@@ -29,7 +29,7 @@ from typing import Any
 
 from gateway.core.audit import parse_record_time
 
-__all__ = ["SUBJECT_ID_TYPE", "LdvExport", "ldv_lines"]
+__all__ = ["SUBJECT_ID_TYPE", "LdvExport", "ldv_lines", "message_subjects", "record_lines"]
 
 SUBJECT_ID_TYPE = "urn:zvg:subject-ref"
 """``dpl.core.data_subject_id_type`` of our subjects: a ``subject_ref``, the keyed pseudonym an
@@ -62,6 +62,76 @@ def _org_uri(org: str) -> str:
     return f"urn:zvg:{org}"
 
 
+def message_subjects(personal_text: str | None) -> list[str]:
+    """The subjects a record's personal part names (none when shredded)."""
+    if personal_text is None:
+        return []
+    return list(json.loads(personal_text).get("data_subjects") or [])
+
+
+def record_lines(
+    idx: int,
+    view: dict[str, Any],
+    personal_text: str | None,
+    known: tuple[list[str], str | None] | None,
+    *,
+    org: str,
+    activity_of: Callable[[str], str],
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """The LDV lines of the record at ``idx`` (one per subject), or why it has none
+    (``"shredded"``, ``"no_subject"``, ``"no_trace"``). ``known`` is the subjects and
+    processing activity of the record's message, from the record that names them."""
+    if personal_text is None:
+        return "shredded", []
+    subjects = message_subjects(personal_text) or (known[0] if known else [])
+    if not subjects:
+        return "no_subject", []
+    if not view.get("trace_id") or not view.get("span_id"):
+        return "no_trace", []
+    purpose = view.get("purpose")
+    activity = (
+        view.get("processing_activity_id")
+        or (known[1] if known else None)
+        or (activity_of(purpose) if purpose else None)
+    )
+    if not activity:
+        return "no_subject", []  # neither purpose nor message: no processing activity
+    base: dict[str, Any] = {
+        "traceId": view["trace_id"],
+        "spanId": view["span_id"],
+        "status": STATUS.get(str(view.get("status")), "Unset"),
+        "name": view["name"],
+        "startTime": _ms(view["start_time"]),
+        "endTime": _ms(view["end_time"]),
+        "processingActivityId": activity,
+        "resource": {"attributes": {"service.name": "zv-gateway", "zvg.org": org}},
+    }
+    if view.get("parent_span_id"):
+        base["parentSpanId"] = view["parent_span_id"]
+    foreign = view.get("foreign_operation")
+    extra: dict[str, Any] = {"zvg.audit_index": idx, "zvg.status": view.get("status")}
+    for key in ("message_id", "message_type", "purpose", "peer", "reason"):
+        if view.get(key):
+            extra[f"zvg.{key}"] = view[key]
+    if isinstance(foreign, dict) and foreign.get("org"):
+        base["foreignOperation"] = {
+            "traceId": foreign.get("trace_id"),
+            "spanId": foreign.get("span_id"),
+            "entity": _org_uri(str(foreign["org"])),
+        }
+    lines = []
+    for subject in subjects:
+        attributes: dict[str, Any] = {
+            "dpl.core.processing_activity_id": activity,
+            "dpl.core.data_subject_id": subject,
+            "dpl.core.data_subject_id_type": SUBJECT_ID_TYPE,
+        }
+        if "foreignOperation" in base:
+            attributes["dpl.core.foreign_operation.processor"] = base["foreignOperation"]["entity"]
+        lines.append({**base, "attributes": {**attributes, **extra}})
+    return None, lines
+
+
 def ldv_lines(
     db: sqlite3.Connection,
     *,
@@ -78,77 +148,24 @@ def ldv_lines(
     by_message: dict[str, tuple[list[str], str | None]] = {}
     rows = db.execute("SELECT view, personal FROM audit_records ORDER BY idx")
     for view_text, personal_text in rows:
-        if personal_text is None:
-            continue
         view = json.loads(view_text)
         message_id = view.get("message_id")
-        subjects = json.loads(personal_text).get("data_subjects") or []
+        subjects = message_subjects(personal_text)
         if message_id and subjects and message_id not in by_message:
-            by_message[message_id] = (list(subjects), view.get("processing_activity_id"))
-    resource = {"attributes": {"service.name": "zv-gateway", "zvg.org": org}}
+            by_message[message_id] = (subjects, view.get("processing_activity_id"))
     for idx, view_text, personal_text in db.execute(
         "SELECT idx, view, personal FROM audit_records ORDER BY idx"
     ):
         report.records += 1
         view = json.loads(view_text)
         message_id = view.get("message_id")
-        if personal_text is None:
-            report.shredded += 1
-            continue
-        own = json.loads(personal_text).get("data_subjects") or []
         known = by_message.get(message_id) if message_id else None
-        subjects = list(own) or (known[0] if known else [])
-        if not subjects:
-            report.no_subject += 1
-            continue
-        if not view.get("trace_id") or not view.get("span_id"):
-            report.no_trace += 1
-            continue
-        purpose = view.get("purpose")
-        activity = (
-            view.get("processing_activity_id")
-            or (known[1] if known else None)
-            or (activity_of(purpose) if purpose else None)
+        left_out, lines = record_lines(
+            idx, view, personal_text, known, org=org, activity_of=activity_of
         )
-        if not activity:
-            report.no_subject += 1  # neither purpose nor message: no processing activity
+        if left_out is not None:
+            setattr(report, left_out, getattr(report, left_out) + 1)
             continue
-        base: dict[str, Any] = {
-            "traceId": view["trace_id"],
-            "spanId": view["span_id"],
-            "status": STATUS.get(str(view.get("status")), "Unset"),
-            "name": view["name"],
-            "startTime": _ms(view["start_time"]),
-            "endTime": _ms(view["end_time"]),
-            "processingActivityId": activity,
-            "resource": resource,
-        }
-        if view.get("parent_span_id"):
-            base["parentSpanId"] = view["parent_span_id"]
-        foreign = view.get("foreign_operation")
-        extra: dict[str, Any] = {
-            "zvg.audit_index": idx,
-            "zvg.status": view.get("status"),
-        }
-        for key in ("message_id", "message_type", "purpose", "peer", "reason"):
-            if view.get(key):
-                extra[f"zvg.{key}"] = view[key]
-        if isinstance(foreign, dict) and foreign.get("org"):
-            base["foreignOperation"] = {
-                "traceId": foreign.get("trace_id"),
-                "spanId": foreign.get("span_id"),
-                "entity": _org_uri(str(foreign["org"])),
-            }
         report.names[view["name"]] = report.names.get(view["name"], 0) + 1
-        for subject in subjects:
-            attributes: dict[str, Any] = {
-                "dpl.core.processing_activity_id": activity,
-                "dpl.core.data_subject_id": subject,
-                "dpl.core.data_subject_id_type": SUBJECT_ID_TYPE,
-            }
-            if "foreignOperation" in base:
-                attributes["dpl.core.foreign_operation.processor"] = base["foreignOperation"][
-                    "entity"
-                ]
-            report.lines += 1
-            yield {**base, "attributes": {**attributes, **extra}}
+        report.lines += len(lines)
+        yield from lines

@@ -107,7 +107,12 @@ def migrate(config_file: Path) -> None:
 @node.command("new-token")
 @click.option("--name", required=True, help="A name for the client, e.g. ggz-ehr.")
 @click.option(
-    "--role", type=click.Choice(["adapter", "auditor"]), default="adapter", show_default=True
+    "--role",
+    type=click.Choice(["adapter", "auditor", "contactpunt", "privacy-officer"]),
+    default="adapter",
+    show_default=True,
+    help="adapter: send and receive; auditor: read status; contactpunt, privacy-officer: the"
+    " LDV read API (POST /v1/processing-activities) only.",
 )
 def new_token(name: str, role: str) -> None:
     """Make a random bearer token. Prints the token once and the config lines with its hash."""

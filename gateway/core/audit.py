@@ -94,6 +94,7 @@ OPERATIONS = frozenset(
         "access",  # an actor at the partner read or changed something through the API
         "console.access",  # someone looked at or exported records in the officer console
         "console.login",  # a login to the officer console, succeeded or failed
+        "ldv.read",  # a call of the LDV read API (POST /v1/processing-activities): who, what, count
     }
 )
 

@@ -31,8 +31,9 @@ END = "<!-- settings:end -->"
 _TOKEN_DOCS = {
     "name": "A name for the client, in the logs (lower case, digits, `.`, `_`, `-`).",
     "role": (
-        "`adapter` (send and receive) or `auditor` (read status, the directory and the OpenAPI "
-        "document)."
+        "`adapter` (send and receive), `auditor` (read status, the directory and the OpenAPI "
+        "document), or `contactpunt` / `privacy-officer` (only the LDV read API, "
+        "`POST /v1/processing-activities`; docs/ldv-read-api.md)."
     ),
     "sha256": "SHA-256 (hex) of the bearer token; `zvg node new-token` prints both.",
 }

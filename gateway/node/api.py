@@ -3,13 +3,15 @@
 Routes (OpenAPI at ``/v1/openapi.json``): ``POST /v1/messages``, ``GET /v1/messages`` (what
 this node sent, paged: :mod:`gateway.node.lists`), ``GET /v1/messages/{id}``, ``GET /v1/inbox``
 (long-poll, paged), ``GET /v1/inbox/stream`` (server-sent events), ``POST /v1/inbox/{id}/ack``,
-``POST /v1/inbox/{id}/reject``, ``GET /v1/directory``; ``/healthz``, ``/readyz``, ``/metrics``
+``POST /v1/inbox/{id}/reject``, ``GET /v1/directory``, ``POST /v1/processing-activities`` (the
+LDV read API: :mod:`gateway.node.ldv_api`); ``/healthz``, ``/readyz``, ``/metrics``
 for ops, and ``/problems/{type}``, the page each problem ``type`` resolves to.
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>``; tokens are stored hashed in the
 config with a role (``adapter``: send and receive; ``auditor``: read status, the directory and the
-OpenAPI document). Every error is ``application/problem+json`` (RFC 9457) with a stable ``type``.
-Nothing about a message body is ever logged here.
+OpenAPI document; ``contactpunt`` and ``privacy-officer``: only the LDV read API). Every error
+is ``application/problem+json`` (RFC 9457) with a stable ``type``. Nothing about a message body
+is ever logged here.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.node.api_common import SERVICE, TOKENS, actor_of, client_of
+from gateway.node.ldv_api import processing_activities
 from gateway.node.lists import inbox_handler, sent_handler
 from gateway.node.openapi import openapi_document
 from gateway.node.problems import ApiError, problem_page
@@ -324,6 +327,7 @@ def build_app(
     app.router.add_post("/v1/inbox/{message_id}/ack", _ack)
     app.router.add_post("/v1/inbox/{message_id}/reject", _reject)
     app.router.add_get("/v1/directory", _directory)
+    app.router.add_post("/v1/processing-activities", processing_activities)
     app.router.add_get("/v1/openapi.json", _openapi)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

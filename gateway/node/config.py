@@ -45,6 +45,7 @@ __all__ = [
     "Retention",
     "StoreSettings",
     "Token",
+    "TokenRole",
     "hash_token",
     "load_config",
 ]
@@ -52,6 +53,12 @@ __all__ = [
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+#: The roles of API tokens: ``adapter`` sends and receives; ``auditor`` reads status and the
+#: directory; ``contactpunt`` and ``privacy-officer`` read the audit log as Logboek
+#: Dataverwerkingen (``POST /v1/processing-activities``, decision 0102) and nothing else.
+TokenRole = Literal["adapter", "auditor", "contactpunt", "privacy-officer"]
 
 
 def hash_token(token: str) -> str:
@@ -63,7 +70,7 @@ class Token(_Settings):
     """An API client: a name for the logs, a role, and the SHA-256 of its bearer token."""
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-    role: Literal["adapter", "auditor"]
+    role: TokenRole
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
     def matches(self, token: str) -> bool:
@@ -144,7 +151,7 @@ class ApiSettings(_Settings):
     )
     """host:port of the local API. Keep it on loopback or a private network."""
     tokens: tuple[Token, ...] = ()
-    """Adapter and auditor tokens (stored hashed; make one with ``zvg node new-token``)."""
+    """API client tokens with their role (stored hashed; make one with ``zvg node new-token``)."""
     idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
     """Seconds a connection has to complete its next request head, from when it opened or got
     its previous answer; then the node closes it. This closes idle keep-alive connections and

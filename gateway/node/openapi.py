@@ -15,6 +15,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.node.ldv_api import ldv_path
 from gateway.node.openapi_models import (
     DirectoryView,
     Health,
@@ -76,10 +77,14 @@ def openapi_document(
             {"name": "directory", "description": "Who is in the federation, what may be sent"},
             {"name": "ops", "description": "Health, readiness and metrics (no token)"},
             {"name": "meta", "description": "This document and the problem type pages"},
+            {
+                "name": "ldv",
+                "description": "The audit log as Logboek Dataverwerkingen (its read extension)",
+            },
         ],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": defs.get("$defs", {}),
         },
-        "paths": paths(wait_max, page_max),
+        "paths": {**paths(wait_max, page_max), "/v1/processing-activities": ldv_path()},
     }

@@ -99,6 +99,17 @@ def write_node_config(
         'role = "auditor"',
         f"sha256 = {_s(hash_token(token + '-auditor'))}",
         "",
+        *(
+            line
+            for role in ("contactpunt", "privacy-officer")
+            for line in (
+                "[[api.tokens]]",
+                f'name = "{org.key}-{role}"',
+                f"role = {_s(role)}",
+                f"sha256 = {_s(hash_token(f'{token}-{role}'))}",
+                "",
+            )
+        ),
         "[audit]",
         f"checkpoint_interval_seconds = {checkpoint_interval_s}",
         "",
