@@ -26,6 +26,7 @@ from gateway.console.data.subject import subject_pseudonym
 from gateway.node.activities import processing_activity
 from gateway.node.config import Token, hash_token
 from gateway.node.ldv_api import read_line
+from tests.pg import STORES
 from tests.unit.node._inproc import GEM, Answer, ApiNode, InProcFederation, request_from_example
 from tests.unit.node.test_audit_trace_ids import ACTOR, run_exchange
 
@@ -372,3 +373,22 @@ async def test_every_read_is_an_audit_record_of_who_what_and_how_many(
     # The read itself is no line: it concerns no data subject.
     again = await _walk(gem, query, 500)
     assert all(x["name"] != "ldv.read" for x in again)
+
+
+@pytest.mark.parametrize("inproc", STORES, indirect=True)
+async def test_the_read_api_reads_a_postgresql_store_as_a_sqlite_one(
+    inproc: InProcFederation,
+) -> None:
+    """The queries are the store's SQL on both stores (the other tests use SQLite)."""
+    pol, gem, message_ids = await run_exchange(inproc)
+    (sent,) = pol.node.audit(operation="message.send", message_id=message_ids[0])
+    subject = sent["personal"]["data_subjects"][0]
+    for node in (pol, gem):
+        query = {"dpl.core.data_subject_id": subject}
+        whole = await _walk(node, query, 500)
+        assert whole == await _walk(node, query, 2)
+        assert {x["attributes"]["dpl.core.data_subject_id"] for x in whole} == {subject}
+        names = {x["name"] for x in whole}
+        assert {"message.send", "message.publish"} <= names or {"message.receive"} <= names
+        by_trace = await _read(node, {"traceId": whole[-1]["traceId"]})
+        assert whole[-1] in by_trace.json()["processingActivities"]
