@@ -201,6 +201,13 @@ class Telemetry:
             description="Partners' evidence that this node's own audit log was rewritten or "
             "truncated, by kind (inconsistent, bad_proof, forked, truncated) and partner",
         )
+        self.ldv_otlp = Tally(
+            meter,
+            "zvg.ldv.otlp",
+            description="Audit records' LDV lines sent as OTLP spans to the organisation's "
+            "Logboek (audit.ldv_otlp), by outcome: sent, dropped (queue full or node stopping), "
+            "retried (a batch that failed, sent again)",
+        )
         for name, description, unit in GAUGES:
             meter.create_observable_gauge(
                 name, callbacks=[self._observe(name)], unit=unit, description=description

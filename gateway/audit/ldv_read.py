@@ -29,7 +29,7 @@ from typing import Any
 
 from gateway.audit.ldv import message_subjects, record_lines
 
-__all__ = ["SCAN_MAX", "LdvPage", "LdvQuery", "read_page"]
+__all__ = ["SCAN_MAX", "LdvPage", "LdvQuery", "MessageSubjects", "read_page"]
 
 #: Records one page reads at most, whatever it finds: bounds the time one request holds the
 #: store's read connection (a rare processing activity over a long log is walked in pages).
@@ -110,7 +110,7 @@ def _matches(query: LdvQuery, line: dict[str, Any]) -> bool:
     return not (query.until is not None and line["endTime"] > round(query.until * 1000))
 
 
-class _Messages:
+class MessageSubjects:
     """The subjects and processing activity of each message, from the first record that names
     them (as the export's first pass), read once per message and page."""
 
@@ -150,7 +150,7 @@ def read_page(
     """Up to ``limit`` lines matching ``query`` from ``position`` on (module docstring)."""
     start, skip = position
     rows = read(*_sql(query, start, scan_max))
-    messages = _Messages(read)
+    messages = MessageSubjects(read)
     out: list[dict[str, Any]] = []
     for idx, view_text, personal_text in rows:
         view = json.loads(view_text)

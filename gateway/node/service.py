@@ -20,6 +20,7 @@ The runner (``gateway.node.runner``), ``build_app`` and the tests use it as the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from gateway.node.context import NodeContext, NodeKeys, utc_now
 from gateway.node.gauges import run_gauges
 from gateway.node.inbound import Inbound
 from gateway.node.inbox import Inbox
+from gateway.node.ldv_otlp import LdvOtlp
 from gateway.node.outbound import Outbound
 from gateway.node.outbox import Outbox
 from gateway.node.pg_store import open_store
@@ -82,6 +84,8 @@ class NodeService:
             refusals=self.refusals,
         )
         self.retention = Retention(ctx)
+        #: The audit records as OTLP spans to the organisation's Logboek, when configured.
+        self.ldv_otlp = LdvOtlp(ctx) if ctx.config.audit.ldv_otlp.endpoint else None
 
     @property
     def directory(self) -> TrustedDirectory:
@@ -125,7 +129,8 @@ class NodeService:
         return True
 
     def start_loops(self, queue_depth: Callable[[], Awaitable[int]] | None = None) -> None:
-        """Start the outbox, receipt, retention, witnessing, refusal and gauge loops."""
+        """Start the outbox, receipt, retention, witnessing, refusal and gauge loops, and the
+        LDV OTLP sender when configured."""
         ctx = self.ctx
         ctx.spawn(self.outbox.run(), "outbox")
         ctx.spawn(self.receipts.run(), "receipts")
@@ -135,6 +140,8 @@ class NodeService:
             self.refusals.run(ctx.config.audit.refusal_interval_seconds, ctx.stopping), "refusals"
         )
         ctx.spawn(run_gauges(ctx, queue_depth), "gauges")
+        if self.ldv_otlp is not None:
+            self.ldv_otlp.start()
 
     async def begin_stop(self) -> None:
         """Stop taking new work: loops end, long-polls and event streams return at once."""
@@ -143,6 +150,8 @@ class NodeService:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop the loops; in-flight publishes get ``grace`` seconds to be confirmed."""
         await self.ctx.stop(grace)
+        if self.ldv_otlp is not None:
+            await asyncio.to_thread(self.ldv_otlp.close, grace)
 
 
 async def open_service(

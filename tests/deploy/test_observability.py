@@ -36,6 +36,7 @@ def exported_names() -> set[str]:
             telemetry.receipt_contradictions,
             telemetry.witness,
             telemetry.audit_alarm,
+            telemetry.ldv_otlp,
         ):
             counter.add(1)
         telemetry.latency.record(0.01)
