@@ -10,14 +10,16 @@ Pagination, which the extension leaves open: ``?limit=`` and ``?cursor=``; the n
 same POST with the cursor of ``nextCursor`` (also in ``Link: <…>; rel="next"``).
 
 Only tokens with the role ``contactpunt`` or ``privacy-officer`` may read (``403`` for any
-other, an adapter's included). A subject given as a BSN (``dpl.core.data_subject_id_type``
-``BSN``, or nine digits) is turned into this organisation's pseudonym with the console's key
-(``console.pseudonym_key_file``), as the console's subject search does, and then dropped.
+other, an adapter's included); a ``contactpunt`` token only about one person (its query names
+a data subject; as the console's contactpunt searches by subject only), else ``403``. A
+subject given as a BSN (``dpl.core.data_subject_id_type`` ``BSN``, or nine digits) is turned
+into this organisation's pseudonym with the console's key (``console.pseudonym_key_file``), as
+the console's subject search does, and then dropped.
 
 Every call by a known token is an ``ldv.read`` audit record, written before the answer leaves:
 who (the token, and the employee of the actor headers), what was asked (the filters; the
 subject only as its pseudonym, in the record's personal part), how many lines; ``denied`` for a
-role that may not read, ``rejected`` for a query refused.
+role that may not read (or a contactpunt query about no one), ``rejected`` for a query refused.
 """
 
 from __future__ import annotations
@@ -273,6 +275,12 @@ async def processing_activities(request: web.Request) -> web.Response:
     except ApiError as exc:
         await _record(service, request, client, "rejected", reason=exc.slug)
         raise
+    if client.role == "contactpunt" and query.subject is None:
+        await _record(service, request, client, "denied", query=query, reason="subject-required")
+        raise ApiError(
+            "forbidden",
+            "a contactpunt token reads about one person: give dpl.core.data_subject_id",
+        )
     config = service.config
     page = read_page(
         service.audit.store.read,  # the store's read connection (SQLite or PostgreSQL)

@@ -72,7 +72,12 @@ def _token(node: ApiNode, role: str) -> str:
 
 
 async def _read(
-    node: ApiNode, query: Any, role: str = "contactpunt", params: str = "", *, conform: bool = True
+    node: ApiNode,
+    query: Any,
+    role: str = "privacy-officer",
+    params: str = "",
+    *,
+    conform: bool = True,
 ) -> Answer:
     """``query`` (as the document defines it, unless not ``conform``), its answer checked
     against the document's schema for the answer's status."""
@@ -89,12 +94,14 @@ async def _read(
     return answer
 
 
-async def _walk(node: ApiNode, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+async def _walk(
+    node: ApiNode, query: dict[str, Any], limit: int, role: str = "privacy-officer"
+) -> list[dict[str, Any]]:
     """Every line of ``query``, page by page (``limit`` lines a page)."""
     lines: list[dict[str, Any]] = []
     params = f"?limit={limit}"
     for _ in range(10_000):
-        answer = await _read(node, query, params=params)
+        answer = await _read(node, query, role, params=params)
         assert answer.status == 200, answer.body
         doc = answer.json()
         lines += doc["processingActivities"]
@@ -225,6 +232,24 @@ async def test_an_adapter_or_auditor_token_is_refused_403_and_the_refusal_record
     assert record["personal"]["actor"]["id"] == ACTOR["ZVG-Actor"]
 
 
+async def test_a_contactpunt_token_reads_about_a_person_only(inproc: InProcFederation) -> None:
+    """As in the console, the contactpunt asks about one person: a query by trace or processing
+    activity alone is 403 (and recorded); with the person's id it is answered."""
+    _pol, gem, _ids = await run_exchange(inproc)
+    line = _export(gem)[0]
+    subject = line["attributes"]["dpl.core.data_subject_id"]
+    for query in (
+        {"traceId": line["traceId"]},
+        {"dpl.core.processing_activity_id": line["processingActivityId"]},
+    ):
+        answer = await gem.call("POST", ROUTE, body=query, token=_token(gem, "contactpunt"))
+        assert "data_subject_id" in answer.problem("forbidden")["detail"]
+        answer = await _read(gem, {**query, "dpl.core.data_subject_id": subject}, "contactpunt")
+        assert line in answer.json()["processingActivities"]
+    refused = [r for r in _reads(gem) if r["view"]["status"] == "denied"]
+    assert [r["view"]["reason"] for r in refused] == ["subject-required"] * 2
+
+
 def test_a_security_officer_or_auditor_role_cannot_be_given_to_a_read_token() -> None:
     """The console's security-officer is no API role: a token cannot carry it (only
     contactpunt and privacy-officer read, decision 0102)."""
@@ -313,7 +338,7 @@ async def test_a_bsn_query_finds_the_pseudonymised_records_and_never_logs_the_bs
         {"dpl.core.data_subject_id": BSN, "dpl.core.data_subject_id_type": "BSN"},
         {"dpl.core.data_subject_id": BSN},  # nine digits: taken as a BSN
     ):
-        answer = await _read(pol, query)
+        answer = await _read(pol, query, "contactpunt")
         lines = answer.json()["processingActivities"]
         assert lines
         assert {x["attributes"]["dpl.core.data_subject_id"] for x in lines} == {mine}
@@ -385,8 +410,8 @@ async def test_the_read_api_reads_a_postgresql_store_as_a_sqlite_one(
     subject = sent["personal"]["data_subjects"][0]
     for node in (pol, gem):
         query = {"dpl.core.data_subject_id": subject}
-        whole = await _walk(node, query, 500)
-        assert whole == await _walk(node, query, 2)
+        whole = await _walk(node, query, 500, "contactpunt")
+        assert whole == await _walk(node, query, 2, "contactpunt")
         assert {x["attributes"]["dpl.core.data_subject_id"] for x in whole} == {subject}
         names = {x["name"] for x in whole}
         assert {"message.send", "message.publish"} <= names or {"message.receive"} <= names
