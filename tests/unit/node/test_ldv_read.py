@@ -250,7 +250,7 @@ async def test_a_contactpunt_token_reads_about_a_person_only(inproc: InProcFeder
     assert [r["view"]["reason"] for r in refused] == ["subject-required"] * 2
 
 
-def test_a_security_officer_or_auditor_role_cannot_be_given_to_a_read_token() -> None:
+def test_a_token_cannot_carry_the_consoles_security_officer_role() -> None:
     """The console's security-officer is no API role: a token cannot carry it (only
     contactpunt and privacy-officer read, decision 0102)."""
     with pytest.raises(ValueError, match="role"):
