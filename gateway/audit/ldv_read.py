@@ -76,10 +76,11 @@ def _sql(query: LdvQuery, start: int, scan_max: int) -> tuple[str, tuple[Any, ..
         params.append(query.trace_id)
     if query.subject is not None:
         # The records that name the subject, and every record of their messages.
+        # One set, looked up by primary key (an OR of the two would scan the log).
         where.append(
-            "(idx IN (SELECT idx FROM audit_subjects WHERE subject = ?)"
-            " OR message_id IN (SELECT r.message_id FROM audit_subjects s"
-            " JOIN audit_records r ON r.idx = s.idx"
+            "idx IN (SELECT idx FROM audit_subjects WHERE subject = ?"
+            " UNION SELECT m.idx FROM audit_records m WHERE m.message_id IN"
+            " (SELECT r.message_id FROM audit_subjects s JOIN audit_records r ON r.idx = s.idx"
             " WHERE s.subject = ? AND r.message_id IS NOT NULL))"
         )
         params += [query.subject, query.subject]
