@@ -383,3 +383,15 @@ def test_broker_urls_pass_check_config_and_name_every_member_in_order(
     endpoint = checked.endpoint
     assert endpoint.members == (("rabbit-1", 5672), ("rabbit-2", 5672), ("10.0.0.3", 5673))
     assert (endpoint.vhost, endpoint.password is not None) == ("zvg-veenstad", True)
+
+
+def test_new_token_for_the_ldv_read_roles(setup: NodeSetup) -> None:
+    for role in ("contactpunt", "privacy-officer"):
+        token, lines = _token_lines(
+            zvg("node", "new-token", "--name", f"zvh-{role}", "--role", role)
+        )
+        setup.append(lines)
+        added = load_config(setup.config).api.tokens[-1]
+        assert (added.role, added.matches(token)) == (role, True)
+    refused = zvg("node", "new-token", "--name", "so", "--role", "security-officer")
+    assert refused.exit_code != 0
