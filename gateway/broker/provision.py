@@ -20,10 +20,12 @@ Design: docs/architecture.md §8 and docs/ops/broker.md §3. What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import signal
 import stat
 import subprocess
 import tomllib
@@ -215,6 +217,7 @@ class Rabbitmqctl:
 
     executable: str = "rabbitmqctl"
     node: str | None = None
+    timeout: float = RABBITMQCTL_TIMEOUT_S
 
     def run(self, *args: str, stdin: str | None = None) -> str:
         """Run one command quietly; return stdout. Raises :class:`TransientError` when the node
@@ -224,20 +227,28 @@ class Rabbitmqctl:
             command += ["-n", self.node]
         command += list(args)
         try:
-            result = subprocess.run(
+            # Its own process group: rabbitmqctl is a script that starts an Erlang VM, and a
+            # timeout must end the VM too — a VM left behind holds one of the ten ports the CLI
+            # tools share, and ten of them make every later rabbitmqctl fail.
+            process = subprocess.Popen(
                 command,
-                input=stdin,
                 # Without input, never let rabbitmqctl read (and swallow) our own stdin.
-                stdin=subprocess.DEVNULL if stdin is None else None,
-                capture_output=True,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=RABBITMQCTL_TIMEOUT_S,
-                check=False,
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise LocalError(f"{self.executable} not found: install rabbitmq-server") from None
+        try:
+            stdout, stderr = process.communicate(stdin, timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
             raise TransientError(f"rabbitmqctl {args[0]} timed out") from None
+        result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
         if result.returncode != 0:
             lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines()]
             summary = " ".join(ln for ln in lines if ln)[:_ERROR_CHARS] or "no output"

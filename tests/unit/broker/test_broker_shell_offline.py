@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import stat
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -178,6 +180,36 @@ def test_rabbitmqctl_never_reads_our_stdin(tmp_path: Path) -> None:
     ctl = _fake_ctl(tmp_path, "cat\n")  # echoes whatever stdin it gets
     assert ctl.run("list_users") == ""
     assert ctl.run("import_definitions", stdin="{}") == "{}"
+
+
+def test_a_timed_out_rabbitmqctl_leaves_no_erlang_vm_behind(tmp_path: Path) -> None:
+    """The bug: rabbitmqctl is a script that starts an Erlang VM; on a timeout only the script
+    was killed, so the VM stayed, holding one of the ten ports the CLI tools may use for
+    distribution. Ten such leftovers made every later rabbitmqctl fail with "Distribution
+    failed". Now the whole process group goes."""
+    pid_file = tmp_path / "vm.pid"
+    script = f"sleep 600 &\necho $! > {pid_file}\nwait\n"  # the "VM" is the script's child
+    ctl = dataclasses.replace(_fake_ctl(tmp_path, script), timeout=0.5)
+    with pytest.raises(TransientError, match="timed out"):
+        ctl.run("import_definitions", stdin="{}")
+    vm = int(pid_file.read_text(encoding="utf-8"))
+    assert _ends(vm), "the Erlang VM stand-in outlived its rabbitmqctl"
+
+
+def _ends(pid: int) -> bool:
+    """Whether ``pid`` dies (or is a zombie) — SIGKILL lands when the kernel next schedules it;
+    a process that was not signalled sleeps on for 600 s, far past the 10 s looked at here."""
+    for _ in range(1000):
+        try:
+            state = (
+                Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
+            )
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 # ------------------------------------------------------------------------------ CLI
