@@ -47,8 +47,8 @@ __all__ = [
     "ReceiptBody",
     "ReceiptEntry",
     "ReferralBody",
-    "RiskSignalBody",
     "RightsNoticeBody",
+    "RiskSignalBody",
 ]
 
 _items = Field(max_length=limits.MAX_LIST_ITEMS)
