@@ -32,6 +32,7 @@ from gateway.core.inbound import decide_inbound
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
+from gateway.node.erasure import erase_for_notice
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.store import InboxEntry, InsertInbox, QueueReceipt
@@ -212,6 +213,8 @@ class Inbound:
                     now=started,
                 ),
             )
+        if allowed:  # an erase notice: erase our copy of what its sender sent (idempotent)
+            await erase_for_notice(ctx, claims, received=True)
         if not committed.applied:  # a concurrent duplicate won the race
             ctx.count("duplicates")
             return Deliver()

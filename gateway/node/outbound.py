@@ -32,6 +32,7 @@ from gateway.core.outbound import ContractError, decide_outbound, log_anchor
 from gateway.core.policy import Denied
 from gateway.errors import LocalError
 from gateway.node.context import NodeContext
+from gateway.node.erasure import erase_for_notice
 from gateway.node.outbox import Outbox
 from gateway.node.problems import ApiError
 from gateway.node.store import (
@@ -192,6 +193,7 @@ class Outbound:
                     "idempotency-conflict", "a concurrent request used this Idempotency-Key"
                 )
         self._outbox.hand_over(entry)
+        await erase_for_notice(ctx, claims, received=False)  # our own copy, when erasing
         self._count(claims.message_type, claims.purpose, "queued")
         ctx.telemetry.latency.record((ctx.now() - started).total_seconds(), {"stage": "send"})
         return claims.message_id, True
