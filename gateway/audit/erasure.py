@@ -13,7 +13,9 @@ transaction with the ``rights.erase`` record that lists what it shredded):
 
 - the personal parts of the records that name the person's pseudonym, and of every record of
   the messages those records are about or the notice names;
-- the stored payloads of those messages: outbox envelopes, inbox claims and signed bytes —
+- the stored payloads of those messages: outbox envelopes, inbox claims and signed bytes (an
+  inbox message the adapter has not taken yet is not handed out any more: ``refused``,
+  reason ``erased``; its sender sees no ``accepted`` receipt for it) —
   except of ``rights.notice`` messages themselves, which must still be published or handed to
   the adapter (they go at the end of their retention like any payload).
 
@@ -139,6 +141,9 @@ def shred_for_erasure(db: sqlite3.Connection, c: ShredForErasure, _state: Commit
     for chunk in _chunks(c.message_ids):
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE outbox SET envelope=NULL WHERE message_id IN ({marks})", tuple(chunk))  # noqa: S608 - only placeholders
+        # One the adapter never took is not handed out any more (nothing is left to hand out).
+        untaken = f"UPDATE inbox SET status='refused', reason='erased' WHERE status='delivered' AND message_id IN ({marks})"  # noqa: S608, E501 - only placeholders
+        db.execute(untaken, tuple(chunk))
         db.execute(
             f"UPDATE inbox SET claims=NULL, inner_jws=NULL WHERE message_id IN ({marks})",  # noqa: S608 - only placeholders
             tuple(chunk),

@@ -19,11 +19,12 @@ make a target. Pure: the caller reads the records (leaf view and personal part) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-__all__ = ["NOT_NOTIFIED_TYPES", "NoticeTarget", "notice_targets"]
+__all__ = ["NOT_NOTIFIED_TYPES", "NoticeTarget", "notice_request", "notice_targets"]
 
 #: Message types whose sending never calls for a notice: they carry no data about the person.
 NOT_NOTIFIED_TYPES = frozenset({"receipt", "rights.notice"})
@@ -90,3 +91,46 @@ def notice_targets(
         NoticeTarget(org, tuple(ids), tuple(cats), case_ref)
         for org, (ids, cats, case_ref) in sorted(per_org.items())
     )
+
+
+def notice_request(
+    target: NoticeTarget,
+    *,
+    role: str,
+    subject: str,
+    kind: str,
+    ground: str,
+    at: datetime,
+    correlation_id: str,
+    categories: Sequence[str] = (),
+    bsn: str | None = None,
+    sender_role: str | None = None,
+) -> dict[str, Any]:
+    """The ``POST /v1/messages`` body of the notice to ``target`` (addressed to its ``role``):
+    the messages it received, the categories changed (``categories``, default: all those the
+    messages declared but the pseudonym), the person by ``subject`` and, when given, by ``bsn``
+    in the body's identification (inside the encryption). One ``correlation_id`` ties together
+    the notices of one correction or erasure."""
+    changed = tuple(categories) or tuple(c for c in target.data_categories if c != "ID_PSEUDO")
+    body: dict[str, Any] = {
+        "kind": kind,
+        "ground": ground,
+        "effective_at": at.isoformat().replace("+00:00", "Z"),
+        "concerns": list(target.message_ids),
+        "categories": list(changed or ("ID_PSEUDO",)),
+    }
+    if bsn is not None:
+        body["identification"] = {"bsn": bsn}
+    request: dict[str, Any] = {
+        "message_type": "rights.notice",
+        "purpose": "ZVH.VERANTWOORDING",
+        "recipients": [{"org": target.org, "role": role}],
+        "case_ref": target.case_ref,
+        "data_categories": ["ID_PSEUDO", "ID_DIRECT"] if bsn is not None else ["ID_PSEUDO"],
+        "subjects": [{"subject_ref": subject, "role": "betrokkene", "minor": False}],
+        "correlation_id": correlation_id,
+        "body": body,
+    }
+    if sender_role is not None:
+        request["sender_role"] = sender_role
+    return request

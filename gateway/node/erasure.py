@@ -36,7 +36,7 @@ async def erase(
     def read(db: sqlite3.Connection) -> ErasurePlan:
         return plan(db, subject, concerns, from_sender=from_sender)
 
-    done = await ctx.store.run(read)
+    done = await ctx.audit.store.run(read)
     if not done.indexes and not done.message_ids:
         return done
     record = ctx.record(

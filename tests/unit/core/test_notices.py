@@ -3,11 +3,14 @@ node's own audit records (leaf view and personal part, as :func:`split` stores t
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.audit import new_record, split
-from gateway.core.notices import notice_targets
+from gateway.core.notices import NoticeTarget, notice_request, notice_targets
+from schemas.api import parse_send_request
+from schemas.catalogue import default_catalogue
 
 T = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 US, POL, OM, GGZ = (
@@ -16,7 +19,7 @@ US, POL, OM, GGZ = (
     "00000001999000003000",
     ("00000001999000004000"),
 )
-ANNA, BOB = "sub-anna", "sub-bob"
+ANNA, BOB = "sub-7f3KqZ2mLw9xTa", "sub-c1Ra8Hn4Pe2Ydk"
 M1, M2, M3, M4 = (f"019e0000-0000-7000-8000-00000000000{i}" for i in range(1, 5))
 SALT = bytes(32)
 
@@ -119,3 +122,30 @@ def test_the_target_names_the_case_of_the_latest_message() -> None:
     (target,) = notice_targets(rows, subject=ANNA, own_org=US)
     assert target.message_ids == (M1, M4)
     assert target.case_ref == "Veenstad-2026-031"
+
+
+def test_the_request_is_a_valid_notice_naming_only_that_recipients_messages() -> None:
+    target = NoticeTarget(OM, (M1, M2), ("ID_PSEUDO", "GEZONDHEID"), "Veenstad-2026-031")
+    request = notice_request(
+        target,
+        role="OM",
+        subject=ANNA,
+        kind="erase",
+        ground="request_of_data_subject",
+        at=T,
+        correlation_id=M4,
+        bsn="999990019",
+    )
+    parsed = parse_send_request(json.dumps(request).encode(), catalogue=default_catalogue())
+    assert parsed.message_type == "rights.notice"
+    assert [(r.org, r.role) for r in parsed.recipients] == [(OM, "OM")]
+    assert request["body"]["concerns"] == [M1, M2]
+    assert request["body"]["categories"] == ["GEZONDHEID"], "what changed, not the pseudonym"
+    assert request["data_categories"] == ["ID_PSEUDO", "ID_DIRECT"]
+    without = notice_request(
+        target, role="OM", subject=ANNA, kind="rectify", ground="inaccurate", at=T,
+        correlation_id=M4, categories=("RISICO",),
+    )  # fmt: skip
+    assert "identification" not in without["body"]
+    assert without["data_categories"] == ["ID_PSEUDO"]
+    assert without["body"]["categories"] == ["RISICO"]
