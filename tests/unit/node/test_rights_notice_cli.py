@@ -64,6 +64,17 @@ async def test_notice_goes_to_every_recipient_of_the_persons_data_and_erases_our
     assert item["claims"]["subjects"][0]["subject_ref"] == ANNA
     assert pol.node.store.read(ENVELOPE, (referral,)) == [(0,)], "our own copy is erased"
 
+    listed = await _zvg("rights", "notices", "--config", config, "--open")
+    assert listed.exit_code == 0, listed.output
+    assert "open" in listed.output
+    assert f"{GEM}" in listed.output
+    assert await gem.settle(item["message_id"]) == 204
+    await inproc.wait_status("politie", item["message_id"], "accepted")
+    listed = await _zvg("rights", "notices", "--config", config)
+    assert "complied" in listed.output
+    assert ": accepted" in listed.output
+    assert "0 notice(s)" in (await _zvg("rights", "notices", "--config", config, "--open")).output
+
 
 async def test_no_recipient_no_notice_and_a_bad_bsn_is_one_line(
     inproc: InProcFederation, tmp_path: Path
