@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from gateway.cli import cli
 from tests.unit.node._inproc import GEM, ApiNode, InProcFederation, request_from_example
+from tests.unit.node.conftest import BOTH_STORES
 
 ANNA = "sub-7f3KqZ2mLw9xTa"  # the betrokkene of tests/examples/case.referral.json
 BSN = "999990019"
@@ -43,6 +44,16 @@ async def _referral_accepted(inproc: InProcFederation) -> tuple[ApiNode, ApiNode
     assert await gem.settle(message_id) == 204
     await inproc.wait_status("politie", message_id, "accepted")
     return pol, gem, message_id
+
+
+async def _erased(inproc: InProcFederation, node: ApiNode) -> None:
+    """Until ``node`` wrote its ``rights.erase`` record (the erasure follows the notice's
+    storing, which already wakes the adapter's long poll)."""
+
+    async def done() -> bool:
+        return bool(node.node.audit(operation="rights.erase"))
+
+    await inproc.broker.until(done, f"{node.org} erased")
 
 
 def _verify(node: ApiNode) -> str:
@@ -84,6 +95,7 @@ async def test_an_erase_notice_erases_the_senders_and_the_recipients_copies_and_
 
     notice_id = await pol.send(notice([referral], sender_role="POL"))
     assert [i["message_id"] for i in await gem.inbox(wait=30)] == [notice_id]
+    await _erased(inproc, gem)
     assert await gem.settle(notice_id) == 204
     await inproc.wait_status("politie", notice_id, "accepted")
 
@@ -121,12 +133,27 @@ async def test_an_erase_notice_erases_the_senders_and_the_recipients_copies_and_
     assert BSN.encode() not in raw
 
 
+@BOTH_STORES
+async def test_the_same_erasure_on_either_store(inproc: InProcFederation) -> None:
+    pol, gem, referral = await _referral_accepted(inproc)
+    notice_id = await pol.send(notice([referral], sender_role="POL"))
+    assert [i["message_id"] for i in await gem.inbox(wait=30)] == [notice_id]
+    await _erased(inproc, gem)
+    for node, payload in ((gem, PAYLOAD), (pol, ENVELOPE)):
+        assert all(v == 0 for v in node.node.store.read(payload, (referral,))[0])
+        assert node.node.store.read(PERSONAL, (referral,)) == [(0,)]
+        (erased,) = node.node.audit(operation="rights.erase")
+        assert erased["view"]["detail"]["erased_messages"] == 1
+
+
+@BOTH_STORES
 async def test_a_notice_erases_only_what_its_sender_sent(inproc: InProcFederation) -> None:
     _pol, gem, referral = await _referral_accepted(inproc)
     ggz = await inproc.start("ggz")
     # GGZ names the police's referral: an attempt to erase another partner's message.
     notice_id = await ggz.send(notice([referral], sender_role="GGZ"))
     assert [i["message_id"] for i in await gem.inbox(wait=30)] == [notice_id]
+    await _erased(inproc, gem)  # the erasure ran (on the records of GGZ's own notice)
     assert gem.node.store.read(PAYLOAD, (referral,)) == [(1, 1)]
     assert gem.node.store.read(PERSONAL, (referral,))[0][0] > 0
     # What it may erase is its own: the records of its notice, no stored message.
@@ -134,6 +161,7 @@ async def test_a_notice_erases_only_what_its_sender_sent(inproc: InProcFederatio
         assert erased["view"]["detail"]["erased_messages"] == 0
 
 
+@BOTH_STORES
 async def test_a_rectify_notice_erases_nothing(inproc: InProcFederation) -> None:
     pol, gem, referral = await _referral_accepted(inproc)
     notice_id = await pol.send(notice([referral], sender_role="POL", kind="rectify"))
