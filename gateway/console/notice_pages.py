@@ -1,7 +1,7 @@
 """``GET /notices``: the ``rights.notice`` messages this node sent (AVG art. 19) and who
-complied — for the privacy officer and the contactpunt. Open notices (a recipient has not
-accepted) come first (:mod:`gateway.console.data.notices`). The view records its
-``console.access`` first, like every page.
+complied — for the officers and the contactpunt. Open notices (a recipient has not accepted)
+come first (:mod:`gateway.console.data.notices`). The view records its ``console.access``
+first, like every page.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from gateway.audit.inspect import open_readonly
 from gateway.console.access import Access
 from gateway.console.app import CONSOLE, allow, render, session_of
 from gateway.console.data.notices import SentNotice, sent_notices
-from gateway.console.roles import Role
+from gateway.console.roles import OFFICERS, Role
 
 __all__ = ["add_routes", "notices_page"]
 
 
-@allow(Role.PRIVACY_OFFICER, Role.CONTACTPUNT)
+@allow(*OFFICERS, Role.CONTACTPUNT)
 async def notices_page(request: web.Request) -> web.StreamResponse:
     """The notices this node sent, open ones first, with each recipient's status."""
     console = request.app[CONSOLE]
