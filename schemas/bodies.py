@@ -1,4 +1,4 @@
-"""Typed bodies of the ten message types (docs/contract.md), as a ZVH procesregisseur and a
+"""Typed bodies of the message types (docs/contract.md), as a ZVH procesregisseur and a
 partner need them. A body exists only inside the encryption.
 
 Fields holding personal data carry a :class:`~schemas.common.Carries` marker with their data
@@ -47,6 +47,7 @@ __all__ = [
     "ReceiptBody",
     "ReceiptEntry",
     "ReferralBody",
+    "RightsNoticeBody",
     "RiskSignalBody",
 ]
 
@@ -388,6 +389,47 @@ class ClosureBody(Wire):
         return self
 
 
+# ---------------------------------------------------------------- rights.notice
+
+
+class RightsNoticeBody(Wire):
+    """``rights.notice`` (ZVH.VERANTWOORDING, AVG art. 19): the sender rectified, erased or
+    restricted data about a person, and tells an organisation it sent that data to.
+
+    It says *what kind* of data changed (data categories) and *which earlier messages* carried
+    it, never the data itself: a recipient finds the messages it received by ``concerns`` and
+    the person by ``identification`` (the BSN travels only here, inside the encryption).
+    ``erase``: the recipient erases what it holds of those messages about the person;
+    ``rectify``: the earlier data was inaccurate (a corrected message may follow);
+    ``restrict``: the recipient stops processing it except for storage (art. 18).
+    """
+
+    kind: Literal["rectify", "erase", "restrict"]
+    ground: Literal[
+        "request_of_data_subject",
+        "inaccurate",
+        "unlawfully_processed",
+        "no_longer_necessary",
+        "objection",
+        "court_order",
+        "other",
+    ]
+    effective_at: AwareDatetime
+    concerns: Annotated[tuple[Uuid7, ...], _items_min1()]
+    """Message ids of the earlier messages to this recipient that carried the data."""
+    categories: Annotated[tuple[CategoryCode, ...], _items_min1()]
+    """The data categories rectified, erased or restricted (codes only, never the data)."""
+    identification: Annotated[PersonIdentification | None, Carries("ID_DIRECT")] = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RightsNoticeBody:
+        for name in ("concerns", "categories"):
+            values: tuple[str, ...] = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise rule_error((name,), "names the same value twice")
+        return self
+
+
 # ---------------------------------------------------------------- receipt
 
 
@@ -480,5 +522,6 @@ BODY_TYPES: dict[str, type[Wire]] = {
     "plan.task": PlanTaskBody,
     "case.handover": HandoverBody,
     "case.closure": ClosureBody,
+    "rights.notice": RightsNoticeBody,
     "receipt": ReceiptBody,
 }

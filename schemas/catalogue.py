@@ -34,7 +34,7 @@ __all__ = [
     "load_catalogue",
 ]
 
-#: The ten message types (docs/architecture.md §5.3). A new type needs a new body model, so this
+#: The message types (docs/architecture.md §5.3). A new type needs a new body model, so this
 #: is code.
 MessageType = Literal[
     "case.referral",
@@ -46,6 +46,7 @@ MessageType = Literal[
     "plan.task",
     "case.handover",
     "case.closure",
+    "rights.notice",
     "receipt",
 ]
 MESSAGE_TYPES: tuple[str, ...] = get_args(MessageType)

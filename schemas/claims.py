@@ -1,6 +1,6 @@
 """The message claims (docs/contract.md): what a sending node signs, and the cross-field rules.
 
-``MessageClaims`` is a union of ten models discriminated by ``message_type``, one per message type,
+``MessageClaims`` is a union of models discriminated by ``message_type``, one per message type,
 each with its typed body. All derive from :class:`ClaimsBase`. Parse untrusted bytes with
 :func:`parse_claims` (strict JSON; raises ``pydantic.ValidationError``, whose ``errors()`` name
 the field of every broken rule and never echo input values); serialise with
@@ -63,6 +63,7 @@ from schemas.bodies import (
     ReceiptBodies,
     ReceiptBody,
     ReferralBody,
+    RightsNoticeBody,
     RiskSignalBody,
 )
 from schemas.catalogue import Catalogue, MessageType
@@ -83,6 +84,7 @@ __all__ = [
     "MessageClaims",
     "PlanTask",
     "Receipt",
+    "RightsNotice",
     "RiskSignal",
     "Sender",
     "Subject",
@@ -381,6 +383,8 @@ def _check_type_specific(c: ClaimsBase) -> None:
             raise rule_error(("in_reply_to",), "must equal body.message_id")
         if isinstance(c.body, ReceiptBatchBody) and c.in_reply_to != c.body.entries[0].message_id:
             raise rule_error(("in_reply_to",), "must equal body.entries[0].message_id")
+    if isinstance(c.body, RightsNoticeBody) and not c.subjects:
+        raise rule_error(("subjects",), "a rights.notice names the person it is about")
     if isinstance(c.body, MeetingInvitationBody):
         invited = {(r.org, r.role) for r in c.recipients}
         for i, inv in enumerate(c.body.invitees):
@@ -388,7 +392,7 @@ def _check_type_specific(c: ClaimsBase) -> None:
                 raise rule_error(("body", "invitees", i), "is not a recipient of the invitation")
 
 
-# ---------------------------------------------------------------- the ten message types
+# ---------------------------------------------------------------- the message types
 
 
 class CaseReferral(ClaimsBase):
@@ -436,6 +440,11 @@ class CaseClosure(ClaimsBase):
     body: ClosureBody
 
 
+class RightsNotice(ClaimsBase):
+    message_type: Literal["rights.notice"]
+    body: RightsNoticeBody
+
+
 class Receipt(ClaimsBase):
     message_type: Literal["receipt"]
     body: ReceiptBodies
@@ -451,6 +460,7 @@ MessageClaims = Annotated[
     | PlanTask
     | CaseHandover
     | CaseClosure
+    | RightsNotice
     | Receipt,
     Field(discriminator="message_type"),
 ]
@@ -468,6 +478,7 @@ CLAIMS_TYPES: dict[str, type[ClaimsBase]] = {
         PlanTask,
         CaseHandover,
         CaseClosure,
+        RightsNotice,
         Receipt,
     )
 }

@@ -69,6 +69,7 @@ _DISPLAY = {
     "case.closure": "Afsluiting casus",
     "info.response": "Antwoord informatieverzoek",
     "case.referral": "Aanmelding (ZVH)",
+    "rights.notice": "Rectificatie, wissing of beperking (AVG art. 19)",
 }
 
 

@@ -9,7 +9,9 @@ recomputes everything from the stored records — it trusts no stored hash it ca
 3. where the personal part and salt still exist, they reproduce the view's commitments;
 4. where they are gone, the record's retention period has ended: its signed time is older than
    the retention period (the node's setting), or a later ``retention.purge`` record says the
-   node shredded records up to that time (an erasure inside the retention period fails here);
+   node shredded records up to that time, or a later ``rights.erase`` record lists the record
+   (an erasure of one person, decision 0107); any other erasure inside the retention period
+   fails here;
 5. the Merkle tree rebuilt from the recomputed leaves reproduces every stored checkpoint's root,
    each checkpoint is signed by this node's audit-log key from the directory, and every
    cosignature on it verifies under the cosigning partner's key (a truncated log, or a rewritten
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit import witnessing
+from gateway.audit.erasure import ERASE_OPERATION, parse_indexes
 from gateway.core import note
 from gateway.core.audit import check_personal, leaf_of, parse_record_time
 from gateway.core.directory import TrustedDirectory
@@ -187,6 +190,18 @@ def _purge_cutoff(view: Mapping[str, Any], retention: timedelta) -> datetime | N
     return parse_record_time(str(view["end_time"])) - retention
 
 
+def _erased_by(view: Mapping[str, Any], idx: int) -> set[int]:
+    """The earlier records a ``rights.erase`` record (at ``idx``) says it shredded."""
+    detail = view.get("detail") or {}
+    text = detail.get("erased_records")
+    if not isinstance(text, str):
+        raise ValueError("a rights.erase record without erased_records")  # noqa: TRY004 - malformed view, reported as such
+    indexes = parse_indexes(text)
+    if indexes and max(indexes) >= idx:
+        raise ValueError("a rights.erase record lists a later record")
+    return indexes
+
+
 def verify_log(
     db: sqlite3.Connection,
     *,
@@ -201,6 +216,7 @@ def verify_log(
     tree = report.tree
     shredded: list[tuple[int, datetime]] = []
     purges: list[tuple[int, datetime]] = []
+    erased: set[int] = set()  # indexes a later rights.erase record lists (decision 0107)
     #: index -> (digest of kept evidence the record names, whether its personal part exists)
     named: dict[int, tuple[str, bool]] = {}
     rows = db.execute("SELECT idx, leaf, view, personal, salt FROM audit_records ORDER BY idx")
@@ -231,6 +247,8 @@ def verify_log(
             detail = view.get("detail") if isinstance(view, dict) else None
             if isinstance(detail, dict) and isinstance(detail.get("evidence_sha256"), str):
                 named[idx] = (detail["evidence_sha256"], personal_text is not None)
+            if view.get("name") == ERASE_OPERATION:
+                erased.update(_erased_by(view, idx))
             if view.get("name") == "retention.purge":
                 cutoff = _purge_cutoff(view, personal_retention)
                 if cutoff is not None:
@@ -240,7 +258,9 @@ def verify_log(
         tree.append(leaf)
     report.records = tree.size
     report.evidence = _verify_evidence(db, named)
-    early = _shredded_early(shredded, purges, personal_retention, now)
+    early = _shredded_early(
+        [s for s in shredded if s[0] not in erased], purges, personal_retention, now
+    )
     if early:
         index, deadline = early[0]
         raise VerificationFailed(

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit import search, witnessing
+from gateway.audit import erasure, search, witnessing
 from gateway.core import jose, note
 from gateway.core.audit import Record, split, view_json
 from gateway.core.commit import SALT_SIZE
@@ -48,6 +48,7 @@ from gateway.node.store import (
     AuditRow,
     KeepWitnessEvidence,
     SaveWitnessHead,
+    ShredForErasure,
     SqliteStore,
 )
 from gateway.node.store.engine import CommitState
@@ -208,6 +209,7 @@ class AuditLog:
         store.on_command(AppendEvidence, _append_evidence)
         store.on_command(SaveWitnessHead, witnessing.save_head)
         store.on_command(KeepWitnessEvidence, witnessing.keep_evidence)
+        store.on_command(ShredForErasure, erasure.shred_for_erasure)
         return log
 
     # ------------------------------------------------------------------ appending

@@ -99,6 +99,7 @@ NOTABLE = frozenset(
         "directory.change",
         "key.change",
         "retention.purge",
+        "rights.erase",
         "refusal.summary",
     }
 )

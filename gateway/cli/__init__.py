@@ -32,6 +32,7 @@ _AREAS = (
     "broker",
     "node",
     "audit",
+    "rights",
     "console",
     "adapter",
 )

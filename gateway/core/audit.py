@@ -88,6 +88,7 @@ OPERATIONS = frozenset(
         "broker.quarantine",  # ops revoked a member's right to publish on the broker
         "broker.release",  # ops restored a quarantined member's right to publish
         "retention.purge",  # payloads deleted at the end of their retention
+        "rights.erase",  # one person's payloads and personal parts erased (AVG art. 17)
         "directory.change",  # a new directory version was trusted
         "key.change",  # this node started using another key
         "witness.refuse",  # we refused a peer's checkpoint (conflict, bad proof, fork)

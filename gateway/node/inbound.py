@@ -32,6 +32,7 @@ from gateway.core.inbound import decide_inbound
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
+from gateway.node.erasure import naming_no_one, notice_erasure
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.store import InboxEntry, InsertInbox, QueueReceipt
@@ -176,6 +177,7 @@ class Inbound:
                 .with_foreign_operation(claims)
                 .with_digest(jose.b64u_encode(verified.digest), verified.sender_kid)
             )
+            fields = naming_no_one(fields, claims)
             allowed = inbound.allowed
             entry = InboxEntry(
                 sender=claims.sender.org,
@@ -198,9 +200,14 @@ class Inbound:
                 what = message_record(
                     "message.refuse", fields, at=now, status="denied", reason="policy_denied"
                 )
-            records = [policy_record(inbound.decision, fields, at=now), what]
+            # An erase notice: erase our copy of what its sender sent, with the notice.
+            shred, erased = (
+                ([], []) if not allowed else await notice_erasure(ctx, claims, received=True)
+            )
+            records = [policy_record(inbound.decision, fields, at=now), what, *erased]
             committed = await ctx.store.commit(
                 InsertInbox(entry),
+                *shred,
                 ctx.audit.append(records, started),
                 QueueReceipt(
                     claims.sender.org,

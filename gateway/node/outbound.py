@@ -32,6 +32,7 @@ from gateway.core.outbound import ContractError, decide_outbound, log_anchor
 from gateway.core.policy import Denied
 from gateway.errors import LocalError
 from gateway.node.context import NodeContext
+from gateway.node.erasure import naming_no_one, notice_erasure
 from gateway.node.outbox import Outbox
 from gateway.node.problems import ApiError
 from gateway.node.store import (
@@ -126,8 +127,11 @@ class Outbound:
                     "zvg.purpose": claims.purpose,
                 }
             )
-            fields = MessageFields.of(
-                claims, trace_id=f"{sc.trace_id:032x}", span_id=f"{sc.span_id:016x}"
+            fields = naming_no_one(
+                MessageFields.of(
+                    claims, trace_id=f"{sc.trace_id:032x}", span_id=f"{sc.span_id:016x}"
+                ),
+                claims,
             )
             decision_record = policy_record(out.decision, fields, at=ctx.now())
             if isinstance(out.decision, Denied):
@@ -176,9 +180,12 @@ class Outbound:
             )
             fields = fields.with_digest(jose.b64u_encode(digest), ctx.keys.signing.kid)
             sent = message_record("message.send", fields, at=ctx.now(), start_time=started)
-            records = [decision_record, sent]
+            # An erase notice: erase our own copy of the person's data, with the notice.
+            shred, erased = await notice_erasure(ctx, claims, received=False)
+            records = [decision_record, sent, *erased]
             commands: list[Command] = [
                 InsertOutbox(entry, started),
+                *shred,
                 self._audit(records, actor, fields),
             ]
             if idempotency_key is not None:

@@ -469,6 +469,16 @@ def demo_rules() -> tuple[PolicyRule, ...]:
             ("info.response",),
             ("ID_PSEUDO", "BETROKKENHEID", "CONTACT_PROF", "VRIJE_TEKST"),
         ),
+        _r(
+            "verantwoording-notice",
+            "A partner passes a rectification, erasure or restriction on to every organisation it "
+            "sent the person's data to (AVG art. 19)",
+            "ZVH.VERANTWOORDING",
+            ("ZVH", *PARTNERS),
+            ("ZVH", *PARTNERS),
+            ("rights.notice",),
+            ("ID_PSEUDO", "ID_DIRECT"),
+        ),
     )
 
 

@@ -436,3 +436,23 @@ async def test_fhir_server_down_leaves_items_unacked(ggz_node: FakeNode, tmp_pat
     await down.close()
     assert ggz_node.acked == []
     assert not adapter.health.ready()
+
+
+async def test_a_rights_notice_becomes_a_communication_about_the_patient(
+    adapter: FhirAdapter, ggz_node: FakeNode, fhir: FhirClient
+) -> None:
+    notice = fresh_copy(load_example("rights.notice"))
+    await ggz_node.deliver(notice, recipient_roles=("GGZ",))
+    await adapter.receive_once()
+    comm = await fhir.read("Communication", f"zvg-{notice['message_id']}")
+    assert comm is not None
+    r.validate(comm)
+    [category] = comm["category"][0]["coding"]
+    assert (category["code"], category["display"]) == (
+        "rights.notice",
+        "Rectificatie, wissing of beperking (AVG art. 19)",
+    )
+    attached = json.loads(base64.b64decode(comm["payload"][0]["contentAttachment"]["data"]))
+    assert attached["kind"] == "erase"
+    assert attached["concerns"] == notice["body"]["concerns"]
+    assert ggz_node.acked == [notice["message_id"]], "acked: the sender sees 'accepted'"

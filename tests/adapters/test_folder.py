@@ -418,3 +418,37 @@ async def test_om_answer_export_becomes_an_info_response(tmp_path: Path) -> None
 def test_example_configurations_load(path: str, model: type[FolderConfig]) -> None:
     config = load_config(EXAMPLES / path, model)
     assert config.node.token_file.is_absolute()
+
+
+# ---------------------------------------------------------------- rights.notice (AVG art. 19)
+
+
+async def test_a_rights_notice_reaches_the_partner_and_its_ack_is_the_accepted_receipt(
+    adapter: FolderAdapter, politie_node: FakeNode
+) -> None:
+    notice = fresh_copy(load_example("rights.notice"))
+    await politie_node.deliver(notice, recipient_roles=("POL",))
+    assert await adapter.receive_once() == 1
+    written = as_json(adapter.dirs.outbox / f"{notice['message_id']}.message.json")
+    claims = written["claims"]
+    assert claims["message_type"] == "rights.notice"
+    assert claims["body"]["kind"] == "erase"
+    assert claims["body"]["concerns"] == notice["body"]["concerns"]
+    assert claims["subjects"][0]["subject_ref"] == notice["subjects"][0]["subject_ref"]
+    assert politie_node.acked == [notice["message_id"]], "acked: the sender sees 'accepted'"
+
+
+async def test_the_partner_system_sends_a_notice_as_a_json_file(
+    adapter: FolderAdapter, politie_node: FakeNode
+) -> None:
+    ex = load_example("rights.notice")
+    request = {
+        k: ex[k] for k in ("message_type", "purpose", "case_ref", "data_categories", "subjects")
+    }
+    request["recipients"] = [ZVH]
+    request["legal_basis"] = ["AVG_6_1_C"]
+    request["body"] = ex["body"]
+    drop(adapter, "erasure.json", json.dumps(request).encode())
+    assert await settle(adapter) == 1
+    [sent] = politie_node.sent_of_type("rights.notice")
+    assert sent.purpose == "ZVH.VERANTWOORDING"

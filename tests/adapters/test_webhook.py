@@ -462,3 +462,17 @@ async def test_node_down_is_a_503_for_the_partner(partner: Partner, tmp_path: Pa
         await runner.cleanup()
         await adapter.close()
         await adapter.node.close()
+
+
+async def test_a_rights_notice_is_pushed_and_acked_after_the_partner_took_it(
+    adapter: WebhookAdapter, vt_node: FakeNode, partner: Partner
+) -> None:
+    notice = fresh_copy(load_example("rights.notice"))
+    await vt_node.deliver(notice, recipient_roles=("VT",))
+    assert await adapter.push_once() == (1, 0)
+    [(headers, body)] = partner.received
+    assert headers["ZVG-Event"] == "message"
+    pushed = json.loads(body)["claims"]
+    assert pushed["message_type"] == "rights.notice"
+    assert pushed["body"] == notice["body"]
+    assert vt_node.acked == [notice["message_id"]], "acked: the sender sees 'accepted'"

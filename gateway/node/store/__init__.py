@@ -35,6 +35,7 @@ from gateway.node.store.commands import (
     SaveWitnessHead,
     SetStatus,
     SettleInbox,
+    ShredForErasure,
 )
 from gateway.node.store.rows import (
     FinalReceipt,
@@ -83,6 +84,7 @@ __all__ = [
     "SentQuery",
     "SetStatus",
     "SettleInbox",
+    "ShredForErasure",
     "SqliteStore",
     "Store",
 ]

@@ -244,6 +244,17 @@ class KeepWitnessEvidence:
     now: datetime
 
 
+@dataclass(frozen=True)
+class ShredForErasure:
+    """An erasure (AVG art. 17, a ``rights.notice`` of kind ``erase``): drop the stored payloads
+    of ``message_ids`` (outbox envelopes, inbox claims and signed bytes) and shred the personal
+    parts, salts and kept evidence of the audit records ``indexes``; their leaf views stay
+    (docs/decisions/0107-erasure-shreds-personal-parts-and-is-logged.md)."""
+
+    indexes: tuple[int, ...]
+    message_ids: tuple[str, ...]
+
+
 Command = (
     InsertOutbox
     | RememberIdempotency
@@ -261,4 +272,5 @@ Command = (
     | AppendEvidence
     | SaveWitnessHead
     | KeepWitnessEvidence
+    | ShredForErasure
 )
