@@ -31,6 +31,7 @@ from schemas.common import (
     RiskKind,
 )
 from schemas.reasons import RejectReason
+from schemas.rights import RightsRequestBody, RightsResponseBody
 
 __all__ = [
     "BODY_TYPES",
@@ -481,4 +482,6 @@ BODY_TYPES: dict[str, type[Wire]] = {
     "case.handover": HandoverBody,
     "case.closure": ClosureBody,
     "receipt": ReceiptBody,
+    "rights.request": RightsRequestBody,
+    "rights.response": RightsResponseBody,
 }

@@ -34,7 +34,7 @@ __all__ = [
     "load_catalogue",
 ]
 
-#: The ten message types (docs/architecture.md §5.3). A new type needs a new body model, so this
+#: The message types (docs/architecture.md §5.3). A new type needs a new body model, so this
 #: is code.
 MessageType = Literal[
     "case.referral",
@@ -47,6 +47,8 @@ MessageType = Literal[
     "case.handover",
     "case.closure",
     "receipt",
+    "rights.request",
+    "rights.response",
 ]
 MESSAGE_TYPES: tuple[str, ...] = get_args(MessageType)
 

@@ -66,6 +66,7 @@ from schemas.bodies import (
     RiskSignalBody,
 )
 from schemas.catalogue import Catalogue, MessageType
+from schemas.rights import RightsRequestBody, RightsResponseBody
 from schemas.common import OrgRef, categories_used, iter_strings, subject_refs_used
 
 __all__ = [
@@ -83,6 +84,8 @@ __all__ = [
     "MessageClaims",
     "PlanTask",
     "Receipt",
+    "RightsRequest",
+    "RightsResponse",
     "RiskSignal",
     "Sender",
     "Subject",
@@ -370,7 +373,7 @@ def _check_no_bsn(strings: Iterable[tuple[tuple[str | int, ...], str]]) -> None:
 
 
 def _check_type_specific(c: ClaimsBase) -> None:
-    if c.message_type in ("info.response", "receipt") and c.in_reply_to is None:
+    if c.message_type in ("info.response", "receipt", "rights.response") and c.in_reply_to is None:
         raise rule_error(("in_reply_to",), f"a {c.message_type} names the message it answers")
     if isinstance(c.body, ReceiptBody | ReceiptBatchBody):
         if c.data_categories or c.subjects:
@@ -388,7 +391,7 @@ def _check_type_specific(c: ClaimsBase) -> None:
                 raise rule_error(("body", "invitees", i), "is not a recipient of the invitation")
 
 
-# ---------------------------------------------------------------- the ten message types
+# ---------------------------------------------------------------- the message types
 
 
 class CaseReferral(ClaimsBase):
@@ -441,6 +444,16 @@ class Receipt(ClaimsBase):
     body: ReceiptBodies
 
 
+class RightsRequest(ClaimsBase):
+    message_type: Literal["rights.request"]
+    body: RightsRequestBody
+
+
+class RightsResponse(ClaimsBase):
+    message_type: Literal["rights.response"]
+    body: RightsResponseBody
+
+
 MessageClaims = Annotated[
     CaseReferral
     | CaseStatus
@@ -451,7 +464,9 @@ MessageClaims = Annotated[
     | PlanTask
     | CaseHandover
     | CaseClosure
-    | Receipt,
+    | Receipt
+    | RightsRequest
+    | RightsResponse,
     Field(discriminator="message_type"),
 ]
 
@@ -469,6 +484,8 @@ CLAIMS_TYPES: dict[str, type[ClaimsBase]] = {
         CaseHandover,
         CaseClosure,
         Receipt,
+        RightsRequest,
+        RightsResponse,
     )
 }
 

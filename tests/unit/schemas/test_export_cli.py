@@ -7,6 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gateway.cli import cli
+from schemas.catalogue import MESSAGE_TYPES
 from schemas.export import JSON_DIR
 
 
@@ -15,7 +16,7 @@ def test_export_writes_every_schema(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in tmp_path.glob("*.schema.json"))
     assert written == sorted(p.name for p in JSON_DIR.glob("*.schema.json"))
-    assert len(written) == 12  # ten message types + claims + catalogue
+    assert len(written) == len(MESSAGE_TYPES) + 2  # one per message type + claims + catalogue
 
 
 def test_check_reports_stale_file(tmp_path: Path) -> None:
