@@ -66,8 +66,8 @@ from schemas.bodies import (
     RiskSignalBody,
 )
 from schemas.catalogue import Catalogue, MessageType
-from schemas.rights import RightsRequestBody, RightsResponseBody
 from schemas.common import OrgRef, categories_used, iter_strings, subject_refs_used
+from schemas.rights import RightsRequestBody, RightsResponseBody
 
 __all__ = [
     "SPEC_VERSION",

@@ -38,8 +38,8 @@ keys of its three federation administrators, and a directory signed by two of th
 demo policy (docs/decisions/0020, gateway/testing/veenstad.py).
 
 They exist for `./scripts/demo --example-keys`, the tests and the guides. A node in
-production mode (`node.mode = "production"`, the default) refuses to start with any key or directory from
-here, even when the files are copied elsewhere: it compares key ids with
+production mode (`node.mode = "production"`, the default) refuses to start with any key or
+directory from here, even when the files are copied elsewhere: it compares key ids with
 `gateway/node/example_kids.json`.
 
 Layout:

@@ -74,7 +74,8 @@ def test_a_deferred_response_needs_a_ground_and_lists_nothing() -> None:
     data["data_categories"] = []
     claims = parse_claims(json.dumps(data))
     assert isinstance(claims, RightsResponse)
-    assert claims.body.deferral is not None and claims.body.deferral.ground == "WPG"
+    assert claims.body.deferral is not None
+    assert claims.body.deferral.ground == "WPG"
 
 
 def test_an_answered_response_has_no_deferral() -> None:
