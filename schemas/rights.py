@@ -3,7 +3,8 @@ both under purpose ``ZVH.VERANTWOORDING`` (docs/subject-rights.md).
 
 The ZVH's contactpunt sends a ``rights.request`` to every partner; the person is identified by
 BSN **inside the body only** (the encrypted part), so that each partner's node can turn it into
-its *own* pseudonym and find its own records. Each partner answers with a ``rights.response``:
+its *own* pseudonym and find its own records (and by the pseudonyms the ZVH used for the person in
+its messages, ``subject_refs``). Each partner answers with a ``rights.response``:
 
 - ``answered``: one :class:`Exchange` per kind of exchange its log holds about the person — the
   day, whether it sent or received, the purpose, legal basis, message type, the organisations on
@@ -22,7 +23,16 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from schemas._base import CategoryCode, LegalBasisCode, Oin, PurposeCode, Uuid, Wire, rule_error
+from schemas._base import (
+    CategoryCode,
+    LegalBasisCode,
+    Oin,
+    PurposeCode,
+    SubjectRef,
+    Uuid,
+    Wire,
+    rule_error,
+)
 from schemas.catalogue import MessageType
 from schemas.common import Carries, PersonIdentification
 
@@ -64,6 +74,10 @@ class RightsRequestBody(Wire):
     period_to: date | None = None
     respond_before: AwareDatetime
     identification: Annotated[PersonIdentification, Carries("ID_DIRECT")]
+    subject_refs: Annotated[tuple[SubjectRef, ...], Field(max_length=8), Carries("ID_PSEUDO")] = ()
+    """The pseudonyms under which the ZVH named the person in its messages (the ZVH is the
+    matching authority): the partner's log holds the messages it received from the ZVH under
+    them, and answers that reused them. The partner also searches its own pseudonym of the BSN."""
 
     @model_validator(mode="after")
     def _rules(self) -> RightsRequestBody:

@@ -478,7 +478,7 @@ def demo_rules() -> tuple[PolicyRule, ...]:
             ("ZVH",),
             PARTNERS,
             ("rights.request",),
-            ("ID_DIRECT",),
+            ("ID_PSEUDO", "ID_DIRECT"),
         ),
         _r(
             "inzage-antwoord",
