@@ -94,6 +94,10 @@ OPERATIONS = frozenset(
         "access",  # an actor at the partner read or changed something through the API
         "console.access",  # someone looked at or exported records in the officer console
         "console.login",  # a login to the officer console, succeeded or failed
+        "rights.request",  # the contactpunt started an inzageverzoek (identity check: note)
+        "rights.answer",  # this node answered an inzageverzoek (answered or deferred)
+        "rights.release",  # an officer released a deferred answer to an inzageverzoek
+        "rights.extend",  # the contactpunt extended an inzageverzoek's term (reason: note)
     }
 )
 
