@@ -33,6 +33,7 @@ _AREAS = (
     "node",
     "audit",
     "console",
+    "rights",
     "adapter",
 )
 

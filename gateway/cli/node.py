@@ -107,7 +107,10 @@ def migrate(config_file: Path) -> None:
 @node.command("new-token")
 @click.option("--name", required=True, help="A name for the client, e.g. ggz-ehr.")
 @click.option(
-    "--role", type=click.Choice(["adapter", "auditor"]), default="adapter", show_default=True
+    "--role",
+    type=click.Choice(["adapter", "auditor", "rights"]),
+    default="adapter",
+    show_default=True,
 )
 def new_token(name: str, role: str) -> None:
     """Make a random bearer token. Prints the token once and the config lines with its hash."""

@@ -64,7 +64,7 @@ class Token(_Settings):
     """An API client: a name for the logs, a role, and the SHA-256 of its bearer token."""
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-    role: Literal["adapter", "auditor"]
+    role: Literal["adapter", "auditor", "rights"]
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
     def matches(self, token: str) -> bool:

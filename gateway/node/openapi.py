@@ -24,6 +24,7 @@ from gateway.node.openapi_models import (
 )
 from gateway.node.openapi_paths import paths
 from gateway.node.problems import PROBLEM_BASE
+from gateway.node.rights_api import RIGHTS_PATHS, RIGHTS_TAG
 from schemas.api import (
     MessagePage,
     MessageStatus,
@@ -76,10 +77,11 @@ def openapi_document(
             {"name": "directory", "description": "Who is in the federation, what may be sent"},
             {"name": "ops", "description": "Health, readiness and metrics (no token)"},
             {"name": "meta", "description": "This document and the problem type pages"},
+            RIGHTS_TAG,
         ],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": defs.get("$defs", {}),
         },
-        "paths": paths(wait_max, page_max),
+        "paths": paths(wait_max, page_max) | RIGHTS_PATHS,
     }

@@ -120,7 +120,12 @@ def test_the_processing_activity_of_a_purpose_is_its_setting_else_derived_from_i
         ('listen = "127.0.0.1:8400"', 'listen = "127.0.0.1:99999"', "api.listen", "port"),
         ('listen = "127.0.0.1:8400"', 'listen = "127.0.0.1:0"', "api.listen", "port"),
         ('listen = "127.0.0.1:8400"', 'listen = "0.0.0.0 :8400"', "api.listen", "pattern"),
-        ('role = "adapter"', 'role = "admin"', "api.tokens.0.role", "'adapter' or 'auditor'"),
+        (
+            'role = "adapter"',
+            'role = "admin"',
+            "api.tokens.0.role",
+            "'adapter', 'auditor' or 'rights'",
+        ),
         ("[broker]", "[broker]\nprefetch = 0", "broker.prefetch", "greater than or equal to 1"),
         ("[api]", "[limits]\nmax_request_bytes = 10\n[api]", "limits.max_request_bytes", "1024"),
         ("[api]", "[retention]\ninbox_after_ack_days = -1\n[api]", "retention", "0"),
