@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from gateway.audit.search import RecordQuery, search
 from gateway.console.data.subject import subject_pseudonym
 from gateway.core import rights
+from gateway.core.audit import Actor
 from gateway.core.rights import DeferPolicy
 from gateway.errors import LocalError
 from gateway.node.activities import processing_activity
@@ -218,7 +219,7 @@ class RightsDesk(RightsBase):
         """Every deferral this node keeps, released or not."""
         return self.book.all("deferrals")
 
-    async def release(self, request_message_id: str, *, actor: str | None = None) -> str:
+    async def release(self, request_message_id: str, *, actor: Actor | None = None) -> str:
         """Release a deferral: send the answer with the exchanges now; returns its message id.
         Raises :class:`LocalError` for an unknown or already released deferral."""
         deferral = self.book.load("deferrals", request_message_id)
@@ -247,7 +248,8 @@ class RightsDesk(RightsBase):
                 case_ref=deferral["case_ref"],
                 data_subjects=subjects,
                 recipients=(deferral["sender"],),
-                detail={"exchanges": len(exchanges), **({"by": actor} if actor else {})},
+                actor=actor,
+                detail={"exchanges": len(exchanges)},
             )
         )
         return sent

@@ -21,8 +21,9 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.core.audit import Actor
 from gateway.errors import LocalError
-from gateway.node.api_common import SERVICE, client_of
+from gateway.node.api_common import SERVICE, actor_of, client_of
 from gateway.node.problems import PROBLEM_TYPES, ApiError
 from schemas import strictjson
 from schemas.api import field_errors
@@ -125,7 +126,7 @@ async def _release(request: web.Request) -> web.Response:
     token = client_of(request, ROLE)
     try:
         sent = await request.app[SERVICE].rights.release(
-            request.match_info["message_id"], actor=token.name
+            request.match_info["message_id"], actor=actor_of(request) or Actor(id=token.name)
         )
     except LocalError as exc:
         raise _refused(exc) from None
