@@ -111,9 +111,15 @@ class Contactpunt(RightsBase):
         """File a partner's answer with its request."""
         body = claims.body
         doc = self.book.load("requests", body.request_id)
-        if doc is None or claims.sender.org not in doc["organisations"]:
+        entry = None if doc is None else doc["organisations"].get(claims.sender.org)
+        if (
+            doc is None
+            or entry is None
+            or entry.get("request_message_id") is None
+            or claims.in_reply_to != entry["request_message_id"]
+        ):
             raise LocalError("a rights.response to a request this node did not send")
-        doc["organisations"][claims.sender.org].update(
+        entry.update(
             {
                 "status": body.status,
                 "response": body.model_dump(mode="json", exclude_none=True),

@@ -262,3 +262,26 @@ async def test_the_term_is_extended_once_with_a_reason(fed: Federation) -> None:
         await desk.extend(doc["request_id"], reason="nog eens")
     [record] = fed["gemeente"].audit(operation="rights.extend")
     assert record["personal"]["note"] == "vijf organisaties, complexe casus"
+
+
+async def test_an_answer_that_does_not_answer_our_request_message_is_not_filed(
+    fed: Federation,
+) -> None:
+    """A partner may only answer the request message the ZVH sent it (``in_reply_to``)."""
+    doc = await fed["gemeente"].service.contactpunt.start(bsn=BSN, identity_check=IDENTITY_CHECK)
+    forged = {
+        "request_id": doc["request_id"],
+        "status": "answered",
+        "exchanges": [],
+    }
+    await _send(
+        fed["ggz"],
+        "rights.response",
+        body=forged,
+        data_categories=[],
+        in_reply_to="019d4d6b-be80-7001-8203-040506070809",  # not our request to GGZ
+    )
+    await fed.carry("ggz", "gemeente")
+    filed = fed["gemeente"].service.contactpunt.request(doc["request_id"])
+    assert filed is not None
+    assert filed["organisations"][GGZ]["status"] == "asked"
