@@ -70,7 +70,9 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _refused(exc: LocalError) -> ApiError:
     text = str(exc)
-    return ApiError("not-found" if text.startswith("no ") else "invalid-request", text)
+    if text.startswith("no "):
+        return ApiError("not-found", text)
+    return ApiError("invalid-request", text)
 
 
 async def _start(request: web.Request) -> web.Response:
