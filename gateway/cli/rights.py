@@ -155,10 +155,11 @@ def deferrals(config_file: Path, token_file: Path, url: str | None) -> None:
     api = _Api(config_file, token_file, url)
     for d in api.call("GET", "/v1/rights/deferrals"):
         state = f"vrijgegeven {d['released_on']}" if d["released_on"] else "open"
-        click.echo(
-            f"{d['request_message_id']}  uitgesteld {d['deferred_on']} ({d['ground']}), "
-            f"heroverweging {d['review_on']}: {state}"
-        )
+        if d.get("failed"):
+            why = f"niet beantwoord door een fout ({d['failed']}) op {d['deferred_on']}"
+        else:
+            why = f"uitgesteld {d['deferred_on']} ({d['ground']}), heroverweging {d['review_on']}"
+        click.echo(f"{d['request_message_id']}  {why}: {state}")
 
 
 @rights.command("release")

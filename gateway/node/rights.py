@@ -185,19 +185,29 @@ class RightsDesk(RightsBase):
             "released_on": None,
             "response_message_ids": [],
         }
-        sent = await self._respond(deferral, answer)
-        deferral["response_message_ids"].append(sent)
-        if defer is not None:
+        trace_id = claims.trace.split("-")[1]
+        try:
+            sent: str | None = await self._respond(deferral, answer)
+        except ApiError as exc:  # kept, so that an officer answers it (release) once fixed
+            log.warning("rights.request %s not answered: %s", claims.message_id, exc.slug)
+            sent, deferral["failed"] = None, exc.slug
+        if sent is not None:
+            deferral["response_message_ids"].append(sent)
+        if defer is not None or sent is None:
             self.book.save("deferrals", claims.message_id, deferral)
         await self._write(
             self._record(
                 "rights.answer",
-                message_id=sent,
-                trace_id=claims.trace.split("-")[1],
+                status="ok" if sent is not None else "error",
+                message_id=sent or claims.message_id,
+                trace_id=trace_id,
                 case_ref=claims.case_ref,
                 data_subjects=subjects,
                 recipients=(claims.sender.org,),
-                detail={"status": answer.status, "exchanges": len(answer.exchanges)},
+                detail={
+                    "status": answer.status if sent is not None else "not_sent",
+                    "exchanges": len(answer.exchanges),
+                },
             )
         )
 
@@ -235,7 +245,9 @@ class RightsDesk(RightsBase):
             status="answered",
             exchanges=exchanges,
             complete=complete,
-            released_from=date.fromisoformat(deferral["deferred_on"]),
+            released_from=(
+                date.fromisoformat(deferral["deferred_on"]) if deferral["ground"] else None
+            ),
         )
         sent = await self._respond(deferral, answer)
         deferral["released_on"] = self.ctx.now().date().isoformat()

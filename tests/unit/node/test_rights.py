@@ -285,3 +285,32 @@ async def test_an_answer_that_does_not_answer_our_request_message_is_not_filed(
     filed = fed["gemeente"].service.contactpunt.request(doc["request_id"])
     assert filed is not None
     assert filed["organisations"][GGZ]["status"] == "asked"
+
+
+async def test_an_answer_that_cannot_be_sent_is_kept_for_the_officer(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.node.problems import ApiError
+
+    desk = fed["ggz"].service.rights
+
+    async def outbox_full(*_args: Any) -> str:
+        raise ApiError("outbox-full", "the node's outbox is full", retry_after=1)
+
+    doc = await fed["gemeente"].service.contactpunt.start(bsn=BSN, identity_check=IDENTITY_CHECK)
+    with monkeypatch.context() as patch:
+        patch.setattr(desk, "_respond", outbox_full)
+        await fed.carry("gemeente", "ggz")
+    assert await fed["ggz"].store.take_inbox(10) == []  # settled by the node, not the adapter
+    [kept] = desk.deferrals()
+    assert kept["failed"] == "outbox-full"
+    [record] = fed["ggz"].audit(operation="rights.answer")
+    assert record["view"]["status"] == "error"
+
+    await desk.release(kept["request_message_id"])
+    await fed.carry("ggz", "gemeente")
+    filed = fed["gemeente"].service.contactpunt.request(doc["request_id"])
+    assert filed is not None
+    ggz = filed["organisations"][GGZ]
+    assert ggz["status"] == "answered"
+    assert "released_from" not in ggz["response"]  # it was never deferred
