@@ -25,6 +25,7 @@ from gateway.errors import LocalError
 from gateway.testing.federation import FederationFiles
 from gateway.testing.veenstad import org_by_key
 from tests.node_pair import ROOT, InProcessNode, open_node
+from tests.pg import schema_url
 
 BSN = "999990019"  # the demo case's man (test range)
 OTHER_BSN = "999990020"  # someone else in the same case
@@ -62,30 +63,33 @@ class Federation:
         await self.nodes[sender].carry_to(self.nodes[recipient])
 
 
+async def _open(
+    tmp_path: Path, veenstad: FederationFiles, stores: dict[str, str] | None = None
+) -> Federation:
+    keys = {k: _key_file(tmp_path / f"{k}-secrets") for k in ("gemeente", "ggz", "politie")}
+    more: dict[str, dict[str, Any]] = {
+        k: {"store__url": stores[k]} if stores else {} for k in ("gemeente", "ggz", "politie")
+    }
+    more["politie"] |= {"rights__defer": True, "rights__defer_ground": "WPG"}
+    nodes = {
+        key: await open_node(
+            veenstad,
+            key,
+            tmp_path / key,
+            rights__pseudonym_key_file=str(keys[key]),
+            **more[key],
+        )
+        for key in ("gemeente", "ggz", "politie")
+    }
+    return Federation(nodes, keys)
+
+
 @pytest.fixture
 async def fed(tmp_path: Path, veenstad: FederationFiles) -> AsyncIterator[Federation]:
-    keys = {k: _key_file(tmp_path / f"{k}-secrets") for k in ("gemeente", "ggz", "politie")}
-    nodes = {
-        "gemeente": await open_node(
-            veenstad,
-            "gemeente",
-            tmp_path / "gemeente",
-            rights__pseudonym_key_file=str(keys["gemeente"]),
-        ),
-        "ggz": await open_node(
-            veenstad, "ggz", tmp_path / "ggz", rights__pseudonym_key_file=str(keys["ggz"])
-        ),
-        "politie": await open_node(
-            veenstad,
-            "politie",
-            tmp_path / "politie",
-            rights__pseudonym_key_file=str(keys["politie"]),
-            rights__defer=True,
-            rights__defer_ground="WPG",
-        ),
-    }
+    opened = await _open(tmp_path, veenstad)
+    nodes = opened.nodes
     try:
-        yield Federation(nodes, keys)
+        yield opened
     finally:
         for node in nodes.values():
             await node.close()
@@ -314,3 +318,27 @@ async def test_an_answer_that_cannot_be_sent_is_kept_for_the_officer(
     ggz = filed["organisations"][GGZ]
     assert ggz["status"] == "answered"
     assert "released_from" not in ggz["response"]  # it was never deferred
+
+
+@pytest.mark.postgres
+async def test_a_partner_on_postgresql_answers_from_its_own_log(
+    tmp_path: Path, veenstad: FederationFiles, pg_url: str
+) -> None:
+    """The log search runs on the node's store: on PostgreSQL as on SQLite."""
+    stores = {k: schema_url(pg_url, f"rights_{k}") for k in ("gemeente", "ggz", "politie")}
+    fed = await _open(tmp_path, veenstad, stores)
+    try:
+        await _case_history(fed)
+        doc = await fed["gemeente"].service.contactpunt.start(
+            bsn=BSN, identity_check=IDENTITY_CHECK
+        )
+        await fed.carry("gemeente", "ggz")
+        await fed.carry("ggz", "gemeente")
+        filed = fed["gemeente"].service.contactpunt.request(doc["request_id"])
+        assert filed is not None
+        exchanges = filed["organisations"][GGZ]["response"]["exchanges"]
+        got = sorted((e["direction"], e["message_type"], e["count"]) for e in exchanges)
+        assert got == [("received", "info.request", 1), ("sent", "info.response", 2)]
+    finally:
+        for node in fed.nodes.values():
+            await node.close()
