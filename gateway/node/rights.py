@@ -41,6 +41,7 @@ from gateway.node.outbound import Outbound
 from gateway.node.problems import ApiError
 from gateway.node.rights_book import RightsBook
 from schemas.claims import ClaimsBase, RightsRequest, RightsResponse
+from schemas.limits import MAX_MESSAGE_LIFETIME
 from schemas.rights import RightsRequestBody, RightsResponseBody
 
 __all__ = ["LEGAL_BASIS", "PURPOSE", "Collector", "RightsBase", "RightsDesk"]
@@ -107,6 +108,8 @@ class RightsBase:
         return rights.exchanges_of(views, org=self.ctx.org, period_from=since, period_to=until)
 
     async def _send(self, request: dict[str, Any]) -> str:
+        # the longest lifetime the contract allows: a partner down for days still gets it
+        request.setdefault("expires_in_seconds", int(MAX_MESSAGE_LIFETIME.total_seconds()))
         request.setdefault("legal_basis", list(LEGAL_BASIS))
         request.setdefault("processing_activity", processing_activity(self.ctx.config, PURPOSE))
         message_id, _ = await self._outbound.send(

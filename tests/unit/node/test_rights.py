@@ -24,6 +24,7 @@ from gateway.console.data.subject import subject_pseudonym
 from gateway.errors import LocalError
 from gateway.testing.federation import FederationFiles
 from gateway.testing.veenstad import org_by_key
+from schemas.limits import MAX_MESSAGE_LIFETIME
 from tests.node_pair import ROOT, InProcessNode, open_node
 from tests.pg import schema_url
 
@@ -342,3 +343,18 @@ async def test_a_partner_on_postgresql_answers_from_its_own_log(
     finally:
         for node in fed.nodes.values():
             await node.close()
+
+
+async def test_the_rights_messages_live_as_long_as_the_contract_allows(fed: Federation) -> None:
+    """A partner node that is down for days still receives the request (and the ZVH the answer)."""
+    await fed["gemeente"].service.contactpunt.start(bsn=BSN, identity_check=IDENTITY_CHECK)
+    await fed.carry("gemeente", "ggz")
+    seen = set()
+    for node in (fed["gemeente"], fed["ggz"]):
+        for r in node.audit(operation="message.send"):
+            if r["view"]["message_type"].startswith("rights."):
+                row = await node.store.message(r["view"]["message_id"])
+                assert row is not None
+                assert row.expires_at - row.created_at == MAX_MESSAGE_LIFETIME
+                seen.add(row.message_type)
+    assert seen == {"rights.request", "rights.response"}
