@@ -31,6 +31,7 @@ from schemas.common import (
     RiskKind,
 )
 from schemas.reasons import RejectReason
+from schemas.rights import RightsRequestBody, RightsResponseBody
 
 __all__ = [
     "BODY_TYPES",
@@ -524,4 +525,6 @@ BODY_TYPES: dict[str, type[Wire]] = {
     "case.closure": ClosureBody,
     "rights.notice": RightsNoticeBody,
     "receipt": ReceiptBody,
+    "rights.request": RightsRequestBody,
+    "rights.response": RightsResponseBody,
 }

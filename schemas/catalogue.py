@@ -48,6 +48,8 @@ MessageType = Literal[
     "case.closure",
     "rights.notice",
     "receipt",
+    "rights.request",
+    "rights.response",
 ]
 MESSAGE_TYPES: tuple[str, ...] = get_args(MessageType)
 

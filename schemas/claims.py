@@ -68,6 +68,7 @@ from schemas.bodies import (
 )
 from schemas.catalogue import Catalogue, MessageType
 from schemas.common import OrgRef, categories_used, iter_strings, subject_refs_used
+from schemas.rights import RightsRequestBody, RightsResponseBody
 
 __all__ = [
     "SPEC_VERSION",
@@ -85,6 +86,8 @@ __all__ = [
     "PlanTask",
     "Receipt",
     "RightsNotice",
+    "RightsRequest",
+    "RightsResponse",
     "RiskSignal",
     "Sender",
     "Subject",
@@ -372,7 +375,7 @@ def _check_no_bsn(strings: Iterable[tuple[tuple[str | int, ...], str]]) -> None:
 
 
 def _check_type_specific(c: ClaimsBase) -> None:
-    if c.message_type in ("info.response", "receipt") and c.in_reply_to is None:
+    if c.message_type in ("info.response", "receipt", "rights.response") and c.in_reply_to is None:
         raise rule_error(("in_reply_to",), f"a {c.message_type} names the message it answers")
     if isinstance(c.body, ReceiptBody | ReceiptBatchBody):
         if c.data_categories or c.subjects:
@@ -450,6 +453,16 @@ class Receipt(ClaimsBase):
     body: ReceiptBodies
 
 
+class RightsRequest(ClaimsBase):
+    message_type: Literal["rights.request"]
+    body: RightsRequestBody
+
+
+class RightsResponse(ClaimsBase):
+    message_type: Literal["rights.response"]
+    body: RightsResponseBody
+
+
 MessageClaims = Annotated[
     CaseReferral
     | CaseStatus
@@ -461,6 +474,8 @@ MessageClaims = Annotated[
     | CaseHandover
     | CaseClosure
     | RightsNotice
+    | RightsRequest
+    | RightsResponse
     | Receipt,
     Field(discriminator="message_type"),
 ]
@@ -480,6 +495,8 @@ CLAIMS_TYPES: dict[str, type[ClaimsBase]] = {
         CaseClosure,
         RightsNotice,
         Receipt,
+        RightsRequest,
+        RightsResponse,
     )
 }
 

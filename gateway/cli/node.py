@@ -111,8 +111,8 @@ def migrate(config_file: Path) -> None:
     type=click.Choice(["adapter", "auditor", "contactpunt", "privacy-officer"]),
     default="adapter",
     show_default=True,
-    help="adapter: send and receive; auditor: read status; contactpunt, privacy-officer: the"
-    " LDV read API (POST /v1/processing-activities) only.",
+    help="adapter: send and receive; auditor: read status; contactpunt, privacy-officer: only"
+    " the LDV read API (POST /v1/processing-activities) and the inzageverzoek (/v1/rights).",
 )
 def new_token(name: str, role: str) -> None:
     """Make a random bearer token. Prints the token once and the config lines with its hash."""

@@ -294,7 +294,15 @@ def build_console_app(
 ) -> web.Application:
     """The console of the node ``service`` (module docstring). ``hasher`` verifies local
     passwords (default: argon2-cffi's RFC 9106 parameters); ``clock`` defaults to the node's."""
-    from gateway.console import case_pages, evidence, login, notice_pages, pages, review_pages
+    from gateway.console import (
+        case_pages,
+        evidence,
+        login,
+        notice_pages,
+        pages,
+        review_pages,
+        rights_pages,
+    )
 
     app = web.Application(
         middlewares=[security_headers, sessions, csrf],
@@ -330,6 +338,7 @@ def build_console_app(
     evidence.add_routes(app)
     review_pages.add_routes(app)
     notice_pages.add_routes(app)
+    rights_pages.add_routes(app)
     app.router.add_get("/lang/{lang}", switch_language)
     app.router.add_static("/static", STATIC, follow_symlinks=False)
     _mount_oidc(app, settings)

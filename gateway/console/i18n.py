@@ -325,6 +325,70 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "no": "nee",
         "shredded": "(gewist na bewaartermijn)",
         "hidden": "(niet zichtbaar voor uw rol)",
+        "nav.rights": "Inzageverzoeken",
+        "rights.title": "Inzageverzoeken",
+        "rights.intro": (
+            "Een inzageverzoek (art. 15 AVG) vraagt elke partner welke uitwisselingen over de "
+            "persoon in zijn log staan. Het antwoord moet binnen een maand na ontvangst, met "
+            "reden te verlengen met twee maanden."
+        ),
+        "rights.requests": "Verzoeken van dit contactpunt",
+        "rights.requests.none": "Er zijn geen inzageverzoeken.",
+        "rights.request": "Verzoek",
+        "rights.received": "Ontvangen op",
+        "rights.deadline": "Uiterlijk beantwoorden op",
+        "rights.waiting": "Wacht nog op",
+        "rights.all_answered": "iedereen heeft geantwoord",
+        "rights.days_left": "nog {days} dagen",
+        "rights.identity": "Hoe de identiteit is vastgesteld",
+        "rights.bsn": "BSN van de persoon (wordt niet bewaard)",
+        "rights.start": "Nieuw inzageverzoek",
+        "rights.start.submit": "Verzoek naar alle partners sturen",
+        "rights.deferrals": "Uitgestelde antwoorden van deze organisatie",
+        "rights.deferrals.none": "Deze organisatie heeft geen antwoorden uitgesteld.",
+        "rights.deferred_on": "Uitgesteld op",
+        "rights.failed": "Niet beantwoord door een fout op",
+        "rights.review_on": "heroverweging op",
+        "rights.released_on": "vrijgegeven op {on}",
+        "rights.release": "Antwoord nu vrijgeven en versturen",
+        "rights.released.done": "Het antwoord is vrijgegeven en verstuurd.",
+        "rights.report.title": "Overzicht inzageverzoek",
+        "rights.extended": "verlengd: {reason}",
+        "rights.explain": (
+            "Per organisatie: welke gegevens over u zij wanneer, voor welk doel en op welke "
+            "grondslag aan wie verstrekte of van wie ontvingen. Namen van medewerkers staan er "
+            "niet in."
+        ),
+        "rights.status.answered": "beantwoord",
+        "rights.status.deferred": "uitgesteld",
+        "rights.status.asked": "gevraagd, nog geen antwoord",
+        "rights.status.not_sent": "niet verstuurd",
+        "rights.deferred": "Uitgesteld op grond van {ground}; heroverweging op {review}.",
+        "rights.released": "Eerder uitgesteld (sinds {since}), nu vrijgegeven.",
+        "rights.none": "Geen uitwisselingen over deze persoon gevonden.",
+        "rights.incomplete": "Meer uitwisselingen dan één antwoord bevat; de rest is opgevraagd.",
+        "rights.col.on": "Datum",
+        "rights.col.what": "Verstrekt aan / ontvangen van",
+        "rights.col.purpose": "Doel",
+        "rights.col.basis": "Grondslag",
+        "rights.col.categories": "Soorten gegevens",
+        "rights.col.count": "Aantal",
+        "rights.extend": "Termijn verlengen (eenmaal, met twee maanden)",
+        "rights.extend.reason": "Reden van de verlenging",
+        "rights.extend.submit": "Verlengen",
+        "rights.unknown": "Dit inzageverzoek bestaat niet op deze node.",
+        "rights.bad_bsn": "Dat is geen geldig BSN (negen cijfers, elfproef).",
+        "rights.bad_start": (
+            "Het verzoek kon niet worden gestart: vul in hoe de identiteit is vastgesteld, en "
+            "controleer of de pseudoniemsleutel is ingesteld."
+        ),
+        "rights.bad_date": "De ontvangstdatum is geen geldige datum.",
+        "rights.bad_extend": "Verlengen kon niet: een reden is nodig, en het kan maar één keer.",
+        "rights.bad_release": "Vrijgeven kon niet: dit uitstel bestaat niet of is al vrijgegeven.",
+        "alerts.kind.rights-deadline": "Termijn van een inzageverzoek",
+        "alerts.fact.request": "Verzoek",
+        "alerts.fact.deadline": "Uiterlijk",
+        "alerts.fact.waiting": "Wacht nog op",
     },
     "en": {
         "app.title": "Officer console",
@@ -633,6 +697,71 @@ MESSAGES: dict[Lang, dict[str, str]] = {
         "no": "no",
         "shredded": "(erased after retention)",
         "hidden": "(not visible to your role)",
+        "nav.rights": "Inzageverzoeken",
+        "rights.title": "Inzageverzoeken (subject access requests)",
+        "rights.intro": (
+            "An inzageverzoek (GDPR art. 15) asks every partner which exchanges about the person "
+            "its log holds. It must be answered within one month of receipt, extendable by two "
+            "months with a reason."
+        ),
+        "rights.requests": "Requests of this contactpunt",
+        "rights.requests.none": "There are no inzageverzoeken.",
+        "rights.request": "Request",
+        "rights.received": "Received on",
+        "rights.deadline": "Answer by",
+        "rights.waiting": "Waiting for",
+        "rights.all_answered": "everyone answered",
+        "rights.days_left": "{days} days left",
+        "rights.identity": "How the identity was checked",
+        "rights.bsn": "The person's BSN (not kept)",
+        "rights.start": "New inzageverzoek",
+        "rights.start.submit": "Send the request to every partner",
+        "rights.deferrals": "Deferred answers of this organisation",
+        "rights.deferrals.none": "This organisation has deferred no answers.",
+        "rights.deferred_on": "Deferred on",
+        "rights.failed": "Not answered because of an error on",
+        "rights.review_on": "review on",
+        "rights.released_on": "released on {on}",
+        "rights.release": "Release and send the answer now",
+        "rights.released.done": "The answer was released and sent.",
+        "rights.report.title": "Inzageverzoek report",
+        "rights.extended": "extended: {reason}",
+        "rights.explain": (
+            "Per organisation: which data about you it sent to whom or received from whom, when, "
+            "for which purpose and on which legal basis. No employee names are listed."
+        ),
+        "rights.status.answered": "answered",
+        "rights.status.deferred": "deferred",
+        "rights.status.asked": "asked, no answer yet",
+        "rights.status.not_sent": "not sent",
+        "rights.deferred": "Deferred on the ground of {ground}; review on {review}.",
+        "rights.released": "Deferred earlier (since {since}), now released.",
+        "rights.none": "No exchanges about this person were found.",
+        "rights.incomplete": "More exchanges than one answer holds; the rest was asked for.",
+        "rights.col.on": "Date",
+        "rights.col.what": "Sent to / received from",
+        "rights.col.purpose": "Purpose",
+        "rights.col.basis": "Legal basis",
+        "rights.col.categories": "Kinds of data",
+        "rights.col.count": "Count",
+        "rights.extend": "Extend the term (once, by two months)",
+        "rights.extend.reason": "Reason for the extension",
+        "rights.extend.submit": "Extend",
+        "rights.unknown": "This inzageverzoek does not exist on this node.",
+        "rights.bad_bsn": "That is not a valid BSN (nine digits, elfproef).",
+        "rights.bad_start": (
+            "The request could not be started: say how the identity was checked, and check that "
+            "the pseudonym key is set."
+        ),
+        "rights.bad_date": "The date of receipt is not a valid date.",
+        "rights.bad_extend": "Could not extend: a reason is needed, and it can be done once.",
+        "rights.bad_release": (
+            "Could not release: this deferral does not exist or was released already."
+        ),
+        "alerts.kind.rights-deadline": "Term of an inzageverzoek",
+        "alerts.fact.request": "Request",
+        "alerts.fact.deadline": "Answer by",
+        "alerts.fact.waiting": "Waiting for",
     },
 }
 

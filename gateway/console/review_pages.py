@@ -124,7 +124,15 @@ def _alerts(console: Console, db: sqlite3.Connection, *, show_comments: bool) ->
         expiries=expiries,
         unreviewed=unreviewed,
         show_comments=show_comments,
+        extra=_rights_alerts(console),
     )
+
+
+def _rights_alerts(console: Console) -> list[Alert]:
+    """The inzageverzoek terms' alerts (imported here: the rights pages use this module)."""
+    from gateway.console.rights_pages import deadline_alerts
+
+    return deadline_alerts(console)
 
 
 async def read_alerts(console: Console, *, show_comments: bool = True) -> tuple[Alert, ...]:

@@ -96,6 +96,10 @@ OPERATIONS = frozenset(
         "console.access",  # someone looked at or exported records in the officer console
         "console.login",  # a login to the officer console, succeeded or failed
         "ldv.read",  # a call of the LDV read API (POST /v1/processing-activities): who, what, count
+        "rights.request",  # the contactpunt started an inzageverzoek (identity check: note)
+        "rights.answer",  # this node answered an inzageverzoek (answered or deferred)
+        "rights.release",  # an officer released a deferred answer to an inzageverzoek
+        "rights.extend",  # the contactpunt extended an inzageverzoek's term (reason: note)
     }
 )
 

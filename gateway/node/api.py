@@ -9,7 +9,8 @@ for ops, and ``/problems/{type}``, the page each problem ``type`` resolves to.
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>``; tokens are stored hashed in the
 config with a role (``adapter``: send and receive; ``auditor``: read status, the directory and the
-OpenAPI document; ``contactpunt`` and ``privacy-officer``: only the LDV read API). Every error
+OpenAPI document; ``contactpunt`` and ``privacy-officer``: only the LDV read API and the
+inzageverzoek routes of :mod:`gateway.node.rights_api`). Every error
 is ``application/problem+json`` (RFC 9457) with a stable ``type``. Nothing about a message body
 is ever logged here.
 """
@@ -30,6 +31,7 @@ from gateway.node.ldv_api import processing_activities
 from gateway.node.lists import inbox_handler, sent_handler
 from gateway.node.openapi import openapi_document
 from gateway.node.problems import ApiError, problem_page
+from gateway.node.rights_api import add_rights_routes
 from gateway.node.service import NodeService
 from schemas import strictjson
 from schemas.api import RejectRequest, SendAccepted, field_errors
@@ -333,4 +335,5 @@ def build_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/problems/{slug}", problem_page)
+    add_rights_routes(app)
     return app

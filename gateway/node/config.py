@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.console.config import ConsoleSettings
 from gateway.errors import LocalError
+from gateway.node.rights_config import RightsSettings
 from schemas._base import NodeId, Oin, describe_errors
 from schemas.limits import MAX_RECEIPT_ENTRIES
 
@@ -299,6 +300,7 @@ class NodeConfig(_Settings):
     retention: Retention = Retention()
     audit: AuditSettings = AuditSettings()
     console: ConsoleSettings = ConsoleSettings()
+    rights: RightsSettings = RightsSettings()
     purposes: dict[str, PurposeDefaults] = {}
     """Per purpose code: default legal basis and processing activity."""
     source: Path = Path("node.toml")
@@ -333,6 +335,7 @@ _PATH_FIELDS = {
     ("broker", "cert_file"),
     ("broker", "key_file"),
     ("audit", "pseudonym_key_file"),
+    ("rights", "pseudonym_key_file"),
     ("console", "tls_cert"),
     ("console", "tls_key"),
     ("console", "users_file"),

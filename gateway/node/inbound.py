@@ -37,7 +37,7 @@ from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.store import InboxEntry, InsertInbox, QueueReceipt
 from schemas.bodies import ReceiptBatchBody, ReceiptBody
-from schemas.claims import claims_to_json
+from schemas.claims import ClaimsBase, claims_to_json
 
 __all__ = ["EXPIRED_DIRECTORY_RETRY_S", "Inbound", "refuse"]
 
@@ -47,6 +47,8 @@ log = logging.getLogger("gateway.node")
 EXPIRED_DIRECTORY_RETRY_S = 60.0
 
 WitnessHandler = Callable[[Delivery, datetime], Awaitable[Decision]]
+#: What handles a stored ``rights.*`` message (gateway.node.rights.RightsDesk.on_message).
+RightsHandler = Callable[[ClaimsBase], Awaitable[None]]
 
 
 def refuse(exc: RemoteError, delivery: Delivery, message_id: str | None) -> Decision:
@@ -73,8 +75,10 @@ class Inbound:
         receipts: IncomingReceipts,
         witness: WitnessHandler,
         refusals: Refusals,
+        rights: RightsHandler | None = None,
     ) -> None:
         self.ctx = ctx
+        self._rights = rights
         self._receipts = receipts
         self._witness = witness
         self._refusals = refusals
@@ -224,6 +228,8 @@ class Inbound:
             return Deliver()
         self._measure(verified, started, allowed)
         ctx.receipt_wake.set()
+        if allowed and self._rights is not None and claims.message_type.startswith("rights."):
+            await self._rights(claims)  # the node answers or collects it itself
         if allowed:
             ctx.inbox_changed.changed()
         return Deliver()

@@ -25,6 +25,7 @@ from gateway.node.openapi_models import (
 )
 from gateway.node.openapi_paths import paths
 from gateway.node.problems import PROBLEM_BASE
+from gateway.node.rights_api import RIGHTS_PATHS, RIGHTS_TAG
 from schemas.api import (
     MessagePage,
     MessageStatus,
@@ -81,10 +82,12 @@ def openapi_document(
                 "name": "ldv",
                 "description": "The audit log as Logboek Dataverwerkingen (its read extension)",
             },
+            RIGHTS_TAG,
         ],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": defs.get("$defs", {}),
         },
-        "paths": {**paths(wait_max, page_max), "/v1/processing-activities": ldv_path()},
+        "paths": {**paths(wait_max, page_max), "/v1/processing-activities": ldv_path()}
+        | RIGHTS_PATHS,
     }

@@ -31,6 +31,7 @@ from gateway.audit.witness_loop import Witnessing
 from gateway.core.directory import TrustedDirectory
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.config import NodeConfig
+from gateway.node.contactpunt import Contactpunt
 from gateway.node.context import NodeContext, NodeKeys, utc_now
 from gateway.node.gauges import run_gauges
 from gateway.node.inbound import Inbound
@@ -44,6 +45,7 @@ from gateway.node.receipts import ReceiptSealer
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.retention import Retention
+from gateway.node.rights import RightsDesk
 from gateway.node.trust import change_record, make_durable
 from gateway.telemetry import Telemetry
 from schemas.catalogue import Catalogue
@@ -77,11 +79,15 @@ class NodeService:
         self.inbox = Inbox(ctx)
         self.receipts = ReceiptSealer(ctx, self.outbox)
         self.witnessing = Witnessing(ctx)
+        #: Inzageverzoeken: answered, deferred and released, started and collected.
+        self.contactpunt = Contactpunt(ctx, self.outbound)
+        self.rights = RightsDesk(ctx, self.outbound, self.inbox, self.contactpunt)
         self.inbound = Inbound(
             ctx,
             receipts=IncomingReceipts(ctx),
             witness=self.witnessing.on_delivery,
             refusals=self.refusals,
+            rights=self.rights.on_message,
         )
         self.retention = Retention(ctx)
         #: The audit records as OTLP spans to the organisation's Logboek, when configured.

@@ -44,7 +44,7 @@ __all__ = [
 
 FEDERATION = "veenstad"
 FEDERATION_NAME = "ZVH Veenstad"
-CATALOGUE_VERSION = "1.0.0"
+CATALOGUE_VERSION = "1.1.0"
 
 
 @dataclass(frozen=True)
@@ -478,6 +478,26 @@ def demo_rules() -> tuple[PolicyRule, ...]:
             ("ZVH", *PARTNERS),
             ("rights.notice",),
             ("ID_PSEUDO", "ID_DIRECT"),
+        ),
+        # --- the inzageverzoek (AVG art. 15): every partner, the police too, gets the BSN
+        # inside the encrypted body, because each finds its records under its own pseudonym
+        _r(
+            "inzage-verzoek",
+            "The contactpunt asks every partner which exchanges about a person it logged",
+            "ZVH.VERANTWOORDING",
+            ("ZVH",),
+            PARTNERS,
+            ("rights.request",),
+            ("ID_PSEUDO", "ID_DIRECT"),
+        ),
+        _r(
+            "inzage-antwoord",
+            "A partner answers an inzageverzoek with its exchanges, or defers",
+            "ZVH.VERANTWOORDING",
+            PARTNERS,
+            ("ZVH",),
+            ("rights.response",),
+            ("BETROKKENHEID",),
         ),
     )
 

@@ -309,13 +309,15 @@ def compute_alerts(
     expiries: Mapping[str, datetime] | None = None,
     unreviewed: Sequence[date] = (),
     show_comments: bool = True,
+    extra: Sequence[Alert] = (),
 ) -> tuple[Alert, ...]:
     """Every alert at ``now``, critical first, then newest first, each with its
     acknowledgement if any.
 
     ``expiries``: what expires when (``directory``, ``key:<kid>``) from the trusted directory;
     ``unreviewed``: the days whose review report is not signed off (:mod:`.review`);
-    ``show_comments``: false for a role that may not read the acknowledgements' comments."""
+    ``show_comments``: false for a role that may not read the acknowledgements' comments;
+    ``extra``: alerts computed elsewhere (the inzageverzoek terms, gateway.console.rights_pages)."""
     alerts = [
         *_fork_alerts(db),
         *_witness_alerts(db, now, settings, names),
@@ -323,6 +325,7 @@ def compute_alerts(
         *_spike_alerts(db, now, settings, own_org, names),
         *_log_alerts(db, now, settings, names),
         *_review_alerts(now, unreviewed, settings),
+        *extra,
     ]
     if alerts:
         oldest = min(a.since for a in alerts) - timedelta(days=1)

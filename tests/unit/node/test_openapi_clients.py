@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from schemas.bodies import BODY_TYPES
+from schemas.catalogue import MESSAGE_TYPES
 from tests.unit.node._inproc import ApiNode, InProcFederation, request_from_example
 
 #: The node serves requests on this process's event loop while hypothesis draws examples in a
@@ -75,14 +75,15 @@ async def test_the_served_document_is_valid_openapi_for_generators(
     validate(doc)
     assert doc["servers"][0]["url"] == f"http://{pol.runner.config.api.listen}"
     operations = [op for item in doc["paths"].values() for op in item.values()]
-    assert len(operations) == 14  # 13 for adapters and auditors, the LDV read API
+    assert len(operations) == 20  # 13 for adapters and auditors, the LDV read API, 6 of the
+    # inzageverzoek (gateway.node.rights_api)
     ids = [op["operationId"] for op in operations]
     assert len(set(ids)) == len(ids)
     assert all(op["tags"] and op["description"] for op in operations)
     schemas = doc["components"]["schemas"]
     send = schemas["SendRequest"]
     assert send["discriminator"]["propertyName"] == "message_type"
-    assert len(send["oneOf"]) == len(BODY_TYPES)
+    assert len(send["oneOf"]) == len(MESSAGE_TYPES)
     referral = schemas["SendRequestCaseReferral"]["properties"]["body"]
     assert referral == {"$ref": "#/components/schemas/ReferralBody"}
     claims = schemas["InboxItem"]["properties"]["claims"]

@@ -57,7 +57,7 @@ def test_default_catalogue_covers_design() -> None:
     assert set(cat.category_by_code) == DESIGN_CATEGORIES
     assert set(cat.role_by_code) == DESIGN_ROLES
     assert {"WGS", "WPG_20", "WJSG_39F", "AVG_6_1_E", "CONSENT"} <= set(cat.legal_basis_by_code)
-    assert cat.version == "1.0.0"
+    assert cat.version == "1.1.0"
     every_type = {t for p in cat.purposes for t in p.message_types}
     assert every_type == set(MESSAGE_TYPES)
 
