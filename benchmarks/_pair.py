@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.integration._cluster import RabbitCluster
 
 #: Where the throwaway PostgreSQL database is made (the tests' server and role).
 PG_ADMIN_URL = os.environ.get("ZVG_TEST_PG", "postgresql://zvg_test@127.0.0.1/zvg_test")
@@ -267,13 +268,15 @@ async def running_pair(
     extra_orgs: tuple[str, ...] = (),
     receipt_entries: int | None = None,
     database: str | None = None,
+    cluster: RabbitCluster | None = None,
 ) -> AsyncIterator[Bench]:
     """A provisioned federation of the receiver, the sender and ``extra_orgs`` (not started),
     with the receiver and sender nodes running as processes and ready (with
     ``limits.receipt_entries`` set when given: ``1`` turns coalesced receipts off; with their
-    stores in PostgreSQL ``database``, a schema each, when given)."""
+    stores in PostgreSQL ``database``, a schema each, when given; on a private broker
+    ``cluster`` instead of the shared one, when given)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs))
+        fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs), cluster=cluster)
         bench: Bench | None = None
         try:
             urls = (

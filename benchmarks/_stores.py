@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, cast
 
 from benchmarks._pair import (
     RECEIVER,
@@ -40,6 +41,7 @@ from benchmarks._pair import (
     running_pair,
     settle,
 )
+from tests.integration import _cluster
 
 STORES = ("sqlite", "postgres")
 #: Node processes per organisation that can be measured with this version (point 2 adds 2).
@@ -110,19 +112,29 @@ async def _round(bench: Bench, messages: int, broker: int) -> tuple[float, dict[
     return messages / elapsed, cpu
 
 
-async def measure(setups: list[Setup], messages: int, rounds: int) -> dict[str, Any]:
-    """Run every setup's pair at once and alternate their rounds; the results by setup name."""
+async def measure(
+    setups: list[Setup], messages: int, rounds: int, private_broker: bool = False
+) -> dict[str, Any]:
+    """Run every setup's pair at once and alternate their rounds; the results by setup name.
+    ``private_broker``: on a RabbitMQ node booted for the run (``tests/integration/_cluster.py``,
+    one member) rather than the shared one, whose ``rabbitmqctl`` other test runs may crowd."""
     check(setups)
     results = {s.name: Rounds() for s in setups}
     load_before = os.getloadavg()[0]
     async with AsyncExitStack() as stack:
+        cluster = None
+        if private_broker:
+            _cluster.SIZE = 1
+            booting = cast(Generator[_cluster.RabbitCluster, None, None], _cluster.run_cluster())
+            cluster = next(booting)
+            stack.callback(booting.close)
         benches: dict[str, Bench] = {}
         for setup in setups:
             database = None
             if setup.store == "postgres":
                 database = await stack.enter_async_context(pg_database("zvg_bench_e2e_"))
             benches[setup.name] = await stack.enter_async_context(
-                running_pair(f"zvg-bench-{setup.store}-", database=database)
+                running_pair(f"zvg-bench-{setup.store}-", database=database, cluster=cluster)
             )
         broker = int(
             next(iter(benches.values())).fed.ctl.run("eval", "list_to_integer(os:getpid()).")
@@ -140,6 +152,7 @@ async def measure(setups: list[Setup], messages: int, rounds: int) -> dict[str, 
         "messages_per_round": messages,
         "rounds": rounds,
         "cpus": os.cpu_count(),
+        "broker": "private RabbitMQ node" if private_broker else "shared RabbitMQ",
         "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         "measured_at_unix": time.time(),
         "setups": {

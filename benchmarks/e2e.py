@@ -543,7 +543,7 @@ def _store_rounds(args: argparse.Namespace) -> None:
         for n in args.processes.split(",")
     ]
     _stores.check(setups)
-    data = asyncio.run(_stores.measure(setups, args.messages, args.rounds))
+    data = asyncio.run(_stores.measure(setups, args.messages, args.rounds, args.private_broker))
     load = data["load_average"]
     print(
         f"\n{args.messages:,} messages per round, median of {args.rounds} rounds, the setups"
@@ -609,6 +609,11 @@ def main() -> None:
         default="",
         help="instead: the store rounds (benchmarks/_stores.py) on these stores, e.g."
         " sqlite,postgres; writes e2e-stores.json",
+    )
+    parser.add_argument(
+        "--private-broker",
+        action="store_true",
+        help="with --stores: on a RabbitMQ node booted for the run (as root), not the shared one",
     )
     parser.add_argument(
         "--processes",

@@ -143,6 +143,8 @@ def _stop(member: ClusterMember) -> None:
 
 def _each(function: Callable[[ClusterMember], None], members: Sequence[ClusterMember]) -> None:
     """Run ``function`` on every member at once (booting and joining are mostly waiting)."""
+    if not members:  # a one-member "cluster" (benchmarks/provision.py) joins nobody
+        return
     with ThreadPoolExecutor(len(members)) as pool:
         for future in [pool.submit(function, m) for m in members]:
             future.result()
