@@ -16,16 +16,18 @@ by one drain or lost with one machine; an HA variant that drifted from the harde
 from __future__ import annotations
 
 import copy
+import shutil
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
 import yaml
 
 from gateway.node.config import load_config
 from tests.deploy import kustomize
 from tests.deploy.conftest import DEPLOY
-from tests.deploy.test_kubernetes import validate_strictly
+from tests.deploy.test_kubernetes import _by_kind, _kubectl_kustomize, validate_strictly
 
 BASE = DEPLOY / "kubernetes"
 HA = BASE / "ha"
@@ -154,3 +156,9 @@ def test_everything_else_in_the_pod_is_the_single_pod_bases() -> None:
     (base_secret,) = [v for v in _pod(BASE)["volumes"] if v["name"] == "secret"]
     names = [s["secret"]["name"] for s in secret["projected"]["sources"]]
     assert names == [base_secret["secret"]["secretName"], STORE_SECRET], "the keys, as before"
+
+
+def test_the_fallback_renders_the_ha_base_as_kubectl_does() -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: nothing to compare the fallback with")
+    assert _by_kind(kustomize.render(HA)) == _by_kind(_kubectl_kustomize(HA))
