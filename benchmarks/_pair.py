@@ -5,16 +5,23 @@
 127.0.0.1:5672 and rabbitmqctl, as the tests do), starts the police (sender) and municipality
 (receiver) nodes as their own processes (``zvg node run``, like a deployment) and yields a
 :class:`Bench`; afterwards the processes are stopped and the vhost and users deleted. Messages
-are seen arriving by reading the receiver's SQLite store read-only (:class:`StoreWatch`): a row
-is visible only once its transaction committed, i.e. after the fsync.
+are seen arriving by reading the receiver's store read-only (:class:`StoreWatch` for SQLite,
+:class:`PgWatch` for PostgreSQL): a row is visible only once its transaction committed, i.e.
+after the fsync. ``store="postgres"`` puts both nodes' stores in a throwaway database on the
+PostgreSQL of the tests (``ZVG_TEST_PG``, as ``tests/pg.py``), one schema per node, dropped
+afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +33,10 @@ from typing import Any
 import aiohttp
 
 from tests.e2e.harness import Fed, make_fed, request_from_example, teardown_fed
+from tests.integration._cluster import RabbitCluster
+
+#: Where the throwaway PostgreSQL database is made (the tests' server and role).
+PG_ADMIN_URL = os.environ.get("ZVG_TEST_PG", "postgresql://zvg_test@127.0.0.1/zvg_test")
 
 SENDER, RECEIVER = "politie", "gemeente"
 #: POSTs in flight during the throughput rounds (an adapter with a worker pool).
@@ -89,6 +100,67 @@ class StoreWatch:
 
     def close(self) -> None:
         self.db.close()
+
+
+class PgWatch(StoreWatch):
+    """:class:`StoreWatch` of a node's PostgreSQL store (``?`` placeholders become ``%s``); its
+    ``backends`` are the server processes serving that database, for their CPU."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.pg = psycopg.connect(url, autocommit=True)
+        self.db = self  # type: ignore[assignment]  # execute() below, as sqlite3's
+        self.last_seq = self.scalar("SELECT coalesce(max(seq), 0) FROM inbox")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.pg.execute(sql.replace("?", "%s"), params)
+
+    def backends(self) -> list[int]:
+        """Process ids of the server processes on this database, this watch's own excepted."""
+        rows = self.pg.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid != pg_backend_pid()"
+        ).fetchall()
+        return [int(pid) for (pid,) in rows]
+
+    def close(self) -> None:
+        self.pg.close()
+
+
+@asynccontextmanager
+async def pg_database(prefix: str) -> AsyncIterator[str]:
+    """A throwaway database on the tests' PostgreSQL, dropped afterwards; yields its URL."""
+    import psycopg
+
+    name = f"{prefix}{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def put_on_postgres(fed: Fed, key: str, database: str) -> str:
+    """Give node ``key`` a store in its own schema of ``database`` (``store.url``), migrated
+    with ``zvg node migrate`` as ops do; returns the store URL."""
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{key}"')
+    url = f"{database}?options=-csearch_path%3D{key}"
+    config = fed.nodes[key].config
+    with config.open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[store]\nurl = "{url}"\n')
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "node", "migrate", "--config", str(config)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return url
 
 
 @dataclass
@@ -192,15 +264,26 @@ async def node_throughput(bench: Bench, n: int, concurrency: int = HTTP_CONCURRE
 
 @asynccontextmanager
 async def running_pair(
-    prefix: str, extra_orgs: tuple[str, ...] = (), receipt_entries: int | None = None
+    prefix: str,
+    extra_orgs: tuple[str, ...] = (),
+    receipt_entries: int | None = None,
+    database: str | None = None,
+    cluster: RabbitCluster | None = None,
 ) -> AsyncIterator[Bench]:
     """A provisioned federation of the receiver, the sender and ``extra_orgs`` (not started),
     with the receiver and sender nodes running as processes and ready (with
-    ``limits.receipt_entries`` set when given: ``1`` turns coalesced receipts off)."""
+    ``limits.receipt_entries`` set when given: ``1`` turns coalesced receipts off; with their
+    stores in PostgreSQL ``database``, a schema each, when given; on a private broker
+    ``cluster`` instead of the shared one, when given)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs))
+        fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs), cluster=cluster)
         bench: Bench | None = None
         try:
+            urls = (
+                {k: put_on_postgres(fed, k, database) for k in (RECEIVER, SENDER)}
+                if database
+                else {}
+            )
             if receipt_entries is not None:
                 for key in (RECEIVER, SENDER):
                     with fed.nodes[key].config.open("a", encoding="utf-8") as toml:
@@ -209,12 +292,19 @@ async def running_pair(
                 fed.spawn(key)
             for key in (RECEIVER, SENDER):
                 await wait_ready(fed.nodes[key].url)
+            watch = (
+                (PgWatch(urls[RECEIVER]), PgWatch(urls[SENDER]))
+                if urls
+                else tuple(
+                    StoreWatch(fed.nodes[k].data_dir / "node.db") for k in (RECEIVER, SENDER)
+                )
+            )
             bench = Bench(
                 fed,
                 fed.nodes[SENDER].url,
                 fed.nodes[SENDER].token,
-                StoreWatch(fed.nodes[RECEIVER].data_dir / "node.db"),
-                StoreWatch(fed.nodes[SENDER].data_dir / "node.db"),
+                watch[0],
+                watch[1],
                 pids={key: p.pid for key, p in fed.processes.items()},
             )
             yield bench

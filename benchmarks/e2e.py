@@ -73,6 +73,7 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from benchmarks import _stores
 from benchmarks._pair import (
     HTTP_CONCURRENCY,
     RECEIVER,
@@ -534,6 +535,55 @@ def _cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _store_rounds(args: argparse.Namespace) -> None:
+    """``--stores``: messages/s and CPU per message per store and processes per organisation."""
+    setups = [
+        _stores.Setup(store, int(n))
+        for store in args.stores.split(",")
+        for n in args.processes.split(",")
+    ]
+    _stores.check(setups)
+    data = asyncio.run(_stores.measure(setups, args.messages, args.rounds, args.private_broker))
+    load = data["load_average"]
+    print(
+        f"\n{args.messages:,} messages per round, median of {args.rounds} rounds, the setups"
+        f" alternating; {data['cpus']} CPUs shared with other work (load average"
+        f" {load['before']:.1f} before, {load['after']:.1f} after)\n"
+    )
+    rows = []
+    for name, result in data["setups"].items():
+        cpu = result["cpu_us_per_msg"]
+        total = sum(cpu.values())
+        result["cpu_us_per_msg_total"] = total
+        result["cores_at_msgs_per_s"] = _stores.sizing(total)
+        rows.append(
+            [
+                name,
+                result["msgs_per_s"],
+                median(result["ratio_to_first_rounds"]),
+                cpu["sender"] + cpu["receiver"],
+                cpu["broker"],
+                cpu.get("database", "-"),
+                total,
+                result["cores_at_msgs_per_s"]["100"],
+            ]
+        )
+    print_table(
+        [
+            "setup",
+            "msg/s",
+            "ratio (paired)",
+            "nodes us/msg",
+            "broker us/msg",
+            "database us/msg",
+            "all us/msg",
+            "cores at 100 msg/s",
+        ],
+        rows,
+    )
+    write_results("e2e-stores", data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000, help="messages per round")
@@ -554,7 +604,26 @@ def main() -> None:
     parser.add_argument(
         "--gil", action="store_true", help="profile only the thread holding the GIL"
     )
+    parser.add_argument(
+        "--stores",
+        default="",
+        help="instead: the store rounds (benchmarks/_stores.py) on these stores, e.g."
+        " sqlite,postgres; writes e2e-stores.json",
+    )
+    parser.add_argument(
+        "--private-broker",
+        action="store_true",
+        help="with --stores: on a RabbitMQ node booted for the run (as root), not the shared one",
+    )
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="with --stores: node processes per organisation, e.g. 1,2 (2: issue 19 point 2)",
+    )
     args = parser.parse_args()
+    if args.stores:
+        _store_rounds(args)
+        return
     rates = [float(r) for r in args.rates.split(",") if r]
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)

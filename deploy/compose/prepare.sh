@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepare the compose federation: ./prepare.sh [STATE]   (default: ./state beside this script)
+# Prepare the compose federation: ./prepare.sh [--ha] [STATE]   (default: ./state beside this
+# script; with --ha, for compose.ha.yaml on PostgreSQL and a broker cluster: ./state-ha)
 #
 # 1. fresh keys for the three administrators and the five organisations, and the signed demo
 #    directory (version 2: members, broker users, policy) — python -m gateway.deploy.compose
@@ -15,7 +16,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-state=${1:-${ZVG_STATE:-$here/state}}
+ha=()
+default=state
+if [ "${1:-}" = "--ha" ]; then
+    ha=(--ha)
+    default=state-ha
+    shift
+fi
+state=${1:-${ZVG_STATE:-$here/$default}}
 if [ -z "${ZVG_PYTHON:-}" ]; then
     if [ -x "$here/../../.venv/bin/python" ]; then
         ZVG_PYTHON="$here/../../.venv/bin/python"
@@ -25,9 +33,14 @@ if [ -z "${ZVG_PYTHON:-}" ]; then
 fi
 zvg() { "$ZVG_PYTHON" -m gateway.cli "$@"; }
 
-"$ZVG_PYTHON" -m gateway.deploy.compose "$state"
+"$ZVG_PYTHON" -m gateway.deploy.compose "${ha[@]}" "$state"
 zvg broker provision --directory "$state/federation/directory.json" \
     --secrets-dir "$state/broker/secrets" --out "$state/broker/definitions/definitions.json"
+if [ ${#ha[@]} -gt 0 ]; then
+    # check-config connects to the store: the database exists only once compose runs.
+    echo "prepared $state; now: docker compose -f compose.ha.yaml up -d --wait   (tokens: $state/tokens/)"
+    exit 0
+fi
 for config in "$state"/nodes/*/etc/zvg/node.toml; do
     zvg node check-config --config "$config"
 done

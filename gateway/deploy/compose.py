@@ -19,6 +19,17 @@ nodes run in **production mode**: nothing comes from ``keys_example/``. Layout o
                                  -> copied into its own volume at /var/lib/zvg/keys, mode 0600
     tokens/<org>.tokens          the adapter's and the auditor's bearer tokens (0600)
 
+With ``--ha`` (``compose.ha.yaml``: PostgreSQL and a three-member RabbitMQ cluster) also::
+
+    broker/cluster/erlang.cookie the cluster members' shared Erlang cookie (0600)
+    postgres/secrets/            postgres-password (the server's superuser) and
+                                 10-zvg-databases.sql (a role and a database per organisation,
+                                 with their passwords; 0600) -> the database server's volumes
+    nodes/<org>/var/lib/zvg/keys/store-url   the node's database URL with its password (0600)
+
+and every ``node.toml`` lists the three members in ``broker.urls`` and names ``store-url`` in
+``store.url_file``; the broker's certificate names every member.
+
 ``nodes/<org>/`` mirrors the container's file system (``etc/zvg`` is ``/etc/zvg``,
 ``var/lib/zvg`` is the node's volume ``/var/lib/zvg``) and ``node.toml`` names every file
 relative to itself, so the very same file passes ``zvg node check-config`` on the host and runs
@@ -61,6 +72,10 @@ __all__ = [
 
 BROKER_HOST = "rabbitmq"
 """The broker's host name on the compose network (its service name; named in its certificate)."""
+CLUSTER_HOSTS = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
+"""``--ha``: the cluster members' host names (their service names; named in the certificate)."""
+DATABASE_HOST = "postgres"
+"""``--ha``: the PostgreSQL server's host name on the compose network."""
 BROKER_TLS_PORT = 5671
 API_PORT = 8400
 """The local API's port inside every node container (compose publishes it on 127.0.0.1 only)."""
@@ -120,11 +135,17 @@ def prepare_compose(
     listen: str = f"0.0.0.0:{API_PORT}",  # in the container; compose publishes it on loopback
     broker_url: str = f"amqps://{BROKER_HOST}:{BROKER_TLS_PORT}/{vhost_name(FEDERATION)}",
     broker_hosts: tuple[str, ...] = (BROKER_HOST, "localhost", "127.0.0.1"),
+    ha: bool = False,
 ) -> PreparedFederation:
     """Write the whole compose federation under ``out`` (see the module docstring).
 
     Raises :class:`LocalError` if ``out`` exists and is not empty. Does not write the broker
-    definitions: ``zvg broker provision --out`` does (``prepare.sh``)."""
+    definitions: ``zvg broker provision --out`` does (``prepare.sh``). ``ha``: the variant on
+    PostgreSQL and a broker cluster (the module docstring)."""
+    vhost = vhost_name(FEDERATION)
+    urls = tuple(f"amqps://{h}:{BROKER_TLS_PORT}/{vhost}" for h in CLUSTER_HOSTS) if ha else ()
+    if ha:
+        broker_hosts = (*CLUSTER_HOSTS, "localhost", "127.0.0.1")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LocalError(f"{out} exists and is not empty; refusing to overwrite keys")
     out.mkdir(parents=True, exist_ok=True)
@@ -180,9 +201,35 @@ def prepare_compose(
             mode="production",
             checkpoint_interval_s=60.0,
             broker_tls=(Path("ca.pem"), Path("client.pem"), _TO_VOLUME / "keys" / "client.key"),
+            broker_urls=urls,
         )
         nodes[org.key] = PreparedNode(org, root, node.config, keys, token)
+    if ha:
+        _prepare_ha(out, nodes)
     return PreparedFederation(out, files.directory, nodes)
+
+
+def _prepare_ha(out: Path, nodes: dict[str, PreparedNode]) -> None:
+    """The cluster's Erlang cookie, the database server's secrets, each node's database URL."""
+    (out / "broker" / "cluster").mkdir(mode=0o700)
+    _write_secret(out / "broker" / "cluster" / "erlang.cookie", secrets.token_hex(32))
+    secrets_dir = out / "postgres" / "secrets"
+    secrets_dir.mkdir(parents=True, mode=0o700)
+    _write_secret(secrets_dir / "postgres-password", secrets.token_urlsafe(32))
+    sql = ["-- A role and a database per organisation (prepare.sh --ha); run once by initdb."]
+    for key, node in nodes.items():
+        role, password = f"zvg_{key}", secrets.token_urlsafe(32)
+        sql += [
+            f"CREATE ROLE {role} LOGIN PASSWORD '{password}';",
+            f"CREATE DATABASE {role} OWNER {role};",
+        ]
+        _write_secret(
+            node.keys_dir / "store-url",
+            f"postgresql://{role}:{password}@{DATABASE_HOST}:5432/{role}\n",
+        )
+        with node.config.open("a", encoding="utf-8") as toml:
+            toml.write(f'\n[store]\nurl_file = "{_TO_VOLUME / "keys" / "store-url"}"\n')
+    _write_secret(secrets_dir / "10-zvg-databases.sql", "\n".join(sql) + "\n")
 
 
 def _mkparent(path: Path) -> Path:
@@ -197,9 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Prepare the compose federation (keys, directory, certificates, node.toml).",
     )
     parser.add_argument("state", type=Path, help="folder to create (must be absent or empty)")
+    parser.add_argument(
+        "--ha", action="store_true", help="for compose.ha.yaml: PostgreSQL and a broker cluster"
+    )
     args = parser.parse_args(argv)
     try:
-        prepared = prepare_compose(args.state, now=now_utc(), rand=os.urandom)
+        prepared = prepare_compose(args.state, now=now_utc(), rand=os.urandom, ha=args.ha)
     except GatewayError as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +27,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -278,6 +281,15 @@ class StoreSettings(_Settings):
     ``node.data_dir``, or a ``postgresql://user@host/db`` URL for a PostgreSQL database
     (decision 0094; create its schema with ``zvg node migrate``). Put a password in
     ``PGPASSFILE``, not here."""
+    url_file: Path | None = None
+    """Instead of ``url``: a 0600 file holding that URL on one line, password allowed (a
+    Kubernetes Secret, a database operator's ``uri``; decision 0112). Read at start-up."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StoreSettings:
+        if self.url is not None and self.url_file is not None:
+            raise PydanticCustomError("store_url", "give url or url_file, not both")
+        return self
 
 
 class PurposeDefaults(_Settings):
@@ -339,6 +351,7 @@ _PATH_FIELDS = {
     ("console", "tls_cert"),
     ("console", "tls_key"),
     ("console", "users_file"),
+    ("store", "url_file"),
 }
 
 
@@ -390,6 +403,27 @@ def load_config(path: Path) -> NodeConfig:
     _paths(raw, base)
     raw["source"] = path.resolve()
     try:
-        return NodeConfig.model_validate(raw, strict=False)
+        config = NodeConfig.model_validate(raw, strict=False)
     except ValidationError as exc:
         raise LocalError(f"{path}: {describe_errors(exc)}") from None
+    if config.store.url_file is None:
+        return config
+    url = _read_url_file(path, config.store.url_file)
+    return config.model_copy(update={"store": config.store.model_copy(update={"url": url})})
+
+
+def _read_url_file(config: Path, path: Path) -> str:
+    """``store.url_file``'s URL. Never quotes the file: the URL may hold a password."""
+    where = f"{config}: store.url_file: {path}"
+    try:
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            raw = handle.read(4097)
+    except OSError as exc:
+        raise LocalError(f"{where}: cannot read it ({exc.strerror})") from None
+    if info.st_mode & 0o077:
+        raise LocalError(f"{where} is readable by group or others; chmod 600 it")
+    url = raw.decode("utf-8", errors="replace").strip()
+    if len(raw) > 4096 or not re.fullmatch(r"postgres(ql)?://\S+", url):
+        raise LocalError(f"{where} does not hold one postgresql:// URL")
+    return url

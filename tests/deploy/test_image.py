@@ -124,6 +124,7 @@ def test_dockerignore_keeps_example_keys_and_local_state_out_of_the_context() ->
         "tests",
         "docs/_build",
         "deploy/compose/state",
+        "deploy/compose/state-ha",  # compose.ha.yaml's: database passwords, the Erlang cookie
         ".git",
         "**/*.key.pem",
     ):

@@ -374,3 +374,60 @@ def test_the_example_key_list_is_present_and_complete() -> None:
         k.kid for k in signed.payload.authority.keys
     }
     assert listed == example_kids()
+
+
+# ---------------------------------------------------------------------------- store.url_file
+# Threat: the PostgreSQL password (inside the URL a Kubernetes Secret or a database operator
+# hands over) in a readable file, or quoted in an error line that reaches a log.
+
+SECRET_URL = "postgresql://zvg_politie:s3cret-Pw@db.politie.example:5432/zvg_politie"
+
+
+def _url_file(setup: NodeSetup, text: str, mode: int = 0o600) -> Path:
+    path = setup.config.parent / "store-url"
+    path.write_text(text, "utf-8")
+    path.chmod(mode)
+    setup.append('[store]\nurl_file = "store-url"')
+    return path
+
+
+def test_the_store_url_is_read_from_its_file(setup: NodeSetup) -> None:
+    path = _url_file(setup, SECRET_URL + "\n")
+    config = load_config(setup.config)
+    assert config.store.url == SECRET_URL
+    assert config.store.url_file == path.resolve()
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604])
+def test_a_store_url_file_readable_by_others_is_refused_without_quoting_it(
+    setup: NodeSetup, mode: int
+) -> None:
+    path = _url_file(setup, SECRET_URL, mode)
+    message = _error(setup.config)
+    assert f"store.url_file: {path.resolve()} is readable by group or others" in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "text", ["", "mysql://x@y/z", f"{SECRET_URL}\n{SECRET_URL}\n", "postgresql://" + "x" * 5000]
+)
+def test_a_store_url_file_without_one_url_is_refused_without_quoting_it(
+    setup: NodeSetup, text: str
+) -> None:
+    _url_file(setup, text)
+    message = _error(setup.config)
+    assert "does not hold one postgresql:// URL" in message
+    assert "s3cret" not in message
+    assert "mysql" not in message
+
+
+def test_a_missing_store_url_file_is_one_line(setup: NodeSetup) -> None:
+    setup.append('[store]\nurl_file = "nowhere"')
+    assert "store.url_file: " in _error(setup.config)
+    assert "cannot read it (No such file or directory)" in _error(setup.config)
+
+
+def test_store_url_and_url_file_together_are_refused(setup: NodeSetup) -> None:
+    _url_file(setup, SECRET_URL)
+    setup.edit("[store]\n", '[store]\nurl = "postgresql://a@b/c"\n')
+    assert "give url or url_file, not both" in _error(setup.config)

@@ -1,0 +1,174 @@
+"""The store rounds of ``benchmarks.e2e`` (``--stores``): node throughput and CPU per message
+with the nodes' state on SQLite and on PostgreSQL, side by side (issue 19 §5).
+
+One :class:`Setup` per (store, processes per organisation): the same two-node pair as the main
+measurement (:func:`benchmarks._pair.running_pair`; on PostgreSQL each node's store is a schema
+of one throwaway database, migrated with ``zvg node migrate``). Every pair runs for the whole
+measurement and the rounds **alternate** between them (round 1 of each, then round 2 of each,
+...), so a load that comes and goes on the shared machine hits every setup alike; each round's
+throughput is also reported as a ratio to the SQLite pair's in the same round.
+
+A round: ``n`` ``POST /v1/messages`` (32 in flight) to the sender until all are committed in the
+receiver's inbox (messages/s), then until the pipeline settled (receipts sealed, sent and
+verified), and the CPU time every process of the setup used in between, per message: both
+nodes, the broker, and on PostgreSQL the database server's processes serving the two stores
+(``pg_stat_activity``; the server's background writers are not counted, nor is this client).
+
+``processes`` is the number of node processes per organisation. Only 1 is run today: several
+processes of one organisation on one database are issue 19 point 2; :data:`SUPPORTED_PROCESSES`
+is where a round of 2 gets switched on (the accounting already sums every node process of the
+setup).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any, cast
+
+from benchmarks._pair import (
+    RECEIVER,
+    SENDER,
+    Bench,
+    PgWatch,
+    node_throughput,
+    pg_database,
+    running_pair,
+    settle,
+)
+from tests.integration import _cluster
+
+STORES = ("sqlite", "postgres")
+#: Node processes per organisation that can be measured with this version (point 2 adds 2).
+SUPPORTED_PROCESSES = (1,)
+WARM_UP = 200
+
+
+@dataclass(frozen=True)
+class Setup:
+    store: str
+    processes: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.store}, {self.processes} process{'es' if self.processes > 1 else ''}/org"
+
+
+@dataclass
+class Rounds:
+    msgs_per_s: list[float] = field(default_factory=list)
+    #: per round: CPU microseconds per message by process kind (sender, receiver, broker, db)
+    cpu_us: list[dict[str, float]] = field(default_factory=list)
+
+
+def check(setups: list[Setup]) -> None:
+    """Refuse a setup this version cannot run (one line)."""
+    for setup in setups:
+        if setup.store not in STORES:
+            raise SystemExit(f"--stores: unknown store {setup.store!r} (known: {STORES})")
+        if setup.processes not in SUPPORTED_PROCESSES:
+            raise SystemExit(
+                f"--processes {setup.processes}: several node processes per organisation on one"
+                " database are not built yet (issue 19 point 2)"
+            )
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text("ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids(bench: Bench, broker: int) -> dict[str, list[int]]:
+    pids = {
+        "sender": [p for k, p in bench.pids.items() if k.startswith(SENDER)],
+        "receiver": [p for k, p in bench.pids.items() if k.startswith(RECEIVER)],
+        "broker": [broker],
+    }
+    if isinstance(bench.receiver, PgWatch):
+        pids["database"] = bench.receiver.backends()
+    return pids
+
+
+async def _round(bench: Bench, messages: int, broker: int) -> tuple[float, dict[str, float]]:
+    before_pids = _pids(bench, broker)
+    before = {pid: _cpu_s(pid) for pids in before_pids.values() for pid in pids}
+    elapsed = await node_throughput(bench, messages)
+    await settle(bench)
+    # Backends that started during the round count from 0.
+    after_pids = _pids(bench, broker)
+    cpu = {
+        kind: sum(_cpu_s(pid) - before.get(pid, 0.0) for pid in pids) / messages * 1e6
+        for kind, pids in after_pids.items()
+    }
+    return messages / elapsed, cpu
+
+
+async def measure(
+    setups: list[Setup], messages: int, rounds: int, private_broker: bool = False
+) -> dict[str, Any]:
+    """Run every setup's pair at once and alternate their rounds; the results by setup name.
+    ``private_broker``: on a RabbitMQ node booted for the run (``tests/integration/_cluster.py``,
+    one member) rather than the shared one, whose ``rabbitmqctl`` other test runs may crowd."""
+    check(setups)
+    results = {s.name: Rounds() for s in setups}
+    load_before = os.getloadavg()[0]
+    async with AsyncExitStack() as stack:
+        cluster = None
+        if private_broker:
+            _cluster.SIZE = 1
+            booting = cast(Generator[_cluster.RabbitCluster, None, None], _cluster.run_cluster())
+            cluster = next(booting)
+            stack.callback(booting.close)
+        benches: dict[str, Bench] = {}
+        for setup in setups:
+            database = None
+            if setup.store == "postgres":
+                database = await stack.enter_async_context(pg_database("zvg_bench_e2e_"))
+            benches[setup.name] = await stack.enter_async_context(
+                running_pair(f"zvg-bench-{setup.store}-", database=database, cluster=cluster)
+            )
+        broker = int(
+            next(iter(benches.values())).fed.ctl.run("eval", "list_to_integer(os:getpid()).")
+        )
+        for bench in benches.values():
+            await node_throughput(bench, WARM_UP)
+            await settle(bench)
+        for _ in range(rounds):
+            for name, bench in benches.items():
+                rate, cpu = await _round(bench, messages, broker)
+                results[name].msgs_per_s.append(rate)
+                results[name].cpu_us.append(cpu)
+    base = results[setups[0].name].msgs_per_s
+    return {
+        "messages_per_round": messages,
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
+        "broker": "private RabbitMQ node" if private_broker else "shared RabbitMQ",
+        "load_average": {"before": load_before, "after": os.getloadavg()[0]},
+        "measured_at_unix": time.time(),
+        "setups": {
+            name: {
+                "msgs_per_s_rounds": r.msgs_per_s,
+                "msgs_per_s": median(r.msgs_per_s),
+                "ratio_to_first_rounds": [a / b for a, b in zip(r.msgs_per_s, base, strict=True)],
+                "cpu_us_per_msg_rounds": r.cpu_us,
+                "cpu_us_per_msg": {kind: median(c[kind] for c in r.cpu_us) for kind in r.cpu_us[0]},
+            }
+            for name, r in results.items()
+        },
+    }
+
+
+def sizing(cpu_us_per_msg: float) -> dict[str, float]:
+    """Cores busy at 10, 50, 100 and 500 messages/s at this CPU cost per message (all
+    processes of the setup), before head-room."""
+    return {str(rate): rate * cpu_us_per_msg / 1e6 for rate in (10, 50, 100, 500)}
