@@ -462,10 +462,16 @@ class AdapterFiles:
 
 
 def folder_adapter(
-    root: Path, org: DemoOrg, example: str, node: NodeFiles, token_file: Path
+    root: Path,
+    org: DemoOrg,
+    example: str,
+    node: NodeFiles,
+    token_file: Path,
+    pseudonym_key: Path | None = None,
 ) -> AdapterFiles:
     """The documented folder adapter configuration of ``org``, with the demo's paths and
-    faster polling; the mapping file is the documented one."""
+    faster polling; the mapping file is the documented one. ``pseudonym_key``: the
+    organisation's subject pseudonym key, which its node uses too (``[rights]``)."""
     doc = example_config(org.key, example)
     folder = root / "files"
     doc["node"] |= {"url": node.url, "token_file": token_file}
@@ -474,7 +480,7 @@ def folder_adapter(
     if "csv_mapping" in settings:
         settings["csv_mapping"] = EXAMPLES_DIR / org.key / settings["csv_mapping"]
     if "pseudonym_key_file" in settings:
-        settings["pseudonym_key_file"] = write_secret(
+        settings["pseudonym_key_file"] = pseudonym_key or write_secret(
             root / "pseudonym-key", secrets.token_hex(SECRET_BYTES)
         )
     # Files are renamed into inbox/ complete, so no settle time is needed.
@@ -636,6 +642,14 @@ def build_workspace(
     directory = TrustedDirectory.first(fed.directory.read_bytes(), now=now, catalogue=catalogue)
     secrets_dir = work / "broker-secrets"
     nodes: dict[str, NodeFiles] = {}
+    # Each organisation's subject pseudonym key, shared by its node (the inzageverzoek,
+    # docs/subject-rights.md) and its adapters; the police node defers inzageverzoeken (Wpg).
+    pseudonym_keys = {
+        org.key: write_secret(
+            work / "nodes" / org.key / "pseudonym-key", secrets.token_hex(SECRET_BYTES)
+        )
+        for org in ORGS
+    }
     for org in ORGS:
         folder = work / "nodes" / org.key
         nodes[org.key] = write_node_config(
@@ -651,6 +665,8 @@ def build_workspace(
             catalogue=catalogue,
             mode="demo",
             checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
+            pseudonym_key_file=pseudonym_keys[org.key],
+            defer_ground="WPG" if org.key == "politie" else None,
         )
 
     adapters_dir = work / "adapters"
@@ -670,6 +686,7 @@ def build_workspace(
             "folder.toml",
             nodes["politie"],
             tokens["politie"],
+            pseudonym_keys["politie"],
         ),
         "om": folder_adapter(
             adapters_dir / "om", org_by_key("om"), "folder.toml", nodes["om"], tokens["om"]

@@ -7,7 +7,7 @@ ask the running node through its local API (``/v1/rights``) with a ``contactpunt
 ``--token-file``. The BSN goes to the node over the local API and nowhere else: it is not
 printed, logged or kept.
 
-Corrections and erasures (docs/subject-rights-notices.md): ``zvg rights notice`` passes a
+Corrections and erasures (docs/subject-rights.md §5): ``zvg rights notice`` passes a
 rectification, erasure or restriction on to every organisation this node sent the person's data
 to (:mod:`gateway.cli.rights_notice`); ``zvg rights notices`` lists the notices sent and who
 complied (their ``accepted`` receipts).

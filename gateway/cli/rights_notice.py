@@ -1,5 +1,5 @@
 """``zvg rights notice``: tell every organisation this node sent a person's data to that the
-data was rectified, erased or restricted (AVG art. 19; docs/subject-rights-notices.md).
+data was rectified, erased or restricted (AVG art. 19; docs/subject-rights.md §5).
 
 The recipients come from the node's own audit log (read-only, like ``zvg audit``): every
 organisation the broker confirmed one of this node's messages about the person for
@@ -177,7 +177,7 @@ async def _send(
                 raise LocalError(
                     f"the node refused the notice to {org}: {exc}; sent: {done}; not sent: "
                     f"{rest} (after an erase notice the log no longer finds them: send those "
-                    "by hand, docs/subject-rights-notices.md)"
+                    "by hand, docs/subject-rights.md §5)"
                 ) from None
             sent.append((org, accepted.message_id))
     return sent

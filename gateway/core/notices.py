@@ -4,7 +4,7 @@ Art. 19 asks the organisation that rectified, erased or restricted data about a 
 every recipient it disclosed that data to. The node's own audit log is the record of those
 disclosures: :func:`notice_targets` reads it and answers, per recipient organisation, which of
 this node's messages about the person reached it and which data categories they carried — what
-one ``rights.notice`` to that organisation names (docs/subject-rights-notices.md).
+one ``rights.notice`` to that organisation names (docs/subject-rights.md §5).
 
 A message counts as *sent to* an organisation when this node logged both
 

@@ -30,6 +30,17 @@ def _s(value: str | Path) -> str:
     return json.dumps(str(value))  # a TOML basic string (JSON escapes are valid TOML)
 
 
+def _rights(pseudonym_key_file: Path | None, defer_ground: str | None) -> list[str]:
+    if pseudonym_key_file is None and defer_ground is None:
+        return []
+    return [
+        "[rights]",
+        *([f"pseudonym_key_file = {_s(pseudonym_key_file)}"] if pseudonym_key_file else []),
+        *(["defer = true", f"defer_ground = {_s(defer_ground)}"] if defer_ground else []),
+        "",
+    ]
+
+
 def write_node_config(
     path: Path,
     *,
@@ -46,12 +57,16 @@ def write_node_config(
     checkpoint_interval_s: float = 5.0,
     broker_tls: tuple[Path, Path, Path] | None = None,
     broker_urls: tuple[str, ...] = (),
+    pseudonym_key_file: Path | None = None,
+    defer_ground: str | None = None,
 ) -> NodeFiles:
     """Write a ``node.toml`` for one demo organisation; returns where everything is.
 
     ``broker_tls`` = (CA, client certificate, client key) switches to certificate login over TLS
     (``amqps://`` URL, no password). ``broker_urls`` (the members of a cluster) replaces
-    ``broker_url``."""
+    ``broker_url``. ``pseudonym_key_file`` (the organisation's subject pseudonym key) and
+    ``defer_ground`` (``WPG``, ``WJSG``, ``AVG_23``: the node defers every inzageverzoek) fill
+    ``[rights]`` (docs/subject-rights.md)."""
     role = org.roles[0]
     lines = [
         "# zv-gateway node configuration (generated for the demo federation).",
@@ -113,6 +128,7 @@ def write_node_config(
         "[audit]",
         f"checkpoint_interval_seconds = {checkpoint_interval_s}",
         "",
+        *_rights(pseudonym_key_file, defer_ground),
     ]
     for purpose in catalogue.purposes:
         lines += [

@@ -327,10 +327,13 @@ def make_fed(
     *,
     tls_node: TlsNode | None = None,
     cluster: RabbitCluster | None = None,
+    rights: bool = False,
 ) -> Fed:
     """Create and provision a throwaway demo federation with nodes for ``orgs``; on the shared
     broker, on a private TLS broker node (certificate login) when ``tls_node`` is given, or on
-    the private three-member ``cluster`` (every node gets every member in ``broker.urls``)."""
+    the private three-member ``cluster`` (every node gets every member in ``broker.urls``).
+    ``rights``: every node gets ``[rights] pseudonym_key_file`` (:func:`pseudonym_key`) and the
+    police node defers inzageverzoeken (``WPG``), as in the demo."""
     kind = Kind("e2e", "zvge2e", tuple((k, org_by_key(k).oin) for k in orgs))
     private = tls_node.ctl if tls_node else cluster.ctl if cluster else None
     made = provision(private, kind, tmp) if private else shared_pool().take(kind)
@@ -377,9 +380,25 @@ def make_fed(
             token=f"token-{key}-{tag}-0123456789abcdef",
             catalogue=catalogue,
             checkpoint_interval_s=1.0,
+            pseudonym_key_file=_write_pseudonym_key(tmp, key) if rights else None,
+            defer_ground="WPG" if rights and key == "politie" else None,
         )
     users = [made.users[k] for k in orgs]
     return Fed(tmp, made, files, nodes, users, private or shared_pool().ctl, private=bool(private))
+
+
+def pseudonym_key(tmp: Path, key: str) -> Path:
+    """Where :func:`make_fed` keeps organisation ``key``'s subject pseudonym key."""
+    return tmp / "nodes" / key / "pseudonym.key"
+
+
+def _write_pseudonym_key(tmp: Path, key: str) -> Path:
+    path = pseudonym_key(tmp, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(os.urandom(32).hex() + "\n")
+    return path
 
 
 async def wait_witnessed(fed: Fed) -> None:
@@ -427,10 +446,12 @@ def teardown_fed(fed: Fed) -> None:
 
 
 @asynccontextmanager
-async def running_fed(tmp: Path, orgs: tuple[str, ...] | None = None) -> AsyncIterator[Fed]:
+async def running_fed(
+    tmp: Path, orgs: tuple[str, ...] | None = None, *, rights: bool = False
+) -> AsyncIterator[Fed]:
     """A federation for one test (:func:`make_fed`); afterwards every node it started is stopped
     and its broker objects are removed."""
-    fed = make_fed(tmp, orgs) if orgs is not None else make_fed(tmp)
+    fed = make_fed(tmp, orgs, rights=rights) if orgs is not None else make_fed(tmp, rights=rights)
     try:
         yield fed
     finally:

@@ -56,6 +56,7 @@ PAGES = [
     PageSpec("alerts", "/alerts", looks="alerts"),
     PageSpec("review", "/review", looks="review"),
     PageSpec("review-print", "/review/print", looks="review.print"),
+    PageSpec("rights", "/rights", looks="rights"),
     PageSpec("notices", "/notices", looks="notices"),
 ]
 
