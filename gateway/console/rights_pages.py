@@ -96,6 +96,7 @@ async def rights_page(request: web.Request) -> web.StreamResponse:
     context = {
         "reports": sorted(reports, key=lambda r: r.deadline),
         "deferrals": deferrals,
+        "names": console.directory.names(),
         "problem": request.query.get("problem"),
         "done": request.query.get("ok"),
     }

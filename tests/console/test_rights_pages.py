@@ -27,7 +27,7 @@ from gateway.console.roles import Role
 from gateway.testing.federation import FederationFiles
 from gateway.testing.veenstad import org_by_key
 from tests.console.conftest import FAST, PASSWORD, USERS, ConsoleUnderTest
-from tests.unit.node._inproc import InProcFederation
+from tests.unit.node._inproc import ApiNode, InProcFederation
 
 BSN = "999990019"
 POL = org_by_key("politie").oin
@@ -54,7 +54,19 @@ async def zvh(tmp_path: Path, veenstad: FederationFiles) -> AsyncIterator[Consol
         rights__defer=True,
         rights__defer_ground="WPG",
     )
-    users_file = tmp_path / "console-users.json"
+    cut = await _console(federation, gemeente, politie, tmp_path / "zvh-console")
+    try:
+        yield cut
+    finally:
+        await cut.client.close()
+        await federation.close()
+
+
+async def _console(
+    federation: InProcFederation, node: ApiNode, other: ApiNode, folder: Path
+) -> ConsoleUnderTest:
+    """``node``'s console, with an account for every role (``other``: the partner node)."""
+    users_file = folder.parent / f"{folder.name}-users.json"
     accounts = {
         role: add_account(
             users_file,
@@ -67,20 +79,15 @@ async def zvh(tmp_path: Path, veenstad: FederationFiles) -> AsyncIterator[Consol
         for role, name in USERS.items()
     }
     app = build_console_app(
-        gemeente.node.service, ConsoleSettings(enabled=True), users_file=users_file, hasher=FAST
+        node.node.service, ConsoleSettings(enabled=True), users_file=users_file, hasher=FAST
     )
     server = TestServer(app)
     await server.start_server()
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[str(server.make_url("/"))])
     client = TestClient(server, cookie_jar=jar)
     await client.start_server()
-    # ConsoleUnderTest calls the console's node "politie": here it is gemeente's
-    cut = ConsoleUnderTest(federation, gemeente, politie, client, accounts, users_file, app=app)
-    try:
-        yield cut
-    finally:
-        await client.close()
-        await federation.close()
+    # ConsoleUnderTest calls the console's node "politie": here it is ``node``
+    return ConsoleUnderTest(federation, node, other, client, accounts, users_file, app=app)
 
 
 async def _start(cut: ConsoleUnderTest, **form: str) -> str:
@@ -165,3 +172,33 @@ async def test_only_the_contactpunt_and_the_officers_see_the_requests(
     data = {"csrf": zvh.csrf, "bsn": BSN, "identity_check": "x"}
     answer = await zvh.client.post("/rights/start", data=data, allow_redirects=False)
     assert answer.status == 403
+
+
+async def test_the_police_privacy_officer_sees_the_deferral_and_releases_it(
+    zvh: ConsoleUnderTest, tmp_path: Path
+) -> None:
+    """The deferring partner's own console: its /rights page lists the deferral with the
+    asking organisation's name (this page failed with a 500 as soon as it had a deferral)."""
+    await zvh.login(Role.CONTACTPUNT)
+    request_id = await _start(zvh)
+    await _deferred(zvh, request_id)
+    # zvh.gemeente is the police node there (ConsoleUnderTest names its console's node politie)
+    pol = await _console(zvh.federation, zvh.gemeente, zvh.politie, tmp_path / "pol-console")
+    try:
+        await pol.login(Role.PRIVACY_OFFICER)
+        answer = await pol.client.get("/rights")
+        assert answer.status == 200
+        page = await answer.text()
+        [deferral] = pol.politie.node.service.rights.deferrals()
+        assert deferral["request_message_id"] in page
+        assert "Gemeente Veenstad" in page
+        assert BSN not in page
+        data = {"csrf": pol.csrf, "message": deferral["request_message_id"]}
+        answer = await pol.client.post("/rights/release", data=data, allow_redirects=False)
+        assert answer.status == 303
+        [deferral] = pol.politie.node.service.rights.deferrals()
+        assert deferral["released_on"] is not None
+        page = await (await pol.client.get("/rights")).text()
+        assert "vrijgegeven op" in page
+    finally:
+        await pol.client.close()
