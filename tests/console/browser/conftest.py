@@ -18,6 +18,8 @@ are made once.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -37,6 +39,7 @@ from gateway.console.auth import Account, add_account
 from gateway.console.roles import Role
 from tests.console._oidc_provider import Provider, register_client, run_provider
 from tests.e2e.harness import (
+    Client,
     Fed,
     free_port,
     make_fed,
@@ -157,11 +160,30 @@ def _console_section(port: int, users_file: Path, issuer: str, client_id: str) -
     )
 
 
+async def _deferred_inzageverzoek(fed: Fed) -> None:
+    """The ZVH's contactpunt asks for the referral's man; the police node defers (``[rights]
+    defer``), so the police console's ``/rights`` page has a deferral to show."""
+    gem = fed.nodes["gemeente"]
+    contactpunt = Client(dataclasses.replace(gem, token=f"{gem.token}-contactpunt"))
+    code, doc = await contactpunt.request(
+        "POST",
+        "/v1/rights/requests",
+        body={"bsn": "999990019", "identity_check": "paspoort getoond aan de balie"},
+    )
+    assert code == 201, doc
+    node = fed.running["politie"].service
+    for _ in range(600):  # bounded: the request travels the broker once
+        if node.rights.deferrals():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the police node never deferred the inzageverzoek")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> AsyncIterator[Site]:
     _install()
     tmp = tmp_path_factory.mktemp("console-browser")
-    fed = make_fed(tmp, ("politie", "gemeente"))
+    fed = make_fed(tmp, ("politie", "gemeente"), rights=True)
     playwright = None
     try:
         port = free_port()
@@ -196,6 +218,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> 
         items = await fed.client("gemeente").inbox(wait=10)
         assert await fed.client("gemeente").ack(items[0]["message_id"]) == 204
         await fed.client("politie").wait_status(doc["message_id"], "accepted")
+        await _deferred_inzageverzoek(fed)
         await wait_witnessed(fed)
         playwright = await async_playwright().start()
         browser = await playwright.chromium.launch(
