@@ -66,7 +66,7 @@ def write_node_config(
     (``amqps://`` URL, no password). ``broker_urls`` (the members of a cluster) replaces
     ``broker_url``. ``pseudonym_key_file`` (the organisation's subject pseudonym key) and
     ``defer_ground`` (``WPG``, ``WJSG``, ``AVG_23``: the node defers every inzageverzoek) fill
-    ``[rights]`` (docs/subject-rights.md)."""
+    ``[rights]`` (docs/subject-rights.md, decision 0114)."""
     role = org.roles[0]
     lines = [
         "# zv-gateway node configuration (generated for the demo federation).",
