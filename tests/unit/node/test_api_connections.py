@@ -147,8 +147,8 @@ async def test_a_long_poll_longer_than_the_idle_timeout_is_answered(
     start_node: StartNode,
 ) -> None:
     """The idle timeout applies between requests, not while the node works on one."""
-    node = await start_node(api=SMALL, limits={"inbox_wait_max_seconds": 2})
-    data = request_bytes("GET", "/v1/inbox?wait=2", [("Authorization", f"Bearer {TOKEN}")])
+    node = await start_node(api=SMALL, limits={"inbox_wait_max_seconds": 1})
+    data = request_bytes("GET", "/v1/inbox?wait=1", [("Authorization", f"Bearer {TOKEN}")])
     reply = await asyncio.to_thread(exchange, _port(node), data)
     assert (reply.status, reply.body) == (200, b'{"items":[],"next_cursor":null}')
 
