@@ -98,9 +98,31 @@ configure_rabbitmq_loopback() {
     fi
 }
 
+amqp_listens() {
+    # True when something accepts TCP connections on 127.0.0.1:5672 (answering or not).
+    python3 - "$ZVG_AMQP_HOST" "$ZVG_AMQP_PORT" <<'PY' 2>/dev/null
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
 ensure_rabbitmq() {
     # Makes sure RabbitMQ answers on 127.0.0.1:5672: starts it, installing Debian's package if needed.
     amqp_answers && return 0
+    if amqp_listens; then
+        # A broker is there but slow to answer (a loaded machine): wait for it; starting a second
+        # one on top of it would only fail.
+        say "RabbitMQ listens on 127.0.0.1:5672 but has not answered yet; waiting"
+        local until=$((SECONDS + 90))
+        while [ "$SECONDS" -lt "$until" ]; do
+            amqp_answers && return 0
+            sleep 1
+        done
+        die "RabbitMQ listens on 127.0.0.1:5672 but did not answer AMQP within 90 s; see /var/log/rabbitmq/"
+    fi
     if ! command -v rabbitmq-server >/dev/null 2>&1; then
         is_root || die "RabbitMQ is not installed; run: sudo apt-get install -y rabbitmq-server && sudo rabbitmq-server -detached"
         apt_install rabbitmq-server
