@@ -125,8 +125,10 @@ class NodeService:
         return True
 
     def start_loops(self, queue_depth: Callable[[], Awaitable[int]] | None = None) -> None:
-        """Start the outbox, receipt, retention, witnessing, refusal and gauge loops."""
+        """Start the coordination with other processes on the same store (decision 0109) and
+        the outbox, receipt, retention, witnessing, refusal and gauge loops."""
         ctx = self.ctx
+        ctx.spawn(ctx.store.coordinate(ctx.leading, ctx.heard, ctx.stopping), "coordination")
         ctx.spawn(self.outbox.run(), "outbox")
         ctx.spawn(self.receipts.run(), "receipts")
         ctx.spawn(self.retention.run(), "retention")
