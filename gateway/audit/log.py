@@ -30,9 +30,9 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

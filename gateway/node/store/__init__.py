@@ -11,8 +11,6 @@ package (:mod:`.writes`, :mod:`.sqlite`), the audit log's in :mod:`gateway.audit
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -122,16 +120,5 @@ class Store(Protocol):
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]: ...
     async def purge(self, now: datetime) -> tuple[int, int, int]: ...
     async def gauges(self, now: datetime) -> dict[str, float]: ...
-
-    # several processes on one store (decision 0109)
-    async def coordinate(
-        self,
-        leading: asyncio.Event,
-        changed: Callable[[str], None],
-        stopping: asyncio.Event,
-    ) -> None:
-        """Set ``leading`` while this process leads, call ``changed`` for other processes'
-        changes, until ``stopping``."""
-        ...
 
     async def close(self) -> None: ...

@@ -20,13 +20,12 @@ store whose schema is not the version this code needs refuses to open.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -211,7 +210,7 @@ class PostgresStore(SqliteStore):
 
     ``version`` is the schema version this code needs (:mod:`gateway.node.pg_store`); the
     store refuses to open a database at another one. Several processes may share the database
-    (:mod:`.pg_shared`, :mod:`.pg_lead`)."""
+    (:mod:`.pg_shared`; the lead and the wake-ups: :mod:`.pg_lead`)."""
 
     #: Other processes may write the same database (gateway.audit.log catches up before signing).
     shared = True
@@ -283,17 +282,6 @@ class PostgresStore(SqliteStore):
             PendingPublish(m, org, bytes(env), dt(exp), t, p, c)
             for m, org, env, exp, t, p, c, _created in rows
         ]
-
-    async def coordinate(
-        self,
-        leading: asyncio.Event,
-        changed: Callable[[str], None],
-        stopping: asyncio.Event,
-    ) -> None:
-        """The checkpoint leader's lease and the change listener (:mod:`.pg_lead`)."""
-        from gateway.node.store.pg_lead import coordinate
-
-        await coordinate(self.url, leading, changed, stopping)
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:

@@ -8,11 +8,9 @@ loops call the core for every decision and use the store to remember the result.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -44,17 +42,6 @@ class SqliteStore(GroupCommit):
     def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
         super().__init__(path, schemas=(writes.SCHEMA, *schemas))
         writes.register(self)
-
-    async def coordinate(
-        self,
-        leading: asyncio.Event,
-        changed: Callable[[str], None],
-        stopping: asyncio.Event,
-    ) -> None:
-        """Lead and hear other processes' changes (several processes on one database); on
-        SQLite this process is the only one: it leads, and nobody else changes anything."""
-        del changed, stopping
-        leading.set()
 
     async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None:
         rows = self.read(

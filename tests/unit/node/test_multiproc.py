@@ -15,7 +15,8 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -23,8 +24,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.log import AuditLog
 from gateway.core.audit import new_record
+from gateway.node.context import NodeContext
 from gateway.node.pg_store import VERSION
-from gateway.node.store import InboxEntry, InsertInbox, InsertOutbox, OutboxEntry, SqliteStore
+from gateway.node.service import coordinate as coordinate_node
+from gateway.node.store import (
+    Committed,
+    InboxEntry,
+    InsertInbox,
+    InsertOutbox,
+    OutboxEntry,
+    SqliteStore,
+)
 from gateway.node.store.pg_lead import coordinate
 from gateway.node.store.pg_shared import LEADER
 from gateway.node.store.postgres import PostgresStore
@@ -98,7 +108,7 @@ async def test_two_processes_appending_at_once_grow_one_audit_tree(
     key = Ed25519PrivateKey.generate()
     log_a, log_b = await _log(a, key), await _log(b, key)
     # one commit at a time in each process, both at once: a clash would reach a caller
-    results = []
+    results: list[Committed] = []
     for _ in range(30):
         results += await asyncio.gather(
             a.commit(log_a.append([_record()], T0)), b.commit(log_b.append([_record()], T0))
@@ -226,10 +236,10 @@ async def test_the_lead_passes_to_another_process_when_the_leader_dies(pg_url: s
 async def test_an_arrival_committed_by_one_process_wakes_the_others(
     stores: tuple[PostgresStore, PostgresStore, str],
 ) -> None:
-    a, b, _url = stores
+    a, _b, url = stores
     heard: asyncio.Queue[str] = asyncio.Queue()
     leading, stopping = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(b.coordinate(leading, heard.put_nowait, stopping))
+    task = asyncio.create_task(coordinate(url, leading, heard.put_nowait, stopping))
     try:
         assert await asyncio.wait_for(heard.get(), FAILOVER_S) == "*", "listening"
         await a.commit(InsertInbox(_inbox("019cbd58-c2a0-7000-8000-000000000009")))
@@ -241,10 +251,9 @@ async def test_an_arrival_committed_by_one_process_wakes_the_others(
 
 async def test_on_sqlite_the_one_process_leads_at_once(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "node.db")
-    leading, stopping = asyncio.Event(), asyncio.Event()
+    ctx = SimpleNamespace(store=store, leading=asyncio.Event())
     try:
-        await store.coordinate(leading, lambda _w: None, stopping)
-        assert leading.is_set()
-        assert store.shared is False
+        await coordinate_node(cast(NodeContext, ctx))
+        assert ctx.leading.is_set()
     finally:
         await store.close()
