@@ -26,6 +26,7 @@ from gateway.audit.log import AuditLog
 from gateway.core.audit import new_record
 from gateway.node.context import NodeContext
 from gateway.node.pg_store import VERSION
+from gateway.node.runner import Node
 from gateway.node.service import coordinate as coordinate_node
 from gateway.node.store import (
     Committed,
@@ -257,3 +258,17 @@ async def test_on_sqlite_the_one_process_leads_at_once(tmp_path: Path) -> None:
         assert ctx.leading.is_set()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("shared", "ready"), [(False, False), (True, True)])
+def test_a_standby_consumer_is_ready_only_when_the_store_is_shared(
+    shared: bool, ready: bool
+) -> None:
+    # decision 0080: a standby on its own store would split the organisation's view; on a
+    # shared store it serves the same inbox and receipts (decision 0109)
+    node = SimpleNamespace(
+        consumer=SimpleNamespace(role="standby"), store=SimpleNamespace(shared=shared)
+    )
+    check = Node._consumer_readiness(cast(Node, node))
+    assert check["ok"] is ready
+    assert check["role"] == "standby"
