@@ -98,8 +98,9 @@ def notifying(handler: Handler[Any], what: str) -> Handler[Any]:
 
 
 def claiming(handler: Handler[Any], holder: str) -> Handler[Any]:
-    """``handler`` (an outbox insert), claiming the entry for ``holder``, whose publisher has
-    it already (``Outbox.hand_over``): no other process's scan publishes it while it lives."""
+    """``handler`` (an outbox insert: a sent message, a sealed receipt), claiming the entry for
+    ``holder``, whose publisher has it already (``Outbox.hand_over``): no other process's scan
+    publishes it while it lives."""
 
     def apply(db: sqlite3.Connection, command: Any, state: CommitState) -> bool:
         applied = handler(db, command, state)

@@ -42,6 +42,7 @@ from gateway.node.store.commands import (
     InsertInbox,
     InsertOutbox,
     QueueReceipt,
+    ReceiptSealed,
 )
 from gateway.node.store.engine import Handler
 from gateway.node.store.rows import PendingPublish
@@ -258,7 +259,7 @@ class PostgresStore(SqliteStore):
         it (:mod:`.pg_shared`): the audit sequencer, outbox claims, change notifications."""
         if kind in (AppendAudit, AppendEvidence):
             handler = pg_shared.sequenced(handler)
-        elif kind is InsertOutbox:
+        elif kind in (InsertOutbox, ReceiptSealed):
             handler = pg_shared.claiming(handler, self.holder)
         elif kind is InsertInbox:
             handler = pg_shared.notifying(handler, "inbox")

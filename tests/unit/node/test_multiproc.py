@@ -34,6 +34,7 @@ from gateway.node.store import (
     InsertInbox,
     InsertOutbox,
     OutboxEntry,
+    ReceiptSealed,
     SqliteStore,
 )
 from gateway.node.store.pg_lead import coordinate
@@ -183,8 +184,9 @@ async def test_each_outbox_entry_is_claimed_by_one_process(
     stores: tuple[PostgresStore, PostgresStore, str],
 ) -> None:
     a, b, _url = stores
-    for n in range(10):
+    for n in range(9):
         await a.commit(InsertOutbox(_outbox(n), T0))
+    await a.commit(ReceiptSealed((), _outbox(9), T0))  # the leader's sealed receipt
     # a's publisher has them (Outbox.hand_over): b's scan must not publish them too
     assert await b.pending_publishes(100) == []
     assert len(await a.pending_publishes(100)) == 10, "a's own claims: a retries them"
