@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.log import AuditLog
 from gateway.core.audit import new_record
+from gateway.core.decisions import Deliver
 from gateway.node.context import NodeContext
 from gateway.node.pg_store import VERSION
 from gateway.node.runner import Node
@@ -31,6 +32,7 @@ from gateway.node.service import coordinate as coordinate_node
 from gateway.node.store import (
     Committed,
     InboxEntry,
+    InboxRow,
     InsertInbox,
     InsertOutbox,
     OutboxEntry,
@@ -40,6 +42,8 @@ from gateway.node.store import (
 from gateway.node.store.pg_lead import coordinate
 from gateway.node.store.pg_shared import LEADER
 from gateway.node.store.postgres import PostgresStore
+from gateway.testing.federation import FederationFiles
+from tests.node_pair import HANG_S, open_node
 from tests.pg import schema_url
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -274,3 +278,47 @@ def test_a_standby_consumer_is_ready_only_when_the_store_is_shared(
     check = Node._consumer_readiness(cast(Node, node))
     assert check["ok"] is ready
     assert check["role"] == "standby"
+
+
+@pytest.mark.postgres
+async def test_a_long_poll_on_one_process_is_woken_by_an_arrival_at_the_other(
+    pg_url: str, tmp_path: Path, federation: FederationFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = schema_url(pg_url, "wake")
+    pol = await open_node(federation, "politie", tmp_path / "pol")
+    gem_a = await open_node(federation, "gemeente", tmp_path / "gem-a", store__url=url)
+    gem_b = await open_node(federation, "gemeente", tmp_path / "gem-b", store__url=url)
+    ctx = gem_b.service.ctx
+    listening = asyncio.Event()
+    heard = ctx.heard
+
+    def hear(what: str) -> None:
+        heard(what)
+        if what == "*":
+            listening.set()
+
+    ctx.heard = hear  # type: ignore[method-assign]
+    coordination = asyncio.create_task(coordinate_node(ctx))
+    try:
+        await asyncio.wait_for(listening.wait(), FAILOVER_S)
+        read_empty = asyncio.Event()
+        take_inbox = gem_b.store.take_inbox
+
+        async def read(limit: int, after: int = 0) -> list[InboxRow]:
+            rows = await take_inbox(limit, after)
+            if not rows:
+                read_empty.set()
+            return rows
+
+        monkeypatch.setattr(gem_b.store, "take_inbox", read)
+        poll = asyncio.create_task(gem_b.service.inbox.waiting(limit=10, wait=10 * HANG_S))
+        await asyncio.wait_for(read_empty.wait(), HANG_S)  # it read nothing, and waits
+        sent = await pol.send_example("case.referral")
+        assert await pol.carry_to(gem_a) == [Deliver()]  # consumed by the other process
+        items = await asyncio.wait_for(poll, HANG_S)
+        assert [i.message_id for i in items] == [sent]
+    finally:
+        await ctx.begin_stop()
+        await coordination
+        for node in (pol, gem_a, gem_b):
+            await node.close()
