@@ -16,8 +16,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from gateway.audit.log import AuditLog
+from gateway.cli import cli
 from gateway.node.pg_store import VERSION
 from gateway.node.store.postgres import PostgresStore
 from tests.e2e.harness import Client, Fed, request_from_example, running_fed
@@ -160,6 +162,13 @@ async def test_two_processes_on_postgresql_lose_nothing_when_one_is_killed(
         assert log.latest is not None
     finally:
         await store.close()
+    # and zvg audit verify reads the PostgreSQL store (exit 3: the newest records are not
+    # cosigned yet — the partner cosigns what the leader signed every second)
+    verified = CliRunner().invoke(cli, ["audit", "verify", "--config", str(config)])
+    print(verified.output)
+    assert verified.exit_code in (0, 3), verified.output
+    assert f"records: {count} verified" in verified.output
+    assert "cosigned by politie" in verified.output.lower() or "Politie" in verified.output
     errors = [r for r in _log(fed, survivor) if r["level"] in ("error", "critical")]
     assert errors == []
     print(f"\nfailover of the leader after kill -9: {failover:.2f} s")
