@@ -20,9 +20,11 @@ from typing import Any, cast
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.log import AuditLog
+from gateway.cli import cli
 from gateway.core.audit import new_record
 from gateway.core.decisions import Deliver
 from gateway.node.context import NodeContext
@@ -322,3 +324,28 @@ async def test_a_long_poll_on_one_process_is_woken_by_an_arrival_at_the_other(
         await coordination
         for node in (pol, gem_a, gem_b):
             await node.close()
+
+
+@pytest.mark.postgres
+async def test_zvg_audit_verify_reads_a_postgresql_store_and_finds_a_tamper(
+    pg_url: str, tmp_path: Path, federation: FederationFiles
+) -> None:
+    url = schema_url(pg_url, "verify")
+    gem = await open_node(federation, "gemeente", tmp_path / "gem", store__url=url)
+    try:
+        audit = gem.service.audit
+        await gem.store.commit(audit.append([_record(), _record(), _record()], T0))
+        signed = await audit.checkpoint()
+        assert signed is not None
+        size = audit.size
+    finally:
+        await gem.close()
+    config = tmp_path / "gem" / "node.toml"
+    ok = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify", "--config", config])
+    assert ok.exit_code == 3, ok.output  # every check passed; no partner cosigned (yet)
+    assert f"records: {size} verified" in ok.output
+    assert "checkpoints: 1 verified" in ok.output
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE audit_records SET view = replace(view, 'ok', 'error') WHERE idx = 0")
+    bad = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify", "--config", config])
+    assert bad.exit_code == 1, bad.output
