@@ -341,11 +341,15 @@ async def test_zvg_audit_verify_reads_a_postgresql_store_and_finds_a_tamper(
     finally:
         await gem.close()
     config = tmp_path / "gem" / "node.toml"
-    ok = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify", "--config", config])
+    ok = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["audit", "verify", "--config", str(config)]
+    )
     assert ok.exit_code == 3, ok.output  # every check passed; no partner cosigned (yet)
     assert f"records: {size} verified" in ok.output
     assert "checkpoints: 1 verified" in ok.output
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE audit_records SET view = replace(view, 'ok', 'error') WHERE idx = 0")
-    bad = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify", "--config", config])
+    bad = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["audit", "verify", "--config", str(config)]
+    )
     assert bad.exit_code == 1, bad.output
