@@ -423,7 +423,10 @@ class AuditLog:
 
     def compare(self, checkpoint: note.Checkpoint) -> HeadAgreement:
         """How a (verified) checkpoint of this log that a witness holds relates to the records
-        now: ``consistent``, ``truncated`` or ``forked`` (``compare_with_log``)."""
+        now: ``consistent``, ``truncated`` or ``forked`` (``compare_with_log``). On a shared
+        store the tree first catches up: another process may have appended and signed more."""
+        if self.store.shared:
+            self._refresh()
         with self._tree_lock:
             return compare_with_log(self._tree, checkpoint)
 

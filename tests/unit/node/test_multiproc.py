@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.log import AuditLog
 from gateway.cli import cli
+from gateway.core import note
 from gateway.core.audit import new_record
 from gateway.core.decisions import Deliver
 from gateway.node.context import NodeContext
@@ -353,3 +354,17 @@ async def test_zvg_audit_verify_reads_a_postgresql_store_and_finds_a_tamper(
         CliRunner().invoke, cli, ["audit", "verify", "--config", str(config)]
     )
     assert bad.exit_code == 1, bad.output
+
+
+@pytest.mark.postgres
+async def test_a_witness_head_signed_by_the_leader_is_not_a_truncation_at_another_process(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    # a partner's answer about our head reaches whichever process consumes: its tree may lag
+    a, b, _url = stores
+    key = Ed25519PrivateKey.generate()
+    log_a, log_b = await _log(a, key), await _log(b, key)
+    await a.commit(log_a.append([_record(), _record()], T0))
+    signed = await log_a.checkpoint()
+    assert signed is not None
+    assert log_b.compare(note.Checkpoint(ORIGIN, signed.size, signed.root)) == "consistent"
