@@ -26,7 +26,14 @@ from gateway.console.auth import add_account, totp_uri
 from gateway.console.roles import Role
 from gateway.testing.nodes import NodeFiles
 
-__all__ = ["CONSOLE_ORG", "DemoLogin", "enable_console", "login_lines", "serve_console"]
+__all__ = [
+    "CONSOLE_ORG",
+    "DemoLogin",
+    "enable_console",
+    "login_lines",
+    "open_console_line",
+    "serve_console",
+]
 
 CONSOLE_ORG = "gemeente"
 """Whose console the demo keeps running: the ZVH's, which sees the most of the case."""
@@ -71,6 +78,15 @@ def enable_console(node: NodeFiles, work: Path) -> DemoLogin:
     node.config.write_text(text, "utf-8")
     url = f"http://127.0.0.1:{port}/"
     return DemoLogin(url, USER, password, account.totp_secret, totp_uri(account, "zv-gateway demo"))
+
+
+def open_console_line(org_name: str) -> str:
+    """The demo's last line (without ``--console``): how to open the officer console."""
+    return (
+        f"To see this case in {org_name}'s officer console: ./scripts/demo --console (plays it "
+        "again, then keeps the federation and the console running with its URL and a login "
+        "for this run, until Ctrl-C; docs/console.md)"
+    )
 
 
 def login_lines(login: DemoLogin, org_name: str, at: datetime | None = None) -> list[str]:

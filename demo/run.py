@@ -48,7 +48,13 @@ from typing import Any
 import aiohttp
 
 from demo import story
-from demo.console import CONSOLE_ORG, DemoLogin, enable_console, serve_console
+from demo.console import (
+    CONSOLE_ORG,
+    DemoLogin,
+    enable_console,
+    open_console_line,
+    serve_console,
+)
 from demo.partners import (
     DemoFailed,
     FolderSystem,
@@ -173,6 +179,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> None:
         _run_locked(options, out, started)
     finally:
         os.close(lock)
+    if not options.console:  # the demo ends by saying how to open the console
+        out.line()
+        out.line(open_console_line(SHORT[CONSOLE_ORG]))
 
 
 def _lock_path() -> Path:

@@ -22,6 +22,12 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
 }
 
+ensure_pip() {
+    # pip in .venv (made without it), from the Python's own ensurepip.
+    "$ZVG_VENV/bin/python" -m pip --version >/dev/null 2>&1 \
+        || "$ZVG_VENV/bin/python" -m ensurepip -q >/dev/null 2>&1
+}
+
 ensure_venv() {
     # ensure_venv [EXTRA]: creates .venv and installs the client distribution (clients/python) and
     # the project with the extra named, when a pyproject.toml changed: by default `test` (the
@@ -33,8 +39,11 @@ ensure_venv() {
     "${py:-python3}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "Python 3.11 or newer is needed (found $(python3 --version 2>&1))"
     if [ ! -x "$ZVG_VENV/bin/python" ]; then
+        # Without ensurepip's pip (seconds of a fresh clone's run): uv installs pip below
+        # (tests/deploy builds wheels with it); ensure_pip adds it where uv cannot be had.
         say "creating virtualenv in .venv"
-        python3 -m venv "$ZVG_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$ZVG_VENV"; } \
+        python3 -m venv --without-pip "$ZVG_VENV" 2>/dev/null \
+            || { apt_install python3-venv && python3 -m venv --without-pip "$ZVG_VENV"; } \
             || die "could not create .venv"
     fi
     local stamp want project
@@ -45,12 +54,16 @@ ensure_venv() {
         say "installing zv-gateway${extra:+ with its $extra extras} into .venv (first run takes half a minute)"
         # uv resolves and installs several times faster than pip (a fresh clone's first run is
         # part of CI's time); pip stays the fallback when uv cannot be installed or fails.
-        if "$ZVG_VENV/bin/python" -m pip install -q uv >/dev/null 2>&1 \
+        # uv comes from this Python's pip (or the virtualenv's, once ensurepip made it).
+        if { [ -x "$ZVG_VENV/bin/uv" ] \
+            || python3 -m pip --python "$ZVG_VENV/bin/python" install -q uv >/dev/null 2>&1 \
+            || { ensure_pip && "$ZVG_VENV/bin/python" -m pip install -q uv >/dev/null 2>&1; }; } \
             && "$ZVG_VENV/bin/uv" pip install -q --python "$ZVG_VENV/bin/python" \
-                -e "$ZVG_ROOT/clients/python" -e "$project"; then
+                pip -e "$ZVG_ROOT/clients/python" -e "$project"; then
             :
         else
             say "uv did not install the project; falling back to pip"
+            ensure_pip || die "could not install pip into .venv (python3 -m ensurepip)"
             "$ZVG_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
             "$ZVG_VENV/bin/python" -m pip install -q -e "$ZVG_ROOT/clients/python" -e "$project" \
                 || die "pip install failed"
@@ -85,9 +98,31 @@ configure_rabbitmq_loopback() {
     fi
 }
 
+amqp_listens() {
+    # True when something accepts TCP connections on 127.0.0.1:5672 (answering or not).
+    python3 - "$ZVG_AMQP_HOST" "$ZVG_AMQP_PORT" <<'PY' 2>/dev/null
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
 ensure_rabbitmq() {
     # Makes sure RabbitMQ answers on 127.0.0.1:5672: starts it, installing Debian's package if needed.
     amqp_answers && return 0
+    if amqp_listens; then
+        # A broker is there but slow to answer (a loaded machine): wait for it; starting a second
+        # one on top of it would only fail.
+        say "RabbitMQ listens on 127.0.0.1:5672 but has not answered yet; waiting"
+        local until=$((SECONDS + 90))
+        while [ "$SECONDS" -lt "$until" ]; do
+            amqp_answers && return 0
+            sleep 1
+        done
+        die "RabbitMQ listens on 127.0.0.1:5672 but did not answer AMQP within 90 s; see /var/log/rabbitmq/"
+    fi
     if ! command -v rabbitmq-server >/dev/null 2>&1; then
         is_root || die "RabbitMQ is not installed; run: sudo apt-get install -y rabbitmq-server && sudo rabbitmq-server -detached"
         apt_install rabbitmq-server

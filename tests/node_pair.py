@@ -45,7 +45,7 @@ from gateway.node.config import NodeConfig, load_config
 from gateway.node.context import utc_now
 from gateway.node.ports import BrokerSlot
 from gateway.node.preflight import load_keys
-from gateway.node.service import NodeService, open_service
+from gateway.node.service import NodeService, coordinate, open_service
 from gateway.node.store import PendingReceipt, SetStatus, SqliteStore
 from gateway.node.store.postgres import PgConnection
 from gateway.node.trust import load_trusted_directory
@@ -428,6 +428,7 @@ class MemoryBroker:
         node.broker.attach(MemoryPublisher(self, node.org, node.broker_user))
         self._nodes[node.org] = node
         service = node.service
+        service.ctx.spawn(coordinate(service.ctx), "coordination")
         service.ctx.spawn(service.outbox.run(), "outbox")
         service.ctx.spawn(service.receipts.run(), "receipts")
         self._consumers.append(loop.create_task(self._consume(node), name=f"consume {node.org}"))

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -182,15 +183,18 @@ class AuditLog:
         log = cls(store, origin=origin, key=key, rand=rand, retention_s=retention_s)
 
         def load(db: sqlite3.Connection) -> tuple[list[bytes], StoredCheckpoint | None]:
-            leaves = [
-                bytes(r[0]) for r in db.execute("SELECT leaf FROM audit_records ORDER BY idx")
-            ]
+            # The checkpoint first: another process on a shared store may append and sign in
+            # between (each statement sees what is committed when it starts), and the records
+            # read after it cover it.
             row = db.execute(
                 "SELECT size, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
             ).fetchone()
             latest = (
                 None if row is None else StoredCheckpoint(int(row[0]), bytes(row[1]), bytes(row[2]))
             )
+            leaves = [
+                bytes(r[0]) for r in db.execute("SELECT leaf FROM audit_records ORDER BY idx")
+            ]
             return leaves, latest
 
         leaves, latest = await store.run(load)
@@ -280,10 +284,30 @@ class AuditLog:
                 "SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx",
                 (self._tree.size,),
             ).fetchall()
-            for idx, leaf in rows:
-                if idx != self._tree.size:
-                    raise LocalError(f"audit log gap at index {self._tree.size}")
-                self._tree.append(bytes(leaf))
+            self._extend(rows)
+
+    def _extend(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Append committed leaves ``(idx, leaf)`` from the tree's size on (under the lock)."""
+        for idx, leaf in rows:
+            if idx < self._tree.size:  # appended meanwhile by the commit hook
+                continue
+            if idx != self._tree.size:
+                raise LocalError(f"audit log gap at index {self._tree.size}")
+            self._tree.append(bytes(leaf))
+
+    def _refresh(self) -> None:
+        """Catch up with what other processes on a shared store appended and signed (decision
+        0109): the latest checkpoint first, then the records, which cover it."""
+        row = self.store.read(
+            "SELECT size, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+        )
+        if row and (self.latest is None or int(row[0][0]) > self.latest.size):
+            self.latest = StoredCheckpoint(int(row[0][0]), bytes(row[0][1]), bytes(row[0][2]))
+        rows = self.store.read(
+            "SELECT idx, leaf FROM audit_records WHERE idx >= ? ORDER BY idx", (self.size,)
+        )
+        with self._tree_lock:
+            self._extend(rows)
 
     # ------------------------------------------------------------------ checkpoints and proofs
 
@@ -291,6 +315,8 @@ class AuditLog:
         """The latest checkpoint, signing a new one first if the tree grew past it and is at
         least ``min_size`` large. ``None`` for an empty log."""
         async with self._checkpoint_lock:
+            if self.store.shared:
+                self._refresh()
             with self._tree_lock:
                 size = self._tree.size
                 root = self._tree.root(size) if size else b""
@@ -304,8 +330,9 @@ class AuditLog:
             now = datetime.now(UTC).timestamp()
 
             def save(db: sqlite3.Connection) -> None:
-                db.execute(
-                    "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?,?,?,?)",
+                db.execute(  # the same bytes when another process signed this size first
+                    "INSERT OR IGNORE INTO audit_checkpoints (size, root, note, created_at)"
+                    " VALUES (?,?,?,?)",
                     (size, root, signed, now),
                 )
 
@@ -398,7 +425,10 @@ class AuditLog:
 
     def compare(self, checkpoint: note.Checkpoint) -> HeadAgreement:
         """How a (verified) checkpoint of this log that a witness holds relates to the records
-        now: ``consistent``, ``truncated`` or ``forked`` (``compare_with_log``)."""
+        now: ``consistent``, ``truncated`` or ``forked`` (``compare_with_log``). On a shared
+        store the tree first catches up: another process may have appended and signed more."""
+        if self.store.shared:
+            self._refresh()
         with self._tree_lock:
             return compare_with_log(self._tree, checkpoint)
 

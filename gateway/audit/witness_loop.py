@@ -45,6 +45,8 @@ class Witnessing:
         """Sign a checkpoint when the log grew and ask every peer to cosign it, periodically."""
         interval = self.ctx.config.audit.checkpoint_interval_seconds
         while not self.ctx.stopping.is_set():
+            if not await self.ctx.lead():  # one process signs and asks (decision 0109)
+                return
             try:
                 await self.request_cosignatures()
             except (TransientError, LocalError) as exc:

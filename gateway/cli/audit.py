@@ -8,7 +8,10 @@ directory. See docs/security-officers.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,27 @@ def node_context(config_file: Path) -> tuple[Any, Any, str]:
         else default_catalogue()
     )
     return config, directory_for_reading(config, cat), config.node.org
+
+
+@contextlib.contextmanager
+def open_log(config: Any) -> Iterator[sqlite3.Connection]:
+    """The node's store, read only, as its config names it: the SQLite file
+    (``gateway.audit.inspect.open_readonly``) or the PostgreSQL database of ``store.url`` — one
+    read-only snapshot (``REPEATABLE READ``), safe while the node's processes append."""
+    from gateway.audit.inspect import open_readonly
+
+    if config.store.url is None:
+        with open_readonly(config.store_path) as db:
+            yield db
+        return
+    from gateway.node.store.postgres import PgConnection, connect
+
+    conn = connect(config.store.url)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield PgConnection(conn)  # type: ignore[misc]  # the sqlite3 subset the tools use
+    finally:
+        conn.close()
 
 
 def _time(value: str | None) -> datetime | None:
@@ -88,12 +112,12 @@ def verify(config_file: Path, witnesses: bool) -> None:
           stripped cosignatures, a log re-signed with the node's own key
       75  --witnesses: fewer partners answered than the witness threshold
     """
-    from gateway.audit.inspect import add_witness_heads, open_readonly, record_written, verify_log
+    from gateway.audit.inspect import add_witness_heads, record_written, verify_log
 
     config, directory, org = node_context(config_file)
     now = datetime.now(UTC)
     retention = timedelta(days=config.retention.audit_personal_days)
-    with open_readonly(config.store_path) as db:
+    with open_log(config) as db:
         report = verify_log(db, directory=directory, org=org, now=now, personal_retention=retention)
     if witnesses:
         from gateway.audit.asking import ask_witnesses
@@ -142,7 +166,7 @@ def verify(config_file: Path, witnesses: bool) -> None:
         )
         raise click.exceptions.Exit(EXIT_UNCONFIRMED)
     if witnessed < report.records:
-        with open_readonly(config.store_path) as db:
+        with open_log(config) as db:
             since = record_written(db, witnessed)
         click.echo(
             f"not witnessed: records {witnessed} to {report.records - 1} "

@@ -136,6 +136,12 @@ class NodeContext:
         #: The inbox got a message, or the node is stopping (long-polls, event streams).
         self.inbox_changed = Changes()
         self.stopping = asyncio.Event()
+        #: Set while this process leads its organisation's processes: it signs checkpoints,
+        #: asks for cosignatures and seals receipts. At once on SQLite (one process); on a
+        #: shared PostgreSQL store by the leader's lease (``Store.coordinate``, decision 0109).
+        self.leading = asyncio.Event()
+        if not getattr(store, "shared", False):
+            self.leading.set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
@@ -164,6 +170,25 @@ class NodeContext:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def lead(self) -> bool:
+        """Wait until this process leads (at once when it does); False when the node stops
+        first."""
+        if not self.leading.is_set():
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.leading, self.stopping)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        return self.leading.is_set() and not self.stopping.is_set()
+
+    def heard(self, what: str) -> None:
+        """Another process committed a change (``inbox``, ``receipt``; ``*``: anything)."""
+        if what in ("inbox", "*"):
+            self.inbox_changed.changed()
+        if what in ("receipt", "*"):
+            self.receipt_wake.set()
 
     async def pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less when the node begins to stop."""

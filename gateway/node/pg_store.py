@@ -19,7 +19,7 @@ import re
 from gateway.audit.log import AUDIT_SCHEMA
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
-from gateway.node.store import SqliteStore, writes
+from gateway.node.store import SqliteStore, pg_shared, writes
 from gateway.node.trust import TrustHistory, read_history
 
 # gateway.node.store.postgres (psycopg, the ``postgres`` extra) is imported only where a
@@ -49,8 +49,11 @@ def translate_schema(script: str) -> str:
     )
 
 
-#: (version, DDL), applied in order.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, translate_schema(writes.SCHEMA + AUDIT_SCHEMA)),)
+#: (version, DDL), applied in order. 2: outbox claims of several processes (decision 0109).
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, translate_schema(writes.SCHEMA + AUDIT_SCHEMA)),
+    (2, pg_shared.MIGRATION_2),
+)
 #: The schema version this code reads and writes.
 VERSION = MIGRATIONS[-1][0]
 

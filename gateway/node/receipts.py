@@ -72,6 +72,8 @@ class ReceiptSealer:
     async def run(self) -> None:
         """Seal pending receipts in batches (one checkpoint per batch) until stopped."""
         while not self.ctx.stopping.is_set():
+            if not await self.ctx.lead():  # one process seals (decision 0109)
+                return
             self.ctx.receipt_wake.clear()
             try:
                 pending = await self.ctx.store.take_pending_receipts(RECEIPT_BATCH)

@@ -227,10 +227,19 @@ class Node:
     def _consumer_readiness(self) -> dict[str, Any]:
         """Whether this process consumes the organisation's inbox. A standby (another process
         of this organisation consumes it) is not ready: an adapter routed here would receive
-        nothing, and receipts for what it sends arrive at the other process (decision 0080)."""
+        nothing, and receipts for what it sends arrive at the other process (decision 0080) —
+        unless the processes share a PostgreSQL store (decision 0109)."""
         role = self.consumer.role if self.consumer is not None else "stopped"
-        check: dict[str, Any] = {"ok": role == "active", "role": role}
-        if role == "standby":
+        # On a store the organisation's processes share (decision 0109) a standby serves the
+        # same inbox and receipts as the consuming process: an adapter may be routed to it.
+        shared = role == "standby" and self.store.shared
+        check: dict[str, Any] = {"ok": role == "active" or shared, "role": role}
+        if shared:
+            check["detail"] = (
+                "another process of this organisation consumes its inbox into the shared store;"
+                " this one serves the same inbox and takes over when that one is gone"
+            )
+        elif role == "standby":
             check["detail"] = (
                 "another process of this organisation consumes its inbox; this one takes over "
                 "when that one is gone"

@@ -135,9 +135,11 @@ class NodeService:
         return True
 
     def start_loops(self, queue_depth: Callable[[], Awaitable[int]] | None = None) -> None:
-        """Start the outbox, receipt, retention, witnessing, refusal and gauge loops, and the
-        LDV OTLP sender when configured."""
+        """Start the coordination with other processes on the same store (decision 0109), the
+        outbox, receipt, retention, witnessing, refusal and gauge loops, and the LDV OTLP sender
+        when configured."""
         ctx = self.ctx
+        ctx.spawn(coordinate(ctx), "coordination")
         ctx.spawn(self.outbox.run(), "outbox")
         ctx.spawn(self.receipts.run(), "receipts")
         ctx.spawn(self.retention.run(), "retention")
@@ -199,3 +201,16 @@ async def open_service(
     except BaseException:
         await store.close()
         raise
+
+
+async def coordinate(ctx: NodeContext) -> None:
+    """Lead, and hear the other processes, until the node stops (decision 0109). On a store
+    no other process writes (SQLite) this process leads at once; on a shared PostgreSQL store
+    by the leader's lease, and commits of the others wake this one's long-polls and loops."""
+    url = getattr(ctx.store, "url", None)
+    if not getattr(ctx.store, "shared", False) or not isinstance(url, str):
+        ctx.leading.set()
+        return
+    from gateway.node.store.pg_lead import coordinate as pg_coordinate  # the postgres extra
+
+    await pg_coordinate(url, ctx.leading, ctx.heard, ctx.stopping)

@@ -24,6 +24,13 @@ async def referral_accepted(cut: ConsoleUnderTest) -> Exchange:
     await federation.wait_status("politie", message_id, "delivered")
     assert await cut.gemeente.settle(message_id) == 204
     await federation.wait_status("politie", message_id, "accepted")
+
+    async def published() -> bool:
+        # The broker's confirm (the message.publish record) may be committed after the receipts
+        # on a busy machine; the checkpoint must cover it, or the export answers 409.
+        return bool(cut.politie.node.audit(message_id=message_id, operation="message.publish"))
+
+    await federation.broker.until(published, f"{message_id}'s publish recorded at politie")
     await cut.politie.node.service.audit.checkpoint()
     (send,) = cut.politie.node.audit(message_id=message_id, operation="message.send")
     return Exchange(

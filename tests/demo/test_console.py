@@ -18,7 +18,14 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from demo.__main__ import main
-from demo.console import USER, DemoLogin, enable_console, login_lines, serve_console
+from demo.console import (
+    USER,
+    DemoLogin,
+    enable_console,
+    login_lines,
+    open_console_line,
+    serve_console,
+)
 from demo.report import Console
 from demo.run import _summary_next
 from demo.workspace import Workspace
@@ -114,3 +121,10 @@ def test_the_demos_closing_lines_say_how_to_open_the_console(tmp_path: Path) -> 
     text = stream.getvalue()
     assert "./scripts/demo --console" in text
     assert "docs/console.md" in text
+
+
+def test_the_demos_last_line_says_how_to_open_the_console() -> None:
+    line = open_console_line("Gemeente Veenstad / ZVH")
+    assert "./scripts/demo --console" in line
+    assert "Gemeente Veenstad / ZVH's officer console" in line
+    assert "zvg demo" not in line  # the demo is not a zvg command (decision 0090)

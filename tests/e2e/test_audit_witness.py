@@ -126,11 +126,18 @@ async def test_verify_with_witnesses_names_the_partners_that_answered_and_those_
     assert out.rstrip().endswith("OK")
 
     await fed.stop("ggz")
+    # The command waits its whole timeout for a partner that is down: a short one, made longer
+    # only when the politie's answer did not arrive within it (a busy machine), so the test
+    # waits for that answer rather than for a fixed time.
     text = config.read_text("utf-8")
-    config.write_text(
-        text.replace("[audit]\n", "[audit]\nwitness_answer_timeout_seconds = 20\n", 1), "utf-8"
-    )
-    code, out = await zvg("audit", "verify", "--config", config, "--witnesses")
+    for timeout in (2, 4, 8, 16, 32):
+        config.write_text(
+            text.replace("[audit]\n", f"[audit]\nwitness_answer_timeout_seconds = {timeout}\n", 1),
+            "utf-8",
+        )
+        code, out = await zvg("audit", "verify", "--config", config, "--witnesses")
+        if "Politie, basisteam Veenstad: cosigned" in out:
+            break
     assert code == 75, out
     assert f"Politie, basisteam Veenstad: cosigned checkpoint {size}" in out
     assert "no answer from GGZ Veenland" in out

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from demo.__main__ import main as demo_command
+from demo.console import open_console_line
 from demo.workspace import demo_federations
 from gateway.broker.provision import Rabbitmqctl
 
@@ -105,6 +106,8 @@ def check_outcome(out: str) -> None:
     assert "docs/integrators.md" in out
     assert "./scripts/demo --console" in out  # how to open the officer console
     assert "Stopped all 8 processes the demo started" in out
+    # ... and it ends by saying how to open the console.
+    assert out.rstrip().splitlines()[-1] == open_console_line("Gemeente Veenstad / ZVH")
 
 
 @pytest.mark.timeout(3 * RUN_TIMEOUT_S)

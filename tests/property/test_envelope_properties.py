@@ -36,7 +36,7 @@ from tests.envelope_forge import (
     unb64json,
 )
 
-SETTINGS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 
 BASE = json.loads(claims_to_json(example_claims("case.status")))
 SENDER_ORG = BASE["sender"]["org"]
@@ -162,7 +162,7 @@ json_values = st.recursive(
 )
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=100)
 @given(raw=st.binary(max_size=2048) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_arbitrary_bytes_only_raise_remote_error(raw: bytes) -> None:
     _open_only_remote_errors(raw)

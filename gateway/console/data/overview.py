@@ -14,9 +14,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
-from gateway.audit.search import sum_by_hour
+from gateway.audit.search import sum_by_day, utc_offsets
 from gateway.console.data.records import OrgRef, org_ref
 
 __all__ = [
@@ -129,14 +130,7 @@ def overview(
     """The overview at ``now`` (days in ``tz``; ``log_size`` from the running log's tree)."""
     days = _days(now, tz)
     since, until = _start(days, tz), now.timestamp() + 1
-    day_of: dict[int, date] = {}  # 720 distinct hours: convert each once
-
-    def day(hour: int) -> date:
-        d = day_of.get(hour)
-        if d is None:
-            d = day_of[hour] = datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).date()
-        return d
-
+    offsets = utc_offsets(since, until, tz)
     label_of: dict[str, str] = {}
 
     def label(party: str) -> str:
@@ -145,24 +139,26 @@ def overview(
             text = label_of[party] = str(org_ref(party, names))
         return text
 
-    def add(target: dict[str, dict[date, int]], key: str, hour: int, n: int) -> None:
+    def add(target: dict[str, dict[date, int]], key: str, day: date, n: int) -> None:
         per = target.setdefault(key, {})
-        d = day(hour)
-        per[d] = per.get(d, 0) + n
+        per[day] = per.get(day, 0) + n
+
+    def summed(
+        names_: Sequence[str], by: Literal["purpose", "party"], status: str | None = None
+    ) -> list[tuple[date, str, int]]:
+        return sum_by_day(db, since, until, names=names_, by=by, offsets=offsets, status=status)
 
     purposes: dict[str, dict[date, int]] = {}
-    for hour, purpose, n in sum_by_hour(db, since, until, names=_MESSAGE_OPS, by="purpose"):
-        add(purposes, purpose or "-", hour, n)
+    for day, purpose, n in summed(_MESSAGE_OPS, "purpose"):
+        add(purposes, purpose or "-", day, n)
     partners: dict[str, dict[date, int]] = {}
-    for hour, party, n in sum_by_hour(db, since, until, names=_MESSAGE_OPS, by="party"):
+    for day, party, n in summed(_MESSAGE_OPS, "party"):
         if party != own_org:
-            add(partners, label(party), hour, n)
+            add(partners, label(party), day, n)
     denials: dict[str, dict[date, int]] = {}
-    for hour, party, n in sum_by_hour(
-        db, since, until, names=("policy.decision",), by="party", status="denied"
-    ):
+    for day, party, n in summed(("policy.decision",), "party", "denied"):
         if party != own_org:
-            add(denials, label(party), hour, n)
+            add(denials, label(party), day, n)
     return Overview(
         health=_health(db, now, log_size, names),
         witnessed=_witnessed(db),

@@ -22,18 +22,34 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
 from psycopg_pool import ConnectionPool
 
 from gateway.errors import LocalError, TransientError
-from gateway.node.store import writes
+from gateway.node.store import pg_shared, writes
+from gateway.node.store.commands import (
+    AppendAudit,
+    AppendEvidence,
+    InsertInbox,
+    InsertOutbox,
+    QueueReceipt,
+    ReceiptSealed,
+)
+from gateway.node.store.engine import Handler
+from gateway.node.store.rows import PendingPublish
 from gateway.node.store.sqlite import SqliteStore
+from gateway.node.store.writes import dt
+
+C = TypeVar("C")
 
 __all__ = [
     "PgConnection",
@@ -194,7 +210,11 @@ class PostgresStore(SqliteStore):
     """The node's durable state in a PostgreSQL database (module docstring).
 
     ``version`` is the schema version this code needs (:mod:`gateway.node.pg_store`); the
-    store refuses to open a database at another one."""
+    store refuses to open a database at another one. Several processes may share the database
+    (:mod:`.pg_shared`; the lead and the wake-ups: :mod:`.pg_lead`)."""
+
+    #: Other processes may write the same database (gateway.audit.log catches up before signing).
+    shared = True
 
     def __init__(self, url: str, *, version: int, pool_size: int = 4) -> None:
         # GroupCommit.__init__ opens an SQLite file: this sets up the same writer state on a
@@ -208,6 +228,8 @@ class PostgresStore(SqliteStore):
         self._failed = False
         self._hooks = []
         self._handlers = {}
+        #: Who claims outbox entries in this process (pg_shared.claiming): random per process.
+        self.holder = secrets.token_hex(8)
         conn = connect(url)
         found = schema_version(conn)
         if found != version:
@@ -231,6 +253,36 @@ class PostgresStore(SqliteStore):
             return super().read(sql, params)
         except psycopg.Error as exc:
             raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
+
+    def on_command(self, kind: type[C], handler: Handler[C]) -> None:
+        """The handler of ``kind``, with what several processes on one database need around
+        it (:mod:`.pg_shared`): the audit sequencer, outbox claims, change notifications."""
+        if kind in (AppendAudit, AppendEvidence):
+            handler = pg_shared.sequenced(handler)
+        elif kind in (InsertOutbox, ReceiptSealed):
+            handler = pg_shared.claiming(handler, self.holder)
+        elif kind is InsertInbox:
+            handler = pg_shared.notifying(handler, "inbox")
+        elif kind is QueueReceipt:
+            handler = pg_shared.notifying(handler, "receipt")
+        super().on_command(kind, handler)
+
+    async def pending_publishes(
+        self, limit: int, older_than: datetime | None = None
+    ) -> list[PendingPublish]:
+        """Claim unconfirmed envelopes nobody else holds (``FOR UPDATE SKIP LOCKED``), oldest
+        first: the scan of :class:`SqliteStore`, for several processes (:mod:`.pg_shared`)."""
+        cutoff = older_than.timestamp() if older_than is not None else float("inf")
+        params = (self.holder, pg_shared.CLAIM_S, cutoff, self.holder, limit)
+
+        def job(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return db.execute(pg_shared.CLAIM_SQL, params).fetchall()
+
+        rows = sorted(await self.run(job), key=lambda r: (r[7], r[0], r[1]))
+        return [
+            PendingPublish(m, org, bytes(env), dt(exp), t, p, c)
+            for m, org, env, exp, t, p, c, _created in rows
+        ]
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:

@@ -36,6 +36,9 @@ __all__ = ["SqliteStore"]
 class SqliteStore(GroupCommit):
     """The node's durable state in one SQLite file (module docstring)."""
 
+    #: Whether other processes may write the same store (an SQLite file: never, decision 0081).
+    shared = False
+
     def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
         super().__init__(path, schemas=(writes.SCHEMA, *schemas))
         writes.register(self)

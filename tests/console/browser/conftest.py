@@ -64,8 +64,19 @@ run leaves the working tree as it was."""
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "correct horse battery staple"
 OFFICER = "sanne"
-ROLES = {"sanne": Role.SECURITY_OFFICER, "anouk": Role.AUDITOR}
-NAMES = {"sanne": "Sanne de Vries", "anouk": "Anouk <script>alert(1)</script> Smit"}
+ROLES = {
+    "sanne": Role.SECURITY_OFFICER,
+    "pieter": Role.PRIVACY_OFFICER,
+    "anouk": Role.AUDITOR,
+    "karim": Role.CONTACTPUNT,
+}
+"""One local account per role (each logs in once: a TOTP code is accepted once)."""
+NAMES = {
+    "sanne": "Sanne de Vries",
+    "pieter": "Pieter Jansen",
+    "anouk": "Anouk <script>alert(1)</script> Smit",
+    "karim": "Karim Bouzid",
+}
 """Display names; the auditor's has HTML in it (it must show as text)."""
 OIDC_ROLES = {"zvh-ciso": "security-officer", "zvh-fg": "privacy-officer", "zvh-audit": "auditor"}
 
@@ -235,6 +246,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> 
             str(request["case_ref"]),
             shots if shots.is_absolute() else ROOT / shots,
         )
+        found.shots.mkdir(parents=True, exist_ok=True)
         try:
             yield found
         finally:

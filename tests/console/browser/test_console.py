@@ -146,7 +146,24 @@ async def test_login_through_the_openid_provider(site: Site) -> None:
     assert oidc[-1]["personal"]["actor"]["id"] == "fatima"
 
 
-async def test_an_auditor_sees_html_in_a_name_as_text_and_no_case_reference(site: Site) -> None:
+def actor(record: dict[str, Any]) -> tuple[str, str]:
+    """Who did what ``record`` records: (account, role)."""
+    who = record["personal"]["actor"]
+    return who["id"], who["role"]
+
+
+def pseudonym(site: Site) -> str:
+    """The demo referral's subject as politie's log keeps it (its pseudonym)."""
+    (send,) = [
+        r for r in site.records("message.send") if r["view"]["message_id"] == site.message_id
+    ]
+    subject: str = send["personal"]["data_subjects"][0]
+    return subject
+
+
+async def test_an_auditor_sees_html_in_a_name_as_text_and_no_pseudonym_or_case_reference(
+    site: Site,
+) -> None:
     context = await site.context()
     page = await context.new_page()
     await login_local(page, site, "anouk")
@@ -154,9 +171,169 @@ async def test_an_auditor_sees_html_in_a_name_as_text_and_no_case_reference(site
     who = page.locator(".zvg-header__who")
     await expect(who).to_contain_text("Anouk <script>alert(1)</script> Smit")
     assert await page.locator("header script").count() == 0
+    subject = pseudonym(site)
     await page.goto(f"/message/{site.message_id}")
     await expect(page.get_by_role("heading", level=1)).to_contain_text(site.message_id)
-    assert site.case_ref not in await page.content()
+    for path in (f"/message/{site.message_id}", f"/search?message_id={site.message_id}"):
+        await page.goto(path)
+        await expect(page.get_by_role("link", name=site.message_id).first).to_be_visible()
+        content = await page.content()
+        assert site.case_ref not in content, path
+        assert subject not in content, path
+        assert await axe_violations(page) == [], path
+    # Nor may the auditor search by a personal field: the form has none, a typed URL is refused.
+    assert await page.locator("#subject").count() == 0
+    answer = await page.goto(f"/search?subject={subject}")
+    assert answer is not None
+    assert answer.status == 403
+    assert subject not in await page.locator("main").inner_text()  # (the URL it typed is its own)
+    seen = [r for r in looks(site, "message") if r["personal"]["actor"]["id"] == "anouk"]
+    assert seen
+    assert seen[-1]["personal"]["actor"]["role"] == "auditor"
+    searched = [r for r in looks(site, "search") if r["personal"]["actor"]["id"] == "anouk"]
+    assert searched
+    assert searched[-1]["view"]["message_id"] == site.message_id
+
+
+async def test_a_contactpunt_searches_by_subject_and_sees_nothing_else(site: Site) -> None:
+    context = await site.context()
+    page = await context.new_page()
+    await login_local(page, site, "karim")
+    await expect(page).to_have_url(f"{site.url}/search")  # the only page it has
+    nav = page.get_by_role("navigation")
+    assert await nav.get_by_role("link").all_inner_texts() == ["Zoeken"]
+    subject = pseudonym(site)
+    await page.locator("#subject").fill(subject)
+    await page.get_by_role("button", name="Zoeken").click()
+    await expect(page.get_by_role("cell", name=site.message_id).first).to_be_visible()
+    # Only the subject field; no link to a message or case, no CSV export.
+    assert await page.locator("form input:not([type=hidden])").count() == 1
+    assert await page.get_by_role("link", name=site.message_id).count() == 0
+    assert await page.locator("a[href^='/search.csv']").count() == 0
+    assert await axe_violations(page) == []
+    record = looks(site, "search")[-1]
+    assert actor(record) == ("karim", "contactpunt")
+    assert record["personal"]["data_subjects"] == [subject]
+    assert record["view"]["detail"]["count"] >= 1
+    before = len(site.records("console.access"))
+    for path in (
+        f"/message/{site.message_id}",
+        f"/case?ref={site.case_ref}",
+        "/evidence",
+        "/policy",
+        "/alerts",
+        "/review",
+        "/access",
+        f"/search?case_ref={site.case_ref}",
+        f"/search.csv?subject={subject}",
+    ):
+        answer = await page.goto(path)
+        assert answer is not None
+        assert answer.status == 403, path
+        assert site.message_id not in await page.locator("main").inner_text(), path
+    await page.goto("/")  # the overview sends it back to the search
+    await expect(page).to_have_url(f"{site.url}/search")
+    assert len(site.records("console.access")) == before  # nothing was shown, nothing logged
+
+
+async def test_an_officer_acknowledges_an_alert_with_a_comment(
+    site: Site, officer: BrowserContext
+) -> None:
+    # Five failed logins (an unknown account) raise the failed-logins alert.
+    stranger = await (await site.context()).new_page()
+    for _ in range(5):
+        await stranger.goto("/login")
+        await stranger.get_by_label("Gebruikersnaam").fill("mallory")
+        await stranger.get_by_label("Wachtwoord").fill("guess")
+        await stranger.get_by_label("Code uit de authenticator-app").fill("123456")
+        await stranger.get_by_role("button", name="Inloggen").click()
+        await expect(stranger.get_by_role("alert")).to_be_visible()
+    page = await officer.new_page()
+    await page.goto("/alerts")
+    alert = page.locator("article").filter(has=page.locator("input[value^='failed-logins:']"))
+    await expect(alert).to_have_count(1)
+    alert_id = await alert.locator("input[name=alert]").get_attribute("value")
+    comment = "Gecontroleerd: een tester op de proefomgeving."
+    await alert.get_by_label("Toelichting").fill(comment)
+    await alert.get_by_role("button", name="Afhandelen").click()
+    await expect(page).to_have_url(f"{site.url}/alerts?ok=1")
+    await expect(page.get_by_role("status")).to_contain_text("afgehandeld")
+    done = page.locator("article").filter(has=page.get_by_text(alert_id or "?", exact=True))
+    await expect(done).to_contain_text(comment)
+    await expect(done.get_by_role("button")).to_have_count(0)
+    await page.screenshot(path=site.shots / "alerts-acknowledged.png")
+    assert await axe_violations(page) == []
+    (ack,) = [
+        r for r in site.records("console.acknowledge") if r["view"]["detail"]["alert"] == alert_id
+    ]
+    assert ack["view"]["detail"]["kind"] == "failed-logins"
+    assert actor(ack) == (OFFICER, "security-officer")
+    assert ack["personal"]["note"] == comment
+    assert looks(site, "alerts")[-1]["personal"]["actor"]["id"] == OFFICER
+    await page.close()
+
+
+async def test_an_officer_signs_off_yesterdays_review_report(
+    site: Site, officer: BrowserContext
+) -> None:
+    page = await officer.new_page()
+    await page.goto("/review")
+    period = await page.locator("input[name=start][type=hidden]").get_attribute("value")
+    comment = "Rapport doorgenomen; geen bijzonderheden."
+    await page.get_by_label("Toelichting").fill(comment)
+    await page.get_by_role("button", name="Rapport aftekenen").click()
+    await expect(page.get_by_role("status")).to_contain_text("afgetekend")
+    assert urlsplit(page.url).path == "/review"
+    await expect(page.get_by_text(comment)).to_be_visible()  # the sign-off is listed
+    await page.screenshot(path=site.shots / "review-signed.png")
+    assert await axe_violations(page) == []
+    (signed,) = [
+        r
+        for r in site.records("console.review")
+        if r["view"]["detail"]["period"].startswith(period or "?")
+    ]
+    assert len(signed["view"]["detail"]["digest"]) == 64
+    assert actor(signed) == (OFFICER, "security-officer")
+    assert signed["personal"]["note"] == comment
+    assert looks(site, "review")[-1]["personal"]["actor"]["id"] == OFFICER
+    await page.close()
+
+
+async def test_the_english_switch_translates_labels_and_keeps_the_domain_words(
+    site: Site,
+) -> None:
+    context = await site.context()
+    page = await context.new_page()
+    await login_local(page, site, "pieter")  # the privacy officer (a code is accepted once)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    before = len(looks(site, "overview"))
+    await page.get_by_role("link", name="Switch to English").click()
+    await expect(page).to_have_url(f"{site.url}/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
+    assert await page.get_attribute("html", "lang") == "en"
+    nav = await page.get_by_role("navigation").get_by_role("link").all_inner_texts()
+    # Every label in English, but "Casus" is what the officers call a case.
+    assert nav == [
+        "Overview",
+        "Search",
+        "Evidence",
+        "Casus",
+        "Policy",
+        "Alerts",
+        "Log review",
+        "Console access log",
+    ]
+    assert await axe_violations(page) == []
+    assert len(looks(site, "overview")) == before + 1
+    await page.goto(f"/search?case_ref={site.case_ref}")
+    await expect(page.get_by_label("Case reference (casus)")).to_have_value(site.case_ref)
+    await expect(page.get_by_role("button", name="Search")).to_be_visible()
+    await page.screenshot(path=site.shots / "search-en.png")
+    assert await axe_violations(page) == []
+    assert looks(site, "search")[-1]["personal"]["case_ref"] == site.case_ref
+    await page.get_by_role("link", name="Schakel naar Nederlands").click()
+    await expect(page.get_by_label("Casusreferentie")).to_have_value(site.case_ref)
+    assert await page.get_attribute("html", "lang") == "nl"
 
 
 @pytest.mark.parametrize("spec", PAGES, ids=[p.name for p in PAGES])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.console.data.overview import Chart, Series, chart_rows, chart_svg, overview
@@ -53,6 +53,31 @@ async def test_days_are_the_officers_local_days(audit: Log, reader: sqlite3.Conn
     )
     (series,) = ov.per_purpose.series
     assert series.counts[-1] == 1  # today in Amsterdam, yesterday in UTC
+
+
+async def test_days_stay_local_across_the_change_to_summer_time(
+    audit: Log, reader: sqlite3.Connection
+) -> None:
+    """The days are summed in SQL with the offset of each hour: on 29 March 2026 Amsterdam goes
+    from UTC+1 to UTC+2 at 01:00 UTC, so 23:30 UTC is the next day on the 28th but not the
+    29th."""
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    for i, at in enumerate(
+        (
+            datetime(2026, 3, 28, 23, 30, tzinfo=UTC),  # 00:30 CET on the 29th
+            datetime(2026, 3, 29, 21, 30, tzinfo=UTC),  # 23:30 CEST on the 29th
+            datetime(2026, 3, 29, 22, 30, tzinfo=UTC),  # 00:30 CEST on the 30th
+        )
+    ):
+        await audit.add(msg(i, "message.send", at=at))
+    now = datetime(2026, 4, 5, 12, 0, tzinfo=UTC)
+    ov = overview(reader, now=now, own_org=ZVH, names=NAMES, log_size=3, tz=amsterdam)
+    (series,) = ov.per_purpose.series
+    counts = dict(zip(ov.per_purpose.days, series.counts, strict=True))
+    assert {d.isoformat(): n for d, n in counts.items() if n} == {
+        "2026-03-29": 2,
+        "2026-03-30": 1,
+    }
 
 
 def test_the_svg_chart_escapes_its_labels_and_holds_no_script() -> None:

@@ -148,7 +148,7 @@ _records = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=100)
 @given(values=_records)
 def test_new_record_refuses_exactly_what_the_per_field_guard_refuses(
     values: dict[str, Any],
@@ -279,7 +279,7 @@ def _outcome(fields: audit.MessageFields, args: dict[str, Any]) -> tuple[str, ob
         return "refused", str(exc)
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(case=_message_and_record())
 def test_message_record_with_checked_fields_refuses_exactly_what_the_full_guard_refuses(
     case: tuple[audit.MessageFields, dict[str, Any]],
@@ -340,7 +340,7 @@ def test_the_guard_result_survives_only_opaque_changes() -> None:
         audit.message_record("message.refuse", fields, at=NOW, detail={"category": A_BSN})
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(
     case_ref=_opt,
     subjects=st.lists(_text, max_size=3),
@@ -421,7 +421,7 @@ _json_value = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(view=st.dictionaries(st.text(max_size=6), _json_value, max_size=6))
 def test_view_json_is_canonical_json_for_any_map(view: dict[str, Any]) -> None:
     # Same bytes or the same refusal as canonical_json, whatever the map holds (floats, unsafe
@@ -429,7 +429,7 @@ def test_view_json_is_canonical_json_for_any_map(view: dict[str, Any]) -> None:
     assert _canonical_outcome(audit.view_json, view) == _canonical_outcome(canonical_json, view)
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(values=_records)
 def test_view_json_of_a_records_view_is_its_canonical_json(values: dict[str, Any]) -> None:
     try:

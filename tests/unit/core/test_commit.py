@@ -166,7 +166,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(value=json_values)
 def test_canonical_json_is_json_and_a_fixed_point(value: JsonValue) -> None:
     encoded = canonical_json(value)
@@ -264,7 +264,7 @@ _any_value = st.recursive(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=100)
 @given(value=_any_value, depth=st.integers(0, MAX_CANONICAL_DEPTH + 2))
 def test_plain_agrees_with_the_recursive_reference(value: Any, depth: int) -> None:
     from gateway.core import commit as c
@@ -294,7 +294,7 @@ def test_shared_containers_do_not_blow_up() -> None:
         canonical_json(value)
 
 
-@settings(max_examples=500)
+@settings(max_examples=100)
 @given(value=_any_value)
 def test_canonical_json_equals_the_reference_encoder_on_any_value(value: Any) -> None:
     _assert_reference_bytes(value)

@@ -344,7 +344,7 @@ def test_past_roots_stay_available_as_the_tree_grows() -> None:
 # ---------------------------------------------------------------- properties
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(data=st.data(), size=st.integers(min_value=1, max_value=300))
 def test_property_tree_proofs_always_verify(data: st.DataObject, size: int) -> None:
     leaves = [leaf_hash(b"p%d" % i) for i in range(size)]
@@ -359,7 +359,7 @@ def test_property_tree_proofs_always_verify(data: st.DataObject, size: int) -> N
     assert verify_consistency(old, size, tree.root(old), tree.root(size), proof)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(data=st.data(), size=st.integers(min_value=2, max_value=300))
 def test_property_any_single_byte_change_fails(data: st.DataObject, size: int) -> None:
     leaves = [leaf_hash(b"q%d" % i) for i in range(size)]

@@ -386,7 +386,7 @@ def test_spec_checkpoint_example_parses() -> None:
     assert checkpoint.text == SPEC_CHECKPOINT_TEXT
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(
     origin=st.text(
         st.characters(min_codepoint=0x20, exclude_categories=["Cs"]), min_size=1, max_size=60
@@ -783,7 +783,7 @@ def test_federation_names() -> None:
 # ---------------------------------------------------------------- hostile input: our errors only
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(raw=st.binary(max_size=600))
 def test_parsers_only_raise_gateway_errors(raw: bytes) -> None:
     for parse in (parse_note, parse_checkpoint, parse_tlog_proof):
@@ -793,7 +793,7 @@ def test_parsers_only_raise_gateway_errors(raw: bytes) -> None:
         parse_vkey(raw.decode("utf-8", "replace"))
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(data=st.data())
 def test_mutated_notes_never_verify_with_other_content(data: st.DataObject) -> None:
     raw = sign_checkpoint(checkpoint_of(tree_of(7)), key=LOG_KEY)

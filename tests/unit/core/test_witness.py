@@ -553,7 +553,7 @@ def test_request_construction_limits() -> None:
         AddCheckpointRequest(0, (bytes(32),) * 64, signed(HONEST, 3))
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(raw=st.binary(max_size=400))
 def test_request_parser_only_raises_remote_errors(raw: bytes) -> None:
     with contextlib.suppress(RemoteError):

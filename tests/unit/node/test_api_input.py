@@ -248,7 +248,7 @@ async def test_no_query_header_or_path_segment_gives_a_5xx(
 
     monkeypatch.setattr(Node, "readiness", broker_up)
     # A request the server must wait on (a chunked body that never ends, a short body) ends
-    # at the body timeout with a 408: keep it short so 400 examples stay quick.
+    # at the body timeout with a 408: keep it short so 100 examples stay quick.
     node = await start_node(
         api={"body_timeout_seconds": 1.0, "idle_timeout_seconds": 1.0},
         limits={"inbox_wait_max_seconds": 1},
@@ -256,7 +256,7 @@ async def test_no_query_header_or_path_segment_gives_a_5xx(
     port = _port(node)
 
     @settings(
-        max_examples=400,
+        max_examples=100,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -126,7 +126,9 @@ async def test_the_postgres_store_sets_up_all_the_group_commits_state(
 @pytest.mark.postgres
 async def test_a_store_whose_schema_is_behind_refuses_to_open(pg_url: str) -> None:
     url = schema_url(pg_url, "behind", migrate_it=False)
-    with pytest.raises(LocalError, match=r"schema is at version 0, this node needs 1; run: zvg"):
+    with pytest.raises(
+        LocalError, match=rf"schema is at version 0, this node needs {VERSION}; run: zvg"
+    ):
         PostgresStore(url, version=VERSION)
     assert migrate(url) == (0, VERSION)
     assert migrate(url) == (VERSION, VERSION), "a second run changes nothing"
@@ -145,12 +147,12 @@ def test_check_config_refuses_a_schema_behind_and_migrate_brings_it_up(
     lines = behind.output.strip().splitlines()
     assert len(lines) == 1, behind.output
     assert "store.url: the schema of" in lines[0]
-    assert "is at version 0, this node needs 1; run: zvg node migrate" in lines[0]
+    assert f"is at version 0, this node needs {VERSION}; run: zvg node migrate" in lines[0]
     migrated = zvg("node", "migrate", "--config", setup.config)
     assert migrated.exit_code == 0, migrated.output
-    assert "migrated the store's schema from version 0 to 1" in migrated.output
+    assert f"migrated the store's schema from version 0 to {VERSION}" in migrated.output
     again = zvg("node", "migrate", "--config", setup.config)
-    assert "is at version 1: nothing to do" in again.output
+    assert f"is at version {VERSION}: nothing to do" in again.output
     ok = zvg("node", "check-config", "--config", setup.config)
     assert ok.exit_code == 0, ok.output
 

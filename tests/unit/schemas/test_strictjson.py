@@ -154,7 +154,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=100)
 @given(value=_json, deep=st.integers(0, 2 * MAX_DEPTH), dup=st.booleans(), compact=st.booleans())
 def test_loads_agrees_with_the_reference(value: Any, deep: int, dup: bool, compact: bool) -> None:
     # Compact text without ASCII escapes is what the orjson fast path takes; a lone surrogate in
