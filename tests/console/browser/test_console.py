@@ -199,9 +199,14 @@ async def test_a_contactpunt_searches_by_subject_and_sees_nothing_else(site: Sit
     context = await site.context()
     page = await context.new_page()
     await login_local(page, site, "karim")
-    await expect(page).to_have_url(f"{site.url}/search")  # the only page it has
+    await expect(page).to_have_url(f"{site.url}/search")  # its first page
     nav = page.get_by_role("navigation")
-    assert await nav.get_by_role("link").all_inner_texts() == ["Zoeken"]
+    # the subject search and the data-subject rights pages (docs/subject-rights.md)
+    assert await nav.get_by_role("link").all_inner_texts() == [
+        "Zoeken",
+        "Inzageverzoeken",
+        "Correcties en wissingen",
+    ]
     subject = pseudonym(site)
     await page.locator("#subject").fill(subject)
     await page.get_by_role("button", name="Zoeken").click()
@@ -319,8 +324,10 @@ async def test_the_english_switch_translates_labels_and_keeps_the_domain_words(
         "Evidence",
         "Casus",
         "Policy",
+        "Inzageverzoeken",  # the word the person and the contactpunt use
         "Alerts",
         "Log review",
+        "Corrections and erasures",
         "Console access log",
     ]
     assert await axe_violations(page) == []
