@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.rights_notice import notice
+from gateway.cli.rights_notice import READ_CONFIG, notice
 from gateway.errors import LocalError, RemoteError, TransientError
 
 __all__ = ["COMMANDS"]
@@ -185,13 +185,7 @@ def release(config_file: Path, token_file: Path, url: str | None, message_id: st
 
 
 @rights.command("notices")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The node's node.toml (its store is read, never written).",
-)
+@READ_CONFIG
 @click.option("--open", "only_open", is_flag=True, help="Only notices not yet accepted by all.")
 def notices(config_file: Path, only_open: bool) -> None:
     """The notices this node sent and each recipient's status (``accepted``: it complied)."""

@@ -24,7 +24,7 @@ import click
 
 from gateway.errors import LocalError
 
-__all__ = ["notice"]
+__all__ = ["READ_CONFIG", "notice"]
 
 
 def _grounds() -> list[str]:
@@ -50,14 +50,18 @@ def _subject(bsn: str | None, key_file: Path | None, subject: str | None) -> str
         raise LocalError(f"cannot read the pseudonym key file ({exc.strerror})") from None
 
 
-@click.command("notice")
-@click.option(
+#: ``--config`` of the commands that only read the node's store (``notice``, ``notices``).
+READ_CONFIG = click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
     help="The node's node.toml (its store is read, never written).",
 )
+
+
+@click.command("notice")
+@READ_CONFIG
 @click.option("--bsn", help="The person's BSN (never printed; only inside the encrypted body).")
 @click.option(
     "--pseudonym-key-file",
