@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The packages the demo runs (its own, the product's and the client distribution's).
 DEMO_RUNS = ("demo", "gateway", "adapters", "zvg_client", "schemas")
 #: Modules of an optional extra that nothing imports unless the node is configured for them:
-#: the PostgreSQL store (``store.url``; the ``postgres`` extra), which the demo never configures.
-#: ``test_a_node_on_sqlite_runs_without_the_postgres_extra`` shows nothing imports it eagerly.
-OPTIONAL = {Path("gateway/node/store/postgres.py")}
+#: the PostgreSQL store and its processes' coordination (``store.url``; the ``postgres`` extra),
+#: which the demo never configures. ``test_a_node_on_sqlite_runs_without_the_postgres_extra``
+#: shows nothing imports them eagerly.
+OPTIONAL = {Path("gateway/node/store/postgres.py"), Path("gateway/node/store/pg_lead.py")}
 
 
 def _closure(dist: str, extras: frozenset[str] = frozenset()) -> set[str]:
