@@ -28,6 +28,9 @@ log = logging.getLogger("gateway.node")
 
 #: Outbox entries fetched per publishing round.
 PUBLISH_BATCH = 512
+#: Publishes this process saw confirmed (or expire) that it remembers, so that a hand-over or a
+#: scan that comes late never queues them again (far more than a publish window's worth).
+REMEMBER_DONE = 4096
 
 
 class Outbox:
@@ -41,6 +44,9 @@ class Outbox:
         #: rest wait here or in the store).
         self._ready: OrderedDict[tuple[str, str], PendingPublish] = OrderedDict()
         self._in_flight: set[tuple[str, str]] = set()
+        #: Lately confirmed or expired here, oldest first: a scan may find a fresh entry before
+        #: ``send`` hands it over, and that late hand-over must not publish it a second time.
+        self._done: OrderedDict[tuple[str, str], None] = OrderedDict()
         #: Publishes not yet confirmed (``zvg.outbox.pending``): counted from the store at start
         #: and at every outbox scan, moved in between by hand-overs and confirms; ``send``
         #: answers 429 above ``limits.max_outbox_backlog``
@@ -50,6 +56,9 @@ class Outbox:
     def hand_over(self, entry: OutboxEntry) -> None:
         """Give a durable outbox entry to the publisher at once (one publish per recipient)."""
         for org, _roles in entry.recipients:
+            if (entry.message_id, org) in self._done:
+                continue
+            self.backlog += 1
             self._ready[entry.message_id, org] = PendingPublish(
                 entry.message_id,
                 org,
@@ -60,7 +69,6 @@ class Outbox:
                 entry.case_ref,
                 entry.trace_id,
             )
-        self.backlog += len(entry.recipients)
         self.ctx.outbox_wake.set()
 
     async def count_backlog(self) -> None:
@@ -96,7 +104,7 @@ class Outbox:
                     with contextlib.suppress(TransientError):
                         for p in await ctx.store.pending_publishes(PUBLISH_BATCH, older):
                             key = (p.message_id, p.org)
-                            if key not in self._in_flight:
+                            if key not in self._in_flight and key not in self._done:
                                 self._ready.setdefault(key, p)
                     next_scan = loop.time() + retry
                 while self._ready and len(self._in_flight) < window:
@@ -119,6 +127,7 @@ class Outbox:
             )
         except MessageExpiredError:
             await self._mark_expired(p)
+            self._remember(key)
         except (TransientError, LocalError) as exc:
             retry_after = ctx.config.limits.outbox_retry_seconds
             log.warning(
@@ -143,6 +152,7 @@ class Outbox:
                 SetStatus(p.message_id, p.org, OutboundEvent.PUBLISHED, None, now),
                 ctx.audit.append([record], now),
             )
+            self._remember(key)
             if committed.applied:
                 self.backlog -= 1
         finally:
@@ -151,6 +161,11 @@ class Outbox:
             self._in_flight.discard(key)
             if retry_after or self._ready:
                 ctx.outbox_wake.set()
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._done[key] = None
+        if len(self._done) > REMEMBER_DONE:
+            self._done.popitem(last=False)
 
     async def _mark_expired(self, p: PendingPublish) -> None:
         ctx = self.ctx

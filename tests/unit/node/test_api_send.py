@@ -23,6 +23,7 @@ import re
 
 import pytest
 
+from gateway.node.store import OutboxEntry
 from tests.unit.node._inproc import GEM, InProcFederation, request_from_example
 from tests.unit.node.conftest import BOTH_STORES
 
@@ -147,6 +148,31 @@ async def test_the_same_idempotency_key_and_body_return_the_same_message(
     # Nothing is sent twice: one outbox entry, one publish.
     assert pol.node.store.read("SELECT message_id FROM outbox") == [(message_id,)]
     await inproc.wait_status("politie", message_id, "sent")
+    assert [p.message_id for p in inproc.broker.published] == [message_id]
+
+
+async def test_a_message_the_first_outbox_scan_published_is_not_published_again_by_its_hand_over(
+    inproc: InProcFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug (a flaky double publish in CI): ``send`` commits the outbox row, then hands the
+    entry to the publisher. When the outbox's first scan ran in between, it found the fresh row
+    and published it, and the hand-over queued it a second time once that publish was done."""
+    pol = await inproc.start("politie", connect=False)
+    outbox = pol.node.service.outbox
+    handed: list[OutboxEntry] = []
+    real_hand_over = outbox.hand_over
+    monkeypatch.setattr(outbox, "hand_over", handed.append)  # the hand-over comes late
+    message_id = await pol.send(request_from_example("case.referral"))
+    inproc.connect("politie")
+    outbox.wake()  # the scan finds the committed row
+    await inproc.wait_status("politie", message_id, "sent")
+    (entry,) = handed
+    real_hand_over(entry)  # ... and now the late hand-over
+
+    async def settled() -> bool:
+        return len(inproc.broker.published) > 1 or not (outbox._ready or outbox._in_flight)
+
+    await inproc.broker.until(settled, "the late hand-over was dealt with")
     assert [p.message_id for p in inproc.broker.published] == [message_id]
 
 
