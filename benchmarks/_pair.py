@@ -202,16 +202,21 @@ async def settle(bench: Bench, seconds: float = 60) -> None:
     """Wait until the sender has nothing queued or unanswered and the receiver no receipt to
     seal: the next measurement starts from a quiet pipeline."""
     deadline = time.monotonic() + seconds
+    unanswered = pending = 0
     while time.monotonic() < deadline:
-        busy = bench.sender_store.scalar(
+        unanswered = bench.sender_store.scalar(
             "SELECT count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
             " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt'"
-        ) + bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
-        if busy == 0:
+        )
+        pending = bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
+        if unanswered + pending == 0:
             await asyncio.sleep(0.5)
             return
         await asyncio.sleep(0.2)
-    raise RuntimeError("the pipeline did not settle")
+    raise RuntimeError(
+        f"the pipeline did not settle in {seconds:.0f} s: {unanswered} messages queued or"
+        f" unanswered at the sender, {pending} receipts pending at the receiver"
+    )
 
 
 def body(i: int) -> bytes:

@@ -189,7 +189,10 @@ async def measure(
             await settle(bench)
         for _ in range(rounds):
             for name, bench in benches.items():
-                rate, cpu, nodes = await _round(bench, messages, broker)
+                try:
+                    rate, cpu, nodes = await _round(bench, messages, broker)
+                except RuntimeError as e:
+                    raise RuntimeError(f"{name}: {e}") from e
                 results[name].msgs_per_s.append(rate)
                 results[name].cpu_us.append(cpu)
                 results[name].node_cpu_us.append(nodes)
