@@ -213,9 +213,14 @@ async def settle(bench: Bench, seconds: float = 60) -> None:
             await asyncio.sleep(0.5)
             return
         await asyncio.sleep(0.2)
+    statuses = bench.sender_store.db.execute(
+        "SELECT r.status, count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
+        " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt' GROUP BY r.status"
+    ).fetchall()
     raise RuntimeError(
         f"the pipeline did not settle in {seconds:.0f} s: {unanswered} messages queued or"
-        f" unanswered at the sender, {pending} receipts pending at the receiver"
+        f" unanswered at the sender ({dict(statuses)}), {pending} receipts pending at the"
+        " receiver"
     )
 
 
