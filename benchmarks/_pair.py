@@ -9,7 +9,9 @@ are seen arriving by reading the receiver's store read-only (:class:`StoreWatch`
 :class:`PgWatch` for PostgreSQL): a row is visible only once its transaction committed, i.e.
 after the fsync. ``store="postgres"`` puts both nodes' stores in a throwaway database on the
 PostgreSQL of the tests (``ZVG_TEST_PG``, as ``tests/pg.py``), one schema per node, dropped
-afterwards.
+afterwards. On PostgreSQL ``processes=2`` runs each organisation as two node processes on its
+one schema (decision 0109; the second is ``<key>-twin``: same configuration, its own port and
+data directory), and the benchmark's ``POST`` s are spread over both sender processes' APIs.
 """
 
 from __future__ import annotations
@@ -172,6 +174,14 @@ class Bench:
     sender_store: StoreWatch
     envelope: bytes = b""
     pids: dict[str, int] = field(default_factory=dict)
+    #: the local APIs of every sender process (``sender_url`` first); the POSTs of
+    #: :func:`node_throughput` are spread over them
+    sender_urls: list[str] = field(default_factory=list)
+
+    def api(self, i: int) -> str:
+        """The sender API the ``i``-th worker uses: round robin over the sender processes."""
+        urls = self.sender_urls or [self.sender_url]
+        return urls[i % len(urls)]
 
 
 async def wait_ready(url: str, seconds: float = 60) -> None:
@@ -192,16 +202,26 @@ async def settle(bench: Bench, seconds: float = 60) -> None:
     """Wait until the sender has nothing queued or unanswered and the receiver no receipt to
     seal: the next measurement starts from a quiet pipeline."""
     deadline = time.monotonic() + seconds
+    unanswered = pending = 0
     while time.monotonic() < deadline:
-        busy = bench.sender_store.scalar(
+        unanswered = bench.sender_store.scalar(
             "SELECT count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
             " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt'"
-        ) + bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
-        if busy == 0:
+        )
+        pending = bench.receiver.scalar("SELECT count(*) FROM receipts_pending")
+        if unanswered + pending == 0:
             await asyncio.sleep(0.5)
             return
         await asyncio.sleep(0.2)
-    raise RuntimeError("the pipeline did not settle")
+    statuses = bench.sender_store.db.execute(
+        "SELECT r.status, count(*) FROM outbox_recipients r JOIN outbox o USING (message_id)"
+        " WHERE r.status IN ('queued','sent') AND o.message_type != 'receipt' GROUP BY r.status"
+    ).fetchall()
+    raise RuntimeError(
+        f"the pipeline did not settle in {seconds:.0f} s: {unanswered} messages queued or"
+        f" unanswered at the sender ({dict(statuses)}), {pending} receipts pending at the"
+        " receiver"
+    )
 
 
 def body(i: int) -> bytes:
@@ -212,11 +232,12 @@ def body(i: int) -> bytes:
 
 
 async def post_answer(
-    session: aiohttp.ClientSession, bench: Bench, message: bytes
+    session: aiohttp.ClientSession, bench: Bench, message: bytes, url: str | None = None
 ) -> tuple[int, dict[str, Any], str | None]:
-    """``POST /v1/messages`` at the sender: (status, JSON answer, ``Retry-After``)."""
+    """``POST /v1/messages`` at the sender (at ``url``, one of its processes' APIs, when given):
+    (status, JSON answer, ``Retry-After``)."""
     async with session.post(
-        bench.sender_url + "/v1/messages",
+        (url or bench.sender_url) + "/v1/messages",
         data=message,
         headers={"Authorization": f"Bearer {bench.token}", "Content-Type": "application/json"},
     ) as response:
@@ -224,12 +245,14 @@ async def post_answer(
         return response.status, doc, response.headers.get("Retry-After")
 
 
-async def post(session: aiohttp.ClientSession, bench: Bench, message: bytes) -> str:
+async def post(
+    session: aiohttp.ClientSession, bench: Bench, message: bytes, url: str | None = None
+) -> str:
     """``POST /v1/messages`` until accepted, as an adapter does: after a ``429`` (the node's
     outbox is full; nothing was stored) it waits ``Retry-After`` seconds and sends again.
     Returns the message id; any other refusal raises."""
     while True:
-        status, doc, retry_after = await post_answer(session, bench, message)
+        status, doc, retry_after = await post_answer(session, bench, message, url)
         if status == 202:
             return str(doc["message_id"])
         if status != 429:
@@ -239,19 +262,19 @@ async def post(session: aiohttp.ClientSession, bench: Bench, message: bytes) -> 
 
 async def node_throughput(bench: Bench, n: int, concurrency: int = HTTP_CONCURRENCY) -> float:
     """Seconds from the first POST until all ``n`` messages are committed in the receiver's
-    inbox (``concurrency`` POSTs in flight)."""
+    inbox (``concurrency`` POSTs in flight, the workers spread over the sender's processes)."""
     todo = iter([body(i) for i in range(n)])
     bench.receiver.new_rows()
     seen = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def worker() -> None:
+        async def worker(url: str) -> None:
             for message in todo:
-                await post(session, bench, message)
+                await post(session, bench, message, url)
 
         t0 = time.perf_counter()
-        workers = asyncio.gather(*(worker() for _ in range(concurrency)))
+        workers = asyncio.gather(*(worker(bench.api(i)) for i in range(concurrency)))
         while seen < n:
             await asyncio.sleep(0.01)
             seen += len(bench.receiver.new_rows())
@@ -269,12 +292,16 @@ async def running_pair(
     receipt_entries: int | None = None,
     database: str | None = None,
     cluster: RabbitCluster | None = None,
+    processes: int = 1,
 ) -> AsyncIterator[Bench]:
     """A provisioned federation of the receiver, the sender and ``extra_orgs`` (not started),
     with the receiver and sender nodes running as processes and ready (with
     ``limits.receipt_entries`` set when given: ``1`` turns coalesced receipts off; with their
     stores in PostgreSQL ``database``, a schema each, when given; on a private broker
-    ``cluster`` instead of the shared one, when given)."""
+    ``cluster`` instead of the shared one, when given; with ``processes=2`` (PostgreSQL only)
+    two node processes per organisation on its one schema)."""
+    if processes not in (1, 2) or (processes > 1 and database is None):
+        raise ValueError("two node processes per organisation need a PostgreSQL database")
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         fed = make_fed(Path(tmp), (RECEIVER, SENDER, *extra_orgs), cluster=cluster)
         bench: Bench | None = None
@@ -288,9 +315,11 @@ async def running_pair(
                 for key in (RECEIVER, SENDER):
                     with fed.nodes[key].config.open("a", encoding="utf-8") as toml:
                         toml.write(f"\n[limits]\nreceipt_entries = {receipt_entries}\n")
-            for key in (RECEIVER, SENDER):
+            # the twins copy the configuration written above (store, limits)
+            twins = [fed.twin(key) for key in (RECEIVER, SENDER)] if processes > 1 else []
+            for key in (RECEIVER, SENDER, *twins):
                 fed.spawn(key)
-            for key in (RECEIVER, SENDER):
+            for key in (RECEIVER, SENDER, *twins):
                 await wait_ready(fed.nodes[key].url)
             watch = (
                 (PgWatch(urls[RECEIVER]), PgWatch(urls[SENDER]))
@@ -306,6 +335,7 @@ async def running_pair(
                 watch[0],
                 watch[1],
                 pids={key: p.pid for key, p in fed.processes.items()},
+                sender_urls=[fed.nodes[k].url for k in (SENDER, *twins) if k.startswith(SENDER)],
             )
             yield bench
         finally:

@@ -14,10 +14,13 @@ verified), and the CPU time every process of the setup used in between, per mess
 nodes, the broker, and on PostgreSQL the database server's processes serving the two stores
 (``pg_stat_activity``; the server's background writers are not counted, nor is this client).
 
-``processes`` is the number of node processes per organisation. Only 1 is run today: several
-processes of one organisation on one database are issue 19 point 2; :data:`SUPPORTED_PROCESSES`
-is where a round of 2 gets switched on (the accounting already sums every node process of the
-setup).
+``processes`` is the number of node processes per organisation: 1, or 2 on PostgreSQL (decision
+0109: both processes of an organisation on its one schema, the benchmark's ``POST`` s spread
+over both sender processes' APIs). SQLite keeps one process per organisation (its data directory
+lock; a second process stands by), so :func:`plan` leaves a SQLite 2-process setup out and says
+so. Every node process of a setup is counted (``sender`` and ``receiver`` sum an
+organisation's processes; ``node_cpu_us`` has them one by one), and a 2-process setup's rounds
+are also reported as a ratio to the same store's 1-process rounds, when both run.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from benchmarks._pair import (
 from tests.integration import _cluster
 
 STORES = ("sqlite", "postgres")
-#: Node processes per organisation that can be measured with this version (point 2 adds 2).
-SUPPORTED_PROCESSES = (1,)
+#: Node processes per organisation that can be measured, by store (decision 0109).
+SUPPORTED_PROCESSES = {"sqlite": (1,), "postgres": (1, 2)}
 WARM_UP = 200
 
 
@@ -64,6 +67,8 @@ class Rounds:
     msgs_per_s: list[float] = field(default_factory=list)
     #: per round: CPU microseconds per message by process kind (sender, receiver, broker, db)
     cpu_us: list[dict[str, float]] = field(default_factory=list)
+    #: per round: CPU microseconds per message of each node process (``politie-twin``, ...)
+    node_cpu_us: list[dict[str, float]] = field(default_factory=list)
 
 
 def check(setups: list[Setup]) -> None:
@@ -71,11 +76,37 @@ def check(setups: list[Setup]) -> None:
     for setup in setups:
         if setup.store not in STORES:
             raise SystemExit(f"--stores: unknown store {setup.store!r} (known: {STORES})")
-        if setup.processes not in SUPPORTED_PROCESSES:
+        if setup.processes not in SUPPORTED_PROCESSES[setup.store]:
             raise SystemExit(
-                f"--processes {setup.processes}: several node processes per organisation on one"
-                " database are not built yet (issue 19 point 2)"
+                f"--processes {setup.processes}: {setup.store} runs"
+                f" {' or '.join(map(str, SUPPORTED_PROCESSES[setup.store]))} node process(es)"
+                " per organisation (several share one PostgreSQL database, decision 0109)"
             )
+
+
+def plan(stores: str, processes: str) -> tuple[list[Setup], list[str]]:
+    """The setups of ``--stores a,b --processes 1,2`` (every store with every count) and a line
+    for each combination left out: SQLite keeps one process per organisation. A list that
+    leaves nothing to run, or a store or count nobody can run, is refused (one line)."""
+    try:
+        counts = [int(n) for n in processes.split(",")]
+    except ValueError:
+        raise SystemExit(f"--processes: not a list of numbers: {processes!r}") from None
+    setups, skipped = [], []
+    for store in stores.split(","):
+        for n in counts:
+            setup = Setup(store, n)
+            if store == "sqlite" and n > 1:
+                skipped.append(
+                    f"{setup.name}: not run — SQLite keeps one node process per organisation"
+                    " (the data directory lock; a second process only stands by)"
+                )
+                continue
+            setups.append(setup)
+    check(setups)
+    if not setups:
+        raise SystemExit("--stores/--processes: nothing to run (" + "; ".join(skipped) + ")")
+    return setups, skipped
 
 
 def _cpu_s(pid: int) -> float:
@@ -98,7 +129,10 @@ def _pids(bench: Bench, broker: int) -> dict[str, list[int]]:
     return pids
 
 
-async def _round(bench: Bench, messages: int, broker: int) -> tuple[float, dict[str, float]]:
+async def _round(
+    bench: Bench, messages: int, broker: int
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """(messages/s, CPU µs per message by kind, CPU µs per message by node process)."""
     before_pids = _pids(bench, broker)
     before = {pid: _cpu_s(pid) for pids in before_pids.values() for pid in pids}
     elapsed = await node_throughput(bench, messages)
@@ -109,7 +143,13 @@ async def _round(bench: Bench, messages: int, broker: int) -> tuple[float, dict[
         kind: sum(_cpu_s(pid) - before.get(pid, 0.0) for pid in pids) / messages * 1e6
         for kind, pids in after_pids.items()
     }
-    return messages / elapsed, cpu
+    nodes = {key: (_cpu_s(pid) - before[pid]) / messages * 1e6 for key, pid in bench.pids.items()}
+    return messages / elapsed, cpu, nodes
+
+
+def paired_ratios(rounds: list[float], base: list[float]) -> list[float]:
+    """Each round's throughput over the base setup's in the same round (the load alike)."""
+    return [a / b for a, b in zip(rounds, base, strict=True)]
 
 
 async def measure(
@@ -134,7 +174,12 @@ async def measure(
             if setup.store == "postgres":
                 database = await stack.enter_async_context(pg_database("zvg_bench_e2e_"))
             benches[setup.name] = await stack.enter_async_context(
-                running_pair(f"zvg-bench-{setup.store}-", database=database, cluster=cluster)
+                running_pair(
+                    f"zvg-bench-{setup.store}-",
+                    database=database,
+                    cluster=cluster,
+                    processes=setup.processes,
+                )
             )
         broker = int(
             next(iter(benches.values())).fed.ctl.run("eval", "list_to_integer(os:getpid()).")
@@ -144,10 +189,16 @@ async def measure(
             await settle(bench)
         for _ in range(rounds):
             for name, bench in benches.items():
-                rate, cpu = await _round(bench, messages, broker)
+                try:
+                    rate, cpu, nodes = await _round(bench, messages, broker)
+                except RuntimeError as e:
+                    raise RuntimeError(f"{name}: {e}") from e
                 results[name].msgs_per_s.append(rate)
                 results[name].cpu_us.append(cpu)
+                results[name].node_cpu_us.append(nodes)
     base = results[setups[0].name].msgs_per_s
+    one_process = {s.store: results[s.name].msgs_per_s for s in setups if s.processes == 1}
+    by_name = {s.name: s for s in setups}
     return {
         "messages_per_round": messages,
         "rounds": rounds,
@@ -159,9 +210,19 @@ async def measure(
             name: {
                 "msgs_per_s_rounds": r.msgs_per_s,
                 "msgs_per_s": median(r.msgs_per_s),
-                "ratio_to_first_rounds": [a / b for a, b in zip(r.msgs_per_s, base, strict=True)],
+                "processes_per_org": by_name[name].processes,
+                "ratio_to_first_rounds": paired_ratios(r.msgs_per_s, base),
+                "ratio_to_one_process_rounds": (
+                    paired_ratios(r.msgs_per_s, one_process[by_name[name].store])
+                    if by_name[name].store in one_process
+                    else None
+                ),
                 "cpu_us_per_msg_rounds": r.cpu_us,
                 "cpu_us_per_msg": {kind: median(c[kind] for c in r.cpu_us) for kind in r.cpu_us[0]},
+                "node_cpu_us_per_msg_rounds": r.node_cpu_us,
+                "node_cpu_us_per_msg": {
+                    key: median(c[key] for c in r.node_cpu_us) for key in r.node_cpu_us[0]
+                },
             }
             for name, r in results.items()
         },

@@ -537,13 +537,11 @@ def _cpu(pid: int) -> tuple[float, float]:
 
 def _store_rounds(args: argparse.Namespace) -> None:
     """``--stores``: messages/s and CPU per message per store and processes per organisation."""
-    setups = [
-        _stores.Setup(store, int(n))
-        for store in args.stores.split(",")
-        for n in args.processes.split(",")
-    ]
-    _stores.check(setups)
+    setups, skipped = _stores.plan(args.stores, args.processes)
+    for line in skipped:
+        print(line)
     data = asyncio.run(_stores.measure(setups, args.messages, args.rounds, args.private_broker))
+    data["not_run"] = skipped
     load = data["load_average"]
     print(
         f"\n{args.messages:,} messages per round, median of {args.rounds} rounds, the setups"
@@ -556,11 +554,13 @@ def _store_rounds(args: argparse.Namespace) -> None:
         total = sum(cpu.values())
         result["cpu_us_per_msg_total"] = total
         result["cores_at_msgs_per_s"] = _stores.sizing(total)
+        to_one = result["ratio_to_one_process_rounds"]
         rows.append(
             [
                 name,
                 result["msgs_per_s"],
                 median(result["ratio_to_first_rounds"]),
+                median(to_one) if to_one else "-",
                 cpu["sender"] + cpu["receiver"],
                 cpu["broker"],
                 cpu.get("database", "-"),
@@ -573,6 +573,7 @@ def _store_rounds(args: argparse.Namespace) -> None:
             "setup",
             "msg/s",
             "ratio (paired)",
+            "to 1 process (paired)",
             "nodes us/msg",
             "broker us/msg",
             "database us/msg",
@@ -580,6 +581,17 @@ def _store_rounds(args: argparse.Namespace) -> None:
             "cores at 100 msg/s",
         ],
         rows,
+    )
+    # Each node process apart: with two per organisation, which one carries what (the active
+    # consumer and the leader, decision 0109).
+    keys = sorted({k for r in data["setups"].values() for k in r["node_cpu_us_per_msg"]})
+    print()
+    print_table(
+        ["setup", *(f"{key} us/msg" for key in keys)],
+        [
+            [name, *(r["node_cpu_us_per_msg"].get(key, "-") for key in keys)]
+            for name, r in data["setups"].items()
+        ],
     )
     write_results("e2e-stores", data)
 
@@ -618,7 +630,8 @@ def main() -> None:
     parser.add_argument(
         "--processes",
         default="1",
-        help="with --stores: node processes per organisation, e.g. 1,2 (2: issue 19 point 2)",
+        help="with --stores: node processes per organisation, e.g. 1,2 (2: PostgreSQL only,"
+        " both on one database, decision 0109; SQLite keeps one)",
     )
     args = parser.parse_args()
     if args.stores:
