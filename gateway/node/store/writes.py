@@ -210,19 +210,26 @@ def move_status(
     """Move a recipient's status as the outbound transition table says; False when it stays.
     When every recipient is final, the message's ``final_at`` is set, and its envelope's deadline
     moves to ``final_purge_after`` if that is earlier."""
-    # Every recipient's status in one read: this one's to move, the others' for final_at.
-    statuses = dict(
-        db.execute("SELECT org, status FROM outbox_recipients WHERE message_id=?", (message_id,))
-    )
-    current = statuses.get(org)
-    new = None if current is None else outbound_move(str(current), event)
-    if new is None:
-        return False
-    db.execute(
-        "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?, published=1"
-        " WHERE message_id=? AND org=?",
-        (str(new), reason, ts(now), message_id, org),
-    )
+    # Every recipient's status in one read: this one's to move, the others' for final_at. The
+    # write holds only if the status is still what was read: another process on a shared
+    # PostgreSQL store may have moved it meanwhile (decision 0109); then read again.
+    while True:
+        statuses = dict(
+            db.execute(
+                "SELECT org, status FROM outbox_recipients WHERE message_id=?", (message_id,)
+            )
+        )
+        current = statuses.get(org)
+        new = None if current is None else outbound_move(str(current), event)
+        if new is None:
+            return False
+        moved = db.execute(
+            "UPDATE outbox_recipients SET status=?, reason=?, updated_at=?, published=1"
+            " WHERE message_id=? AND org=? AND status=?",
+            (str(new), reason, ts(now), message_id, org, str(current)),
+        ).rowcount
+        if moved:
+            break
     statuses[org] = str(new)
     if all_final(list(statuses.values())):
         db.execute("UPDATE outbox SET final_at=? WHERE message_id=?", (ts(now), message_id))

@@ -28,6 +28,7 @@ from gateway.cli import cli
 from gateway.core import note
 from gateway.core.audit import new_record
 from gateway.core.decisions import Deliver
+from gateway.core.delivery import OutboundEvent
 from gateway.node.context import NodeContext
 from gateway.node.pg_store import VERSION
 from gateway.node.runner import Node
@@ -45,6 +46,7 @@ from gateway.node.store import (
 from gateway.node.store.pg_lead import coordinate
 from gateway.node.store.pg_shared import LEADER
 from gateway.node.store.postgres import PostgresStore
+from gateway.node.store.writes import move_status
 from gateway.testing.federation import FederationFiles
 from tests.node_pair import HANG_S, open_node
 from tests.pg import schema_url
@@ -206,6 +208,45 @@ async def test_each_outbox_entry_is_claimed_by_one_process(
     assert len(ids_a | ids_b) == 10
     # oldest first, as on SQLite
     assert [p.message_id for p in got_a] == sorted(ids_a)
+
+
+@pytest.mark.postgres
+async def test_a_receipt_applied_by_another_process_is_not_overwritten_by_a_late_publish_confirm(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    """The bug (found by the 2-process benchmark: a message stuck at ``sent``): the status move
+    read the status, then wrote the move's result. Process b applied the delivered receipt
+    between a's read (``queued``) and a's write of the publish confirm (``sent``), and a's write
+    put the message back from ``delivered`` to ``sent``."""
+    a, b, _url = stores
+    entry = _outbox(0)
+    mid = entry.message_id
+    await a.commit(InsertOutbox(entry, T0))
+
+    class Interleaved:
+        """a's connection, with b's receipt committed right after a read the status."""
+
+        def __init__(self, db: Any) -> None:
+            self.db, self.interleaved = db, False
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            cursor = self.db.execute(sql, params)
+            if sql.startswith("SELECT org, status") and not self.interleaved:
+                self.interleaved = True
+                rows = list(cursor)
+                delivered = OutboundEvent.RECEIPT_DELIVERED
+                b.run_sync(lambda db: move_status(db, mid, GEM, delivered, None, T0))
+                return iter(rows)
+            return cursor
+
+    await a.run(
+        lambda db: move_status(
+            cast(Any, Interleaved(db)), mid, GEM, OutboundEvent.PUBLISHED, None, T0
+        )
+    )
+    assert a.read("SELECT status FROM outbox_recipients WHERE message_id=?", (mid,)) == [
+        ("delivered",)
+    ]
 
 
 @pytest.mark.postgres
