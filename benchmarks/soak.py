@@ -450,6 +450,10 @@ async def run(
         await _until(cosigned, SETTLE_S)
         soak.stop.set()
         await asyncio.gather(*workers, watch)
+        queues = await asyncio.to_thread(
+            cluster.ctl.json, "list_queues", "-p", fed.vhost, "name", "messages"
+        )
+        dead = {q["name"]: q["messages"] for q in queues if q["name"].startswith("zvg.dead.")}
         lost = sorted(set(ledger.sent) - set(ledger.acked))
         return {
             "seed": seed,
@@ -466,6 +470,8 @@ async def run(
             "unexpected": len(set(ledger.acked) - set(ledger.sent)),
             "refused": ledger.refused[:20],
             "receipts_missing": len(missing),
+            "receipts_missing_ids": missing[:50],
+            "dead_lettered": dead,
             "audit_verify": {
                 org: {"exit": c, "last_line": line} for org, (c, line) in verify.items()
             },
@@ -497,6 +503,7 @@ def report(data: dict[str, Any]) -> None:
             ["acked but never sent", data["unexpected"]],
             ["refused (not 202/429/503)", len(data["refused"])],
             ["receipts missing", data["receipts_missing"]],
+            ["in dead-letter queues", sum(data["dead_lettered"].values())],
             ["faults injected", sum(1 for a in data["actions"] if a["action"] in ACTION_KINDS)],
         ],
     )

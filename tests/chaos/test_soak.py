@@ -9,6 +9,10 @@ node processes each on a private PostgreSQL server, over a private three-member 
 cluster, a fixed-rate load both ways, a seeded driver killing parts); here it runs for a minute
 with a fault every 4-8 s (every kind at least twice) and the counts are asserted.
 
+Known failure (decision 0115, "Open"): a recipient whose store failed closed after a PostgreSQL
+crash takes and requeues deliveries until the queue's delivery limit dead-letters them, so a run
+whose faults land badly loses a message; this test then fails, as it should, until that is fixed.
+
 Run with ``./scripts/test -m chaos tests/chaos -n 0`` (deselected otherwise).
 """
 
@@ -40,5 +44,6 @@ async def test_soak_loses_nothing_while_node_processes_broker_members_and_postgr
     assert data["lost"] == 0, data["lost_ids"]
     assert data["duplicates_after_ack"] == 0, data["duplicates"]
     assert data["unexpected"] == 0
-    assert data["receipts_missing"] == 0
+    assert data["receipts_missing"] == 0, data["receipts_missing_ids"]
+    assert sum(data["dead_lettered"].values()) == 0, data["dead_lettered"]
     assert all(v["exit"] == 0 for v in data["audit_verify"].values()), data["audit_verify"]
