@@ -289,7 +289,11 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(document)
 
 
-async def _healthz(_request: web.Request) -> web.Response:
+async def _healthz(request: web.Request) -> web.Response:
+    """Alive unless the store failed closed: only a restart brings it back (decision 0115)."""
+    if getattr(request.app[SERVICE].store, "failed_closed", False):
+        status = {"status": "store failed closed: restart the process"}
+        return web.json_response(status, status=503)
     return web.json_response({"status": "ok"})
 
 

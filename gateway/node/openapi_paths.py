@@ -342,8 +342,8 @@ def paths(wait_max: int, page_max: int) -> dict[str, Any]:
                 "getHealth",
                 "ops",
                 "Liveness",
-                "The process is alive. No token.",
-                {"200": _json("Health", "ok")},
+                "The process is alive; 503 once its store failed closed (restart it). No token.",
+                {"200": _json("Health", "ok"), "503": _json("Health", "store failed closed")},
                 security=[],
             )
         },

@@ -156,6 +156,12 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._loop, name="zvg-store", daemon=True)
         self._thread.start()
 
+    @property
+    def failed_closed(self) -> bool:
+        """Whether the writer stopped (module docstring): ``/healthz`` then fails, so a liveness
+        probe or service manager restarts the process."""
+        return self._failed
+
     def on_commit(self, hook: CommitHook) -> None:
         """Call ``hook(db)`` on the writer thread after every successful commit."""
         self._hooks.append(hook)

@@ -74,6 +74,26 @@ async def test_readyz_is_503_and_sends_fail_once_the_store_failed_closed(
     assert send.problem("unavailable")["status"] == 503
 
 
+async def test_healthz_fails_once_the_store_failed_closed_so_a_liveness_probe_restarts_it(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the chaos soak (decision 0115): a PostgreSQL restart fails the store closed in
+    every process of the organisation ("until the node restarts"), but ``/healthz`` stayed 200,
+    so no liveness probe or supervisor ever restarted them: the organisation was down for good."""
+    pol = await inproc.start("politie")
+    assert (await pol.call("GET", "/healthz", token=None)).status == 200
+
+    def broken(_db: sqlite3.Connection) -> None:  # e.g. the database connection was lost
+        raise RuntimeError("a commit hook failed")
+
+    pol.node.store.on_commit(broken)
+    with caplog.at_level(logging.CRITICAL, logger="gateway.node"):
+        assert (await pol.call("GET", "/readyz", token=None)).status == 503
+    answer = await pol.call("GET", "/healthz", token=None)
+    assert answer.status == 503
+    assert answer.json()["status"] == "store failed closed: restart the process"
+
+
 async def test_readyz_is_200_when_the_broker_store_and_directory_are_fine(
     inproc: InProcFederation,
 ) -> None:
