@@ -457,8 +457,8 @@ def _strings(value: Any) -> list[str]:
         return [value]
     if isinstance(value, Actor):
         return [s for s in (value.id, value.role, value.responsible) if s is not None]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, dict):  # a detail: values under an opaque name are random, as above
+        return [s for k, v in value.items() if k not in _OPAQUE_FIELDS for s in _strings(v)]
     if isinstance(value, list | tuple):
         return [s for v in value for s in _strings(v)]
     return []

@@ -99,6 +99,23 @@ def test_bsn_shaped_values_are_refused_and_the_field_named(
     assert build(**base(**extra))[0] == field
 
 
+def test_a_review_sign_off_whose_report_digest_holds_bsn_digits_is_recorded() -> None:
+    """The bug (a console sign-off answered 500 in CI, about one report in thirty): the BSN guard
+    searched ``detail``'s values, and the review report's SHA-256 digest (64 hex characters)
+    held nine digits in a row that pass the 11-proef. A ``digest`` (or another opaque name) in
+    ``detail`` is a random identifier, as the record's own ``digest`` field is."""
+    t = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    digest = "ab" * 10 + A_BSN + "cd" * 17 + "e"  # 64 hex characters
+    record = new_record(
+        name="console.review", status="ok", start_time=t, end_time=t, detail={"digest": digest}
+    )
+    assert record.detail["digest"] == digest
+    with pytest.raises(LocalError, match="detail"):  # any other detail is still searched
+        new_record(
+            name="console.review", status="ok", start_time=t, end_time=t, detail={"x": A_BSN}
+        )
+
+
 @pytest.mark.parametrize(
     "extra",
     [
