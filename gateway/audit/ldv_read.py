@@ -92,9 +92,11 @@ def _sql(query: LdvQuery, start: int, scan_max: int) -> tuple[str, tuple[Any, ..
     if query.until is not None:
         where.append("time < ?")
         params.append(query.until + 0.001)
-    # Only the fixed conditions above are joined; every value is a parameter.
     conditions = " AND ".join(where)
-    sql = f"SELECT idx, view, personal FROM audit_records WHERE {conditions} ORDER BY idx LIMIT ?"  # noqa: S608
+    sql = (
+        f"SELECT idx, view, personal FROM audit_records WHERE {conditions}"  # noqa: S608 - only the fixed conditions above; every value is a parameter
+        " ORDER BY idx LIMIT ?"
+    )
     return sql, (*params, scan_max)
 
 
