@@ -109,7 +109,9 @@ class Outbox:
                     next_scan = loop.time() + retry
                 while self._ready and len(self._in_flight) < window:
                     key, p = self._ready.popitem(last=False)
-                    if key not in self._in_flight:
+                    # A copy queued while the same publish was in flight (by a hand-over that
+                    # came during the scan's publish) is dropped once that one is done.
+                    if key not in self._in_flight and key not in self._done:
                         self._in_flight.add(key)
                         ctx.spawn(self._publish(p, key), f"publish {p.message_id}")
             with contextlib.suppress(TimeoutError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -173,6 +174,45 @@ async def test_a_message_the_first_outbox_scan_published_is_not_published_again_
         return len(inproc.broker.published) > 1 or not (outbox._ready or outbox._in_flight)
 
     await inproc.broker.until(settled, "the late hand-over was dealt with")
+    assert [p.message_id for p in inproc.broker.published] == [message_id]
+
+
+async def test_a_hand_over_that_comes_while_the_scan_publishes_the_entry_does_not_publish_it_again(
+    inproc: InProcFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug (a flaky double publish in CI, after the one above was fixed): the first scan
+    found the fresh row and was still publishing it when ``send`` handed the entry over. The
+    hand-over queued it behind the publish in flight (the window was full, or the publisher was
+    busy with the store); once that publish was confirmed, the publisher took the queued copy and
+    published it a second time. A window of one keeps the copy queued here."""
+    pol = await inproc.start("politie", connect=False, broker__publish_window=1)
+    outbox = pol.node.service.outbox
+    handed: list[OutboxEntry] = []
+    real_hand_over = outbox.hand_over
+    monkeypatch.setattr(outbox, "hand_over", handed.append)  # the hand-over comes late
+    message_id = await pol.send(request_from_example("case.referral"))
+    port = outbox.ctx.broker
+    real_publish = port.publish
+    gate, publishing = asyncio.Event(), asyncio.Event()
+
+    async def held_publish(*args: Any, **kwargs: Any) -> None:
+        publishing.set()
+        await gate.wait()
+        await real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(port, "publish", held_publish)
+    inproc.connect("politie")
+    outbox.wake()  # the scan finds the committed row and starts publishing it
+    await publishing.wait()
+    (entry,) = handed
+    real_hand_over(entry)  # ... the hand-over comes while that publish is in flight
+    gate.set()
+    await inproc.wait_status("politie", message_id, "sent")
+
+    async def settled() -> bool:
+        return len(inproc.broker.published) > 1 or not (outbox._ready or outbox._in_flight)
+
+    await inproc.broker.until(settled, "the hand-over was dealt with")
     assert [p.message_id for p in inproc.broker.published] == [message_id]
 
 
