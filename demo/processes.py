@@ -61,6 +61,9 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    #: Stopped before the others (an adapter before the node it talks to: with its node gone, an
+    #: adapter's step in progress retries the node for seconds before it sees the stop).
+    stop_first: bool = False
 
     def tail(self) -> str:
         """The last meaningful line of the process's log (for a one-line error)."""
@@ -81,8 +84,9 @@ class ProcessGroup:
     children: list[Child] = field(default_factory=list)
     _hurry: bool = False
 
-    def spawn(self, name: str, argv: Sequence[str]) -> Child:
-        """Start ``argv`` with its output in ``logs/<name>.log``."""
+    def spawn(self, name: str, argv: Sequence[str], *, stop_first: bool = False) -> Child:
+        """Start ``argv`` with its output in ``logs/<name>.log``; ``stop_first``: see
+        :attr:`Child.stop_first`."""
         log = self.logs / f"{name}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log.open("ab") as out:
@@ -96,7 +100,7 @@ class ProcessGroup:
                 start_new_session=True,
                 preexec_fn=_death_signal(),  # noqa: PLW1509 - armed only while single-threaded
             )
-        child = Child(name, process, log)
+        child = Child(name, process, log, stop_first)
         self.children.append(child)
         return child
 
@@ -132,4 +136,6 @@ class ProcessGroup:
                 child.process.wait(timeout=10)
 
     def stop_all(self, grace: float = STOP_GRACE_S) -> None:
+        """Stop the ``stop_first`` children, then the rest."""
+        self.stop([c.name for c in self.children if c.stop_first], grace)
         self.stop(None, grace)

@@ -300,7 +300,9 @@ def _spawn(procs: ProcessGroup, ws: Workspace) -> None:
         procs.spawn(org.key, [*python, "node", "run", "--config", str(ws.nodes[org.key].config)])
     for adapter in ws.adapters.values():
         procs.spawn(
-            adapter.name, [*python, "adapter", adapter.kind, "--config", str(adapter.config)]
+            adapter.name,
+            [*python, "adapter", adapter.kind, "--config", str(adapter.config)],
+            stop_first=True,  # before its node (see demo.processes.Child.stop_first)
         )
 
 

@@ -233,6 +233,33 @@ def test_a_draining_process_gets_its_sigterm(tmp_path: Path) -> None:
     assert child.process.returncode == -signal.SIGTERM
 
 
+def test_adapters_are_stopped_before_the_nodes_they_talk_to(tmp_path: Path) -> None:
+    """The bug: the demo sent SIGTERM to every process at once; a folder adapter whose node was
+    already gone retried the node for ten seconds before it saw the stop (the demo's summary
+    waited for it). An adapter (``stop_first``) now stops, and is waited for, before the nodes."""
+    group = ProcessGroup(tmp_path, tmp_path)
+    order = tmp_path / "order"
+
+    def stub(name: str) -> list[str]:
+        script = (
+            "import signal, sys, time\n"
+            "def stop(*_):\n"
+            f"    open({str(order)!r}, 'a').write({name!r} + '\\n')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n"
+        )
+        return [sys.executable, "-c", script]
+
+    node = group.spawn("node", stub("node"))
+    adapter = group.spawn("adapter", stub("adapter"), stop_first=True)
+    for child in (node, adapter):
+        _eventually(lambda c=child: "ready" in c.log.read_text(), f"{child.name} ready")
+    group.stop_all()
+    assert order.read_text().split() == ["adapter", "node"]
+
+
 def test_children_die_with_the_demo_even_on_sigkill(tmp_path: Path) -> None:
     """PR_SET_PDEATHSIG: a `kill -9` of the demo still stops the nodes it started."""
     demo = textwrap.dedent(
