@@ -64,6 +64,7 @@ __all__ = [
     "Settled",
     "make_federation",
     "open_node",
+    "reopen_node",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,7 +255,24 @@ async def open_node(
             else:
                 text += f"\n{header}" + "\n".join(lines) + "\n"
         files.config.write_text(text, "utf-8")
-    config = load_config(files.config)
+    return await _open_config(
+        key, load_config(files.config), clock=clock, span_exporter=span_exporter
+    )
+
+
+async def reopen_node(node: InProcessNode) -> InProcessNode:
+    """``node``'s organisation again, on its config, data directory and store, as after a
+    restart (close ``node`` first)."""
+    return await _open_config(node.key, node.config, clock=node.service.clock)
+
+
+async def _open_config(
+    key: str,
+    config: NodeConfig,
+    *,
+    clock: Callable[[], datetime],
+    span_exporter: SpanExporter | None = None,
+) -> InProcessNode:
     catalogue = default_catalogue()
     directory = load_trusted_directory(config, catalogue, remember=True)
     node_keys = load_keys(config)

@@ -19,7 +19,7 @@ from gateway.core.receipts import ReceiptInfo
 from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
 from gateway.node.problems import ApiError
-from gateway.node.store import QueueReceipt, SettleInbox
+from gateway.node.store import Command, QueueReceipt, SettleInbox
 from schemas import strictjson
 from schemas.api import InboxItem
 from schemas.claims import parse_claims
@@ -125,12 +125,15 @@ class Inbox:
         adapter_reason: str | None = None,
         note: str | None = None,
         actor: Actor | None = None,
-    ) -> None:
+        also: Sequence[Command] = (),
+    ) -> bool:
         """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
         ``note`` and ``adapter_reason`` (the adapter's words and code about a reject) go into our
         own record only, as personal data: never into the record's view, which a receipt's proof
-        shows the sender.
-        Raises ``ApiError`` not-found when no such message is in the inbox."""
+        shows the sender. ``also`` are commands of the node's own handling of the message (an
+        inzageverzoek's answer), committed with the settlement or not at all.
+        Returns whether this call settled it (False: settled before, or a condition of ``also``
+        did not hold). Raises ``ApiError`` not-found when no such message is in the inbox."""
         ctx = self.ctx
         now = ctx.now()
         event = InboundEvent.ACK if accept else InboundEvent.REJECT
@@ -139,7 +142,7 @@ class Inbox:
             raise ApiError("not-found", f"no delivered message {message_id} in this node's inbox")
         new = inbound_move(row.status, event)
         if new is None or row.claims is None:
-            return  # settled before: acking or rejecting again changes nothing
+            return False  # settled before: acking or rejecting again changes nothing
         claims = parse_claims(row.claims, catalogue=ctx.catalogue)
         fields = MessageFields.of(
             claims,
@@ -153,6 +156,7 @@ class Inbox:
         if actor is not None:
             records.append(access_record(actor, at=now, fields=fields))
         committed = await ctx.store.commit(
+            *also,
             SettleInbox(
                 row.sender,
                 message_id,
@@ -174,6 +178,7 @@ class Inbox:
         )
         if committed.applied:  # else settled meanwhile: its receipt is queued already
             self.ctx.receipt_wake.set()
+        return committed.applied
 
 
 def _trace_id(claims: dict[str, Any]) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,13 +55,25 @@ from schemas.api import (
 )
 from schemas.catalogue import Catalogue
 
-__all__ = ["Outbound"]
+__all__ = ["Outbound", "Prepared"]
 
 log = logging.getLogger("gateway.node")
 
 #: ``Retry-After`` (seconds) of a send refused because the outbox is full: a connected node
 #: publishes dozens to hundreds a second, so a second frees room; adapters back off further.
 BACKLOG_RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message sealed and the commands that keep it, not committed yet (:meth:`Outbound.prepare`).
+    ``entry`` is ``None`` when an ``Idempotency-Key`` repeats an earlier request (``message_id``
+    is that request's; nothing to commit)."""
+
+    message_id: str
+    entry: OutboxEntry | None
+    commands: tuple[Command, ...]
+    started: datetime
 
 
 class Outbound:
@@ -82,6 +94,36 @@ class Outbound:
         """Accept an adapter's message: validate, police, seal, store. Returns (message id,
         created) — ``created`` is False when an ``Idempotency-Key`` repeats an earlier request.
         Raises :class:`ApiError` for every refusal."""
+        prepared = await self.prepare(
+            body, client=client, idempotency_key=idempotency_key, actor=actor
+        )
+        if prepared.entry is None:
+            return prepared.message_id, False
+        if not (await self.ctx.store.commit(*prepared.commands)).applied:
+            raise ApiError("idempotency-conflict", "a concurrent request used this Idempotency-Key")
+        self.queued(prepared)
+        return prepared.message_id, True
+
+    def queued(self, prepared: Prepared) -> None:
+        """Hand a message whose commands were committed to the outbox publisher."""
+        assert prepared.entry is not None  # noqa: S101 - a repeat is never committed
+        self._outbox.hand_over(prepared.entry)
+        self._count(prepared.entry.message_type, prepared.entry.purpose, "queued")
+        latency = (self.ctx.now() - prepared.started).total_seconds()
+        self.ctx.telemetry.latency.record(latency, {"stage": "send"})
+
+    async def prepare(
+        self,
+        body: bytes,
+        *,
+        client: str,
+        idempotency_key: str | None = None,
+        actor: Actor | None = None,
+    ) -> Prepared:
+        """What :meth:`send` does up to the commit: the sealed message and the commands that keep
+        it (outbox entry, audit records), for the caller to commit, with more of its own, and
+        then hand over (:meth:`queued`). Raises :class:`ApiError` for every refusal (a policy
+        denial's records are committed here)."""
         ctx = self.ctx
         started = ctx.now()
         request = _parse_request(body, ctx.catalogue)
@@ -99,7 +141,7 @@ class Outbound:
                         "idempotency-conflict",
                         "this Idempotency-Key was used for a different request",
                     )
-                return earlier[1], False
+                return Prepared(earlier[1], None, (), started)
         self._check_backlog(request)
         directory = self._directory_ok(started)
         parent = _parent_context(request.traceparent)
@@ -194,14 +236,7 @@ class Outbound:
                         client, idempotency_key, request_hash, claims.message_id, started
                     )
                 )
-            if not (await ctx.store.commit(*commands)).applied:
-                raise ApiError(
-                    "idempotency-conflict", "a concurrent request used this Idempotency-Key"
-                )
-        self._outbox.hand_over(entry)
-        self._count(claims.message_type, claims.purpose, "queued")
-        ctx.telemetry.latency.record((ctx.now() - started).total_seconds(), {"stage": "send"})
-        return claims.message_id, True
+        return Prepared(claims.message_id, entry, tuple(commands), started)
 
     def _count(self, message_type: str, purpose: str, outcome: str) -> None:
         self.ctx.telemetry.messages.add(

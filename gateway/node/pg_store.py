@@ -19,7 +19,7 @@ import re
 from gateway.audit.log import AUDIT_SCHEMA
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
-from gateway.node.store import SqliteStore, pg_shared, writes
+from gateway.node.store import SqliteStore, pg_shared, rights, writes
 from gateway.node.trust import TrustHistory, read_history
 
 # gateway.node.store.postgres (psycopg, the ``postgres`` extra) is imported only where a
@@ -49,10 +49,12 @@ def translate_schema(script: str) -> str:
     )
 
 
-#: (version, DDL), applied in order. 2: outbox claims of several processes (decision 0109).
+#: (version, DDL), applied in order. 2: outbox claims of several processes (decision 0109);
+#: 3: the inzageverzoeken (decision 0116).
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, translate_schema(writes.SCHEMA + AUDIT_SCHEMA)),
     (2, pg_shared.MIGRATION_2),
+    (3, translate_schema(rights.SCHEMA)),
 )
 #: The schema version this code reads and writes.
 VERSION = MIGRATIONS[-1][0]

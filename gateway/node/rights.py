@@ -14,10 +14,14 @@ A partner's node, on a ``rights.request`` stored in its inbox (:meth:`RightsDesk
 4. settles the request in its inbox as accepted (the ZVH's receipt says the node took it) and
    writes a ``rights.answer`` record.
 
-The ZVH's node starts a request (:meth:`RightsDesk.start`: one ``rights.request`` to every
-partner, its own part answered from its own log, a ``rights.request`` record holding the identity
-check as its personal note) and collects the answers (``rights.response`` in its inbox) into the
-request's file, from which the report is computed (:mod:`gateway.node.rights_report`).
+Steps 3 and 4 are one commit: the answer in the outbox, the deferral, the records and the
+settlement are kept together or not at all (docs/decisions/0116).
+
+The ZVH's node starts a request (:class:`~gateway.node.contactpunt.Contactpunt`: one
+``rights.request`` to every partner, its own part answered from its own log, a
+``rights.request`` record holding the identity check as its personal note) and collects the
+answers (``rights.response`` in its inbox) into the request's rows in the store, from which the
+report is computed (:mod:`gateway.node.rights_report`).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from gateway.errors import LocalError
 from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
 from gateway.node.inbox import Inbox
-from gateway.node.outbound import Outbound
+from gateway.node.outbound import Outbound, Prepared
 from gateway.node.problems import ApiError
-from gateway.node.rights_book import RightsBook
+from gateway.node.store import AppendAudit, Command, KeepDeferral, ReleaseDeferral
 from schemas.claims import ClaimsBase, RightsRequest, RightsResponse
 from schemas.limits import MAX_MESSAGE_LIFETIME
 from schemas.rights import RightsRequestBody, RightsResponseBody
@@ -72,7 +76,7 @@ def _views(db: sqlite3.Connection, subjects: tuple[str, ...]) -> list[dict[str, 
 class Collector(Protocol):
     """Where a ZVH node files the answers it receives (gateway.node.contactpunt)."""
 
-    async def collect(self, claims: RightsResponse) -> None: ...
+    def collect(self, claims: RightsResponse) -> tuple[Command, ...]: ...
 
 
 class RightsBase:
@@ -82,7 +86,6 @@ class RightsBase:
     def __init__(self, ctx: NodeContext, outbound: Outbound) -> None:
         self.ctx = ctx
         self._outbound = outbound
-        self.book = RightsBook(ctx.config.node.data_dir)
 
     def _key(self) -> bytes | None:
         settings = self.ctx.config
@@ -107,24 +110,22 @@ class RightsBase:
         since, until = (None if p is None else date.fromisoformat(p) for p in period)
         return rights.exchanges_of(views, org=self.ctx.org, period_from=since, period_to=until)
 
-    async def _send(self, request: dict[str, Any]) -> str:
+    async def _prepare(self, request: dict[str, Any]) -> Prepared:
+        """A message through the ordinary send path, up to the commit: the caller commits its
+        commands with its own and then hands it over (:meth:`Outbound.queued`)."""
         # the longest lifetime the contract allows: a partner down for days still gets it
         request.setdefault("expires_in_seconds", int(MAX_MESSAGE_LIFETIME.total_seconds()))
         request.setdefault("legal_basis", list(LEGAL_BASIS))
         request.setdefault("processing_activity", processing_activity(self.ctx.config, PURPOSE))
-        message_id, _ = await self._outbound.send(
-            json.dumps(request).encode("utf-8"), client=_CLIENT
-        )
-        return message_id
+        return await self._outbound.prepare(json.dumps(request).encode("utf-8"), client=_CLIENT)
 
     def _record(self, name: str, *, message_id: str | None, **fields: Any) -> Any:
         return self.ctx.record(
             name, message_id=message_id, purpose=PURPOSE, sender=self.ctx.org, **fields
         )
 
-    async def _write(self, *records: Any) -> None:
-        now = self.ctx.now()
-        await self.ctx.store.commit(self.ctx.audit.append(list(records), now))
+    def _append(self, *records: Any) -> AppendAudit:
+        return self.ctx.audit.append(list(records), self.ctx.now())
 
 
 class RightsDesk(RightsBase):
@@ -145,10 +146,8 @@ class RightsDesk(RightsBase):
             if isinstance(claims, RightsRequest):
                 await self._answer(claims)
             elif isinstance(claims, RightsResponse):
-                await self._contactpunt.collect(claims)
-            else:
-                return
-            await self._inbox.settle(claims.message_id, accept=True)
+                filed = self._contactpunt.collect(claims)
+                await self._inbox.settle(claims.message_id, accept=True, also=filed)
         except (LocalError, ApiError) as exc:
             log.warning(
                 "%s %s not handled: %s", claims.message_type, claims.message_id, exc.__class__
@@ -189,33 +188,42 @@ class RightsDesk(RightsBase):
             "response_message_ids": [],
         }
         trace_id = claims.trace.split("-")[1]
+        prepared: Prepared | None = None
         try:
-            sent: str | None = await self._respond(deferral, answer)
+            prepared = await self._respond(deferral, answer)
         except ApiError as exc:  # kept, so that an officer answers it (release) once fixed
             log.warning("rights.request %s not answered: %s", claims.message_id, exc.slug)
-            sent, deferral["failed"] = None, exc.slug
+            deferral["failed"] = exc.slug
+        sent = None if prepared is None else prepared.message_id
+        commands: list[Command] = [] if prepared is None else list(prepared.commands)
         if sent is not None:
             deferral["response_message_ids"].append(sent)
         if defer is not None or sent is None:
-            self.book.save("deferrals", claims.message_id, deferral)
-        await self._write(
-            self._record(
-                "rights.answer",
-                status="ok" if sent is not None else "error",
-                message_id=sent or claims.message_id,
-                trace_id=trace_id,
-                case_ref=claims.case_ref,
-                data_subjects=subjects,
-                recipients=(claims.sender.org,),
-                detail={
-                    "status": answer.status if sent is not None else "not_sent",
-                    "exchanges": len(answer.exchanges),
-                },
+            commands.append(KeepDeferral(claims.message_id, json.dumps(deferral)))
+        commands.append(
+            self._append(
+                self._record(
+                    "rights.answer",
+                    status="ok" if sent is not None else "error",
+                    message_id=sent or claims.message_id,
+                    trace_id=trace_id,
+                    case_ref=claims.case_ref,
+                    data_subjects=subjects,
+                    recipients=(claims.sender.org,),
+                    detail={
+                        "status": answer.status if sent is not None else "not_sent",
+                        "exchanges": len(answer.exchanges),
+                    },
+                )
             )
         )
+        # the answer, the deferral and the records, with the settlement or not at all
+        settled = await self._inbox.settle(claims.message_id, accept=True, also=commands)
+        if settled and prepared is not None:
+            self._outbound.queued(prepared)
 
-    async def _respond(self, deferral: dict[str, Any], answer: RightsResponseBody) -> str:
-        return await self._send(
+    async def _respond(self, deferral: dict[str, Any], answer: RightsResponseBody) -> Prepared:
+        return await self._prepare(
             {
                 "message_type": "rights.response",
                 "purpose": PURPOSE,
@@ -230,12 +238,12 @@ class RightsDesk(RightsBase):
 
     def deferrals(self) -> list[dict[str, Any]]:
         """Every deferral this node keeps, released or not."""
-        return self.book.all("deferrals")
+        return self.ctx.store.rights.deferrals()
 
     async def release(self, request_message_id: str, *, actor: Actor | None = None) -> str:
         """Release a deferral: send the answer with the exchanges now; returns its message id.
         Raises :class:`LocalError` for an unknown or already released deferral."""
-        deferral = self.book.load("deferrals", request_message_id)
+        deferral = self.ctx.store.rights.deferral(request_message_id)
         if deferral is None:
             raise LocalError(f"no deferred inzageverzoek {request_message_id} on this node")
         if deferral["released_on"] is not None:
@@ -252,19 +260,20 @@ class RightsDesk(RightsBase):
                 date.fromisoformat(deferral["deferred_on"]) if deferral["ground"] else None
             ),
         )
-        sent = await self._respond(deferral, answer)
-        deferral["released_on"] = self.ctx.now().date().isoformat()
-        deferral["response_message_ids"].append(sent)
-        self.book.save("deferrals", request_message_id, deferral)
-        await self._write(
-            self._record(
-                "rights.release",
-                message_id=sent,
-                case_ref=deferral["case_ref"],
-                data_subjects=subjects,
-                recipients=(deferral["sender"],),
-                actor=actor,
-                detail={"exchanges": len(exchanges)},
-            )
+        prepared = await self._respond(deferral, answer)
+        sent = prepared.message_id
+        record = self._record(
+            "rights.release",
+            message_id=sent,
+            case_ref=deferral["case_ref"],
+            data_subjects=subjects,
+            recipients=(deferral["sender"],),
+            actor=actor,
+            detail={"exchanges": len(exchanges)},
         )
+        released = ReleaseDeferral(request_message_id, self.ctx.now().date().isoformat(), sent)
+        committed = await self.ctx.store.commit(*prepared.commands, released, self._append(record))
+        if not committed.applied:  # another officer (or process) released it meanwhile
+            raise LocalError(f"inzageverzoek {request_message_id} was released already")
+        self._outbound.queued(prepared)
         return sent

@@ -1,4 +1,4 @@
-"""The report of one inzageverzoek, computed from its file on view (docs/subject-rights.md): per
+"""The report of one inzageverzoek, computed from the request on view (docs/subject-rights.md): per
 organisation its answer (the exchanges in Dutch words, or its deferral), the term and its alerts.
 The console renders it as HTML and PDF; ``zvg rights show`` as text. Dutch first: the person
 receives it.
@@ -76,7 +76,8 @@ def _names(codes: Any, table: Mapping[str, Any]) -> str:
 def build_report(
     doc: Mapping[str, Any], *, names: Mapping[str, str], catalogue: Catalogue, today: date
 ) -> Report:
-    """The report of the request file ``doc``, naming organisations by ``names`` (OIN → name)."""
+    """The report of the request ``doc`` (as the store gives it: ``Contactpunt.request``),
+    naming organisations by ``names`` (OIN → name)."""
     received = date.fromisoformat(doc["received_on"])
     due = deadline(received, extended=doc.get("extension") is not None)
     answers = []

@@ -46,6 +46,7 @@ from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
 from gateway.node.retention import Retention
 from gateway.node.rights import RightsDesk
+from gateway.node.rights_import import import_rights_files
 from gateway.node.trust import change_record, make_durable
 from gateway.telemetry import Telemetry
 from schemas.catalogue import Catalogue
@@ -184,6 +185,7 @@ async def open_service(
             rand=rand,
             retention_s=config.retention.audit_personal_days * 86400,
         )
+        await import_rights_files(config.node.data_dir, store)  # decision 0116
         return NodeService(
             NodeContext(
                 config=config,

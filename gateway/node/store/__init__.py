@@ -1,10 +1,11 @@
-"""The node's durable state: outbox, inbox, seen message ids, per-recipient delivery status.
+"""The node's durable state: outbox, inbox, seen message ids, per-recipient delivery status, the
+inzageverzoeken (:mod:`.rights`).
 
 The loops of the node use exactly the :class:`Store` protocol: writes are commands, values
 (:mod:`.commands`), applied together in one transaction by :meth:`Store.commit`; reads return
 rows (:mod:`.rows`). :class:`~.sqlite.SqliteStore` implements it on SQLite with group commit
 (:mod:`.engine`, docs/decisions/0041-store-group-commit.md); all the node's SQL is in this
-package (:mod:`.writes`, :mod:`.sqlite`), the audit log's in :mod:`gateway.audit`.
+package (:mod:`.writes`, :mod:`.sqlite`, :mod:`.rights`), the audit log's in :mod:`gateway.audit`.
 :class:`~.postgres.PostgresStore` runs the same commands and queries on PostgreSQL
 (docs/decisions/0094-postgresql-store-on-the-same-commands.md).
 """
@@ -23,20 +24,26 @@ from gateway.node.store.commands import (
     Committed,
     DateOutbox,
     DropPendingReceipt,
+    ExtendRightsRequest,
+    FileRightsAnswer,
     InsertInbox,
     InsertOutbox,
+    KeepDeferral,
     KeepDirectory,
     KeepReceipt,
+    KeepRightsRequest,
     KeepWitnessEvidence,
     MarkReady,
     QueueReceipt,
     ReceiptSealed,
+    ReleaseDeferral,
     RememberIdempotency,
     SaveWitnessHead,
     SetStatus,
     SettleInbox,
     ShredForErasure,
 )
+from gateway.node.store.rights import RightsRows
 from gateway.node.store.rows import (
     FinalReceipt,
     InboxEntry,
@@ -61,14 +68,18 @@ __all__ = [
     "Committed",
     "DateOutbox",
     "DropPendingReceipt",
+    "ExtendRightsRequest",
+    "FileRightsAnswer",
     "FinalReceipt",
     "InboxEntry",
     "InboxMessage",
     "InboxRow",
     "InsertInbox",
     "InsertOutbox",
+    "KeepDeferral",
     "KeepDirectory",
     "KeepReceipt",
+    "KeepRightsRequest",
     "KeepWitnessEvidence",
     "MarkReady",
     "MessageRow",
@@ -78,7 +89,9 @@ __all__ = [
     "QueueReceipt",
     "ReceiptSealed",
     "RecipientRow",
+    "ReleaseDeferral",
     "RememberIdempotency",
+    "RightsRows",
     "SaveWitnessHead",
     "SeenRow",
     "SentQuery",
@@ -92,6 +105,9 @@ __all__ = [
 
 class Store(Protocol):
     """What the node's loops need from its durable state, and nothing more."""
+
+    #: The inzageverzoeken (:mod:`.rights`): read in the caller's thread, committed data only.
+    rights: RightsRows
 
     async def commit(self, *commands: Command) -> Committed:
         """Apply ``commands`` in order in one transaction; nothing when a condition fails."""

@@ -32,14 +32,19 @@ __all__ = [
     "Committed",
     "DateOutbox",
     "DropPendingReceipt",
+    "ExtendRightsRequest",
+    "FileRightsAnswer",
     "InsertInbox",
     "InsertOutbox",
+    "KeepDeferral",
     "KeepDirectory",
     "KeepReceipt",
+    "KeepRightsRequest",
     "KeepWitnessEvidence",
     "MarkReady",
     "QueueReceipt",
     "ReceiptSealed",
+    "ReleaseDeferral",
     "RememberIdempotency",
     "SaveWitnessHead",
     "SetStatus",
@@ -192,6 +197,68 @@ class MarkReady:
     now: datetime
 
 
+# ---------------------------------------------------------------- inzageverzoeken
+
+
+@dataclass(frozen=True)
+class KeepRightsRequest:
+    """An inzageverzoek the ZVH started (committed with its ``rights.request`` messages and
+    records, docs/decisions/0116): the request and, in order, each organisation's entry as JSON
+    (``status``, ``role``, ``request_message_id``, our own part's ``response``, ...). A request
+    kept already stays as it is (the import of the old files may run twice)."""
+
+    request_id: str
+    case_ref: str
+    received_on: str
+    started_at: str
+    identity_check: str
+    extension: str | None
+    organisations: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class FileRightsAnswer:
+    """Condition: a partner's answer to the request message we sent it (``in_reply_to``) is
+    filed with the request. Only that organisation's row changes (two answers filed at once do
+    not touch each other's); an answer older than the one filed (``answered_at``, the
+    ``created_at`` of its claims, then its message id, a UUIDv7) changes nothing."""
+
+    request_id: str
+    org: str
+    request_message_id: str
+    status: str
+    response: str  # the answer's body as JSON
+    response_message_id: str
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class ExtendRightsRequest:
+    """Condition: the term of a request is extended, once (``extension``: JSON, reason and day)."""
+
+    request_id: str
+    extension: str
+
+
+@dataclass(frozen=True)
+class KeepDeferral:
+    """What a partner needs to answer a request later (deferred, or its answer not sent): the
+    deferral as JSON, keyed by the request message. Kept once."""
+
+    request_message_id: str
+    deferral: str
+
+
+@dataclass(frozen=True)
+class ReleaseDeferral:
+    """Condition: a deferral is released, once (compare-and-set on ``released_on``), with the
+    answer ``response_message_id`` sent in the same commit."""
+
+    request_message_id: str
+    released_on: str
+    response_message_id: str
+
+
 # ---------------------------------------------------------------- audit log
 
 
@@ -273,4 +340,9 @@ Command = (
     | SaveWitnessHead
     | KeepWitnessEvidence
     | ShredForErasure
+    | KeepRightsRequest
+    | FileRightsAnswer
+    | ExtendRightsRequest
+    | KeepDeferral
+    | ReleaseDeferral
 )

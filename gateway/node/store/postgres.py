@@ -35,7 +35,7 @@ from psycopg import pq
 from psycopg_pool import ConnectionPool
 
 from gateway.errors import LocalError, TransientError
-from gateway.node.store import pg_shared, writes
+from gateway.node.store import pg_shared, rights, writes
 from gateway.node.store.commands import (
     AppendAudit,
     AppendEvidence,
@@ -247,6 +247,8 @@ class PostgresStore(SqliteStore):
         self._thread = threading.Thread(target=self._loop, name="zvg-store", daemon=True)
         self._thread.start()
         writes.register(self)
+        rights.register(self)
+        self.rights = rights.RightsRows(self.read)
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:

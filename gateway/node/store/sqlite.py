@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.core.receipts import ReceiptInfo
-from gateway.node.store import writes
+from gateway.node.store import rights, writes
 from gateway.node.store.engine import GroupCommit
 from gateway.node.store.rows import (
     FinalReceipt,
@@ -40,8 +40,11 @@ class SqliteStore(GroupCommit):
     shared = False
 
     def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
-        super().__init__(path, schemas=(writes.SCHEMA, *schemas))
+        super().__init__(path, schemas=(writes.SCHEMA, rights.SCHEMA, *schemas))
         writes.register(self)
+        rights.register(self)
+        #: The inzageverzoeken kept (decision 0116).
+        self.rights = rights.RightsRows(self.read)
 
     async def find_idempotent(self, client: str, key: str) -> tuple[bytes, str] | None:
         rows = self.read(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from gateway.cli import cli
 from gateway.core.audit import new_record
 from gateway.errors import LocalError
 from gateway.node.pg_store import MIGRATIONS, VERSION, migrate
-from gateway.node.store import SqliteStore
+from gateway.node.store import KeepDeferral, SqliteStore
 from gateway.node.store.postgres import PostgresStore, redact, translate
 from tests.node_pair import HANG_S
 from tests.pg import schema_url
@@ -155,6 +156,41 @@ def test_check_config_refuses_a_schema_behind_and_migrate_brings_it_up(
     assert f"is at version {VERSION}: nothing to do" in again.output
     ok = zvg("node", "check-config", "--config", setup.config)
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.postgres
+async def test_zvg_node_migrate_takes_a_version_2_store_to_3_and_keeps_its_rows(
+    pg_url: str, setup: NodeSetup
+) -> None:
+    """Migration 3 (the inzageverzoeken, decision 0116) on a store of the version before."""
+    url = schema_url(pg_url, "from2", migrate_it=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, ddl in MIGRATIONS[:2]:
+            conn.execute(ddl.encode("utf-8"))
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        conn.execute("INSERT INTO meta VALUES ('kept', 'written at version 2')")
+    with pytest.raises(LocalError, match="at version 2, this node needs 3"):
+        PostgresStore(url, version=VERSION)
+    setup.append(f'[store]\nurl = "{url}"')
+    migrated = zvg("node", "migrate", "--config", setup.config)
+    assert migrated.exit_code == 0, migrated.output
+    assert "migrated the store's schema from version 2 to 3" in migrated.output
+    store = PostgresStore(url, version=VERSION)
+    try:
+        assert store.read("SELECT value FROM meta WHERE key = 'kept'") == [
+            ("written at version 2",)
+        ]
+        deferral = {"request_id": "r", "subjects": ["p"], "released_on": None}
+        assert (await store.commit(KeepDeferral("m", json.dumps(deferral)))).applied
+        assert store.rights.deferrals() == [
+            {**deferral, "request_message_id": "m", "response_message_ids": []}
+        ]
+    finally:
+        await store.close()
 
 
 def test_migrate_of_a_sqlite_store_does_nothing(setup: NodeSetup) -> None:

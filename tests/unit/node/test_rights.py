@@ -5,7 +5,7 @@ through its own pseudonym key and the ZVH's pseudonym); the police node defers (
 defer``) and an officer releases the answer later. Envelopes are carried by hand
 (tests/node_pair.py): every step is a value a test waits for, never a time.
 
-Threats: the BSN leaking into an audit record, a stored file or the claims outside the body; an
+Threats: the BSN leaking into an audit record, the kept request or the claims outside the body; an
 answer naming another person's exchanges; an employee's identity in an answer; a deferral that
 answers anyway.
 """
@@ -145,12 +145,11 @@ async def _case_history(fed: Federation) -> dict[str, str]:
 
 
 def _all_text(node: InProcessNode) -> str:
-    """Every audit record (view and personal part) and every rights file of ``node``."""
+    """Every audit record (view and personal part) and every request and deferral ``node``
+    keeps (in its store)."""
     records = json.dumps(node.audit())
-    files = "".join(
-        p.read_text("utf-8") for p in (node.config.node.data_dir / "rights").rglob("*.json")
-    )
-    return records + files
+    kept = json.dumps([node.service.contactpunt.requests(), node.service.rights.deferrals()])
+    return records + kept
 
 
 async def test_a_partner_answers_by_itself_from_its_own_log(fed: Federation) -> None:
