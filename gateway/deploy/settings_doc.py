@@ -23,6 +23,7 @@ from gateway.console import config as console_config_module
 from gateway.node import audit_config as audit_config_module
 from gateway.node import config as config_module
 from gateway.node import rights_config as rights_config_module
+from gateway.node import store_config as store_config_module
 from gateway.node.config import NodeConfig, PurposeDefaults, Token
 
 __all__ = ["BEGIN", "END", "field_docs", "render_settings_table", "replace_table"]
@@ -45,13 +46,15 @@ _TOKEN_DOCS = {
 def field_docs() -> dict[str, dict[str, str]]:
     """class name -> field name -> the docstring under the field in ``config.py`` (the node's
     and the console's, ``gateway/console/config.py``, ``[audit]``'s,
-    ``gateway/node/audit_config.py``, and ``[rights]``'s, ``gateway/node/rights_config.py``)."""
+    ``gateway/node/audit_config.py``, ``[rights]``'s, ``gateway/node/rights_config.py``, and
+    ``[store]``'s, ``gateway/node/store_config.py``)."""
     docs: dict[str, dict[str, str]] = {}
     for module in (
         config_module,
         audit_config_module,
         console_config_module,
         rights_config_module,
+        store_config_module,
     ):
         docs.update(_field_docs_of(ast.parse(inspect.getsource(module))))
     return docs

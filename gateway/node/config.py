@@ -27,7 +27,6 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -35,6 +34,7 @@ from gateway.console.config import ConsoleSettings
 from gateway.errors import LocalError
 from gateway.node.audit_config import AuditSettings, LdvOtlpSettings
 from gateway.node.rights_config import RightsSettings
+from gateway.node.store_config import StoreSettings
 from schemas._base import NodeId, Oin, describe_errors
 from schemas.limits import MAX_RECEIPT_ENTRIES
 
@@ -237,23 +237,6 @@ class Retention(_Settings):
     audit_personal_days: Annotated[float, Field(ge=1, le=36500)] = 5 * 365
     """Days the personal fields of audit records (case reference, subject pseudonyms, actor)
     are kept; then they and their salts are deleted and only the commitments stay."""
-
-
-class StoreSettings(_Settings):
-    url: Annotated[str, StringConstraints(pattern=r"^postgres(ql)?://")] | None = None
-    """Where the node's state lives: unset (the default) for the SQLite file ``node.db`` in
-    ``node.data_dir``, or a ``postgresql://user@host/db`` URL for a PostgreSQL database
-    (decision 0094; create its schema with ``zvg node migrate``). Put a password in
-    ``PGPASSFILE``, not here."""
-    url_file: Path | None = None
-    """Instead of ``url``: a 0600 file holding that URL on one line, password allowed (a
-    Kubernetes Secret, a database operator's ``uri``; decision 0112). Read at start-up."""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> StoreSettings:
-        if self.url is not None and self.url_file is not None:
-            raise PydanticCustomError("store_url", "give url or url_file, not both")
-        return self
 
 
 class PurposeDefaults(_Settings):

@@ -68,7 +68,7 @@ def open_store(config: NodeConfig) -> SqliteStore:
     if config.store.url is not None:
         from gateway.node.store.postgres import PostgresStore
 
-        return PostgresStore(config.store.url, version=VERSION)
+        return PostgresStore(config.store.url, version=VERSION, claim_s=config.store.claim_seconds)
     return SqliteStore(config.store_path, schemas=(AUDIT_SCHEMA,))
 
 

@@ -96,7 +96,13 @@ async def test_two_processes_on_postgresql_lose_nothing_when_one_is_killed(
 ) -> None:
     url = schema_url(pg_url, f"e2e_{fed.provisioned.tag}".replace("-", "_"))
     config = fed.nodes["gemeente"].config
-    config.write_text(config.read_text("utf-8") + f'\n[store]\nurl = "{url}"\n', "utf-8")
+    # The killed process's claims on what it was publishing lapse after claim_seconds (30 s by
+    # default); short here, with scans every second well inside it, so the journey does not wait.
+    config.write_text(
+        config.read_text("utf-8")
+        + f'\n[store]\nurl = "{url}"\nclaim_seconds = 4\n[limits]\noutbox_retry_seconds = 1\n',
+        "utf-8",
+    )
     twin = fed.twin("gemeente")  # its own port and data directory, the same store
     await fed.start("politie")
     fed.spawn("gemeente")

@@ -45,8 +45,8 @@ SEQUENCER = 0x7A76_6702
 LEADER = 0x7A76_6703
 #: The ``LISTEN``/``NOTIFY`` channel; the payload is ``<schema>:<what changed>``.
 CHANNEL = "zvg_changes"
-#: Seconds an outbox claim lasts: a process that died leaves its unconfirmed publishes to the
-#: others after this.
+#: Seconds an outbox claim lasts by default (``store.claim_seconds``): a process that died
+#: leaves its unconfirmed publishes to the others after this.
 CLAIM_S = 30.0
 
 #: The outbox scan of a shared store: (holder, lease s, created before, holder, limit). The
@@ -97,7 +97,7 @@ def notifying(handler: Handler[Any], what: str) -> Handler[Any]:
     return apply
 
 
-def claiming(handler: Handler[Any], holder: str) -> Handler[Any]:
+def claiming(handler: Handler[Any], holder: str, claim_s: float = CLAIM_S) -> Handler[Any]:
     """``handler`` (an outbox insert: a sent message, a sealed receipt), claiming the entry for
     ``holder``, whose publisher has it already (``Outbox.hand_over``): no other process's scan
     publishes it while it lives."""
@@ -107,7 +107,7 @@ def claiming(handler: Handler[Any], holder: str) -> Handler[Any]:
         db.execute(
             "UPDATE outbox_recipients SET claimed_by = ?,"
             " claimed_until = extract(epoch FROM clock_timestamp()) + ? WHERE message_id = ?",
-            (holder, CLAIM_S, command.entry.message_id),
+            (holder, claim_s, command.entry.message_id),
         )
         return applied
 

@@ -216,7 +216,14 @@ class PostgresStore(SqliteStore):
     #: Other processes may write the same database (gateway.audit.log catches up before signing).
     shared = True
 
-    def __init__(self, url: str, *, version: int, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        version: int,
+        pool_size: int = 4,
+        claim_s: float = pg_shared.CLAIM_S,
+    ) -> None:
         # GroupCommit.__init__ opens an SQLite file: this sets up the same writer state on a
         # PostgreSQL connection (tests/unit/node/test_pg_store.py checks no attribute is missed).
         self.path = Path(redact(url))
@@ -230,6 +237,8 @@ class PostgresStore(SqliteStore):
         self._handlers = {}
         #: Who claims outbox entries in this process (pg_shared.claiming): random per process.
         self.holder = secrets.token_hex(8)
+        #: How long its claims last (``store.claim_seconds``).
+        self.claim_s = claim_s
         conn = connect(url)
         found = schema_version(conn)
         if found != version:
@@ -262,7 +271,7 @@ class PostgresStore(SqliteStore):
         if kind in (AppendAudit, AppendEvidence):
             handler = pg_shared.sequenced(handler)
         elif kind in (InsertOutbox, ReceiptSealed):
-            handler = pg_shared.claiming(handler, self.holder)
+            handler = pg_shared.claiming(handler, self.holder, self.claim_s)
         elif kind is InsertInbox:
             handler = pg_shared.notifying(handler, "inbox")
         elif kind is QueueReceipt:
@@ -275,7 +284,7 @@ class PostgresStore(SqliteStore):
         """Claim unconfirmed envelopes nobody else holds (``FOR UPDATE SKIP LOCKED``), oldest
         first: the scan of :class:`SqliteStore`, for several processes (:mod:`.pg_shared`)."""
         cutoff = older_than.timestamp() if older_than is not None else float("inf")
-        params = (self.holder, pg_shared.CLAIM_S, cutoff, self.holder, limit)
+        params = (self.holder, self.claim_s, cutoff, self.holder, limit)
 
         def job(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return db.execute(pg_shared.CLAIM_SQL, params).fetchall()

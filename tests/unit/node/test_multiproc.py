@@ -211,6 +211,28 @@ async def test_each_outbox_entry_is_claimed_by_one_process(
 
 
 @pytest.mark.postgres
+async def test_a_claim_lasts_store_claim_seconds_from_the_insert_and_from_each_scan(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    """``store.claim_seconds``: how long a dead process's publishes wait for the others."""
+    _a, _b, url = stores
+    store = PostgresStore(url, version=VERSION, claim_s=1234)
+    try:
+        await store.commit(InsertOutbox(_outbox(0), T0))
+        left_sql = (
+            "SELECT claimed_until - extract(epoch FROM clock_timestamp()) FROM outbox_recipients"
+        )
+        ((left,),) = store.read(left_sql)
+        assert 1200 < left <= 1234
+        await store.run(lambda db: db.execute("UPDATE outbox_recipients SET claimed_until = 0"))
+        assert len(await store.pending_publishes(10)) == 1
+        ((left,),) = store.read(left_sql)
+        assert 1200 < left <= 1234
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
 async def test_a_receipt_applied_by_another_process_is_not_overwritten_by_a_late_publish_confirm(
     stores: tuple[PostgresStore, PostgresStore, str],
 ) -> None:
