@@ -252,11 +252,21 @@ class DemoFederation:
         )
 
 
-def demo_federations(ctl: Rabbitmqctl) -> list[DemoFederation]:
-    """Every demo run's vhosts and users on the broker, grouped by run."""
+#: What the broker lists: (vhost rows with name, description and tags; user rows).
+Listing = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def broker_listing(ctl: Rabbitmqctl) -> Listing:
+    """The broker's vhosts and users, in two ``rabbitmqctl`` calls (each starts an Erlang VM)."""
+    return ctl.json("list_vhosts", "name", "description", "tags"), ctl.json("list_users")
+
+
+def demo_federations(ctl: Rabbitmqctl, listing: Listing | None = None) -> list[DemoFederation]:
+    """Every demo run's vhosts and users on the broker (or in ``listing``), grouped by run."""
+    vhost_rows, user_rows = listing if listing is not None else broker_listing(ctl)
     vhosts: dict[str | None, list[str]] = {}
     works: dict[str | None, Path] = {}
-    for row in ctl.json("list_vhosts", "name", "description", "tags"):
+    for row in vhost_rows:
         tags = _tags(row.get("tags"))
         if DEMO_TAG in tags:
             run = _run_of(tags)
@@ -265,7 +275,7 @@ def demo_federations(ctl: Rabbitmqctl) -> list[DemoFederation]:
             if description.startswith(KEPT_WITH):
                 works[run] = Path(description.removeprefix(KEPT_WITH))
     users: dict[str | None, list[str]] = {}
-    for row in ctl.json("list_users"):
+    for row in user_rows:
         tags = _tags(row.get("tags"))
         if DEMO_TAG in tags:
             users.setdefault(_run_of(tags), []).append(str(row.get("user")))
@@ -298,16 +308,17 @@ class DemoBroker:
     def check_names(self) -> list[DemoFederation]:
         """The demo federations on the broker. Raises :class:`LocalError` when our vhost or one
         of our users exists without the demo's tag (somebody else's)."""
-        federations = demo_federations(self.ctl)
+        listing = broker_listing(self.ctl)
+        federations = demo_federations(self.ctl, listing)
         ours = {name for f in federations for name in (*f.vhosts, *f.users)}
-        vhosts = {str(row.get("name")) for row in self.ctl.json("list_vhosts", "name")}
+        vhosts = {str(row.get("name")) for row in listing[0]}
         if self.vhost in vhosts and self.vhost not in ours:
             raise LocalError(
                 f"broker vhost {self.vhost} exists but was not made by the demo (no {DEMO_TAG} "
                 f"tag); the demo does not touch it. If it is left from an interrupted demo, "
                 f"remove it with: rabbitmqctl delete_vhost {self.vhost}"
             )
-        users = {str(row.get("user")) for row in self.ctl.json("list_users")}
+        users = {str(row.get("user")) for row in listing[1]}
         for user in self.users:
             if user in users and user not in ours:
                 raise LocalError(
@@ -347,8 +358,9 @@ class DemoBroker:
         return definitions
 
     def remove(self) -> None:
-        """Remove this run's vhost and users (at the end of a run, unless ``--keep``)."""
-        self._delete([f for f in demo_federations(self.ctl) if f.run == self.run])
+        """Remove this run's vhost and users (at the end of a run, unless ``--keep``): the
+        names are known, so nothing is listed first (what is gone already is not an error)."""
+        self._delete([DemoFederation(self.run, (self.vhost,), self.work, self.users)])
         self.provisioned = False
 
     def _delete(self, federations: Sequence[DemoFederation]) -> None:
