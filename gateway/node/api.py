@@ -206,7 +206,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 async def _ack(request: web.Request) -> web.Response:
     client_of(request, "adapter")
     await request.app[SERVICE].inbox.settle(
-        request.match_info["message_id"], accept=True, actor=actor_of(request)
+        request.match_info["message_id"], accept=True, actor=actor_of(request), by_adapter=True
     )
     return web.Response(status=204)
 
@@ -231,6 +231,7 @@ async def _reject(request: web.Request) -> web.Response:
         adapter_reason=reject.reason,
         note=reject.note,
         actor=actor_of(request),
+        by_adapter=True,
     )
     return web.Response(status=204)
 

@@ -19,7 +19,7 @@ from gateway.core.receipts import ReceiptInfo
 from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
 from gateway.node.problems import ApiError
-from gateway.node.store import Command, QueueReceipt, SettleInbox
+from gateway.node.store import NODE_HANDLED_TYPES, Command, QueueReceipt, SettleInbox
 from schemas import strictjson
 from schemas.api import InboxItem
 from schemas.claims import parse_claims
@@ -126,6 +126,7 @@ class Inbox:
         note: str | None = None,
         actor: Actor | None = None,
         also: Sequence[Command] = (),
+        by_adapter: bool = False,
     ) -> bool:
         """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
         ``note`` and ``adapter_reason`` (the adapter's words and code about a reject) go into our
@@ -133,12 +134,14 @@ class Inbox:
         shows the sender. ``also`` are commands of the node's own handling of the message (an
         inzageverzoek's answer), committed with the settlement or not at all.
         Returns whether this call settled it (False: settled before, or a condition of ``also``
-        did not hold). Raises ``ApiError`` not-found when no such message is in the inbox."""
+        did not hold). Raises ``ApiError`` not-found when no such message is in the inbox, or,
+        ``by_adapter``, when it is one the node handles itself (never handed to adapters)."""
         ctx = self.ctx
         now = ctx.now()
         event = InboundEvent.ACK if accept else InboundEvent.REJECT
         row = await ctx.store.inbox_message(message_id)
-        if row is None or row.status == InboundState.REFUSED:
+        hidden = by_adapter and row is not None and row.message_type in NODE_HANDLED_TYPES
+        if row is None or row.status == InboundState.REFUSED or hidden:
             raise ApiError("not-found", f"no delivered message {message_id} in this node's inbox")
         new = inbound_move(row.status, event)
         if new is None or row.claims is None:

@@ -93,14 +93,13 @@ class Outbound:
     ) -> tuple[str, bool]:
         """Accept an adapter's message: validate, police, seal, store. Returns (message id,
         created) — ``created`` is False when an ``Idempotency-Key`` repeats an earlier request.
-        Raises :class:`ApiError` for every refusal."""
-        prepared = await self.prepare(
-            body, client=client, idempotency_key=idempotency_key, actor=actor
+        Raises :class:`ApiError` for every refusal. The ``zvg.send`` span covers the commit: a
+        failed one is an error on it."""
+        prepared = await self._prepare(
+            body, client=client, idempotency_key=idempotency_key, actor=actor, commit=True
         )
         if prepared.entry is None:
             return prepared.message_id, False
-        if not (await self.ctx.store.commit(*prepared.commands)).applied:
-            raise ApiError("idempotency-conflict", "a concurrent request used this Idempotency-Key")
         self.queued(prepared)
         return prepared.message_id, True
 
@@ -124,6 +123,21 @@ class Outbound:
         it (outbox entry, audit records), for the caller to commit, with more of its own, and
         then hand over (:meth:`queued`). Raises :class:`ApiError` for every refusal (a policy
         denial's records are committed here)."""
+        return await self._prepare(
+            body, client=client, idempotency_key=idempotency_key, actor=actor, commit=False
+        )
+
+    async def _prepare(
+        self,
+        body: bytes,
+        *,
+        client: str,
+        idempotency_key: str | None,
+        actor: Actor | None,
+        commit: bool,
+    ) -> Prepared:
+        """:meth:`prepare`; with ``commit``, also the commit (:meth:`send`), inside the
+        ``zvg.send`` span."""
         ctx = self.ctx
         started = ctx.now()
         request = _parse_request(body, ctx.catalogue)
@@ -235,6 +249,12 @@ class Outbound:
                     RememberIdempotency(
                         client, idempotency_key, request_hash, claims.message_id, started
                     )
+                )
+            # a failed commit (an exception) is recorded on the span as it leaves it
+            if commit and not (await ctx.store.commit(*commands)).applied:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, "idempotency-conflict"))
+                raise ApiError(
+                    "idempotency-conflict", "a concurrent request used this Idempotency-Key"
                 )
         return Prepared(claims.message_id, entry, tuple(commands), started)
 

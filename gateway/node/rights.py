@@ -17,6 +17,12 @@ A partner's node, on a ``rights.request`` stored in its inbox (:meth:`RightsDesk
 Steps 3 and 4 are one commit: the answer in the outbox, the deferral, the records and the
 settlement are kept together or not at all (docs/decisions/0116).
 
+The message is stored in the inbox before it is handled (its own commit). One the node has not
+settled — it stopped in between, or the handling failed — is handled again from the claims kept
+in the inbox: when the node starts (:meth:`RightsDesk.resume`) and on every pass of
+:meth:`RightsDesk.run`. The settlement is the compare-and-set: an answer is committed only with
+it, so a settled message is never answered again. Adapters never see these messages.
+
 The ZVH's node starts a request (:class:`~gateway.node.contactpunt.Contactpunt`: one
 ``rights.request`` to every partner, its own part answered from its own log, a
 ``rights.request`` record holding the identity check as its personal note) and collects the
@@ -37,14 +43,14 @@ from gateway.console.data.subject import subject_pseudonym
 from gateway.core import rights
 from gateway.core.audit import Actor
 from gateway.core.rights import DeferPolicy
-from gateway.errors import LocalError
+from gateway.errors import LocalError, TransientError
 from gateway.node.activities import processing_activity
 from gateway.node.context import NodeContext
 from gateway.node.inbox import Inbox
 from gateway.node.outbound import Outbound, Prepared
 from gateway.node.problems import ApiError
 from gateway.node.store import AppendAudit, Command, KeepDeferral, ReleaseDeferral
-from schemas.claims import ClaimsBase, RightsRequest, RightsResponse
+from schemas.claims import ClaimsBase, RightsRequest, RightsResponse, parse_claims
 from schemas.limits import MAX_MESSAGE_LIFETIME
 from schemas.rights import RightsRequestBody, RightsResponseBody
 
@@ -57,6 +63,8 @@ PURPOSE = "ZVH.VERANTWOORDING"
 LEGAL_BASIS = ("AVG_6_1_C",)
 _CLIENT = "node:rights"
 _PAGE = 1000
+#: Inbox messages :meth:`RightsDesk.resume` reads at a time (a pass reads on to the last).
+_RESUME_BATCH = 100
 
 
 def _views(db: sqlite3.Connection, subjects: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -138,20 +146,77 @@ class RightsDesk(RightsBase):
         super().__init__(ctx, outbound)
         self._inbox = inbox
         self._contactpunt = contactpunt
+        #: Messages being handled now, and those whose handling failed (logged once).
+        self._handling: set[str] = set()
+        self._failed: set[str] = set()
 
     async def on_message(self, claims: ClaimsBase) -> None:
         """A ``rights.request`` or ``rights.response`` was stored in the inbox (allowed by
-        policy). Never raises: a failure is logged and the message stays in the inbox."""
+        policy). Never raises: a failure is logged and the message stays in the inbox, for
+        :meth:`resume` to handle again."""
+        message_id = claims.message_id
+        if message_id in self._handling:  # the consumer's and a resume pass's at once
+            return
+        self._handling.add(message_id)
         try:
             if isinstance(claims, RightsRequest):
                 await self._answer(claims)
             elif isinstance(claims, RightsResponse):
                 filed = self._contactpunt.collect(claims)
-                await self._inbox.settle(claims.message_id, accept=True, also=filed)
-        except (LocalError, ApiError) as exc:
-            log.warning(
-                "%s %s not handled: %s", claims.message_type, claims.message_id, exc.__class__
+                await self._inbox.settle(message_id, accept=True, also=filed)
+        except (LocalError, ApiError, TransientError) as exc:
+            # a warning the first time, then quieter: resume tries again every pass
+            again = message_id in self._failed
+            self._failed.add(message_id)
+            log.log(
+                logging.DEBUG if again else logging.WARNING,
+                "%s %s not handled (tried again on start and every pass): %s",
+                claims.message_type,
+                message_id,
+                exc.__class__,
             )
+        else:
+            self._failed.discard(message_id)
+        finally:
+            self._handling.discard(message_id)
+
+    async def resume(self) -> int:
+        """Handle the ``rights.*`` messages still delivered in the inbox: stored, but not
+        settled by their handling (the node stopped in between, or it failed). Idempotent: a
+        settled one is not read again, and an answer is committed only with the settlement.
+        Never raises. Returns how many it tried."""
+        tried, after = 0, 0
+        while not self.ctx.stopping.is_set():
+            try:
+                waiting = await self.ctx.store.take_inbox(_RESUME_BATCH, after, for_node=True)
+            except TransientError as exc:
+                log.warning("rights messages not resumed: %s", exc)
+                break
+            for row in waiting:
+                after, message_id, raw = row.seq, row.message_id, row.claims
+                try:
+                    claims = parse_claims(raw, catalogue=self.ctx.catalogue)
+                except ValueError:  # verified when stored; the contract changed since
+                    if message_id not in self._failed:
+                        log.warning("rights message %s does not parse; left alone", message_id)
+                    self._failed.add(message_id)
+                    continue
+                await self.on_message(claims)
+            tried += len(waiting)
+            if len(waiting) < _RESUME_BATCH:
+                break
+        return tried
+
+    async def run(self) -> None:
+        """The node's rights loop: :meth:`resume` when the node starts (in every process), then
+        on every retention pass (``retention.purge_interval_seconds``) while this process
+        leads, until the node stops: a failed handling is retried."""
+        ctx = self.ctx
+        await self.resume()
+        while not ctx.stopping.is_set():
+            await ctx.pause(ctx.config.retention.purge_interval_seconds)
+            if ctx.leading.is_set() and not ctx.stopping.is_set():
+                await self.resume()
 
     async def _answer(self, claims: RightsRequest) -> None:
         body = claims.body

@@ -137,13 +137,14 @@ class NodeService:
 
     def start_loops(self, queue_depth: Callable[[], Awaitable[int]] | None = None) -> None:
         """Start the coordination with other processes on the same store (decision 0109), the
-        outbox, receipt, retention, witnessing, refusal and gauge loops, and the LDV OTLP sender
-        when configured."""
+        outbox, receipt, retention, rights (inzageverzoeken left unhandled in the inbox, decision
+        0116), witnessing, refusal and gauge loops, and the LDV OTLP sender when configured."""
         ctx = self.ctx
         ctx.spawn(coordinate(ctx), "coordination")
         ctx.spawn(self.outbox.run(), "outbox")
         ctx.spawn(self.receipts.run(), "receipts")
         ctx.spawn(self.retention.run(), "retention")
+        ctx.spawn(self.rights.run(), "rights")
         ctx.spawn(self.witnessing.run(), "checkpoints")
         ctx.spawn(
             self.refusals.run(ctx.config.audit.refusal_interval_seconds, ctx.stopping), "refusals"

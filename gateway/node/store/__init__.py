@@ -45,6 +45,7 @@ from gateway.node.store.commands import (
 )
 from gateway.node.store.rights import RightsRows
 from gateway.node.store.rows import (
+    NODE_HANDLED_TYPES,
     FinalReceipt,
     InboxEntry,
     InboxMessage,
@@ -61,6 +62,7 @@ from gateway.node.store.sqlite import SqliteStore
 
 __all__ = [
     "EVIDENCE_REF",
+    "NODE_HANDLED_TYPES",
     "AppendAudit",
     "AppendEvidence",
     "AuditRow",
@@ -126,7 +128,12 @@ class Store(Protocol):
 
     # inbound and the inbox
     async def seen(self, sender: str, message_id: str) -> SeenRow | None: ...
-    async def take_inbox(self, limit: int, after: int = 0) -> list[InboxRow]: ...
+    async def take_inbox(
+        self, limit: int, after: int = 0, *, for_node: bool = False
+    ) -> list[InboxRow]:
+        """Delivered messages for the adapters, or (``for_node``) those the node handles."""
+        ...
+
     async def inbox_message(self, message_id: str) -> InboxMessage | None: ...
 
     # receipts

@@ -12,6 +12,7 @@ from datetime import datetime
 from gateway.core.receipts import ReceiptInfo
 
 __all__ = [
+    "NODE_HANDLED_TYPES",
     "FinalReceipt",
     "InboxEntry",
     "InboxMessage",
@@ -24,6 +25,11 @@ __all__ = [
     "SeenRow",
     "SentQuery",
 ]
+
+
+#: Message types the node handles itself (the inzageverzoek, gateway.node.rights): kept in the
+#: inbox like every message, never handed to an adapter (docs/decisions/0116).
+NODE_HANDLED_TYPES: tuple[str, ...] = ("rights.request", "rights.response")
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class InboxMessage:
     digest: bytes
     roles: tuple[str, ...]
     claims: bytes | None
+    message_type: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from gateway.core.receipts import ReceiptInfo
 from gateway.node.store import rights, writes
 from gateway.node.store.engine import GroupCommit
 from gateway.node.store.rows import (
+    NODE_HANDLED_TYPES,
     FinalReceipt,
     InboxMessage,
     InboxRow,
@@ -31,6 +32,15 @@ from gateway.node.store.rows import (
 from gateway.node.store.writes import dt, ts
 
 __all__ = ["SqliteStore"]
+
+#: ``(?,?)``: the placeholders of the types the node handles itself.
+_NODE_HANDLED = "(" + ",".join("?" * len(NODE_HANDLED_TYPES)) + ")"
+_FOR_ADAPTERS = f"""SELECT seq, sender, message_id, roles, received_at, handed_out, claims
+    FROM inbox WHERE status='delivered' AND seq > ? AND message_type NOT IN {_NODE_HANDLED}
+    ORDER BY seq LIMIT ?"""  # noqa: S608 - only placeholders
+_FOR_THE_NODE = f"""SELECT seq, sender, message_id, roles, received_at, handed_out, claims
+    FROM inbox WHERE status='delivered' AND seq > ? AND message_type IN {_NODE_HANDLED}
+    AND claims IS NOT NULL ORDER BY seq LIMIT ?"""  # noqa: S608 - only placeholders
 
 
 class SqliteStore(GroupCommit):
@@ -150,19 +160,24 @@ class SqliteStore(GroupCommit):
         )
         return None if not rows else SeenRow(bytes(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
 
-    async def take_inbox(self, limit: int, after: int = 0) -> list[InboxRow]:
-        """The oldest delivered, unsettled messages (after inbox position ``after``: a cursor);
-        counts each hand-out (redelivery flag)."""
+    async def take_inbox(
+        self, limit: int, after: int = 0, *, for_node: bool = False
+    ) -> list[InboxRow]:
+        """The oldest delivered, unsettled messages for the adapters (after inbox position
+        ``after``: a cursor); counts each hand-out (redelivery flag). Never one of the types the
+        node handles itself (:data:`NODE_HANDLED_TYPES`), even while it waits for the node.
+
+        ``for_node``: only those, not counted as handed out — the ones the node's handling has
+        not settled yet, after a crash or a failure (gateway.node.rights.RightsDesk.resume)."""
 
         def job(db: sqlite3.Connection) -> list[InboxRow]:
-            rows = db.execute(
-                "SELECT seq, sender, message_id, roles, received_at, handed_out, claims FROM inbox"
-                " WHERE status='delivered' AND seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
-            ).fetchall()
-            db.executemany(
-                "UPDATE inbox SET handed_out = handed_out + 1 WHERE seq=?", [(r[0],) for r in rows]
-            )
+            sql = _FOR_THE_NODE if for_node else _FOR_ADAPTERS
+            rows = db.execute(sql, (after, *NODE_HANDLED_TYPES, limit)).fetchall()
+            if not for_node:
+                db.executemany(
+                    "UPDATE inbox SET handed_out = handed_out + 1 WHERE seq=?",
+                    [(r[0],) for r in rows],
+                )
             return [
                 InboxRow(seq, snd, mid, tuple(json.loads(roles)), dt(rec), int(h), bytes(c))
                 for seq, snd, mid, roles, rec, h, c in rows
@@ -236,19 +251,20 @@ class SqliteStore(GroupCommit):
     async def inbox_message(self, message_id: str) -> InboxMessage | None:
         """The inbox's message ``message_id`` (the first, should two senders have used it)."""
         rows = self.read(
-            "SELECT sender, status, digest, roles, claims FROM inbox WHERE message_id=?"
-            " ORDER BY seq LIMIT 1",
+            "SELECT sender, status, digest, roles, claims, message_type FROM inbox"
+            " WHERE message_id=? ORDER BY seq LIMIT 1",
             (message_id,),
         )
         if not rows:
             return None
-        sender, status, digest, roles, claims = rows[0]
+        sender, status, digest, roles, claims, message_type = rows[0]
         return InboxMessage(
             str(sender),
             str(status),
             bytes(digest),
             tuple(json.loads(roles)),
             None if claims is None else bytes(claims),
+            str(message_type),
         )
 
     async def undated_outbox(self) -> list[tuple[str, datetime, datetime | None]]:

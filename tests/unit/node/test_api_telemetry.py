@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
+from gateway.errors import TransientError
 from gateway.logs import JsonFormatter
+from gateway.node.store import Command, Committed
+from gateway.testing.federation import FederationFiles
+from tests.node_pair import open_node
 from tests.unit.node._inproc import ApiNode, InProcFederation, request_from_example
 
 #: Strings from the referral's body and claims that must never leave the encrypted body:
@@ -125,3 +131,27 @@ async def test_audit_records_hold_no_payload_no_identifiers_no_keys(
             assert line not in text
         views = "\n".join(v for v, _ in rows)
         assert "Veenstad-2026-031" not in views  # the case reference only as a commitment
+
+
+async def test_a_failed_send_commit_is_marked_on_the_send_span(
+    tmp_path: Path, veenstad: FederationFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``zvg.send`` span covers the commit that keeps the message: a commit that fails (the
+    adapter gets a 503) is an error on the span, not a send that looked fine."""
+    spans = InMemorySpanExporter()
+    node = await open_node(veenstad, "politie", tmp_path / "politie", span_exporter=spans)
+    try:
+
+        async def fails(*_commands: Command) -> Committed:
+            raise TransientError("the database went away")
+
+        monkeypatch.setattr(node.store, "commit", fails)
+        with pytest.raises(TransientError):
+            await node.send_example("case.referral")
+        [sent] = [s for s in spans.get_finished_spans() if s.name == "zvg.send"]
+        assert sent.status.status_code is StatusCode.ERROR
+        assert sent.attributes is not None
+        assert sent.attributes["zvg.message_type"] == "case.referral"
+    finally:
+        monkeypatch.undo()
+        await node.close()
