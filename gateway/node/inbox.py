@@ -127,6 +127,7 @@ class Inbox:
         actor: Actor | None = None,
         also: Sequence[Command] = (),
         by_adapter: bool = False,
+        keep_payload: bool = True,
     ) -> bool:
         """Ack (accept) or reject a delivered message; queues the matching receipt. Idempotent.
         ``note`` and ``adapter_reason`` (the adapter's words and code about a reject) go into our
@@ -135,7 +136,9 @@ class Inbox:
         inzageverzoek's answer), committed with the settlement or not at all.
         Returns whether this call settled it (False: settled before, or a condition of ``also``
         did not hold). Raises ``ApiError`` not-found when no such message is in the inbox, or,
-        ``by_adapter``, when it is one the node handles itself (never handed to adapters)."""
+        ``by_adapter``, when it is one the node handles itself (never handed to adapters).
+        Without ``keep_payload`` the stored claims and signed bytes go with the settlement
+        (a ``rights.request``: its BSN is kept no longer than it is needed)."""
         ctx = self.ctx
         now = ctx.now()
         event = InboundEvent.ACK if accept else InboundEvent.REJECT
@@ -166,7 +169,7 @@ class Inbox:
                 event,
                 adapter_reason,
                 now,
-                ctx.retention.inbox_purge_after(now),
+                ctx.retention.inbox_purge_after(now) if keep_payload else now,
             ),
             ctx.audit.append(records, now),
             QueueReceipt(

@@ -5,7 +5,8 @@ A partner's node, on a ``rights.request`` stored in its inbox (:meth:`RightsDesk
 
 1. turns the BSN of the request into its *own* pseudonym (its subject pseudonym key,
    ``rights.pseudonym_key_file``) and adds the pseudonyms the ZVH names; the BSN goes no
-   further than this function: it is not stored, logged or put in a record;
+   further than this function: it is not logged or put in a record, and the inbox drops the
+   request's payload when it is settled (step 4);
 2. reads its audit log for those pseudonyms and lets the core build the exchanges;
 3. answers with a signed ``rights.response`` through the ordinary send path (policy, seal,
    outbox, ``message.send`` record) — or, with ``[rights] defer = true``, answers ``deferred``
@@ -283,7 +284,9 @@ class RightsDesk(RightsBase):
             )
         )
         # the answer, the deferral and the records, with the settlement or not at all
-        settled = await self._inbox.settle(claims.message_id, accept=True, also=commands)
+        settled = await self._inbox.settle(
+            claims.message_id, accept=True, also=commands, keep_payload=False
+        )
         if settled and prepared is not None:
             self._outbound.queued(prepared)
 

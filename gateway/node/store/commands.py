@@ -139,7 +139,8 @@ class InsertInbox:
 @dataclass(frozen=True)
 class SettleInbox:
     """Condition: the adapter's ack or reject moves a message in the inbox (the inbound
-    transition table decides: only a ``delivered`` message moves, once)."""
+    transition table decides: only a ``delivered`` message moves, once). A ``purge_after`` not
+    later than ``now`` drops the stored payload in the same commit."""
 
     sender: str
     message_id: str

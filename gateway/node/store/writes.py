@@ -303,6 +303,11 @@ def _settle_inbox(db: sqlite3.Connection, c: SettleInbox, _state: CommitState) -
         " WHERE sender=? AND message_id=?",
         (str(new), c.reason, ts(c.now), ts(c.purge_after), c.sender, c.message_id),
     )
+    if c.purge_after <= c.now:  # due at once (an inzageverzoek's BSN): not kept till a purge
+        db.execute(
+            "UPDATE inbox SET claims=NULL, inner_jws=NULL WHERE sender=? AND message_id=?",
+            (c.sender, c.message_id),
+        )
     return True
 
 

@@ -192,6 +192,22 @@ async def test_the_bsn_stays_inside_the_encrypted_body(fed: Federation) -> None:
         assert BSN.encode() not in p.envelope
 
 
+async def test_a_partner_keeps_no_bsn_in_its_inbox_once_it_answered(fed: Federation) -> None:
+    """The bug: a partner's inbox kept the request's verified claims and the ZVH's signed bytes,
+    BSN included, for ``retention.inbox_after_ack_days`` after it answered. A ``rights.request``
+    is settled with its payload dropped (the answer, deferral and records keep what is needed)."""
+    await _case_history(fed)
+    await fed["gemeente"].service.contactpunt.start(bsn=BSN, identity_check=IDENTITY_CHECK)
+    for key in ("ggz", "politie"):  # an answer, and a deferral
+        await fed.carry("gemeente", key)
+        rows = fed[key].store.read(
+            "SELECT status, claims, inner_jws FROM inbox WHERE message_type = 'rights.request'"
+        )
+        assert [(status, claims, signed) for status, claims, signed in rows] == [
+            ("accepted", None, None)
+        ], key
+
+
 async def test_the_identity_check_is_recorded_as_personal_data(fed: Federation) -> None:
     doc = await fed["gemeente"].service.contactpunt.start(bsn=BSN, identity_check=IDENTITY_CHECK)
     [record] = fed["gemeente"].audit(operation="rights.request")
