@@ -37,6 +37,7 @@ from gateway.node.store.commands import (
     SettleInbox,
     ShredForErasure,
 )
+from gateway.node.store.engine import StoreFailedClosedError, StoreUnavailableError
 from gateway.node.store.rows import (
     FinalReceipt,
     InboxEntry,
@@ -87,6 +88,8 @@ __all__ = [
     "ShredForErasure",
     "SqliteStore",
     "Store",
+    "StoreFailedClosedError",
+    "StoreUnavailableError",
 ]
 
 

@@ -43,12 +43,32 @@ from gateway.errors import LocalError, TransientError
 from gateway.node.datadir import private_dir, private_file
 from gateway.node.store.commands import Command, Committed
 
-__all__ = ["MAX_GROUP", "CommitHook", "CommitState", "GroupCommit", "Handler", "Job"]
+__all__ = [
+    "MAX_GROUP",
+    "CommitHook",
+    "CommitState",
+    "GroupCommit",
+    "Handler",
+    "Job",
+    "StoreFailedClosedError",
+    "StoreUnavailableError",
+]
 
 log = logging.getLogger("gateway.node")
 
 T = TypeVar("T")
 C = TypeVar("C")
+
+
+class StoreUnavailableError(TransientError):
+    """The node's own store cannot be read or written just now (locked, its database server
+    unreachable or restarting, closing): says nothing about what the caller wanted to write."""
+
+
+class StoreFailedClosedError(LocalError):
+    """The store stopped after an unexpected error in its writer (module docstring): every call
+    fails until the process restarts."""
+
 
 Job = Callable[[sqlite3.Connection], T]
 CommitHook = Callable[[sqlite3.Connection], None]
@@ -111,8 +131,8 @@ def _settle(outcomes: list[_Outcome]) -> None:
             p.future.set_exception(value)
 
 
-def _failed_closed() -> LocalError:
-    return LocalError("the store stopped after an internal error; restart the node")
+def _failed_closed() -> StoreFailedClosedError:
+    return StoreFailedClosedError("the store stopped after an internal error; restart the node")
 
 
 #: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
@@ -204,7 +224,7 @@ class GroupCommit:
             if self._failed:
                 raise _failed_closed()
             if self._closing:
-                raise TransientError("the store is closing")
+                raise StoreUnavailableError("the store is closing")
             self._queue.append(_Pending(job, future, loop, rerunnable))
             if self._idle:
                 self._cond.notify()
@@ -215,7 +235,7 @@ class GroupCommit:
         try:
             return self._reader.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
+            raise StoreUnavailableError(f"store read failed ({exc.__class__.__name__})") from None
 
     def run_sync(self, job: Job[T]) -> T:
         """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
@@ -224,7 +244,7 @@ class GroupCommit:
             if self._failed:
                 raise _failed_closed()
             if self._closing:
-                raise TransientError("the store is closing")
+                raise StoreUnavailableError("the store is closing")
             self._queue.append(_Pending(job, future))
             if self._idle:
                 self._cond.notify()
@@ -278,7 +298,7 @@ class GroupCommit:
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            error = TransientError(f"store commit failed ({exc.__class__.__name__})")
+            error = StoreUnavailableError(f"store commit failed ({exc.__class__.__name__})")
             results = [(p, False, error) for p in batch]
         else:
             if committed:

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import pq
 from psycopg_pool import ConnectionPool
 
-from gateway.errors import LocalError, TransientError
+from gateway.errors import LocalError
 from gateway.node.store import pg_shared, writes
 from gateway.node.store.commands import (
     AppendAudit,
@@ -44,7 +44,7 @@ from gateway.node.store.commands import (
     QueueReceipt,
     ReceiptSealed,
 )
-from gateway.node.store.engine import Handler
+from gateway.node.store.engine import Handler, StoreUnavailableError
 from gateway.node.store.rows import PendingPublish
 from gateway.node.store.sqlite import SqliteStore
 from gateway.node.store.writes import dt
@@ -252,7 +252,7 @@ class PostgresStore(SqliteStore):
         try:
             return super().read(sql, params)
         except psycopg.Error as exc:
-            raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
+            raise StoreUnavailableError(f"store read failed ({exc.__class__.__name__})") from None
 
     def on_command(self, kind: type[C], handler: Handler[C]) -> None:
         """The handler of ``kind``, with what several processes on one database need around
