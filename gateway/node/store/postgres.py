@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
+from psycopg.errors import DeadlockDetected, SerializationFailure
 from psycopg_pool import ConnectionPool
 
 from gateway.errors import LocalError
@@ -215,6 +216,10 @@ class PostgresStore(SqliteStore):
 
     #: Other processes may write the same database (gateway.audit.log catches up before signing).
     shared = True
+    #: An audit append: its group takes the sequencer first (:mod:`.pg_shared`).
+    LOCKS_FIRST = (AppendAudit, AppendEvidence)
+    #: PostgreSQL aborted the job to break a deadlock, or as a serialization failure.
+    CONFLICTS = (DeadlockDetected, SerializationFailure)
 
     def __init__(self, url: str, *, version: int, pool_size: int = 4) -> None:
         # GroupCommit.__init__ opens an SQLite file: this sets up the same writer state on a
@@ -247,6 +252,11 @@ class PostgresStore(SqliteStore):
         self._thread = threading.Thread(target=self._loop, name="zvg-store", daemon=True)
         self._thread.start()
         writes.register(self)
+
+    def _begin(self, db: sqlite3.Connection, locks_first: bool) -> None:
+        super()._begin(db, locks_first)
+        if locks_first:
+            pg_shared.lock_sequencer(db)
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
