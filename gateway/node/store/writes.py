@@ -210,9 +210,12 @@ def move_status(
     """Move a recipient's status as the outbound transition table says; False when it stays.
     When every recipient is final, the message's ``final_at`` is set, and its envelope's deadline
     moves to ``final_purge_after`` if that is earlier."""
-    # Every recipient's status in one read: this one's to move, the others' for final_at. The
-    # write holds only if the status is still what was read: another process on a shared
-    # PostgreSQL store may have moved it meanwhile (decision 0109); then read again.
+    # The message's row locked first (a write that changes nothing): two processes on a shared
+    # PostgreSQL store (decision 0109) moving two recipients of one message at once would each
+    # read the other's status before its move committed, and neither set final_at. Then every
+    # recipient's status in one read: this one's to move, the others' for final_at. The write
+    # holds only if the status is still what was read; else read again.
+    db.execute("UPDATE outbox SET final_at=final_at WHERE message_id=?", (message_id,))
     while True:
         statuses = dict(
             db.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -222,32 +223,27 @@ async def test_a_receipt_applied_by_another_process_is_not_overwritten_by_a_late
     read the status, then wrote the move's result. Process b applied the delivered receipt
     between a's read (``queued``) and a's write of the publish confirm (``sent``), and a's write
     put the message back from ``delivered`` to ``sent``."""
-    a, b, _url = stores
+    a, b, url = stores
     entry = _outbox(0)
     mid = entry.message_id
     await a.commit(InsertOutbox(entry, T0))
+    b_finished = threading.Event()
 
-    class Interleaved:
-        """a's connection, with b's receipt committed right after a read the status."""
-
-        def __init__(self, db: Any) -> None:
-            self.db, self.interleaved = db, False
-
-        def execute(self, sql: str, params: Any = ()) -> Any:
-            cursor = self.db.execute(sql, params)
-            if sql.startswith("SELECT org, status") and not self.interleaved:
-                self.interleaved = True
-                rows = list(cursor)
+    def b_moves_meanwhile() -> None:  # on a's writer thread, right after a read the status
+        def move() -> None:
+            try:
                 delivered = OutboundEvent.RECEIPT_DELIVERED
                 b.run_sync(lambda db: move_status(db, mid, GEM, delivered, None, T0))
-                return iter(rows)
-            return cursor
+            finally:
+                b_finished.set()
 
-    await a.run(
-        lambda db: move_status(
-            cast(Any, Interleaved(db)), mid, GEM, OutboundEvent.PUBLISHED, None, T0
-        )
-    )
+        # b's move waits for a's lock on the message (or, without it, commits at once)
+        threading.Thread(target=move, daemon=True).start()
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]
+
+    a._db = _PausedAfter(a._db, "SELECT org, status", b_moves_meanwhile)  # type: ignore[assignment]
+    await a.run(lambda db: move_status(db, mid, GEM, OutboundEvent.PUBLISHED, None, T0))
+    assert await asyncio.to_thread(b_finished.wait, HANG_S)
     assert a.read("SELECT status FROM outbox_recipients WHERE message_id=?", (mid,)) == [
         ("delivered",)
     ]
@@ -440,11 +436,14 @@ class _PausedAfter:
         self.db.close()
 
 
-def _waits_for_a_lock(url: str, pid: int) -> None:
-    """Return once backend ``pid`` waits for a lock (bounded: only stops a hang)."""
+def _waits_for_a_lock(url: str, pid: int, done: threading.Event | None = None) -> None:
+    """Return once backend ``pid`` waits for a lock, or ``done`` is set (bounded: only stops a
+    hang)."""
     with psycopg.connect(url, autocommit=True) as conn:
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
+            if done is not None and done.is_set():
+                return
             row = conn.execute(
                 "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
             ).fetchone()
@@ -536,3 +535,39 @@ async def test_a_commit_postgresql_aborted_as_a_deadlock_victim_is_run_again(
         "SELECT org, status FROM outbox_recipients WHERE message_id=? ORDER BY org", (mid,)
     )
     assert rows == [(GEM, "delivered"), (POL, "delivered")]
+
+
+@pytest.mark.postgres
+async def test_the_last_two_recipients_becoming_final_in_two_processes_at_once_date_the_message(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    """The race: a status move read every recipient's status, then moved its own. Process a
+    read (b's recipient not final yet), b moved its recipient meanwhile reading a's not final
+    either, and neither set the message's ``final_at``: its envelope kept the longer deadline of
+    an unfinished message."""
+    a, b, url = stores
+    entry = dataclasses.replace(_outbox(0), recipients=((GEM, ("ZVH",)), (POL, ("ZVH",))))
+    mid = entry.message_id
+    await a.commit(InsertOutbox(entry, T0))
+    loop = asyncio.get_running_loop()
+    b_done: asyncio.Future[Committed] = loop.create_future()
+    b_finished = threading.Event()
+    accepted = OutboundEvent.RECEIPT_ACCEPTED
+
+    def b_commits_meanwhile() -> None:  # on a's writer thread, right after a read the statuses
+        async def commit() -> None:
+            try:
+                b_done.set_result(await b.commit(SetStatus(mid, POL, accepted, None, T0)))
+            except Exception as exc:  # noqa: BLE001 - shown by the assert below
+                b_done.set_exception(exc)
+            finally:
+                b_finished.set()
+
+        asyncio.run_coroutine_threadsafe(commit(), loop)
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]
+
+    a._db = _PausedAfter(a._db, "SELECT org, status", b_commits_meanwhile)  # type: ignore[assignment]
+    first = a.commit(SetStatus(mid, GEM, accepted, None, T0))
+    results = await asyncio.gather(first, b_done)
+    assert [r.applied for r in results] == [True, True]
+    assert a.read("SELECT final_at FROM outbox WHERE message_id=?", (mid,)) == [(T0.timestamp(),)]
