@@ -10,6 +10,13 @@ Unauthenticated input is never answered: a receipt is only sent for a message wh
 verified and which is not itself a receipt (docs/decisions/0040-receipts-only-for-verified.md).
 What cannot be accepted before it is verified is dead-lettered and summarised per sender
 (:mod:`gateway.node.refusals`).
+
+A failure of the node's own store (:class:`~gateway.node.store.StoreUnavailableError`, or the
+store failed closed) says nothing about the message, so it is never given back to the broker,
+whose queue counts every return against its delivery limit (decision 0115): the delivery is
+**held** (it keeps its prefetch slot, unacked) and tried again with backoff while the store is
+unavailable, and until the node stops once the store failed closed (a liveness probe restarts
+the process; the broker then hands the message to the next consumer).
 """
 
 from __future__ import annotations
@@ -31,20 +38,35 @@ from gateway.core.envelope import EnvelopeHeader, VerifiedMessage, open_envelope
 from gateway.core.inbound import decide_inbound
 from gateway.errors import LocalError, RemoteError, TransientError
 from gateway.node.activities import processing_activity
-from gateway.node.context import NodeContext
+from gateway.node.context import Changes, NodeContext
 from gateway.node.erasure import naming_no_one, notice_erasure
 from gateway.node.receipts_in import IncomingReceipts
 from gateway.node.refusals import Refusals
-from gateway.node.store import InboxEntry, InsertInbox, QueueReceipt
+from gateway.node.store import (
+    InboxEntry,
+    InsertInbox,
+    QueueReceipt,
+    StoreFailedClosedError,
+    StoreUnavailableError,
+)
 from schemas.bodies import ReceiptBatchBody, ReceiptBody
 from schemas.claims import ClaimsBase, claims_to_json
 
-__all__ = ["EXPIRED_DIRECTORY_RETRY_S", "Inbound", "refuse"]
+__all__ = [
+    "EXPIRED_DIRECTORY_RETRY_S",
+    "STORE_RETRY_FIRST_S",
+    "STORE_RETRY_MAX_S",
+    "Inbound",
+    "refuse",
+]
 
 log = logging.getLogger("gateway.node")
 
 #: How long an inbound message waits when our directory has expired (it stays queued).
 EXPIRED_DIRECTORY_RETRY_S = 60.0
+#: First pause before a delivery held for the store is tried again; it doubles up to the max.
+STORE_RETRY_FIRST_S = 0.2
+STORE_RETRY_MAX_S = 5.0
 
 WitnessHandler = Callable[[Delivery, datetime], Awaitable[Decision]]
 #: What handles a stored ``rights.*`` message (gateway.node.rights.RightsDesk.on_message).
@@ -83,6 +105,10 @@ class Inbound:
         self._witness = witness
         self._refusals = refusals
         self._peeked: tuple[bytes, EnvelopeHeader] | None = None
+        #: Deliveries held now because the store is unavailable (module docstring).
+        self.holding = 0
+        #: Changed whenever a delivery starts or stops being held.
+        self.holding_changed = Changes()
 
     def sender_of(self, body: bytes) -> str:
         """The sender org named in an envelope's header (for the consumer's user_id check)."""
@@ -103,7 +129,51 @@ class Inbound:
         return None if member is None else member.broker_user
 
     async def on_delivery(self, delivery: Delivery) -> Decision:
-        """The inbound pipeline (module docstring). Returns the decision the consumer settles."""
+        """The inbound pipeline (module docstring). Returns the decision the consumer settles;
+        holds the delivery while the store is unavailable, and gives it back (``Retry``) only
+        when the node stops meanwhile."""
+        ctx = self.ctx
+        pause = STORE_RETRY_FIRST_S
+        while True:
+            try:
+                return await self._handle(delivery)
+            except Exception as exc:
+                if not self._store_down(exc):
+                    raise
+                why = f"{type(exc).__name__}: {exc}"
+            ctx.count("held_for_store")
+            self._hold(1, why)
+            try:
+                if getattr(ctx.store, "failed_closed", False):
+                    await ctx.stopping.wait()  # it will not come back in this process
+                else:
+                    await ctx.pause(pause)
+            finally:
+                self._hold(-1, why)
+            if ctx.stopping.is_set():
+                return Retry(0)
+            pause = min(pause * 2, STORE_RETRY_MAX_S)
+
+    def _store_down(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the node's own store failing, not anything about the message."""
+        return isinstance(exc, StoreUnavailableError | StoreFailedClosedError) or bool(
+            getattr(self.ctx.store, "failed_closed", False)
+        )
+
+    def _hold(self, delta: int, why: str) -> None:
+        before, self.holding = self.holding, self.holding + delta
+        if before == 0 and delta > 0:
+            log.warning(
+                "holding inbound deliveries while the store is unavailable (%s); they stay "
+                "unacked and are tried again, not given back to the queue",
+                why,
+            )
+        elif self.holding == 0:
+            log.info("no inbound delivery held for the store any more")
+        self.holding_changed.changed()
+
+    async def _handle(self, delivery: Delivery) -> Decision:
+        """The inbound pipeline proper (:meth:`on_delivery` holds it through store outages)."""
         ctx = self.ctx
         started = ctx.now()
         if delivery.content_type == WITNESS_CONTENT_TYPE:

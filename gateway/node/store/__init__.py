@@ -43,6 +43,7 @@ from gateway.node.store.commands import (
     SettleInbox,
     ShredForErasure,
 )
+from gateway.node.store.engine import StoreFailedClosedError, StoreUnavailableError
 from gateway.node.store.rights import RightsRows
 from gateway.node.store.rows import (
     NODE_HANDLED_TYPES,
@@ -102,6 +103,8 @@ __all__ = [
     "ShredForErasure",
     "SqliteStore",
     "Store",
+    "StoreFailedClosedError",
+    "StoreUnavailableError",
 ]
 
 

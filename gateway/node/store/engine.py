@@ -15,6 +15,11 @@ start; a job alone needs none. A :meth:`GroupCommit.commit` of commands
 (:mod:`gateway.node.store.commands`) is one such job; each command type has a handler
 (:meth:`GroupCommit.on_command`) that holds its SQL.
 
+On a database that other processes write too (PostgreSQL), a group whose jobs need certain
+locks before any other takes them right after ``BEGIN`` (:attr:`GroupCommit.LOCKS_FIRST`), and
+a commit of commands the database aborted as the victim of a conflict (a deadlock) runs again in
+the next group, a bounded number of times (:mod:`.batch`).
+
 A job whose caller gave up (its task was cancelled) before the writer took it is never run; one
 the writer took already is committed, and its result is dropped (results reach an event loop
 with one wake-up per group commit). An unexpected error in the
@@ -28,27 +33,48 @@ not write on top of a state it does not know.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.core.audit import Record
-from gateway.errors import LocalError, TransientError
+from gateway.errors import LocalError
 from gateway.node.datadir import private_dir, private_file
+from gateway.node.store.batch import (
+    Pending,
+    StoreUnavailableError,
+    settle_all,
+    split_conflicts,
+    with_savepoints,
+    without_savepoints,
+)
 from gateway.node.store.commands import Command, Committed
 
-__all__ = ["MAX_GROUP", "CommitHook", "CommitState", "GroupCommit", "Handler", "Job"]
+__all__ = [
+    "MAX_GROUP",
+    "CommitHook",
+    "CommitState",
+    "GroupCommit",
+    "Handler",
+    "Job",
+    "StoreFailedClosedError",
+    "StoreUnavailableError",
+]
 
 log = logging.getLogger("gateway.node")
 
 T = TypeVar("T")
 C = TypeVar("C")
+
+
+class StoreFailedClosedError(LocalError):
+    """The store stopped after an unexpected error in its writer (module docstring): every call
+    fails until the process restarts."""
+
 
 Job = Callable[[sqlite3.Connection], T]
 CommitHook = Callable[[sqlite3.Connection], None]
@@ -82,37 +108,8 @@ class _NotApplied(Exception):  # noqa: N818 - a signal inside the writer thread,
     """A condition of a commit did not hold: roll its savepoint back."""
 
 
-@dataclass
-class _Pending:
-    """A queued job and where its outcome goes: an event loop's future (:meth:`GroupCommit.run`,
-    settled on that loop) or a thread's future (:meth:`GroupCommit.run_sync`, ``loop`` None)."""
-
-    job: Job[Any]
-    future: asyncio.Future[Any] | Future[Any]
-    loop: asyncio.AbstractEventLoop | None = None
-    #: The job may run again after a rollback (a commit of commands: its only effects are on the
-    #: database and on state it makes afresh each run).
-    rerunnable: bool = False
-
-
-#: (the pending job, whether it succeeded, its result or exception)
-_Outcome = tuple[_Pending, bool, Any]
-
-
-def _settle(outcomes: list[_Outcome]) -> None:
-    """Settle event-loop futures, on their loop. A future its caller cancelled meanwhile keeps
-    its cancellation (its job ran anyway: the caller gave up on the answer, not the write)."""
-    for p, ok, value in outcomes:
-        if p.future.done():
-            continue
-        if ok:
-            p.future.set_result(value)
-        else:
-            p.future.set_exception(value)
-
-
-def _failed_closed() -> LocalError:
-    return LocalError("the store stopped after an internal error; restart the node")
+def _failed_closed() -> StoreFailedClosedError:
+    return StoreFailedClosedError("the store stopped after an internal error; restart the node")
 
 
 #: Jobs one group commit may take. Bounds the latency one transaction adds to the first job.
@@ -122,9 +119,17 @@ MAX_GROUP = 256
 class GroupCommit:
     """SQLite (WAL, ``synchronous=FULL``) with one writer thread and group commit."""
 
+    #: Commands whose transaction takes :meth:`_begin`'s locks before any other (none on
+    #: SQLite: its writer lock is the whole database's, taken by ``BEGIN IMMEDIATE``).
+    LOCKS_FIRST: tuple[type[Any], ...] = ()
+    #: Errors with which the database aborts a job as the victim of a conflict with another
+    #: writer (a deadlock, a serialization failure): the job runs again (:mod:`.batch`). None on
+    #: SQLite, whose one writer lock admits no such cycle.
+    CONFLICTS: tuple[type[BaseException], ...] = ()
+
     def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
         self.path = path
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._cond = threading.Condition()
         #: The writer waits for work (under ``_cond``): only then does a new job notify it.
         self._idle = False
@@ -183,9 +188,15 @@ class GroupCommit:
             return Committed(True, tuple(state.indexes))
 
         try:
-            return await self._submit(job, rerunnable=True)
+            locks_first = any(isinstance(c, self.LOCKS_FIRST) for c in commands)
+            return await self._submit(job, rerunnable=True, locks_first=locks_first)
         except _NotApplied:
             return Committed(False)
+
+    def _begin(self, db: sqlite3.Connection, locks_first: bool) -> None:  # noqa: ARG002 - a hook
+        """Begin a group's transaction; with ``locks_first`` (a job of the group needs them),
+        take the locks that commands of :attr:`LOCKS_FIRST` need before any other."""
+        db.execute("BEGIN IMMEDIATE")
 
     def _handler(self, command: Command) -> Handler[Any]:
         handler = self._handlers.get(type(command))
@@ -197,15 +208,15 @@ class GroupCommit:
         """Run ``job(db)`` in a transaction (group-committed with concurrent jobs)."""
         return await self._submit(job, rerunnable=False)
 
-    async def _submit(self, job: Job[T], *, rerunnable: bool) -> T:
+    async def _submit(self, job: Job[T], *, rerunnable: bool, locks_first: bool = False) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._cond:
             if self._failed:
                 raise _failed_closed()
             if self._closing:
-                raise TransientError("the store is closing")
-            self._queue.append(_Pending(job, future, loop, rerunnable))
+                raise StoreUnavailableError("the store is closing")
+            self._queue.append(Pending(job, future, loop, rerunnable, locks_first))
             if self._idle:
                 self._cond.notify()
         return await future
@@ -215,7 +226,7 @@ class GroupCommit:
         try:
             return self._reader.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
+            raise StoreUnavailableError(f"store read failed ({exc.__class__.__name__})") from None
 
     def run_sync(self, job: Job[T]) -> T:
         """Run ``job`` from a thread that is not the event loop (CLI tools, tests)."""
@@ -224,8 +235,8 @@ class GroupCommit:
             if self._failed:
                 raise _failed_closed()
             if self._closing:
-                raise TransientError("the store is closing")
-            self._queue.append(_Pending(job, future))
+                raise StoreUnavailableError("the store is closing")
+            self._queue.append(Pending(job, future))
             if self._idle:
                 self._cond.notify()
         return future.result()
@@ -249,7 +260,7 @@ class GroupCommit:
                 self._fail_closed(live, exc)
                 return
 
-    def _fail_closed(self, live: list[_Pending], exc: BaseException) -> None:
+    def _fail_closed(self, live: list[Pending], exc: BaseException) -> None:
         """Stop the store after an unexpected error in the writer (module docstring)."""
         log.critical(
             "the store's writer stopped after an unexpected %s; every store call fails until "
@@ -261,50 +272,35 @@ class GroupCommit:
         with self._cond:
             self._failed = True
             waiting, self._queue = self._queue, []
-        self._settle_all([(p, False, error) for p in [*live, *waiting]])
+        settle_all([(p, False, error) for p in [*live, *waiting]])
 
-    def _commit_group(self, batch: list[_Pending]) -> None:
+    def _commit_group(self, batch: list[Pending]) -> None:
         db = self._db
         committed = True
         try:
             if len(batch) == 1 or all(p.rerunnable for p in batch):
-                results = _without_savepoints(db, batch)
+                results = without_savepoints(db, batch, self._begin)
                 if results is None:  # a job of the group failed and undid the group: again,
-                    results = _with_savepoints(db, batch)  # each job in its savepoint
+                    results = with_savepoints(db, batch, self._begin)  # a savepoint per job
                 elif len(batch) == 1 and not results[0][1]:
                     committed = False
             else:
-                results = _with_savepoints(db, batch)
+                results = with_savepoints(db, batch, self._begin)
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            error = TransientError(f"store commit failed ({exc.__class__.__name__})")
+            error = StoreUnavailableError(f"store commit failed ({exc.__class__.__name__})")
             results = [(p, False, error) for p in batch]
         else:
             if committed:
                 for hook in self._hooks:
                     hook(db)
-        self._settle_all(results)
-
-    @staticmethod
-    def _settle_all(results: list[_Outcome]) -> None:
-        """Hand every outcome to its caller: one wake-up per event loop for the whole group, not
-        one per job; a thread's future directly. A future already done (its caller gave up)
-        keeps its state."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for outcome in results:
-            p, ok, value = outcome
-            if p.loop is not None:
-                by_loop.setdefault(p.loop, []).append(outcome)
-            elif p.future.done():
-                continue
-            elif ok:
-                p.future.set_result(value)
-            else:
-                p.future.set_exception(value)
-        for loop, outcomes in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, outcomes)
+        settle, again = split_conflicts(results, self.CONFLICTS)
+        if again:
+            log.info("running %d commit(s) again after a write conflict", len(again))
+            with self._cond:
+                self._queue[:0] = again
+        settle_all(settle)
 
     async def close(self) -> None:
         with self._cond:
@@ -313,41 +309,3 @@ class GroupCommit:
         await asyncio.to_thread(self._thread.join)
         self._db.close()
         self._reader.close()
-
-
-def _without_savepoints(db: sqlite3.Connection, batch: list[_Pending]) -> list[_Outcome] | None:
-    """Run ``batch`` in one transaction without savepoints and commit it. A failing job rolls
-    the transaction back: alone, its error is its outcome (nothing was written); in a group
-    (only of jobs that may run again), ``None``: the caller runs the group with savepoints.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    results: list[_Outcome] = []
-    for p in batch:
-        try:
-            results.append((p, True, p.job(db)))
-        except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            return [(p, False, exc)] if len(batch) == 1 else None
-    db.execute("COMMIT")
-    return results
-
-
-def _with_savepoints(db: sqlite3.Connection, batch: list[_Pending]) -> list[_Outcome]:
-    """Run ``batch`` in one transaction, each job in its own savepoint (a failing job undoes
-    only its own writes), and commit it."""
-    results: list[_Outcome] = []
-    db.execute("BEGIN IMMEDIATE")
-    for i, p in enumerate(batch):
-        db.execute(f"SAVEPOINT j{i}")
-        try:
-            value = p.job(db)
-        except Exception as exc:  # noqa: BLE001 - the job's error goes to its caller
-            db.execute(f"ROLLBACK TO j{i}")
-            db.execute(f"RELEASE j{i}")
-            results.append((p, False, exc))
-        else:
-            db.execute(f"RELEASE j{i}")
-            results.append((p, True, value))
-    db.execute("COMMIT")
-    return results

@@ -7,8 +7,13 @@ database need besides is added around them by :class:`~.postgres.PostgresStore.o
   before it reads the next index: the lock is held until the group's transaction commits, so the
   appends of all processes are serialised, their indexes are one gap-free sequence and the Merkle
   tree stays one tree. The lock is per schema (``hashtext(current_schema())``): one database may
-  hold several nodes' stores. The group commit is kept: a group takes the lock once per append
-  command, held for one commit.
+  hold several nodes' stores. The group commit is kept: a group takes the lock once, held for
+  one commit. **It is the first lock of its transaction**: a group with an append takes it right
+  after ``BEGIN`` (``PostgresStore._begin``), before any row lock of its jobs. Taken by the
+  append itself, later in the group, it closed a cycle with another process (found by the chaos
+  soak: ``DeadlockDetected``): a's ack held an inbox row and waited for the sequencer, which b
+  held for an append earlier in its group while b's ack of the same message waited for that
+  row.
 - **The outbox claimed.** Fresh entries are claimed by the process that wrote them (its
   publisher has them already); the periodic scan claims what is unclaimed or whose claim ran out
   (:data:`CLAIM_SQL`, ``FOR UPDATE SKIP LOCKED``), so each publish is done by one process while
@@ -35,6 +40,7 @@ __all__ = [
     "LEADER",
     "SEQUENCER",
     "claiming",
+    "lock_sequencer",
     "notifying",
     "sequenced",
 ]
@@ -72,13 +78,20 @@ ALTER TABLE outbox_recipients ADD COLUMN IF NOT EXISTS claimed_until DOUBLE PREC
 """
 
 
+def lock_sequencer(db: sqlite3.Connection) -> None:
+    """Take the sequencer's transaction-level lock (at once if this transaction holds it)."""
+    db.execute("SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))", (SEQUENCER,))
+
+
 def sequenced(handler: Handler[Any]) -> Handler[Any]:
-    """``handler`` (an audit append) under the sequencer's transaction-level lock. The lock is
-    its own statement: under READ COMMITTED the next statement's snapshot, which reads the
-    highest index, then sees every append committed before the lock was granted."""
+    """``handler`` (an audit append) under the sequencer's transaction-level lock, which the
+    group took first (module docstring; taken again here, at once, it also covers a job that
+    did not say so). The lock is its own statement: under READ COMMITTED the next statement's
+    snapshot, which reads the highest index, then sees every append committed before the lock
+    was granted."""
 
     def apply(db: sqlite3.Connection, command: Any, state: CommitState) -> bool:
-        db.execute("SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))", (SEQUENCER,))
+        lock_sequencer(db)
         return handler(db, command, state)
 
     return apply

@@ -32,9 +32,10 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
+from psycopg.errors import DeadlockDetected, SerializationFailure
 from psycopg_pool import ConnectionPool
 
-from gateway.errors import LocalError, TransientError
+from gateway.errors import LocalError
 from gateway.node.store import pg_shared, rights, writes
 from gateway.node.store.commands import (
     AppendAudit,
@@ -44,7 +45,7 @@ from gateway.node.store.commands import (
     QueueReceipt,
     ReceiptSealed,
 )
-from gateway.node.store.engine import Handler
+from gateway.node.store.engine import Handler, StoreUnavailableError
 from gateway.node.store.rows import PendingPublish
 from gateway.node.store.sqlite import SqliteStore
 from gateway.node.store.writes import dt
@@ -215,6 +216,10 @@ class PostgresStore(SqliteStore):
 
     #: Other processes may write the same database (gateway.audit.log catches up before signing).
     shared = True
+    #: An audit append: its group takes the sequencer first (:mod:`.pg_shared`).
+    LOCKS_FIRST = (AppendAudit, AppendEvidence)
+    #: PostgreSQL aborted the job to break a deadlock, or as a serialization failure.
+    CONFLICTS = (DeadlockDetected, SerializationFailure)
 
     def __init__(
         self,
@@ -259,11 +264,16 @@ class PostgresStore(SqliteStore):
         rights.register(self)
         self.rights = rights.RightsRows(self.read)
 
+    def _begin(self, db: sqlite3.Connection, locks_first: bool) -> None:
+        super()._begin(db, locks_first)
+        if locks_first:
+            pg_shared.lock_sequencer(db)
+
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return super().read(sql, params)
         except psycopg.Error as exc:
-            raise TransientError(f"store read failed ({exc.__class__.__name__})") from None
+            raise StoreUnavailableError(f"store read failed ({exc.__class__.__name__})") from None
 
     def on_command(self, kind: type[C], handler: Handler[C]) -> None:
         """The handler of ``kind``, with what several processes on one database need around

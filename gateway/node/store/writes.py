@@ -210,9 +210,10 @@ def move_status(
     """Move a recipient's status as the outbound transition table says; False when it stays.
     When every recipient is final, the message's ``final_at`` is set, and its envelope's deadline
     moves to ``final_purge_after`` if that is earlier."""
-    # Every recipient's status in one read: this one's to move, the others' for final_at. The
-    # write holds only if the status is still what was read: another process on a shared
-    # PostgreSQL store may have moved it meanwhile (decision 0109); then read again.
+    # The message's row locked first (a no-op write): else two processes (decision 0109) moving
+    # two recipients at once each read the other's old status, and neither sets final_at. The
+    # write below holds only if the status is still what was read; else read again.
+    db.execute("UPDATE outbox SET final_at=final_at WHERE message_id=?", (message_id,))
     while True:
         statuses = dict(
             db.execute(
@@ -298,16 +299,13 @@ def _settle_inbox(db: sqlite3.Connection, c: SettleInbox, _state: CommitState) -
     new = None if row is None else inbound_move(str(row[0]), c.event)
     if new is None:
         return False
+    now = c.purge_after <= c.now  # due at once (an inzageverzoek's BSN): not kept till a purge
     db.execute(
-        "UPDATE inbox SET status=?, reason=?, settled_at=?, purge_after=?"
+        "UPDATE inbox SET status=?, reason=?, settled_at=?, purge_after=?, claims=CASE WHEN ?"
+        " THEN NULL ELSE claims END, inner_jws=CASE WHEN ? THEN NULL ELSE inner_jws END"
         " WHERE sender=? AND message_id=?",
-        (str(new), c.reason, ts(c.now), ts(c.purge_after), c.sender, c.message_id),
+        (str(new), c.reason, ts(c.now), ts(c.purge_after), now, now, c.sender, c.message_id),
     )
-    if c.purge_after <= c.now:  # due at once (an inzageverzoek's BSN): not kept till a purge
-        db.execute(
-            "UPDATE inbox SET claims=NULL, inner_jws=NULL WHERE sender=? AND message_id=?",
-            (c.sender, c.message_id),
-        )
     return True
 
 

@@ -11,7 +11,10 @@ leader died, a long-poll on one process not woken by an arrival on the other.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +31,7 @@ from gateway.cli import cli
 from gateway.core import note
 from gateway.core.audit import new_record
 from gateway.core.decisions import Deliver
-from gateway.core.delivery import OutboundEvent
+from gateway.core.delivery import InboundEvent, OutboundEvent
 from gateway.node.context import NodeContext
 from gateway.node.pg_store import VERSION
 from gateway.node.runner import Node
@@ -41,6 +44,8 @@ from gateway.node.store import (
     InsertOutbox,
     OutboxEntry,
     ReceiptSealed,
+    SetStatus,
+    SettleInbox,
     SqliteStore,
 )
 from gateway.node.store.pg_lead import coordinate
@@ -240,32 +245,27 @@ async def test_a_receipt_applied_by_another_process_is_not_overwritten_by_a_late
     read the status, then wrote the move's result. Process b applied the delivered receipt
     between a's read (``queued``) and a's write of the publish confirm (``sent``), and a's write
     put the message back from ``delivered`` to ``sent``."""
-    a, b, _url = stores
+    a, b, url = stores
     entry = _outbox(0)
     mid = entry.message_id
     await a.commit(InsertOutbox(entry, T0))
+    b_finished = threading.Event()
 
-    class Interleaved:
-        """a's connection, with b's receipt committed right after a read the status."""
-
-        def __init__(self, db: Any) -> None:
-            self.db, self.interleaved = db, False
-
-        def execute(self, sql: str, params: Any = ()) -> Any:
-            cursor = self.db.execute(sql, params)
-            if sql.startswith("SELECT org, status") and not self.interleaved:
-                self.interleaved = True
-                rows = list(cursor)
+    def b_moves_meanwhile() -> None:  # on a's writer thread, right after a read the status
+        def move() -> None:
+            try:
                 delivered = OutboundEvent.RECEIPT_DELIVERED
                 b.run_sync(lambda db: move_status(db, mid, GEM, delivered, None, T0))
-                return iter(rows)
-            return cursor
+            finally:
+                b_finished.set()
 
-    await a.run(
-        lambda db: move_status(
-            cast(Any, Interleaved(db)), mid, GEM, OutboundEvent.PUBLISHED, None, T0
-        )
-    )
+        # b's move waits for a's lock on the message (or, without it, commits at once)
+        threading.Thread(target=move, daemon=True).start()
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]
+
+    a._db = _PausedAfter(a._db, "SELECT org, status", b_moves_meanwhile)  # type: ignore[assignment]
+    await a.run(lambda db: move_status(db, mid, GEM, OutboundEvent.PUBLISHED, None, T0))
+    assert await asyncio.to_thread(b_finished.wait, HANG_S)
     assert a.read("SELECT status FROM outbox_recipients WHERE message_id=?", (mid,)) == [
         ("delivered",)
     ]
@@ -431,3 +431,165 @@ async def test_a_witness_head_signed_by_the_leader_is_not_a_truncation_at_anothe
     signed = await log_a.checkpoint()
     assert signed is not None
     assert log_b.compare(note.Checkpoint(ORIGIN, signed.size, signed.root)) == "consistent"
+
+
+class _PausedAfter:
+    """A writer's connection that, right after a statement starting with ``prefix`` ran (its
+    row lock taken), calls ``meanwhile()`` once, on the writer's thread, before going on."""
+
+    def __init__(self, db: Any, prefix: str, meanwhile: Any) -> None:
+        self.db, self.prefix, self.meanwhile = db, prefix, meanwhile
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.db.in_transaction)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        cursor = self.db.execute(sql, params)
+        if sql.startswith(self.prefix) and self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return cursor
+
+    def executemany(self, sql: str, seq: Any) -> Any:
+        return self.db.executemany(sql, seq)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _waits_for_a_lock(url: str, pid: int, done: threading.Event | None = None) -> None:
+    """Return once backend ``pid`` waits for a lock, or ``done`` is set (bounded: only stops a
+    hang)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        deadline = time.monotonic() + HANG_S
+        while time.monotonic() < deadline:
+            if done is not None and done.is_set():
+                return
+            row = conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if row is not None and row[0] == "Lock":
+                return
+            time.sleep(0.005)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+@pytest.mark.postgres
+async def test_an_inbox_ack_and_an_outbox_publish_in_two_processes_do_not_deadlock(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    """The bug (seen in the chaos soak's logs: ``DeadlockDetected``): the audit sequencer's
+    advisory lock was taken by each append, in the middle of its transaction. Process a's ack of
+    an inbox message locked the message's row, then waited for the sequencer; process b's group
+    commit held the sequencer (an outbox publish's append earlier in the group) and then its
+    ack of the same message (the adapters of both processes ack it) waited for that row."""
+    a, b, url = stores
+    key = Ed25519PrivateKey.generate()
+    log_a, log_b = await _log(a, key), await _log(b, key)
+    mid = "019cbd58-c2a0-7000-8000-000000000001"
+    assert (await a.commit(InsertInbox(_inbox(mid)))).applied
+
+    def ack() -> SettleInbox:
+        return SettleInbox(POL, mid, InboundEvent.ACK, None, T0, T0 + timedelta(days=1))
+
+    loop = asyncio.get_running_loop()
+    b_done: asyncio.Future[Committed] = loop.create_future()
+
+    def b_commits_meanwhile() -> None:  # on a's writer thread, a's row lock held
+        async def commit() -> None:
+            try:
+                # the sequencer first (the publish's append), then the inbox row (the ack)
+                b_done.set_result(
+                    await b.commit(log_b.append([_record("message.publish")], T0), ack())
+                )
+            except Exception as exc:  # noqa: BLE001 - shown by the assert below
+                b_done.set_exception(exc)
+
+        asyncio.run_coroutine_threadsafe(commit(), loop)
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid)  # type: ignore[attr-defined]
+
+    a._db = _PausedAfter(a._db, "UPDATE inbox SET status", b_commits_meanwhile)  # type: ignore[assignment]
+    acked = await a.commit(ack(), log_a.append([_record("adapter.ack")], T0))
+    async with asyncio.timeout(HANG_S):
+        second = await b_done
+    assert acked.applied, "the first ack lands"
+    assert not second.applied, "the second ack of the same message changes nothing"
+    assert a.read("SELECT status FROM inbox WHERE message_id=?", (mid,)) == [("accepted",)]
+    assert len(a.read("SELECT idx FROM audit_records")) == 1
+
+
+@pytest.mark.postgres
+async def test_a_commit_postgresql_aborted_as_a_deadlock_victim_is_run_again(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    """What one lock order cannot rule out (two commits moving two recipients' statuses in
+    opposite orders): PostgreSQL aborts one of them with ``DeadlockDetected``, which reached its
+    caller as a raw psycopg error (an ack answered 503, a publish task's exception was never
+    retrieved). A commit of commands may run again: the store runs the victim again."""
+    a, b, url = stores
+    entry = dataclasses.replace(_outbox(0), recipients=((GEM, ("ZVH",)), (POL, ("ZVH",))))
+    mid = entry.message_id
+    await a.commit(InsertOutbox(entry, T0))
+    loop = asyncio.get_running_loop()
+    b_done: asyncio.Future[Committed] = loop.create_future()
+
+    def move(org: str, event: OutboundEvent) -> SetStatus:
+        return SetStatus(mid, org, event, None, T0)
+
+    def b_commits_meanwhile() -> None:  # on a's writer thread, a's lock on GEM's row held
+        async def commit() -> None:
+            try:
+                delivered = OutboundEvent.RECEIPT_DELIVERED
+                b_done.set_result(await b.commit(move(POL, delivered), move(GEM, delivered)))
+            except Exception as exc:  # noqa: BLE001 - shown by the assert below
+                b_done.set_exception(exc)
+
+        asyncio.run_coroutine_threadsafe(commit(), loop)
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid)  # type: ignore[attr-defined]
+
+    a._db = _PausedAfter(a._db, "UPDATE outbox_recipients SET status", b_commits_meanwhile)  # type: ignore[assignment]
+    published = OutboundEvent.PUBLISHED
+    first = a.commit(move(GEM, published), move(POL, published))
+    results = await asyncio.gather(first, b_done, return_exceptions=True)
+    assert [type(r) for r in results] == [Committed, Committed], results
+    rows = a.read(
+        "SELECT org, status FROM outbox_recipients WHERE message_id=? ORDER BY org", (mid,)
+    )
+    assert rows == [(GEM, "delivered"), (POL, "delivered")]
+
+
+@pytest.mark.postgres
+async def test_the_last_two_recipients_becoming_final_in_two_processes_at_once_date_the_message(
+    stores: tuple[PostgresStore, PostgresStore, str],
+) -> None:
+    """The race: a status move read every recipient's status, then moved its own. Process a
+    read (b's recipient not final yet), b moved its recipient meanwhile reading a's not final
+    either, and neither set the message's ``final_at``: its envelope kept the longer deadline of
+    an unfinished message."""
+    a, b, url = stores
+    entry = dataclasses.replace(_outbox(0), recipients=((GEM, ("ZVH",)), (POL, ("ZVH",))))
+    mid = entry.message_id
+    await a.commit(InsertOutbox(entry, T0))
+    loop = asyncio.get_running_loop()
+    b_done: asyncio.Future[Committed] = loop.create_future()
+    b_finished = threading.Event()
+    accepted = OutboundEvent.RECEIPT_ACCEPTED
+
+    def b_commits_meanwhile() -> None:  # on a's writer thread, right after a read the statuses
+        async def commit() -> None:
+            try:
+                b_done.set_result(await b.commit(SetStatus(mid, POL, accepted, None, T0)))
+            except Exception as exc:  # noqa: BLE001 - shown by the assert below
+                b_done.set_exception(exc)
+            finally:
+                b_finished.set()
+
+        asyncio.run_coroutine_threadsafe(commit(), loop)
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]
+
+    a._db = _PausedAfter(a._db, "SELECT org, status", b_commits_meanwhile)  # type: ignore[assignment]
+    first = a.commit(SetStatus(mid, GEM, accepted, None, T0))
+    results = await asyncio.gather(first, b_done)
+    assert [r.applied for r in results] == [True, True]
+    assert a.read("SELECT final_at FROM outbox WHERE message_id=?", (mid,)) == [(T0.timestamp(),)]

@@ -1,0 +1,90 @@
+"""A store outage at the recipient holds the delivery instead of requeueing it (decision 0115).
+
+The broker counts every requeue of a quorum queue's message (RabbitMQ 3.10: also the return
+when a channel closes) against the queue's ``x-delivery-limit`` and dead-letters the message
+after the tenth. Found by the ten-minute chaos soak: a status update was delivered to processes
+whose PostgreSQL store had failed closed; each delivery failed and was requeued, and after ten
+it was dead-lettered, lost to the adapter. A failure of the node's own store says nothing about
+the message: the inbound pipeline holds such a delivery and tries the store again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from typing import Any
+
+import pytest
+
+from gateway.core.decisions import Deliver
+from tests.node_pair import HANG_S
+from tests.unit.node._inproc import InProcFederation, request_from_example
+
+
+class _FailingReader:
+    """The store's read connection, failing the inbox's dedupe read ``failures`` times (its
+    database is unreachable, say, while PostgreSQL restarts)."""
+
+    def __init__(self, real: Any, failures: int) -> None:
+        self.real = real
+        self.left = failures
+        self.failed = 0
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if self.left and "FROM inbox WHERE sender=? AND message_id=?" in sql:
+            self.left -= 1
+            self.failed += 1
+            raise sqlite3.OperationalError("unable to open database file")
+        return self.real.execute(sql, params)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+async def test_a_store_outage_at_the_recipient_does_not_burn_the_delivery_limit(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    await inproc.start("gemeente")
+    pol = await inproc.start("politie")
+    gem = inproc.nodes["gemeente"].node
+    reader = _FailingReader(gem.store._reader, failures=3)
+    gem.store._reader = reader  # type: ignore[assignment]  # duck-typed: execute, close
+    with caplog.at_level(logging.WARNING, logger="gateway.node"):
+        message_id = await pol.send(request_from_example("case.referral"))
+        await inproc.wait_status("politie", message_id, "delivered")
+    assert reader.failed == 3  # the outage happened, and the delivery outlived it
+    # Handled once, held while the store could not be read: never given back to the queue.
+    assert inproc.broker.settled_at(gem.org) == [Deliver()]
+    assert not inproc.broker.held[gem.org]
+    assert [s.delivery.delivery_count for s in inproc.broker.settled] == [0] * len(
+        inproc.broker.settled
+    )
+    assert gem.service.ctx.counters.get("held_for_store") == 3
+    assert any("holding" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_store_that_failed_closed_holds_the_delivery_until_the_node_stops(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    gem_api = await inproc.start("gemeente")
+    pol = await inproc.start("politie")
+    gem = gem_api.node
+
+    def broken(_db: sqlite3.Connection) -> None:  # e.g. the database connection was lost
+        raise RuntimeError("a commit hook failed")
+
+    gem.store.on_commit(broken)
+    with caplog.at_level(logging.CRITICAL, logger="gateway.node"):
+        assert (await gem_api.call("GET", "/readyz", token=None)).status == 503
+    assert gem.store.failed_closed
+    inbound = gem.service.inbound
+    held = inbound.holding_changed.ticket()
+    await pol.send(request_from_example("case.referral"))
+    async with asyncio.timeout(HANG_S):
+        await held.wait()
+    # Held: neither settled (a requeue would count against the delivery limit) nor failed.
+    assert inbound.holding == 1
+    assert inproc.broker.errors == []
+    assert inproc.broker.settled_at(gem.org) == []
+    assert not inproc.broker.held[gem.org]
