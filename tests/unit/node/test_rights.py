@@ -85,15 +85,29 @@ async def _open(
     return Federation(nodes, keys)
 
 
-@pytest.fixture
-async def fed(tmp_path: Path, veenstad: FederationFiles) -> AsyncIterator[Federation]:
-    opened = await _open(tmp_path, veenstad)
-    nodes = opened.nodes
+async def opened_on(
+    request: pytest.FixtureRequest, tmp_path: Path, veenstad: FederationFiles, schema: str
+) -> AsyncIterator[Federation]:
+    """The ZVH (gemeente), GGZ and the police (which defers), on SQLite, or on PostgreSQL
+    (schemas ``<schema>_<key>``) when the fixture's parameter is ``postgres``; closed after."""
+    stores = None
+    if getattr(request, "param", "sqlite") == "postgres":
+        url = request.getfixturevalue("pg_url")
+        stores = {k: schema_url(url, f"{schema}_{k}") for k in ("gemeente", "ggz", "politie")}
+    opened = await _open(tmp_path, veenstad, stores)
     try:
         yield opened
     finally:
-        for node in nodes.values():
+        for node in opened.nodes.values():
             await node.close()
+
+
+@pytest.fixture
+async def fed(
+    request: pytest.FixtureRequest, tmp_path: Path, veenstad: FederationFiles
+) -> AsyncIterator[Federation]:
+    async for opened in opened_on(request, tmp_path, veenstad, "rights"):
+        yield opened
 
 
 async def _send(node: InProcessNode, example: str, **changes: Any) -> str:

@@ -23,7 +23,7 @@ from gateway.node.problems import ApiError
 from gateway.testing.federation import FederationFiles
 from schemas.claims import ClaimsBase
 from tests.node_pair import InProcessNode, MemoryBroker, reopen_node
-from tests.pg import STORES, schema_url
+from tests.pg import STORES
 from tests.unit.node.test_rights import (
     BSN,
     GGZ,
@@ -31,8 +31,8 @@ from tests.unit.node.test_rights import (
     POL,
     ZVH,
     Federation,
-    _open,
     _send,
+    opened_on,
 )
 
 KEYS = ("gemeente", "ggz", "politie")
@@ -43,16 +43,8 @@ async def fed(
     request: pytest.FixtureRequest, tmp_path: Path, veenstad: FederationFiles
 ) -> AsyncIterator[Federation]:
     """The ZVH (gemeente), GGZ and the police (which defers), on SQLite or on PostgreSQL."""
-    stores = None
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        stores = {k: schema_url(url, f"rights_resume_{k}") for k in KEYS}
-    opened = await _open(tmp_path, veenstad, stores)
-    try:
+    async for opened in opened_on(request, tmp_path, veenstad, "rights_resume"):
         yield opened
-    finally:
-        for node in opened.nodes.values():
-            await node.close()
 
 
 def _crash_before_handling(node: InProcessNode, monkeypatch: pytest.MonkeyPatch) -> None:

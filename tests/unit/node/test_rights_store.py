@@ -23,7 +23,16 @@ from gateway.node.store import AppendAudit, Command, Committed, SentQuery
 from gateway.testing.federation import FederationFiles
 from tests.node_pair import InProcessNode, open_node, reopen_node
 from tests.pg import STORES, schema_url
-from tests.unit.node.test_rights import BSN, GGZ, IDENTITY_CHECK, POL, ZVH, Federation, _open
+from tests.unit.node.test_rights import (
+    BSN,
+    GGZ,
+    IDENTITY_CHECK,
+    POL,
+    ZVH,
+    Federation,
+    _open,
+    opened_on,
+)
 
 KEYS = ("gemeente", "ggz", "politie")
 
@@ -33,16 +42,8 @@ async def fed(
     request: pytest.FixtureRequest, tmp_path: Path, veenstad: FederationFiles
 ) -> AsyncIterator[Federation]:
     """The ZVH (gemeente), GGZ and the police (which defers), on SQLite or on PostgreSQL."""
-    stores = None
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        stores = {k: schema_url(url, f"rights_store_{k}") for k in KEYS}
-    opened = await _open(tmp_path, veenstad, stores)
-    try:
+    async for opened in opened_on(request, tmp_path, veenstad, "rights_store"):
         yield opened
-    finally:
-        for node in opened.nodes.values():
-            await node.close()
 
 
 def _answers(node: InProcessNode, request_id: str) -> dict[str, str]:
