@@ -164,8 +164,8 @@ class Inbound:
         before, self.holding = self.holding, self.holding + delta
         if before == 0 and delta > 0:
             log.warning(
-                "holding inbound deliveries while the store is unavailable (%s); they stay "
-                "unacked and are tried again, not given back to the queue",
+                "holding inbound deliveries while the store is unavailable (%s): unacked, not "
+                "given back to the queue, until the store answers or the process stops",
                 why,
             )
         elif self.holding == 0:
