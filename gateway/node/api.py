@@ -33,6 +33,7 @@ from gateway.node.openapi import openapi_document
 from gateway.node.problems import ApiError, problem_page
 from gateway.node.rights_api import add_rights_routes
 from gateway.node.service import NodeService
+from gateway.node.store import StoreFailedClosedError, StoreUnavailableError
 from schemas import strictjson
 from schemas.api import RejectRequest, SendAccepted, field_errors
 
@@ -93,6 +94,17 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         if exc.status == 404:
             return problem_response(ApiError("no-route", "the API has no such route"), request.path)
         raise
+    except (StoreUnavailableError, StoreFailedClosedError) as exc:
+        # Expected while the database restarts or until the process is restarted (/healthz
+        # fails then): one line, no traceback; the adapter retries after Retry-After.
+        log.warning("store unavailable on %s %s (%s)", request.method, request.path, exc)
+        error = ApiError(
+            "unavailable",
+            "the node's store is unavailable; try again later",
+            reason="internal",
+            retry_after=5,
+        )
+        return problem_response(error, request.path)
     except Exception:
         if _client_gone(request):  # an adapter restarting, a closed event stream: not an error
             log.info("the client closed the connection during %s %s", request.method, request.path)

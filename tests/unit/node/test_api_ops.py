@@ -149,3 +149,29 @@ async def test_every_answer_names_the_server_without_versions(inproc: InProcFede
     pol = await inproc.start("politie", connect=False)
     for path in ("/healthz", "/v1/directory", "/v1/nothing-here"):
         assert (await pol.call("GET", path)).headers["Server"] == "zv-gateway"
+
+
+async def test_requests_while_the_store_failed_closed_log_one_line_each_without_a_traceback(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found in the chaos soak's logs: every request a process answered 503 while its store was
+    down was logged as an "unexpected error" with a traceback (about 7,400 such lines in ten
+    minutes), burying what an operator needs to see. A store outage is expected: one warning
+    line per request naming the store, no traceback, and the adapter a 503 problem to retry."""
+    pol = await inproc.start("politie")
+
+    def broken(_db: sqlite3.Connection) -> None:  # e.g. the database connection was lost
+        raise RuntimeError("a commit hook failed")
+
+    pol.node.store.on_commit(broken)
+    with caplog.at_level(logging.CRITICAL, logger="gateway.node"):
+        assert (await pol.call("GET", "/readyz", token=None)).status == 503
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gateway.api"):
+        send = await pol.call("POST", "/v1/messages", body=request_from_example("case.referral"))
+    problem = send.problem("unavailable")
+    assert problem["status"] == 503
+    assert send.headers["Retry-After"]
+    lines = [r for r in caplog.records if r.name == "gateway.api"]
+    assert [(r.levelno, r.exc_info) for r in lines] == [(logging.WARNING, None)], lines
+    assert "store" in lines[0].getMessage()
