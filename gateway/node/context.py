@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -28,11 +29,14 @@ from gateway.core.retention import RetentionPolicy
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
 from gateway.node.ports import BrokerPort
-from gateway.node.store import Store
+from gateway.node.store import Store, StoreFailedClosedError, StoreUnavailableError
 from gateway.telemetry import Telemetry
 from schemas.catalogue import Catalogue
 
 __all__ = ["Changes", "NodeContext", "NodeKeys", "utc_now"]
+
+
+log = logging.getLogger("gateway.node")
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ class NodeContext:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_end)
 
     async def lead(self) -> bool:
         """Wait until this process leads (at once when it does); False when the node stops
@@ -211,3 +216,15 @@ class NodeContext:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    """Take the exception a node task ended with (else asyncio logs it, with a traceback, when
+    the task is collected): a store failure is one warning line (the node is restarted for it:
+    /healthz fails), anything else an error with its traceback."""
+    if task.cancelled() or (exc := task.exception()) is None:
+        return
+    if isinstance(exc, StoreFailedClosedError | StoreUnavailableError):
+        log.warning("the %s task stopped: the store is unavailable (%s)", task.get_name(), exc)
+    else:
+        log.error("the %s task stopped", task.get_name(), exc_info=exc)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from gateway.core.decisions import Deliver
+from gateway.node.store import StoreFailedClosedError
 from tests.node_pair import HANG_S
 from tests.unit.node._inproc import InProcFederation, request_from_example
 
@@ -88,3 +89,29 @@ async def test_a_store_that_failed_closed_holds_the_delivery_until_the_node_stop
     assert inproc.broker.errors == []
     assert inproc.broker.settled_at(gem.org) == []
     assert not inproc.broker.held[gem.org]
+
+
+async def test_a_loop_that_stops_with_the_store_is_logged_once_not_as_an_unretrieved_exception(
+    inproc: InProcFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found in the chaos soak's logs: a node loop that ended because its store failed closed
+    left its exception in the task, and asyncio logged "Task exception was never retrieved" with
+    a traceback when the task was collected. The node now takes the exception when the task
+    ends: one warning naming the loop (a store failure) and nothing left for asyncio."""
+    pol = await inproc.start("politie", connect=False)
+    ctx = pol.node.service.ctx
+    ended = asyncio.Event()
+
+    async def loop() -> None:
+        try:
+            raise StoreFailedClosedError("the store failed closed")
+        finally:
+            ended.set()
+
+    with caplog.at_level(logging.INFO, logger="gateway.node"):
+        ctx.spawn(loop(), "outbox")
+        await ended.wait()
+        await asyncio.sleep(0)  # the task's done callbacks run on the next turn
+    lines = [r for r in caplog.records if "outbox" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in lines] == [(logging.WARNING, None)], lines
+    assert "store" in lines[0].getMessage()
