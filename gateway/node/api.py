@@ -98,26 +98,20 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         # Expected while the database restarts or until the process is restarted (/healthz
         # fails then): one line, no traceback; the adapter retries after Retry-After.
         log.warning("store unavailable on %s %s (%s)", request.method, request.path, exc)
-        error = ApiError(
-            "unavailable",
-            "the node's store is unavailable; try again later",
-            reason="internal",
-            retry_after=5,
-        )
-        return problem_response(error, request.path)
+        return _unavailable(request, "the node's store is unavailable")
     except Exception:
         if _client_gone(request):  # an adapter restarting, a closed event stream: not an error
             log.info("the client closed the connection during %s %s", request.method, request.path)
             # Nobody reads this answer; the access log records it as nginx does (499).
             return web.Response(status=499, reason="Client Closed Request")
         log.exception("unexpected error on %s %s", request.method, request.path)
-        error = ApiError(
-            "unavailable",
-            "the node failed internally; try again later",
-            reason="internal",
-            retry_after=5,
-        )
-        return problem_response(error, request.path)
+        return _unavailable(request, "the node failed internally")
+
+
+def _unavailable(request: web.Request, what: str) -> web.Response:
+    """The 503 problem for a failure on the node's side: the adapter tries again later."""
+    error = ApiError("unavailable", f"{what}; try again later", reason="internal", retry_after=5)
+    return problem_response(error, request.path)
 
 
 def _unreadable_body(request: web.Request) -> web.Response:
