@@ -16,7 +16,8 @@ store failed closed) says nothing about the message, so it is never given back t
 whose queue counts every return against its delivery limit (decision 0115): the delivery is
 **held** (it keeps its prefetch slot, unacked) and tried again with backoff while the store is
 unavailable, and until the node stops once the store failed closed (a liveness probe restarts
-the process; the broker then hands the message to the next consumer).
+the process; the broker then hands the message to the next consumer). So is a delivery that
+meets this node's own trusted directory expired: it is held until a newer version is trusted.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ from schemas.bodies import ReceiptBatchBody, ReceiptBody
 from schemas.claims import ClaimsBase, claims_to_json
 
 __all__ = [
-    "EXPIRED_DIRECTORY_RETRY_S",
     "STORE_RETRY_FIRST_S",
     "STORE_RETRY_MAX_S",
     "Inbound",
@@ -62,8 +62,6 @@ __all__ = [
 
 log = logging.getLogger("gateway.node")
 
-#: How long an inbound message waits when our directory has expired (it stays queued).
-EXPIRED_DIRECTORY_RETRY_S = 60.0
 #: First pause before a delivery held for the store is tried again; it doubles up to the max.
 STORE_RETRY_FIRST_S = 0.2
 STORE_RETRY_MAX_S = 5.0
@@ -137,11 +135,14 @@ class Inbound:
         while True:
             try:
                 return await self._handle(delivery)
+            except _DirectoryExpiredError as exc:
+                why, counter = str(exc), "held_for_directory"
             except Exception as exc:
                 if not self._store_down(exc):
                     raise
-                why = f"{type(exc).__name__}: {exc}"
-            ctx.count("held_for_store")
+                why = f"the store is unavailable ({type(exc).__name__}: {exc})"
+                counter = "held_for_store"
+            ctx.count(counter)
             self._hold(1, why)
             try:
                 if getattr(ctx.store, "failed_closed", False):
@@ -164,12 +165,12 @@ class Inbound:
         before, self.holding = self.holding, self.holding + delta
         if before == 0 and delta > 0:
             log.warning(
-                "holding inbound deliveries while the store is unavailable (%s): unacked, not "
-                "given back to the queue, until the store answers or the process stops",
+                "holding inbound deliveries while %s: unacked, not given back to the queue, "
+                "until that ends or the process stops",
                 why,
             )
         elif self.holding == 0:
-            log.info("no inbound delivery held for the store any more")
+            log.info("no inbound delivery held any more")
         self.holding_changed.changed()
 
     async def _handle(self, delivery: Delivery) -> Decision:
@@ -183,7 +184,9 @@ class Inbound:
         except RemoteError as exc:
             return refuse(exc, delivery, None)
         if ctx.directory.status(started, timedelta(0))[0] == "expired":
-            return Retry(EXPIRED_DIRECTORY_RETRY_S)
+            raise _DirectoryExpiredError(
+                f"the trusted directory (version {ctx.directory.version}) has expired"
+            )
         seen = await ctx.store.seen(header.sender_org, header.message_id)
         if seen is not None:
             if seen.digest != header.digest:
@@ -351,3 +354,9 @@ def _link(traceparent: str) -> Link | None:
     except (IndexError, ValueError):
         return None
     return Link(ctx, {"zvg.link": "sender"})
+
+
+class _DirectoryExpiredError(Exception):
+    """This node's trusted directory has expired: no message can be checked until a newer
+    version is trusted. Says nothing about the message, so it is held like a store outage
+    (each return to the queue would count against its delivery limit)."""

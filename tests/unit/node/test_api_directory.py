@@ -1,7 +1,8 @@
 """``GET /v1/directory`` and what an expired directory does to the node (in process).
 
 Once the federation directory has expired (on the node's injected clock) the node sends nothing
-(``503 unavailable`` with ``Retry-After``) and takes no incoming messages (they stay queued).
+(``503 unavailable`` with ``Retry-After``) and takes no incoming messages: they are held unacked
+until a newer directory is trusted (tests/unit/node/test_store_outage.py).
 
 Replaces, e2e on RabbitMQ → here:
 
@@ -10,9 +11,8 @@ Replaces, e2e on RabbitMQ → here:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from gateway.core.decisions import Retry
 from tests.unit.node._inproc import GEM, POL, InProcFederation, request_from_example
 from tests.unit.node.conftest import BOTH_STORES
 
@@ -62,27 +62,3 @@ async def test_an_expired_directory_makes_a_send_a_503_with_retry_after(
     assert answer.headers["Retry-After"] == "300"
     assert pol.node.store.read("SELECT count(*) FROM outbox") == [(0,)]
     assert pol.node.audit() == []
-
-
-async def test_an_expired_directory_leaves_incoming_messages_queued_for_a_retry(
-    inproc: InProcFederation,
-) -> None:
-    pol = await inproc.start("politie")
-    expires = pol.node.service.directory.payload.expires
-
-    def expired() -> datetime:
-        return expires + timedelta(seconds=1)
-
-    gem = await inproc.start("gemeente", clock=expired)
-    message_id = await pol.send(request_from_example("case.referral"))
-
-    async def handled() -> bool:
-        return bool(inproc.broker.settled_at(GEM))
-
-    await inproc.broker.until(handled, "the ZVH's node handled the referral")
-    assert inproc.broker.settled_at(GEM) == [Retry(60.0)]
-    assert [q.delivery.message_id for q in inproc.broker.held[GEM]] == [message_id]
-    assert await gem.inbox() == []
-    assert gem.node.audit() == []
-    # The broker has it (sent), and no receipt comes.
-    await inproc.wait_status("politie", message_id, "sent")

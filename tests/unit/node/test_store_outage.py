@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -115,3 +116,35 @@ async def test_a_loop_that_stops_with_the_store_is_logged_once_not_as_an_unretri
     lines = [r for r in caplog.records if "outbox" in r.getMessage()]
     assert [(r.levelno, r.exc_info) for r in lines] == [(logging.WARNING, None)], lines
     assert "store" in lines[0].getMessage()
+
+
+async def test_an_expired_directory_at_the_recipient_does_not_burn_the_delivery_limit(
+    inproc: InProcFederation,
+) -> None:
+    """The bug: while the recipient's trusted directory had expired (its administrators late in
+    signing the next version), every delivery was given back to the queue after 30 s; each
+    return counted against the queue's delivery limit (10), so after about five minutes the
+    broker dead-lettered the organisation's messages: lost to its adapter. The delivery is now
+    held, unacked, until the directory is valid again (or the node stops)."""
+    now = [inproc.clock()]
+    gem_api = await inproc.start("gemeente", clock=lambda: now[0])
+    pol = await inproc.start("politie")
+    gem = gem_api.node
+    expires = gem.service.ctx.directory.payload.expires
+    inbound = gem.service.inbound
+    held = inbound.holding_changed.ticket()
+    now[0] = expires + timedelta(minutes=1)  # the gemeente's directory has just expired
+    message_id = await pol.send(request_from_example("case.referral"))
+    async with asyncio.timeout(HANG_S):
+        await held.wait()
+    assert inbound.holding == 1
+    assert inproc.broker.settled_at(gem.org) == []  # not given back
+    assert await gem_api.inbox() == []  # not taken either: nothing stored, nothing recorded
+    assert gem.audit() == []
+    await inproc.wait_status("politie", message_id, "sent")  # no receipt meanwhile
+    now[0] = inproc.clock()  # a valid directory again (the next version, say)
+    await inproc.wait_status("politie", message_id, "delivered")
+    assert inproc.broker.settled_at(gem.org) == [Deliver()]
+    assert [s.delivery.delivery_count for s in inproc.broker.settled] == [0] * len(
+        inproc.broker.settled
+    )
