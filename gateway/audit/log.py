@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -457,6 +458,10 @@ class AuditLog:
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._tree_lock:
             return self._tree.consistency_proof(old_size, new_size)
+
+    async def send_trace(self, message_id: str) -> str:
+        """The trace id of this log's ``message.send`` record of ``message_id`` ('' if none)."""
+        return await self.store.run(partial(search.send_trace, message_id=message_id))
 
     def views(self, indexes: Sequence[int]) -> dict[int, str]:
         """The stored leaf views of some records (read on the store's read connection)."""

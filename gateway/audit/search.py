@@ -49,6 +49,7 @@ __all__ = [
     "notable",
     "receipt_statuses",
     "search",
+    "send_trace",
     "sum_by_day",
     "sum_by_hour",
     "utc_offsets",
@@ -346,6 +347,17 @@ def search(db: sqlite3.Connection, q: RecordQuery) -> tuple[list[AuditHit], bool
         for i, t, v, p in rows[: q.limit]
     ]
     return hits, len(rows) > q.limit
+
+
+def send_trace(db: sqlite3.Connection, message_id: str) -> str:
+    """The trace id of the ``message.send`` record of ``message_id`` ('' when there is none: a
+    receipt, which starts a trace of its own). Reads the message-id index only."""
+    row = db.execute(
+        "SELECT trace_id FROM audit_records WHERE message_id = ? AND name = 'message.send'"
+        " ORDER BY idx LIMIT 1",
+        (message_id,),
+    ).fetchone()
+    return str(row[0] or "") if row is not None else ""
 
 
 def receipt_statuses(

@@ -140,10 +140,16 @@ class Outbox:
                 retry_after,
             )
         else:
+            # An entry re-read from the store (the scan found it first, or after a restart)
+            # publishes in its send's trace too: one trace id finds the whole exchange (LDV).
+            trace_id = p.trace_id
+            if not trace_id:
+                with contextlib.suppress(TransientError):  # then a trace of its own
+                    trace_id = await ctx.audit.send_trace(p.message_id)
             now = ctx.now()
             record = ctx.record(
                 "message.publish",
-                trace_id=p.trace_id,  # empty (a trace of its own) when re-read after a restart
+                trace_id=trace_id,
                 message_id=p.message_id,
                 peer=p.org,
                 purpose=p.purpose,

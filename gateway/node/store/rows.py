@@ -61,7 +61,8 @@ class PendingPublish:
     message_type: str = ""
     purpose: str = ""
     case_ref: str = ""
-    #: The send's trace id when handed over at once; empty when re-read from the store.
+    #: The send's trace id when handed over at once; empty when re-read from the store (the
+    #: publisher then reads it from the ``message.send`` record).
     trace_id: str = ""
 
 

@@ -177,6 +177,25 @@ async def test_a_message_the_first_outbox_scan_published_is_not_published_again_
     assert [p.message_id for p in inproc.broker.published] == [message_id]
 
 
+async def test_a_publish_by_the_outbox_scan_joins_the_trace_of_the_send(
+    inproc: InProcFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug (LDV, seen flaky in CI): when the outbox's scan published a fresh entry before
+    ``send`` handed it over (or after a restart), the entry read back from the store had no
+    trace id, and its ``message.publish`` record began a trace of its own: an officer following
+    the exchange by its trace id missed the publish."""
+    pol = await inproc.start("politie", connect=False)
+    outbox = pol.node.service.outbox
+    monkeypatch.setattr(outbox, "hand_over", lambda _entry: None)  # only the scan publishes
+    message_id = await pol.send(request_from_example("case.referral"))
+    inproc.connect("politie")
+    outbox.wake()
+    await inproc.wait_status("politie", message_id, "sent")
+    (sent,) = pol.node.audit(operation="message.send", message_id=message_id)
+    (published,) = pol.node.audit(operation="message.publish", message_id=message_id)
+    assert published["view"]["trace_id"] == sent["view"]["trace_id"]
+
+
 async def test_a_hand_over_that_comes_while_the_scan_publishes_the_entry_does_not_publish_it_again(
     inproc: InProcFederation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
