@@ -254,7 +254,7 @@ def test_a_token_cannot_carry_the_consoles_security_officer_role() -> None:
     """The console's security-officer is no API role: a token cannot carry it (only
     contactpunt and privacy-officer read, decision 0102)."""
     with pytest.raises(ValueError, match="role"):
-        Token(name="so", role="security-officer", sha256=hash_token("x"))  # type: ignore[arg-type]
+        Token(name="so", role="security-officer", sha256=hash_token("x"))  # type: ignore[arg-type]  # a role the model refuses: the point
 
 
 @pytest.mark.parametrize("limit", [1, 2, 5])

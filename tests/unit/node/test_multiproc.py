@@ -261,9 +261,9 @@ async def test_a_receipt_applied_by_another_process_is_not_overwritten_by_a_late
 
         # b's move waits for a's lock on the message (or, without it, commits at once)
         threading.Thread(target=move, daemon=True).start()
-        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]  # PgConnection wraps psycopg
 
-    a._db = _PausedAfter(a._db, "SELECT org, status", b_moves_meanwhile)  # type: ignore[assignment]
+    a._db = _PausedAfter(a._db, "SELECT org, status", b_moves_meanwhile)  # type: ignore[assignment]  # a stand-in with the same execute()
     await a.run(lambda db: move_status(db, mid, GEM, OutboundEvent.PUBLISHED, None, T0))
     assert await asyncio.to_thread(b_finished.wait, HANG_S)
     assert a.read("SELECT status FROM outbox_recipients WHERE message_id=?", (mid,)) == [
@@ -363,7 +363,7 @@ async def test_a_long_poll_on_one_process_is_woken_by_an_arrival_at_the_other(
         if what == "*":
             listening.set()
 
-    ctx.heard = hear  # type: ignore[method-assign]
+    ctx.heard = hear  # type: ignore[method-assign]  # the test listens in
     coordination = asyncio.create_task(coordinate_node(ctx))
     try:
         await asyncio.wait_for(listening.wait(), FAILOVER_S)
@@ -507,9 +507,9 @@ async def test_an_inbox_ack_and_an_outbox_publish_in_two_processes_do_not_deadlo
                 b_done.set_exception(exc)
 
         asyncio.run_coroutine_threadsafe(commit(), loop)
-        _waits_for_a_lock(url, b._db._conn.info.backend_pid)  # type: ignore[attr-defined]
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid)  # type: ignore[attr-defined]  # PgConnection wraps psycopg
 
-    a._db = _PausedAfter(a._db, "UPDATE inbox SET status", b_commits_meanwhile)  # type: ignore[assignment]
+    a._db = _PausedAfter(a._db, "UPDATE inbox SET status", b_commits_meanwhile)  # type: ignore[assignment]  # a stand-in with the same execute()
     acked = await a.commit(ack(), log_a.append([_record("adapter.ack")], T0))
     async with asyncio.timeout(HANG_S):
         second = await b_done
@@ -546,9 +546,9 @@ async def test_a_commit_postgresql_aborted_as_a_deadlock_victim_is_run_again(
                 b_done.set_exception(exc)
 
         asyncio.run_coroutine_threadsafe(commit(), loop)
-        _waits_for_a_lock(url, b._db._conn.info.backend_pid)  # type: ignore[attr-defined]
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid)  # type: ignore[attr-defined]  # PgConnection wraps psycopg
 
-    a._db = _PausedAfter(a._db, "UPDATE outbox_recipients SET status", b_commits_meanwhile)  # type: ignore[assignment]
+    a._db = _PausedAfter(a._db, "UPDATE outbox_recipients SET status", b_commits_meanwhile)  # type: ignore[assignment]  # a stand-in with the same execute()
     published = OutboundEvent.PUBLISHED
     first = a.commit(move(GEM, published), move(POL, published))
     results = await asyncio.gather(first, b_done, return_exceptions=True)
@@ -586,9 +586,9 @@ async def test_the_last_two_recipients_becoming_final_in_two_processes_at_once_d
                 b_finished.set()
 
         asyncio.run_coroutine_threadsafe(commit(), loop)
-        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]
+        _waits_for_a_lock(url, b._db._conn.info.backend_pid, b_finished)  # type: ignore[attr-defined]  # PgConnection wraps psycopg
 
-    a._db = _PausedAfter(a._db, "SELECT org, status", b_commits_meanwhile)  # type: ignore[assignment]
+    a._db = _PausedAfter(a._db, "SELECT org, status", b_commits_meanwhile)  # type: ignore[assignment]  # a stand-in with the same execute()
     first = a.commit(SetStatus(mid, GEM, accepted, None, T0))
     results = await asyncio.gather(first, b_done)
     assert [r.applied for r in results] == [True, True]
