@@ -33,6 +33,7 @@ from gateway.node.api import build_app
 from gateway.node.config import NodeConfig
 from gateway.node.context import utc_now
 from gateway.node.datadir import NODE_UMASK, exposure
+from gateway.node.heap import YOUNG_THRESHOLD, freeze_start_up_heap
 from gateway.node.listener import ApiSite
 from gateway.node.lock import DataDirLock
 from gateway.node.ports import BrokerSlot
@@ -292,6 +293,10 @@ async def run_node(
     for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a stop during start drains too
         loop.add_signal_handler(sig, stop.set)
     node = await Node.start(config)
+    frozen = freeze_start_up_heap()
+    log.info(
+        "start-up heap frozen (%d objects); young collections every %d", frozen, YOUNG_THRESHOLD
+    )
     if on_ready is not None:
         await on_ready(node)
     try:

@@ -90,6 +90,8 @@ async def test_kill_9_of_the_receiver_mid_stream(two_nodes: Fed) -> None:
     assert progress.acked == KILL_AT
     assert progress.sent <= KILL_AT + WINDOW < MESSAGES, "the kill must land mid-stream"
     assert not sending.done()
+    # Written right after the start, before the node handles any delivery (decision 0120).
+    assert "start-up heap frozen" in (fed.root / "gemeente.log").read_text()
     fed.kill("gemeente")  # SIGKILL: no drain, no cleanup
     fed.spawn("gemeente")
     killed.set()
