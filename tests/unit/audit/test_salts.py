@@ -9,6 +9,7 @@ stay byte-identical for the same randomness.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import log as audit_log
+from gateway.audit import search
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.core.audit import new_record, stored_parts
 from gateway.core.commit import SALT_SIZE
@@ -163,3 +165,36 @@ async def test_os_urandom_salts_come_from_the_pool(
     assert [salt for *_, salt in rows] == [
         pool._block[i * SALT_SIZE : (i + 1) * SALT_SIZE] for i in range(3)
     ]
+
+
+async def test_the_side_tables_are_the_same_with_the_times_given(tmp_path: Path) -> None:
+    # The writer thread hands index_rows the POSIX times it stored: the same rows as when
+    # index_rows computes them itself.
+    records = [
+        new_record(
+            name="message.send",
+            status="ok",
+            start_time=NOW,
+            end_time=NOW.replace(minute=m),
+            purpose="p",
+            sender="a",
+            recipients=("b", "a"),
+            data_subjects=("s1", "s2"),
+        )
+        for m in (1, 59)
+    ] + [new_record(name="key.change", status="ok", start_time=NOW, end_time=NOW, peer="c")]
+    tables = ("audit_subjects", "audit_parties", "audit_hourly", "audit_notable", "audit_indexed")
+    dumps = []
+    for times in (None, [r.end_time.timestamp() for r in records]):
+        s = SqliteStore(tmp_path / f"{times is None}.db", schemas=(AUDIT_SCHEMA,))
+        try:
+
+            def index(db: sqlite3.Connection, given: list[float] | None = times) -> None:
+                search.index_rows(db, records, [0, 1, 2], given)
+
+            await s.run(index)
+            dumps.append([sorted(s.read(f"SELECT * FROM {t}")) for t in tables])  # noqa: S608 - fixed names
+        finally:
+            await s.close()
+    assert dumps[0] == dumps[1]
+    assert dumps[0][0]  # something was indexed
