@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import erasure, search, witnessing
 from gateway.core import jose, note
-from gateway.core.audit import Record, split, view_json
+from gateway.core.audit import Record, stored_parts
 from gateway.core.commit import SALT_SIZE
 from gateway.core.merkle import MerkleTree, leaf_hash
 from gateway.core.witness import HeadAgreement, compare_with_log
@@ -124,14 +124,47 @@ CREATE TABLE IF NOT EXISTS witness_evidence (
 
 Rand = Callable[[int], bytes]
 
+
+class _OsSalts:
+    """``os.urandom`` for salts, drawn :attr:`BLOCK` bytes at a time and handed out in slices.
+
+    Every slice is fresh kernel randomness handed out once (under a lock), so salts are as
+    unpredictable and as independent as with one ``os.urandom`` call each; what changes is the
+    cost: ``os.urandom`` is a ``getrandom`` system call that also lets go of the GIL, and a
+    node busy in its store's writer thread pays for taking it back on every call (one call per
+    record before; one per :attr:`BLOCK` bytes now). A forked child forgets the block (it would
+    hand out the parent's next salts again) and starts with a fresh one."""
+
+    BLOCK = 4096  # 128 salts
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._block = b""
+        self._used = 0
+
+    def __call__(self, n: int) -> bytes:
+        with self._lock:
+            if self._used + n > len(self._block):
+                if n > self.BLOCK:
+                    return os.urandom(n)
+                self._block, self._used = os.urandom(self.BLOCK), 0
+            out = self._block[self._used : self._used + n]
+            self._used += n
+            return out
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's block (and a lock another thread may hold)."""
+        self._lock = threading.Lock()
+        self._block, self._used = b"", 0
+
+
+_OS_SALTS = _OsSalts()
+os.register_at_fork(after_in_child=_OS_SALTS.forget)
+
 PEER_HEADS_KEPT = 16
 """Answers kept per peer in ``peer_heads`` (the newest): enough for the node's own question and
 a few ``zvg audit verify --witnesses`` runs at once; a peer answering unasked cannot grow the
 store."""
-
-#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (that is
-#: all json.dumps does with keyword arguments).
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -156,7 +189,9 @@ class AuditLog:
         self.store = store
         self.origin = origin
         self._key = key
-        self._rand = rand
+        # Salts only: with the operating system's randomness, drawn a block at a time (_OsSalts);
+        # any other source (a test's) is asked for each append's salts as it is.
+        self._salts: Rand = _OS_SALTS if rand is os.urandom else rand
         self._retention_s = retention_s
         self._tree = MerkleTree()
         self._tree_lock = threading.Lock()
@@ -227,24 +262,24 @@ class AuditLog:
     def append(self, records: Sequence[Record], now: datetime) -> AppendAudit:
         """The command that appends ``records`` (commit it with the state it describes).
 
-        Salts come from the log's random source (one draw for all of them). The rows are built here,
+        Salts come from the log's random source (one draw for all of them; ``os.urandom`` is
+        drawn a block at a time, see :class:`_OsSalts`). The rows are built here,
         in the caller's thread; applying the command only assigns indexes and inserts, so the
         store's writer thread spends its time in SQLite (which releases the GIL), not in Python.
         """
         purge_after = now.timestamp() + self._retention_s
         rows = []
         # One draw from the random source for all the records' salts (independent slices).
-        salts = self._rand(SALT_SIZE * len(records))
+        salts = self._salts(SALT_SIZE * len(records))
         for i, record in enumerate(records):
             salt = salts[i * SALT_SIZE : (i + 1) * SALT_SIZE]
-            view, personal = split(record, salt)
-            view_bytes = view_json(view)
+            view_bytes, personal = stored_parts(record, salt)
             rows.append(
                 AuditRow(
                     record,
                     leaf_hash(view_bytes),
                     view_bytes.decode("utf-8"),
-                    _COMPACT.encode(personal),
+                    personal,
                     salt,
                     purge_after,
                 )
@@ -495,7 +530,10 @@ def highest_directory_version(db: sqlite3.Connection) -> int:
 
 def _append_rows(db: sqlite3.Connection, command: AppendAudit, state: CommitState) -> bool:
     start = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_records").fetchone()[0]
-    indexes = list(range(start, start + len(command.rows)))
+    rows = command.rows
+    indexes = list(range(start, start + len(rows)))
+    records = [row.record for row in rows]
+    times = [record.end_time.timestamp() for record in records]  # for the side tables too
     db.executemany(
         "INSERT INTO audit_records (idx, leaf, view, personal, salt, name, time,"
         " trace_id, message_id, case_ref, purge_after) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -506,18 +544,17 @@ def _append_rows(db: sqlite3.Connection, command: AppendAudit, state: CommitStat
                 row.view,
                 row.personal,
                 row.salt,
-                row.record.name,
-                row.record.end_time.timestamp(),
-                row.record.trace_id,
-                row.record.message_id,
-                row.record.case_ref,
+                record.name,
+                t,
+                record.trace_id,
+                record.message_id,
+                record.case_ref,
                 row.purge_after,
             )
-            for i, row in zip(indexes, command.rows, strict=True)
+            for i, row, record, t in zip(indexes, rows, records, times, strict=True)
         ],
     )
-    records = [row.record for row in command.rows]
-    search.index_rows(db, records, indexes)
+    search.index_rows(db, records, indexes, times)
     state.appended(records, indexes)
     return True
 

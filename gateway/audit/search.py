@@ -161,21 +161,29 @@ def _index(
         )
 
 
-def index_rows(db: sqlite3.Connection, records: Sequence[Record], indexes: Sequence[int]) -> None:
-    """Index records just appended at ``indexes`` (in the append's transaction)."""
+def index_rows(
+    db: sqlite3.Connection,
+    records: Sequence[Record],
+    indexes: Sequence[int],
+    times: Sequence[float] | None = None,
+) -> None:
+    """Index records just appended at ``indexes`` (in the append's transaction). ``times``: the
+    records' ``end_time`` as POSIX seconds, when the caller has them already (as stored)."""
+    if times is None:
+        times = [r.end_time.timestamp() for r in records]
     _index(
         db,
         [
             (
                 i,
-                r.end_time.timestamp(),
+                t,
                 r.name,
                 r.status,
                 r.purpose or "",
                 _parties(r.sender, r.recipients, r.peer),
                 r.data_subjects,
             )
-            for i, r in zip(indexes, records, strict=True)
+            for i, r, t in zip(indexes, records, times, strict=True)
         ],
     )
 

@@ -29,8 +29,9 @@ Rules enforced here:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -61,9 +62,11 @@ __all__ = [
     "message_record",
     "new_record",
     "parse_record_time",
+    "personal_json",
     "policy_record",
     "record_time",
     "split",
+    "stored_parts",
     "view_json",
 ]
 
@@ -167,18 +170,22 @@ _OPAQUE_FIELDS = frozenset(
 )
 _VIEW_FIELDS = tuple(name for name in _FIELD_NAMES if name not in _PERSONAL)
 _SEARCHED_FIELDS = tuple(name for name in _FIELD_NAMES if name not in _OPAQUE_FIELDS)
+#: ``{*map(type, values)} <= _STR``: every one of ``values`` is exactly a ``str`` (one C call).
+_STR = frozenset({str})
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _iso(t: datetime) -> str:
-    offset = t.utcoffset()
-    if offset is None or offset.total_seconds() != 0:
-        raise LocalError("audit record times must be aware UTC datetimes")
     if t.tzinfo is UTC and type(t) is datetime and t.year >= 1000:
         # Fast path, same text as the strftime below: the C isoformat gives the same zero-padded
         # fields and six microsecond digits, then "+00:00" for UTC. Only for the UTC singleton
-        # (strftime also asks other tzinfos for dst(), which may raise) and for years from 1000
-        # (strftime does not pad earlier ones to four digits, on glibc).
+        # (its offset is zero: the check below always passes; strftime also asks other tzinfos
+        # for dst(), which may raise) and for years from 1000 (strftime does not pad earlier
+        # ones to four digits, on glibc).
         return t.isoformat(timespec="microseconds")[:-6] + "Z"
+    offset = t.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        raise LocalError("audit record times must be aware UTC datetimes")
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -193,6 +200,19 @@ def parse_record_time(text: str) -> datetime:
     if t.utcoffset() is None or not text.endswith("Z"):
         raise ValueError("not a record time")
     return t
+
+
+def _complete_record(values: dict[str, Any]) -> Record:
+    """``Record(**values)`` for ``values`` naming every field of :class:`Record` in order: the
+    same object (a plain frozen dataclass with no ``__post_init__``: its ``__init__`` only sets
+    each field, one ``object.__setattr__`` call at a time), made at a fraction of the cost.
+    Unchecked, like ``Record(...)``: the builders end in the checks of :func:`new_record`.
+    Anything but exactly the fields (a field added to Record and not here) takes ``__init__``."""
+    if tuple(values) != _FIELD_NAMES:
+        return Record(**values)
+    record = object.__new__(Record)
+    record.__dict__.update(values)
+    return record
 
 
 def _fields(record: Record) -> list[tuple[str, Any]]:
@@ -279,14 +299,13 @@ class MessageFields:
 
     def with_digest(self, digest: str, key_id: str | None = None) -> MessageFields:
         """These fields with the content digest (base64url) and the signing key id."""
-        return self._keeping_guard(replace(self, digest=digest, key_id=key_id))
+        return self._keeping_guard(self._replaced(digest=digest, key_id=key_id))
 
     def with_foreign_operation(self, claims: ClaimsBase) -> MessageFields:
         """These fields naming the sender's operation (its trace and span, its organisation)."""
         _, trace_id, span_id, _ = claims.trace.split("-")
         return self._keeping_guard(
-            replace(
-                self,
+            self._replaced(
                 foreign_operation={
                     "trace_id": trace_id,
                     "span_id": span_id,
@@ -295,10 +314,21 @@ class MessageFields:
             )
         )
 
+    def _replaced(self, **changes: Any) -> MessageFields:
+        """``dataclasses.replace(self, **changes)``: these fields' values but ``changes``, through
+        ``__init__`` (without replace's walk of the dataclass's fields on every call)."""
+        values = {name: getattr(self, name) for name in _MESSAGE_FIELD_NAMES}
+        values.update(changes)
+        return MessageFields(**values)
+
     def _keeping_guard(self, other: MessageFields) -> MessageFields:
         """``other`` (these fields with only opaque ones changed) with this guard result."""
         object.__setattr__(other, "_bsn_free", self._bsn_free)
         return other
+
+
+#: The fields ``MessageFields.__init__`` takes (all but the guard's result).
+_MESSAGE_FIELD_NAMES = tuple(f.name for f in fields(MessageFields) if f.init)
 
 
 def _field_strings(fields: MessageFields) -> list[str]:
@@ -308,7 +338,7 @@ def _field_strings(fields: MessageFields) -> list[str]:
     out = [f.processing_activity_id, f.message_type, f.purpose, f.sender, f.case_ref]
     for many in (f.legal_basis, f.recipients, f.data_categories, f.flags, f.data_subjects):
         out.extend(many)
-    if all(type(s) is str for s in out):
+    if {*map(type, out)} <= _STR:  # all(type(s) is str for s in out), in C
         return out
     return _strings(out)  # values of other types, as the record's guard takes them
 
@@ -338,34 +368,39 @@ def message_record(
     decision; ``note`` and ``adapter_reason`` the adapter's words and code about a reject,
     personal), from ``start_time`` (default ``at``) to ``at``."""
     version, rule, decision = policy if policy is not None else (None, None, None)
-    record = Record(
-        name=name,
-        status=status,
-        start_time=start_time or at,
-        end_time=at,
-        trace_id=fields.trace_id,
-        span_id=fields.span_id,
-        foreign_operation=fields.foreign_operation,
-        processing_activity_id=fields.processing_activity_id,
-        message_id=fields.message_id,
-        message_type=fields.message_type,
-        purpose=fields.purpose,
-        legal_basis=fields.legal_basis,
-        sender=fields.sender,
-        recipients=fields.recipients,
-        data_categories=fields.data_categories,
-        flags=fields.flags,
-        policy_version=version,
-        policy_rule=rule,
-        policy_decision=decision,
-        reason=reason,
-        digest=fields.digest,
-        key_id=fields.key_id,
-        detail=detail if detail is not None else {},
-        case_ref=fields.case_ref,
-        data_subjects=fields.data_subjects,
-        note=note,
-        adapter_reason=adapter_reason,
+    record = _complete_record(
+        {
+            "name": name,
+            "status": status,
+            "start_time": start_time or at,
+            "end_time": at,
+            "trace_id": fields.trace_id,
+            "span_id": fields.span_id,
+            "parent_span_id": None,
+            "foreign_operation": fields.foreign_operation,
+            "processing_activity_id": fields.processing_activity_id,
+            "message_id": fields.message_id,
+            "message_type": fields.message_type,
+            "purpose": fields.purpose,
+            "legal_basis": fields.legal_basis,
+            "sender": fields.sender,
+            "recipients": fields.recipients,
+            "data_categories": fields.data_categories,
+            "flags": fields.flags,
+            "policy_version": version,
+            "policy_rule": rule,
+            "policy_decision": decision,
+            "reason": reason,
+            "digest": fields.digest,
+            "key_id": fields.key_id,
+            "peer": None,
+            "detail": detail if detail is not None else {},
+            "case_ref": fields.case_ref,
+            "data_subjects": fields.data_subjects,
+            "actor": None,
+            "note": note,
+            "adapter_reason": adapter_reason,
+        }
     )
     if fields._bsn_free is not True or name not in OPERATIONS:
         return _checked(record)
@@ -445,7 +480,7 @@ def _searched_strings(record: Record) -> list[str]:
             out.append(value)
         elif value is None:
             continue
-        elif type(value) is tuple and all(type(v) is str for v in value):
+        elif type(value) is tuple and {*map(type, value)} <= _STR:  # only exact strs
             out.extend(value)
         else:
             out.extend(_strings(value))
@@ -511,9 +546,15 @@ def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, Js
     case_ref = personal.get("case_ref")
     out["case_ref"] = None if case_ref is None else c(str(case_ref), "case_ref")
     subjects = personal.get("data_subjects")
-    out["data_subjects"] = [
-        c(str(s), "data_subject") for s in (subjects if isinstance(subjects, list) else [])
-    ]
+    hashed: list[JsonValue] = []
+    prefix = _COMMIT_PREFIX["data_subject"]
+    for s in subjects if isinstance(subjects, list) else ():  # c(str(s), "data_subject"), inline
+        i = inner.copy()
+        i.update(prefix + str(s).encode("utf-8"))
+        o = outer.copy()
+        o.update(i.digest())
+        hashed.append(o.hexdigest())
+    out["data_subjects"] = hashed
     actor = personal.get("actor")
     out["actor"] = None if actor is None else c(canonical_json(actor).decode("utf-8"), "actor")
     for name in ("note", "adapter_reason"):
@@ -526,25 +567,110 @@ def _commitments(personal: Mapping[str, JsonValue], salt: bytes) -> dict[str, Js
 def split(record: Record, salt: bytes) -> tuple[dict[str, JsonValue], dict[str, JsonValue]]:
     """(leaf view, personal part). The leaf view holds commitments where the record holds
     personal values; it is what the Merkle leaf hashes, and it is kept for ever."""
+    view, personal, _ = _split(record, salt)
+    return view, personal
+
+
+def stored_parts(record: Record, salt: bytes) -> tuple[bytes, str]:
+    """``view_json(view)`` and ``personal_json(personal)`` of ``split(record, salt)``: the same
+    bytes and text, the same refusals, in one pass (the walk that builds the view also tells
+    whether :func:`view_json`'s fast path applies, so the view is not walked again)."""
+    view, personal, plain = _split(record, salt)
+    if plain:  # _flat_plain(view) holds: view_json's fast path, as there
+        try:
+            view_bytes = orjson.dumps(view, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            view_bytes = canonical_json(view)
+    else:
+        view_bytes = view_json(view)
+    return view_bytes, personal_json(personal)
+
+
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (that is
+#: all json.dumps does with keyword arguments): how the personal part is stored.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def personal_json(personal: Mapping[str, JsonValue]) -> str:
+    """A personal part as stored: ``json.dumps(personal, separators=(",", ":"))`` (ASCII: json
+    escapes every character outside ``" "``..``"~"``). For the shapes :func:`_personal_values`
+    makes (strings, ``None``, lists of strings, a map of strings and ``None``; exact types),
+    orjson writes the same text, faster, when it writes no byte outside that range: both escape
+    ``"``, ``\\`` and the control characters alike (``\\b \\f \\n \\r \\t``, the others
+    as lower-case ``\\u00xx``), keep key order and write no spaces; orjson writes DEL and
+    non-ASCII characters as they are, json escapes them, so those take json (and so does a lone
+    surrogate, which orjson refuses, or any other type)."""
+    if type(personal) is dict and _personal_plain(personal):
+        try:
+            out = orjson.dumps(personal)
+        except orjson.JSONEncodeError:
+            return _COMPACT.encode(personal)
+        if out.isascii() and b"\x7f" not in out:
+            return out.decode("ascii")
+    return _COMPACT.encode(personal)
+
+
+def _personal_plain(personal: dict[str, Any]) -> bool:
+    """Every key a ``str``, every value ``None``, a ``str``, a list of ``str`` or a map of
+    ``str`` keys to ``str`` or ``None`` (exact types)."""
+    for key, value in personal.items():
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if value is None or kind is str:
+            continue
+        if kind is list:
+            if not {*map(type, value)} <= _STR:
+                return False
+        elif kind is dict:
+            if not {*map(type, value)} <= _STR:
+                return False
+            if not {*map(type, value.values())} <= _STR_OR_NONE:
+                return False
+        else:
+            return False
+    return True
+
+
+def _split(record: Record, salt: bytes) -> tuple[dict[str, JsonValue], dict[str, JsonValue], bool]:
+    """:func:`split`, and whether :func:`_flat_plain` holds for the view (``False`` when not
+    sure), found while building it."""
     if len(salt) != SALT_SIZE:
         raise LocalError(f"audit salt must be {SALT_SIZE} bytes")
     view: dict[str, JsonValue] = {}
+    plain = True  # the view's keys are field names (ASCII); its commitments are always plain
     values = record.__dict__  # a plain (not slotted) dataclass: every field is in it
+    last_time: datetime | None = None  # start and end are often the same object: format once
+    last_text = ""
     for key in _VIEW_FIELDS:
         value = values[key]
-        if value is None or type(value) is str:  # the common case, as the else branch below
+        kind = type(value)
+        # Exact types first (the common cases, each as its isinstance branch below).
+        if kind is str or value is None:
             view[key] = value
+        elif kind is tuple:
+            view[key] = list(value)
+            if plain and not {*map(type, value)} <= _STR:
+                plain = False
         elif isinstance(value, datetime):
-            view[key] = _iso(value)
+            if value is not last_time:
+                last_time, last_text = value, _iso(value)
+            view[key] = last_text
         elif isinstance(value, tuple):
             view[key] = list(value)
+            if plain and not {*map(type, value)} <= _STR:
+                plain = False
         elif isinstance(value, dict):
-            view[key] = dict(value)
+            view[key] = copy = dict(value)
+            if plain and not _plain_map(copy):
+                plain = False
         else:
             view[key] = value
+            if plain and not _plain_leaf(value):
+                plain = False
     personal = _personal_values(record)
     view["commitments"] = _commitments(personal, salt)
-    return view, personal
+    return view, personal, plain
 
 
 def leaf_of(view: Mapping[str, JsonValue]) -> bytes:
@@ -574,30 +700,33 @@ def _flat_plain(view: dict[str, Any]) -> bool:
     for key, value in view.items():
         if type(key) is not str or not key.isascii():
             return False
-        kind = type(value)
-        if kind is str or value is None or kind is bool:
-            continue
-        if kind is int:
-            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        if type(value) is dict:
+            if not _plain_map(value):
                 return False
-        elif kind is list:
-            if not all(type(v) is str for v in value):
-                return False
-        elif kind is dict:
-            for k, v in value.items():
-                if type(k) is not str or not k.isascii():
-                    return False
-                vkind = type(v)
-                if vkind is str or v is None or vkind is bool:
-                    continue
-                if vkind is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                    continue
-                if vkind is list and all(type(x) is str for x in v):
-                    continue
-                return False
-        else:
+        elif not _plain_leaf(value):
             return False
     return True
+
+
+def _plain_map(value: dict[str, Any]) -> bool:
+    """:func:`_flat_plain` of a map inside a view: ASCII ``str`` keys, :func:`_plain_leaf`
+    values."""
+    for k, v in value.items():
+        if type(k) is not str or not k.isascii() or not _plain_leaf(v):
+            return False
+    return True
+
+
+def _plain_leaf(value: Any) -> bool:
+    """A string, ``None``, a boolean, a safe integer or a list of strings (exact types)."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if kind is list:
+        return {*map(type, value)} <= _STR
+    return False
 
 
 def check_personal(

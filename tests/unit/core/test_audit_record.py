@@ -8,8 +8,11 @@ leaf view that differs from what a partner or ``zvg audit verify`` recomputes.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -357,6 +360,34 @@ def test_the_guard_result_survives_only_opaque_changes() -> None:
         audit.message_record("message.refuse", fields, at=NOW, detail={"category": A_BSN})
 
 
+def test_with_digest_and_foreign_operation_are_dataclass_replace() -> None:
+    fields = audit.MessageFields(
+        trace_id="t",
+        span_id="s",
+        processing_activity_id="p",
+        message_id="m",
+        message_type="case.referral",
+        purpose="x",
+        legal_basis=("WGS",),
+        sender="o",
+        recipients=("r",),
+        data_categories=("c",),
+        flags=("f",),
+        case_ref="c",
+        data_subjects=("d",),
+    )
+    digested = fields.with_digest("d", "k")
+    assert digested == replace(fields, digest="d", key_id="k")
+    assert digested.with_digest("e") == replace(fields, digest="e", key_id=None)
+    claims = SimpleNamespace(
+        trace="00-" + "a" * 32 + "-" + "b" * 16 + "-01", sender=SimpleNamespace(org="z")
+    )
+    foreign = digested.with_foreign_operation(claims)  # type: ignore[arg-type] # only these two
+    assert foreign == replace(
+        digested, foreign_operation={"trace_id": "a" * 32, "span_id": "b" * 16, "org": "z"}
+    )
+
+
 @settings(max_examples=100)
 @given(
     case_ref=_opt,
@@ -468,3 +499,128 @@ def test_view_json_refuses_what_canonical_json_refuses() -> None:
     # Keys sort in UTF-16 order (RFC 8785), not in code point order: U+1F600 before U+FF61.
     for non_ascii_keys in ({"\U0001f600": 1, "\uff61": 2}, {"z": {"\U0001f600": 1, "\uff61": 2}}):
         assert audit.view_json(non_ascii_keys) == canonical_json(non_ascii_keys)
+
+
+# ---------------------------------------------------------------------------- stored parts
+
+_odd_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    _surrogate_text,
+)
+_odd_records = st.fixed_dictionaries(
+    {
+        **{k: st.just(v) for k, v in base().items()},
+        "start_time": st.sampled_from([NOW, NOW - timedelta(seconds=1), NOW.replace(year=999)]),
+    },
+    optional={
+        "purpose": _odd_leaf,
+        "reason": _surrogate_text | st.text(max_size=6),
+        "case_ref": st.none() | st.text(max_size=6) | _surrogate_text,
+        "note": st.none() | st.text(max_size=6) | _surrogate_text,
+        "legal_basis": st.lists(_odd_leaf, max_size=3).map(tuple),
+        "recipients": st.lists(st.text(max_size=4), max_size=3).map(tuple),
+        "flags": st.lists(_odd_leaf, max_size=2),  # a list, not a tuple
+        "data_subjects": st.lists(st.text(max_size=6) | _surrogate_text, max_size=3).map(tuple),
+        "policy_version": _odd_leaf,
+        "detail": st.dictionaries(st.text(max_size=4) | _surrogate_text, _json_value, max_size=3),
+        "foreign_operation": st.none() | st.dictionaries(st.text(max_size=3), _odd_leaf),
+        "actor": st.none() | st.builds(Actor, st.text(max_size=4), _opt, _opt),
+    },
+)
+
+
+def _reference_parts(record: Record) -> tuple[str, object]:
+    """What the audit log stored before stored_parts: view_json of split's view, and
+    json.dumps of its personal part (compact)."""
+    try:
+        view, personal = split(record, SALT)
+        return "ok", (canonical_json(view), json.dumps(personal, separators=(",", ":")))
+    except (LocalError, UnicodeEncodeError) as exc:  # a lone surrogate in a personal value
+        return "refused", repr(exc)
+
+
+def _stored_parts(record: Record) -> tuple[str, object]:
+    try:
+        return "ok", audit.stored_parts(record, SALT)
+    except (LocalError, UnicodeEncodeError) as exc:
+        return "refused", repr(exc)
+
+
+@settings(max_examples=300)
+@given(values=_odd_records)
+def test_stored_parts_are_the_canonical_view_and_compact_personal_json_of_split(
+    values: dict[str, Any],
+) -> None:
+    # Any field values (unchecked records: floats, unsafe integers, lone surrogates, non-ASCII
+    # text and keys, lists, non-string tuples): the same bytes and text, or the same refusal.
+    record = Record(**values)
+    assert _stored_parts(record) == _reference_parts(record)
+
+
+@settings(max_examples=100)
+@given(values=_records)
+def test_stored_parts_of_checked_records_are_what_split_gives(values: dict[str, Any]) -> None:
+    try:
+        record = new_record(**values)
+    except LocalError:
+        return  # refused by the BSN guard
+    assert _stored_parts(record) == _reference_parts(record)
+
+
+def test_personal_json_escapes_every_ascii_character_as_json_does() -> None:
+    every = "".join(map(chr, range(128)))
+    cases: list[dict[str, Any]] = [
+        {"case_ref": every, "data_subjects": [every, "x"], "actor": None},
+        {"case_ref": None, "data_subjects": [], "actor": {"id": every, "role": None}},
+        {"case_ref": "é", "data_subjects": ["\ud800"], "actor": None, "note": "\u2028"},
+        {"case_ref": "\x7f", "data_subjects": [], "actor": None},
+    ]
+    for personal in cases:
+        assert audit.personal_json(personal) == json.dumps(personal, separators=(",", ":"))
+
+
+@settings(max_examples=200)
+@given(
+    personal=st.dictionaries(
+        st.text(max_size=4),
+        st.none()
+        | st.text(max_size=6)
+        | _surrogate_text
+        | st.lists(st.text(max_size=4) | _odd_leaf, max_size=3)
+        | st.dictionaries(st.text(max_size=3), st.none() | st.text(max_size=4) | _odd_leaf)
+        | _odd_leaf,
+        max_size=5,
+    )
+)
+def test_personal_json_is_compact_json_dumps(personal: dict[str, Any]) -> None:
+    assert audit.personal_json(personal) == json.dumps(personal, separators=(",", ":"))
+
+
+@settings(max_examples=100)
+@given(case=_message_and_record())
+def test_message_record_builds_the_record_its_init_builds(
+    case: tuple[audit.MessageFields, dict[str, Any]],
+) -> None:
+    # message_record fills the record's __dict__ instead of calling the dataclass __init__:
+    # the same fields, the same values, and nothing __init__ would do besides.
+    fields, args = case
+    kind, record = _outcome(fields, args)
+    if kind != "ok":
+        return
+    assert isinstance(record, Record)
+    assert type(record) is Record
+    assert list(vars(record)) == [f.name for f in dataclasses.fields(Record)]
+    assert record == Record(**vars(record))
+    assert not hasattr(Record, "__post_init__")
+
+
+def test_complete_record_takes_init_for_anything_but_every_field_in_order() -> None:
+    record = new_record(**base())
+    values = dict(reversed(list(vars(record).items())))
+    assert audit._complete_record(values) == record
+    with pytest.raises(TypeError):
+        audit._complete_record({**vars(record), "extra": 1})
