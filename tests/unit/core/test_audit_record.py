@@ -382,7 +382,7 @@ def test_with_digest_and_foreign_operation_are_dataclass_replace() -> None:
     claims = SimpleNamespace(
         trace="00-" + "a" * 32 + "-" + "b" * 16 + "-01", sender=SimpleNamespace(org="z")
     )
-    foreign = digested.with_foreign_operation(claims)  # type: ignore[arg-type] # only these two
+    foreign = digested.with_foreign_operation(claims)  # type: ignore[arg-type]  # a stand-in with only the two fields it reads
     assert foreign == replace(
         digested, foreign_operation={"trace_id": "a" * 32, "span_id": "b" * 16, "org": "z"}
     )
