@@ -19,7 +19,7 @@ import re
 from gateway.audit.log import AUDIT_SCHEMA
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
-from gateway.node.store import SqliteStore, pg_shared, rights, writes
+from gateway.node.store import SqliteStore, periodic, pg_shared, rights, writes
 from gateway.node.trust import TrustHistory, read_history
 
 # gateway.node.store.postgres (psycopg, the ``postgres`` extra) is imported only where a
@@ -50,11 +50,13 @@ def translate_schema(script: str) -> str:
 
 
 #: (version, DDL), applied in order. 2: outbox claims of several processes (decision 0109);
-#: 3: the inzageverzoeken (decision 0116).
+#: 3: the inzageverzoeken (decision 0116); 4: the indexes of the periodic jobs (the gauges, expiry
+#: and retention seek open and due rows instead of scanning the history).
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, translate_schema(writes.SCHEMA + AUDIT_SCHEMA)),
     (2, pg_shared.MIGRATION_2),
     (3, translate_schema(rights.SCHEMA)),
+    (4, periodic.PERIODIC_INDEXES),
 )
 #: The schema version this code reads and writes.
 VERSION = MIGRATIONS[-1][0]

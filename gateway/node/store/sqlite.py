@@ -8,14 +8,13 @@ loops call the core for every decision and use the store to remember the result.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 from datetime import datetime
 from pathlib import Path
 
 from gateway.core.receipts import ReceiptInfo
-from gateway.node.store import rights, writes
+from gateway.node.store import periodic, rights, writes
 from gateway.node.store.engine import GroupCommit
 from gateway.node.store.rows import (
     NODE_HANDLED_TYPES,
@@ -50,7 +49,9 @@ class SqliteStore(GroupCommit):
     shared = False
 
     def __init__(self, path: Path, *, schemas: tuple[str, ...] = ()) -> None:
-        super().__init__(path, schemas=(writes.SCHEMA, rights.SCHEMA, *schemas))
+        super().__init__(
+            path, schemas=(writes.SCHEMA, periodic.PERIODIC_INDEXES, rights.SCHEMA, *schemas)
+        )
         writes.register(self)
         rights.register(self)
         #: The inzageverzoeken kept (decision 0116).
@@ -205,31 +206,7 @@ class SqliteStore(GroupCommit):
         the age of the oldest, witness conflicts kept as evidence (when the audit schema is
         there)."""
 
-        def job(db: sqlite3.Connection) -> dict[str, float]:
-            pending, oldest = db.execute(
-                "SELECT count(*), min(o.created_at) FROM outbox_recipients r JOIN outbox o"
-                " USING (message_id) WHERE r.status = 'queued'"
-            ).fetchone()
-            waiting = db.execute("SELECT count(*) FROM inbox WHERE status='delivered'").fetchone()[
-                0
-            ]
-            age = max(0.0, ts(now) - oldest) if oldest is not None else 0.0
-            awaited, since = db.execute(
-                "SELECT count(*), min(updated_at) FROM outbox_recipients WHERE status = 'sent'"
-            ).fetchone()
-            gauges = {
-                "outbox_pending": float(pending),
-                "outbox_age": age,
-                "inbox_waiting": float(waiting),
-                "receipts_awaited": float(awaited),
-                "receipts_awaited_age": max(0.0, ts(now) - since) if since is not None else 0.0,
-            }
-            with contextlib.suppress(sqlite3.OperationalError):  # no audit schema in this store
-                row = db.execute("SELECT count(*) FROM witness_evidence").fetchone()
-                gauges["witness_conflicts"] = float(row[0])
-            return gauges
-
-        return await self.run(job)
+        return await self.run(lambda db: periodic.gauges(db, now))
 
     async def take_pending_receipts(self, limit: int) -> list[PendingReceipt]:
         """The oldest receipts waiting to be sealed (they stay until a ``ReceiptSealed``)."""
@@ -278,10 +255,10 @@ class SqliteStore(GroupCommit):
 
     async def expire_outbox(self, now: datetime) -> list[tuple[str, str]]:
         """Mark every recipient still queued or sent after the message expired; return them."""
-        return await self.run(lambda db: writes.expire_outbox(db, now))
+        return await self.run(lambda db: periodic.expire_outbox(db, now))
 
     async def purge(self, now: datetime) -> tuple[int, int, int]:
         """Delete payloads past retention; keep the metadata status and audit need.
 
         Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
-        return await self.run(lambda db: writes.purge(db, now))
+        return await self.run(lambda db: periodic.purge(db, now))

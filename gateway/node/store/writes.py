@@ -11,7 +11,6 @@ import sqlite3
 from datetime import UTC, datetime
 
 from gateway.core.delivery import OutboundEvent, all_final, inbound_move, outbound_move
-from gateway.core.retention import IDEMPOTENCY_KEEP
 from gateway.node.store.commands import (
     DateOutbox,
     DropPendingReceipt,
@@ -29,7 +28,7 @@ from gateway.node.store.commands import (
 from gateway.node.store.engine import CommitState, GroupCommit
 from gateway.node.store.rows import OutboxEntry
 
-__all__ = ["SCHEMA", "expire_outbox", "purge", "register", "stored_directory"]
+__all__ = ["SCHEMA", "register", "stored_directory"]
 
 
 #: ``meta`` key of the copy of the directory version the node trusts (gateway.node.trust).
@@ -360,40 +359,3 @@ def stored_directory(db: sqlite3.Connection) -> bytes | None:
     """The store's copy of the directory version the node trusts, if it holds one."""
     row = db.execute("SELECT value FROM meta WHERE key=?", (_TRUSTED_DIRECTORY,)).fetchone()
     return None if row is None else str(row[0]).encode("utf-8")
-
-
-def expire_outbox(db: sqlite3.Connection, now: datetime) -> list[tuple[str, str]]:
-    """Mark every recipient still queued or sent after the message expired; return them."""
-    rows = db.execute(
-        "SELECT r.message_id, r.org FROM outbox_recipients r JOIN outbox o"
-        " USING (message_id) WHERE o.expires_at <= ? AND r.status IN ('queued','sent')"
-        " AND o.message_type != 'receipt'",
-        (ts(now),),
-    ).fetchall()
-    for message_id, org in rows:
-        move_status(db, message_id, org, OutboundEvent.EXPIRED, None, now)
-    return [(str(m), str(o)) for m, o in rows]
-
-
-def purge(db: sqlite3.Connection, now: datetime) -> tuple[int, int, int]:
-    """Delete what is past its deadline (every deadline was written with the item, by the
-    node's ``RetentionPolicy``); keep the metadata status and audit need.
-
-    Returns (inbox payloads purged, outbox envelopes purged, inbox rows forgotten)."""
-    t = ts(now)
-    inbox = db.execute(
-        "UPDATE inbox SET claims=NULL, inner_jws=NULL WHERE purge_after <= ?"
-        " AND claims IS NOT NULL",
-        (t,),
-    ).rowcount
-    outbox = db.execute(
-        "UPDATE outbox SET envelope=NULL WHERE envelope IS NOT NULL AND purge_after <= ?", (t,)
-    ).rowcount
-    forgotten = db.execute(
-        "DELETE FROM inbox WHERE forget_after <= ? AND claims IS NULL AND status != 'delivered'",
-        (t,),
-    ).rowcount
-    # An Idempotency-Key only has to outlive an adapter's retries.
-    keep = IDEMPOTENCY_KEEP.total_seconds()
-    db.execute("DELETE FROM idempotency WHERE created_at + ? <= ?", (keep, t))
-    return inbox, outbox, forgotten

@@ -159,10 +159,10 @@ def test_check_config_refuses_a_schema_behind_and_migrate_brings_it_up(
 
 
 @pytest.mark.postgres
-async def test_zvg_node_migrate_takes_a_version_2_store_to_3_and_keeps_its_rows(
+async def test_zvg_node_migrate_takes_a_version_2_store_to_the_current_and_keeps_its_rows(
     pg_url: str, setup: NodeSetup
 ) -> None:
-    """Migration 3 (the inzageverzoeken, decision 0116) on a store of the version before."""
+    """Migrations 3 (the inzageverzoeken, decision 0116) and on, on a store of version 2."""
     url = schema_url(pg_url, "from2", migrate_it=False)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -173,12 +173,12 @@ async def test_zvg_node_migrate_takes_a_version_2_store_to_3_and_keeps_its_rows(
             conn.execute(ddl.encode("utf-8"))
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
         conn.execute("INSERT INTO meta VALUES ('kept', 'written at version 2')")
-    with pytest.raises(LocalError, match="at version 2, this node needs 3"):
+    with pytest.raises(LocalError, match=f"at version 2, this node needs {VERSION}"):
         PostgresStore(url, version=VERSION)
     setup.append(f'[store]\nurl = "{url}"')
     migrated = zvg("node", "migrate", "--config", setup.config)
     assert migrated.exit_code == 0, migrated.output
-    assert "migrated the store's schema from version 2 to 3" in migrated.output
+    assert f"migrated the store's schema from version 2 to {VERSION}" in migrated.output
     store = PostgresStore(url, version=VERSION)
     try:
         assert store.read("SELECT value FROM meta WHERE key = 'kept'") == [
