@@ -58,10 +58,21 @@ from gateway.node.store.engine import CommitState
 __all__ = [
     "AUDIT_SCHEMA",
     "PEER_HEADS_KEPT",
+    "SHRED_SCHEMA",
     "AuditLog",
     "StoredCheckpoint",
     "highest_directory_version",
+    "shred_up_to",
 ]
+
+#: Where the retention shred got to (:meth:`AuditLog.shred`); its own constant for the
+#: PostgreSQL migration that adds it to older stores (``gateway.node.pg_store``).
+SHRED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_shredded (
+    id          INTEGER PRIMARY KEY CHECK (id = 0),
+    upto        REAL NOT NULL         -- the shred's last cutoff: records up to it are shredded
+);
+"""
 
 AUDIT_SCHEMA = (
     """
@@ -119,6 +130,7 @@ CREATE TABLE IF NOT EXISTS witness_evidence (
     created_at  REAL NOT NULL
 );
 """
+    + SHRED_SCHEMA
     + search.SEARCH_SCHEMA
 )
 
@@ -391,24 +403,8 @@ class AuditLog:
         evidence of the records at or before :meth:`personal_cutoff`; the leaf views and every
         proof stay valid.
         Returns how many records were shredded."""
-
-        def job(db: sqlite3.Connection) -> int:
-            cutoff = self.personal_cutoff(now).timestamp()
-            search.forget_subjects(db, cutoff)
-            db.execute(
-                "DELETE FROM audit_evidence WHERE idx IN"
-                " (SELECT idx FROM audit_records WHERE time <= ?)",
-                (cutoff,),
-            )
-            return int(
-                db.execute(
-                    "UPDATE audit_records SET personal=NULL, salt=NULL, case_ref=NULL"
-                    " WHERE time <= ? AND personal IS NOT NULL",
-                    (cutoff,),
-                ).rowcount
-            )
-
-        return await self.store.run(job)
+        cutoff = self.personal_cutoff(now).timestamp()
+        return await self.store.run(lambda db: shred_up_to(db, cutoff))
 
     async def peer_sizes(self) -> dict[str, int]:
         """Per peer witnessing our log: the size it last cosigned."""
@@ -577,3 +573,33 @@ def _append_evidence(db: sqlite3.Connection, command: AppendEvidence, state: Com
 
 def _nothing(_db: sqlite3.Connection) -> None:
     """A store job that writes nothing: it runs once the jobs before it and their hooks ran."""
+
+
+def shred_up_to(db: sqlite3.Connection, cutoff: float) -> int:
+    """Shred the personal parts of the records with a time up to ``cutoff`` (POSIX seconds) that
+    the last run left (:meth:`AuditLog.shred`); in the caller's transaction. Returns how many.
+
+    Only records after the last run's cutoff are read: every record up to it was shredded then,
+    and a record's time is when it was written, never before a cutoff already past (a longer
+    retention set since moves the cutoff back: nothing to do)."""
+    row = db.execute("SELECT upto FROM audit_shredded WHERE id = 0").fetchone()
+    since = -1.0 if row is None else float(row[0])
+    if cutoff <= since:
+        return 0
+    search.forget_subjects(db, cutoff, since)
+    db.execute(
+        "DELETE FROM audit_evidence WHERE idx IN"
+        " (SELECT idx FROM audit_records WHERE time > ? AND time <= ?)",
+        (since, cutoff),
+    )
+    shredded = db.execute(
+        "UPDATE audit_records SET personal=NULL, salt=NULL, case_ref=NULL"
+        " WHERE time > ? AND time <= ? AND personal IS NOT NULL",
+        (since, cutoff),
+    ).rowcount
+    db.execute(
+        "INSERT INTO audit_shredded (id, upto) VALUES (0, ?)"
+        " ON CONFLICT (id) DO UPDATE SET upto = excluded.upto",  # SQLite's and PG's upsert
+        (cutoff,),
+    )
+    return int(shredded)

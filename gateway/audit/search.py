@@ -222,16 +222,18 @@ def catch_up(db: sqlite3.Connection) -> int:
         done += len(rows)
 
 
-def forget_subjects(db: sqlite3.Connection, cutoff: float) -> None:
+def forget_subjects(db: sqlite3.Connection, cutoff: float, since: float = -1.0) -> None:
     """Delete the pseudonym index rows of the records the audit log's shred is about to shred
-    (time at or before ``cutoff``, a POSIX time, personal part still held): they go with the
-    personal parts. Run it in the shred's transaction, before the personal parts are cleared.
+    (time after ``since`` and at or before ``cutoff``, POSIX times, personal part still held):
+    they go with the personal parts. Run it in the shred's transaction, before the personal
+    parts are cleared.
 
     It reads the same records the shred's own update does (by the time index) and deletes by
     primary key, so a shred that finds nothing to do costs no scan of the pseudonym index."""
     rows = db.execute(
-        "SELECT idx, time, personal FROM audit_records WHERE time <= ? AND personal IS NOT NULL",
-        (cutoff,),
+        "SELECT idx, time, personal FROM audit_records WHERE time > ? AND time <= ?"
+        " AND personal IS NOT NULL",
+        (since, cutoff),
     ).fetchall()
     gone = [
         (str(subject), t, idx)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.audit.log import AUDIT_SCHEMA
+from gateway.audit.log import AUDIT_SCHEMA, SHRED_SCHEMA
 from gateway.errors import LocalError
 from gateway.node.config import NodeConfig
 from gateway.node.store import SqliteStore, periodic, pg_shared, rights, writes
@@ -49,14 +49,18 @@ def translate_schema(script: str) -> str:
     )
 
 
+#: The audit schema as migration 1 made it (pinned): the shred's mark came with migration 4.
+_AUDIT_V1 = AUDIT_SCHEMA.replace(SHRED_SCHEMA, "")
+
 #: (version, DDL), applied in order. 2: outbox claims of several processes (decision 0109);
-#: 3: the inzageverzoeken (decision 0116); 4: the indexes of the periodic jobs (the gauges, expiry
-#: and retention seek open and due rows instead of scanning the history).
+#: 3: the inzageverzoeken (decision 0116); 4: what the periodic jobs need to seek open and due rows
+#: instead of scanning the history (the gauges', expiry's and purge's indexes, the audit shred's
+#: last cutoff).
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, translate_schema(writes.SCHEMA + AUDIT_SCHEMA)),
+    (1, translate_schema(writes.SCHEMA + _AUDIT_V1)),
     (2, pg_shared.MIGRATION_2),
     (3, translate_schema(rights.SCHEMA)),
-    (4, periodic.PERIODIC_INDEXES),
+    (4, periodic.PERIODIC_INDEXES + translate_schema(SHRED_SCHEMA)),
 )
 #: The schema version this code reads and writes.
 VERSION = MIGRATIONS[-1][0]
