@@ -189,6 +189,10 @@ class StoredCheckpoint:
 class AuditLog:
     """One node's audit log. Create with :meth:`open` (async: it reads the store)."""
 
+    #: Complete tiles of 256 records whose low tree levels stay in memory (about 16 KiB each):
+    #: proofs of the last ~16,000 records — every receipt's — never read back from the store.
+    TREE_KEEP_TILES = 64
+
     def __init__(
         self,
         store: SqliteStore,
@@ -205,7 +209,7 @@ class AuditLog:
         # any other source (a test's) is asked for each append's salts as it is.
         self._salts: Rand = _OS_SALTS if rand is os.urandom else rand
         self._retention_s = retention_s
-        self._tree = MerkleTree()
+        self._tree = MerkleTree(source=self._stored_leaves, keep_tiles=self.TREE_KEEP_TILES)
         self._tree_lock = threading.Lock()
         self._checkpoint_lock = asyncio.Lock()
         self.latest: StoredCheckpoint | None = None
@@ -230,7 +234,7 @@ class AuditLog:
         root (the log was altered; ``zvg audit verify`` finds where)."""
         log = cls(store, origin=origin, key=key, rand=rand, retention_s=retention_s)
 
-        def load(db: sqlite3.Connection) -> tuple[list[bytes], StoredCheckpoint | None]:
+        def load(db: sqlite3.Connection) -> tuple[MerkleTree, StoredCheckpoint | None]:
             # The checkpoint first: another process on a shared store may append and sign in
             # between (each statement sees what is committed when it starts), and the records
             # read after it cover it.
@@ -240,14 +244,17 @@ class AuditLog:
             latest = (
                 None if row is None else StoredCheckpoint(int(row[0]), bytes(row[1]), bytes(row[2]))
             )
-            leaves = [
+            # Streamed into a tree that keeps only recent low levels: memory stays bounded
+            # however long the log (gateway.core.merkle.MerkleTree, "Bounded memory").
+            tree = MerkleTree(source=log._stored_leaves, keep_tiles=cls.TREE_KEEP_TILES)
+            tree.extend(
                 bytes(r[0]) for r in db.execute("SELECT leaf FROM audit_records ORDER BY idx")
-            ]
-            return leaves, latest
+            )
+            return tree, latest
 
-        leaves, latest = await store.run(load)
+        tree, latest = await store.run(load)
         await store.run(search.catch_up)  # a log written before the console's indexes
-        log._tree = MerkleTree(leaves)
+        log._tree = tree
         if latest is not None and (
             latest.size > log._tree.size or log._tree.root(latest.size) != latest.root
         ):
@@ -325,6 +332,13 @@ class AuditLog:
             params.append(status)
         rows = self.store.read(sql + " ORDER BY idx DESC LIMIT 1", tuple(params))
         return int(rows[0][0]) if rows else None
+
+    def _stored_leaves(self, lo: int, hi: int) -> list[bytes]:
+        """The stored leaf hashes ``lo .. hi - 1`` (the tree reads an old tile back)."""
+        rows = self.store.read(
+            "SELECT leaf FROM audit_records WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi)
+        )
+        return [bytes(r[0]) for r in rows]
 
     def _catch_up(self, db: sqlite3.Connection) -> None:
         with self._tree_lock:

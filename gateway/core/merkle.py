@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from gateway.errors import LocalError
 
@@ -45,7 +45,9 @@ __all__ = [
     "MAX_CONSISTENCY_PROOF_HASHES",
     "MAX_INCLUSION_PROOF_HASHES",
     "MAX_TREE_SIZE",
+    "TILE_HEIGHT",
     "ConsistencyCheck",
+    "LeafSource",
     "MerkleTree",
     "check_consistency",
     "consistency_proof_length",
@@ -98,6 +100,15 @@ def _check_hash(value: bytes, what: str) -> None:
         raise LocalError(f"{what} must be {HASH_SIZE} bytes")
 
 
+LeafSource = Callable[[int, int], Sequence[bytes]]
+"""Where a tree with pruned low levels reads leaf hashes back: ``source(lo, hi)`` returns the
+leaf hashes ``lo .. hi - 1`` in order (the audit log reads them from its stored records)."""
+
+TILE_HEIGHT = 8
+"""Levels below this are pruned for old leaves when a tree has a :data:`LeafSource`: a tile is an
+aligned run of ``2**TILE_HEIGHT`` leaves, and its root (a level-``TILE_HEIGHT`` node) stays."""
+
+
 class MerkleTree:
     """An append-only RFC 9162 Merkle tree over leaf hashes, serving roots and proofs.
 
@@ -113,14 +124,35 @@ class MerkleTree:
 
     Misuse (a hash of the wrong length, a size or index out of range) raises
     :class:`~gateway.errors.LocalError`; the tree is unchanged when a call raises.
+
+    **Bounded memory.** Given a ``source`` (:data:`LeafSource`), the tree keeps the levels below
+    :data:`TILE_HEIGHT` only for the last ``keep_tiles`` complete tiles and the current one;
+    older tiles keep only their root, so memory is ``64 / 2**TILE_HEIGHT`` bytes per leaf (a
+    quarter of a byte) plus about ``keep_tiles * 16`` KiB, instead of 64 bytes per leaf. A proof
+    that needs a node inside an old tile reads the tile's leaves from ``source``, checks that they
+    hash to the tile's kept root (anything else raises :class:`LocalError`: the stored leaves
+    were altered) and keeps that one tile at hand for the next proof. Appends never read.
     """
 
-    __slots__ = ("_levels", "_size")
+    __slots__ = ("_base", "_keep", "_levels", "_size", "_source", "_tile")
 
-    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
-        """Create a tree, optionally filled with ``leaf_hashes`` in order."""
+    def __init__(
+        self,
+        leaf_hashes: Iterable[bytes] = (),
+        *,
+        source: LeafSource | None = None,
+        keep_tiles: int = 64,
+    ) -> None:
+        """Create a tree, optionally filled with ``leaf_hashes`` in order; ``source``: prune the
+        low levels of old leaves and read them back from it (class docstring)."""
         self._levels: list[bytearray] = [bytearray()]
         self._size = 0
+        self._source = source
+        self._keep = keep_tiles
+        #: The first leaf whose low-level nodes are kept (a multiple of the tile width).
+        self._base = 0
+        #: The last tile read back from the source: (its first leaf, its levels below the root).
+        self._tile: tuple[int, list[bytes]] | None = None
         self.extend(leaf_hashes)
 
     @property
@@ -150,7 +182,15 @@ class MerkleTree:
                 levels.append(bytearray())
             levels[level] += node
             n >>= 1
+        if self._source is not None and self._size - self._base >= (self._keep + 1) << TILE_HEIGHT:
+            self._prune_oldest_tile()
         return index
+
+    def _prune_oldest_tile(self) -> None:
+        """Forget the low levels of the oldest tile kept (its root stays at level TILE_HEIGHT)."""
+        for height in range(TILE_HEIGHT):
+            del self._levels[height][: (1 << (TILE_HEIGHT - height)) * HASH_SIZE]
+        self._base += 1 << TILE_HEIGHT
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append each 32-byte leaf hash in order (same contract as :meth:`append`)."""
@@ -160,8 +200,7 @@ class MerkleTree:
     def leaf(self, index: int) -> bytes:
         """Return the leaf hash at ``index`` (``0 <= index < size``)."""
         self._check_index(index, self._size)
-        start = index * HASH_SIZE
-        return bytes(self._levels[0][start : start + HASH_SIZE])
+        return self._node(0, index)
 
     def root(self, size: int | None = None) -> bytes:
         """Return the RFC 9162 Merkle Tree Hash of the first ``size`` leaves (default: all)."""
@@ -230,19 +269,52 @@ class MerkleTree:
         and folds them from the right, exactly as the recursive definition does.
         """
         parts: list[bytes] = []
-        levels = self._levels
         while lo < hi:
             width = hi - lo
             height = width.bit_length() - 1
             if lo:
                 height = min(height, (lo & -lo).bit_length() - 1)
-            start = (lo >> height) * HASH_SIZE
-            parts.append(bytes(levels[height][start : start + HASH_SIZE]))
+            parts.append(self._node(height, lo >> height))
             lo += 1 << height
         node = parts[-1]
         for left in reversed(parts[:-1]):
             node = _sha256(_NODE_PREFIX + left + node).digest()
         return node
+
+    def _node(self, height: int, position: int) -> bytes:
+        """The complete subtree hash at ``height`` covering leaves from ``position << height``."""
+        if height >= TILE_HEIGHT or position << height >= self._base:
+            start = (position - (self._base >> height if height < TILE_HEIGHT else 0)) * HASH_SIZE
+            return bytes(self._levels[height][start : start + HASH_SIZE])
+        first = (position << height) >> TILE_HEIGHT << TILE_HEIGHT
+        nodes = self._read_tile(first)
+        # The tile's nodes below its root, level by level: level h starts at sum of the widths
+        # of the levels below it.
+        offset = sum(1 << (TILE_HEIGHT - h) for h in range(height))
+        return nodes[offset + (((position << height) - first) >> height)]
+
+    def _read_tile(self, first: int) -> list[bytes]:
+        """The nodes below the root of the old tile from leaf ``first``, read back from the
+        source and checked against the kept root (class docstring)."""
+        if self._tile is not None and self._tile[0] == first:
+            return self._tile[1]
+        source = self._source
+        if source is None:  # only a tree with a source prunes: unreachable
+            raise LocalError("no leaf source to read a pruned tile from")
+        width = 1 << TILE_HEIGHT
+        leaves = [bytes(leaf) for leaf in source(first, first + width)]
+        if len(leaves) != width or any(len(leaf) != HASH_SIZE for leaf in leaves):
+            raise LocalError(f"the stored leaves from {first} are not a tile of {width} hashes")
+        nodes, row = list(leaves), leaves
+        while len(row) > 2:
+            row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+            nodes.extend(row)
+        root = node_hash(row[0], row[1])
+        kept = self._node(TILE_HEIGHT, first >> TILE_HEIGHT)
+        if root != kept:
+            raise LocalError(f"the stored leaves from {first} do not hash to the tree's node")
+        self._tile = (first, nodes)
+        return nodes
 
     def _check_size(self, size: int) -> None:
         if not isinstance(size, int) or not 0 <= size <= self._size:
