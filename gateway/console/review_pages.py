@@ -123,6 +123,7 @@ def _alerts(console: Console, db: sqlite3.Connection, *, show_comments: bool) ->
         settings=settings,
         expiries=expiries,
         unreviewed=unreviewed,
+        tz=tz,
         show_comments=show_comments,
         extra=_rights_alerts(console),
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from gateway.audit.search import notable, sum_by_hour
@@ -263,14 +263,18 @@ def _log_alerts(
     return out
 
 
-def _review_alerts(now: datetime, unreviewed: Sequence[date], s: AlertSettings) -> list[Alert]:
-    overdue = [d for d in unreviewed if (now.date() - d).days > s.review_overdue_days]
+def _review_alerts(
+    now: datetime, unreviewed: Sequence[date], s: AlertSettings, tz: tzinfo
+) -> list[Alert]:
+    # The report days are the console's (``tz``): count them to its date, not UTC's.
+    today = now.astimezone(tz).date()
+    overdue = [d for d in unreviewed if (today - d).days > s.review_overdue_days]
     return [
         Alert(
             f"review-overdue:{d.isoformat()}",
             "review-overdue",
             "warning",
-            datetime.combine(d, datetime.min.time(), UTC) + timedelta(days=1),
+            datetime.combine(d + timedelta(days=1), time(), tz),  # the end of the report's day
             facts=(("report_day", d.isoformat()),),
         )
         for d in sorted(overdue)
@@ -308,6 +312,7 @@ def compute_alerts(
     settings: AlertSettings = AlertSettings(),
     expiries: Mapping[str, datetime] | None = None,
     unreviewed: Sequence[date] = (),
+    tz: tzinfo = UTC,
     show_comments: bool = True,
     extra: Sequence[Alert] = (),
 ) -> tuple[Alert, ...]:
@@ -315,7 +320,8 @@ def compute_alerts(
     acknowledgement if any.
 
     ``expiries``: what expires when (``directory``, ``key:<kid>``) from the trusted directory;
-    ``unreviewed``: the days whose review report is not signed off (:mod:`.review`);
+    ``unreviewed``: the days whose review report is not signed off (:mod:`.review`), days of
+    the console's time zone ``tz``;
     ``show_comments``: false for a role that may not read the acknowledgements' comments;
     ``extra``: alerts computed elsewhere (the inzageverzoek terms, gateway.console.rights_pages)."""
     alerts = [
@@ -324,7 +330,7 @@ def compute_alerts(
         *_expiry_alerts(now, expiries or {}, settings),
         *_spike_alerts(db, now, settings, own_org, names),
         *_log_alerts(db, now, settings, names),
-        *_review_alerts(now, unreviewed, settings),
+        *_review_alerts(now, unreviewed, settings, tz),
         *extra,
     ]
     if alerts:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -199,6 +200,27 @@ async def test_an_unreviewed_report_older_than_the_set_days_is_an_alert(
         unreviewed=(date(2026, 3, 19), date(2026, 3, 16)),
     )
     assert [a.id for a in got] == ["review-overdue:2026-03-16"]
+
+
+async def test_a_report_is_overdue_by_the_consoles_days_not_utcs_after_local_midnight(
+    reader: sqlite3.Connection,
+) -> None:
+    """Bug: the days of the reports are the console's (Europe/Amsterdam), but the alert counted
+    them to UTC's date, a day behind between local midnight and UTC midnight: a report overdue
+    since local midnight raised no alert until 01:00 (02:00 in summer)."""
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    just_after_midnight = datetime(2026, 3, 20, 0, 30, tzinfo=amsterdam)  # 23:30 UTC, the 19th
+    got = compute_alerts(
+        reader,
+        now=just_after_midnight.astimezone(UTC),
+        own_org=ZVH,
+        names=NAMES,
+        unreviewed=(date(2026, 3, 16),),
+        tz=amsterdam,
+    )
+    assert [(a.id, a.since) for a in got] == [
+        ("review-overdue:2026-03-16", datetime(2026, 3, 17, tzinfo=amsterdam))
+    ]
 
 
 ALERT = Alert("expiry:directory:2026-03-21:3", "expiry", "critical", NOW)
