@@ -10,7 +10,9 @@ It is always addressed by name (``rabbitmqctl -n``), and stopped by name at the 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -50,10 +52,32 @@ class TlsNode:
         return Rabbitmqctl(node=self.node)
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (``ip_local_port_range``)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text("ascii").split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range, for a listener a test starts.
+
+    Not one the kernel hands out itself (``bind(0)``): a broker member's port is free when it is
+    picked and must still be free when the member opens its listener again after ``stop_app`` /
+    ``start_app`` (a cluster join) — meanwhile any of the suite's hundreds of outgoing connections
+    could take an ephemeral port as its own end (a red CI run: ``start_app`` failed on a taken
+    listener port). Below the range only another test's explicit choice could collide, and a
+    random pick over ~20,000 ports, checked by binding, makes that as unlikely as it gets."""
+    low, _ = _ephemeral_ports()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 20_000), low)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def render_example_config(tls_dir: Path, port: int) -> str:
