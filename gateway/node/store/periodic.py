@@ -7,7 +7,7 @@ so each must reach exactly the rows that are open or due: every statement here g
 index, most of them partial ones that hold only open or due rows (a plan test,
 ``tests/unit/node/test_store_periodic_plans.py``, reads SQLite's plan of each). The indexes cost
 a few index writes per message; a full scan would cost the whole history on every run, with
-every ``POST`` and broker ack waiting behind it.
+every ``POST`` and broker ack waiting behind it (docs/decisions/0122).
 """
 
 from __future__ import annotations
