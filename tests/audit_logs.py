@@ -47,6 +47,19 @@ CASE_REF = "Veenstad-2026-031"
 SUBJECT = "sub-c1Ra8Hn4Pe2Ydk"
 
 
+async def open_log(
+    store: SqliteStore,
+    *,
+    key: Ed25519PrivateKey | None = None,
+    retention_s: float = 1e6,
+    origin: str = "o.example/x/audit-log",
+) -> AuditLog:
+    """An audit log on ``store`` (made with ``schemas=(AUDIT_SCHEMA,)``), salts from the OS."""
+    return await AuditLog.open(
+        store, origin=origin, key=key, rand=os.urandom, retention_s=retention_s
+    )
+
+
 def make_federation(root: Path) -> FederationFiles:
     """A demo federation of :data:`ORGS` (the directory's default witness threshold: both
     partners)."""

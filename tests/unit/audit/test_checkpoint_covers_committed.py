@@ -10,7 +10,6 @@ as it was, without the record the caller had just seen.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -20,9 +19,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.log import AUDIT_SCHEMA, AuditLog
+from gateway.audit.log import AUDIT_SCHEMA
 from gateway.core.audit import new_record
 from gateway.node.store import SqliteStore
+from tests.audit_logs import open_log
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -43,13 +43,7 @@ async def test_a_checkpoint_covers_a_record_a_reader_already_sees(store: SqliteS
             release.wait()
 
     store.on_commit(slow_hook)
-    log = await AuditLog.open(
-        store,
-        origin="o.example/x/audit-log",
-        key=Ed25519PrivateKey.generate(),
-        rand=os.urandom,
-        retention_s=1e6,
-    )
+    log = await open_log(store, key=Ed25519PrivateKey.generate())
     record = new_record(name="message.send", status="ok", start_time=NOW, end_time=NOW)
     armed.set()
     appending = asyncio.create_task(store.commit(log.append([record], NOW)))

@@ -11,12 +11,12 @@ progress handler called on every step): a count, not a time, so a busy machine c
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 from gateway.audit.log import AUDIT_SCHEMA, AuditLog
 from gateway.node.store import SqliteStore
+from tests.audit_logs import open_log
 from tests.console.data.conftest import NOW, msg
 
 RETENTION_S = 86400 * 365
@@ -24,9 +24,7 @@ RETENTION_S = 86400 * 365
 
 async def _log(path: Path) -> tuple[SqliteStore, AuditLog]:
     store = SqliteStore(path, schemas=(AUDIT_SCHEMA,))
-    log = await AuditLog.open(
-        store, origin="zvh.example/x/audit-log", key=None, rand=os.urandom, retention_s=RETENTION_S
-    )
+    log = await open_log(store, retention_s=RETENTION_S)
     return store, log
 
 

@@ -9,7 +9,6 @@ root, so a stored leaf altered since the tree was built is refused, not proved.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from gateway.core.audit import new_record
 from gateway.core.merkle import TILE_HEIGHT, MerkleTree
 from gateway.errors import LocalError
 from gateway.node.store import SqliteStore
+from tests.audit_logs import open_log
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 #: The log keeps the low levels of 2 complete tiles here (64 in a node); these are 10 tiles.
@@ -43,13 +43,7 @@ async def test_an_old_records_proof_is_read_back_checked_and_the_tree_stays_smal
     path = tmp_path / "n.db"
     store = SqliteStore(path, schemas=(AUDIT_SCHEMA,))
     try:
-        log = await AuditLog.open(
-            store,
-            origin="o.example/x/audit-log",
-            key=Ed25519PrivateKey.generate(),
-            rand=os.urandom,
-            retention_s=1e6,
-        )
+        log = await open_log(store, key=Ed25519PrivateKey.generate())
         record = new_record(name="message.send", status="ok", start_time=NOW, end_time=NOW)
         await store.commit(log.append([record] * RECORDS, NOW))
         checkpoint = await log.checkpoint()
@@ -77,9 +71,7 @@ async def test_a_reopened_log_rebuilds_the_same_tree_within_the_same_bound(tmp_p
     store = SqliteStore(path, schemas=(AUDIT_SCHEMA,))
     key = Ed25519PrivateKey.generate()
     try:
-        log = await AuditLog.open(
-            store, origin="o.example/x/audit-log", key=key, rand=os.urandom, retention_s=1e6
-        )
+        log = await open_log(store, key=key)
         record = new_record(name="message.send", status="ok", start_time=NOW, end_time=NOW)
         await store.commit(log.append([record] * RECORDS, NOW))
         first = await log.checkpoint()
@@ -87,9 +79,7 @@ async def test_a_reopened_log_rebuilds_the_same_tree_within_the_same_bound(tmp_p
         await store.close()
     store = SqliteStore(path, schemas=(AUDIT_SCHEMA,))
     try:
-        again = await AuditLog.open(
-            store, origin="o.example/x/audit-log", key=key, rand=os.urandom, retention_s=1e6
-        )
+        again = await open_log(store, key=key)
         assert first is not None
         assert again.latest == first  # the root checked at open
         assert again._tree.consistency_proof(100, RECORDS) == MerkleTree(
