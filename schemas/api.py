@@ -14,10 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from schemas import ids, limits
 from schemas._base import (
@@ -39,6 +47,7 @@ from schemas.reasons import RejectReason
 
 __all__ = [
     "ACTOR_HEADERS",
+    "TYPED_SEND_REQUESTS",
     "AdapterRejectReason",
     "DeliveryStatus",
     "FieldError",
@@ -99,22 +108,38 @@ class SendRequest(Wire):
     traceparent: TraceParent | None = None
 
 
-#: One :class:`SendRequest` model per message type with the body typed as that type's body model,
-#: so :func:`parse_send_request` validates the body from the request's JSON in one pass (strict
-#: JSON mode: dates as strings, lists as tuples) and the claims take the body model as it is.
+class _TypedSendRequest(SendRequest):
+    """Base of the per-type send requests below. Their two own fields come from the body table,
+    so they have no attribute docstrings to read; with the reading on, pydantic searches the
+    source of every frame of the call stack for each class built by ``create_model`` (about a
+    fifth of a second of a node's or ``zvg``'s start-up)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=False)
+
+
+def _camel(message_type: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[._]", message_type))
+
+
+#: Message type → the :class:`SendRequest` of that type, its ``body`` typed as the type's body
+#: model (named ``SendRequestCaseReferral`` and so on, as the OpenAPI document and client
+#: generators show them), so :func:`parse_send_request` validates the body from the request's
+#: JSON in one pass (strict JSON mode: dates as strings, lists as tuples) and the claims take the
+#: body model as it is.
+TYPED_SEND_REQUESTS: dict[str, type[SendRequest]] = {
+    message_type: create_model(
+        f"SendRequest{_camel(message_type)}",
+        __base__=_TypedSendRequest,
+        __doc__=f"A {message_type} message to send (its body typed).",
+        message_type=(Literal[message_type], ...),  # type: ignore[arg-type]  # a tag from the table
+        body=(body_model, ...),
+    )
+    for message_type, body_model in BODY_TYPES.items()
+}
+
 _TYPED_REQUESTS: TypeAdapter[SendRequest] = TypeAdapter(
     Annotated[  # type: ignore[arg-type]  # a union built at run time from the body table
-        Union[  # noqa: UP007 - Union[tuple] is the spelling for a union of a computed tuple
-            tuple(
-                create_model(
-                    f"SendRequest[{message_type}]",
-                    __base__=SendRequest,
-                    message_type=(Literal[message_type], ...),  # type: ignore[arg-type]  # a tag from the table
-                    body=(body_model, ...),
-                )
-                for message_type, body_model in BODY_TYPES.items()
-            )
-        ],
+        Union[tuple(TYPED_SEND_REQUESTS.values())],  # noqa: UP007 - a union of a computed tuple
         Field(discriminator="message_type"),
     ]
 )

@@ -4,17 +4,14 @@ type, with its typed body), and the shapes of the directory view and the health 
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, RootModel, create_model
+from pydantic import BaseModel, Field, RootModel
 
 from schemas import api
-from schemas.bodies import BODY_TYPES
 from schemas.claims import MessageClaims
 
 __all__ = [
-    "TYPED_SEND_REQUESTS",
     "DirectoryView",
     "Health",
     "InboxItem",
@@ -24,28 +21,11 @@ __all__ = [
 ]
 
 
-def _camel(message_type: str) -> str:
-    return "".join(part.capitalize() for part in re.split(r"[._]", message_type))
-
-
-#: Message type → the send request of that type (its ``body`` typed), named for generators.
-TYPED_SEND_REQUESTS: dict[str, type[api.SendRequest]] = {
-    message_type: create_model(
-        f"SendRequest{_camel(message_type)}",
-        __base__=api.SendRequest,
-        __doc__=f"A {message_type} message to send (its body typed).",
-        message_type=(Literal[message_type], ...),  # type: ignore[arg-type]  # a tag from the table
-        body=(body_model, ...),
-    )
-    for message_type, body_model in BODY_TYPES.items()
-}
-
-
 class SendRequest(RootModel[Any]):
     """``POST /v1/messages``: one of the message types, told apart by ``message_type``."""
 
     root: Annotated[
-        Union[tuple(TYPED_SEND_REQUESTS.values())],  # type: ignore[valid-type]  # noqa: UP007 - a union of a computed tuple
+        Union[tuple(api.TYPED_SEND_REQUESTS.values())],  # type: ignore[valid-type]  # noqa: UP007 - a union of a computed tuple
         Field(discriminator="message_type"),
     ]
 
