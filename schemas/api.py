@@ -111,8 +111,8 @@ class SendRequest(Wire):
 class _TypedSendRequest(SendRequest):
     """Base of the per-type send requests below. Their two own fields come from the body table,
     so they have no attribute docstrings to read; with the reading on, pydantic searches the
-    source of every frame of the call stack for each class built by ``create_model`` (about a
-    fifth of a second of a node's or ``zvg``'s start-up)."""
+    source of every frame of the call stack for each class built by ``create_model`` (about
+    0.3 s of CPU of a node's start-up: ``benchmarks/startup.py``)."""
 
     model_config = ConfigDict(use_attribute_docstrings=False)
 
